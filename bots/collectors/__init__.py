@@ -1,0 +1,1 @@
+"""Bots of intelmq-crossborder, installed as ``intelmq_crossborder.bots``."""

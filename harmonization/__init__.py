@@ -1,0 +1,1 @@
+"""Data package: the cross-border harmonization schema (crossborder.json)."""

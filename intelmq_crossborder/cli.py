@@ -1,0 +1,144 @@
+"""``intelmq-crossborder``: the command-line interface.
+
+Scripts depend on the commands and their output; keep them stable.  Each command
+group is a ``register(subparsers)`` function; add a group to ``GROUPS``.
+
+Exit status: 0 success, 1 the input was checked and found bad, 2 usage or
+configuration error (argparse's convention).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from intelmq_crossborder import __version__
+
+
+def _fail(message: str, status: int = 2) -> int:
+    print(f"intelmq-crossborder: error: {message}", file=sys.stderr)
+    return status
+
+
+# --- tlp ---------------------------------------------------------------------
+
+def _tlp_normalise(args) -> int:
+    from intelmq_crossborder import tlp
+
+    status = 0
+    for value in args.values:
+        try:
+            parsed = tlp.parse(value)
+        except tlp.UnknownTLPError as exc:
+            print(f"intelmq-crossborder: error: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        if parsed.level is None:
+            print(f"intelmq-crossborder: error: {value!r} is the Chatham House flag "
+                  "(do not disclose the source), not a TLP level", file=sys.stderr)
+            status = 2
+            continue
+        print(f"{parsed.label}\t{parsed.standard}" if args.show_standard else parsed.label)
+    return status
+
+
+def register_tlp(sub) -> None:
+    p = sub.add_parser("tlp", help="TLP 2.0 labels", description="Work with TLP labels.")
+    tsub = p.add_subparsers(dest="tlp_command", required=True, metavar="COMMAND")
+    n = tsub.add_parser(
+        "normalise", aliases=["normalize"],
+        help="print the canonical TLP 2.0 label of each value",
+        description="Print one canonical TLP 2.0 label (CLEAR, GREEN, AMBER, AMBER+STRICT, RED) per "
+                    "value. Accepts TLP 1.0/2.0 labels with or without prefix, MISP tlp tags, CSAF "
+                    "labels and STIX marking-definition ids. Exits 2 if a value is not a TLP label.")
+    n.add_argument("values", nargs="+", metavar="VALUE")
+    n.add_argument("--show-standard", action="store_true",
+                   help="also print the standard the spelling belongs to, tab-separated")
+    n.set_defaults(func=_tlp_normalise)
+
+
+# --- harmonization -------------------------------------------------------------
+
+def _harmonization_install(args) -> int:
+    from intelmq_crossborder import harmonization as h
+
+    target = Path(args.target) if args.target else _default_harmonization_target()
+    try:
+        report, backup = h.install(target, backup=not args.no_backup)
+    except h.HarmonizationError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{target}: {exc.strerror}")
+    for line in report.lines():
+        print(f"{target}: {line}")
+    if backup:
+        print(f"{target}: backup written to {backup}")
+    return 0
+
+
+def _default_harmonization_target() -> Path:
+    from intelmq import HARMONIZATION_CONF_FILE
+    return Path(HARMONIZATION_CONF_FILE)
+
+
+def _harmonization_check(args) -> int:
+    from intelmq_crossborder import harmonization as h
+
+    problems = h.check(Path(args.file), require_crossborder=not args.structure_only)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return 1
+    print(f"{args.file}: OK")
+    return 0
+
+
+def register_harmonization(sub) -> None:
+    p = sub.add_parser("harmonization", help="install or check the cross-border harmonization",
+                       description="Manage the cross-border fields in an IntelMQ harmonization.conf.")
+    hsub = p.add_subparsers(dest="harmonization_command", required=True, metavar="COMMAND")
+    i = hsub.add_parser(
+        "install", help="merge the cross-border fields into harmonization.conf",
+        description="Add the cross-border fields to an IntelMQ harmonization.conf. Idempotent; writes "
+                    "a backup before a change; never drops or changes a field the file already has.")
+    i.add_argument("--target", metavar="FILE",
+                   help="harmonization file (default: the one IntelMQ reads, "
+                        "$INTELMQ_ROOT_DIR/etc/harmonization.conf or /opt/intelmq/etc/harmonization.conf)")
+    i.add_argument("--no-backup", action="store_true", help="do not write a backup copy")
+    i.set_defaults(func=_harmonization_install)
+    c = hsub.add_parser(
+        "check", help="validate a harmonization file",
+        description="Validate an IntelMQ harmonization file: structure, types, regexes, and that the "
+                    "cross-border fields are present. Exits 1 naming each bad field.")
+    c.add_argument("file", metavar="FILE")
+    c.add_argument("--structure-only", action="store_true",
+                   help="check only the structure, not the presence of the cross-border fields")
+    c.set_defaults(func=_harmonization_check)
+
+
+def register_demo(sub) -> None:
+    from intelmq_crossborder import demo
+    demo.register(sub)
+
+
+GROUPS = [register_tlp, register_harmonization, register_demo]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="intelmq-crossborder",
+        description="Tools of intelmq-crossborder, the IntelMQ extension for cross-border cyber hubs.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in GROUPS:
+        register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""``make demo``: run the shipped pipeline for real and report what came out.
+
+The first pipeline (runtime-configs/first-pipeline) reads the sample events
+through IntelMQ's file collector and JSON parser, normalises TLP with the
+cross-border TLP expert and writes them with IntelMQ's file output.  It runs on
+Redis under a scratch INTELMQ_ROOT_DIR, waits until the queues drain, prints
+the events out per TLP label and what was dumped, and stops the bots.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from intelmq_crossborder.runner import REPO_DIR, IntelMQInstance, chown_for_intelmq, load_runtime
+
+FIRST_PIPELINE = REPO_DIR / "runtime-configs" / "first-pipeline" / "runtime.yaml"
+FIRST_SAMPLE = REPO_DIR / "runtime-configs" / "samples" / "first-pipeline.jsonl"
+
+
+def run_first_pipeline(workdir: Path, sample: Path = FIRST_SAMPLE, redis_db: int = 10,
+                       timeout: float = 90) -> dict:
+    """Run the first pipeline on ``sample``; returns the output events and the dumps."""
+    root = Path(workdir) / "intelmq"
+    runtime = load_runtime(FIRST_PIPELINE, root)
+    inst = IntelMQInstance(root, runtime, redis_db=redis_db).setup()
+    inst.clear_queues()
+    spool = root / "var" / "spool" / "input"
+    spool.mkdir(parents=True, exist_ok=True)
+    out_file = Path(runtime["file-output"]["parameters"]["file"])
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    chown_for_intelmq(root / "var")
+    expected = sum(1 for line in open(sample, encoding="utf-8") if line.strip())
+
+    def lines_out() -> list:
+        if not out_file.exists():
+            return []
+        return [json.loads(l) for l in out_file.read_text("utf-8").splitlines() if l.strip()]
+
+    def dumped() -> int:
+        return sum(len(v) for v in inst.dumps().values())
+
+    try:
+        inst.start()
+        # The collector deletes the file after reading it: copy it in last, owned by intelmq.
+        target = spool / (sample.stem + ".jsonl")
+        shutil.copy(sample, target)
+        chown_for_intelmq(spool)
+        inst.wait_until_drained(timeout=timeout,
+                                done=lambda: not target.exists() and len(lines_out()) + dumped() >= expected)
+    finally:
+        inst.stop()
+    return {"events": lines_out(), "dumps": inst.dumps(), "input_count": expected, "root": root}
+
+
+def summarise(result: dict) -> str:
+    per_tlp = collections.Counter(ev.get("sharing.tlp", "(none)") for ev in result["events"])
+    lines = [f"First pipeline: {result['input_count']} events in, {len(result['events'])} out, "
+             f"{sum(len(v) for v in result['dumps'].values())} dumped."]
+    order = ["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"]
+    for label in order + sorted(set(per_tlp) - set(order)):
+        if per_tlp.get(label):
+            lines.append(f"  TLP:{label:<13} {per_tlp[label]}")
+    for bot, entries in sorted(result["dumps"].items()):
+        for entry in entries:
+            reason = entry["traceback"][-1].strip() if entry.get("traceback") else "?"
+            lines.append(f"  dumped by {bot}: {reason}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="intelmq-crossborder demo", description=__doc__)
+    parser.add_argument("--workdir", help="scratch directory (default: a new temporary one)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    args = parser.parse_args(argv)
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="intelmq-crossborder-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    workdir.chmod(0o755)  # bots run as the intelmq user when started by root
+    try:
+        result = run_first_pipeline(workdir)
+        print(summarise(result))
+        if result["input_count"] != len(result["events"]) + sum(len(v) for v in result["dumps"].values()):
+            print("ERROR: events were lost between input and output")
+            return 1
+    finally:
+        if args.keep:
+            print(f"Scratch directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="run the demo pipeline on Redis and report",
+                       description="Run the shipped demo pipeline with real IntelMQ bots on Redis "
+                                   "under a scratch INTELMQ_ROOT_DIR, print what came out, clean up.")
+    p.add_argument("--workdir", help="scratch directory (default: a new temporary one)")
+    p.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    p.set_defaults(func=lambda args: main([*(["--workdir", args.workdir] if args.workdir else []),
+                                           *(["--keep"] if args.keep else [])]))

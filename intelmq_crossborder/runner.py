@@ -1,0 +1,209 @@
+"""Run a real IntelMQ pipeline from a runtime config under a scratch root.
+
+Used by ``make demo``, the integration tests and the benchmarks.  Each
+:class:`IntelMQInstance` has its own ``INTELMQ_ROOT_DIR`` (etc/, var/log, var/run,
+var/lib) and its own Redis database, so instances never touch ``/opt/intelmq``
+or each other.  Bots are real processes started and stopped by ``intelmqctl``.
+
+Runtime configs may use ``${INTELMQ_ROOT_DIR}`` and ``${REPO_DIR}`` in string
+values; they are expanded when the instance is set up (``envsubst`` does the
+same for a hand-run deployment).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import string
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import yaml
+
+from intelmq_crossborder import harmonization
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+
+
+class PipelineError(RuntimeError):
+    """The pipeline did not start, drain or stop as expected."""
+
+
+def _expand(value, mapping: dict):
+    if isinstance(value, str):
+        return string.Template(value).safe_substitute(mapping)
+    if isinstance(value, list):
+        return [_expand(v, mapping) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v, mapping) for k, v in value.items()}
+    return value
+
+
+def load_runtime(path: Path, root: Path, extra: Optional[dict] = None) -> dict:
+    """Read a runtime.yaml and expand ``${INTELMQ_ROOT_DIR}``, ``${REPO_DIR}`` and ``extra``."""
+    mapping = {"INTELMQ_ROOT_DIR": str(root), "REPO_DIR": str(REPO_DIR), **(extra or {})}
+    with open(path, encoding="utf-8") as fh:
+        return _expand(yaml.safe_load(fh), mapping)
+
+
+def _intelmq_ids() -> Optional[tuple]:
+    """uid/gid of the ``intelmq`` user when we are root (bots drop privileges to it)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pw = pwd.getpwnam("intelmq")
+    except KeyError:
+        raise PipelineError("running as root but there is no 'intelmq' user; "
+                            "run scripts/ensure-env.sh (make test / make demo do)") from None
+    return pw.pw_uid, pw.pw_gid
+
+
+def chown_for_intelmq(path: Path) -> None:
+    """Give a scratch tree to the ``intelmq`` user when running as root (no-op otherwise)."""
+    ids = _intelmq_ids()
+    if ids is None:
+        return
+    for dirpath, dirnames, filenames in os.walk(path):
+        os.chown(dirpath, *ids)
+        for name in filenames:
+            os.chown(os.path.join(dirpath, name), *ids)
+
+
+class IntelMQInstance:
+    """One IntelMQ installation: a root directory, a runtime config, a Redis database."""
+
+    def __init__(self, root: Path, runtime: dict, *, redis_db: int = 2, redis_host: str = "127.0.0.1",
+                 redis_port: int = 6379, harmonization_conf: Optional[dict] = None,
+                 broker: str = "redis"):
+        self.root = Path(root).resolve()
+        self.runtime = runtime
+        self.redis_db = redis_db
+        self.redis_host = redis_host
+        self.redis_port = redis_port
+        self.broker = broker
+        self.harmonization_conf = harmonization_conf
+
+    # --- set-up ---------------------------------------------------------------
+    @property
+    def etc(self) -> Path:
+        return self.root / "etc"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "var" / "log"
+
+    def bot_ids(self) -> list:
+        return [k for k in self.runtime if k != "global"]
+
+    def setup(self) -> "IntelMQInstance":
+        for sub in ("etc", "var/log", "var/run", "var/lib/bots"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        runtime = json.loads(json.dumps(self.runtime))
+        glob = runtime.setdefault("global", {})
+        glob.setdefault("logging_path", str(self.log_dir))
+        if self.broker == "redis":
+            for side in ("source", "destination"):
+                glob.setdefault(f"{side}_pipeline_broker", "redis")
+                glob.setdefault(f"{side}_pipeline_host", self.redis_host)
+                glob.setdefault(f"{side}_pipeline_port", self.redis_port)
+                glob.setdefault(f"{side}_pipeline_db", self.redis_db)
+        glob.setdefault("statistics_host", self.redis_host)
+        glob.setdefault("statistics_port", self.redis_port)
+        glob.setdefault("statistics_database", self.redis_db)
+        self.runtime = runtime
+        with open(self.etc / "runtime.yaml", "w", encoding="utf-8") as fh:
+            yaml.safe_dump(runtime, fh, sort_keys=False)
+        harm = self.harmonization_conf or harmonization.merged_harmonization()
+        (self.etc / "harmonization.conf").write_text(json.dumps(harm, indent=4, sort_keys=True), "utf-8")
+        chown_for_intelmq(self.root)
+        return self
+
+    # --- processes ----------------------------------------------------------------
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env["INTELMQ_ROOT_DIR"] = str(self.root)
+        bindir = str(Path(sys.executable).parent)
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+        env.pop("INTELMQ_PATHS_NO_OPT", None)
+        return env
+
+    def ctl(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        exe = shutil.which("intelmqctl", path=str(Path(sys.executable).parent)) or "intelmqctl"
+        proc = subprocess.run([exe, "--type", "json", *args], env=self.env(), capture_output=True,
+                              text=True, timeout=timeout, cwd=str(self.root))
+        if check and proc.returncode != 0:
+            raise PipelineError(f"intelmqctl {' '.join(args)} exited {proc.returncode}: "
+                                f"{proc.stderr.strip() or proc.stdout.strip()}")
+        return proc
+
+    def start(self, bot_ids: Optional[Iterable[str]] = None) -> None:
+        for bot_id in (bot_ids or self.bot_ids()):
+            self.ctl("start", bot_id)
+
+    def stop(self, bot_ids: Optional[Iterable[str]] = None) -> None:
+        for bot_id in (bot_ids or self.bot_ids()):
+            self.ctl("stop", bot_id, check=False)
+
+    def status(self) -> dict:
+        return json.loads(self.ctl("status", check=False).stdout or "{}")
+
+    # --- queues -------------------------------------------------------------------
+    def redis(self):
+        import redis
+        return redis.Redis(host=self.redis_host, port=self.redis_port, db=self.redis_db)
+
+    def queues(self) -> set:
+        names = set()
+        for bot_id, conf in self.runtime.items():
+            if bot_id == "global":
+                continue
+            params = conf.get("parameters", {})
+            if conf.get("group") != "Collector":
+                src = params.get("source_queue", f"{bot_id}-queue")
+                names.update({src, f"{src}-internal"})
+            dest = params.get("destination_queues", {})
+            for value in (dest.values() if isinstance(dest, dict) else [dest]):
+                names.update([value] if isinstance(value, str) else value)
+        return names
+
+    def queue_lengths(self) -> dict:
+        r = self.redis()
+        pipe = r.pipeline()
+        names = sorted(self.queues())
+        for name in names:
+            pipe.llen(name)
+        return dict(zip(names, pipe.execute()))
+
+    def clear_queues(self) -> None:
+        names = self.queues()
+        if names:
+            self.redis().delete(*names)
+
+    def wait_until_drained(self, timeout: float = 60, settle: float = 1.5,
+                           done: Optional[Callable[[], bool]] = None) -> None:
+        """Wait until every queue is empty (and ``done()`` holds) for ``settle`` seconds."""
+        deadline = time.monotonic() + timeout
+        quiet_since = None
+        while time.monotonic() < deadline:
+            lengths = self.queue_lengths()
+            if not any(lengths.values()) and (done is None or done()):
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= settle:
+                    return
+            else:
+                quiet_since = None
+            time.sleep(0.2)
+        raise PipelineError(f"pipeline did not drain within {timeout}s: queues {self.queue_lengths()}; "
+                            f"logs in {self.log_dir}")
+
+    def dumps(self) -> dict:
+        """bot id -> list of dumped entries (IntelMQ's ``<bot>.dump`` files)."""
+        out = {}
+        for path in self.log_dir.glob("*.dump"):
+            with open(path, encoding="utf-8") as fh:
+                out[path.stem] = list(json.load(fh).values())
+        return out
