@@ -70,7 +70,7 @@ class TestCrossBorderTLPExpertBot(CrossBorderBotTestCase, unittest.TestCase):
         self.input_message = ev(extra__tlp="PURPLE")
         self.run_bot(allowed_error_count=1)
         self.assertOutputQueueLen(0)
-        self.assertLogMatches(r"unknown TLP label 'PURPLE' in field extra\.tlp", "ERROR")
+        self.assertRegexpMatchesLog(r"unknown TLP label 'PURPLE' in field extra\.tlp; the event is dumped")
 
     def test_unparseable_tag_in_tlp_namespace_is_dumped(self):
         self.input_message = ev(extra__misp_tags="tlp:purple,osint")
