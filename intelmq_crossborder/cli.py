@@ -121,7 +121,12 @@ def register_demo(sub) -> None:
     demo.register(sub)
 
 
-GROUPS = [register_tlp, register_harmonization, register_demo]
+def register_check(sub) -> None:
+    from intelmq_crossborder import configcheck
+    configcheck.register(sub)
+
+
+GROUPS = [register_tlp, register_harmonization, register_check, register_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -117,10 +117,21 @@ class IntelMQInstance:
         self.runtime = runtime
         with open(self.etc / "runtime.yaml", "w", encoding="utf-8") as fh:
             yaml.safe_dump(runtime, fh, sort_keys=False)
+        self._write_upgrade_state()
         harm = self.harmonization_conf or harmonization.merged_harmonization()
         (self.etc / "harmonization.conf").write_text(json.dumps(harm, indent=4, sort_keys=True), "utf-8")
         chown_for_intelmq(self.root)
         return self
+
+    def _write_upgrade_state(self) -> None:
+        """Mark IntelMQ's config upgrades as done, as intelmqsetup does for a fresh install:
+        the runtime configs here are written in the current (3.x) format."""
+        from intelmq import __version__ as intelmq_version
+        from intelmq.lib import upgrades
+
+        state = {"version_history": [intelmq_version],
+                 "upgrades": {name: True for name in upgrades.__all__}, "results": []}
+        (self.root / "var" / "lib" / "state.json").write_text(json.dumps(state, indent=4), "utf-8")
 
     # --- processes ----------------------------------------------------------------
     def env(self) -> dict:

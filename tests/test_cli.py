@@ -112,3 +112,25 @@ def test_harmonization_check_names_field(tmp_path):
     target.write_text(json.dumps(data))
     proc = run("harmonization", "check", "--structure-only", str(target))
     assert proc.returncode == 1 and "field event.source.port: type 'Port'" in proc.stderr
+
+
+def test_check_fails_on_bad_bot_parameter(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("tlp-expert:\n  module: intelmq.bots.experts.crossborder.tlp.expert\n"
+                    "  parameters: {default_tlp: tlp:amber+strict}\n")
+    proc = run("check", str(good))
+    assert proc.returncode == 0 and "No errors found." in proc.stdout, proc.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("global: {default_tlp: BLUE}\ntlp-expert:\n  module: intelmq.bots.experts.crossborder.tlp.expert\n"
+                   "  parameters: {}\nghost:\n  module: intelmq.bots.experts.nope.expert\n")
+    proc = run("check", str(bad))
+    assert proc.returncode == 1
+    assert f"error: {bad}: bot tlp-expert: Parameter default_tlp: unknown TLP label 'BLUE'" in proc.stderr
+    assert "bot ghost: no installed bot has the module" in proc.stderr
+
+
+def test_check_shipped_runtime_configs():
+    configs = sorted(str(p) for p in (Path(__file__).parent.parent / "runtime-configs").rglob("runtime.yaml"))
+    assert configs
+    proc = run("check", *configs)
+    assert proc.returncode == 0, proc.stderr
