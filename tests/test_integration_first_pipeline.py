@@ -1,6 +1,11 @@
 """The first pipeline with real IntelMQ bot processes on Redis: file collector -> JSON parser
 -> cross-border TLP expert -> file output. Output checked exactly, the bad label dumped."""
+import os
+import socket
+
 import pytest
+import redis
+import yaml
 
 from intelmq_crossborder.demo import FIRST_SAMPLE, run_first_pipeline
 
@@ -25,8 +30,33 @@ def identity(ev):
             return ev[key]
 
 
-def test_first_pipeline_real_processes(intelmq_workdir):
-    result = run_first_pipeline(intelmq_workdir, redis_db=10, timeout=120)
+def rabbitmq_available() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5672), 1).close()
+        return True
+    except OSError:
+        return False
+
+
+def require_rabbitmq():
+    if not rabbitmq_available():
+        if os.environ.get("CI") == "true":
+            pytest.fail("RabbitMQ is not answering on 127.0.0.1:5672 (make test starts it)")
+        pytest.skip("RabbitMQ is not answering on 127.0.0.1:5672")
+
+
+@pytest.mark.parametrize("broker", ["redis", pytest.param("amqp", marks=pytest.mark.amqp)])
+def test_first_pipeline_real_processes(intelmq_workdir, broker):
+    if broker == "amqp":
+        require_rabbitmq()
+    db = 10 if broker == "redis" else 9
+    redis.Redis(db=db).delete("json-parser-queue", "tlp-expert-queue", "file-output-queue")
+    result = run_first_pipeline(intelmq_workdir, redis_db=db, timeout=120, broker=broker)
+    runtime = yaml.safe_load((result["root"] / "etc" / "runtime.yaml").read_text())
+    assert runtime["global"]["source_pipeline_broker"] == broker
+    assert runtime["global"]["destination_pipeline_broker"] == broker
+    if broker == "amqp":  # nothing went through Redis queues
+        assert not [k for k in redis.Redis(db=db).keys("*queue*")]
     events = result["events"]
     assert result["input_count"] == 9
     got = {identity(ev): (ev["sharing.tlp"], ev["tlp"], ev.get("sharing.do_not_disclose_source"))
