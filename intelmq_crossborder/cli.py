@@ -121,7 +121,12 @@ def register_demo(sub) -> None:
     demo.register(sub)
 
 
-GROUPS = [register_tlp, register_harmonization, register_demo]
+def register_bundle(sub) -> None:
+    from intelmq_crossborder import bundle_cli
+    bundle_cli.register(sub)
+
+
+GROUPS = [register_tlp, register_harmonization, register_demo, register_bundle]
 
 
 def build_parser() -> argparse.ArgumentParser:
