@@ -241,6 +241,13 @@ def https_session(client_cert: Optional[str] = None, client_key: Optional[str] =
     return session
 
 
+def _tls(session) -> dict:
+    # Passed on every request: requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE from the
+    # environment override a session's own ``verify`` (psf/requests#3829), which would
+    # silently replace the peer CA we were configured with.
+    return {"verify": session.verify, "cert": session.cert}
+
+
 def push_outbox(outbox, url: str, session, sent_dir=None, timeout: float = 60.0,
                 logger: Optional[logging.Logger] = None) -> List[str]:
     """PUT every bundle of ``outbox`` (in name order = sequence order) to ``url``/<name>.
@@ -258,7 +265,7 @@ def push_outbox(outbox, url: str, session, sent_dir=None, timeout: float = 60.0,
         try:
             with open(path, "rb") as fh:
                 response = session.put(f"{base}/{path.name}", data=fh, timeout=timeout,
-                                       headers={"Content-Type": "application/x-tar"})
+                                       headers={"Content-Type": "application/x-tar"}, **_tls(session))
             response.raise_for_status()
         except (requests.RequestException, OSError) as exc:
             log.warning("Push of %s to %s failed, kept in the outbox for the next attempt: %s.",
@@ -297,7 +304,7 @@ def pull_bundles(url: str, inbox, session, already: Iterable[str], timeout: floa
     log = logger or logging.getLogger(__name__)
     inbox = Path(inbox)
     base = url.rstrip("/")
-    response = session.get(base + "/", timeout=timeout)
+    response = session.get(base + "/", timeout=timeout, **_tls(session))
     response.raise_for_status()
     names = _listing_names(response.json())
     skip = set(already)
@@ -307,7 +314,7 @@ def pull_bundles(url: str, inbox, session, already: Iterable[str], timeout: floa
                 or name in skip or (inbox / name).exists()):
             continue
         tmp = inbox / f".{name}.tmp"
-        with session.get(f"{base}/{name}", timeout=timeout, stream=True) as resp:
+        with session.get(f"{base}/{name}", timeout=timeout, stream=True, **_tls(session)) as resp:
             resp.raise_for_status()
             with open(tmp, "wb") as out:
                 for chunk in resp.iter_content(chunk_size=1 << 20):
