@@ -4,6 +4,7 @@ import json
 import shutil
 import tempfile
 import unittest
+import unittest.mock as mock
 from pathlib import Path
 
 from botcase import CrossBorderBotTestCase
@@ -94,6 +95,25 @@ class TestCrossBorderExchangeCollectorBot(CrossBorderBotTestCase, unittest.TestC
         self.run_bot(parameters={**self.params, "trust_store": str(revoked_trust)}, allowed_error_count=1)
         self.assertOutputQueueLen(0)
         self.assertRegexpMatchesLog(r"\(revoked-key\): .*revoked \(key compromised\)")
+
+    def test_crash_in_the_middle_resumes_without_loss_or_duplicates(self):
+        self.send(1, 10)
+        real_send = CrossBorderExchangeCollectorBot.send_message
+        calls = []
+
+        def dying_send(bot, *messages, **kw):
+            if len(calls) == 2:
+                raise RuntimeError("pipeline went away")
+            calls.append(1)
+            return real_send(bot, *messages, **kw)
+
+        with mock.patch.object(CrossBorderExchangeCollectorBot, "send_message", dying_send):
+            self.run_bot(parameters=self.params, allowed_error_count=1)
+        first = self.lines()
+        assert first == events(8)
+        self.run_bot(parameters=self.params)
+        self.assertRegexpMatchesLog("Resuming import of .* at event 8 of 10")
+        assert self.lines() == events(10)[8:]
 
     def test_two_senders(self):
         self.send(1, 2, sender="de-hub")

@@ -97,6 +97,36 @@ class TestCrossBorderExchangeOutputBot(CrossBorderBotTestCase, unittest.TestCase
         assert [e["source.ip"] for e in events] == ["192.0.2.1"]
         assert manifest.window_start < manifest.window_end
 
+    def test_timer_seals_a_quiet_bundle(self):
+        import time
+        self.input_message = [ev(1)]
+        self.run_bot(parameters={**self.params, "seal_check_interval": 1, "max_bundle_age": 1}, stop_bot=False)
+        try:
+            deadline = time.monotonic() + 10
+            while not self.bundles() and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            self.bot.stop(exitcode=0)
+        (_, events), = self.bundles()
+        assert [e["source.ip"] for e in events] == ["192.0.2.1"]
+
+    def test_nightly_cut_seal_at(self):
+        from intelmq_crossborder.bots.outputs.exchange.output import last_cut
+        import datetime as dt
+        now = dt.datetime(2026, 11, 23, 1, 30, tzinfo=dt.timezone.utc).timestamp()
+        assert last_cut("02:00", now) == dt.datetime(2026, 11, 22, 2, 0, tzinfo=dt.timezone.utc).timestamp()
+        assert last_cut("01:00", now) == dt.datetime(2026, 11, 23, 1, 0, tzinfo=dt.timezone.utc).timestamp()
+        self.run_with([ev(1)], seal_at="02:00")
+        assert self.bundles() == []
+        state_file = self.dir / "spool" / "state.json"
+        state = json.loads(state_file.read_text())
+        state["spool_opened_at"] -= 86400 + 60      # the spool was opened before the last cut
+        state_file.write_text(json.dumps(state))
+        self.run_with([ev(2)], seal_at="02:00")
+        (_, events), = self.bundles()
+        assert [e["source.ip"] for e in events] == ["192.0.2.1"]
+        assert "seal_at" in CrossBorderExchangeOutputBot.check({**self.sysconfig, "seal_at": "25:00"})[0][1]
+
     def test_red_and_unlabelled_events_are_dumped(self):
         for message, label in ((ev(1, tlp="RED"), "above max_tlp"), (ev(1, tlp="AMBER+STRICT"), "above max_tlp")):
             self.run_with([message], allowed_error_count=1, seal_on_shutdown=True)

@@ -1,8 +1,10 @@
 """Cross-border exchange output: spool events for one recipient hub and seal them into signed bundles."""
+import datetime as dt
 import hashlib
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 from intelmq import VAR_STATE_PATH
@@ -37,6 +39,7 @@ class CrossBorderExchangeOutputBot(OutputBot):
     sent_dir: str = ""
     max_bundle_events: int = 100000
     max_bundle_age: int = 86400
+    seal_at: str = ""
     seal_check_interval: int = 60
     seal_on_shutdown: bool = False
     seal_empty: bool = False
@@ -93,14 +96,17 @@ class CrossBorderExchangeOutputBot(OutputBot):
 
     def _parameters(self) -> dict:
         return {name: getattr(self, name) for name in (
-            "hub_id", "recipient", "signing_key_file", "max_tlp", "max_bundle_events", "max_bundle_age",
+            "hub_id", "recipient", "signing_key_file", "max_tlp", "max_bundle_events", "max_bundle_age", "seal_at",
             "push_url", "client_cert", "client_key")}
 
     # --- sealing and pushing -------------------------------------------------------------
-    def _seal_if_due(self) -> None:
+    def _seal_if_due(self, now: float = None) -> None:
         spool = self._spool
+        now = time.time() if now is None else now
         due = spool.count >= self.max_bundle_events or (
-            self.max_bundle_age and spool.count and spool.age() >= self.max_bundle_age)
+            self.max_bundle_age and spool.count and spool.age(now) >= self.max_bundle_age)
+        if not due and self.seal_at and spool.count and spool.opened_at is not None:
+            due = spool.opened_at < last_cut(self.seal_at, now)
         if due:
             self._seal()
 
@@ -192,6 +198,11 @@ class CrossBorderExchangeOutputBot(OutputBot):
                                          "through the exchange; use AMBER or lower."])
         except tlp.UnknownTLPError as exc:
             results.append(["error", f"Parameter max_tlp: {exc}."])
+        if parameters.get("seal_at"):
+            try:
+                last_cut(parameters["seal_at"], time.time())
+            except ValueError:
+                results.append(["error", "Parameter seal_at must be a UTC time of day HH:MM, e.g. 02:00."])
         for name in ("max_bundle_events", "max_bundle_age"):
             value = parameters.get(name, 1)
             if not isinstance(value, int) or value < 0 or (name == "max_bundle_events" and value < 1):
@@ -202,6 +213,18 @@ class CrossBorderExchangeOutputBot(OutputBot):
         if bool(parameters.get("client_cert")) != bool(parameters.get("client_key")) and parameters.get("client_key"):
             results.append(["error", "Parameter client_key is set without client_cert."])
         return results or None
+
+
+def last_cut(seal_at: str, now: float) -> float:
+    """The most recent daily cut time ``HH:MM`` (UTC) at or before ``now``, as a timestamp."""
+    hours, minutes = (int(part) for part in seal_at.strip().split(":"))
+    if not (0 <= hours < 24 and 0 <= minutes < 60):
+        raise ValueError(seal_at)
+    current = dt.datetime.fromtimestamp(now, dt.timezone.utc)
+    cut = current.replace(hour=hours, minute=minutes, second=0, microsecond=0)
+    if cut.timestamp() > now:
+        cut -= dt.timedelta(days=1)
+    return cut.timestamp()
 
 
 BOT = CrossBorderExchangeOutputBot
