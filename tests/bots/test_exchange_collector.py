@@ -1,4 +1,5 @@
 """BotTestCase tests of the cross-border exchange collector."""
+import atexit
 import base64
 import json
 import shutil
@@ -15,6 +16,7 @@ from intelmq_crossborder.bots.collectors.exchange.collector import CrossBorderEx
 
 KEYS = {"de-hub": b.generate_private_key(), "at-hub": b.generate_private_key()}
 CONF_DIR = Path(tempfile.mkdtemp(prefix="xb-collector-conf-"))
+atexit.register(shutil.rmtree, CONF_DIR, True)
 write_trust(CONF_DIR / "trust.yaml", KEYS)
 
 

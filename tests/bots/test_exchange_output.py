@@ -1,4 +1,5 @@
 """BotTestCase tests of the cross-border exchange output."""
+import atexit
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ from intelmq_crossborder import bundle as b
 from intelmq_crossborder.bots.outputs.exchange.output import CrossBorderExchangeOutputBot
 
 KEY_DIR = Path(tempfile.mkdtemp(prefix="xb-output-keys-"))
+atexit.register(shutil.rmtree, KEY_DIR, True)
 KEY = b.generate_private_key()
 (KEY_DIR / "de.pem").write_bytes(b.private_key_pem(KEY))
 PASSPHRASE = "correct horse battery staple"
