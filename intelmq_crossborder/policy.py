@@ -342,6 +342,13 @@ def agreement_from_dict(data: Any, source="<dict>", harmonization: Optional[dict
             raise AgreementError(source, "no_label", f"{exc}; use 'deny' or a TLP level") from None
     if data.get("kind") in ("national-hub",) and "hub_id" not in data:
         pass  # allowed; docs recommend hub_id for hubs
+    from intelmq.lib.harmonization import ClassificationTaxonomy, ClassificationType
+    for name, allowed in (("taxonomies", ClassificationTaxonomy.allowed_values),
+                          ("types", ClassificationType.allowed_values)):
+        for i, value in enumerate(data.get(name) or ()):
+            if value not in allowed:
+                raise AgreementError(source, f"{name}[{i}]", f"{value!r} is not an RSIT classification "
+                                     f"{'taxonomy' if name == 'taxonomies' else 'type'} of IntelMQ")
     fields = _harmonization_fields(harmonization)
     remove = tuple(data.get("remove_fields", ()))
     pseudo = tuple(data.get("pseudonymise_fields", ()))
