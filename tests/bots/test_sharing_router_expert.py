@@ -200,6 +200,8 @@ class TestCrossBorderSharingRouterExpertBot(CrossBorderBotTestCase, unittest.Tes
         with self.assertRaises(Exception):
             self.prepare_bot(destination_queues=["cert-at", "hub-soc"])
         self.assertIn("no named path in destination_queues for recipient(s) ee-isac", self.log_stream.getvalue())
+        self.prepare_bot(destination_queues=RECIPIENTS)   # a valid bot again, for IntelMQ's checks in tearDown
+        self.input_queue = []
 
 
 if __name__ == "__main__":
