@@ -121,7 +121,9 @@ def register_demo(sub) -> None:
     demo.register(sub)
 
 
-GROUPS = [register_tlp, register_harmonization, register_demo]
+from intelmq_crossborder import policy_cli  # noqa: E402  (issue 3: policy check)
+
+GROUPS = [register_tlp, register_harmonization, register_demo, policy_cli.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
