@@ -76,6 +76,10 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         self._last_counts = time.monotonic()
         self.logger.info("Loaded %d sharing agreement(s) from %s: %s; audit trail %s.", len(self._agreements),
                          self.agreements_dir, ", ".join(a.recipient for a in self._agreements) or "none", path)
+        if self._sender.available():
+            self.logger.info("Fan-out: all copies and the acknowledgement in one Redis transaction per event.")
+        else:
+            self.logger.info("Fan-out: one send_message per copy (the pipeline is not a single Redis server).")
 
     def process(self):
         message = self.receive_message()
@@ -112,8 +116,10 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
             reasons = ", ".join(f"{code} {n}" for code, n in sorted(denied.items()))
             parts.append(f"{a.recipient} sent {self._sent.get(a.recipient, 0)} denied {sum(denied.values())}"
                          + (f" ({reasons})" if reasons else ""))
-        self.logger.info("Sharing counts: %s; shared with nobody %d.", "; ".join(parts) or "no agreements",
-                         self._unrouted)
+        self.logger.info("Sharing counts: %s; shared with nobody %d; events fanned out in one Redis "
+                         "transaction %d, through send_message %d.", "; ".join(parts) or "no agreements",
+                         self._unrouted, self._sender.batched, self._sender.fallback)
+        self._sender.batched = self._sender.fallback = 0
         self._sent.clear()
         self._denied.clear()
         self._unrouted = 0
