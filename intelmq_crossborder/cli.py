@@ -126,7 +126,9 @@ def register_bundle(sub) -> None:
     bundle_cli.register(sub)
 
 
-GROUPS = [register_tlp, register_harmonization, register_demo, register_bundle]
+from intelmq_crossborder import policy_cli  # noqa: E402  (issue 3: policy check)
+
+GROUPS = [register_tlp, register_harmonization, register_demo, policy_cli.register, register_bundle]
 
 
 def build_parser() -> argparse.ArgumentParser:
