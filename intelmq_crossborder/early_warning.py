@@ -34,17 +34,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence
 
-from intelmq_crossborder import tlp
+from intelmq_crossborder import fingerprint, tlp
 
 __all__ = ["DEFAULT_KEY_FIELDS", "indicator_key", "Contribution", "Spread", "Tracker", "build_warning",
            "is_flagged", "PAP_ORDER"]
 
 #: Fields that identify "the same indicator or incident", in order of preference.
-#: TODO after the routing/policy merge: unify with intelmq_crossborder.fingerprint.
+#: ``fingerprint`` is the event's identity from :mod:`intelmq_crossborder.fingerprint`
+#: (``provenance.fingerprint`` when the provenance expert set it): the same event
+#: reported by several hubs, for events that carry none of the indicators before it.
 DEFAULT_KEY_FIELDS = (
     "extra.incident_id", "malware.hash.sha256", "malware.hash.sha1", "malware.hash.md5",
     "source.url", "source.fqdn", "source.ip", "product.vulnerabilities", "csaf.tracking_id",
+    "fingerprint",
 )
+FINGERPRINT_KEY = "fingerprint"
 _CASE_SENSITIVE = {"source.url", "extra.incident_id", "csaf.tracking_id"}
 PAP_ORDER = ("CLEAR", "WHITE", "GREEN", "AMBER", "RED")
 
@@ -52,10 +56,20 @@ PAP_ORDER = ("CLEAR", "WHITE", "GREEN", "AMBER", "RED")
 def indicator_key(event, fields: Sequence[str] = DEFAULT_KEY_FIELDS) -> Optional[tuple]:
     """``(field, normalised value)`` of the first key field the event has, or None.
 
+    The pseudo-field ``fingerprint`` stands for the event's fingerprint
+    (:func:`intelmq_crossborder.fingerprint.fingerprint`).
+
     Hashes, host names and CVE ids are compared case-insensitively; a CVE list is
     sorted and deduplicated.  URLs keep their case (paths are case-sensitive).
     """
     for name in fields:
+        if name == FINGERPRINT_KEY:
+            value = event.get("provenance.fingerprint")
+            if not value and fingerprint.has_identity(event):
+                value = fingerprint.fingerprint(event)
+            if value:
+                return FINGERPRINT_KEY, str(value).lower()
+            continue
         value = event.get(name)
         if value is None or value == "":
             continue

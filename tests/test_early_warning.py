@@ -28,8 +28,17 @@ def test_indicator_key_preference_and_normalisation():
     assert ew.indicator_key({"product.vulnerabilities": "cve-2024-2;cve-2024-1;cve-2024-2"}) == \
         ("product.vulnerabilities", "cve-2024-1;cve-2024-2")
     assert ew.indicator_key({"source.url": "http://x.example/Path"}) == ("source.url", "http://x.example/Path")
-    assert ew.indicator_key({"classification.type": "scanner"}) is None
+    assert ew.indicator_key({"extra.foo": 1}) is None
+    assert ew.indicator_key({"classification.type": "scanner"}, ["source.ip"]) is None
     assert ew.indicator_key({"source.ip": "192.0.2.1"}, ["source.fqdn"]) is None
+
+
+def test_fingerprint_fallback_is_the_shared_event_identity():
+    from intelmq_crossborder import fingerprint
+    a = {"classification.type": "ddos", "time.source": "2026-11-20T01:00:00+00:00", "provenance.origin_hub": "de-hub"}
+    b = dict(a, **{"provenance.origin_hub": "fr-hub", "feed.name": "other feed"})
+    assert ew.indicator_key(a) == ew.indicator_key(b) == ("fingerprint", fingerprint.fingerprint(a))
+    assert ew.indicator_key({**a, "provenance.fingerprint": "AB" * 32}) == ("fingerprint", "ab" * 32)
 
 
 def test_flags():
