@@ -277,3 +277,87 @@ def test_push_without_client_cert_fails_and_keeps_bundle(tmp_path, keys, pki):
         assert x.push_outbox(tmp_path / "outbox", server.url, session) == []
     assert len(list((tmp_path / "outbox").glob("*.xbundle"))) == 1
     assert not list((tmp_path / "served").iterdir())
+
+
+# --- property: whatever the order of appends, seals and crashes, every acknowledged line is bundled once ----
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+OPS = st.lists(st.sampled_from(["append", "append", "append", "seal", "restart", "partial-crash",
+                                "crash-in-seal", "crash-before-commit"]), max_size=25)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(OPS)
+def test_property_spool_exactly_once(tmp_path_factory, ops):
+    import unittest.mock as mock
+    tmp = tmp_path_factory.mktemp("spool")
+    key = b.generate_private_key()
+    trust = write_trust(tmp / "trust.yaml", {"de-hub": key})
+    keys = {"de-hub": key}
+    s = spool(tmp, keys)
+    s.recover()
+    acknowledged = []
+    for op in ops:
+        if op == "append":
+            s.append(line(len(acknowledged)))
+            acknowledged.append(len(acknowledged))
+        elif op == "seal":
+            s.seal()
+        elif op == "restart":
+            s.close()
+            s = spool(tmp, keys)
+            s.recover()
+        elif op == "partial-crash":
+            with open(tmp / "spool" / "spool.jsonl", "ab") as fh:
+                fh.write(b'{"extra.n": 99999, "half')
+            s = spool(tmp, keys)          # the old object is simply abandoned, as by a kill
+            s.recover()
+        else:
+            target = "_finish_seal" if op == "crash-in-seal" else "_save_state"
+            real = getattr(x.Spool, target)
+
+            def dying(self, *a, _real=real, _target=target):
+                if _target == "_finish_seal" or self.state.get("last_bundle_pending"):
+                    raise SystemExit("killed")
+                return _real(self, *a)
+            if target == "_save_state":
+                # die at the commit of the sequence number, after the bundle was renamed into the outbox
+                orig_finish = x.Spool._finish_seal
+
+                def finish(self, _orig=orig_finish):
+                    self.state["last_bundle_pending"] = True
+                    try:
+                        return _orig(self)
+                    finally:
+                        self.state.pop("last_bundle_pending", None)
+                patches = [mock.patch.object(x.Spool, "_finish_seal", finish),
+                           mock.patch.object(x.Spool, "_save_state", dying)]
+            else:
+                patches = [mock.patch.object(x.Spool, "_finish_seal", dying)]
+            for p in patches:
+                p.start()
+            try:
+                if s.count:
+                    with pytest.raises(SystemExit):
+                        s.seal()
+                else:
+                    s.seal()
+            finally:
+                for p in patches:
+                    p.stop()
+            s = spool(tmp, keys)
+            s.recover()
+    s.close()
+    sealed = []
+    sequences = []
+    for path in sorted((tmp / "outbox").glob("*.xbundle")):
+        sequences.append(b.verify_bundle(path, trust, "fr-hub").sequence)
+        sealed.extend(bundle_lines(path, trust))
+    spooled = []
+    if (tmp / "spool" / "spool.jsonl").exists():
+        spooled = [json.loads(l)["extra.n"] for l in (tmp / "spool" / "spool.jsonl").read_bytes().splitlines()]
+    assert sealed + spooled == acknowledged
+    assert sequences == list(range(1, len(sequences) + 1))
+    assert not list((tmp / "outbox").glob(".*"))
