@@ -1,7 +1,7 @@
 """``intelmq-crossborder``: the command-line interface.
 
 Scripts depend on the commands and their output; keep them stable.  Each command
-group is a ``register(subparsers)`` function; add a group to ``GROUPS``.
+group is a ``register(subparsers)`` function: add its module to ``GROUP_MODULES``.
 
 Exit status: 0 success, 1 the input was checked and found bad, 2 usage or
 configuration error (argparse's convention).
@@ -9,6 +9,7 @@ configuration error (argparse's convention).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -116,17 +117,16 @@ def register_harmonization(sub) -> None:
     c.set_defaults(func=_harmonization_check)
 
 
-def register_demo(sub) -> None:
-    from intelmq_crossborder import demo
-    demo.register(sub)
+#: Command groups kept in their own modules, each with ``register(subparsers)``.
+#: Add one line per group; modules are imported when the parser is built.
+GROUP_MODULES = [
+    "intelmq_crossborder.configcheck",     # check
+    "intelmq_crossborder.policy_cli",      # policy check
+    "intelmq_crossborder.bundle_cli",      # bundle verify / keygen
+    "intelmq_crossborder.demo",            # demo
+]
 
-
-def register_check(sub) -> None:
-    from intelmq_crossborder import configcheck
-    configcheck.register(sub)
-
-
-GROUPS = [register_tlp, register_harmonization, register_check, register_demo]
+GROUPS = [register_tlp, register_harmonization]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in GROUPS:
         register(sub)
+    for module in GROUP_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 

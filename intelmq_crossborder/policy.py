@@ -342,6 +342,13 @@ def agreement_from_dict(data: Any, source="<dict>", harmonization: Optional[dict
             raise AgreementError(source, "no_label", f"{exc}; use 'deny' or a TLP level") from None
     if data.get("kind") in ("national-hub",) and "hub_id" not in data:
         pass  # allowed; docs recommend hub_id for hubs
+    from intelmq.lib.harmonization import ClassificationTaxonomy, ClassificationType
+    for name, allowed in (("taxonomies", ClassificationTaxonomy.allowed_values),
+                          ("types", ClassificationType.allowed_values)):
+        for i, value in enumerate(data.get(name) or ()):
+            if value not in allowed:
+                raise AgreementError(source, f"{name}[{i}]", f"{value!r} is not an RSIT classification "
+                                     f"{'taxonomy' if name == 'taxonomies' else 'type'} of IntelMQ")
     fields = _harmonization_fields(harmonization)
     remove = tuple(data.get("remove_fields", ()))
     pseudo = tuple(data.get("pseudonymise_fields", ()))
@@ -625,12 +632,16 @@ def _deny_reasons(facts: EventFacts, event: Mapping[str, Any], a: Agreement,
         elif level > ceiling:
             reasons.append(f"tlp-above-ceiling: TLP:{level.label} is above what the agreement admits "
                            f"(TLP:{ceiling.label})")
-    if a._taxonomies is not None and event.get("classification.taxonomy") not in a._taxonomies:
-        reasons.append("taxonomy-not-allowed: classification.taxonomy "
-                       f"{event.get('classification.taxonomy')!r} is not in the agreement's taxonomies")
-    if a._types is not None and event.get("classification.type") not in a._types:
-        reasons.append(f"type-not-allowed: classification.type {event.get('classification.type')!r} "
-                       "is not in the agreement's types")
+    if a._taxonomies is not None:
+        taxonomy = event.get("classification.taxonomy")
+        if taxonomy not in a._taxonomies:
+            what = f"classification.taxonomy {taxonomy!r} is" if taxonomy else "the event has no classification.taxonomy,"
+            reasons.append(f"taxonomy-not-allowed: {what} not in the agreement's taxonomies")
+    if a._types is not None:
+        ctype = event.get("classification.type")
+        if ctype not in a._types:
+            what = f"classification.type {ctype!r} is" if ctype else "the event has no classification.type,"
+            reasons.append(f"type-not-allowed: {what} not in the agreement's types")
     if a._countries is not None:
         country = event.get("provenance.origin_country")
         if not country:

@@ -75,6 +75,8 @@ def test_max_tlp_above_relation_is_refused(relation, max_tlp):
     ({"no_label": "maybe"}, "no_label", "use 'deny' or a TLP level"),
     ({"max_pap": "PURPLE"}, "max_pap", "is not one of"),
     ({"taxonomies": "malicious-code"}, "taxonomies", "is not of type 'array'"),
+    ({"types": ["scanner", "scaner"]}, "types[1]", "'scaner' is not an RSIT classification type"),
+    ({"taxonomies": ["malware"]}, "taxonomies[0]", "not an RSIT classification taxonomy"),
     ({"redact": ["source.ip"]}, "redact", "unknown field (not part of the agreement schema"),
 ])
 def test_bad_agreement_names_field_and_reason(overrides, field, reason):

@@ -1,0 +1,112 @@
+"""BotTestCase tests of the cross-border early-warning expert (Redis db 14, own key prefix per test)."""
+import unittest
+import uuid
+
+import redis
+
+from botcase import CrossBorderBotTestCase
+
+from intelmq_crossborder.bots.experts.early_warning.expert import CrossBorderEarlyWarningExpertBot
+
+REDIS_DB = 14
+PATHS = ["_default", "early-warning"]
+
+
+def ev(hub, country, ip="192.0.2.1", tlp="GREEN", **extra):
+    out = {"__type": "Event", "classification.type": "scanner", "classification.taxonomy": "information-gathering",
+           "source.ip": ip, "sharing.tlp": tlp, "provenance.origin_hub": hub, "provenance.origin_country": country,
+           "provenance.originator": f"secret-constituent-of-{hub}", "comment": f"internal note of {hub}",
+           "source.port": 4444}
+    out.update({k.replace("__", "."): v for k, v in extra.items()})
+    return out
+
+
+class TestCrossBorderEarlyWarningExpertBot(CrossBorderBotTestCase, unittest.TestCase):
+    @classmethod
+    def set_bot(cls):
+        cls.bot_reference = CrossBorderEarlyWarningExpertBot
+        cls.sysconfig = {"min_hubs": 3, "min_countries": 0, "window": 3600, "redis_cache_db": REDIS_DB,
+                         "hub_id": "eu-hub", "country": "BE"}
+
+    def setUp(self):
+        super().setUp()
+        self.prefix = f"test-ew-bot-{uuid.uuid4().hex}:"
+
+    def tearDown(self):
+        client = redis.Redis(db=REDIS_DB)
+        for key in client.scan_iter(self.prefix + "*"):
+            client.delete(key)
+        super().tearDown()
+
+    def run_events(self, events, **params):
+        allowed = {k: params.pop(k) for k in ("allowed_error_count", "allowed_warning_count") if k in params}
+        self.input_message = events
+        self.prepare_bot(parameters={"redis_key_prefix": self.prefix, **params}, destination_queues=PATHS)
+        self.run_bot(iterations=len(events), prepare=False, **allowed)
+        self.assertEqual(len(self.output_events()), len(events), "every input goes on unchanged")
+        return self.output_events("early-warning")
+
+    def test_three_hubs_raise_one_warning(self):
+        warnings = self.run_events([ev("de-hub", "DE"), ev("fr-hub", "FR", tlp="AMBER"), ev("de-hub", "DE"),
+                                    ev("at-hub", "AT"), ev("it-hub", "IT")])
+        assert len(warnings) == 1, "one warning per indicator and window"
+        w = warnings[0]
+        assert w["sharing.tlp"] == "AMBER"
+        assert w["extra.contributing_hubs"] == ["at-hub", "de-hub", "fr-hub"]
+        assert w["extra.contributing_countries"] == ["AT", "DE", "FR"]
+        assert w["source.ip"] == "192.0.2.1" and w["extra.early_warning_trigger"] == "spread"
+        assert w["provenance.origin_hub"] == "eu-hub" and w["classification.identifier"] == "crossborder-early-warning"
+        text = str(w)
+        for secret in ("secret-constituent", "internal note", "4444"):
+            assert secret not in text, f"{secret} re-shared"
+        assert w["comment"].startswith("Early warning: same source.ip indicator (scanner) reported by 3 hubs")
+        self.assertValidEvents("early-warning")
+
+    def test_countries_threshold(self):
+        warnings = self.run_events([ev("de-hub", "DE"), ev("de2-hub", "DE"), ev("fr-hub", "FR")],
+                                   min_hubs=0, min_countries=2)
+        assert len(warnings) == 1 and warnings[0]["extra.country_count"] == 2
+
+    def test_different_indicators_do_not_add_up(self):
+        assert self.run_events([ev("de-hub", "DE", ip="192.0.2.1"), ev("fr-hub", "FR", ip="192.0.2.2"),
+                                ev("at-hub", "AT", ip="192.0.2.3")]) == []
+
+    def test_inputs_above_max_tlp_neither_count_nor_appear(self):
+        warnings = self.run_events([ev("de-hub", "DE", tlp="RED"), ev("fr-hub", "FR", tlp="AMBER+STRICT"),
+                                    ev("at-hub", "AT"), ev("it-hub", "IT")])
+        assert warnings == [], "RED/AMBER+STRICT reports must not make a warning go out"
+        unlabelled = ev("be-hub", "BE")
+        del unlabelled["sharing.tlp"]
+        assert self.run_events([unlabelled, ev("at-hub", "AT"), ev("it-hub", "IT")]) == [], \
+            "no label counts as default_tlp RED"
+
+    def test_undisclosed_source_counts_but_is_not_named(self):
+        warnings = self.run_events([ev("de-hub", "DE", sharing__do_not_disclose_source=True), ev("fr-hub", "FR"),
+                                    ev("at-hub", "AT")])
+        w, = warnings
+        assert "de-hub" not in str(w) and "DE" not in w["extra.contributing_countries"]
+        assert w["extra.undisclosed_contributors"] == 1 and w["extra.hub_count"] == 3
+
+    def test_large_scale_flag_warns_at_once(self):
+        warnings = self.run_events([ev("de-hub", "DE", ip="198.51.100.7", extra__large_scale=True, tlp="CLEAR"),
+                                    ev("de-hub", "DE", ip="198.51.100.7", extra__large_scale=True)])
+        w, = warnings
+        assert w["extra.early_warning_trigger"] == "flag" and w["extra.early_warning_flag"] == "extra.large_scale"
+        assert w["sharing.tlp"] == "CLEAR" and w["extra.contributing_hubs"] == ["de-hub"]
+
+    def test_severity_flag_and_red_flagged_event(self):
+        warnings = self.run_events([ev("de-hub", "DE", ip="198.51.100.8", extra__severity="critical"),
+                                    ev("fr-hub", "FR", ip="198.51.100.9", extra__severity="critical", tlp="RED")])
+        w, = warnings
+        assert w["source.ip"] == "198.51.100.8"
+
+    def test_without_indicator(self):
+        warnings = self.run_events([ev("de-hub", "DE"), ev("fr-hub", "FR"), ev("at-hub", "AT")],
+                                   include_indicator=False)
+        assert "192.0.2.1" not in str(warnings[0]) and warnings[0]["extra.indicator_type"] == "source.ip"
+
+    def test_check(self):
+        check = CrossBorderEarlyWarningExpertBot.check
+        assert check(self.sysconfig) is None
+        assert "cannot go" in check({**self.sysconfig, "max_tlp": "RED"})[0][1]
+        assert "window" in check({**self.sysconfig, "window": 0})[0][1]

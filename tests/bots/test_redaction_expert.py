@@ -1,0 +1,85 @@
+"""BotTestCase tests of the cross-border redaction / pseudonymisation expert."""
+import os
+import unittest
+
+from botcase import CrossBorderBotTestCase
+
+from intelmq_crossborder import policy
+from intelmq_crossborder.bots.experts.redaction.expert import CrossBorderRedactionExpertBot
+
+KEY = "redaction-test-key-77ab1"
+BASE = {"__type": "Event", "classification.type": "phishing", "source.ip": "198.51.100.7",
+        "source.fqdn": "login.example.net", "source.url": "http://login.example.net/x",
+        "source.account": "victim@example.org", "extra.contact": "jane", "raw": "cmF3IGxpbmU="}
+
+
+class TestCrossBorderRedactionExpertBot(CrossBorderBotTestCase, unittest.TestCase):
+    @classmethod
+    def set_bot(cls):
+        cls.bot_reference = CrossBorderRedactionExpertBot
+        cls.sysconfig = {"remove_fields": ["source.account", "extra.*"],
+                         "pseudonymise_fields": ["source.ip", "source.fqdn", "source.url"],
+                         "hmac_password": KEY}
+
+    def test_remove_and_pseudonymise(self):
+        self.input_message = dict(BASE)
+        self.run_bot()
+        k = KEY.encode()
+        self.assertMessageEqual(0, {"__type": "Event", "classification.type": "phishing",
+                                    "source.ip": policy.pseudonym("198.51.100.7", k, "IPAddress"),
+                                    "source.fqdn": policy.pseudonym("login.example.net", k, "FQDN"),
+                                    "source.url": policy.pseudonym("http://login.example.net/x", k, "URL")})
+        self.assertValidEvents()
+        out = self.get_output_queue()[0]
+        for clear in ("198.51.100.7", "login.example.net", "victim@example.org", "jane", "cmF3IGxpbmU="):
+            self.assertNotIn(clear, out)
+
+    def test_same_input_same_pseudonym_other_key_other_pseudonym(self):
+        self.input_message = [dict(BASE), dict(BASE)]
+        self.run_bot(iterations=2)
+        first, second = self.output_events()
+        self.assertEqual(first["source.ip"], second["source.ip"])
+        self.input_message = dict(BASE)
+        self.run_bot(parameters={"hmac_password": "another-key"})
+        self.assertNotEqual(self.output_events()[0]["source.ip"], first["source.ip"])
+
+    def test_untouched_event_passes_as_is(self):
+        msg = {"__type": "Event", "classification.type": "scanner", "destination.port": 22, "raw": "eA=="}
+        self.input_message = msg
+        self.run_bot()
+        self.assertMessageEqual(0, msg)
+
+    def test_key_never_logged(self):
+        self.input_message = dict(BASE)
+        self.run_bot()
+        self.assertNotIn(KEY, self.loglines_buffer)
+
+    def test_key_from_environment_never_logged(self):
+        os.environ["REDACTION_TEST_KEY"] = KEY
+        try:
+            self.input_message = dict(BASE)
+            self.run_bot(parameters={"hmac_password": None, "hmac_key_env": "REDACTION_TEST_KEY"})
+        finally:
+            del os.environ["REDACTION_TEST_KEY"]
+        self.assertEqual(self.output_events()[0]["source.ip"],
+                         policy.pseudonym("198.51.100.7", KEY.encode(), "IPAddress"))
+        self.assertNotIn(KEY, self.loglines_buffer)
+
+    def test_check(self):
+        self.assertIsNone(CrossBorderRedactionExpertBot.check(self.sysconfig))
+        self.assertEqual(CrossBorderRedactionExpertBot.check({"remove_fields": ["source.ipp"]}),
+                         [["error", "parameter remove_fields[0]: unknown field 'source.ipp' "
+                                    "(not in the harmonization)."]])
+        result = CrossBorderRedactionExpertBot.check({"pseudonymise_fields": ["source.asn"]})
+        self.assertIn("cannot hold a pseudonym", result[0][1])
+
+    def test_missing_key_fails_at_start(self):
+        with self.assertRaises(Exception):
+            self.prepare_bot(parameters={"hmac_password": None, "hmac_key_env": "NO_SUCH_VARIABLE_X"})
+        self.assertIn("pseudonymise_fields is set but there is no key", self.log_stream.getvalue())
+        self.prepare_bot()          # a valid bot again, for IntelMQ's checks in tearDown
+        self.input_queue = []
+
+
+if __name__ == "__main__":
+    unittest.main()

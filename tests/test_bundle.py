@@ -1,0 +1,296 @@
+"""Exchange bundle format 1.0: writing, verification, tampering, trust store, CLI."""
+import gzip
+import json
+import tarfile
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exchange_helpers import edit_json, events, read_members, replace_data_lines, resign, rewrite, write_trust
+from intelmq_crossborder import bundle as b
+from intelmq_crossborder.cli import main
+
+
+@pytest.fixture()
+def keys():
+    return {"de-hub": b.generate_private_key(), "fr-hub": b.generate_private_key()}
+
+
+@pytest.fixture()
+def trust(tmp_path, keys):
+    return write_trust(tmp_path / "trust.yaml", keys)
+
+
+def make(tmp_path, keys, n=10, seq=1, sender="de-hub", recipient="fr-hub"):
+    return b.write_bundle(tmp_path, sender, recipient, seq, keys[sender], events(n))
+
+
+def reason(path, trust, recipient="fr-hub"):
+    with pytest.raises(b.BundleError) as info:
+        b.verify_bundle(path, trust, recipient)
+    return info.value.reason, str(info.value)
+
+
+def test_roundtrip(tmp_path, keys, trust):
+    path = make(tmp_path, keys, n=25, seq=7)
+    assert path.name.startswith("de-hub_fr-hub_0000000007_") and path.suffix == ".xbundle"
+    assert not list(tmp_path.glob(".*.tmp")), "temporary files left behind"
+    m = b.verify_bundle(path, trust, "fr-hub")
+    assert (m.sender, m.recipient, m.sequence, m.event_count) == ("de-hub", "fr-hub", 7, 25)
+    with b.open_bundle(path, trust, "fr-hub") as opened:
+        opened.verify_data()
+        got = [e for _, e in b.iter_events(opened)]
+        assert got == events(25)
+        assert [e["extra.n"] for _, e in b.iter_events(opened, start=20)] == [20, 21, 22, 23, 24]
+
+
+def test_manifest_is_canonical_and_records_algorithm(tmp_path, keys):
+    path = make(tmp_path, keys)
+    members = read_members(path)
+    assert [n for n, _ in members] == list(b.MEMBERS)
+    manifest = json.loads(members[0][1])
+    assert manifest["format"] == "intelmq-crossborder-bundle" and manifest["format_version"] == "1.0"
+    assert manifest["signature"] == {"algorithms": ["ed25519"]}
+    assert manifest["data"]["compression"] == "gzip" and len(manifest["data"]["sha256"]) == 64
+    sigs = json.loads(members[1][1])["signatures"]
+    assert sigs[0]["algorithm"] == "ed25519" and sigs[0]["key_id"] == b.key_id_of(keys["de-hub"])
+
+
+def test_empty_bundle(tmp_path, keys, trust):
+    path = b.write_bundle(tmp_path, "de-hub", "fr-hub", 1, keys["de-hub"], [])
+    assert b.verify_bundle(path, trust).event_count == 0
+
+
+def test_tampered_data_rejected(tmp_path, keys, trust):
+    path = make(tmp_path, keys)
+    rewrite(path, data=replace_data_lines(lambda lines: [lines[0].replace(b"198.51", b"203.0")] + lines[1:]))
+    code, text = reason(path, trust)
+    assert code == "hash-mismatch" and "tampered" in text
+
+
+def test_truncated_data_rejected(tmp_path, keys, trust):
+    path = make(tmp_path, keys)
+    rewrite(path, data=lambda raw: raw[:-20])
+    assert reason(path, trust)[0] == "hash-mismatch"
+
+
+def test_tampered_manifest_breaks_signature(tmp_path, keys, trust):
+    path = make(tmp_path, keys)
+    rewrite(path, manifest=edit_json(lambda m: m.update(recipient="at-hub")))
+    code, text = reason(path, trust, recipient=None)
+    assert code == "bad-signature" and "altered" in text
+
+
+def test_sender_forged_with_other_peer_key(tmp_path, keys, trust):
+    """fr-hub (a trusted peer) cannot sign as de-hub: its key is not one of de-hub's keys."""
+    path = make(tmp_path, keys)
+    resign(path, keys["fr-hub"], lambda m: None)
+    assert reason(path, trust)[0] == "unknown-key"
+
+
+def test_foreign_sender(tmp_path, keys, trust):
+    stranger = b.generate_private_key()
+    path = b.write_bundle(tmp_path, "xx-hub", "fr-hub", 1, stranger, events(2))
+    code, text = reason(path, trust)
+    assert code == "unknown-sender" and "xx-hub" in text
+
+
+def test_wrong_recipient(tmp_path, keys, trust):
+    path = make(tmp_path, keys, recipient="at-hub")
+    code, text = reason(path, trust, recipient="fr-hub")
+    assert code == "wrong-recipient" and "at-hub" in text
+
+
+def test_revoked_key(tmp_path, keys):
+    trust = write_trust(tmp_path / "t.yaml", keys, revoked={b.key_id_of(keys["de-hub"])})
+    path = make(tmp_path, keys)
+    code, text = reason(path, trust)
+    assert code == "revoked-key" and "key compromised" in text
+
+
+def test_key_rotation_old_and_new_key(tmp_path, keys):
+    new = b.generate_private_key()
+    trust = write_trust(tmp_path / "t.yaml", {"de-hub": [keys["de-hub"], new]},
+                        revoked={b.key_id_of(keys["de-hub"])})
+    good = b.write_bundle(tmp_path, "de-hub", "fr-hub", 2, new, events(1))
+    assert b.verify_bundle(good, trust).sequence == 2
+    assert reason(make(tmp_path, keys), trust)[0] == "revoked-key"
+
+
+def test_count_mismatch_signed_by_sender(tmp_path, keys, trust):
+    path = make(tmp_path, keys, n=3)
+    resign(path, keys["de-hub"], lambda m: m.update(event_count=4))
+    assert reason(path, trust)[0] == "count-mismatch"
+
+
+def test_unknown_additional_algorithm_is_tolerated(tmp_path, keys, trust):
+    """A future sender adds a post-quantum signature: old readers still verify the Ed25519 one."""
+    path = make(tmp_path, keys)
+    resign(path, keys["de-hub"], lambda m: m["signature"].update(algorithms=["ed25519", "ml-dsa-65"]))
+    with b.open_bundle(path, trust, "fr-hub") as opened:
+        assert opened.unverified_algorithms == ("ml-dsa-65",)
+
+
+def test_only_unknown_algorithm_is_rejected(tmp_path, keys, trust):
+    path = make(tmp_path, keys)
+    resign(path, keys["de-hub"], lambda m: m["signature"].update(algorithms=["ml-dsa-65"]))
+    assert reason(path, trust)[0] == "unsupported-version"
+
+
+def test_signature_stripped_for_listed_algorithm(tmp_path, keys, trust):
+    path = make(tmp_path, keys)
+    rewrite(path, signatures=lambda raw: b'{"signatures": []}')
+    assert reason(path, trust)[0] == "bad-signature"
+
+
+def test_future_major_version_rejected(tmp_path, keys, trust):
+    path = make(tmp_path, keys)
+    resign(path, keys["de-hub"], lambda m: m.update(format_version="2.0"))
+    assert reason(path, trust)[0] == "unsupported-version"
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda m: m.update(sequence=0), "sequence"),
+    (lambda m: m.update(bundle_id="not-a-uuid"), "bundle_id"),
+    (lambda m: m.update(sender="DE HUB"), "sender"),
+    (lambda m: m["window"].update(start="yesterday"), "window.start"),
+    (lambda m: m["data"].update(sha256="abc"), "data.sha256"),
+])
+def test_malformed_manifest_names_field(tmp_path, keys, trust, mutate, field):
+    path = make(tmp_path, keys)
+    resign(path, keys["de-hub"], mutate)
+    code, text = reason(path, trust)
+    assert code == "malformed" and field in text
+
+
+def test_not_a_tar(tmp_path, trust):
+    path = tmp_path / "junk.xbundle"
+    path.write_bytes(b"hello")
+    assert reason(path, trust)[0] == "malformed"
+
+
+def test_extra_member_rejected(tmp_path, keys, trust):
+    path = make(tmp_path, keys)
+    with tarfile.open(path, "a") as tar:
+        tar.add(__file__, arcname="evil.sh")
+    code, text = reason(path, trust)
+    assert code == "malformed" and "evil.sh" in text
+
+
+def test_writer_abort_leaves_nothing(tmp_path, keys):
+    with pytest.raises(RuntimeError):
+        with b.BundleWriter(tmp_path, "de-hub", "fr-hub", 1, keys["de-hub"]) as w:
+            w.write_event({"a": 1})
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("doc, where", [
+    ({"version": 2, "peers": {}}, "version"),
+    ({"version": 1, "peers": {"Bad Hub": {"keys": []}}}, "Bad Hub"),
+    ({"version": 1, "peers": {"de-hub": {"keys": [{"public_key": "AAAA"}]}}}, "public_key"),
+    ({"version": 1, "peers": {"de-hub": {"country": "Germany", "keys": [{"public_key": "AAAA"}]}}}, "country"),
+    ({"version": 1, "peers": {"de-hub": {"keys": [{"algorithm": "rsa", "public_key": "AAAA"}]}}}, "algorithm"),
+])
+def test_trust_store_errors_name_the_field(tmp_path, doc, where):
+    import yaml
+    path = tmp_path / "trust.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(b.BundleError) as info:
+        b.TrustStore.from_file(path)
+    assert str(path) in str(info.value) and where in str(info.value)
+
+
+event_values = st.one_of(st.text(max_size=30), st.integers(-10**6, 10**6), st.booleans(),
+                         st.lists(st.text(max_size=5), max_size=3))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.dictionaries(st.from_regex(r"[a-z]{1,8}(\.[a-z]{1,8})?", fullmatch=True), event_values,
+                                max_size=6), max_size=30))
+def test_property_roundtrip(tmp_path, keys, trust, evs):
+    folder = tmp_path / f"p{abs(hash(json.dumps(evs, sort_keys=True)))}"
+    folder.mkdir(exist_ok=True)
+    path = b.write_bundle(folder, "de-hub", "fr-hub", 1, keys["de-hub"], evs)
+    with b.open_bundle(path, trust, "fr-hub") as opened:
+        opened.verify_data()
+        assert [e for _, e in b.iter_events(opened)] == evs
+    path.unlink()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_property_any_single_byte_flip_is_detected(tmp_path, keys, trust, data):
+    path = tmp_path / "flip.xbundle"
+    if not path.exists():
+        src = make(tmp_path, keys, n=5)
+        src.rename(path)
+    raw = bytearray(path.read_bytes())
+    members = read_members(path)
+    # flip a byte inside one of the member payloads (tar padding is not covered by any hash)
+    offsets, pos = [], 0
+    with tarfile.open(path, "r:") as tar:
+        for m in tar.getmembers():
+            offsets.append((m.offset_data, m.size))
+    start, size = data.draw(st.sampled_from(offsets))
+    index = data.draw(st.integers(start, start + size - 1))
+    flipped = tmp_path / "flipped.xbundle"
+    raw[index] ^= data.draw(st.integers(1, 255))
+    flipped.write_bytes(bytes(raw))
+    with pytest.raises(b.BundleError):
+        b.verify_bundle(flipped, trust, "fr-hub")
+    assert members
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+
+def test_cli_verify_good(tmp_path, keys, trust, capsys):
+    path = make(tmp_path, keys, n=4, seq=3)
+    assert main(["bundle", "verify", "--trust", str(tmp_path / "trust.yaml"), str(path)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith(f"OK {path}: ")
+    assert "from de-hub to fr-hub, sequence 3, 4 events" in out[0]
+
+
+@pytest.mark.parametrize("tamper, code", [
+    (lambda p, k: rewrite(p, data=replace_data_lines(lambda ls: ls[1:])), "hash-mismatch"),
+    (lambda p, k: rewrite(p, manifest=edit_json(lambda m: m.update(sequence=9))), "bad-signature"),
+    (lambda p, k: resign(p, k["fr-hub"], lambda m: None), "unknown-key"),
+])
+def test_cli_verify_bad(tmp_path, keys, trust, capsys, tamper, code):
+    path = make(tmp_path, keys)
+    tamper(path, keys)
+    assert main(["bundle", "verify", "--trust", str(tmp_path / "trust.yaml"), str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"BAD {path}: {code}: ")
+
+
+def test_cli_verify_recipient_and_revoked(tmp_path, keys, capsys):
+    write_trust(tmp_path / "t.yaml", keys, revoked={b.key_id_of(keys["de-hub"])})
+    path = make(tmp_path, keys)
+    assert main(["bundle", "verify", "--trust", str(tmp_path / "t.yaml"), str(path)]) == 1
+    assert "revoked-key" in capsys.readouterr().err
+    write_trust(tmp_path / "t.yaml", keys)
+    assert main(["bundle", "verify", "--trust", str(tmp_path / "t.yaml"), "--recipient", "at-hub", str(path)]) == 1
+    assert "wrong-recipient" in capsys.readouterr().err
+
+
+def test_cli_verify_config_errors_exit_2(tmp_path, keys, trust, capsys):
+    path = make(tmp_path, keys)
+    assert main(["bundle", "verify", "--trust", str(tmp_path / "missing.yaml"), str(path)]) == 2
+    assert main(["bundle", "verify", "--trust", str(tmp_path / "trust.yaml"), str(tmp_path / "nope")]) == 2
+
+
+def test_cli_keygen(tmp_path, capsys):
+    import yaml
+    key_file = tmp_path / "de.pem"
+    assert main(["bundle", "keygen", "--private-key", str(key_file), "--hub", "de-hub", "--country", "DE"]) == 0
+    out = capsys.readouterr().out
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    key = b.load_private_key(key_file)
+    assert b.public_key_b64(key) in out and "PRIVATE" not in out
+    entry = yaml.safe_load("\n".join(l for l in out.splitlines() if not l.startswith("#")))
+    store = b.TrustStore.from_dict({"version": 1, "peers": entry})
+    assert store.key("de-hub", b.key_id_of(key))
+    assert main(["bundle", "keygen", "--private-key", str(key_file)]) == 2
