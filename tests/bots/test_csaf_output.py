@@ -72,13 +72,14 @@ class TestCrossBorderCSAFOutputBot(CrossBorderBotTestCase, unittest.TestCase):
                          {(e["product.vulnerabilities"], e["product.full_name"]) for e in events})
         # provider layout: year folder, hashes, index.txt, changes.csv
         body = docs[0].read_bytes()
-        self.assertEqual(docs[0].parent.name, "2019")
+        year = doc["document"]["tracking"]["initial_release_date"][:4]   # of our advisory, not the source's
+        self.assertEqual(docs[0].parent.name, year)
         self.assertEqual(Path(str(docs[0]) + ".sha512").read_text().split()[0], hashlib.sha512(body).hexdigest())
         self.assertEqual(Path(str(docs[0]) + ".sha256").read_text().split()[0], hashlib.sha256(body).hexdigest())
-        self.assertEqual((self.out / "white" / "index.txt").read_text(), "2019/hub-icsa-19-344-03.json\n")
+        self.assertEqual((self.out / "white" / "index.txt").read_text(), f"{year}/hub-icsa-19-344-03.json\n")
         rows = list(csv.reader((self.out / "white" / "changes.csv").open()))
-        self.assertEqual(rows[0][0], "2019/hub-icsa-19-344-03.json")
-        self.assertIn('"2019/hub-icsa-19-344-03.json"', (self.out / "white" / "changes.csv").read_text())
+        self.assertEqual(rows, [[f"{year}/hub-icsa-19-344-03.json", doc["document"]["tracking"]["current_release_date"]]])
+        self.assertIn(f'"{year}/hub-icsa-19-344-03.json"', (self.out / "white" / "changes.csv").read_text())
 
     def test_grouping_by_cve_and_tlp_mapped_back(self):
         events = parsed_events("bsi-2022-0001.json", **{"sharing.tlp": "AMBER+STRICT", "tlp": "RED"})
