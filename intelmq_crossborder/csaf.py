@@ -711,6 +711,18 @@ def fill_event(event, flat: dict) -> list:
 
 
 def _convert(args) -> int:
+    import os
+    import sys
+
+    try:
+        return _convert_files(args)
+    except BrokenPipeError:          # `... | head`: stop quietly, as other CLI tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _convert_files(args) -> int:
     import sys
     from intelmq.lib.message import Event
     from intelmq_crossborder.harmonization import merged_harmonization

@@ -2,7 +2,8 @@
 import csv
 import hashlib
 import json
-import os
+import shutil
+import subprocess
 import tempfile
 import unittest
 from pathlib import Path
@@ -118,6 +119,21 @@ class TestCrossBorderCSAFOutputBot(CrossBorderBotTestCase, unittest.TestCase):
                  "sharing.tlp": "GREEN", "csaf.tracking_id": "X-1"}
         self.run_output([event], errors=1)
         self.assertRegexpMatchesLog(r"not a vulnerability event")
+
+    @unittest.skipUnless(shutil.which("gpg"), "gpg not installed")
+    def test_openpgp_signature(self):
+        home = Path(self.tmp.name) / "gnupg"
+        home.mkdir(mode=0o700)
+        subprocess.run(["gpg", "--homedir", str(home), "--batch", "--passphrase", "", "--quick-gen-key",
+                        "Hub CSAF <csaf@hub.example.org>", "ed25519", "sign", "never"],
+                       check=True, capture_output=True)
+        self.run_output(parsed_events("icsma-17-009-01a.json"), signing_key="csaf@hub.example.org",
+                        gpg_home=str(home))
+        doc = self.documents()[0]
+        check = subprocess.run(["gpg", "--homedir", str(home), "--verify", str(doc) + ".asc", str(doc)],
+                               capture_output=True, text=True)
+        self.assertEqual(check.returncode, 0, check.stderr)
+        self.assertIn("Good signature", check.stderr)
 
     def test_check(self):
         self.assertEqual(len(CrossBorderCSAFOutputBot.check({})), 3)
