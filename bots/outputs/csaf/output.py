@@ -77,8 +77,18 @@ class CrossBorderCSAFOutputBot(OutputBot):
         except csaf_output.OutputError as exc:
             raise InvalidValue(exc.field, exc.value, reason=exc.reason) from None
         tracking_id = f"{self.tracking_prefix}-{group}"
-        spool = os.path.join(self.state_dir, csaf_output.safe_name(tracking_id) + ".jsonl")
         flat.pop("raw", None)
+        # An event that cannot be written as CSAF is dumped now, before it enters the spool
+        # where it would break every later rebuild of its group.
+        try:
+            alone = csaf_output.build_advisory([flat], tracking_id=tracking_id, publisher=self._publisher)
+        except csaf_output.OutputError as exc:
+            raise InvalidValue(exc.field, exc.value, reason=exc.reason) from None
+        problems, _ = csaf.validate(alone)
+        if problems:
+            raise InvalidValue("csaf", tracking_id, reason="the event gives no valid CSAF 2.0 document: "
+                                                           + "; ".join(map(str, problems)))
+        spool = os.path.join(self.state_dir, csaf_output.safe_name(tracking_id) + ".jsonl")
         with open(spool, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(flat, sort_keys=True) + "\n")
             fh.flush()
