@@ -143,7 +143,12 @@ def register_convert(sub) -> None:
         getattr(importlib.import_module(module), function)(csub)
 
 
-GROUPS = [register_tlp, register_harmonization, register_demo, register_convert]
+def register_check(sub) -> None:
+    from intelmq_crossborder import configcheck
+    configcheck.register(sub)
+
+
+GROUPS = [register_tlp, register_harmonization, register_check, register_demo, register_convert]
 
 
 def build_parser() -> argparse.ArgumentParser:
