@@ -512,8 +512,14 @@ def collect(start: str, fetcher: Fetcher, state: RunState, emit: Callable, log,
     options = options or CollectOptions()
     stats = CollectStats()
     labels = {str(label).upper() for label in options.labels}
+    from intelmq_crossborder import csaf
+
     for meta_url, metadata in discover(start, fetcher, log, options.scheme):
         stats.providers += 1
+        problems, total = csaf.validate(metadata, "provider", limit=3)
+        if problems:
+            log.info("Deviation in %s: provider metadata fails the schema in %d place(s): %s; read anyway.",
+                     meta_url, total, "; ".join(map(str, problems)))
         if options.verifier is not None and options.use_provider_keys:
             options.verifier.import_provider_keys(metadata, fetcher, log, meta_url)
         for dist in distributions(meta_url, metadata, log):

@@ -56,3 +56,9 @@ def test_help_and_converter_registry():
     parser = cli.build_parser()
     args = parser.parse_args(["convert", "csaf", "x.json"])
     assert args.convert_command == "csaf"
+
+
+def test_sample_runtime_config_passes_bot_checks():
+    runtime = Path(__file__).resolve().parents[1] / "runtime-configs" / "csaf" / "runtime.yaml"
+    proc = run("check", str(runtime))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
