@@ -31,7 +31,7 @@ from intelmq_crossborder import tlp
 from intelmq_crossborder.csaf import normalise_datetime
 
 __all__ = [
-    "FetchError", "VerificationError", "Distribution", "Entry", "Fetcher", "discover",
+    "auth_hosts_for", "FetchError", "VerificationError", "Distribution", "Entry", "Fetcher", "discover",
     "distributions", "rolie_entries", "directory_entries", "parse_changes_csv", "verify_hash",
     "RunState", "OpenPGPVerifier", "parse_hash_file",
 ]
@@ -57,18 +57,29 @@ class VerificationError(Exception):
 
 
 class Fetcher:
-    """GET with one ``requests.Session``; never logs headers (they may carry secrets)."""
+    """GET with one ``requests.Session``; never logs headers (they may carry secrets).
 
-    def __init__(self, session, timeout: float = 30.0, max_bytes: int = 50 * 1024 * 1024):
+    ``auth_headers`` (a secret token, say) are sent only to ``auth_hosts``: a feed
+    may list advisories or keys on other hosts, which must not receive the token.
+    """
+
+    def __init__(self, session, timeout: float = 30.0, max_bytes: int = 50 * 1024 * 1024,
+                 auth_headers: Optional[dict] = None, auth_hosts: Iterable[str] = ()):
         self.session = session
         self.timeout = timeout
         self.max_bytes = max_bytes
+        self.auth_headers = dict(auth_headers or {})
+        self.auth_hosts = {h.lower() for h in auth_hosts}
+
+    def headers_for(self, url: str) -> dict:
+        host = (urlsplit(url).hostname or "").lower()
+        return self.auth_headers if self.auth_headers and host in self.auth_hosts else {}
 
     def get(self, url: str) -> bytes:
         import requests
 
         try:
-            response = self.session.get(url, timeout=self.timeout, stream=True)
+            response = self.session.get(url, timeout=self.timeout, stream=True, headers=self.headers_for(url))
         except requests.RequestException as exc:
             raise FetchError(url, f"request failed ({type(exc).__name__})") from None
         try:
@@ -94,6 +105,15 @@ class Fetcher:
 
 
 # --- discovery -----------------------------------------------------------------
+
+def auth_hosts_for(start: str) -> set:
+    """The hosts an authentication header may go to for a ``csaf_source``: its own host; for a
+    domain, the domain and ``csaf.data.security.<domain>``."""
+    if "://" in start:
+        return {(urlsplit(start).hostname or "").lower()}
+    domain = start.strip().strip("/").split(":")[0].lower()
+    return {domain, f"csaf.data.security.{domain}"}
+
 
 def _is_aggregator(doc) -> bool:
     return isinstance(doc, dict) and ("aggregator" in doc or "csaf_providers" in doc)

@@ -23,7 +23,8 @@ class Provider:
         self.files = {}        # path -> bytes
         self.hashes = {}       # path -> (sha256, sha512) as served
         self.missing = set()   # paths answered with 404
-        self.required_header = None   # (name, value) for every request
+        self.required_header = None   # (name, value) for every request to 127.0.0.1
+        self.advisory_host = None     # e.g. "localhost": the feed lists the advisories on another host
         self.requests = []
         self.feed_label = feed_label
         self.with_rolie = with_rolie
@@ -72,6 +73,8 @@ class Provider:
         entries = []
         for path in self.files:
             url = self.base + path
+            if self.advisory_host:
+                url = url.replace("127.0.0.1", self.advisory_host, 1)
             entries.append({
                 "id": path.rsplit("/", 1)[1][:-5], "title": path, "published": self.updated[path],
                 "updated": self.updated[path], "content": {"type": "application/json", "src": url},
@@ -114,7 +117,7 @@ class Provider:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 provider.requests.append((self.path, dict(self.headers)))
-                if provider.required_header:
+                if provider.required_header and self.headers.get("Host", "").startswith("127.0.0.1"):
                     name, value = provider.required_header
                     if self.headers.get(name) != value:
                         self.send_response(401)

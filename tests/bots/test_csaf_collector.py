@@ -109,6 +109,20 @@ class TestCrossBorderCSAFCollectorBot(CrossBorderBotTestCase, unittest.TestCase)
         self.assertEqual({r["sharing.tlp"] for r in reports}, {"AMBER"})
         self.assertNotIn("s3cr3t", self.loglines_buffer)
 
+    def test_auth_header_only_sent_to_the_provider_host(self):
+        """The feed lists its advisories on another host (localhost): it must not get the token."""
+        self.provider.feed_label = "AMBER"
+        self.provider.advisory_host = "localhost"
+        secret = "Bearer s3cr3t-token-value"
+        self.provider.required_header = ("Authorization", secret)
+        reports = self.run_collector(auth_header_token=secret)
+        self.assertEqual(len(reports), 5)
+        elsewhere = [h for _, h in self.provider.requests if h.get("Host", "").startswith("localhost")]
+        self.assertEqual(len(elsewhere), 10)        # 5 advisories + 5 hash files
+        self.assertFalse(any("Authorization" in h for h in elsewhere))
+        here = [h for _, h in self.provider.requests if h.get("Host", "").startswith("127.0.0.1")]
+        self.assertTrue(here and all(h.get("Authorization") == secret for h in here))
+
     def test_domain_discovery(self):
         reports = self.run_collector(csaf_source=f"127.0.0.1:{self.provider.server.server_address[1]}",
                                      discovery_scheme="http")

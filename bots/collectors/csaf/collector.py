@@ -43,6 +43,7 @@ class CrossBorderCSAFCollectorBot(CollectorBot):
     http_header: dict = {}
     auth_header_name: str = "Authorization"
     auth_header_token: str = None
+    auth_hosts: list = []
     ssl_client_certificate: str = None
     http_verify_cert: bool = True
     rate_limit: int = 86400
@@ -55,14 +56,17 @@ class CrossBorderCSAFCollectorBot(CollectorBot):
             raise ValueError("Parameter csaf_source is required.")
         self.set_request_parameters()
         self._session = create_request_session(self)
+        auth_headers = {}
         if self.auth_header_token:
             # IntelMQ logs every parameter at DEBUG except those named *password*/*token*:
             # a secret belongs here, not in http_header.
-            self._session.headers[self.auth_header_name] = self.auth_header_token
+            auth_headers[self.auth_header_name] = self.auth_header_token
+        hosts = _as_list(self.auth_hosts) or sorted(dist.auth_hosts_for(self.csaf_source))
         if not self.state_file:
             self.state_file = os.path.join(VAR_STATE_PATH, f"{self.bot_id}.csaf-state.json")
         self._state = dist.RunState(self.state_file)
-        self._fetcher = dist.Fetcher(self._session, timeout=self.http_timeout_sec or 30)
+        self._fetcher = dist.Fetcher(self._session, timeout=self.http_timeout_sec or 30,
+                                     auth_headers=auth_headers, auth_hosts=hosts)
         if self.verify_signatures:
             self._verifier = dist.OpenPGPVerifier(self.gpg_binary)
             for path in _as_list(self.openpgp_key_files):
