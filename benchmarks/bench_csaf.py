@@ -14,7 +14,6 @@ Peak memory is measured with tracemalloc per phase (Python allocations).
 Invalid files are counted and skipped in both phases alike.
 """
 import argparse
-import json
 import sys
 import time
 import tracemalloc

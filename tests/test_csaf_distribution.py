@@ -210,3 +210,21 @@ def test_collect_with_signatures(tmp_path, gpg_key):
             verifier.close()
         assert (stats.delivered, stats.failed) == (4, 1)
         assert not any(u.endswith(tampered) for u in got)
+
+
+def test_max_age_days_and_feed_labels():
+    assert dist.older_than("2000-01-01T00:00:00+00:00", 30)
+    assert not dist.older_than("2000-01-01T00:00:00+00:00", 0)
+    assert not dist.older_than(None, 30)
+    assert dist.feed_level("UNLABELED") is None
+    assert dist.feed_level("WHITE").label == "CLEAR"
+    assert dist.auth_hosts_for("example.com") == {"example.com", "csaf.data.security.example.com"}
+    assert dist.auth_hosts_for("https://psirt.example.com:8443/x.json") == {"psirt.example.com"}
+
+
+def test_first_run_limited_by_age(tmp_path):
+    with Provider() as provider:
+        got = []
+        stats = dist.collect(provider.metadata_url, dist.Fetcher(requests.Session()), dist.RunState(None),
+                             lambda e, b, lvl: got.append(e), LOG, dist.CollectOptions(max_age_days=1))
+        assert (stats.listed, stats.delivered) == (5, 0)      # the served entries are from 2024
