@@ -121,7 +121,12 @@ def register_demo(sub) -> None:
     demo.register(sub)
 
 
-GROUPS = [register_tlp, register_harmonization, register_demo]
+def register_convert(sub) -> None:
+    from intelmq_crossborder import misp_cli
+    misp_cli.register_convert(sub)
+
+
+GROUPS = [register_tlp, register_harmonization, register_demo, register_convert]
 
 
 def build_parser() -> argparse.ArgumentParser:
