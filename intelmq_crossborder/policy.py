@@ -1,0 +1,738 @@
+"""Sharing agreements and the share decision: THE place for the sharing rules.
+
+One YAML file per recipient states what that recipient may receive (see
+``docs/agreements.md``).  :func:`load_agreement` validates a file against
+:data:`AGREEMENT_SCHEMA` (JSON Schema) and against the harmonization (field
+names, pseudonym types); any problem raises :class:`AgreementError` naming the
+file, the field and the reason.
+
+:func:`decide` applies an agreement to one event (a flat IntelMQ dict, or an
+IntelMQ ``Event``) and returns a :class:`Decision`: allowed or denied, every
+reason, and the event as transformed for that recipient.  The rules:
+
+- The event's TLP is ``sharing.tlp`` (written by the TLP expert).  Without it,
+  the stock ``tlp`` field and the extra labels (:data:`LABEL_FIELDS`) are read
+  with :func:`intelmq_crossborder.tlp.read_event_labels`, the most restrictive
+  counts.  Still none: the agreement's ``no_label`` rule (default ``deny``: not
+  shared beyond the hub).  A label that cannot be read: denied.
+- TLP:RED is never forwarded automatically.  AMBER+STRICT goes only to the
+  same organisation, AMBER to the organisation and its constituents, GREEN to
+  the community, CLEAR to anyone the agreement admits: :func:`tlp_ceiling`.
+- Then taxonomy, type, country of origin, PAP and the loop rule (a hub never
+  gets back an event that already passed through it).
+- The copy for the recipient: fields removed, fields pseudonymised with
+  HMAC-SHA256, originator fields hidden when the source must not be disclosed
+  (by the event or the agreement), ``raw`` dropped, ``sharing.agreement`` and
+  ``sharing.retention_days`` set.
+
+The functions are pure: no IntelMQ bot, no Redis, no logging.  Reasons never
+contain field values (they go to logs and the audit trail), only field names.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+import jsonschema
+import yaml
+
+from intelmq_crossborder import fingerprint as _fingerprint
+from intelmq_crossborder import tlp
+from intelmq_crossborder.tlp import Level
+
+__all__ = [
+    "AgreementError", "Agreement", "Decision", "EventFacts", "AGREEMENT_SCHEMA",
+    "KINDS", "RELATIONS", "RELATION_CAPS", "LABEL_FIELDS", "ORIGINATOR_FIELDS", "PAP_LEVELS",
+    "load_agreement", "load_agreements", "agreement_from_dict", "tlp_ceiling",
+    "event_facts", "decide", "decide_all", "parse_pap", "pseudonym", "redact",
+    "FieldSelector", "PSEUDONYM_TYPES",
+]
+
+KINDS = ("national-hub", "csirt", "isac", "critical-infrastructure", "eu-cyclone", "csirts-network")
+RELATIONS = ("same-organisation", "constituent", "community")
+
+#: What a relation admits under TLP 2.0: the organisation sees AMBER+STRICT,
+#: its clients/constituents AMBER, the community GREEN.  RED: never, automatically.
+RELATION_CAPS = {
+    "same-organisation": Level.AMBER_STRICT,
+    "constituent": Level.AMBER,
+    "community": Level.GREEN,
+}
+
+#: Where labels are read when an event has no ``sharing.tlp`` (as the TLP expert does).
+LABEL_FIELDS = ("tlp", "extra.tlp", "extra.tlp_label", "extra.csaf_tlp", "extra.misp_tags", "extra.tags")
+
+#: Fields that name the originator: hidden when the source must not be disclosed.
+ORIGINATOR_FIELDS = (
+    "provenance.originator", "feed.provider", "feed.name", "feed.code", "feed.url",
+    "feed.documentation", "csaf.publisher", "csaf.document_url", "csaf.tracking_id",
+)
+
+#: PAP 2.0 order, least to most restrictive; PAP:WHITE of older sources is CLEAR.
+PAP_LEVELS = ("CLEAR", "GREEN", "AMBER", "RED")
+_PAP_ORDER = {name: i for i, name in enumerate(PAP_LEVELS)}
+
+_ID_RE = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+_FIELD_RE = r"^[a-z_][a-z_0-9]*(\.[a-z_0-9]+)*(\.\*)?$"
+_TLP_VALUES = ["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"]
+
+#: JSON Schema of an agreement file.  ``docs/agreements.md`` documents each property.
+AGREEMENT_SCHEMA: dict = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "intelmq-crossborder sharing agreement",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["recipient", "name", "kind", "country", "relation", "max_tlp"],
+    "properties": {
+        "recipient": {"type": "string", "pattern": _ID_RE,
+                      "description": "Recipient id: also the router's named path and sharing.agreement."},
+        "name": {"type": "string", "minLength": 1},
+        "kind": {"enum": list(KINDS)},
+        "country": {"type": "string", "pattern": "^[A-Z]{2}$",
+                    "description": "ISO 3166-1 alpha-2; EU for EU-level bodies."},
+        "relation": {"enum": list(RELATIONS)},
+        "max_tlp": {"type": "string", "minLength": 1,
+                    "description": "Any TLP spelling; RED is refused, and it may not exceed the relation."},
+        "hub_id": {"type": "string", "pattern": _ID_RE,
+                   "description": "Hub id of a recipient that is a hub: events that already passed "
+                                  "through it (provenance.hub_path / origin_hub) are not sent back."},
+        "taxonomies": {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True},
+        "types": {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True},
+        "origin_countries": {"type": "array", "items": {"type": "string", "pattern": "^[A-Z]{2}$"},
+                             "uniqueItems": True},
+        "unknown_origin": {"enum": ["deny", "allow"]},
+        "remove_fields": {"type": "array", "items": {"type": "string", "pattern": _FIELD_RE},
+                          "uniqueItems": True},
+        "pseudonymise_fields": {"type": "array", "items": {"type": "string", "pattern": _FIELD_RE},
+                                "uniqueItems": True},
+        "max_pap": {"enum": list(PAP_LEVELS)},
+        "missing_pap": {"enum": ["deny", "allow"]},
+        "disclose_source": {"type": "boolean"},
+        "hide_source": {"enum": ["remove", "pseudonymise"]},
+        "originator_fields": {"type": "array", "items": {"type": "string", "pattern": _FIELD_RE},
+                              "uniqueItems": True},
+        "no_label": {"type": "string", "minLength": 1,
+                     "description": "'deny' (default) or the TLP level to assume for an unlabelled event."},
+        "retention_days": {"type": "integer", "minimum": 1, "maximum": 36500},
+        "keep_raw": {"type": "boolean"},
+        "enabled": {"type": "boolean"},
+        "description": {"type": "string"},
+    },
+}
+_VALIDATOR = jsonschema.Draft202012Validator(AGREEMENT_SCHEMA)
+
+
+class AgreementError(ValueError):
+    """A bad agreement; the message names the file, the field and the reason."""
+
+    def __init__(self, source, field_name: Optional[str], reason: str):
+        self.source = str(source)
+        self.field = field_name
+        self.reason = reason
+        where = f", field {field_name}" if field_name else ""
+        super().__init__(f"{self.source}{where}: {reason}")
+
+
+class FieldSelector:
+    """A set of field names, each exact (``source.ip``) or a prefix (``extra.*``)."""
+
+    __slots__ = ("exact", "prefixes", "patterns")
+
+    def __init__(self, patterns: Iterable[str] = ()):
+        self.patterns = tuple(patterns)
+        self.exact = frozenset(p for p in self.patterns if not p.endswith(".*"))
+        self.prefixes = tuple(p[:-1] for p in self.patterns if p.endswith(".*"))
+
+    def __bool__(self):
+        return bool(self.patterns)
+
+    def matches(self, name: str) -> bool:
+        return name in self.exact or (bool(self.prefixes) and name.startswith(self.prefixes))
+
+    def select(self, keys: Iterable[str]) -> list:
+        return [k for k in keys if self.matches(k)]
+
+    def __eq__(self, other):
+        return isinstance(other, FieldSelector) and self.patterns == other.patterns
+
+    def __hash__(self):
+        return hash(self.patterns)
+
+    def __repr__(self):
+        return f"FieldSelector({list(self.patterns)!r})"
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """One recipient's sharing agreement, validated.  Lists are tuples; ``None``
+    for taxonomies/types/origin_countries means "no restriction"."""
+
+    recipient: str
+    name: str
+    kind: str
+    country: str
+    relation: str
+    max_tlp: Level
+    hub_id: Optional[str] = None
+    taxonomies: Optional[tuple] = None
+    types: Optional[tuple] = None
+    origin_countries: Optional[tuple] = None
+    unknown_origin: str = "deny"
+    remove_fields: tuple = ()
+    pseudonymise_fields: tuple = ()
+    max_pap: Optional[str] = None
+    missing_pap: str = "allow"
+    disclose_source: bool = False
+    hide_source: str = "remove"
+    originator_fields: tuple = ORIGINATOR_FIELDS
+    no_label: Optional[Level] = None          # None: deny
+    retention_days: Optional[int] = None
+    keep_raw: bool = False
+    enabled: bool = True
+    description: str = ""
+    source: str = "<dict>"
+    # derived, for speed
+    _remove: FieldSelector = field(default=FieldSelector(), repr=False, compare=False)
+    _pseudo: FieldSelector = field(default=FieldSelector(), repr=False, compare=False)
+    _originator: FieldSelector = field(default=FieldSelector(ORIGINATOR_FIELDS), repr=False, compare=False)
+    _taxonomies: Optional[frozenset] = field(default=None, repr=False, compare=False)
+    _types: Optional[frozenset] = field(default=None, repr=False, compare=False)
+    _countries: Optional[frozenset] = field(default=None, repr=False, compare=False)
+
+    @property
+    def ceiling(self) -> Level:
+        return tlp_ceiling(self)
+
+    @property
+    def needs_key(self) -> bool:
+        """Whether applying this agreement needs an HMAC key."""
+        return bool(self.pseudonymise_fields) or (not self.disclose_source and self.hide_source == "pseudonymise")
+
+    def summary(self) -> dict:
+        """JSON-able description (for docs, the CLI and the audit trail)."""
+        return {"recipient": self.recipient, "name": self.name, "kind": self.kind, "country": self.country,
+                "relation": self.relation, "max_tlp": self.max_tlp.label, "ceiling": tlp_ceiling(self).label,
+                "source": self.source}
+
+
+def tlp_ceiling(agreement: Agreement) -> Level:
+    """The most restrictive TLP the recipient may receive: min(max_tlp, relation cap).
+    Never RED: RED is not forwarded automatically."""
+    cap = RELATION_CAPS.get(agreement.relation, Level.CLEAR)
+    return min(agreement.max_tlp, cap, Level.AMBER_STRICT)
+
+
+# --- loading -------------------------------------------------------------------
+
+def _json_path(error) -> Optional[str]:
+    text = ""
+    for part in error.absolute_path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    extra = None
+    if error.validator == "required":
+        missing = re.findall(r"'([^']+)' is a required property", error.message)
+        extra = missing[0] if missing else "?"
+    elif error.validator == "additionalProperties":
+        found = re.findall(r"'([^']+)'", error.message)
+        extra = found[0] if found else None
+    if extra:
+        text = f"{text}.{extra}" if text else extra
+    return text or None
+
+
+def _schema_reason(error) -> str:
+    if error.validator == "required":
+        return "required field is missing"
+    if error.validator == "additionalProperties":
+        return "unknown field (not part of the agreement schema; a typo?)"
+    if error.validator == "enum":
+        return f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
+    if error.validator == "pattern":
+        return f"{error.instance!r} does not match {error.validator_value}"
+    return error.message
+
+
+def _harmonization_fields(harmonization: Optional[dict]) -> dict:
+    if harmonization is None:
+        harmonization = _cached_harmonization()
+    return harmonization.get("event", harmonization)
+
+
+_HARM_CACHE: dict = {}
+
+
+def _cached_harmonization() -> dict:
+    if "h" not in _HARM_CACHE:
+        from intelmq_crossborder.harmonization import merged_harmonization
+        _HARM_CACHE["h"] = merged_harmonization()
+    return _HARM_CACHE["h"]
+
+
+def _check_fields(source, name: str, patterns: Sequence[str], fields: dict, pseudonymise: bool) -> None:
+    for i, pattern in enumerate(patterns):
+        where = f"{name}[{i}]"
+        if pattern.endswith(".*"):
+            prefix = pattern[:-1]
+            if pattern == "extra.*":
+                continue
+            if not any(k.startswith(prefix) for k in fields):
+                raise AgreementError(source, where, f"no harmonization field starts with {prefix!r}")
+            if pseudonymise:
+                for key in sorted(k for k in fields if k.startswith(prefix)):
+                    _check_pseudonym_type(source, where, key, fields[key])
+            continue
+        if pattern.startswith("extra."):
+            continue
+        if pattern not in fields:
+            raise AgreementError(source, where, f"unknown field {pattern!r} (not in the harmonization)")
+        if pseudonymise:
+            _check_pseudonym_type(source, where, pattern, fields[pattern])
+
+
+def _check_pseudonym_type(source, where: str, key: str, definition: dict) -> None:
+    ftype = definition.get("type")
+    if ftype not in PSEUDONYM_TYPES:
+        raise AgreementError(source, where, f"field {key!r} has type {ftype}, which cannot hold a pseudonym; "
+                                            "list it under remove_fields instead")
+    sample = pseudonym("192.0.2.1" if ftype == "IPAddress" else "sample", b"k", ftype)
+    regex, length = definition.get("regex"), definition.get("length")
+    if ftype is not None:
+        from intelmq.lib import harmonization as _types
+        cls = getattr(_types, ftype)
+        if not cls.is_valid(sample, sanitize=False) or cls.sanitize(sample) != sample:
+            raise AgreementError(source, where, f"field {key!r}: a pseudonym would not be a valid {ftype}; "
+                                                "list it under remove_fields instead")
+    if (regex and not re.search(regex, sample)) or (length and len(sample) > length):
+        raise AgreementError(source, where, f"field {key!r} ({ftype}, regex {regex!r}, length {length}) "
+                                            "cannot hold a pseudonym; list it under remove_fields instead")
+
+
+def agreement_from_dict(data: Any, source="<dict>", harmonization: Optional[dict] = None) -> Agreement:
+    """Validate one agreement given as a mapping (what the YAML file holds)."""
+    if not isinstance(data, dict):
+        raise AgreementError(source, None, f"an agreement must be a mapping, not {type(data).__name__}")
+    errors = sorted(_VALIDATOR.iter_errors(data), key=lambda e: (len(list(e.absolute_path)), str(e.path)))
+    if errors:
+        err = errors[0]
+        raise AgreementError(source, _json_path(err), _schema_reason(err))
+    try:
+        max_tlp = tlp.parse_level(data["max_tlp"], "max_tlp")
+    except tlp.UnknownTLPError as exc:
+        raise AgreementError(source, "max_tlp", str(exc)) from None
+    relation = data["relation"]
+    if max_tlp is Level.RED:
+        raise AgreementError(source, "max_tlp", "TLP:RED is never forwarded automatically; "
+                                                "the highest possible value is AMBER+STRICT (same organisation)")
+    if max_tlp > RELATION_CAPS[relation]:
+        raise AgreementError(source, "max_tlp", f"TLP:{max_tlp.label} exceeds what relation {relation!r} "
+                                                f"may receive under TLP 2.0 (TLP:{RELATION_CAPS[relation].label})")
+    no_label = None
+    raw_no_label = data.get("no_label", "deny")
+    if str(raw_no_label).strip().lower() != "deny":
+        try:
+            no_label = tlp.parse_level(raw_no_label, "no_label")
+        except tlp.UnknownTLPError as exc:
+            raise AgreementError(source, "no_label", f"{exc}; use 'deny' or a TLP level") from None
+    if data.get("kind") in ("national-hub",) and "hub_id" not in data:
+        pass  # allowed; docs recommend hub_id for hubs
+    fields = _harmonization_fields(harmonization)
+    remove = tuple(data.get("remove_fields", ()))
+    pseudo = tuple(data.get("pseudonymise_fields", ()))
+    both = set(remove) & set(pseudo)
+    if both:
+        raise AgreementError(source, "pseudonymise_fields",
+                             f"{sorted(both)[0]!r} is also in remove_fields; list a field in one of them")
+    _check_fields(source, "remove_fields", remove, fields, pseudonymise=False)
+    _check_fields(source, "pseudonymise_fields", pseudo, fields, pseudonymise=True)
+    originator = tuple(data.get("originator_fields", ORIGINATOR_FIELDS))
+    hide_source = data.get("hide_source", "remove")
+    _check_fields(source, "originator_fields", originator, fields, pseudonymise=hide_source == "pseudonymise")
+    for protected in ("sharing.tlp", "sharing.agreement"):
+        if protected in remove or protected in pseudo:
+            raise AgreementError(source, "remove_fields" if protected in remove else "pseudonymise_fields",
+                                 f"{protected} must stay on the event: it tells the recipient how to treat it")
+    def opt(name):
+        value = data.get(name)
+        return None if value is None else tuple(value)
+    return Agreement(
+        recipient=data["recipient"], name=data["name"], kind=data["kind"], country=data["country"],
+        relation=relation, max_tlp=max_tlp, hub_id=data.get("hub_id"),
+        taxonomies=opt("taxonomies"), types=opt("types"), origin_countries=opt("origin_countries"),
+        unknown_origin=data.get("unknown_origin", "deny"), remove_fields=remove, pseudonymise_fields=pseudo,
+        max_pap=data.get("max_pap"), missing_pap=data.get("missing_pap", "allow"),
+        disclose_source=data.get("disclose_source", False), hide_source=hide_source,
+        originator_fields=originator, no_label=no_label, retention_days=data.get("retention_days"),
+        keep_raw=data.get("keep_raw", False), enabled=data.get("enabled", True),
+        description=data.get("description", ""), source=str(source),
+        _remove=FieldSelector(remove), _pseudo=FieldSelector(pseudo), _originator=FieldSelector(originator),
+        _taxonomies=None if data.get("taxonomies") is None else frozenset(data["taxonomies"]),
+        _types=None if data.get("types") is None else frozenset(data["types"]),
+        _countries=None if data.get("origin_countries") is None else frozenset(data["origin_countries"]),
+    )
+
+
+def load_agreement(path, harmonization: Optional[dict] = None) -> Agreement:
+    """Read and validate one agreement file (YAML or JSON)."""
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise AgreementError(path, None, f"cannot read the file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise AgreementError(path, None, "the file is not UTF-8 text") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise AgreementError(path, None, f"not valid YAML{where}: {problem}") from None
+    return agreement_from_dict(data, source=path, harmonization=harmonization)
+
+
+def agreement_files(directory) -> list:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise AgreementError(directory, None, "not a directory of agreements")
+    return sorted(p for p in directory.iterdir()
+                  if p.is_file() and p.suffix in (".yaml", ".yml") and not p.name.startswith("."))
+
+
+def load_agreements(directory, harmonization: Optional[dict] = None, *,
+                    include_disabled: bool = False) -> dict:
+    """All agreements of a directory (``*.yaml``/``*.yml``), by recipient id, sorted by id.
+
+    Raises :class:`AgreementError` on the first bad file (files are read in name
+    order), also for two files with the same recipient id, or for no file at all.
+    Agreements with ``enabled: false`` are left out unless ``include_disabled``.
+    """
+    files = agreement_files(directory)
+    if not files:
+        raise AgreementError(directory, None, "no agreement files (*.yaml) in the directory")
+    by_id: dict = {}
+    for path in files:
+        agreement = load_agreement(path, harmonization)
+        if agreement.recipient in by_id:
+            raise AgreementError(path, "recipient", f"{agreement.recipient!r} is already the recipient of "
+                                                    f"{by_id[agreement.recipient].source}")
+        by_id[agreement.recipient] = agreement
+    return {k: by_id[k] for k in sorted(by_id) if include_disabled or by_id[k].enabled}
+
+
+# --- pseudonyms ------------------------------------------------------------------
+
+#: Harmonization types that can hold a pseudonym, and the form it takes.
+PSEUDONYM_TYPES = ("String", "LowercaseString", "UppercaseString", "IPAddress", "IPNetwork", "FQDN", "URL",
+                   None)   # None: extra.* (no type)
+
+
+def _digest(value: Any, key: bytes) -> bytes:
+    data = value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hmac.new(key, data.encode("utf-8"), hashlib.sha256).digest()
+
+
+def pseudonym(value: Any, key: bytes, field_type: Optional[str] = None) -> str:
+    """Keyed pseudonym (HMAC-SHA256) of a value, in a form the field type accepts.
+
+    The same value and key always give the same pseudonym, so recipients can
+    correlate; without the key it cannot be reversed.  Strings become
+    ``pseudo-<32 hex>`` (upper case for UppercaseString), IP addresses an IPv6
+    unique-local address ``fdxx:...`` (a network: that address ``/128``), FQDNs
+    ``<32 hex>.pseudonym.invalid`` and URLs ``https://<32 hex>.pseudonym.invalid/``
+    (``.invalid`` is reserved by RFC 2606, so a pseudonym never resolves).
+    """
+    digest = _digest(value, key)
+    if field_type == "IPAddress":
+        return str(ipaddress.IPv6Address(b"\xfd" + digest[:15]))
+    if field_type == "IPNetwork":
+        return str(ipaddress.IPv6Address(b"\xfd" + digest[:15])) + "/128"
+    hexed = digest[:16].hex()
+    if field_type == "FQDN":
+        return f"{hexed}.pseudonym.invalid"
+    if field_type == "URL":
+        return f"https://{hexed}.pseudonym.invalid/"
+    if field_type == "UppercaseString":
+        return f"PSEUDO-{hexed.upper()}"
+    return f"pseudo-{hexed}"
+
+
+def _field_type(name: str, harmonization: Optional[dict]) -> Optional[str]:
+    fields = _harmonization_fields(harmonization)
+    definition = fields.get(name)
+    return definition.get("type") if definition else None
+
+
+_TYPE_CACHE: dict = {}
+
+
+def _cached_type(name: str) -> Optional[str]:
+    try:
+        return _TYPE_CACHE[name]
+    except KeyError:
+        _TYPE_CACHE[name] = value = _field_type(name, None)
+        return value
+
+
+def redact(event: Mapping[str, Any], *, remove: Iterable[str] = (), pseudonymise: Iterable[str] = (),
+           key: Optional[bytes] = None, drop_raw: bool = True) -> tuple:
+    """Copy of a flat event with fields removed and pseudonymised.
+
+    ``remove``/``pseudonymise`` are field names or prefixes (``extra.*``), or
+    :class:`FieldSelector` objects.  Returns ``(event_out, removed, pseudonymised)``
+    with the names of the fields actually touched.  ``raw`` is dropped when
+    anything was touched and ``drop_raw`` is set, as it would hold the clear values.
+    Raises ValueError when a field must be pseudonymised and there is no key.
+    """
+    rm = remove if isinstance(remove, FieldSelector) else FieldSelector(remove)
+    ps = pseudonymise if isinstance(pseudonymise, FieldSelector) else FieldSelector(pseudonymise)
+    out = dict(event.items()) if not isinstance(event, dict) else dict(event)
+    removed, pseudonymised = [], []
+    if rm or ps:
+        for name in list(out):
+            if rm and rm.matches(name):
+                del out[name]
+                removed.append(name)
+            elif ps and ps.matches(name):
+                if not key:
+                    raise ValueError("a pseudonymisation key is required")
+                out[name] = pseudonym(out[name], key, _cached_type(name))
+                pseudonymised.append(name)
+    if drop_raw and (removed or pseudonymised) and "raw" in out:
+        del out["raw"]
+        removed.append("raw")
+    return out, removed, pseudonymised
+
+
+# --- deciding ---------------------------------------------------------------------
+
+def parse_pap(value: Any) -> str:
+    """Canonical PAP 2.0 label (CLEAR/GREEN/AMBER/RED) of ``PAP:AMBER``, ``white``...; ValueError otherwise."""
+    if not isinstance(value, str):
+        raise ValueError(f"unknown PAP label {value!r}")
+    text = value.strip().upper()
+    if text.startswith("PAP:"):
+        text = text[4:].strip()
+    if text == "WHITE":
+        text = "CLEAR"
+    if text not in _PAP_ORDER:
+        raise ValueError(f"unknown PAP label {value!r}")
+    return text
+
+
+_CANONICAL = {lvl.label: lvl for lvl in Level}
+
+
+@dataclass(frozen=True)
+class EventFacts:
+    """What the rules need to know about an event, computed once for all recipients."""
+
+    level: Optional[Level]          # None: no label (or unreadable)
+    level_from: str                 # 'sharing.tlp', 'labels', 'none', 'unreadable'
+    tlp_error: Optional[str] = None
+    chatham_house: bool = False
+    pap: Optional[str] = None
+    pap_error: Optional[str] = None
+    hubs: frozenset = frozenset()
+
+
+def event_facts(event: Mapping[str, Any], label_fields: Sequence[str] = LABEL_FIELDS) -> EventFacts:
+    """The event's TLP (see the module docstring), PAP, Chatham House flag and hubs passed."""
+    get = event.get
+    chr_flag = get("sharing.do_not_disclose_source") in (True, "true", "True", 1)
+    raw = get("sharing.tlp")
+    level, level_from, err = None, "none", None
+    if raw is not None and raw != "":
+        level = _CANONICAL.get(raw) if isinstance(raw, str) else None
+        if level is None:
+            try:
+                level = tlp.parse_level(raw, "field sharing.tlp")
+            except tlp.UnknownTLPError as exc:
+                err = str(exc)
+        level_from = "sharing.tlp" if err is None else "unreadable"
+    else:
+        try:
+            labels = tlp.read_event_labels(event, label_fields)
+        except tlp.UnknownTLPError as exc:
+            err, level_from = str(exc), "unreadable"
+        else:
+            chr_flag = chr_flag or labels.chatham_house
+            if labels.level is not None:
+                level, level_from = labels.level, "labels"
+    pap, pap_err = get("sharing.pap"), None
+    if pap is not None and pap != "":
+        try:
+            pap = parse_pap(pap)
+        except ValueError as exc:
+            pap, pap_err = None, str(exc)
+    else:
+        pap = None
+    hubs = set()
+    path = get("provenance.hub_path")
+    if isinstance(path, str) and path:
+        hubs.update(h.strip() for h in path.split(",") if h.strip())
+    origin_hub = get("provenance.origin_hub")
+    if isinstance(origin_hub, str) and origin_hub:
+        hubs.add(origin_hub)
+    return EventFacts(level, level_from, err, chr_flag, pap, pap_err, frozenset(hubs))
+
+
+@dataclass
+class Decision:
+    """Outcome of :func:`decide` for one (event, recipient)."""
+
+    allowed: bool
+    reasons: list
+    event_out: Optional[dict] = None
+    recipient: Optional[str] = None
+
+    @property
+    def codes(self) -> list:
+        """The reason codes (the text before the first colon), for counting."""
+        return [r.split(":", 1)[0] for r in self.reasons]
+
+    def to_json(self) -> dict:
+        return {"recipient": self.recipient, "allowed": self.allowed, "reasons": list(self.reasons),
+                "event_out": self.event_out}
+
+
+def _deny_reasons(facts: EventFacts, event: Mapping[str, Any], a: Agreement,
+                  hmac_key: Optional[bytes]) -> tuple:
+    """(reasons for denial, effective level)."""
+    reasons = []
+    level = facts.level
+    ceiling = tlp_ceiling(a)
+    if facts.tlp_error is not None:
+        reasons.append(f"tlp-unreadable: {facts.tlp_error}")
+    elif level is None:
+        if a.no_label is None:
+            reasons.append("tlp-missing: the event has no TLP label and the agreement's no_label rule is "
+                           "deny (not shared beyond the hub)")
+        else:
+            level = a.no_label
+    if level is not None:
+        if level is Level.RED:
+            reasons.append("tlp-red: TLP:RED is never forwarded automatically")
+        elif level is Level.AMBER_STRICT and a.relation != "same-organisation":
+            reasons.append(f"tlp-amber-strict: TLP:AMBER+STRICT goes only to the same organisation, "
+                           f"the recipient is {a.relation}")
+        elif level > ceiling:
+            reasons.append(f"tlp-above-ceiling: TLP:{level.label} is above what the agreement admits "
+                           f"(TLP:{ceiling.label})")
+    if a._taxonomies is not None and event.get("classification.taxonomy") not in a._taxonomies:
+        reasons.append("taxonomy-not-allowed: classification.taxonomy "
+                       f"{event.get('classification.taxonomy')!r} is not in the agreement's taxonomies")
+    if a._types is not None and event.get("classification.type") not in a._types:
+        reasons.append(f"type-not-allowed: classification.type {event.get('classification.type')!r} "
+                       "is not in the agreement's types")
+    if a._countries is not None:
+        country = event.get("provenance.origin_country")
+        if not country:
+            if a.unknown_origin != "allow":
+                reasons.append("origin-unknown: the event has no provenance.origin_country and the agreement "
+                               "restricts origin countries")
+        elif country not in a._countries:
+            reasons.append(f"origin-not-allowed: provenance.origin_country {country!r} is not in the "
+                           "agreement's origin_countries")
+    if a.max_pap is not None:
+        if facts.pap_error is not None:
+            reasons.append(f"pap-unreadable: {facts.pap_error} in field sharing.pap")
+        elif facts.pap is None:
+            if a.missing_pap == "deny":
+                reasons.append("pap-missing: the event has no sharing.pap and the agreement denies that")
+        elif _PAP_ORDER[facts.pap] > _PAP_ORDER[a.max_pap]:
+            reasons.append(f"pap-above-limit: PAP:{facts.pap} is above the agreement's max_pap "
+                           f"PAP:{a.max_pap}")
+    if a.hub_id is not None and a.hub_id in facts.hubs:
+        reasons.append(f"loop: the event already passed through hub {a.hub_id!r}")
+    if not a.enabled:
+        reasons.append("disabled: the agreement is disabled")
+    hide_by_pseudonym = (not a.disclose_source or facts.chatham_house) and a.hide_source == "pseudonymise"
+    if (a.pseudonymise_fields or hide_by_pseudonym) and not hmac_key:
+        reasons.append("key-missing: the agreement pseudonymises fields and no HMAC key is configured")
+    return reasons, level
+
+
+def _transform(event: Mapping[str, Any], a: Agreement, facts: EventFacts, level: Level,
+               hmac_key: Optional[bytes]) -> tuple:
+    out = dict(event)
+    removed, pseudonymised = [], []
+    hide = (not a.disclose_source) or facts.chatham_house
+    rm, ps, orig = a._remove, a._pseudo, a._originator
+    for name in list(out):
+        if rm and rm.matches(name):
+            del out[name]
+            removed.append(name)
+        elif ps and ps.matches(name):
+            out[name] = pseudonym(out[name], hmac_key, _cached_type(name))
+            pseudonymised.append(name)
+        elif hide and orig.matches(name):
+            if a.hide_source == "pseudonymise":
+                out[name] = pseudonym(out[name], hmac_key, _cached_type(name))
+                pseudonymised.append(name)
+            else:
+                del out[name]
+                removed.append(name)
+    if "raw" in out and (not a.keep_raw or removed or pseudonymised):
+        del out["raw"]
+        removed.append("raw")
+    touched_identity = any(name in _fingerprint.FINGERPRINT_FIELD_SET for name in removed + pseudonymised)
+    if touched_identity and "provenance.fingerprint" in out:
+        # The clear-text fingerprint would let a recipient test guesses of a hidden value.
+        out["provenance.fingerprint"] = _fingerprint.fingerprint(out)
+    out["sharing.tlp"] = level.label
+    out["sharing.agreement"] = a.recipient
+    if a.retention_days is not None:
+        out["sharing.retention_days"] = a.retention_days
+    if facts.chatham_house:
+        out["sharing.do_not_disclose_source"] = True
+    return out, removed, pseudonymised
+
+
+def decide(event: Mapping[str, Any], agreement: Agreement, *, hmac_key: Optional[bytes] = None,
+           facts: Optional[EventFacts] = None) -> Decision:
+    """Allow or deny one event for one recipient, with every reason, and the copy to send.
+
+    ``event`` is a flat IntelMQ dict (``"source.ip": ...``) or an IntelMQ Event;
+    it is not modified.  ``facts`` may be passed when deciding the same event for
+    many recipients (see :func:`decide_all`).
+    """
+    if facts is None:
+        facts = event_facts(event)
+    reasons, level = _deny_reasons(facts, event, agreement, hmac_key)
+    if reasons:
+        return Decision(False, reasons, None, agreement.recipient)
+    out, removed, pseudonymised = _transform(event, agreement, facts, level, hmac_key)
+    ceiling = tlp_ceiling(agreement)
+    how = {"sharing.tlp": "", "labels": " (from the event's labels)",
+           "none": " (no label: the agreement's no_label rule)"}[facts.level_from]
+    allowed = [f"allowed: TLP:{level.label}{how} within TLP:{ceiling.label} ({agreement.relation})"]
+    if removed:
+        allowed.append("removed: " + ", ".join(sorted(removed)))
+    if pseudonymised:
+        allowed.append("pseudonymised: " + ", ".join(sorted(pseudonymised)))
+    return Decision(True, allowed, out, agreement.recipient)
+
+
+def decide_all(event: Mapping[str, Any], agreements: Iterable[Agreement], *,
+               hmac_key: Optional[bytes] = None) -> list:
+    """:func:`decide` for each agreement, computing the event's facts once."""
+    facts = event_facts(event)
+    return [decide(event, a, hmac_key=hmac_key, facts=facts) for a in agreements]
+
+
+def key_from(value: Optional[str], env_var: Optional[str] = None) -> Optional[bytes]:
+    """An HMAC key from a parameter value, else from an environment variable; None if neither."""
+    if value:
+        return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    if env_var:
+        env = os.environ.get(env_var)
+        if env:
+            return env.encode("utf-8")
+    return None
