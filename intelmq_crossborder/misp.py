@@ -307,6 +307,15 @@ class Row:
     obj: Optional[dict] = None
     event_context: Optional[dict] = None   # pre-computed per event by Converter.rows
 
+    @property
+    def path(self) -> str:
+        """Where the attribute is in the event, for error messages."""
+        attr = self.attribute if isinstance(self.attribute, dict) else {}
+        aid = attr.get("uuid") or attr.get("id") or "?"
+        if self.obj is not None:
+            return f"Object[{self.obj.get('name')}].Attribute[{aid}]"
+        return f"Attribute[{aid}]"
+
     def raw(self) -> str:
         """The attribute as JSON, wrapped so that the parser can read it again."""
         event = {k: v for k, v in self.event.items() if k not in ("Attribute", "Object")}
@@ -432,8 +441,7 @@ class Converter:
             raise MISPFormatError("attribute is not an object", self.where, "Attribute")
         atype = attr.get("type")
         aid = attr.get("uuid") or attr.get("id") or "?"
-        path = (f"Object[{row.obj.get('name')}].Attribute[{aid}]" if row.obj is not None
-                else f"Attribute[{aid}]")
+        path = row.path
         if attr.get("deleted") in (True, "1", 1):
             self.stats.filtered += 1
             return None

@@ -6,6 +6,7 @@ import sys
 
 
 def _convert_misp(args) -> int:
+    from intelmq.lib.exceptions import InvalidValue
     from intelmq.lib.message import Event
 
     from intelmq_crossborder import misp
@@ -49,9 +50,14 @@ def _convert_misp(args) -> int:
                         continue
                     ev = Event(harmonization=harmonization)
                     for key, value in fields.items():
-                        ev.add(key, value)
-                except Exception as exc:  # MISPFormatError or a harmonization error of a value
-                    print(f"intelmq-crossborder: error: {path}: {exc}", file=sys.stderr)
+                        try:
+                            ev.add(key, value)
+                        except InvalidValue:
+                            raise misp.MISPFormatError(
+                                f"value {value!r} ({row.attribute.get('type')}) is not a valid {key}",
+                                path, f"{row.path}.value") from None
+                except misp.MISPFormatError as exc:
+                    print(f"intelmq-crossborder: error: {exc}", file=sys.stderr)
                     status = 1
                     continue
                 out.write(json.dumps(ev.to_dict(hierarchical=False), sort_keys=True, ensure_ascii=False) + "\n")

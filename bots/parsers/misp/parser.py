@@ -2,6 +2,7 @@
 import json
 
 from intelmq.lib.bot import ParserBot
+from intelmq.lib.exceptions import InvalidValue
 from intelmq.lib.utils import base64_decode
 
 from intelmq_crossborder import misp
@@ -83,7 +84,11 @@ class CrossBorderMISPParserBot(ParserBot):
             return None
         event = self.new_event(report)
         for key, value in fields.items():
-            event.add(key, value, overwrite=True)
+            try:
+                event.add(key, value, overwrite=True)
+            except InvalidValue:
+                raise misp.MISPFormatError(f"value {value!r} ({row.attribute.get('type')}) is not a valid {key}",
+                                           self._converter.where, f"{row.path}.value") from None
         event.add("raw", row.raw(), overwrite=True)
         return event
 
