@@ -32,7 +32,7 @@ from pymisp import MISPAttribute, MISPEvent, MISPSighting
 from intelmq_crossborder import misp, tlp
 
 __all__ = ["PushSettings", "target_event_uuid", "load_agreement_checked", "Planned", "merge", "projection", "observation_time", "RetryingCaller",
-           "TransientMISPError", "PermanentMISPError", "FeedWriter", "RedactingFilter"]
+           "TransientMISPError", "PermanentMISPError", "FeedWriter", "RedactingFilter", "redact_secret"]
 
 
 @dataclass
@@ -350,6 +350,18 @@ class RedactingFilter(logging.Filter):
                 text = text.replace(s, "***")
             record.msg, record.args = text, ()
         return True
+
+
+_REDACTION = RedactingFilter([])
+
+
+def redact_secret(secret: str, *loggers: logging.Logger) -> None:
+    """Hide ``secret`` in every record of ``loggers`` (one shared filter; adding twice is harmless)."""
+    if secret and secret not in _REDACTION.secrets:
+        _REDACTION.secrets.append(secret)
+    for logger in loggers:
+        if _REDACTION not in logger.filters:
+            logger.addFilter(_REDACTION)
 
 
 # --- feed directory --------------------------------------------------------------------

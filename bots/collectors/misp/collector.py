@@ -48,9 +48,7 @@ class CrossBorderMISPCollectorBot(CollectorBot):
 
     def init(self):
         self._key = self.misp_api_token or os.environ.get(self.misp_api_token_env or "", "")
-        redact = misp_push.RedactingFilter([self._key])
-        for logger in (self.logger, logging.getLogger("pymisp"), logging.getLogger("urllib3")):
-            logger.addFilter(redact)
+        misp_push.redact_secret(self._key, self.logger, logging.getLogger("pymisp"), logging.getLogger("urllib3"))
         if not self.misp_url:
             raise ValueError("Parameter misp_url is required.")
         if not self._key:

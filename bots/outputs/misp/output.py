@@ -53,9 +53,7 @@ class CrossBorderMISPOutputBot(OutputBot):
 
     def init(self):
         self._key = self.misp_api_token or os.environ.get(self.misp_api_token_env or "", "")
-        self._redact = misp_push.RedactingFilter([self._key])
-        for logger in (self.logger, logging.getLogger("pymisp"), logging.getLogger("urllib3")):
-            logger.addFilter(self._redact)
+        misp_push.redact_secret(self._key, self.logger, logging.getLogger("pymisp"), logging.getLogger("urllib3"))
         if not self.misp_url:
             raise ValueError("Parameter misp_url is required.")
         if not self._key:
