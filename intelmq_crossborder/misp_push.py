@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from pymisp import MISPAttribute, MISPEvent, MISPSighting
+from pymisp import MISPAttribute, MISPEvent, MISPOrganisation, MISPSighting
 
 from intelmq_crossborder import misp, tlp
 
@@ -402,9 +402,11 @@ class FeedWriter:
         tmp.replace(self.dir / name)
 
     def write(self, event: MISPEvent) -> None:
-        event.Orgc = self.org
+        org = MISPOrganisation()
+        org.from_dict(**self.org)
+        event.Orgc = org
         event.timestamp = _dt.datetime.now(_dt.timezone.utc)
-        feed = event.to_feed(with_meta=True)
+        feed = event.to_feed(with_meta=True)["Event"]
         hashes = feed.pop("_hashes", [])
         manifest = feed.pop("_manifest", {})
         self._write(f"{event.uuid}.json", json.dumps({"Event": feed}, indent=1, sort_keys=True))
