@@ -118,3 +118,10 @@ def test_cli_help():
     with pytest.raises(SystemExit) as info:
         cli.main(["convert", "misp", "--help"])
     assert info.value.code == 0
+
+
+def test_docs_mapping_table_lists_every_type():
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "bots" / "misp.md").read_text()
+    table = doc.split("### Mapping: MISP attribute types", 1)[1].split("### Parameters", 1)[0]
+    for mtype in misp.TYPE_FIELDS:
+        assert f"`{mtype.replace('|', chr(92) + '|')}`" in table, mtype
