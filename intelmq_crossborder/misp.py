@@ -317,15 +317,30 @@ class Row:
         return f"Attribute[{aid}]"
 
     def raw(self) -> str:
-        """The attribute as JSON, wrapped so that the parser can read it again."""
-        event = {k: v for k, v in self.event.items() if k not in ("Attribute", "Object")}
+        """The attribute with a compact event header, as MISP JSON the parser reads again.
+
+        The header keeps what the conversion reads (uuid, info, Orgc, distribution,
+        sharing group, tag names) and drops galaxies, reports, other attributes and
+        objects: a real event can be megabytes, and this goes into every message."""
+        event = {k: self.event[k] for k in _HEADER_KEYS if k in self.event}
+        event["Tag"] = [{"name": n} for n in _tag_names(self.event)]
+        sg = self.event.get("SharingGroup")
+        if isinstance(sg, dict):
+            event["SharingGroup"] = {k: sg[k] for k in ("id", "uuid", "name") if k in sg}
+        attribute = {k: v for k, v in self.attribute.items() if k not in ("Galaxy", "ShadowAttribute")}
         if self.obj is not None:
-            obj = {k: v for k, v in self.obj.items() if k != "Attribute"}
-            obj["Attribute"] = [self.attribute]
+            obj = {k: v for k, v in self.obj.items() if k in _OBJECT_KEYS}
+            obj["Attribute"] = [attribute]
             event["Object"] = [obj]
         else:
-            event["Attribute"] = [self.attribute]
+            event["Attribute"] = [attribute]
         return json.dumps({"Event": event})
+
+
+_HEADER_KEYS = ("uuid", "id", "info", "date", "timestamp", "publish_timestamp", "published", "analysis",
+                "threat_level_id", "distribution", "sharing_group_id", "Orgc")
+_OBJECT_KEYS = ("uuid", "id", "name", "meta-category", "template_uuid", "distribution", "sharing_group_id",
+                "SharingGroup", "timestamp", "comment")
 
 
 @dataclass

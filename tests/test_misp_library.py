@@ -125,3 +125,20 @@ def test_docs_mapping_table_lists_every_type():
     table = doc.split("### Mapping: MISP attribute types", 1)[1].split("### Parameters", 1)[0]
     for mtype in misp.TYPE_FIELDS:
         assert f"`{mtype.replace('|', chr(92) + '|')}`" in table, mtype
+
+
+@pytest.mark.parametrize("path", ["eset/ebury.misp.json", "ours/regin-amber-strict-sharing-group.json",
+                                  "ours/sighting-attribute-tlp-types.json"])
+def test_row_raw_is_compact_and_converts_the_same(path):
+    conv = misp.Converter()
+    for row in conv.rows(misp.load_file(FIX / path)[0]):
+        fields = conv.convert(row)
+        if fields is None:
+            continue
+        raw = row.raw()
+        assert len(raw) < 10_000                      # ebury's full event is 1.85 MB
+        (again,) = list(misp.Converter().convert_event(misp.load_events(json.loads(raw))[0]))
+        for key in ("extra.misp_galaxies", "malware.name"):   # galaxies are not repeated in raw
+            fields.pop(key, None)
+            again.pop(key, None)
+        assert again == fields
