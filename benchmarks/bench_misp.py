@@ -5,8 +5,8 @@ Compares, in the same run and on the same bytes:
 - ours: ``json.loads`` + :class:`intelmq_crossborder.misp.Converter` (what the parser
   bot and ``convert misp`` run), emitting IntelMQ field dicts;
 - ours + IntelMQ Event: the same plus building validated ``intelmq.lib.message.Event``
-  objects with the cross-border harmonization (the parser bot's full per-event work,
-  without the pipeline);
+  objects with the cross-border harmonization and the per-event ``raw`` (the parser
+  bot's full per-event work, without the pipeline);
 - baseline: ``json.loads`` + ``pymisp.MISPEvent().load()`` (only loading the event into
   PyMISP's object model, no conversion at all).
 
@@ -62,6 +62,7 @@ def ours_with_intelmq(blobs, harmonization, preparsed=False):
                     ev = Event(harmonization=harmonization)
                     for key, value in fields.items():
                         ev.add(key, value)
+                    ev.add("raw", row.raw())
                     emitted += 1
                 except (misp.MISPFormatError, InvalidValue):
                     pass
@@ -135,7 +136,7 @@ def main(argv=None):
         print(f"  {f}: {len(b) / 1e6:.2f} MB")
     results = [measure("baseline: json + pymisp.MISPEvent.load", pymisp_load, blobs, rounds),
                measure("ours: json + misp.Converter", ours, blobs, rounds),
-               measure("ours + IntelMQ Event objects", ours_with_intelmq, blobs, rounds, harmonization)]
+               measure("ours + IntelMQ Event objects + raw", ours_with_intelmq, blobs, rounds, harmonization)]
     base = results[0]
     print(f"\n{'variant':40} {'docs/s':>8} {'events/s':>9} {'MB/s':>6} {'peak MiB':>9} {'work MiB':>9} "
           f"{'speed x':>8} {'work mem x':>10}")
