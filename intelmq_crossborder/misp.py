@@ -322,19 +322,24 @@ class Row:
         The header keeps what the conversion reads (uuid, info, Orgc, distribution,
         sharing group, tag names) and drops galaxies, reports, other attributes and
         objects: a real event can be megabytes, and this goes into every message."""
-        event = {k: self.event[k] for k in _HEADER_KEYS if k in self.event}
-        event["Tag"] = [{"name": n} for n in _tag_names(self.event)]
-        sg = self.event.get("SharingGroup")
-        if isinstance(sg, dict):
-            event["SharingGroup"] = {k: sg[k] for k in ("id", "uuid", "name") if k in sg}
+        ctx = self.event_context if self.event_context is not None else {}
+        header = ctx.get("_raw_header")
+        if header is None:
+            event = {k: self.event[k] for k in _HEADER_KEYS if k in self.event}
+            event["Tag"] = [{"name": n} for n in _tag_names(self.event)]
+            sg = self.event.get("SharingGroup")
+            if isinstance(sg, dict):
+                event["SharingGroup"] = {k: sg[k] for k in ("id", "uuid", "name") if k in sg}
+            header = json.dumps(event)[:-1]          # without the closing brace
+            ctx["_raw_header"] = header
         attribute = {k: v for k, v in self.attribute.items() if k not in ("Galaxy", "ShadowAttribute")}
         if self.obj is not None:
             obj = {k: v for k, v in self.obj.items() if k in _OBJECT_KEYS}
             obj["Attribute"] = [attribute]
-            event["Object"] = [obj]
+            body = '"Object": [' + json.dumps(obj) + "]"
         else:
-            event["Attribute"] = [attribute]
-        return json.dumps({"Event": event})
+            body = '"Attribute": [' + json.dumps(attribute) + "]"
+        return '{"Event": ' + header + ", " + body + "}}"
 
 
 _HEADER_KEYS = ("uuid", "id", "info", "date", "timestamp", "publish_timestamp", "published", "analysis",
