@@ -1,5 +1,6 @@
 """Real IntelMQ processes: member MISP -> collector -> parser -> TLP expert -> MISP output + MISP feed.
 
+Runs runtime-configs/misp-exchange/runtime.yaml as shipped.
 Two fake MISP servers run in the test process (the member's and the peer hub's); the
 bots are real processes started by intelmqctl on Redis database 13.  The nightly
 exchange runs twice (the second time with the collector's state removed, so every
@@ -16,12 +17,13 @@ import pytest
 
 from fake_misp import FakeMISP
 from intelmq_crossborder import misp, policy, tlp
-from intelmq_crossborder.runner import IntelMQInstance, chown_for_intelmq
+from intelmq_crossborder.runner import REPO_DIR, IntelMQInstance, chown_for_intelmq, load_runtime
 
 pytestmark = pytest.mark.integration
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "misp"
 AGREEMENT = FIX / "agreements" / "peer-hub-de.yaml"
+RUNTIME = REPO_DIR / "runtime-configs" / "misp-exchange" / "runtime.yaml"
 SOURCES = ["ours/endor-tlp-clear.json", "ours/sighting-attribute-tlp-types.json",
            "ours/regin-amber-strict-sharing-group.json", "misp-training/misp.event.flutbot.json"]
 MEMBER_KEY = "member-key-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
@@ -47,36 +49,6 @@ def expected_indicators():
     return out
 
 
-def runtime(root, member_url, peer_url, feed_dir, state_file):
-    common = {"enabled": True, "run_mode": "continuous"}
-    return {
-        "global": {"logging_level": "DEBUG", "error_procedure": "pass", "error_dump_message": True,
-                   "error_max_retries": 0, "rate_limit": 0},
-        "misp-collector": {**common, "group": "Collector", "name": "MISP", "description": "member MISP",
-                           "module": "intelmq.bots.collectors.crossborder.misp.collector",
-                           "parameters": {"misp_url": member_url, "misp_api_token_env": "MEMBER_MISP_KEY",
-                                          "name": "member-at-misp", "page_size": 2, "state_file": state_file,
-                                          "rate_limit": 3600, "retry_backoff": 0.1,
-                                          "destination_queues": {"_default": ["misp-parser-queue"]}}},
-        "misp-parser": {**common, "group": "Parser", "name": "MISP", "description": "parser",
-                        "module": "intelmq.bots.parsers.crossborder.misp.parser",
-                        "parameters": {"destination_queues": {"_default": ["tlp-expert-queue"]}}},
-        "tlp-expert": {**common, "group": "Expert", "name": "TLP", "description": "tlp",
-                       "module": "intelmq.bots.experts.crossborder.tlp.expert",
-                       "parameters": {"default_tlp": "AMBER", "destination_queues": {
-                           "_default": ["misp-output-queue", "misp-feed-queue"]}}},
-        "misp-output": {**common, "group": "Output", "name": "MISP", "description": "peer hub",
-                        "module": "intelmq.bots.outputs.crossborder.misp.output",
-                        "parameters": {"misp_url": peer_url, "misp_api_token_env": "PEER_MISP_KEY",
-                                       "agreement_file": str(AGREEMENT), "distribution": 4,
-                                       "sharing_group": "7", "retry_backoff": 0.1}},
-        "misp-feed": {**common, "group": "Output", "name": "MISP feed", "description": "feed",
-                      "module": "intelmq.bots.outputs.crossborder.misp_feed.output",
-                      "parameters": {"feed_directory": feed_dir, "agreement_file": str(AGREEMENT),
-                                     "org_name": "AT hub"}},
-    }
-
-
 def test_nightly_exchange_twice(monkeypatch):
     work = Path(tempfile.mkdtemp(prefix="misp-integration-"))
     os.chmod(work, 0o755)
@@ -87,11 +59,14 @@ def test_nightly_exchange_twice(monkeypatch):
             for path in SOURCES:
                 member.store(load(path))
             root = work / "intelmq"
-            feed_dir, state = work / "feed", work / "state" / "collector.json"
-            feed_dir.mkdir()
-            state.parent.mkdir()
-            inst = IntelMQInstance(root, runtime(root, member.url, peer.url, str(feed_dir), str(state)),
-                                   redis_db=13).setup()
+            runtime = load_runtime(RUNTIME, root, {"MEMBER_MISP_URL": member.url, "PEER_MISP_URL": peer.url})
+            runtime["global"]["logging_level"] = "DEBUG"        # the keys must not show even at DEBUG
+            feed_dir = Path(runtime["misp-feed"]["parameters"]["feed_directory"])
+            state = Path(runtime["misp-collector"]["parameters"]["state_file"])
+            inst = IntelMQInstance(root, runtime, redis_db=13).setup()
+            (root / "etc" / "agreements").mkdir()
+            shutil.copy(AGREEMENT, root / "etc" / "agreements" / "peer-hub-de.yaml")
+            feed_dir.mkdir(parents=True)
             chown_for_intelmq(work)
             inst.clear_queues()
             want = expected_indicators()

@@ -39,7 +39,8 @@ class TestCrossBorderMISPFeedOutputBot(CrossBorderBotTestCase, unittest.TestCase
         self.run_bot(iterations=len(events), parameters=params, allowed_error_count=allowed_error_count)
 
     def files(self):
-        return {p.name: p.read_text() for p in sorted(self.dir.iterdir())}
+        """name -> (content, inode): a rewrite (temporary file + rename) changes the inode."""
+        return {p.name: (p.read_text(), p.stat().st_ino) for p in sorted(self.dir.iterdir())}
 
     def test_standard_feed_layout(self):
         self.write([ev("192.0.2.1"), ev("192.0.2.2", tlp="AMBER"), ev("203.0.113.5", day="2024-05-02")])
