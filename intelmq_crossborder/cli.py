@@ -121,12 +121,17 @@ def register_demo(sub) -> None:
     demo.register(sub)
 
 
+def register_check(sub) -> None:
+    from intelmq_crossborder import configcheck
+    configcheck.register(sub)
+
+
 def register_convert(sub) -> None:
     from intelmq_crossborder import misp_cli
     misp_cli.register_convert(sub)
 
 
-GROUPS = [register_tlp, register_harmonization, register_demo, register_convert]
+GROUPS = [register_tlp, register_harmonization, register_check, register_demo, register_convert]
 
 
 def build_parser() -> argparse.ArgumentParser:

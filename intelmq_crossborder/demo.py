@@ -21,11 +21,11 @@ FIRST_SAMPLE = REPO_DIR / "runtime-configs" / "samples" / "first-pipeline.jsonl"
 
 
 def run_first_pipeline(workdir: Path, sample: Path = FIRST_SAMPLE, redis_db: int = 10,
-                       timeout: float = 90) -> dict:
+                       timeout: float = 90, broker: str = "redis") -> dict:
     """Run the first pipeline on ``sample``; returns the output events and the dumps."""
     root = Path(workdir) / "intelmq"
     runtime = load_runtime(FIRST_PIPELINE, root)
-    inst = IntelMQInstance(root, runtime, redis_db=redis_db).setup()
+    inst = IntelMQInstance(root, runtime, redis_db=redis_db, broker=broker).setup()
     inst.clear_queues()
     spool = root / "var" / "spool" / "input"
     spool.mkdir(parents=True, exist_ok=True)
@@ -76,12 +76,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="intelmq-crossborder demo", description=__doc__)
     parser.add_argument("--workdir", help="scratch directory (default: a new temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument("--broker", choices=["redis", "amqp"], default="redis",
+                        help="IntelMQ pipeline broker (amqp: RabbitMQ on 127.0.0.1:5672)")
     args = parser.parse_args(argv)
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="intelmq-crossborder-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     workdir.chmod(0o755)  # bots run as the intelmq user when started by root
     try:
-        result = run_first_pipeline(workdir)
+        result = run_first_pipeline(workdir, broker=args.broker)
         print(summarise(result))
         if result["input_count"] != len(result["events"]) + sum(len(v) for v in result["dumps"].values()):
             print("ERROR: events were lost between input and output")
@@ -100,5 +102,7 @@ def register(sub) -> None:
                                    "under a scratch INTELMQ_ROOT_DIR, print what came out, clean up.")
     p.add_argument("--workdir", help="scratch directory (default: a new temporary one)")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    p.add_argument("--broker", choices=["redis", "amqp"], default="redis",
+                   help="IntelMQ pipeline broker (amqp: RabbitMQ on 127.0.0.1:5672)")
     p.set_defaults(func=lambda args: main([*(["--workdir", args.workdir] if args.workdir else []),
-                                           *(["--keep"] if args.keep else [])]))
+                                           *(["--keep"] if args.keep else []), "--broker", args.broker]))

@@ -29,6 +29,12 @@ from intelmq_crossborder import harmonization
 REPO_DIR = Path(__file__).resolve().parent.parent
 
 
+#: The one switch between IntelMQ's brokers: these ``global`` settings are what
+#: ``broker="redis"`` / ``broker="amqp"`` put into runtime.yaml (AMQP credentials
+#: from INTELMQ_AMQP_USERNAME / INTELMQ_AMQP_PASSWORD, default guest/guest).
+BROKERS = ("redis", "amqp")
+
+
 class PipelineError(RuntimeError):
     """The pipeline did not start, drain or stop as expected."""
 
@@ -78,13 +84,15 @@ class IntelMQInstance:
 
     def __init__(self, root: Path, runtime: dict, *, redis_db: int = 2, redis_host: str = "127.0.0.1",
                  redis_port: int = 6379, harmonization_conf: Optional[dict] = None,
-                 broker: str = "redis"):
+                 broker: str = "redis", amqp_host: str = "127.0.0.1", amqp_port: int = 5672):
         self.root = Path(root).resolve()
         self.runtime = runtime
         self.redis_db = redis_db
         self.redis_host = redis_host
         self.redis_port = redis_port
         self.broker = broker
+        self.amqp_host = amqp_host
+        self.amqp_port = amqp_port
         self.harmonization_conf = harmonization_conf
 
     # --- set-up ---------------------------------------------------------------
@@ -105,22 +113,40 @@ class IntelMQInstance:
         runtime = json.loads(json.dumps(self.runtime))
         glob = runtime.setdefault("global", {})
         glob.setdefault("logging_path", str(self.log_dir))
-        if self.broker == "redis":
-            for side in ("source", "destination"):
-                glob.setdefault(f"{side}_pipeline_broker", "redis")
+        if self.broker not in BROKERS:
+            raise PipelineError(f"unknown broker {self.broker!r}; use one of {BROKERS}")
+        for side in ("source", "destination"):
+            glob.setdefault(f"{side}_pipeline_broker", self.broker)
+            if self.broker == "redis":
                 glob.setdefault(f"{side}_pipeline_host", self.redis_host)
                 glob.setdefault(f"{side}_pipeline_port", self.redis_port)
                 glob.setdefault(f"{side}_pipeline_db", self.redis_db)
+            else:
+                glob.setdefault(f"{side}_pipeline_host", self.amqp_host)
+                glob.setdefault(f"{side}_pipeline_port", self.amqp_port)
+                glob.setdefault(f"{side}_pipeline_username", os.environ.get("INTELMQ_AMQP_USERNAME", "guest"))
+                glob.setdefault(f"{side}_pipeline_password", os.environ.get("INTELMQ_AMQP_PASSWORD", "guest"))
         glob.setdefault("statistics_host", self.redis_host)
         glob.setdefault("statistics_port", self.redis_port)
         glob.setdefault("statistics_database", self.redis_db)
         self.runtime = runtime
         with open(self.etc / "runtime.yaml", "w", encoding="utf-8") as fh:
             yaml.safe_dump(runtime, fh, sort_keys=False)
+        self._write_upgrade_state()
         harm = self.harmonization_conf or harmonization.merged_harmonization()
         (self.etc / "harmonization.conf").write_text(json.dumps(harm, indent=4, sort_keys=True), "utf-8")
         chown_for_intelmq(self.root)
         return self
+
+    def _write_upgrade_state(self) -> None:
+        """Mark IntelMQ's config upgrades as done, as intelmqsetup does for a fresh install:
+        the runtime configs here are written in the current (3.x) format."""
+        from intelmq import __version__ as intelmq_version
+        from intelmq.lib import upgrades
+
+        state = {"version_history": [intelmq_version],
+                 "upgrades": {name: True for name in upgrades.__all__}, "results": []}
+        (self.root / "var" / "lib" / "state.json").write_text(json.dumps(state, indent=4), "utf-8")
 
     # --- processes ----------------------------------------------------------------
     def env(self) -> dict:
@@ -170,7 +196,35 @@ class IntelMQInstance:
                 names.update([value] if isinstance(value, str) else value)
         return names
 
+    def _amqp_channel(self):
+        import pika
+        glob = self.runtime.get("global", {})
+        params = pika.ConnectionParameters(
+            host=self.amqp_host, port=self.amqp_port,
+            credentials=pika.PlainCredentials(glob.get("source_pipeline_username", "guest"),
+                                              glob.get("source_pipeline_password", "guest")))
+        return pika.BlockingConnection(params)
+
+    def _amqp_queue_lengths(self) -> dict:
+        import pika.exceptions
+        names = sorted(q for q in self.queues() if not q.endswith("-internal"))  # AMQP has none
+        out = {}
+        conn = self._amqp_channel()
+        try:
+            channel = conn.channel()
+            for name in names:
+                try:
+                    out[name] = channel.queue_declare(name, passive=True, durable=True).method.message_count
+                except pika.exceptions.ChannelClosedByBroker:  # 404: not declared yet
+                    out[name] = 0
+                    channel = conn.channel()
+        finally:
+            conn.close()
+        return out
+
     def queue_lengths(self) -> dict:
+        if self.broker == "amqp":
+            return self._amqp_queue_lengths()
         r = self.redis()
         pipe = r.pipeline()
         names = sorted(self.queues())
@@ -179,6 +233,16 @@ class IntelMQInstance:
         return dict(zip(names, pipe.execute()))
 
     def clear_queues(self) -> None:
+        if self.broker == "amqp":
+            conn = self._amqp_channel()
+            try:
+                channel = conn.channel()
+                for name in self.queues():
+                    if not name.endswith("-internal"):
+                        channel.queue_delete(name)
+            finally:
+                conn.close()
+            return
         names = self.queues()
         if names:
             self.redis().delete(*names)

@@ -227,7 +227,7 @@ def parse(value, context: str = "") -> ParsedTLP:
         return ParsedTLP(row.level, row.standard)
     # A lowercase machine tag is the MISP taxonomy form; other case is a prefixed label.
     if raw.startswith("tlp:") and raw == lowered:
-        row = _MISP.get(lowered.replace(" ", ""))
+        row = _MISP.get(lowered)
         if row is not None:
             return ParsedTLP(row.level, MISP)
     row = _PLAIN.get(_normalise(raw))

@@ -25,3 +25,22 @@ os.environ.setdefault("INTELMQ_TEST_REDIS_DB", "10")
 def pytest_configure(config):
     config.addinivalue_line("markers", "integration: runs real IntelMQ bot processes on Redis")
     config.addinivalue_line("markers", "amqp: needs RabbitMQ on 127.0.0.1:5672")
+
+
+import shutil
+import tempfile
+
+import pytest
+
+
+@pytest.fixture
+def intelmq_workdir():
+    """A scratch directory that real bot processes can use.
+
+    pytest's ``tmp_path`` lives under a 0700 directory of root, which the
+    ``intelmq`` user (that bots drop to when started by root) cannot enter.
+    """
+    path = Path(tempfile.mkdtemp(prefix="intelmq-crossborder-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

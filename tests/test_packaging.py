@@ -1,0 +1,150 @@
+"""Packaging: IntelMQ sees every bot of this package, under the right type, with docs and parameters."""
+import configparser
+import importlib
+import json
+import os
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+from intelmq.lib.utils import list_all_bots
+
+from intelmq_crossborder.runner import IntelMQInstance, chown_for_intelmq
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+TYPES = {"collectors": "Collector", "parsers": "Parser", "experts": "Expert", "outputs": "Output"}
+
+
+def our_entry_points():
+    return [ep for ep in entry_points(group="console_scripts")
+            if ep.name.startswith("intelmq.bots.") and ep.value.startswith("intelmq_crossborder.bots.")]
+
+
+def bot_modules_on_disk():
+    """intelmq_crossborder.bots.<type>s.<name>.<kind> for every bot file in bots/."""
+    found = set()
+    for type_dir in TYPES:
+        for path in sorted((REPO / "bots" / type_dir).glob("*/*.py")):
+            if path.name == "__init__.py" or path.name.startswith("test"):
+                continue
+            if "\nBOT = " in path.read_text():
+                found.add(f"intelmq_crossborder.bots.{type_dir}.{path.parent.name}.{path.stem}")
+    return found
+
+
+def test_there_are_bots():
+    assert bot_modules_on_disk(), "no bot found under bots/"
+
+
+def test_every_bot_on_disk_has_an_entry_point():
+    modules = {ep.value.replace(":BOT.run", "") for ep in our_entry_points()}
+    missing = bot_modules_on_disk() - modules
+    assert not missing, f"bots without a console_scripts entry point in setup.cfg: {sorted(missing)}"
+    for ep in our_entry_points():
+        assert ep.value.endswith(":BOT.run"), ep
+
+
+def test_every_bot_package_is_listed_in_setup_cfg():
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    listed = {line.strip() for line in cfg["options"]["packages"].splitlines() if line.strip()}
+    on_disk = {"intelmq_crossborder.bots." + ".".join(p.parent.relative_to(REPO / "bots").parts)
+               for p in (REPO / "bots").rglob("__init__.py")}
+    on_disk = {m.rstrip(".") for m in on_disk} | {"intelmq_crossborder.bots"}
+    on_disk.discard("intelmq_crossborder.bots.")
+    missing = {m for m in on_disk if m != "intelmq_crossborder.bots." and m not in listed}
+    assert not missing, f"packages missing from setup.cfg [options] packages: {sorted(missing)}"
+
+
+def test_list_all_bots_shows_each_bot_under_its_type():
+    listing = list_all_bots()
+    for ep in our_entry_points():
+        module = ep.value.replace(":BOT.run", "")
+        bot_type = TYPES[module.split(".")[2]]
+        cls = importlib.import_module(module).BOT
+        key = cls.__name__
+        for suffix in ("CollectorBot", "ParserBot", "ExpertBot", "OutputBot", "Bot"):
+            key = key.replace(suffix, "")
+        assert key in listing[bot_type], f"{cls.__name__} not listed as {bot_type}"
+        entry = listing[bot_type][key]
+        assert entry["module"] == ep.name
+        assert entry["description"] != "Missing description"
+        assert "\n    " not in entry["description"], "docstring must start on a new line so dedent works"
+        assert entry["parameters"], f"{cls.__name__} lists no parameters"
+        assert cls.__name__.startswith("CrossBorder"), cls.__name__
+
+
+def test_no_class_name_clash_with_stock_bots():
+    stock = set()
+    for ep in entry_points(group="console_scripts"):
+        if ep.name.startswith("intelmq.bots.") and ep.value.startswith("intelmq.bots."):
+            try:
+                stock.add(importlib.import_module(ep.value.replace(":BOT.run", "")).BOT.__name__)
+            except Exception:  # optional dependencies of stock bots
+                continue
+    ours = {importlib.import_module(ep.value.replace(":BOT.run", "")).BOT.__name__ for ep in our_entry_points()}
+    assert stock, "stock bots not found"
+    assert not ours & stock
+
+
+def _intelmq_root(workdir, runtime: dict) -> dict:
+    root = workdir / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "var" / "log").mkdir(parents=True)
+    (root / "var" / "run").mkdir(parents=True)
+    (root / "etc" / "runtime.yaml").write_text(json.dumps(runtime))
+    chown_for_intelmq(root)
+    env = dict(os.environ, INTELMQ_ROOT_DIR=str(root), PATH=f"{BIN}:{os.environ['PATH']}")
+    return env
+
+
+def test_intelmqctl_list_bots_is_clean(intelmq_workdir):
+    env = _intelmq_root(intelmq_workdir, {"global": {}})
+    proc = subprocess.run([str(BIN / "intelmqctl"), "--type", "json", "list", "bots"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "", "intelmq-api treats any stderr output of intelmqctl as a failure"
+    listing = json.loads(proc.stdout)
+    assert "CrossBorderTLP" in listing["Expert"]
+
+
+def test_intelmqctl_check_runs_our_check(intelmq_workdir):
+    """intelmqctl check logs the errors of our check() (though IntelMQ still exits 0 for them)."""
+    runtime = {"tlp-expert": {
+        "group": "Expert", "name": "TLP", "module": "intelmq.bots.experts.crossborder.tlp.expert",
+        "description": "TLP", "enabled": True,
+        "parameters": {"default_tlp": "BLUE", "destination_queues": {"_default": ["out-queue"]}}}}
+    inst = IntelMQInstance(intelmq_workdir / "root", runtime, redis_db=10).setup()
+    proc = inst.ctl("check", "--no-connections", check=False)
+    assert "Parameter default_tlp: unknown TLP label 'BLUE'" in proc.stdout
+    inst.runtime["tlp-expert"]["parameters"]["default_tlp"] = "amber"
+    inst.setup()
+    proc = inst.ctl("check", "--no-connections", check=False)
+    assert "default_tlp" not in proc.stdout and '"status": "success"' in proc.stdout, proc.stdout
+
+
+@pytest.mark.skipif(os.environ.get("SKIP_FRESH_VENV") == "1", reason="SKIP_FRESH_VENV=1")
+def test_plain_pip_install_in_fresh_venv(tmp_path):
+    """`pip install .` (not editable) in a new venv: IntelMQ lists our bots, the schema ships."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    py = str(venv / "bin" / "python")
+    proc = subprocess.run([py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(REPO)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    code = ("import json; from intelmq.lib.utils import list_all_bots; "
+            "from intelmq_crossborder.harmonization import load_schema; "
+            "b = list_all_bots(); print(json.dumps({t: sorted(v) for t, v in b.items()})); "
+            "assert 'sharing.tlp' in load_schema()['event']")
+    proc = subprocess.run([py, "-c", code], capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    listing = json.loads(proc.stdout)
+    for ep in our_entry_points():
+        cls = importlib.import_module(ep.value.replace(":BOT.run", "")).BOT.__name__
+        key = cls
+        for suffix in ("CollectorBot", "ParserBot", "ExpertBot", "OutputBot"):
+            key = key.replace(suffix, "")
+        assert key in listing[TYPES[ep.value.split(".")[2]]]
