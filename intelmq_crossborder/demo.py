@@ -1,4 +1,6 @@
-"""``make demo``: run the shipped pipeline for real and report what came out.
+"""``intelmq-crossborder demo``: the demo consortium (default) or the first pipeline.
+
+``make demo`` runs the consortium (intelmq_crossborder/consortium.py).
 
 The first pipeline (runtime-configs/first-pipeline) reads the sample events
 through IntelMQ's file collector and JSON parser, normalises TLP with the
@@ -70,18 +72,31 @@ def summarise(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="intelmq-crossborder demo", description=__doc__)
+def _add_arguments(parser) -> None:
     parser.add_argument("--workdir", help="scratch directory (default: a new temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument("--broker", choices=["redis", "amqp"], default="redis",
                         help="IntelMQ pipeline broker (amqp: RabbitMQ on 127.0.0.1:5672)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--first-pipeline", action="store_true",
+                        help="run only the first pipeline (file collector, JSON parser, TLP expert, file output)")
+    parser.add_argument("--small", action="store_true",
+                        help="consortium with the sensor feeds and one CSAF advisory only")
+    parser.add_argument("--redis-dbs", default="1,5,7,8", metavar="A,B,C,D",
+                        help="Redis databases of at-hub, de-hub, fi-hub, at-csirt (default: 1,5,7,8)")
+
+
+def _run(args) -> int:
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="intelmq-crossborder-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     workdir.chmod(0o755)  # bots run as the intelmq user when started by root
+    if not args.first_pipeline:
+        from intelmq_crossborder import consortium
+        try:
+            dbs = [int(x) for x in args.redis_dbs.split(",")]
+        except ValueError:
+            print("--redis-dbs must be four integers, e.g. 1,5,7,8")
+            return 2
+        return consortium.run_demo(workdir, keep=args.keep, broker=args.broker, small=args.small, dbs=dbs)
     try:
         result = run_first_pipeline(workdir, broker=args.broker)
         print(summarise(result))
@@ -96,13 +111,21 @@ def main(argv=None) -> int:
     return 0
 
 
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="intelmq-crossborder demo", description=__doc__)
+    _add_arguments(parser)
+    return _run(parser.parse_args(argv))
+
+
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="run the demo pipeline on Redis and report",
-                       description="Run the shipped demo pipeline with real IntelMQ bots on Redis "
-                                   "under a scratch INTELMQ_ROOT_DIR, print what came out, clean up.")
-    p.add_argument("--workdir", help="scratch directory (default: a new temporary one)")
-    p.add_argument("--keep", action="store_true", help="keep the scratch directory")
-    p.add_argument("--broker", choices=["redis", "amqp"], default="redis",
-                   help="IntelMQ pipeline broker (amqp: RabbitMQ on 127.0.0.1:5672)")
-    p.set_defaults(func=lambda args: main([*(["--workdir", args.workdir] if args.workdir else []),
-                                           *(["--keep"] if args.keep else []), "--broker", args.broker]))
+    p = sub.add_parser("demo", help="run the demo consortium (three hubs, one CSIRT) and report",
+                       description="Run the demo consortium: three national hubs (AT, DE, FI) and one CSIRT as "
+                                   "separate IntelMQ instances with real bots on the shipped sample data, one "
+                                   "nightly signed exchange and an early warning; print what each recipient "
+                                   "received, what was withheld and why, the early warnings and the leak count; "
+                                   "stop all bots and clean up. Exit 1 on a leak or a lost event. "
+                                   "--first-pipeline runs the first single-instance pipeline instead.")
+    _add_arguments(p)
+    p.set_defaults(func=_run)
