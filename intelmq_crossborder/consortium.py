@@ -173,7 +173,7 @@ class Consortium:
         return self.instances[name].root
 
     def _continuous(self, inst: IntelMQInstance) -> List[str]:
-        return [b for b, c in inst.runtime.items() if b != "global" and c.get("run_mode") != "scheduled"]
+        return [b for b, c in inst.runtime.items() if b != "global" and c.get("enabled", True)]
 
     def _inbox(self, name: str) -> Path:
         return self.root(name) / "var" / "spool" / "exchange-inbox"
@@ -183,7 +183,8 @@ class Consortium:
             inst.wait_until_drained(timeout=self.timeout, done=(lambda n=name: done(n)) if done else None)
 
     def _log(self, text: str) -> None:
-        self.timeline.append(text)
+        elapsed = time.monotonic() - self._t0 if getattr(self, "_t0", None) else 0.0
+        self.timeline.append(f"[{elapsed:5.1f}s] {text}")
 
     # --- the run ------------------------------------------------------------------------------
     @staticmethod
@@ -195,11 +196,15 @@ class Consortium:
                 future.result()
 
     def start(self) -> None:
-        self._parallel([(inst.start, [bot]) for inst in self.instances.values() for bot in self._continuous(inst)])
+        """``intelmqctl start`` per member: every enabled bot (the scheduled collector is disabled)."""
+        self._parallel([(inst.ctl, "start") for inst in self.instances.values()])
 
     def stop(self, bots: Optional[Dict[str, List[str]]] = None) -> None:
         """Stop the given bots per member (default: all bots of all members)."""
-        targets = bots or {name: inst.bot_ids() for name, inst in self.instances.items()}
+        if bots is None:   # intelmqctl stop: all bots of a member, one intelmqctl process each
+            self._parallel([(functools.partial(inst.ctl, check=False), "stop") for inst in self.instances.values()])
+            return
+        targets = bots
         self._parallel([(self.instances[name].stop, [bot]) for name, ids in targets.items() for bot in ids])
 
     def day(self) -> None:
@@ -214,8 +219,8 @@ class Consortium:
                     os.replace(spool / (sample.name + ".part"), target)
                     dropped.append(target)
                 chown_for_intelmq(spool)
-        self._log(f"day: {len(dropped)} sample file(s) read by the members' collectors")
         self._wait_all(done=lambda name: not any(p.exists() for p in dropped))
+        self._log(f"day: {len(dropped)} sample file(s) read, parsed, labelled and routed by the members")
 
     def seal_and_move(self, senders: Dict[str, Iterable[str]]) -> int:
         """Stop the senders' exchange outputs for their recipients (seals them); move the bundles."""
@@ -259,13 +264,16 @@ class Consortium:
 
     def run(self) -> dict:
         """Set up, run a day and a night, stop every bot; returns :func:`collect`'s result."""
+        self._t0 = time.monotonic()
         self.setup()
         try:
             self.start()
+            self._log(f"{sum(len(self._continuous(i)) for i in self.instances.values())} bots started")
             self.day()
             self.night()
         finally:
             self.stop()
+        self._log("all bots stopped")
         return collect(self)
 
     def cleanup(self) -> None:
