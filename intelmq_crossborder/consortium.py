@@ -112,6 +112,10 @@ class Consortium:
         self.dbs = list(dbs)
         if len(self.dbs) < len(self.members):
             raise ValueError(f"{len(self.members)} members need as many Redis databases, got {self.dbs}")
+        if broker == "amqp" and len(self.members) > 1:
+            # RabbitMQ queue names are global: members with the same bot ids would share queues.
+            raise ValueError("on AMQP the members need one RabbitMQ virtual host each (or one RabbitMQ "
+                             "each); run one member per broker, or the consortium on Redis")
         self.broker = broker
         self.timeout = timeout
         self.instances: Dict[str, IntelMQInstance] = {}
@@ -442,7 +446,8 @@ def warnings(result: dict) -> List[tuple]:
 
 
 def identity(event: dict) -> str:
-    """A readable identity of an event for reports and tests: origin hub, type, indicator."""
+    """A readable identity of an event for reports and tests: origin hub, type, indicator
+    (for an advisory: its CVE and product, which survive the removal of the CSAF fields)."""
     if is_warning(event):
         return f"early-warning:{event.get('extra.indicator_type', '?')}={event.get('source.ip', '?')}"
     for key in ("source.ip", "destination.ip", "source.url", "malware.hash.sha256", "malware.hash.sha1",
@@ -451,7 +456,7 @@ def identity(event: dict) -> str:
             indicator = f"{key}={event[key]}"
             break
     else:
-        indicator = f"{event.get('csaf.tracking_id', '?')}/{event.get('product.name', '?')}"
+        indicator = f"{event.get('product.vulnerabilities', '?')}@{event.get('product.name', '?')}"
     return f"{event.get('provenance.origin_hub', '?')}:{event.get('classification.type', '?')}:{indicator}"
 
 
@@ -511,7 +516,11 @@ def report(result: dict) -> str:
 def run_demo(workdir: Path, *, keep: bool = False, broker: str = "redis", small: bool = False,
              dbs: Iterable[int] = DEFAULT_DBS) -> int:
     """``make demo``: run, print the report, stop and clean up; 0 only without leaks and losses."""
-    cons = Consortium(workdir, default_members(small), dbs=dbs, broker=broker)
+    try:
+        cons = Consortium(workdir, default_members(small), dbs=dbs, broker=broker)
+    except ValueError as exc:
+        print(f"ERROR: {exc}")
+        return 2
     started = time.monotonic()
     try:
         result = cons.run()
