@@ -50,7 +50,8 @@ from typing import Dict, Iterable, List, Optional
 import yaml
 
 from intelmq_crossborder import bundle, policy, tlp
-from intelmq_crossborder.runner import REPO_DIR, IntelMQInstance, PipelineError, chown_for_intelmq, load_runtime
+from intelmq_crossborder.runner import (REPO_DIR, IntelMQInstance, PipelineError, chown_for_intelmq, load_runtime,
+                                        prefix_queues)
 
 RUNTIME_CONFIGS = REPO_DIR / "runtime-configs"
 SAMPLES = RUNTIME_CONFIGS / "samples" / "consortium"
@@ -106,17 +107,15 @@ class Consortium:
     """The members as IntelMQ instances under ``workdir``; see the module docstring."""
 
     def __init__(self, workdir: Path, members: Optional[List[Member]] = None,
-                 dbs: Iterable[int] = DEFAULT_DBS, broker: str = "redis", timeout: float = 90):
+                 dbs: Iterable[int] = DEFAULT_DBS, broker: str = "redis", timeout: float = 90,
+                 queue_prefix: str = ""):
         self.workdir = Path(workdir)
         self.members = members or default_members()
         self.dbs = list(dbs)
         if len(self.dbs) < len(self.members):
             raise ValueError(f"{len(self.members)} members need as many Redis databases, got {self.dbs}")
-        if broker == "amqp" and len(self.members) > 1:
-            # RabbitMQ queue names are global: members with the same bot ids would share queues.
-            raise ValueError("on AMQP the members need one RabbitMQ virtual host each (or one RabbitMQ "
-                             "each); run one member per broker, or the consortium on Redis")
         self.broker = broker
+        self.queue_prefix = queue_prefix
         self.timeout = timeout
         self.instances: Dict[str, IntelMQInstance] = {}
         self.timeline: List[str] = []
@@ -133,6 +132,9 @@ class Consortium:
                 params = conf.get("parameters", {}) if isinstance(conf, dict) else {}
                 if "redis_cache_db" in params:        # bot state in the member's own database
                     params["redis_cache_db"] = db
+            if self.broker == "amqp":
+                # AMQP queue names are global: each member's queues get its name as prefix
+                prefix_queues(runtime, f"{self.queue_prefix}{member.name}.")
             inst = IntelMQInstance(root, runtime, redis_db=db, broker=self.broker)
             self.instances[member.name] = inst
             exchange_dir = root / "etc" / "exchange"

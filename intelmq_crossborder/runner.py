@@ -56,6 +56,26 @@ def load_runtime(path: Path, root: Path, extra: Optional[dict] = None) -> dict:
         return _expand(yaml.safe_load(fh), mapping)
 
 
+def prefix_queues(runtime: dict, prefix: str) -> dict:
+    """Prefix every queue name of a runtime config (each bot's ``source_queue`` and all
+    ``destination_queues``), in place.  Several IntelMQ instances can then share one
+    RabbitMQ virtual host (AMQP queue names are global, unlike Redis databases)."""
+    for bot_id, conf in runtime.items():
+        if bot_id == "global" or not isinstance(conf, dict):
+            continue
+        params = conf.setdefault("parameters", {})
+        if conf.get("group") != "Collector":
+            params["source_queue"] = prefix + params.get("source_queue", f"{bot_id}-queue")
+        dest = params.get("destination_queues")
+        if isinstance(dest, dict):
+            params["destination_queues"] = {
+                path: ([prefix + q for q in queues] if isinstance(queues, list) else prefix + queues)
+                for path, queues in dest.items()}
+        elif isinstance(dest, list):
+            params["destination_queues"] = [prefix + q for q in dest]
+    return runtime
+
+
 def _intelmq_ids() -> Optional[tuple]:
     """uid/gid of the ``intelmq`` user when we are root (bots drop privileges to it)."""
     if os.geteuid() != 0:

@@ -129,8 +129,15 @@ def test_check_fails_on_bad_bot_parameter(tmp_path):
     assert "bot ghost: no installed bot has the module" in proc.stderr
 
 
+#: Configs that need deployment files (exchange keys, trust store under ${INTELMQ_ROOT_DIR}) and
+#: ${REPO_DIR}: tests/test_ready_pipelines.py checks them deployed, with both check tools.
+DEPLOYED_ONLY = ("national-hub", "cross-border-hub", "csirt", "consortium")
+
+
 def test_check_shipped_runtime_configs():
-    configs = sorted(str(p) for p in (Path(__file__).parent.parent / "runtime-configs").rglob("runtime.yaml"))
+    base = Path(__file__).parent.parent / "runtime-configs"
+    configs = sorted(str(p) for p in base.rglob("runtime.yaml")
+                     if p.relative_to(base).parts[0] not in DEPLOYED_ONLY)
     assert configs
     proc = run("check", *configs)
     assert proc.returncode == 0, proc.stderr
