@@ -178,6 +178,8 @@ def load_json(data, source: str = "") -> Any:
             data = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise CSAFError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", source) from None
+    if isinstance(data, str) and data.startswith("\ufeff"):
+        data = data[1:]
     try:
         return json.loads(data)
     except ValueError as exc:
