@@ -214,8 +214,9 @@ def project_21_to_20(document: dict) -> dict:
     d = doc.get("document")
     if isinstance(d, dict):
         d["csaf_version"] = "2.0"
-        label = (d.get("distribution") or {}).get("tlp", {}).get("label") if isinstance(
-            d.get("distribution"), dict) else None
+        dist = d.get("distribution")
+        tlp_obj = dist.get("tlp") if isinstance(dist, dict) else None
+        label = tlp_obj.get("label") if isinstance(tlp_obj, dict) else None
         if isinstance(label, str):
             try:
                 level = tlp.parse_csaf(label, "2.1").level
