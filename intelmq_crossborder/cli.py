@@ -126,7 +126,27 @@ GROUP_MODULES = [
     "intelmq_crossborder.demo",            # demo
 ]
 
-GROUPS = [register_tlp, register_harmonization]
+# --- convert -------------------------------------------------------------------
+
+#: Subcommands of ``intelmq-crossborder convert``: "module:function" strings, each
+#: function is ``register(convert_subparsers)`` and adds one subcommand (``csaf``,
+#: ``misp``, ...). A new format is one more line here; the module is imported lazily.
+CONVERTERS = [
+    "intelmq_crossborder.csaf:register_convert",
+]
+
+
+def register_convert(sub) -> None:
+    p = sub.add_parser("convert", help="convert documents into IntelMQ events",
+                       description="Print the events a parser bot would emit for documents of a format, "
+                                   "one JSON object per line in IntelMQ's flat key form.")
+    csub = p.add_subparsers(dest="convert_command", required=True, metavar="FORMAT")
+    for spec in CONVERTERS:
+        module, _, function = spec.partition(":")
+        getattr(importlib.import_module(module), function)(csub)
+
+
+GROUPS = [register_tlp, register_harmonization, register_convert]
 
 
 def build_parser() -> argparse.ArgumentParser:

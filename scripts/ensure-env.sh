@@ -86,6 +86,10 @@ if ! redis_up; then
     redis_up || { log "Redis did not come up"; exit 1; }
 fi
 
+# GnuPG: OpenPGP signatures of CSAF advisories (collector verifies, output signs);
+# the tests that need it are skipped without it.
+command -v gpg >/dev/null || apt_install gnupg || log "gpg not installed; OpenPGP tests will be skipped"
+
 # 4. RabbitMQ, only where asked for (the AMQP pipeline tests skip without it)
 if [ "${ENSURE_RABBITMQ:-0}" = "1" ]; then
     rabbit_up() { "$VENV/bin/python" -c "import socket; socket.create_connection(('127.0.0.1', 5672), 1).close()" 2>/dev/null; }
