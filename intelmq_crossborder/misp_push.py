@@ -126,6 +126,19 @@ def load_agreement_checked(path: str):
         raise ValueError(f"{path}: {exc.strerror}") from None
 
 
+def check_agreement_parameter(parameters: dict) -> list:
+    """check() findings for the agreement_file parameter of the MISP outputs."""
+    path = str(parameters.get("agreement_file") or "")
+    if "${" in path:
+        return [["warning", f"Parameter agreement_file {path!r} holds an unexpanded variable; "
+                            "the file is checked when the bot starts."]]
+    try:
+        load_agreement_checked(path)
+    except ValueError as exc:
+        return [["error", f"Parameter agreement_file: {exc}."]]
+    return []
+
+
 def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
           key_event: Optional[dict] = None) -> Planned:
     """The MISP event that ``current`` must become to hold IntelMQ ``event`` (flat dict).

@@ -185,6 +185,8 @@ class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
                                                  "distribution": 4})
         self.assertEqual([e[0] for e in errors], ["error", "error"])
         self.assertIn("/nonexistent.yaml", errors[0][1])
+        templated = dict(self.sysconfig, agreement_file="${INTELMQ_ROOT_DIR}/etc/agreements/x.yaml")
+        self.assertEqual([e[0] for e in CrossBorderMISPOutputBot.check(templated)], ["warning"])
 
 
 if __name__ == "__main__":

@@ -151,10 +151,7 @@ class CrossBorderMISPOutputBot(OutputBot):
         results = []
         if not parameters.get("misp_url"):
             results.append(["error", "Parameter misp_url is required."])
-        try:
-            misp_push.load_agreement_checked(parameters.get("agreement_file", ""))
-        except ValueError as exc:
-            results.append(["error", f"Parameter agreement_file: {exc}."])
+        results += misp_push.check_agreement_parameter(parameters)
         dist = parameters.get("distribution", 0)
         if str(dist) not in ("0", "1", "2", "3", "4"):
             results.append(["error", "Parameter distribution must be 0-4 (4: sharing group)."])

@@ -69,10 +69,7 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
         results = []
         if not parameters.get("feed_directory"):
             results.append(["error", "Parameter feed_directory is required."])
-        try:
-            misp_push.load_agreement_checked(parameters.get("agreement_file", ""))
-        except ValueError as exc:
-            results.append(["error", f"Parameter agreement_file: {exc}."])
+        results += misp_push.check_agreement_parameter(parameters)
         if parameters.get("grouping", "feed_day") not in ("feed_day", "incident"):
             results.append(["error", "Parameter grouping must be feed_day or incident."])
         return results or None
