@@ -62,6 +62,18 @@ class Planned:
     changed: bool
     attribute_uuid: str
     sighting: Optional[int] = None
+    new_attribute: Optional[MISPAttribute] = None      # to add to an existing event
+    changed_attribute: Optional[MISPAttribute] = None  # to update in an existing event
+    meta_changed: bool = False                         # event info/distribution/sharing group/tags
+
+    def metadata_event(self) -> MISPEvent:
+        """The desired event without attributes and objects (for a metadata-only update)."""
+        meta = MISPEvent()
+        data = json.loads(self.event.to_json())
+        data.pop("Attribute", None)
+        data.pop("Object", None)
+        meta.from_dict(**data)
+        return meta
 
 
 def _epoch(value) -> Optional[int]:
@@ -196,6 +208,8 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
     to_ids = True if to_ids is None else bool(to_ids)
     comment = event.get("comment") or event.get("event_description.text") or ""
     sighting = None
+    new_attribute = changed_attribute = None
+    before = _attr_projection(existing) if existing is not None else None
     if existing is None:
         attr = MISPAttribute()
         attr.from_dict(type=atype, value=value, category=category, uuid=attr_uuid, to_ids=to_ids,
@@ -205,6 +219,7 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
         for name in wanted_tags:
             attr.add_tag(name)
         desired.attributes.append(attr)
+        new_attribute = attr
     else:
         # keep what is there; tighten the TLP tag if the new copy is more restrictive
         names = [t.name for t in existing.tags]
@@ -240,8 +255,17 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
     for name in event_tags:
         desired.add_tag(name)
 
+    if existing is not None and _attr_projection(existing) != before:
+        changed_attribute = existing
+    meta_changed = not is_new and projection(current)[:5] != projection(desired)[:5]
     changed = is_new or projection(current) != projection(desired)
-    return Planned(desired, is_new, changed, attr_uuid, sighting)
+    return Planned(desired, is_new, changed, attr_uuid, sighting,
+                   new_attribute if not is_new else None, changed_attribute, meta_changed)
+
+
+def _attr_projection(a: MISPAttribute) -> tuple:
+    return (str(a.uuid), a.type, str(a.value), str(getattr(a, "category", "")), bool(a.to_ids),
+            str(getattr(a, "comment", "") or ""), _tagset(a))
 
 
 def _tagset(block) -> list:
@@ -252,10 +276,7 @@ def projection(event: Optional[MISPEvent]) -> Any:
     """What the output controls of an event, in a comparable form."""
     if event is None:
         return None
-    attrs = sorted(
-        (str(a.uuid), a.type, str(a.value), str(getattr(a, "category", "")), bool(a.to_ids),
-         str(getattr(a, "comment", "") or ""), _tagset(a))
-        for a in event.attributes)
+    attrs = sorted(_attr_projection(a) for a in event.attributes)
     sg = getattr(event, "sharing_group_id", None)
     return (str(event.uuid), str(getattr(event, "info", "")), int(getattr(event, "distribution", 0) or 0),
             str(sg) if sg not in (None, "", "0", 0) and int(getattr(event, "distribution", 0) or 0) == 4 else None,

@@ -10,6 +10,8 @@ Endpoints (request/response shapes as MISP's OpenAPI spec and PyMISP define them
 - ``GET|HEAD /events/view/<id|uuid>`` -> ``{"Event": {...}}`` or 404 ``{"name", "message", "url"}``
 - ``POST /events/add`` -> ``{"Event": {...}}``; 403 when the UUID exists
 - ``POST /events/edit/<id|uuid>`` -> ``{"Event": {...}}`` (attributes merged by UUID, tags replaced)
+- ``POST /attributes/add/<event id|uuid>`` -> ``{"Attribute": {...}}``; 403 for a duplicate
+- ``POST /attributes/edit/<attribute id|uuid>`` -> ``{"Attribute": {...}}``
 - ``POST /sightings/add/<attribute id|uuid>`` -> ``{"Sighting": {...}}``
 - ``GET /sharing_groups/view/<id|uuid>`` -> ``{"SharingGroup": {...}}``
 
@@ -112,6 +114,10 @@ class FakeMISP:
             return self.add(body)
         if parts[:2] == ["events", "edit"] and len(parts) >= 3 and method == "POST":
             return self.edit(parts[2], body)
+        if parts[:2] == ["attributes", "add"] and len(parts) >= 3 and method == "POST":
+            return self.add_attribute(parts[2], body or {})
+        if parts[:2] == ["attributes", "edit"] and len(parts) >= 3 and method == "POST":
+            return self.edit_attribute(parts[2], body or {})
         if parts[:2] == ["sightings", "add"] and method == "POST":
             return self.sighting(parts[2] if len(parts) > 2 else None, body or {})
         if parts[:2] == ["sharing_groups", "view"] and len(parts) >= 3:
@@ -217,6 +223,32 @@ class FakeMISP:
                          "url": f"/events/edit/{ident}", "errors": {"sharing_group_id": ["Invalid sharing group."]}}
         self.events[merged["uuid"]] = merged
         return 200, {"Event": merged}
+
+    def add_attribute(self, event_ident, body):
+        ev = self.find(event_ident)
+        attr = copy.deepcopy(body.get("Attribute", body))
+        if ev is None:
+            return 404, {"name": "Invalid event", "message": "Invalid event", "url": f"/attributes/add/{event_ident}"}
+        if any(a["uuid"] == attr.get("uuid") for a in ev["Attribute"]):
+            return 403, {"name": "Could not add Attribute", "message": "Could not add Attribute",
+                         "url": f"/attributes/add/{event_ident}",
+                         "errors": {"value": ["A similar attribute already exists for this event."]}}
+        attr.pop("id", None)
+        ev["Attribute"].append(attr)
+        self._normalise(ev)
+        return 200, {"Attribute": attr}
+
+    def edit_attribute(self, ident, body):
+        new = body.get("Attribute", body)
+        for ev in self.events.values():
+            for a in ev["Attribute"]:
+                if ident in (a["uuid"], a["id"]):
+                    for key in ("value", "category", "to_ids", "comment", "distribution", "Tag", "first_seen"):
+                        if key in new:
+                            a[key] = copy.deepcopy(new[key])
+                    self._normalise(ev)
+                    return 200, {"Attribute": a}
+        return 404, {"name": "Invalid attribute", "message": "Invalid attribute", "url": f"/attributes/edit/{ident}"}
 
     def sighting(self, ident, body):
         ident = ident or body.get("uuid") or body.get("id")

@@ -82,12 +82,23 @@ class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
         first = self.only_event()["timestamp"]
         self.push([ev(comment="now with a comment")])
         stored = self.only_event()
-        self.assertEqual(len(self.srv.writes("/events/edit/")), 1)
+        self.assertEqual([r[1] for r in self.srv.writes()][1:], [f"/attributes/edit/{stored['Attribute'][0]['uuid']}"])
         self.assertEqual(stored["Attribute"][0]["comment"], "now with a comment")
         self.assertNotEqual(stored["timestamp"], first)
         self.push([ev("192.0.2.77")])                     # new indicator, same group: added, not a new event
         self.assertEqual(len(self.only_event()["Attribute"]), 2)
-        self.assertEqual(len(self.srv.writes("/events/add")), 1)
+        self.assertEqual([r[1] for r in self.srv.writes()][2:], [f"/attributes/add/{stored['uuid']}"])
+        self.assertEqual(len(self.srv.writes("/events/")), 1)   # only the first creation touched the event
+
+    def test_event_metadata_update_sends_no_attributes(self):
+        self.push([ev(), ev("192.0.2.2")])
+        self.push([ev("192.0.2.3", tlp="AMBER")])          # more restrictive: the event's TLP tag changes
+        stored = self.only_event()
+        self.assertEqual(len(stored["Attribute"]), 3)
+        self.assertEqual({t["name"] for t in stored["Tag"]} & {"tlp:green", "tlp:amber"}, {"tlp:amber"})
+        (edit,) = self.srv.writes("/events/edit/")
+        self.assertEqual(edit[1], f"/events/edit/{stored['uuid']}/metadata:1")
+        self.assertNotIn("Attribute", edit[2].get("Event", edit[2]))
 
     def test_sighting_when_seen_again_and_only_once(self):
         self.push([ev()])

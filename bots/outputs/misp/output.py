@@ -122,16 +122,22 @@ class CrossBorderMISPOutputBot(OutputBot):
             except ValueError as exc:
                 raise InvalidValue("misp.event_uuid", event_uuid, reason=f"{exc}; not pushed to MISP") from None
             api = self._misp()
-            if planned.changed:
-                if planned.is_new:
-                    written = self._call("event creation", api.add_event, planned.event, pythonify=True)
-                else:
-                    written = self._call("event update", api.update_event, planned.event,
-                                         event_id=event_uuid, pythonify=True)
-                self._remember(written)
-                self.logger.debug("MISP event %s %s.", event_uuid, "created" if planned.is_new else "updated")
-            elif current is not None:
-                self._remember(current)
+            if planned.is_new:
+                self._call("event creation", api.add_event, planned.event, pythonify=True)
+                self.logger.debug("MISP event %s created.", event_uuid)
+            else:
+                # only what changed: one attribute added or updated, the event's metadata
+                if planned.new_attribute is not None:
+                    self._call("attribute creation", api.add_attribute, event_uuid, planned.new_attribute)
+                if planned.changed_attribute is not None:
+                    self._call("attribute update", api.update_attribute, planned.changed_attribute,
+                               planned.attribute_uuid)
+                if planned.meta_changed:
+                    self._call("event update", api.update_event, planned.metadata_event(),
+                               event_id=event_uuid, metadata=True)
+                if planned.changed:
+                    self.logger.debug("MISP event %s updated.", event_uuid)
+            self._remember(planned.event)
             if planned.sighting:
                 self._call("sighting", api.add_sighting,
                            misp_push.sighting_for(planned.attribute_uuid, planned.sighting, self.sighting_source),
