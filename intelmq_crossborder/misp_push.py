@@ -138,6 +138,25 @@ def load_agreement_checked(path: str):
         raise ValueError(f"{path}: {exc.strerror}") from None
 
 
+def distribution_refusal(event: dict, refused) -> Optional[str]:
+    """Why an event may not leave by MISP because of its source distribution, or None.
+
+    ``misp.distribution`` is the distribution the originator gave the attribute on
+    its own MISP (the parser writes it).  0 means "your organisation only": by
+    default such an attribute does not go to another organisation's MISP or feed."""
+    value = event.get("misp.distribution")
+    if value is None or not refused:
+        return None
+    try:
+        level = int(value)
+    except (TypeError, ValueError):
+        return f"misp.distribution {value!r} is not a MISP distribution level"
+    if level in {int(r) for r in refused}:
+        return (f"the source set MISP distribution {level} ({misp.DISTRIBUTION_NAMES.get(level, '?')}), "
+                f"which refuse_distributions does not let out")
+    return None
+
+
 def check_agreement_parameter(parameters: dict) -> list:
     """check() findings for the agreement_file parameter of the MISP outputs."""
     path = str(parameters.get("agreement_file") or "")

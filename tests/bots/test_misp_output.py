@@ -157,6 +157,14 @@ class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
         self.push([ev(tlp="GREEN")], agreement_file=str(AGREEMENTS / "community-isac.yaml"))
         self.assertNotIn("member-misp", self.only_event()["info"])
 
+    def test_source_distribution_organisation_only_is_refused(self):
+        self.push([ev(misp__distribution=0)], allowed_error_count=1)
+        self.assertRegexpMatchesLog(r"the source set MISP distribution 0 \(your organisation only\)")
+        self.assertEqual(self.srv.events, {})
+        self.push([ev(misp__distribution=0)], refuse_distributions=[])      # configurable
+        self.push([ev("192.0.2.5", misp__distribution=4)])
+        self.assertEqual(len(self.only_event()["Attribute"]), 2)
+
     def test_unlabelled_event_is_dumped(self):
         event = ev()
         del event["sharing.tlp"]

@@ -44,6 +44,7 @@ class CrossBorderMISPOutputBot(OutputBot):
     incident_field: str = "extra.incident_id"
     event_info: str = "{feed} {day}"
     extra_tags: list = []
+    refuse_distributions: list = [0]
     sighting_source: str = "intelmq-crossborder"
     retry_attempts: int = 3
     retry_backoff: float = 2.0
@@ -114,6 +115,9 @@ class CrossBorderMISPOutputBot(OutputBot):
                                reason=f"the agreement of {self.agreement.recipient} forbids this event "
                                       f"({'; '.join(decision.reasons)}); not pushed to MISP")
         out = decision.event_out
+        refusal = misp_push.distribution_refusal(flat, self.refuse_distributions)
+        if refusal:
+            raise InvalidValue("misp.distribution", flat.get("misp.distribution"), reason=f"{refusal}; not pushed to MISP")
         event_uuid = misp_push.target_event_uuid(flat, self._settings)
         try:
             current = self._current(event_uuid)
