@@ -100,6 +100,16 @@ class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
         self.assertEqual(edit[1], f"/events/edit/{stored['uuid']}/metadata:1")
         self.assertNotIn("Attribute", edit[2].get("Event", edit[2]))
 
+    def test_attribute_tlp_tightens_never_loosens(self):
+        self.push([ev(tlp="GREEN")])
+        self.push([ev(tlp="AMBER")])                          # same indicator, more restrictive copy
+        (attr,) = self.only_event()["Attribute"]
+        self.assertEqual({t["name"] for t in attr["Tag"]} & {"tlp:green", "tlp:amber"}, {"tlp:amber"})
+        writes = len(self.srv.writes())
+        self.push([ev(tlp="GREEN")])                          # a less restrictive copy changes nothing
+        self.assertEqual(len(self.srv.writes()), writes)
+        self.assertEqual({t["name"] for t in self.only_event()["Tag"]} & {"tlp:green", "tlp:amber"}, {"tlp:amber"})
+
     def test_sighting_when_seen_again_and_only_once(self):
         self.push([ev()])
         self.push([ev(when="2024-05-01T09:45:00+00:00")])
