@@ -61,8 +61,10 @@ class FakeMISP:
         self.httpd.server_close()
 
     # -- test helpers --
-    def fail(self, prefix: str, status: int, body=None, times: int = 1):
-        self.failures.append([prefix, status, body, times])
+    def fail(self, prefix: str, status: int, body=None, times: int = 1, after: bool = False):
+        """The next ``times`` requests under ``prefix`` answer ``status``; with ``after`` the
+        request is carried out first (a write that succeeded but whose answer was lost)."""
+        self.failures.append([prefix, status, body, times, after])
 
     def writes(self, prefix: str = "") -> list:
         return [r for r in self.requests if r[0] == "POST" and not r[1].endswith("restSearch")
@@ -90,8 +92,13 @@ class FakeMISP:
         for failure in self.failures:
             if path.startswith(failure[0]) and failure[3] > 0:
                 failure[3] -= 1
+                if failure[4]:
+                    self._handle(method, path, body)
                 return failure[1], failure[2] if failure[2] is not None else {
                     "name": "Internal error", "message": "Internal error", "url": path}
+        return self._handle(method, path, body)
+
+    def _handle(self, method: str, path: str, body):
         parts = path.strip("/").split("/")
         if path == "/servers/getVersion":
             return 200, {"version": "2.5.10", "pymisp_recommended_version": PYMISP_VERSION,

@@ -134,6 +134,14 @@ class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
         self.assertEqual(len([r for r in self.srv.requests if r[1] == "/events/add"]), 3)
         self.assertRegexpMatchesLog(r"MISP event creation failed \(MISPServerError\), retry 2 of 3")
 
+    def test_lost_answer_then_already_exists_is_not_a_failure(self):
+        self.srv.fail("/events/add", 504, times=1, after=True)     # created, but the answer was a 504
+        self.push([ev()], allowed_warning_count=1)
+        self.assertEqual(len(self.srv.events), 1)
+        self.assertEqual(len([r for r in self.srv.requests if r[1] == "/events/add"]), 2)   # retry got a 403
+        self.assertRegexpMatchesLog(r"MISP refused a write for event [0-9a-f-]+ \(403\); re-reading it")
+        self.assertEqual(len(self.only_event()["Attribute"]), 1)
+
     def test_5xx_exhausted_is_not_acknowledged_as_success(self):
         self.srv.fail("/events/add", 500, times=100)
         self.input_message = [ev()]
@@ -145,13 +153,16 @@ class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
     def test_dump_on_4xx_with_server_text(self):
         self.srv.fail("/events/add", 403, {"name": "Could not add Event", "message": "Could not add Event",
                                            "url": "/events/add",
-                                           "errors": {"Event": {"date": ["Date is in the future."]}}})
+                                           "errors": {"Event": {"date": ["Date is in the future."]}}}, times=2)
         self.push([ev()], allowed_error_count=1)
         self.assertOutputQueueLen(0)
         self.assertEqual(self.srv.events, {})
         self.assertRegexpMatchesLog(r"MISP at http://127\.0\.0\.1:\d+/ refused it: HTTP 403: Could not add Event "
                                     r"\{\"Event\": \{\"date\": \[\"Date is in the future\.\"\]\}\}")
-        self.assertEqual(len([r for r in self.srv.requests if r[1] == "/events/add"]), 1)   # no retry on 4xx
+        # no backoff retries on 4xx: one re-plan after reading the event again (it does not exist), then the dump
+        uuid = self.srv.writes("/events/add")[-1][2]["uuid"]
+        self.assertEqual([r[:2] for r in self.srv.requests if r[1].startswith("/events/")],
+                         [("GET", f"/events/view/{uuid}"), ("POST", "/events/add")] * 2)
 
     def test_agreement_forbids_red_and_amber_strict(self):
         for label in ("RED", "AMBER+STRICT"):

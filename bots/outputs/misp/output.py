@@ -120,33 +120,16 @@ class CrossBorderMISPOutputBot(OutputBot):
             raise InvalidValue("misp.distribution", flat.get("misp.distribution"), reason=f"{refusal}; not pushed to MISP")
         event_uuid = misp_push.target_event_uuid(flat, self._settings)
         try:
-            current = self._current(event_uuid)
             try:
-                planned = misp_push.merge(current, out, self._settings, key_event=flat)
-            except ValueError as exc:
-                raise InvalidValue("misp.event_uuid", event_uuid, reason=f"{exc}; not pushed to MISP") from None
-            api = self._misp()
-            if planned.is_new:
-                self._call("event creation", api.add_event, planned.event, pythonify=True)
-                self.logger.debug("MISP event %s created.", event_uuid)
-            else:
-                # only what changed: one attribute added or updated, the event's metadata
-                if planned.new_attribute is not None:
-                    self._call("attribute creation", api.add_attribute, event_uuid, planned.new_attribute)
-                if planned.changed_attribute is not None:
-                    self._call("attribute update", api.update_attribute, planned.changed_attribute,
-                               planned.attribute_uuid)
-                if planned.meta_changed:
-                    self._call("event update", api.update_event, planned.metadata_event(),
-                               event_id=event_uuid, metadata=True)
-                if planned.changed:
-                    self.logger.debug("MISP event %s updated.", event_uuid)
-            self._remember(planned.event)
-            if planned.sighting:
-                self._call("sighting", api.add_sighting,
-                           misp_push.sighting_for(planned.attribute_uuid, planned.sighting, self.sighting_source),
-                           planned.attribute_uuid)
+                self._apply(event_uuid, out, flat)
+            except misp_push.PermanentMISPError as exc:
+                # A write that timed out or failed with 5xx may have been done all the same, and its
+                # retry is then refused ("already exists"). Read the server's state again and
+                # re-plan once: if nothing is left to do, the message is done.
                 self._cache.pop(event_uuid, None)
+                self.logger.info("MISP refused a write for event %s (%s); re-reading it and planning again.",
+                                 event_uuid, exc.status)
+                self._apply(event_uuid, out, flat)
         except misp_push.PermanentMISPError as exc:
             self._cache.pop(event_uuid, None)
             raise InvalidValue("misp.event_uuid", event_uuid,
@@ -155,6 +138,35 @@ class CrossBorderMISPOutputBot(OutputBot):
             self._cache.pop(event_uuid, None)
             raise
         self.acknowledge_message()
+
+    def _apply(self, event_uuid, out, flat):
+        """Bring the MISP event to the state that holds ``out``; write only what changed."""
+        current = self._current(event_uuid)
+        try:
+            planned = misp_push.merge(current, out, self._settings, key_event=flat)
+        except ValueError as exc:
+            raise InvalidValue("misp.event_uuid", event_uuid, reason=f"{exc}; not pushed to MISP") from None
+        api = self._misp()
+        if planned.is_new:
+            self._call("event creation", api.add_event, planned.event, pythonify=True)
+            self.logger.debug("MISP event %s created.", event_uuid)
+        else:
+            if planned.new_attribute is not None:
+                self._call("attribute creation", api.add_attribute, event_uuid, planned.new_attribute)
+            if planned.changed_attribute is not None:
+                self._call("attribute update", api.update_attribute, planned.changed_attribute,
+                           planned.attribute_uuid)
+            if planned.meta_changed:
+                self._call("event update", api.update_event, planned.metadata_event(),
+                           event_id=event_uuid, metadata=True)
+            if planned.changed:
+                self.logger.debug("MISP event %s updated.", event_uuid)
+        self._remember(planned.event)
+        if planned.sighting:
+            self._call("sighting", api.add_sighting,
+                       misp_push.sighting_for(planned.attribute_uuid, planned.sighting, self.sighting_source),
+                       planned.attribute_uuid)
+            self._cache.pop(event_uuid, None)
 
     @staticmethod
     def check(parameters: dict):
