@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import collections
 import datetime as _dt
-import hashlib
 import json
 import re
 import uuid as _uuid
@@ -647,7 +646,3 @@ def group_key(event: dict, grouping: str, incident_field: str = "extra.incident_
     when = event.get("time.observation") or event.get("time.source") or ""
     day = str(when)[:10] if when else _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
     return f"feed:{feed}:{day}"
-
-
-def fingerprint(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
