@@ -133,6 +133,7 @@ GROUP_MODULES = [
 #: ``misp``, ...). A new format is one more line here; the module is imported lazily.
 CONVERTERS = [
     "intelmq_crossborder.csaf:register_convert",
+    "intelmq_crossborder.misp_cli:register_convert_misp",
 ]
 
 
