@@ -119,6 +119,48 @@ class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
         self.assertEqual(len(self.only_event()["Attribute"][0]["Sighting"]), 1)
         self.assertEqual(len(self.srv.writes("/sightings/add/")), 1)
 
+    def publications(self):
+        return [r[1] for r in self.srv.requests if r[1].startswith("/events/publish/")]
+
+    def test_publish_after_a_change_and_only_then(self):
+        self.push([ev()], publish=True)
+        stored = self.only_event()
+        self.assertIs(stored["published"], True)
+        self.assertEqual(self.publications(), [f"/events/publish/{stored['uuid']}"])
+        self.assertEqual([r[1] for r in self.srv.writes()][-1], f"/events/publish/{stored['uuid']}")
+        self.push([ev()], publish=True)                          # re-run: nothing changed, nothing published
+        self.assertEqual(len(self.publications()), 1)
+        self.push([ev(comment="changed")], publish=True)         # a change unpublishes; published again after it
+        self.assertEqual([r[1] for r in self.srv.writes()][-2:],
+                         [f"/attributes/edit/{stored['Attribute'][0]['uuid']}", f"/events/publish/{stored['uuid']}"])
+        self.assertIs(self.only_event()["published"], True)
+        self.push([ev("192.0.2.9"), ev("192.0.2.9")], publish=True)   # one new indicator: one publication
+        self.assertEqual(len(self.publications()), 3)
+
+    def test_publish_is_off_by_default(self):
+        self.push([ev()])
+        self.push([ev("192.0.2.2")])
+        self.assertEqual(self.publications(), [])
+        self.assertIs(self.only_event()["published"], False)
+
+    def test_publish_an_unpublished_server_copy_without_changes(self):
+        self.push([ev()])                                        # written while publish was off
+        writes = len(self.srv.writes())
+        self.push([ev()], publish=True)                          # no change, but the peer's copy is unpublished
+        self.assertEqual([r[1] for r in self.srv.writes()[writes:]], self.publications())
+        self.assertEqual(len(self.publications()), 1)
+        self.assertIs(self.only_event()["published"], True)
+
+    def test_publish_retried_on_5xx_and_dumped_on_4xx(self):
+        self.srv.fail("/events/publish/", 503, times=1)
+        self.push([ev()], publish=True, allowed_warning_count=1)
+        self.assertIs(self.only_event()["published"], True)
+        self.srv.fail("/events/publish/", 403, {"name": "Could not publish", "message": "Could not publish",
+                                                "url": "/events/publish/x"}, times=2)
+        self.push([ev("192.0.2.3")], publish=True, allowed_error_count=1)
+        self.assertRegexpMatchesLog(r"refused it: HTTP 403: Could not publish")
+        self.assertIs(self.only_event()["published"], False)
+
     def test_grouping_by_incident(self):
         self.push([ev("192.0.2.1", extra__incident_id="INC-42"),
                    ev("192.0.2.2", extra__incident_id="INC-42", time__observation="2024-06-09T00:00:00+00:00")],
@@ -224,6 +266,8 @@ class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
         errors = CrossBorderMISPOutputBot.check({"misp_url": "x", "agreement_file": "/nonexistent.yaml",
                                                  "distribution": 4})
         self.assertEqual([e[0] for e in errors], ["error", "error"])
+        self.assertEqual(CrossBorderMISPOutputBot.check(dict(self.sysconfig, publish="yes")),
+                         [["error", "Parameter publish must be true or false."]])
         self.assertIn("/nonexistent.yaml", errors[0][1])
         templated = dict(self.sysconfig, agreement_file="${INTELMQ_ROOT_DIR}/etc/agreements/x.yaml")
         self.assertEqual([e[0] for e in CrossBorderMISPOutputBot.check(templated)], ["warning"])

@@ -26,7 +26,9 @@ class CrossBorderMISPOutputBot(OutputBot):
     event with a later observation time gets a sighting. Every event is first checked against
     the recipient's sharing agreement (defence in depth after the router): what it forbids is
     dumped with the reasons, never pushed. HTTP 5xx and connection errors are retried with
-    exponential backoff; a 4xx answer dumps the message with the server's error text. The API
+    exponential backoff; a 4xx answer dumps the message with the server's error text. With
+    publish, an event is published after a write that changed it (and when the server shows it
+    unpublished), never on a re-run that changed nothing. The API
     key comes from misp_api_token or the environment variable misp_api_token_env and never
     appears in logs.
     """
@@ -46,6 +48,7 @@ class CrossBorderMISPOutputBot(OutputBot):
     extra_tags: list = []
     refuse_distributions: list = [0]
     sighting_source: str = "intelmq-crossborder"
+    publish: bool = False
     retry_attempts: int = 3
     retry_backoff: float = 2.0
     cache_size: int = 256
@@ -161,6 +164,12 @@ class CrossBorderMISPOutputBot(OutputBot):
                            event_id=event_uuid, metadata=True)
             if planned.changed:
                 self.logger.debug("MISP event %s updated.", event_uuid)
+        if self.publish and (planned.changed or getattr(current, "published", None) is False):
+            # MISP unpublishes an event on every edit; publish once after what this message changed.
+            # A server copy that is still unpublished (an earlier publish failed) is published too.
+            self._call("event publication", api.publish, event_uuid)
+            planned.event.published = True
+            self.logger.debug("MISP event %s published.", event_uuid)
         self._remember(planned.event)
         if planned.sighting:
             self._call("sighting", api.add_sighting,
@@ -179,6 +188,8 @@ class CrossBorderMISPOutputBot(OutputBot):
             results.append(["error", "Parameter distribution must be 0-4 (4: sharing group)."])
         elif str(dist) == "4" and not str(parameters.get("sharing_group", "")).strip():
             results.append(["error", "Parameter sharing_group (id or uuid) is required with distribution 4."])
+        if not isinstance(parameters.get("publish", False), bool):
+            results.append(["error", "Parameter publish must be true or false."])
         if parameters.get("grouping", "feed_day") not in ("feed_day", "incident"):
             results.append(["error", "Parameter grouping must be feed_day or incident."])
         return results or None
