@@ -90,6 +90,12 @@ class FakeMISP:
         ev.setdefault("timestamp", str(next(self._clock)))
         ev["published"] = published
         ev.setdefault("Org", ORG)        # the owner org on this instance; MISP always answers with it
+        for related in ev.get("RelatedEvent", []):
+            # older exports (MISP's own tests/event.json) put Org/Orgc beside the related Event;
+            # the spec (and MISP since) has them inside it
+            for org in ("Org", "Orgc"):
+                if org in related and isinstance(related.get("Event"), dict):
+                    related["Event"].setdefault(org, related.pop(org))
         self.events[ev["uuid"]] = self._typed(ev)
         return ev
 
@@ -120,7 +126,7 @@ class FakeMISP:
         if path == "/servers/getVersion":
             return 200, {"version": "2.5.10", "pymisp_recommended_version": PYMISP_VERSION,
                          "perm_sync": True, "perm_sighting": True, "perm_galaxy_editor": True,
-                         "request_encoding": ["gzip"], "filter_sightings": True}
+                         "request_encoding": ["gzip"]}
         if path == "/users/view/me":
             return 200, {"User": {"id": "1", "email": "admin@peer.example", "org_id": "1", "role_id": "1"},
                          "Role": {"id": "1", "name": "admin", "perm_add": True, "perm_sync": True},
