@@ -22,8 +22,9 @@ threat_level_id, analysis and timestamps are strings, flags are booleans.
 - ``POST /sightings/add/<attribute id|uuid>`` -> the Sighting (``{"id", "attribute_id", ...}``)
 - ``GET /sharing_groups/view/<id|uuid>`` -> ``{"SharingGroup": {...}, "Organisation": {...}, ...}``
 
-A ``.json`` suffix on a path is accepted as MISP does. Any write to an event (edit, attribute
-add/edit) unpublishes it, as MISP does; ``events/publish`` publishes it.
+A ``.json`` suffix on a path is accepted as MISP does. Adding or editing an attribute
+unpublishes its event, an event edit keeps the ``published`` flag the request sends (PyMISP
+sends the event's current one) and unpublishes it otherwise; ``events/publish`` publishes it.
 
 ``server.fail(path_prefix, status, body, times)`` makes the next ``times``
 requests under a path answer ``status``.  ``server.requests`` records
