@@ -138,8 +138,6 @@ CONVERTERS = [
 
 
 def register_convert(sub) -> None:
-    import importlib
-
     p = sub.add_parser("convert", help="convert documents into IntelMQ events",
                        description="Print the events a parser bot would emit for documents of a format, "
                                    "one JSON object per line in IntelMQ's flat key form.")
@@ -147,7 +145,6 @@ def register_convert(sub) -> None:
     for spec in CONVERTERS:
         module, _, function = spec.partition(":")
         getattr(importlib.import_module(module), function)(csub)
-
 
 
 GROUPS = [register_tlp, register_harmonization, register_convert]

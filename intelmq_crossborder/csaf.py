@@ -178,6 +178,8 @@ def load_json(data, source: str = "") -> Any:
             data = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise CSAFError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", source) from None
+    if isinstance(data, str) and data.startswith("\ufeff"):
+        data = data[1:]
     try:
         return json.loads(data)
     except ValueError as exc:
@@ -212,8 +214,9 @@ def project_21_to_20(document: dict) -> dict:
     d = doc.get("document")
     if isinstance(d, dict):
         d["csaf_version"] = "2.0"
-        label = (d.get("distribution") or {}).get("tlp", {}).get("label") if isinstance(
-            d.get("distribution"), dict) else None
+        dist = d.get("distribution")
+        tlp_obj = dist.get("tlp") if isinstance(dist, dict) else None
+        label = tlp_obj.get("label") if isinstance(tlp_obj, dict) else None
         if isinstance(label, str):
             try:
                 level = tlp.parse_csaf(label, "2.1").level

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import collections
 import datetime as _dt
-import hashlib
 import json
 import re
 import uuid as _uuid
@@ -286,13 +285,33 @@ def effective_distribution(levels: list) -> Optional[tuple]:
     return best
 
 
-def _sharing_group_uuid(block: dict) -> Optional[str]:
+def _sharing_group_uuid(block: dict, known: Optional[dict] = None) -> Optional[str]:
+    """The UUID of the block's sharing group: its own ``SharingGroup`` block, else a
+    group with the same ``sharing_group_id`` seen elsewhere in the event."""
     sg = block.get("SharingGroup")
     if isinstance(sg, dict):
         value = sg.get("uuid")
         if isinstance(value, str) and _is_uuid(value):
             return value.lower()
+    if known:
+        return known.get(str(block.get("sharing_group_id")))
     return None
+
+
+def _known_sharing_groups(event: dict) -> dict:
+    """sharing_group_id -> UUID for every SharingGroup block in the event."""
+    known = {}
+    blocks = [event] + list(event.get("Attribute") or [])
+    for obj in event.get("Object") or []:
+        if isinstance(obj, dict):
+            blocks.append(obj)
+            blocks.extend(obj.get("Attribute") or [])
+    for block in blocks:
+        if isinstance(block, dict) and str(block.get("sharing_group_id") or "0") != "0":
+            value = _sharing_group_uuid(block)
+            if value:
+                known[str(block["sharing_group_id"])] = value
+    return known
 
 
 # --- rows --------------------------------------------------------------------------
@@ -430,6 +449,7 @@ class Converter:
             "uuid": uuid, "tags": tags, "tlp": level, "chr": chr_flag,
             "classification": taxonomy_classification(tags),
             "distribution": (_int_or_none(event.get("distribution")), _sharing_group_uuid(event)),
+            "sharing_groups": _known_sharing_groups(event),
             "info": event.get("info"), "orgc": orgc.get("name"),
             "clusters": clusters,
         }
@@ -499,9 +519,10 @@ class Converter:
         out["classification.type"] = classification
 
         # distribution: attribute -> object -> event
-        chain = [(_int_or_none(attr.get("distribution")), _sharing_group_uuid(attr))]
+        known = ctx.get("sharing_groups")
+        chain = [(_int_or_none(attr.get("distribution")), _sharing_group_uuid(attr, known))]
         if row.obj is not None:
-            chain.append((_int_or_none(row.obj.get("distribution")), _sharing_group_uuid(row.obj)))
+            chain.append((_int_or_none(row.obj.get("distribution")), _sharing_group_uuid(row.obj, known)))
         chain.append(ctx["distribution"])
         eff = effective_distribution(chain)
         if eff is not None:
@@ -625,7 +646,3 @@ def group_key(event: dict, grouping: str, incident_field: str = "extra.incident_
     when = event.get("time.observation") or event.get("time.source") or ""
     day = str(when)[:10] if when else _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
     return f"feed:{feed}:{day}"
-
-
-def fingerprint(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()

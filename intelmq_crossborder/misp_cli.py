@@ -87,11 +87,3 @@ def register_convert_misp(convert_sub) -> None:
                    help="classification.type for a MISP attribute type (repeatable)")
     p.add_argument("--stats", action="store_true", help="always print the per-file summary on stderr")
     p.set_defaults(func=_convert_misp)
-
-
-def register_convert(sub) -> None:
-    """The ``convert`` command group (shared with other formats: the lead merges their registrars)."""
-    p = sub.add_parser("convert", help="convert documents to IntelMQ events",
-                       description="Print the IntelMQ events a parser bot would emit for documents.")
-    csub = p.add_subparsers(dest="convert_command", required=True, metavar="FORMAT")
-    register_convert_misp(csub)

@@ -62,6 +62,18 @@ class Planned:
     changed: bool
     attribute_uuid: str
     sighting: Optional[int] = None
+    new_attribute: Optional[MISPAttribute] = None      # to add to an existing event
+    changed_attribute: Optional[MISPAttribute] = None  # to update in an existing event
+    meta_changed: bool = False                         # event info/distribution/sharing group/tags
+
+    def metadata_event(self) -> MISPEvent:
+        """The desired event without attributes and objects (for a metadata-only update)."""
+        meta = MISPEvent()
+        data = json.loads(self.event.to_json())
+        data.pop("Attribute", None)
+        data.pop("Object", None)
+        meta.from_dict(**data)
+        return meta
 
 
 def _epoch(value) -> Optional[int]:
@@ -126,6 +138,38 @@ def load_agreement_checked(path: str):
         raise ValueError(f"{path}: {exc.strerror}") from None
 
 
+def distribution_refusal(event: dict, refused) -> Optional[str]:
+    """Why an event may not leave by MISP because of its source distribution, or None.
+
+    ``misp.distribution`` is the distribution the originator gave the attribute on
+    its own MISP (the parser writes it).  0 means "your organisation only": by
+    default such an attribute does not go to another organisation's MISP or feed."""
+    value = event.get("misp.distribution")
+    if value is None or not refused:
+        return None
+    try:
+        level = int(value)
+    except (TypeError, ValueError):
+        return f"misp.distribution {value!r} is not a MISP distribution level"
+    if level in {int(r) for r in refused}:
+        return (f"the source set MISP distribution {level} ({misp.DISTRIBUTION_NAMES.get(level, '?')}), "
+                f"which refuse_distributions does not let out")
+    return None
+
+
+def check_agreement_parameter(parameters: dict) -> list:
+    """check() findings for the agreement_file parameter of the MISP outputs."""
+    path = str(parameters.get("agreement_file") or "")
+    if "${" in path:
+        return [["warning", f"Parameter agreement_file {path!r} holds an unexpanded variable; "
+                            "the file is checked when the bot starts."]]
+    try:
+        load_agreement_checked(path)
+    except ValueError as exc:
+        return [["error", f"Parameter agreement_file: {exc}."]]
+    return []
+
+
 def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
           key_event: Optional[dict] = None) -> Planned:
     """The MISP event that ``current`` must become to hold IntelMQ ``event`` (flat dict).
@@ -183,6 +227,8 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
     to_ids = True if to_ids is None else bool(to_ids)
     comment = event.get("comment") or event.get("event_description.text") or ""
     sighting = None
+    new_attribute = changed_attribute = None
+    before = _attr_projection(existing) if existing is not None else None
     if existing is None:
         attr = MISPAttribute()
         attr.from_dict(type=atype, value=value, category=category, uuid=attr_uuid, to_ids=to_ids,
@@ -192,6 +238,7 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
         for name in wanted_tags:
             attr.add_tag(name)
         desired.attributes.append(attr)
+        new_attribute = attr
     else:
         # keep what is there; tighten the TLP tag if the new copy is more restrictive
         names = [t.name for t in existing.tags]
@@ -227,8 +274,17 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
     for name in event_tags:
         desired.add_tag(name)
 
+    if existing is not None and _attr_projection(existing) != before:
+        changed_attribute = existing
+    meta_changed = not is_new and projection(current)[:5] != projection(desired)[:5]
     changed = is_new or projection(current) != projection(desired)
-    return Planned(desired, is_new, changed, attr_uuid, sighting)
+    return Planned(desired, is_new, changed, attr_uuid, sighting,
+                   new_attribute if not is_new else None, changed_attribute, meta_changed)
+
+
+def _attr_projection(a: MISPAttribute) -> tuple:
+    return (str(a.uuid), a.type, str(a.value), str(getattr(a, "category", "")), bool(a.to_ids),
+            str(getattr(a, "comment", "") or ""), _tagset(a))
 
 
 def _tagset(block) -> list:
@@ -239,10 +295,7 @@ def projection(event: Optional[MISPEvent]) -> Any:
     """What the output controls of an event, in a comparable form."""
     if event is None:
         return None
-    attrs = sorted(
-        (str(a.uuid), a.type, str(a.value), str(getattr(a, "category", "")), bool(a.to_ids),
-         str(getattr(a, "comment", "") or ""), _tagset(a))
-        for a in event.attributes)
+    attrs = sorted(_attr_projection(a) for a in event.attributes)
     sg = getattr(event, "sharing_group_id", None)
     return (str(event.uuid), str(getattr(event, "info", "")), int(getattr(event, "distribution", 0) or 0),
             str(sg) if sg not in (None, "", "0", 0) and int(getattr(event, "distribution", 0) or 0) == 4 else None,

@@ -1,21 +1,35 @@
 """A small local MISP server for tests: the REST endpoints PyMISP calls, in MISP's shapes.
 
-Endpoints (request/response shapes as MISP's OpenAPI spec and PyMISP define them):
+Request and response shapes follow MISP's OpenAPI spec (the subset in
+``tests/fixtures/misp/openapi/misp-openapi-subset.yaml``; ``tests/test_fake_misp_openapi.py``
+checks every endpoint below against it). Where PyMISP and the spec differ, the fake answers
+as the spec says and accepts what PyMISP sends (see docs/bots/misp.md, "Testing against the
+spec"). Values in responses have MISP's JSON types: ids, distribution, sharing_group_id,
+threat_level_id, analysis and timestamps are strings, flags are booleans.
 
-- ``GET /servers/getVersion`` -> ``{"version", "pymisp_recommended_version", "perm_sync", ...}``
+- ``GET /servers/getVersion`` -> ``{"version", "perm_sync", "perm_sighting", ...}``
 - ``GET /users/view/me`` -> ``{"User": {...}, "Role": {...}, "UserSetting": {}, "Organisation": {...}}``
-- ``GET /attributes/describeTypes.json`` -> ``{"result": describe_types}``
+  (not in the spec; shape as PyMISP's ``get_user(expanded=True)`` reads it)
+- ``GET /attributes/describeTypes`` -> ``{"sane_defaults", "types", "categories", "category_type_mappings"}``
 - ``POST /events/restSearch`` (JSON body: tags, org, published, timestamp, page, limit,
   returnFormat) -> ``{"response": [{"Event": {...}}, ...]}``
 - ``GET|HEAD /events/view/<id|uuid>`` -> ``{"Event": {...}}`` or 404 ``{"name", "message", "url"}``
 - ``POST /events/add`` -> ``{"Event": {...}}``; 403 when the UUID exists
-- ``POST /events/edit/<id|uuid>`` -> ``{"Event": {...}}`` (attributes merged by UUID, tags replaced)
-- ``POST /sightings/add/<attribute id|uuid>`` -> ``{"Sighting": {...}}``
-- ``GET /sharing_groups/view/<id|uuid>`` -> ``{"SharingGroup": {...}}``
+- ``PUT|POST /events/edit/<id|uuid>`` -> ``{"Event": {...}}`` (attributes merged by UUID, tags replaced)
+- ``POST /events/publish/<id|uuid>`` -> ``{"name": "Publish", "message": "Job queued", "url", "id"}``
+- ``POST /attributes/add/<event id|uuid>`` -> ``{"Attribute": {...}}``; 403 for a duplicate
+- ``PUT|POST /attributes/edit/<attribute id|uuid>`` -> ``{"Attribute": {...}}``
+- ``POST /sightings/add/<attribute id|uuid>`` -> the Sighting (``{"id", "attribute_id", ...}``)
+- ``GET /sharing_groups/view/<id|uuid>`` -> ``{"SharingGroup": {...}, "Organisation": {...}, ...}``
+
+A ``.json`` suffix on a path is accepted as MISP does. Adding or editing an attribute
+unpublishes its event, an event edit keeps the ``published`` flag the request sends (PyMISP
+sends the event's current one) and unpublishes it otherwise; ``events/publish`` publishes it.
 
 ``server.fail(path_prefix, status, body, times)`` makes the next ``times``
 requests under a path answer ``status``.  ``server.requests`` records
-``(method, path, body)``; ``server.writes()`` counts the state-changing ones.
+``(method, path, body)``, ``server.exchanges`` ``(method, path, body, status, response)``;
+``server.writes()`` lists the state-changing requests.
 """
 from __future__ import annotations
 
@@ -40,6 +54,8 @@ class FakeMISP:
         self.sharing_groups = {"7": {"id": "7", "uuid": "5d2e8a6f-1c3b-4f7e-9a11-3c9d8e2f4b10",
                                      "name": "Cross-border hub members"}}
         self.requests: list = []
+        self.exchanges: list = []
+        self.tag_ids: dict = {}         # tag name -> id, as MISP's tag table
         self.failures: list = []        # [prefix, status, body, remaining]
         self._ids = itertools.count(1)
         self._attr_ids = itertools.count(1000)
@@ -59,11 +75,13 @@ class FakeMISP:
         self.httpd.server_close()
 
     # -- test helpers --
-    def fail(self, prefix: str, status: int, body=None, times: int = 1):
-        self.failures.append([prefix, status, body, times])
+    def fail(self, prefix: str, status: int, body=None, times: int = 1, after: bool = False):
+        """The next ``times`` requests under ``prefix`` answer ``status``; with ``after`` the
+        request is carried out first (a write that succeeded but whose answer was lost)."""
+        self.failures.append([prefix, status, body, times, after])
 
     def writes(self, prefix: str = "") -> list:
-        return [r for r in self.requests if r[0] == "POST" and not r[1].endswith("restSearch")
+        return [r for r in self.requests if r[0] in ("POST", "PUT") and not r[1].endswith("restSearch")
                 and r[1].startswith(prefix or "/")]
 
     def store(self, event: dict, published: bool = True) -> dict:
@@ -72,7 +90,14 @@ class FakeMISP:
         ev["id"] = str(next(self._ids))
         ev.setdefault("timestamp", str(next(self._clock)))
         ev["published"] = published
-        self.events[ev["uuid"]] = ev
+        ev.setdefault("Org", ORG)        # the owner org on this instance; MISP always answers with it
+        for related in ev.get("RelatedEvent", []):
+            # older exports (MISP's own tests/event.json) put Org/Orgc beside the related Event;
+            # the spec (and MISP since) has them inside it
+            for org in ("Org", "Orgc"):
+                if org in related and isinstance(related.get("Event"), dict):
+                    related["Event"].setdefault(org, related.pop(org))
+        self.events[ev["uuid"]] = self._typed(ev)
         return ev
 
     def find(self, ident: str):
@@ -88,36 +113,60 @@ class FakeMISP:
         for failure in self.failures:
             if path.startswith(failure[0]) and failure[3] > 0:
                 failure[3] -= 1
+                if failure[4]:
+                    self._handle(method, path, body)
                 return failure[1], failure[2] if failure[2] is not None else {
                     "name": "Internal error", "message": "Internal error", "url": path}
+        return self._handle(method, path, body)
+
+    def _handle(self, method: str, path: str, body):
+        if path.endswith(".json"):
+            path = path[:-len(".json")]
         parts = path.strip("/").split("/")
+        writing = method in ("POST", "PUT")
         if path == "/servers/getVersion":
             return 200, {"version": "2.5.10", "pymisp_recommended_version": PYMISP_VERSION,
                          "perm_sync": True, "perm_sighting": True, "perm_galaxy_editor": True,
-                         "request_encoding": ["gzip"], "filter_sightings": True}
+                         "request_encoding": ["gzip"]}
         if path == "/users/view/me":
             return 200, {"User": {"id": "1", "email": "admin@peer.example", "org_id": "1", "role_id": "1"},
                          "Role": {"id": "1", "name": "admin", "perm_add": True, "perm_sync": True},
                          "UserSetting": {}, "Organisation": ORG}
-        if path == "/attributes/describeTypes.json":
-            return 200, {"result": describe_types}
+        if path == "/attributes/describeTypes":
+            return 200, copy.deepcopy(describe_types)
         if path == "/events/restSearch" and method == "POST":
-            return 200, {"response": [{"Event": e} for e in self.search(body or {})]}
+            return 200, {"response": [{"Event": self._out(e)} for e in self.search(body or {})]}
         if parts[:2] == ["events", "view"] and len(parts) >= 3:
             ev = self.find(parts[2])
             if ev is None:
                 return 404, {"name": "Invalid event", "message": "Invalid event", "url": path}
-            return 200, {"Event": ev}
+            return 200, {"Event": self._out(ev)}
         if path == "/events/add" and method == "POST":
             return self.add(body)
-        if parts[:2] == ["events", "edit"] and len(parts) >= 3 and method == "POST":
+        if parts[:2] == ["events", "edit"] and len(parts) >= 3 and writing:
             return self.edit(parts[2], body)
+        if parts[:2] == ["events", "publish"] and len(parts) >= 3 and method == "POST":
+            return self.publish(parts[2])
+        if parts[:2] == ["attributes", "add"] and len(parts) >= 3 and method == "POST":
+            return self.add_attribute(parts[2], body or {})
+        if parts[:2] == ["attributes", "edit"] and len(parts) >= 3 and writing:
+            return self.edit_attribute(parts[2], body or {})
         if parts[:2] == ["sightings", "add"] and method == "POST":
             return self.sighting(parts[2] if len(parts) > 2 else None, body or {})
         if parts[:2] == ["sharing_groups", "view"] and len(parts) >= 3:
             for sg in self.sharing_groups.values():
                 if parts[2] in (sg["id"], sg["uuid"]):
-                    return 200, {"SharingGroup": sg, "Organisation": ORG}
+                    return 200, {"SharingGroup": dict(sg, local=True, active=True, releasability="",
+                                                      description="", org_count="1", org_id=ORG["id"],
+                                                      organisation_uuid=ORG["uuid"], sync_user_id="1"),
+                                 "Organisation": ORG,
+                                 "SharingGroupOrg": [{"id": "1", "sharing_group_id": sg["id"], "org_id": ORG["id"],
+                                                      "extend": True, "Organisation": {
+                                                          k: ORG[k] for k in ("id", "name", "uuid")}}],
+                                 "SharingGroupServer": [{"all_orgs": False, "server_id": "0",
+                                                         "sharing_group_id": sg["id"],
+                                                         "Server": {"id": "0", "name": "Local instance"}}],
+                                 "editable": True, "deletable": True}
             return 404, {"name": "Invalid sharing group", "message": "Invalid sharing group", "url": path}
         return 404, {"name": "Not Found", "message": "Not Found", "url": path}
 
@@ -150,15 +199,78 @@ class FakeMISP:
             events = events[start:start + int(limit)]
         return [copy.deepcopy(e) for e in events]
 
+    # -- MISP's JSON types in answers --
+    _STR_EVENT = ("id", "org_id", "orgc_id", "distribution", "sharing_group_id", "threat_level_id", "analysis",
+                  "attribute_count", "timestamp", "publish_timestamp", "sighting_timestamp")
+    _BOOL_EVENT = ("published", "locked", "disable_correlation", "proposal_email_lock")
+    _STR_ATTR = ("id", "event_id", "object_id", "distribution", "sharing_group_id", "timestamp")
+    _BOOL_ATTR = ("to_ids", "deleted", "disable_correlation")
+
+    def _tag(self, tag: dict) -> dict:
+        name = tag.get("name", "")
+        if name not in self.tag_ids:
+            self.tag_ids[name] = str(len(self.tag_ids) + 1)
+        out = {"id": self.tag_ids[name], "name": name, "colour": tag.get("colour") or "#0088cc",
+               "exportable": True, "user_id": "0", "hide_tag": False, "numerical_value": None,
+               "is_galaxy": bool(tag.get("is_galaxy", False)), "is_custom_galaxy": False, "inherited": 0}
+        if "local" in tag:
+            out["local"] = bool(tag["local"])
+        return out
+
+    def _typed_attribute(self, a: dict) -> dict:
+        for key in self._STR_ATTR:
+            if a.get(key) is not None:
+                a[key] = str(a[key])
+        for key in self._BOOL_ATTR:
+            if key in a:
+                a[key] = a[key] in (True, 1, "1", "true", "True")
+        a["Tag"] = [self._tag(t) for t in a.get("Tag", [])]
+        for s in a.get("Sighting", []):
+            for key in ("id", "attribute_id", "event_id", "org_id", "date_sighting", "type"):
+                if s.get(key) is not None:
+                    s[key] = str(s[key])
+        return a
+
+    def _typed(self, ev: dict) -> dict:
+        """Store values with the JSON types MISP answers with (PyMISP sends integers)."""
+        for key in self._STR_EVENT:
+            if ev.get(key) is not None:
+                ev[key] = str(ev[key])
+        for key in self._BOOL_EVENT:
+            if key in ev:
+                ev[key] = ev[key] in (True, 1, "1", "true", "True")
+        for org in ("Org", "Orgc"):
+            if isinstance(ev.get(org), dict) and ev[org].get("id") is not None:
+                ev[org]["id"] = str(ev[org]["id"])
+        ev["Tag"] = [self._tag(t) for t in ev.get("Tag", [])]
+        for a in ev.get("Attribute", []):
+            self._typed_attribute(a)
+        for o in ev.get("Object", []):
+            for key in ("id", "event_id", "distribution", "sharing_group_id", "timestamp", "template_version"):
+                if o.get(key) is not None:
+                    o[key] = str(o[key])
+            for a in o.get("Attribute", []):
+                self._typed_attribute(a)
+        return ev
+
+    def _out(self, ev: dict) -> dict:
+        return copy.deepcopy(ev)
+
     def _normalise(self, ev: dict) -> dict:
         ev.setdefault("Attribute", [])
         ev.setdefault("Tag", [])
         ev["Orgc"] = ev.get("Orgc") or ORG
         ev["Org"] = ORG
+        ev["org_id"] = ORG["id"]
+        ev["orgc_id"] = str(ev["Orgc"].get("id") or ORG["id"])
+        ev["Orgc"].setdefault("id", ev["orgc_id"])
         for a in ev["Attribute"]:
             a.setdefault("id", str(next(self._attr_ids)))
             a.setdefault("uuid", str(_uuid.uuid4()))
             a["event_id"] = ev["id"]
+            a.setdefault("object_id", "0")
+            a.setdefault("sharing_group_id", "0")
+            a.setdefault("deleted", False)
             a.setdefault("Sighting", [])
             a.setdefault("Tag", [])
             a["timestamp"] = str(next(self._clock))
@@ -171,7 +283,9 @@ class FakeMISP:
             ev["sharing_group_id"] = "0"
             ev.pop("SharingGroup", None)
         ev["timestamp"] = str(next(self._clock))
-        return ev
+        ev["attribute_count"] = str(len(ev["Attribute"]))
+        ev.setdefault("publish_timestamp", "0")
+        return self._typed(ev)
 
     def add(self, body):
         ev = copy.deepcopy(body.get("Event", body) if isinstance(body, dict) else {})
@@ -189,7 +303,7 @@ class FakeMISP:
             return 403, {"name": "Invalid sharing group", "message": "Could not add Event",
                          "url": "/events/add", "errors": {"sharing_group_id": ["Invalid sharing group."]}}
         self.events[ev["uuid"]] = ev
-        return 200, {"Event": ev}
+        return 200, {"Event": self._out(ev)}
 
     def edit(self, ident, body):
         cur = self.find(ident)
@@ -212,11 +326,48 @@ class FakeMISP:
                 for key in ("value", "category", "to_ids", "comment", "distribution", "Tag", "first_seen"):
                     if key in a:
                         old[key] = a[key]
+        merged["published"] = bool(new.get("published", False))   # MISP unpublishes an edited event
         if self._normalise(merged) is None:
             return 403, {"name": "Invalid sharing group", "message": "Could not edit Event",
                          "url": f"/events/edit/{ident}", "errors": {"sharing_group_id": ["Invalid sharing group."]}}
         self.events[merged["uuid"]] = merged
-        return 200, {"Event": merged}
+        return 200, {"Event": self._out(merged)}
+
+    def publish(self, ident):
+        ev = self.find(ident)
+        if ev is None:
+            return 404, {"name": "Invalid event", "message": "Invalid event", "url": f"/events/publish/{ident}"}
+        ev["published"] = True
+        ev["publish_timestamp"] = str(next(self._clock))
+        return 200, {"name": "Publish", "message": "Job queued", "url": f"/events/publish/{ident}", "id": ev["id"]}
+
+    def add_attribute(self, event_ident, body):
+        ev = self.find(event_ident)
+        attr = copy.deepcopy(body.get("Attribute", body))
+        if ev is None:
+            return 404, {"name": "Invalid event", "message": "Invalid event", "url": f"/attributes/add/{event_ident}"}
+        if any(a["uuid"] == attr.get("uuid") for a in ev["Attribute"]):
+            return 403, {"name": "Could not add Attribute", "message": "Could not add Attribute",
+                         "url": f"/attributes/add/{event_ident}",
+                         "errors": {"value": ["A similar attribute already exists for this event."]}}
+        attr.pop("id", None)
+        ev["Attribute"].append(attr)
+        ev["published"] = False
+        self._normalise(ev)
+        return 200, {"Attribute": copy.deepcopy(attr)}
+
+    def edit_attribute(self, ident, body):
+        new = body.get("Attribute", body)
+        for ev in self.events.values():
+            for a in ev["Attribute"]:
+                if ident in (a["uuid"], a["id"]):
+                    for key in ("value", "category", "to_ids", "comment", "distribution", "Tag", "first_seen"):
+                        if key in new:
+                            a[key] = copy.deepcopy(new[key])
+                    ev["published"] = False
+                    self._normalise(ev)
+                    return 200, {"Attribute": copy.deepcopy(a)}
+        return 404, {"name": "Invalid attribute", "message": "Invalid attribute", "url": f"/attributes/edit/{ident}"}
 
     def sighting(self, ident, body):
         ident = ident or body.get("uuid") or body.get("id")
@@ -224,11 +375,12 @@ class FakeMISP:
             for a in ev["Attribute"]:
                 if ident in (a["uuid"], a["id"]):
                     s = {"id": str(next(self._attr_ids)), "attribute_id": a["id"], "event_id": ev["id"],
-                         "org_id": "1", "date_sighting": str(body.get("timestamp") or int(time.time())),
+                         "org_id": ORG["id"], "date_sighting": str(body.get("timestamp") or int(time.time())),
                          "uuid": str(_uuid.uuid4()), "source": body.get("source", ""),
-                         "type": str(body.get("type", "0")), "attribute_uuid": a["uuid"]}
+                         "type": str(body.get("type", "0")), "attribute_uuid": a["uuid"],
+                         "Organisation": {k: ORG[k] for k in ("id", "uuid", "name")}}
                     a["Sighting"].append(s)
-                    return 200, {"Sighting": s}
+                    return 200, copy.deepcopy(s)
         return 404, {"name": "Invalid attribute", "message": "Invalid attribute", "url": "/sightings/add"}
 
 
@@ -254,6 +406,7 @@ class _Handler(BaseHTTPRequestHandler):
                                         "message": "Authentication failed.", "url": path}
             else:
                 status, payload = self.misp.handle(method, path, body)
+            self.misp.exchanges.append((method, path, body, status, copy.deepcopy(payload)))
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -267,6 +420,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self._serve("POST")
+
+    def do_PUT(self):
+        self._serve("PUT")
 
     def do_HEAD(self):
         self._serve("HEAD")

@@ -160,3 +160,16 @@ def test_output_refuses_event_without_tlp():
     with pytest.raises(csaf_output.OutputError, match="sharing.tlp"):
         csaf_output.build_advisory([{"product.vulnerabilities": "cve-2024-0001"}], tracking_id="X",
                                    publisher={"category": "other", "name": "n", "namespace": "https://n"})
+
+
+def test_byte_order_mark_is_accepted():
+    raw = (FIX / "advisories" / "icsma-17-009-01a.json").read_bytes()
+    assert csaf.parse_document(b"\xef\xbb\xbf" + raw).events
+    assert csaf.parse_document("\ufeff" + raw.decode()).events
+
+
+def test_csaf21_document_with_broken_distribution_is_a_schema_error_not_a_crash():
+    doc = load(FIX / "csaf21" / "oasis_csaf_tc-csaf_2_1-2024-6-1-38-11.json")
+    doc["document"]["distribution"] = {"tlp": "RED"}
+    with pytest.raises(csaf.CSAFDocumentError, match=r"\$\.document\.distribution\.tlp"):
+        csaf.check_document(doc)

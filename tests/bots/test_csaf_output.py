@@ -94,6 +94,18 @@ class TestCrossBorderCSAFOutputBot(CrossBorderBotTestCase, unittest.TestCase):
             self.assertEqual(csaf.validate(doc)[0], [])
         self.assertEqual(json.loads(red[0].read_text())["document"]["distribution"]["tlp"]["label"], "RED")
 
+    def test_fallback_grouping_for_events_without_tracking_id(self):
+        event = {"__type": "Event", "classification.type": "vulnerable-system", "sharing.tlp": "GREEN",
+                 "product.vulnerabilities": "cve-2024-3094", "product.vendor": "tukaani",
+                 "product.name": "xz", "product.version": "5.6.0", "vulnerability.cvss_base_score": 10.0,
+                 "vulnerability.cvss_vector": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:C/C:H/I:H/A:H"}
+        self.run_output([event])
+        docs = self.documents("green")
+        self.assertEqual([d.name for d in docs], ["hub-cve-2024-3094.json"])
+        doc = json.loads(docs[0].read_text())
+        self.assertEqual(csaf.validate(doc)[0], [])
+        self.assertEqual(doc["vulnerabilities"][0]["scores"][0]["cvss_v3"]["baseSeverity"], "CRITICAL")
+
     def test_write_every_and_shutdown_flush(self):
         events = parsed_events("bsi-2022-0001.json")
         self.run_output(events, write_every=100)

@@ -87,7 +87,7 @@ class TestCrossBorderMISPCollectorBot(CrossBorderBotTestCase, unittest.TestCase)
         saved = json.loads(Path(self.state).read_text())
         self.assertEqual(saved["timestamp"], 1_700_000_005)
         self.assertEqual(self.collect(), [])                          # nothing changed: nothing emitted
-        self.assertEqual(self.searches()[-1]["timestamp"], 1_700_000_005)
+        self.assertEqual(self.searches()[-1]["timestamp"], "1700000005")
         changed = self.srv.events[self.uuids[1]]
         changed["timestamp"] = "1700000100"                          # edited on the member's MISP
         new = copy.deepcopy(changed)

@@ -80,6 +80,11 @@ class TestCrossBorderMISPFeedOutputBot(CrossBorderBotTestCase, unittest.TestCase
         self.assertRegexpMatchesLog(r"forbids this event .*not written to the MISP feed")
         self.assertFalse((self.dir / "manifest.json").exists())
 
+    def test_source_distribution_organisation_only_is_refused(self):
+        self.write([ev(misp__distribution=0)], allowed_error_count=1)
+        self.assertRegexpMatchesLog(r"MISP distribution 0 .*not written to the MISP feed")
+        self.assertFalse((self.dir / "manifest.json").exists())
+
     def test_feed_has_no_distribution_or_sharing_group(self):
         self.write([ev()])
         (name,) = [n for n in self.files() if n.endswith(".json") and n != "manifest.json"]

@@ -82,12 +82,33 @@ class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
         first = self.only_event()["timestamp"]
         self.push([ev(comment="now with a comment")])
         stored = self.only_event()
-        self.assertEqual(len(self.srv.writes("/events/edit/")), 1)
+        self.assertEqual([r[1] for r in self.srv.writes()][1:], [f"/attributes/edit/{stored['Attribute'][0]['uuid']}"])
         self.assertEqual(stored["Attribute"][0]["comment"], "now with a comment")
         self.assertNotEqual(stored["timestamp"], first)
         self.push([ev("192.0.2.77")])                     # new indicator, same group: added, not a new event
         self.assertEqual(len(self.only_event()["Attribute"]), 2)
-        self.assertEqual(len(self.srv.writes("/events/add")), 1)
+        self.assertEqual([r[1] for r in self.srv.writes()][2:], [f"/attributes/add/{stored['uuid']}"])
+        self.assertEqual(len(self.srv.writes("/events/")), 1)   # only the first creation touched the event
+
+    def test_event_metadata_update_sends_no_attributes(self):
+        self.push([ev(), ev("192.0.2.2")])
+        self.push([ev("192.0.2.3", tlp="AMBER")])          # more restrictive: the event's TLP tag changes
+        stored = self.only_event()
+        self.assertEqual(len(stored["Attribute"]), 3)
+        self.assertEqual({t["name"] for t in stored["Tag"]} & {"tlp:green", "tlp:amber"}, {"tlp:amber"})
+        (edit,) = self.srv.writes("/events/edit/")
+        self.assertEqual(edit[1], f"/events/edit/{stored['uuid']}/metadata:1")
+        self.assertNotIn("Attribute", edit[2].get("Event", edit[2]))
+
+    def test_attribute_tlp_tightens_never_loosens(self):
+        self.push([ev(tlp="GREEN")])
+        self.push([ev(tlp="AMBER")])                          # same indicator, more restrictive copy
+        (attr,) = self.only_event()["Attribute"]
+        self.assertEqual({t["name"] for t in attr["Tag"]} & {"tlp:green", "tlp:amber"}, {"tlp:amber"})
+        writes = len(self.srv.writes())
+        self.push([ev(tlp="GREEN")])                          # a less restrictive copy changes nothing
+        self.assertEqual(len(self.srv.writes()), writes)
+        self.assertEqual({t["name"] for t in self.only_event()["Tag"]} & {"tlp:green", "tlp:amber"}, {"tlp:amber"})
 
     def test_sighting_when_seen_again_and_only_once(self):
         self.push([ev()])
@@ -97,6 +118,48 @@ class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
         self.push([ev(when="2024-05-01T09:45:00+00:00")])  # re-run: no second sighting
         self.assertEqual(len(self.only_event()["Attribute"][0]["Sighting"]), 1)
         self.assertEqual(len(self.srv.writes("/sightings/add/")), 1)
+
+    def publications(self):
+        return [r[1] for r in self.srv.requests if r[1].startswith("/events/publish/")]
+
+    def test_publish_after_a_change_and_only_then(self):
+        self.push([ev()], publish=True)
+        stored = self.only_event()
+        self.assertIs(stored["published"], True)
+        self.assertEqual(self.publications(), [f"/events/publish/{stored['uuid']}"])
+        self.assertEqual([r[1] for r in self.srv.writes()][-1], f"/events/publish/{stored['uuid']}")
+        self.push([ev()], publish=True)                          # re-run: nothing changed, nothing published
+        self.assertEqual(len(self.publications()), 1)
+        self.push([ev(comment="changed")], publish=True)         # a change unpublishes; published again after it
+        self.assertEqual([r[1] for r in self.srv.writes()][-2:],
+                         [f"/attributes/edit/{stored['Attribute'][0]['uuid']}", f"/events/publish/{stored['uuid']}"])
+        self.assertIs(self.only_event()["published"], True)
+        self.push([ev("192.0.2.9"), ev("192.0.2.9")], publish=True)   # one new indicator: one publication
+        self.assertEqual(len(self.publications()), 3)
+
+    def test_publish_is_off_by_default(self):
+        self.push([ev()])
+        self.push([ev("192.0.2.2")])
+        self.assertEqual(self.publications(), [])
+        self.assertIs(self.only_event()["published"], False)
+
+    def test_publish_an_unpublished_server_copy_without_changes(self):
+        self.push([ev()])                                        # written while publish was off
+        writes = len(self.srv.writes())
+        self.push([ev()], publish=True)                          # no change, but the peer's copy is unpublished
+        self.assertEqual([r[1] for r in self.srv.writes()[writes:]], self.publications())
+        self.assertEqual(len(self.publications()), 1)
+        self.assertIs(self.only_event()["published"], True)
+
+    def test_publish_retried_on_5xx_and_dumped_on_4xx(self):
+        self.srv.fail("/events/publish/", 503, times=1)
+        self.push([ev()], publish=True, allowed_warning_count=1)
+        self.assertIs(self.only_event()["published"], True)
+        self.srv.fail("/events/publish/", 403, {"name": "Could not publish", "message": "Could not publish",
+                                                "url": "/events/publish/x"}, times=2)
+        self.push([ev("192.0.2.3")], publish=True, allowed_error_count=1)
+        self.assertRegexpMatchesLog(r"refused it: HTTP 403: Could not publish")
+        self.assertIs(self.only_event()["published"], False)
 
     def test_grouping_by_incident(self):
         self.push([ev("192.0.2.1", extra__incident_id="INC-42"),
@@ -113,6 +176,14 @@ class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
         self.assertEqual(len([r for r in self.srv.requests if r[1] == "/events/add"]), 3)
         self.assertRegexpMatchesLog(r"MISP event creation failed \(MISPServerError\), retry 2 of 3")
 
+    def test_lost_answer_then_already_exists_is_not_a_failure(self):
+        self.srv.fail("/events/add", 504, times=1, after=True)     # created, but the answer was a 504
+        self.push([ev()], allowed_warning_count=1)
+        self.assertEqual(len(self.srv.events), 1)
+        self.assertEqual(len([r for r in self.srv.requests if r[1] == "/events/add"]), 2)   # retry got a 403
+        self.assertRegexpMatchesLog(r"MISP refused a write for event [0-9a-f-]+ \(403\); re-reading it")
+        self.assertEqual(len(self.only_event()["Attribute"]), 1)
+
     def test_5xx_exhausted_is_not_acknowledged_as_success(self):
         self.srv.fail("/events/add", 500, times=100)
         self.input_message = [ev()]
@@ -124,13 +195,16 @@ class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
     def test_dump_on_4xx_with_server_text(self):
         self.srv.fail("/events/add", 403, {"name": "Could not add Event", "message": "Could not add Event",
                                            "url": "/events/add",
-                                           "errors": {"Event": {"date": ["Date is in the future."]}}})
+                                           "errors": {"Event": {"date": ["Date is in the future."]}}}, times=2)
         self.push([ev()], allowed_error_count=1)
         self.assertOutputQueueLen(0)
         self.assertEqual(self.srv.events, {})
         self.assertRegexpMatchesLog(r"MISP at http://127\.0\.0\.1:\d+/ refused it: HTTP 403: Could not add Event "
                                     r"\{\"Event\": \{\"date\": \[\"Date is in the future\.\"\]\}\}")
-        self.assertEqual(len([r for r in self.srv.requests if r[1] == "/events/add"]), 1)   # no retry on 4xx
+        # no backoff retries on 4xx: one re-plan after reading the event again (it does not exist), then the dump
+        uuid = self.srv.writes("/events/add")[-1][2]["uuid"]
+        self.assertEqual([r[:2] for r in self.srv.requests if r[1].startswith("/events/")],
+                         [("GET", f"/events/view/{uuid}"), ("POST", "/events/add")] * 2)
 
     def test_agreement_forbids_red_and_amber_strict(self):
         for label in ("RED", "AMBER+STRICT"):
@@ -145,6 +219,14 @@ class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
         self.assertEqual(self.srv.events, {})
         self.push([ev(tlp="GREEN")], agreement_file=str(AGREEMENTS / "community-isac.yaml"))
         self.assertNotIn("member-misp", self.only_event()["info"])
+
+    def test_source_distribution_organisation_only_is_refused(self):
+        self.push([ev(misp__distribution=0)], allowed_error_count=1)
+        self.assertRegexpMatchesLog(r"the source set MISP distribution 0 \(your organisation only\)")
+        self.assertEqual(self.srv.events, {})
+        self.push([ev(misp__distribution=0)], refuse_distributions=[])      # configurable
+        self.push([ev("192.0.2.5", misp__distribution=4)])
+        self.assertEqual(len(self.only_event()["Attribute"]), 2)
 
     def test_unlabelled_event_is_dumped(self):
         event = ev()
@@ -184,7 +266,11 @@ class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
         errors = CrossBorderMISPOutputBot.check({"misp_url": "x", "agreement_file": "/nonexistent.yaml",
                                                  "distribution": 4})
         self.assertEqual([e[0] for e in errors], ["error", "error"])
+        self.assertEqual(CrossBorderMISPOutputBot.check(dict(self.sysconfig, publish="yes")),
+                         [["error", "Parameter publish must be true or false."]])
         self.assertIn("/nonexistent.yaml", errors[0][1])
+        templated = dict(self.sysconfig, agreement_file="${INTELMQ_ROOT_DIR}/etc/agreements/x.yaml")
+        self.assertEqual([e[0] for e in CrossBorderMISPOutputBot.check(templated)], ["warning"])
 
 
 if __name__ == "__main__":

@@ -77,7 +77,9 @@ class CrossBorderMISPCollectorBot(CollectorBot):
         while True:
             query = {"controller": "events", "limit": int(self.page_size), "page": page,
                      "tags": list(self.search_tags) or None, "org": self.search_org or None,
-                     "published": True if self.published_only else None, "timestamp": since,
+                     "published": True if self.published_only else None,
+                     # the spec types the filter as a string (epoch or time span such as "7d")
+                     "timestamp": None if since is None else str(since),
                      "with_attachments": bool(self.with_attachments)}
             result = self._call(f"search page {page}", api.search, **query)
             if isinstance(result, dict):   # an error document instead of a list

@@ -15,7 +15,8 @@ class CrossBorderCSAFOutputBot(OutputBot):
     Write vulnerability events as CSAF 2.0 csaf_security_advisory documents.
 
     Events are grouped by group_by (default: the source advisory,
-    csaf.tracking_id); each group is one document with the id
+    csaf.tracking_id; events without it by fallback_group_by, default the
+    CVE); each group is one document with the id
     <tracking_prefix>-<group value>, written in the layout of a CSAF provider
     under output_dir: <tlp>/<year>/<id>.json with .sha256/.sha512 (and an OpenPGP
     .asc when signing_key is set), index.txt and changes.csv per TLP folder,
@@ -30,6 +31,7 @@ class CrossBorderCSAFOutputBot(OutputBot):
     output_dir: str = None
     state_dir: str = None
     group_by: list = ["csaf.tracking_id"]
+    fallback_group_by: list = ["product.vulnerabilities"]
     tracking_prefix: str = "HUB"
     publisher_name: str = None
     publisher_namespace: str = None
@@ -47,6 +49,8 @@ class CrossBorderCSAFOutputBot(OutputBot):
         self._max = tlp.parse_level(self.max_tlp, "parameter max_tlp")
         if isinstance(self.group_by, str):
             self.group_by = [f.strip() for f in self.group_by.split(",") if f.strip()]
+        if isinstance(self.fallback_group_by, str):
+            self.fallback_group_by = [f.strip() for f in self.fallback_group_by.split(",") if f.strip()]
         self.state_dir = self.state_dir or os.path.join(VAR_STATE_PATH, f"{self.bot_id}.csaf-spool")
         os.makedirs(self.state_dir, exist_ok=True)
         signer = None
@@ -70,7 +74,12 @@ class CrossBorderCSAFOutputBot(OutputBot):
         if level > self._max:
             raise InvalidValue("sharing.tlp", label, reason=f"above max_tlp {self._max.label}; not written")
         try:
-            group = csaf_output.group_value(flat, self.group_by)
+            try:
+                group = csaf_output.group_value(flat, self.group_by)
+            except csaf_output.OutputError:
+                if not self.fallback_group_by:
+                    raise
+                group = csaf_output.group_value(flat, self.fallback_group_by)
             if not (flat.get("product.vulnerabilities") or flat.get("classification.identifier")):
                 raise csaf_output.OutputError("product.vulnerabilities", None,
                                               "not a vulnerability event (no CVE, no classification.identifier)")

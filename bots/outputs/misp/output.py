@@ -26,7 +26,9 @@ class CrossBorderMISPOutputBot(OutputBot):
     event with a later observation time gets a sighting. Every event is first checked against
     the recipient's sharing agreement (defence in depth after the router): what it forbids is
     dumped with the reasons, never pushed. HTTP 5xx and connection errors are retried with
-    exponential backoff; a 4xx answer dumps the message with the server's error text. The API
+    exponential backoff; a 4xx answer dumps the message with the server's error text. With
+    publish, an event is published after a write that changed it (and when the server shows it
+    unpublished), never on a re-run that changed nothing. The API
     key comes from misp_api_token or the environment variable misp_api_token_env and never
     appears in logs.
     """
@@ -44,7 +46,9 @@ class CrossBorderMISPOutputBot(OutputBot):
     incident_field: str = "extra.incident_id"
     event_info: str = "{feed} {day}"
     extra_tags: list = []
+    refuse_distributions: list = [0]
     sighting_source: str = "intelmq-crossborder"
+    publish: bool = False
     retry_attempts: int = 3
     retry_backoff: float = 2.0
     cache_size: int = 256
@@ -114,29 +118,21 @@ class CrossBorderMISPOutputBot(OutputBot):
                                reason=f"the agreement of {self.agreement.recipient} forbids this event "
                                       f"({'; '.join(decision.reasons)}); not pushed to MISP")
         out = decision.event_out
+        refusal = misp_push.distribution_refusal(flat, self.refuse_distributions)
+        if refusal:
+            raise InvalidValue("misp.distribution", flat.get("misp.distribution"), reason=f"{refusal}; not pushed to MISP")
         event_uuid = misp_push.target_event_uuid(flat, self._settings)
         try:
-            current = self._current(event_uuid)
             try:
-                planned = misp_push.merge(current, out, self._settings, key_event=flat)
-            except ValueError as exc:
-                raise InvalidValue("misp.event_uuid", event_uuid, reason=f"{exc}; not pushed to MISP") from None
-            api = self._misp()
-            if planned.changed:
-                if planned.is_new:
-                    written = self._call("event creation", api.add_event, planned.event, pythonify=True)
-                else:
-                    written = self._call("event update", api.update_event, planned.event,
-                                         event_id=event_uuid, pythonify=True)
-                self._remember(written)
-                self.logger.debug("MISP event %s %s.", event_uuid, "created" if planned.is_new else "updated")
-            elif current is not None:
-                self._remember(current)
-            if planned.sighting:
-                self._call("sighting", api.add_sighting,
-                           misp_push.sighting_for(planned.attribute_uuid, planned.sighting, self.sighting_source),
-                           planned.attribute_uuid)
+                self._apply(event_uuid, out, flat)
+            except misp_push.PermanentMISPError as exc:
+                # A write that timed out or failed with 5xx may have been done all the same, and its
+                # retry is then refused ("already exists"). Read the server's state again and
+                # re-plan once: if nothing is left to do, the message is done.
                 self._cache.pop(event_uuid, None)
+                self.logger.info("MISP refused a write for event %s (%s); re-reading it and planning again.",
+                                 event_uuid, exc.status)
+                self._apply(event_uuid, out, flat)
         except misp_push.PermanentMISPError as exc:
             self._cache.pop(event_uuid, None)
             raise InvalidValue("misp.event_uuid", event_uuid,
@@ -146,20 +142,54 @@ class CrossBorderMISPOutputBot(OutputBot):
             raise
         self.acknowledge_message()
 
+    def _apply(self, event_uuid, out, flat):
+        """Bring the MISP event to the state that holds ``out``; write only what changed."""
+        current = self._current(event_uuid)
+        try:
+            planned = misp_push.merge(current, out, self._settings, key_event=flat)
+        except ValueError as exc:
+            raise InvalidValue("misp.event_uuid", event_uuid, reason=f"{exc}; not pushed to MISP") from None
+        api = self._misp()
+        if planned.is_new:
+            self._call("event creation", api.add_event, planned.event, pythonify=True)
+            self.logger.debug("MISP event %s created.", event_uuid)
+        else:
+            if planned.new_attribute is not None:
+                self._call("attribute creation", api.add_attribute, event_uuid, planned.new_attribute)
+            if planned.changed_attribute is not None:
+                self._call("attribute update", api.update_attribute, planned.changed_attribute,
+                           planned.attribute_uuid)
+            if planned.meta_changed:
+                self._call("event update", api.update_event, planned.metadata_event(),
+                           event_id=event_uuid, metadata=True)
+            if planned.changed:
+                self.logger.debug("MISP event %s updated.", event_uuid)
+        if self.publish and (planned.changed or getattr(current, "published", None) is False):
+            # MISP unpublishes an event on every edit; publish once after what this message changed.
+            # A server copy that is still unpublished (an earlier publish failed) is published too.
+            self._call("event publication", api.publish, event_uuid)
+            planned.event.published = True
+            self.logger.debug("MISP event %s published.", event_uuid)
+        self._remember(planned.event)
+        if planned.sighting:
+            self._call("sighting", api.add_sighting,
+                       misp_push.sighting_for(planned.attribute_uuid, planned.sighting, self.sighting_source),
+                       planned.attribute_uuid)
+            self._cache.pop(event_uuid, None)
+
     @staticmethod
     def check(parameters: dict):
         results = []
         if not parameters.get("misp_url"):
             results.append(["error", "Parameter misp_url is required."])
-        try:
-            misp_push.load_agreement_checked(parameters.get("agreement_file", ""))
-        except ValueError as exc:
-            results.append(["error", f"Parameter agreement_file: {exc}."])
+        results += misp_push.check_agreement_parameter(parameters)
         dist = parameters.get("distribution", 0)
         if str(dist) not in ("0", "1", "2", "3", "4"):
             results.append(["error", "Parameter distribution must be 0-4 (4: sharing group)."])
         elif str(dist) == "4" and not str(parameters.get("sharing_group", "")).strip():
             results.append(["error", "Parameter sharing_group (id or uuid) is required with distribution 4."])
+        if not isinstance(parameters.get("publish", False), bool):
+            results.append(["error", "Parameter publish must be true or false."])
         if parameters.get("grouping", "feed_day") not in ("feed_day", "incident"):
             results.append(["error", "Parameter grouping must be feed_day or incident."])
         return results or None

@@ -27,6 +27,7 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
     incident_field: str = "extra.incident_id"
     event_info: str = "{feed} {day}"
     extra_tags: list = []
+    refuse_distributions: list = [0]
 
     def init(self):
         if not self.feed_directory:
@@ -51,6 +52,9 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
             raise InvalidValue("sharing.tlp", flat.get("sharing.tlp"),
                                reason=f"the agreement of {self.agreement.recipient} forbids this event "
                                       f"({'; '.join(decision.reasons)}); not written to the MISP feed")
+        refusal = misp_push.distribution_refusal(flat, self.refuse_distributions)
+        if refusal:
+            raise InvalidValue("misp.distribution", flat.get("misp.distribution"), reason=f"{refusal}; not written to the MISP feed")
         event_uuid = misp_push.target_event_uuid(flat, self._settings)
         current = self._feed.load(event_uuid)
         try:
@@ -69,10 +73,7 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
         results = []
         if not parameters.get("feed_directory"):
             results.append(["error", "Parameter feed_directory is required."])
-        try:
-            misp_push.load_agreement_checked(parameters.get("agreement_file", ""))
-        except ValueError as exc:
-            results.append(["error", f"Parameter agreement_file: {exc}."])
+        results += misp_push.check_agreement_parameter(parameters)
         if parameters.get("grouping", "feed_day") not in ("feed_day", "incident"):
             results.append(["error", "Parameter grouping must be feed_day or incident."])
         return results or None
