@@ -408,7 +408,7 @@ def leak_check(result: dict) -> List[str]:
                 elif not a.disclose_source and policy.FieldSelector(a.originator_fields).matches(key) \
                         and not _looks_pseudonymised(value):
                     leaks.append(f"{where}: originator field {key} disclosed")
-            if "raw" in ev and not a.keep_raw and d.how == "file":
+            if "raw" in ev and not a.keep_raw:
                 leaks.append(f"{where}: raw kept")
     return leaks
 
@@ -496,7 +496,9 @@ def report(result: dict) -> str:
             lines.append(f"      withheld by {sender}: {n} x {why}")
     lines.append("")
     ews = warnings(result)
-    lines.append(f"Early warnings raised: {len({json.dumps(sorted((k, str(v)) for k, v in ev.items() if k not in ('time.observation', 'sharing.agreement', 'sharing.retention_days', 'provenance.event_uuid', 'provenance.fingerprint', 'provenance.hub_path'))) for _, ev in ews})}")
+    raised = {(ev.get("provenance.origin_hub"), ev.get("comment"), ev.get("extra.early_warning_trigger"))
+              for _, ev in ews}
+    lines.append(f"Early warnings raised: {len(raised)}")
     for recipient, ev in ews:
         lines.append(f"  to {recipient} (TLP:{ev.get('sharing.tlp')}): {ev.get('comment')}")
     dumps = {(m, bot): entries for m, per in result["dumps"].items() for bot, entries in per.items()}
