@@ -347,7 +347,10 @@ def collect(cons: Consortium) -> dict:
             if bot_id.startswith("file-output-"):
                 deliveries.append(Delivery(member.name, bot_id[len("file-output-"):],
                                            _read_jsonl(Path(conf["parameters"]["file"])), "file"))
-    return {"deliveries": deliveries,
+    quarantined = {m.name: sorted(p.name for p in (cons.instances[m.name].root / "var" / "lib" / "exchange" / "import"
+                                                   / "quarantine").glob("*" + bundle.BUNDLE_SUFFIX))
+                   for m in cons.members}
+    return {"deliveries": deliveries, "quarantined": {k: v for k, v in quarantined.items() if v},
             "audit": {m.name: _audit_records(cons.instances[m.name]) for m in cons.members},
             "dumps": {m.name: cons.instances[m.name].dumps() for m in cons.members},
             "timeline": list(cons.timeline),
@@ -509,6 +512,9 @@ def report(result: dict) -> str:
             why = entry["traceback"][-1].strip() if entry.get("traceback") else "?"
             lines.append(f"  {m}/{bot}: {why[:160]}")
     leaks, lost = leak_check(result), loss_check(result)
+    lines.append(f"Bundles rejected (quarantined): {sum(len(v) for v in result.get('quarantined', {}).values())}")
+    for member, names in sorted(result.get("quarantined", {}).items()):
+        lines += [f"  {member}: {n}" for n in names]
     lines.append("")
     lines.append(f"Leak count: {len(leaks)}")
     lines += [f"  LEAK {l}" for l in leaks]
@@ -538,6 +544,9 @@ def run_demo(workdir: Path, *, keep: bool = False, broker: str = "redis", small:
     print(report(result))
     print(f"\nAll bots stopped; finished in {time.monotonic() - started:.0f}s."
           + (f" Scratch directory kept: {workdir}" if keep else " Scratch directory removed."))
-    if leak_check(result) or loss_check(result):
+    if leak_check(result) or loss_check(result) or result["quarantined"]:
+        return 1
+    if not warnings(result):
+        print("ERROR: the demo raised no early warning.")
         return 1
     return 0

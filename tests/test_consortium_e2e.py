@@ -85,6 +85,14 @@ def test_exactly_which_events_arrived_where(result):
     assert max(counts.values()) == 1
 
 
+def test_the_nightly_exchange_went_through_signed_bundles(result):
+    pairs = {(d.sender, d.recipient) for d in result["deliveries"] if d.how == "bundle"}
+    assert pairs == {("at-hub", "de-hub"), ("at-hub", "fi-hub"), ("de-hub", "at-hub"), ("de-hub", "fi-hub"),
+                     ("fi-hub", "at-hub"), ("fi-hub", "de-hub"), ("at-hub", "at-csirt")}
+    assert result["quarantined"] == {}
+    assert any("6 signed bundle(s) sealed and moved between the hubs" in t for t in result["timeline"])
+
+
 def test_withheld_and_why(result):
     assert {r: dict(c) for r, c in consortium.withheld(result).items()} == WITHHELD
 
