@@ -121,7 +121,12 @@ def register_demo(sub) -> None:
     demo.register(sub)
 
 
-GROUPS = [register_tlp, register_harmonization, register_demo]
+def register_situational(sub) -> None:
+    from intelmq_crossborder import situational
+    situational.register(sub)
+
+
+GROUPS = [register_tlp, register_harmonization, register_demo, register_situational]
 
 
 def build_parser() -> argparse.ArgumentParser:

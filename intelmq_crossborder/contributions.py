@@ -84,6 +84,7 @@ CREATE TABLE IF NOT EXISTS invalid (
     day TEXT NOT NULL,
     contributor TEXT NOT NULL,
     hub TEXT NOT NULL,
+    tlp TEXT NOT NULL,
     bot_id TEXT,
     reason TEXT
 );
@@ -207,6 +208,38 @@ def record_event(conn: sqlite3.Connection, flat: dict, *, arrived_at: datetime, 
     return Recorded(duplicate=duplicate, indicator=indicator)
 
 
+def record_jsonl(conn: sqlite3.Connection, path, local_hub: str = "local",
+                 now: Optional[datetime] = None) -> int:
+    """Record the events of a JSON-lines file.
+
+    A line is an event (flat or hierarchical, as IntelMQ's file output writes
+    it; arrival: ``now``) or ``{"arrived_at": ISO time, "event": {...}}``.
+    Raises ValueError naming the file and line of a bad line.
+    """
+    n = 0
+    now = now or datetime.now(timezone.utc)
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                raise ValueError(f"{path}:{lineno}: not JSON: {exc}") from None
+            if not isinstance(obj, dict):
+                raise ValueError(f"{path}:{lineno}: not a JSON object")
+            arrived = now
+            if "event" in obj and isinstance(obj["event"], dict):
+                arrived = _parse_time(obj.get("arrived_at"))
+                if arrived is None:
+                    raise ValueError(f"{path}:{lineno}: field arrived_at: not an ISO time: {obj.get('arrived_at')!r}")
+                obj = obj["event"]
+            record_event(conn, _flatten(obj), arrived_at=arrived, local_hub=local_hub, commit=False)
+            n += 1
+    conn.commit()
+    return n
+
+
 # --- invalid events from IntelMQ dump files --------------------------------------
 
 def import_dumps(conn: sqlite3.Connection, paths: Iterable, local_hub: str = "local") -> tuple:
@@ -239,10 +272,11 @@ def import_dumps(conn: sqlite3.Connection, paths: Iterable, local_hub: str = "lo
             when = _parse_time(stamp) or datetime.now(timezone.utc)
             tb = entry.get("traceback") or []
             reason = (tb[-1] if isinstance(tb, list) and tb else str(tb)).strip()
-            cur = conn.execute("INSERT OR IGNORE INTO invalid(dump_key, day, contributor, hub, bot_id, reason) "
-                               "VALUES (?,?,?,?,?,?)",
+            label = flat.get("sharing.tlp") if isinstance(flat.get("sharing.tlp"), str) else NO_TLP
+            cur = conn.execute("INSERT OR IGNORE INTO invalid(dump_key, day, contributor, hub, tlp, bot_id, reason) "
+                               "VALUES (?,?,?,?,?,?,?)",
                                (key, when.date().isoformat(), contributor_of(flat), hub_of(flat, local_hub),
-                                entry.get("bot_id"), reason[:500]))
+                                label, entry.get("bot_id"), reason[:500]))
             if cur.rowcount:
                 new += 1
             else:
@@ -342,15 +376,16 @@ def contributions(conn: sqlite3.Connection, since: Optional[str] = None, until: 
             c.duplicates += 1
         if r["delay_seconds"] is not None:
             delays[key].append(r["delay_seconds"])
-    sql, args = "SELECT day, contributor, hub, COUNT(*) FROM invalid WHERE 1=1", []
+    sql, args = "SELECT day, contributor, hub, tlp FROM invalid WHERE 1=1", []
     if since:
         sql += " AND day >= ?"
         args.append(since)
     if until:
         sql += " AND day <= ?"
         args.append(until)
-    for day, contributor, hub, n in conn.execute(sql + " GROUP BY day, contributor, hub", args):
-        group(day, contributor, hub).invalid += n
+    for day, contributor, hub, label in conn.execute(sql, args):
+        if tlp_allowed(label, ceiling, default_tlp):
+            group(day, contributor, hub).invalid += 1
     for key, c in groups.items():
         c.unique_indicators = len(indicators.get(key, ()))
         if delays.get(key):
