@@ -249,6 +249,7 @@ def _refuses(ftype: str, value) -> Optional[str]:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeElasticsearch = None
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True   # headers and body are separate writes: no 40 ms delayed-ACK stalls
 
     def log_message(self, *args):  # quiet
         pass
