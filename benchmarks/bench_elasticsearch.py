@@ -2,8 +2,8 @@
 """Benchmark: cross-border Elasticsearch output, events/s against the local fake REST API.
 
 Runs the output bot as a real IntelMQ process (started by intelmqctl, Redis
-pipeline, Redis journal) three times in one run, with bulk_size 1, 500 and 5000,
-against intelmq_crossborder.fake_elasticsearch in this process. The events are
+pipeline, Redis journal) in one run with bulk_size 1, 500 and 5000, and once more
+with 500 and no journal (what the journal costs), against intelmq_crossborder.fake_elasticsearch in this process. The events are
 put into the bot's source queue before it starts; the clock runs from the moment
 the bot takes its first message until the fake server holds every document.
 bulk_size 1 (index and acknowledge each event, as IntelMQ's stock output does
