@@ -87,6 +87,7 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
         self._buffer_since = None
         self._lock = threading.RLock()
         self._stop_timer = threading.Event()
+        self._shut_down = False
         self.filtered = 0
         self.indexed = 0
         self.rejected = 0
@@ -331,6 +332,11 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
             return None
 
     def shutdown(self):
+        # IntelMQ may call this twice (stop(), then Bot.__del__ at interpreter exit): once is enough,
+        # and a second flush at exit could block on a half-torn-down connection pool.
+        if getattr(self, "_shut_down", True):
+            return
+        self._shut_down = True
         self._stop_timer.set()
         if self._buffer:
             try:
