@@ -209,6 +209,9 @@ class TestCrossBorderElasticsearchOutputBot(CrossBorderBotTestCase, unittest.Tes
         self.assertNotIn("index.lifecycle.name", self.es.templates["crossborder-events-r30d"]["template"]["settings"])
         bulk = [r for r in self.es.requests if r[1] == "/_bulk"][0]
         self.assertEqual(bulk[3], "application/x-ndjson")
+        # a restarted bot finds the ISM policy in place (409) and carries on
+        self.run_es([ev(2)], server_flavour="opensearch2")
+        self.assertEqual(len(self.es.all_docs()), 3)
 
     def test_elasticsearch8(self):
         self.es.stop()
