@@ -124,6 +124,7 @@ GROUP_MODULES = [
     "intelmq_crossborder.policy_cli",      # policy check
     "intelmq_crossborder.bundle_cli",      # bundle verify / keygen
     "intelmq_crossborder.demo",            # demo
+    "intelmq_crossborder.situational",     # stats contributions / report daily
 ]
 
 # --- convert -------------------------------------------------------------------
