@@ -53,7 +53,7 @@ def peak_kib(root: Path) -> int:
 
 
 def run_one(bulk_size: int, n: int, redis_db: int, journal: bool = True) -> dict:
-    with FakeElasticsearch(store_documents=False) as es, tempfile.TemporaryDirectory() as tmp:
+    with FakeElasticsearch(store_documents=False, record_exchanges=False) as es, tempfile.TemporaryDirectory() as tmp:
         Path(tmp).chmod(0o755)
         root = Path(tmp) / "intelmq"
         runtime = {

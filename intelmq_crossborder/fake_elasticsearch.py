@@ -19,6 +19,10 @@ Media types are checked as the servers do: Elasticsearch 8 refuses
 with 406.  Faults can be injected: ``bulk_failures`` (whole ``_bulk`` requests
 answered with e.g. 429 ``es_rejected_execution_exception``) and ``item_failures``
 (``_id`` -> statuses answered for that document in turn, e.g. ``[429, 429]``).
+
+Every request and answer is kept in ``exchanges`` (method, path, query, headers,
+body, status, response); ``tests/test_fake_elasticsearch_spec.py`` checks them all
+against an excerpt of the official specifications (``tests/fixtures/elasticsearch/spec``).
 """
 from __future__ import annotations
 
@@ -38,12 +42,14 @@ VERSIONS = {"elasticsearch9": "9.1.4", "elasticsearch8": "8.19.3", "opensearch2"
 class FakeElasticsearch:
     """``with FakeElasticsearch() as es: es.url``; the state is inspectable (``es.docs``)."""
 
-    def __init__(self, flavour: str = "elasticsearch9", port: int = 0, store_documents: bool = True):
+    def __init__(self, flavour: str = "elasticsearch9", port: int = 0, store_documents: bool = True,
+                 record_exchanges: bool = True):
         if flavour not in VERSIONS:
             raise ValueError(flavour)
         self.flavour = flavour
         self.port = port
         self.store_documents = store_documents
+        self.record_exchanges = record_exchanges  # off in benchmarks: bodies would pile up in memory
         self.docs: dict = {}            # index -> {_id: source}
         self.templates: dict = {}
         self.ilm_policies: dict = {}
@@ -53,6 +59,7 @@ class FakeElasticsearch:
         self.bulk_failures: list = []   # statuses for the next whole _bulk requests
         self.item_failures: dict = {}   # _id -> [status, ...] answered in turn
         self.requests: list = []        # (method, path, accept, content-type)
+        self.exchanges: list = []       # every request and answer in full (conformance tests)
         self.lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
@@ -256,15 +263,27 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body, product: bool = True):
         data = json.dumps(body).encode("utf-8")
+        exchange = getattr(self, "_exchange", None)
+        if exchange is not None and self.fake.record_exchanges:
+            with self.fake.lock:
+                self.fake.exchanges.append({**exchange, "status": status, "response": body})
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8"
-                         if self.fake.flavour == "opensearch2" else "application/vnd.elasticsearch+json;compatible-with=9")
+        self.send_header("Content-Type", self._response_media_type())
         if product and self.fake.flavour != "opensearch2":
             self.send_header("X-Elastic-Product", "Elasticsearch")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+
+    def _response_media_type(self) -> str:
+        """JSON as the client asked: the versioned media type echoes the requested compatible-with."""
+        if self.fake.flavour == "opensearch2":
+            return "application/json; charset=UTF-8"
+        m = re.search(r"compatible-with=(\d+)", self.headers.get("Accept", "") or "")
+        if m:
+            return f"application/vnd.elasticsearch+json;compatible-with={m.group(1)}"
+        return "application/json"
 
     def _media_problem(self) -> Optional[tuple]:
         accept = self.headers.get("Accept", "") or ""
@@ -295,6 +314,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self):
         body = self._body()
         path = self.path.split("?")[0].rstrip("/") or "/"
+        self._exchange = {"method": self.command, "path": path,
+                          "query": self.path.split("?", 1)[1] if "?" in self.path else "",
+                          "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
         self.fake.requests.append((self.command, path, self.headers.get("Accept"), self.headers.get("Content-Type")))
         problem = self._media_problem()
         if problem:
