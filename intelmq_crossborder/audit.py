@@ -33,6 +33,12 @@ from typing import Iterable, Iterator, Optional
 
 __all__ = ["AuditTrail", "rotated_files", "read_records", "record"]
 
+_enc = json.encoder.encode_basestring_ascii     # str -> JSON string literal (C implementation)
+
+
+def _enc_opt(value) -> str:
+    return "null" if value is None else _enc(str(value))
+
 
 def record(decision, *, event_uuid: Optional[str], fingerprint: Optional[str], bot: Optional[str] = None,
            time: Optional[str] = None) -> dict:
@@ -54,6 +60,7 @@ class AuditTrail:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = None
         self._size = 0
+        self._encoded: dict = {}     # (recipient, allowed, *reasons) -> encoded middle of a line
         self._open()
 
     def _open(self) -> None:
@@ -63,11 +70,29 @@ class AuditTrail:
 
     def write_decisions(self, decisions: Iterable, *, event_uuid: Optional[str],
                         fingerprint: Optional[str]) -> int:
-        """Append one line per decision with a single write; returns the number of lines."""
+        """Append one line per decision with a single write; returns the number of lines.
+
+        The lines are assembled from JSON-encoded pieces (the router writes about
+        20 per event; ``json.dumps`` per record was the router's largest cost).
+        They parse to exactly :func:`record`'s dict.
+        """
         now = _dt.datetime.now(_dt.timezone.utc).isoformat()
-        lines = [json.dumps(record(d, event_uuid=event_uuid, fingerprint=fingerprint, bot=self.bot, time=now),
-                            ensure_ascii=False, separators=(",", ":"))
-                 for d in decisions]
+        head = ('{"time":' + _enc(now) + ',"event_uuid":' + _enc_opt(event_uuid)
+                + ',"fingerprint":' + _enc_opt(fingerprint) + ',"recipient":')
+        tail = ',"bot":' + _enc_opt(self.bot) + "}"
+        cache = self._encoded
+        lines = []
+        for d in decisions:
+            key = (d.recipient, d.allowed, *d.reasons)
+            middle = cache.get(key)
+            if middle is None:
+                middle = (_enc_opt(d.recipient)
+                          + (',"allowed":true,"reasons":[' if d.allowed else ',"allowed":false,"reasons":[')
+                          + ",".join(map(_enc, d.reasons)) + "]")
+                if len(cache) > 8192:
+                    cache.clear()
+                cache[key] = middle
+            lines.append(head + middle + tail)
         if not lines:
             return 0
         self.write_lines(lines)

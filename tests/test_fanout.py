@@ -74,11 +74,35 @@ def test_one_transaction_sends_all_and_acknowledges(queues):
     assert src.receive() == '{"__type": "Event", "n": 3}'
 
 
-def test_one_round_trip(queues, monkeypatch):
+def test_one_command(queues, monkeypatch):
     r, names = queues
     src, dst = make_pipelines(names)
     r.lpush(names["in"], b"{}")
     src.receive()
+    sent = []
+    original = dst.pipe.execute_command
+
+    def counting(*args, **kw):
+        sent.append(args[0])
+        return original(*args, **kw)
+    monkeypatch.setattr(dst.pipe, "execute_command", counting)
+    monkeypatch.setattr(src.pipe, "execute_command", lambda *a, **k: pytest.fail("command on the source client"))
+    fanout.BatchSender(FakeBot(src, dst)).send_and_acknowledge([("a", "1"), ("b", "2")])
+    assert sent == ["EVALSHA"] or sent == ["EVALSHA", "EVAL"]       # EVAL once if the script was not loaded
+    assert r.llen(names["b2"]) == 1 and r.llen(names["in"] + "-internal") == 0
+
+
+def test_transaction_when_scripts_are_disabled(queues, monkeypatch):
+    r, names = queues
+    src, dst = make_pipelines(names)
+    r.lpush(names["in"], b"{}")
+    src.receive()
+    sender = fanout.BatchSender(FakeBot(src, dst))
+
+    class Disabled:
+        def __call__(self, **kw):
+            raise redis.exceptions.ResponseError("ERR unknown command 'EVALSHA'")
+    monkeypatch.setattr(dst.pipe, "register_script", lambda text: Disabled())
     calls = []
     original = redis.client.Pipeline.execute
 
@@ -86,10 +110,9 @@ def test_one_round_trip(queues, monkeypatch):
         calls.append(len(self.command_stack))
         return original(self, *a, **k)
     monkeypatch.setattr(redis.client.Pipeline, "execute", counting)
-    monkeypatch.setattr(dst.pipe, "execute_command", lambda *a, **k: pytest.fail("single command sent"))
-    monkeypatch.setattr(src.pipe, "execute_command", lambda *a, **k: pytest.fail("single command sent"))
-    fanout.BatchSender(FakeBot(src, dst)).send_and_acknowledge([("a", "1"), ("b", "2")])
-    assert calls == [4]        # 3 LPUSH + 1 RPOP, executed once
+    sender.send_and_acknowledge([("a", "1"), ("b", "2")])
+    assert calls == [4] and not sender.use_script      # 3 LPUSH + 1 RPOP in one MULTI/EXEC
+    assert r.lrange(names["b1"], 0, -1) == [b"2"] and r.llen(names["in"] + "-internal") == 0
 
 
 def test_unknown_path_sends_nothing(queues):

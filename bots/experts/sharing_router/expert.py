@@ -69,10 +69,12 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         path = self.audit_log or os.path.join(VAR_STATE_PATH, f"{self.bot_id}-audit.jsonl")
         self._audit = audit.AuditTrail(path, max_bytes=self.audit_max_bytes, fsync=self.audit_fsync,
                                        bot=self.bot_id)
+        self._policy = policy.PolicySet(self._agreements, self._key)
         self._sender = fanout.BatchSender(self)
         self._sent = collections.Counter()
         self._denied = collections.defaultdict(collections.Counter)
         self._unrouted = 0
+        self._codes = {}
         self._last_counts = time.monotonic()
         self.logger.info("Loaded %d sharing agreement(s) from %s: %s; audit trail %s.", len(self._agreements),
                          self.agreements_dir, ", ".join(a.recipient for a in self._agreements) or "none", path)
@@ -84,14 +86,13 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
     def process(self):
         message = self.receive_message()
         event = dict(message)
-        facts = policy.event_facts(event)
-        key = self._key
-        decisions = [policy.decide(event, a, hmac_key=key, facts=facts) for a in self._agreements]
+        decisions = self._policy.decide(event)
         self._audit.write_decisions(decisions, event_uuid=event.get("provenance.event_uuid"),
                                     fingerprint=event.get("provenance.fingerprint") or fingerprint(event))
-        if facts.tlp_error is not None:
+        if decisions and all(d.reasons[0].startswith("tlp-unreadable:") for d in decisions):
             raise InvalidValue("sharing.tlp", event.get("sharing.tlp"),
-                               reason=f"{facts.tlp_error}; denied for every recipient and dumped")
+                               reason=decisions[0].reasons[0][len("tlp-unreadable: "):]
+                               + "; denied for every recipient and dumped")
         items = []
         for d in decisions:
             if d.allowed:
@@ -99,7 +100,13 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
                 items.append((d.recipient, fanout.serialize_event(d.event_out)))
             else:
                 denied = self._denied[d.recipient]
-                for code in d.codes:
+                codes = self._codes
+                for reason in d.reasons:
+                    code = codes.get(reason)
+                    if code is None:
+                        if len(codes) > 8192:
+                            codes.clear()
+                        code = codes[reason] = reason.split(":", 1)[0]
                     denied[code] += 1
         if not items:
             self._unrouted += 1
