@@ -60,7 +60,6 @@ class AuditTrail:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = None
         self._size = 0
-        self._encoded: dict = {}     # (recipient, allowed, *reasons) -> encoded middle of a line
         self._open()
 
     def _open(self) -> None:
@@ -80,18 +79,16 @@ class AuditTrail:
         head = ('{"time":' + _enc(now) + ',"event_uuid":' + _enc_opt(event_uuid)
                 + ',"fingerprint":' + _enc_opt(fingerprint) + ',"recipient":')
         tail = ',"bot":' + _enc_opt(self.bot) + "}"
-        cache = self._encoded
         lines = []
         for d in decisions:
-            key = (d.recipient, d.allowed, *d.reasons)
-            middle = cache.get(key)
+            # A denial of policy.PolicySet is a cached, shared object: its encoding is kept on it.
+            middle = d.__dict__.get("_audit_json")
             if middle is None:
                 middle = (_enc_opt(d.recipient)
                           + (',"allowed":true,"reasons":[' if d.allowed else ',"allowed":false,"reasons":[')
                           + ",".join(map(_enc, d.reasons)) + "]")
-                if len(cache) > 8192:
-                    cache.clear()
-                cache[key] = middle
+                if not d.allowed:
+                    d._audit_json = middle
             lines.append(head + middle + tail)
         if not lines:
             return 0

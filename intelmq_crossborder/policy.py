@@ -549,6 +549,7 @@ def parse_pap(value: Any) -> str:
 
 
 _CANONICAL = {lvl.label: lvl for lvl in Level}
+_LABELS = {lvl: lvl.label for lvl in Level}
 
 
 @dataclass(frozen=True)
@@ -729,7 +730,7 @@ def _transform(event: Mapping[str, Any], a: Agreement, facts: EventFacts, level:
             removed + pseudonymised):
         # The clear-text fingerprint would let a recipient test guesses of a hidden value.
         out["provenance.fingerprint"] = _fingerprint.fingerprint(out)
-    out["sharing.tlp"] = level.label
+    out["sharing.tlp"] = _LABELS[level]
     out["sharing.agreement"] = a.recipient
     if a.retention_days is not None:
         out["sharing.retention_days"] = a.retention_days
@@ -758,11 +759,25 @@ _HOW = {"sharing.tlp": "", "labels": " (from the event's labels)",
         "none": " (no label: the agreement's no_label rule)"}
 
 
+_ALLOWED_TEXT: dict = {}
+
+
+def _allowed_text(agreement: Agreement, level: Level, level_from: str) -> str:
+    key = (agreement.recipient, agreement.relation, agreement._ceiling, level, level_from)
+    text = _ALLOWED_TEXT.get(key)
+    if text is None:
+        ceiling = agreement._ceiling if agreement._ceiling is not None else tlp_ceiling(agreement)
+        text = (f"allowed: TLP:{level.label}{_HOW[level_from]} within TLP:{ceiling.label} "
+                f"({agreement.relation})")
+        if len(_ALLOWED_TEXT) > 4096:
+            _ALLOWED_TEXT.clear()
+        _ALLOWED_TEXT[key] = text
+    return text
+
+
 def _allow(event, agreement: Agreement, facts: EventFacts, level: Level, hmac_key) -> Decision:
     out, removed, pseudonymised = _transform(event, agreement, facts, level, hmac_key)
-    ceiling = agreement._ceiling if agreement._ceiling is not None else tlp_ceiling(agreement)
-    allowed = [f"allowed: TLP:{level.label}{_HOW[facts.level_from]} within TLP:{ceiling.label} "
-               f"({agreement.relation})"]
+    allowed = [_allowed_text(agreement, level, facts.level_from)]
     if removed:
         allowed.append("removed: " + ", ".join(sorted(removed)))
     if pseudonymised:
@@ -802,22 +817,22 @@ class PolicySet:
             plan = []
             for a in self.agreements:
                 reasons, level = _deny_reasons(facts, event, a, self.hmac_key)
-                plan.append((a, tuple(reasons), level))
+                denial = Decision(False, reasons, None, a.recipient) if reasons else None
+                plan.append((a, denial, level))
             if len(self._cache) >= self.cache_size:
                 self._cache.clear()
             self._cache[key] = plan
         return plan
 
     def decide(self, event: Mapping[str, Any]) -> list:
-        """One :class:`Decision` per agreement, in the agreements' order."""
+        """One :class:`Decision` per agreement, in the agreements' order.
+
+        Denials are shared, cached objects: read them, do not modify them.
+        """
         facts = event_facts(event)
-        out = []
-        for a, reasons, level in self._plan(event, facts):
-            if reasons:
-                out.append(Decision(False, list(reasons), None, a.recipient))
-            else:
-                out.append(_allow(event, a, facts, level, self.hmac_key))
-        return out
+        key = self.hmac_key
+        return [denial if denial is not None else _allow(event, a, facts, level, key)
+                for a, denial, level in self._plan(event, facts)]
 
 
 def key_from(value: Optional[str], env_var: Optional[str] = None) -> Optional[bytes]:

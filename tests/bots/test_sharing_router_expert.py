@@ -128,13 +128,24 @@ class TestCrossBorderSharingRouterExpertBot(CrossBorderBotTestCase, unittest.Tes
                          [("cert-at", True), ("ee-isac", False), ("hub-soc", True)])
         for r in records:
             self.assertEqual(r["event_uuid"], BASE["provenance.event_uuid"])
-            self.assertEqual(len(r["fingerprint"]), 64)
+            self.assertIsNone(r["fingerprint"])       # only computed for events without a UUID
             self.assertEqual(r["bot"], self.bot_id)
             self.assertTrue(r["time"].endswith("+00:00"))
         self.assertTrue(records[1]["reasons"][0].startswith("tlp-above-ceiling: TLP:AMBER"))
         # a second run appends, never truncates
         self.route(ev(sharing__tlp="CLEAR"))
         self.assertEqual(len(self.audit_records()), 6)
+
+    def test_audit_fingerprint_for_events_without_uuid(self):
+        from intelmq_crossborder.fingerprint import fingerprint
+        event = ev(sharing__tlp="GREEN")
+        del event["provenance.event_uuid"]
+        self.route(event)
+        records = self.audit_records()
+        self.assertEqual({r["event_uuid"] for r in records}, {None})
+        expected = dict(event)
+        del expected["__type"]
+        self.assertEqual({r["fingerprint"] for r in records}, {fingerprint(expected)})
 
     def test_unreadable_tlp_is_dumped_and_audited(self):
         # (the harmonization already refuses a bad sharing.tlp; without it, other labels are read)

@@ -87,8 +87,10 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         message = self.receive_message()
         event = dict(message)
         decisions = self._policy.decide(event)
-        self._audit.write_decisions(decisions, event_uuid=event.get("provenance.event_uuid"),
-                                    fingerprint=event.get("provenance.fingerprint") or fingerprint(event))
+        uuid = event.get("provenance.event_uuid")
+        # an event is identified by its UUID; the fingerprint is computed only for events without one
+        self._audit.write_decisions(decisions, event_uuid=uuid, fingerprint=event.get("provenance.fingerprint")
+                                    or (None if uuid else fingerprint(event)))
         if decisions and all(d.reasons[0].startswith("tlp-unreadable:") for d in decisions):
             raise InvalidValue("sharing.tlp", event.get("sharing.tlp"),
                                reason=decisions[0].reasons[0][len("tlp-unreadable: "):]
