@@ -208,6 +208,7 @@ def main(argv=None) -> int:
     }
     inst = IntelMQInstance(root, runtime, redis_db=args.redis_db).setup()
     inst.clear_queues()
+    r = inst.redis()
     try:
         timeout = max(120.0, n / 50)
         rounds = args.rounds or (1 if args.quick else 3)
@@ -224,6 +225,10 @@ def main(argv=None) -> int:
         audit_lines = sum(1 for piece in audit.rotated_files(audit_path) for _ in open(piece, "rb"))
     finally:
         inst.clear_queues()
+        stats = [k for bot in ("bench-stock-filter", "bench-sharing-router")
+                 for k in r.scan_iter(match=f"{bot}.*")] if "r" in locals() else []
+        if stats:
+            r.delete(*stats)           # IntelMQ's statistics keys of the two bots
         if args.audit_dir and not args.keep:
             for piece in audit.rotated_files(audit_path):
                 piece.unlink()

@@ -107,6 +107,9 @@ def instance():
     yield inst
     inst.stop()
     inst.clear_queues()
+    stats = list(inst.redis().scan_iter(match="sharing-router.*"))     # IntelMQ's statistics keys
+    if stats:
+        inst.redis().delete(*stats)
     shutil.rmtree(work, ignore_errors=True)
 
 
