@@ -342,8 +342,6 @@ def agreement_from_dict(data: Any, source="<dict>", harmonization: Optional[dict
             no_label = tlp.parse_level(raw_no_label, "no_label")
         except tlp.UnknownTLPError as exc:
             raise AgreementError(source, "no_label", f"{exc}; use 'deny' or a TLP level") from None
-    if data.get("kind") in ("national-hub",) and "hub_id" not in data:
-        pass  # allowed; docs recommend hub_id for hubs
     from intelmq.lib.harmonization import ClassificationTaxonomy, ClassificationType
     for name, allowed in (("taxonomies", ClassificationTaxonomy.allowed_values),
                           ("types", ClassificationType.allowed_values)):
@@ -563,6 +561,8 @@ class EventFacts:
     pap: Optional[str] = None
     pap_error: Optional[str] = None
     hubs: frozenset = frozenset()
+    tlp_error_field: Optional[str] = None     # the field holding the unreadable label
+    tlp_error_value: Any = None               # and its value
 
 
 def event_facts(event: Mapping[str, Any], label_fields: Sequence[str] = LABEL_FIELDS) -> EventFacts:
@@ -570,20 +570,21 @@ def event_facts(event: Mapping[str, Any], label_fields: Sequence[str] = LABEL_FI
     get = event.get
     chr_flag = get("sharing.do_not_disclose_source") in (True, "true", "True", 1)
     raw = get("sharing.tlp")
-    level, level_from, err = None, "none", None
+    level, level_from, err, err_field, err_value = None, "none", None, None, None
     if raw is not None and raw != "":
         level = _CANONICAL.get(raw) if isinstance(raw, str) else None
         if level is None:
             try:
                 level = tlp.parse_level(raw, "field sharing.tlp")
             except tlp.UnknownTLPError as exc:
-                err = str(exc)
+                err, err_field, err_value = str(exc), "sharing.tlp", raw
         level_from = "sharing.tlp" if err is None else "unreadable"
     else:
         try:
             labels = tlp.read_event_labels(event, label_fields)
         except tlp.UnknownTLPError as exc:
-            err, level_from = str(exc), "unreadable"
+            err, level_from, err_value = str(exc), "unreadable", exc.value
+            err_field = next((f for f in label_fields if f"field {f}" in str(exc)), None)
         else:
             chr_flag = chr_flag or labels.chatham_house
             if labels.level is not None:
@@ -603,7 +604,8 @@ def event_facts(event: Mapping[str, Any], label_fields: Sequence[str] = LABEL_FI
     origin_hub = get("provenance.origin_hub")
     if isinstance(origin_hub, str) and origin_hub:
         hubs.add(origin_hub)
-    return EventFacts(level, level_from, err, chr_flag, pap, pap_err, frozenset(hubs))
+    return EventFacts(level, level_from, err, chr_flag, pap, pap_err, frozenset(hubs), err_field,
+                      None if err_value is None else str(err_value))
 
 
 @dataclass

@@ -151,7 +151,8 @@ class TestCrossBorderSharingRouterExpertBot(CrossBorderBotTestCase, unittest.Tes
         # (the harmonization already refuses a bad sharing.tlp; without it, other labels are read)
         out = self.route(ev(extra__tlp="PURPLE"), allowed_error_count=1)
         self.assertEqual(sum(len(v) for v in out.values()), 0)
-        self.assertRegexpMatchesLog(r"unknown TLP label 'PURPLE' in field extra\.tlp; denied for every recipient")
+        self.assertRegexpMatchesLog(r"invalid value 'PURPLE' \(<class 'str'>\) for key 'extra\.tlp': unknown TLP "
+                                    r"label 'PURPLE' in field extra\.tlp; denied for every recipient and dumped")
         self.assertEqual({r["allowed"] for r in self.audit_records()}, {False})
 
     def test_no_label_not_shared(self):

@@ -91,10 +91,10 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         # an event is identified by its UUID; the fingerprint is computed only for events without one
         self._audit.write_decisions(decisions, event_uuid=uuid, fingerprint=event.get("provenance.fingerprint")
                                     or (None if uuid else fingerprint(event)))
-        if decisions and all(d.reasons[0].startswith("tlp-unreadable:") for d in decisions):
-            raise InvalidValue("sharing.tlp", event.get("sharing.tlp"),
-                               reason=decisions[0].reasons[0][len("tlp-unreadable: "):]
-                               + "; denied for every recipient and dumped")
+        if decisions and decisions[0].reasons[0].startswith("tlp-unreadable:"):
+            facts = policy.event_facts(event)
+            raise InvalidValue(facts.tlp_error_field or "sharing.tlp", facts.tlp_error_value,
+                               reason=f"{facts.tlp_error}; denied for every recipient and dumped")
         items = []
         for d in decisions:
             if d.allowed:
