@@ -74,6 +74,26 @@ def test_one_transaction_sends_all_and_acknowledges(queues):
     assert src.receive() == '{"__type": "Event", "n": 3}'
 
 
+def test_next_message_is_prefetched_into_the_internal_queue(queues, monkeypatch):
+    r, names = queues
+    src, dst = make_pipelines(names)
+    r.lpush(names["in"], b"first", b"second", b"third")     # "first" is the oldest
+    assert src.receive() == "first"
+    bot = FakeBot(src, dst)
+    sender = fanout.BatchSender(bot)
+    sender.send_and_acknowledge([("a", "copy of first")])
+    assert r.lrange(names["in"] + "-internal", 0, -1) == [b"second"]
+    assert r.lrange(names["in"], 0, -1) == [b"third"]
+    # IntelMQ's receive finds it with LINDEX and does not need BLMOVE
+    monkeypatch.setattr(src, "_blmove", lambda *a: pytest.fail("BLMOVE used"))
+    assert src.receive() == "second"
+    sender.send_and_acknowledge([])
+    assert src.receive() == "third"
+    sender.send_and_acknowledge([])
+    assert r.llen(names["in"]) == 0 and r.llen(names["in"] + "-internal") == 0
+    assert r.lrange(names["a"], 0, -1) == [b"copy of first"]
+
+
 def test_one_command(queues, monkeypatch):
     r, names = queues
     src, dst = make_pipelines(names)
@@ -123,6 +143,15 @@ def test_unknown_path_sends_nothing(queues):
     with pytest.raises(Exception, match="no destination queues for path 'c'"):
         fanout.BatchSender(FakeBot(src, dst)).send_and_acknowledge([("a", "1"), ("c", "2")])
     assert r.llen(names["a"]) == 0 and r.llen(names["in"] + "-internal") == 1
+
+
+def test_nothing_sent_when_there_is_nothing_to_acknowledge(queues):
+    r, names = queues
+    src, dst = make_pipelines(names)
+    r.lpush(names["in"], b"waiting")
+    with pytest.raises(Exception, match="could not pop the message from the internal queue"):
+        fanout.BatchSender(FakeBot(src, dst)).send_and_acknowledge([("a", "1")])
+    assert r.llen(names["a"]) == 0 and r.lrange(names["in"], 0, -1) == [b"waiting"]
 
 
 def test_fallback_when_not_redis():
