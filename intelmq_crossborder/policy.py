@@ -805,7 +805,7 @@ class PolicySet:
     """
 
     def __init__(self, agreements: Iterable[Agreement], hmac_key: Optional[bytes] = None,
-                 cache_size: int = 4096):
+                 cache_size: int = 1024):
         self.agreements = list(agreements)
         self.hmac_key = hmac_key
         self.cache_size = cache_size
