@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from intelmq_crossborder import audit, policy
-from intelmq_crossborder.runner import IntelMQInstance, PipelineError, chown_for_intelmq
+from intelmq_crossborder.runner import IntelMQInstance, PipelineError
 
 pytestmark = pytest.mark.integration
 

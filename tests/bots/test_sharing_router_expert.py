@@ -1,5 +1,4 @@
 """BotTestCase tests of the cross-border sharing router."""
-import json
 import shutil
 import tempfile
 import textwrap
