@@ -25,8 +25,10 @@ reason, and the event as transformed for that recipient.  The rules:
   (by the event or the agreement), ``raw`` dropped, ``sharing.agreement`` and
   ``sharing.retention_days`` set.
 
-The functions are pure: no IntelMQ bot, no Redis, no logging.  Reasons never
-contain field values (they go to logs and the audit trail), only field names.
+The functions are pure: no IntelMQ bot, no Redis, no logging.  Reasons name
+fields and quote only labels and classification values (TLP, PAP, taxonomy, type,
+country of origin), never other values such as addresses or accounts: they go to
+logs and the audit trail.
 """
 from __future__ import annotations
 
