@@ -16,7 +16,8 @@ IntelMQ keeps the pipelines, the current message and the statistics counters in
 name-mangled attributes of ``intelmq.lib.bot.Bot`` (``self.__destination_pipeline``
 is ``self._Bot__destination_pipeline``); there is no public accessor.  This module
 is the ONE place that reads them, by their mangled names, and it checks that
-they exist and have the expected types.  When they do not (another broker such
+they exist and have the expected types (it also resets the Redis pipeline's
+``_has_message`` flag, as ``Pipeline.acknowledge()`` does).  When they do not (another broker such
 as AMQP, the in-memory pipeline of ``BotTestCase``, source and destination on
 different Redis servers, or a future IntelMQ that renamed them) it falls back to
 the public ``send_message``/``acknowledge_message``: correct, only slower.
