@@ -79,7 +79,7 @@ class AuditTrail:
         head = ('{"time":' + _enc(now) + ',"event_uuid":' + _enc_opt(event_uuid)
                 + ',"fingerprint":' + _enc_opt(fingerprint) + ',"recipient":')
         tail = ',"bot":' + _enc_opt(self.bot) + "}"
-        lines = []
+        middles = []
         for d in decisions:
             # A denial of policy.PolicySet is a cached, shared object: its encoding is kept on it.
             middle = d.__dict__.get("_audit_json")
@@ -89,14 +89,17 @@ class AuditTrail:
                           + ",".join(map(_enc, d.reasons)) + "]")
                 if not d.allowed:
                     d._audit_json = middle
-            lines.append(head + middle + tail)
-        if not lines:
+            middles.append(middle)
+        if not middles:
             return 0
-        self.write_lines(lines)
-        return len(lines)
+        self._write((head + (tail + "\n" + head).join(middles) + tail + "\n").encode("utf-8"))
+        return len(middles)
 
     def write_lines(self, lines: list) -> None:
-        data = ("\n".join(lines) + "\n").encode("utf-8")
+        """Append already encoded JSON lines (without newlines) with a single write."""
+        self._write(("\n".join(lines) + "\n").encode("utf-8"))
+
+    def _write(self, data: bytes) -> None:
         if self.max_bytes and self._size and self._size + len(data) > self.max_bytes:
             self.rotate()
         view = memoryview(data)

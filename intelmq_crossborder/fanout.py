@@ -24,6 +24,7 @@ the public ``send_message``/``acknowledge_message``: correct, only slower.
 """
 from __future__ import annotations
 
+import json as _json
 from typing import Iterable, Optional
 
 from intelmq.lib import pipeline as _pipeline
@@ -40,11 +41,12 @@ _COUNTER = "_Bot__message_counter"
 
 
 def serialize_event(event: dict) -> str:
-    """Serialise a flat, already valid event dict exactly as IntelMQ does (``Message.serialize``)."""
-    import json
-    body = dict(event)
-    body["__type"] = "Event"
-    return json.dumps(body)
+    """Serialise a flat, already valid event dict exactly as IntelMQ does (``Message.serialize``:
+    the fields, then ``"__type": "Event"``)."""
+    if not event:
+        return '{"__type": "Event"}'
+    return _json.dumps(event)[:-1] + ', "__type": "Event"}'
+
 
 
 #: KEYS = destination queue of each message, then the internal queue, then the source queue;

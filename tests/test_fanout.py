@@ -177,3 +177,9 @@ def test_serialize_event_matches_intelmq():
     h = merged_harmonization()
     flat = {"source.ip": "192.0.2.1", "sharing.tlp": "GREEN", "extra.a": {"b": [1]}}
     assert fanout.serialize_event(flat) == Event(dict(flat), harmonization=h).serialize()
+
+
+def test_serialize_empty_event():
+    from intelmq.lib.message import Event
+    from intelmq_crossborder.harmonization import merged_harmonization
+    assert fanout.serialize_event({}) == Event({}, harmonization=merged_harmonization()).serialize()
