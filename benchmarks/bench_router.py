@@ -172,6 +172,8 @@ def main(argv=None) -> int:
                              "machine one round is noisy")
     parser.add_argument("--audit-dir", help="directory of the router's audit trail (default: under the scratch "
                                             "root; e.g. /dev/shm to leave the disk out of the measurement)")
+    parser.add_argument("--fanout", choices=["script", "pipeline", "transaction"], default="script",
+                        help="the router's fanout_mode (default: script)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args(argv)
     n = 3000 if args.quick else args.events
@@ -204,6 +206,7 @@ def main(argv=None) -> int:
                            "module": "intelmq.bots.experts.crossborder.sharing_router.expert",
                            "parameters": {"agreements_dir": str(agreements_dir), "hmac_password": key,
                                           "audit_log": str(audit_path),
+                                          "fanout_mode": args.fanout,
                                           "destination_queues": {r: [f"bench-{r}"] for r in agreements}}},
     }
     inst = IntelMQInstance(root, runtime, redis_db=args.redis_db).setup()
@@ -239,7 +242,7 @@ def main(argv=None) -> int:
     cpu_base = min(x["cpu_us_per_event"] for x in bases)
     cpu_router = min(x["cpu_us_per_event"] for x in routers)
     print(textwrap.dedent(f"""\
-        Sharing router benchmark: {n} events, {len(agreements)} agreements, Redis db {args.redis_db}, {rounds} round(s)
+        Sharing router benchmark: {n} events, {len(agreements)} agreements, Redis db {args.redis_db}, {rounds} round(s), fan-out {args.fanout}
           copies per event (router output):  {sent / n:.2f}   (policy on a 2000-event sample: {copies / len(sample):.2f})
           audit trail lines:                 {audit_lines} ({rounds} round(s) x {n} events x {len(agreements)} agreements)
           per round, events/s:  filter {", ".join(f"{x['events_per_s']:.0f}" for x in bases)};  router {", ".join(f"{x['events_per_s']:.0f}" for x in routers)}

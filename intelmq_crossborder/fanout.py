@@ -58,38 +58,58 @@ def serialize_event(event: dict) -> str:
 #: Returns 1, or 0 when there was nothing to acknowledge (then nothing is sent or moved).
 FANOUT_SCRIPT = """
 local n = #ARGV
-if redis.call('LLEN', KEYS[n + 1]) == 0 then
+if not redis.call('RPOP', KEYS[n + 1]) then
   return 0
 end
 for i = 1, n do
   redis.call('LPUSH', KEYS[i], ARGV[i])
 end
-redis.call('RPOP', KEYS[n + 1])
 redis.call('RPOPLPUSH', KEYS[n + 2], KEYS[n + 1])
 return 1
 """
 
 
+MODES = ("script", "pipeline", "transaction")
+
+
 class BatchSender:
     """Send ``(path, raw_message)`` pairs and acknowledge the input of ``bot`` at once.
 
-    The batch is one ``EVALSHA`` of :data:`FANOUT_SCRIPT` (one command and one
-    reply: the cheapest for redis-py, which spends more time packing commands and
-    parsing replies than waiting for them).  Where scripts are not allowed (some
-    managed Redis services disable them) it is one ``MULTI``/``EXEC`` transaction
-    instead: also one round trip and atomic, with a reply per command.
+    ``mode`` says how, always in one round trip:
+
+    - ``script`` (default): one ``EVALSHA`` of :data:`FANOUT_SCRIPT`: one command and
+      one reply (redis-py spends more CPU packing commands and parsing replies than
+      waiting for them), atomic, and it moves the next message to the internal queue.
+      Where scripts are not allowed (some managed Redis services disable them) it
+      switches to ``transaction`` by itself.
+    - ``pipeline``: the same commands (``LPUSH``es, ``RPOP``, ``RPOPLPUSH``) sent
+      together without ``MULTI``: no Lua on the server, a reply per command, and
+      the guarantee of IntelMQ's own send-then-acknowledge (a Redis crash in the
+      middle can repeat copies, never lose the message).
+    - ``transaction``: ``LPUSH``es and ``RPOP`` in ``MULTI``/``EXEC``: atomic, no Lua,
+      two replies per command, no move of the next message.
     """
 
-    def __init__(self, bot):
+    def __init__(self, bot, mode: str = "script"):
+        if mode not in MODES:
+            raise ValueError(f"fan-out mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.bot = bot
+        self.mode = mode
         self.batched = 0       # messages processed through the one-round-trip path
         self.fallback = 0      # messages processed through send_message/acknowledge_message
-        self.use_script = True
         self._script = None
         self._script_client = None
 
+    @property
+    def use_script(self) -> bool:
+        return self.mode == "script"
+
+    @use_script.setter
+    def use_script(self, value: bool) -> None:
+        self.mode = "script" if value else "transaction"
+
     def _execute(self, client, keys: list, args: list):
-        if self.use_script:
+        if self.mode == "script":
             if self._script_client is not client:
                 self._script = client.register_script(FANOUT_SCRIPT)
                 self._script_client = client
@@ -99,12 +119,20 @@ class BatchSender:
                 text = str(exc).lower()
                 if "unknown command" not in text and "noscript" not in text and "not allowed" not in text:
                     raise
-                self.use_script = False      # scripts disabled on this server: transactions from now on
+                self.mode = "transaction"      # scripts disabled on this server
+        if self.mode == "pipeline":
+            pipe = client.pipeline(transaction=False)
+            pipe.rpop(keys[-2])
+            for key, data in zip(keys, args):
+                pipe.lpush(key, data)
+            pipe.rpoplpush(keys[-1], keys[-2])
+            results = pipe.execute()
+            return 1 if results[0] is not None else 0
         tx = client.pipeline(transaction=True)
         for key, data in zip(keys, args):
             tx.lpush(key, data)
         tx.rpop(keys[-2])
-        return 1 if tx.execute()[-1] is not None else 0      # no prefetch without the script
+        return 1 if tx.execute()[-1] is not None else 0      # no move of the next message here
 
     def _redis_pipelines(self) -> Optional[tuple]:
         bot = self.bot

@@ -145,6 +145,25 @@ def test_unknown_path_sends_nothing(queues):
     assert r.llen(names["a"]) == 0 and r.llen(names["in"] + "-internal") == 1
 
 
+@pytest.mark.parametrize("mode", ["pipeline", "transaction"])
+def test_other_modes(queues, mode):
+    r, names = queues
+    src, dst = make_pipelines(names)
+    r.lpush(names["in"], b"first", b"second")
+    assert src.receive() == "first"
+    sender = fanout.BatchSender(FakeBot(src, dst), mode)
+    sender.send_and_acknowledge([("a", "1"), ("b", "2")])
+    assert r.lrange(names["a"], 0, -1) == [b"1"] and r.lrange(names["b2"], 0, -1) == [b"2"]
+    internal = r.lrange(names["in"] + "-internal", 0, -1)
+    assert internal == ([b"second"] if mode == "pipeline" else [])
+    assert src.receive() == "second"
+
+
+def test_bad_mode():
+    with pytest.raises(ValueError, match="fan-out mode must be one of"):
+        fanout.BatchSender(object(), "carrier-pigeon")
+
+
 def test_nothing_sent_when_there_is_nothing_to_acknowledge(queues):
     r, names = queues
     src, dst = make_pipelines(names)

@@ -41,6 +41,7 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
     audit_max_bytes: int = 100 * 1024 * 1024
     audit_fsync: bool = False
     counts_interval: int = 300
+    fanout_mode: str = "script"
 
     _agreements: list = []
     _key = None
@@ -70,7 +71,9 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         self._audit = audit.AuditTrail(path, max_bytes=self.audit_max_bytes, fsync=self.audit_fsync,
                                        bot=self.bot_id)
         self._policy = policy.PolicySet(self._agreements, self._key)
-        self._sender = fanout.BatchSender(self)
+        if self.fanout_mode not in fanout.MODES:
+            raise ConfigurationError("sharing router", f"fanout_mode must be one of {', '.join(fanout.MODES)}")
+        self._sender = fanout.BatchSender(self, self.fanout_mode)
         self._sent = collections.Counter()
         self._denied = collections.defaultdict(collections.Counter)
         self._unrouted = 0
@@ -79,7 +82,8 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         self.logger.info("Loaded %d sharing agreement(s) from %s: %s; audit trail %s.", len(self._agreements),
                          self.agreements_dir, ", ".join(a.recipient for a in self._agreements) or "none", path)
         if self._sender.available():
-            self.logger.info("Fan-out: all copies and the acknowledgement in one Redis transaction per event.")
+            self.logger.info("Fan-out: all copies and the acknowledgement in one Redis round trip per event "
+                             "(%s).", self._sender.mode)
         else:
             self.logger.info("Fan-out: one send_message per copy (the pipeline is not a single Redis server).")
 
