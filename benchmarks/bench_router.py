@@ -172,8 +172,8 @@ def main(argv=None) -> int:
                              "machine one round is noisy")
     parser.add_argument("--audit-dir", help="directory of the router's audit trail (default: under the scratch "
                                             "root; e.g. /dev/shm to leave the disk out of the measurement)")
-    parser.add_argument("--fanout", choices=["script", "pipeline", "transaction"], default="script",
-                        help="the router's fanout_mode (default: script)")
+    parser.add_argument("--fanout", choices=["script", "pipeline", "transaction"], default="pipeline",
+                        help="the router's fanout_mode (default: pipeline, the router's default)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args(argv)
     n = 3000 if args.quick else args.events

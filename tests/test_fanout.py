@@ -53,14 +53,15 @@ def make_pipelines(names):
     return src, dst
 
 
-def test_one_transaction_sends_all_and_acknowledges(queues):
+@pytest.mark.parametrize("mode", ["pipeline", "script"])
+def test_one_round_trip_sends_all_and_acknowledges(queues, mode):
     r, names = queues
     src, dst = make_pipelines(names)
     r.lpush(names["in"], b'{"__type": "Event"}')
     assert src.receive() == '{"__type": "Event"}'
     assert r.llen(names["in"] + "-internal") == 1
     bot = FakeBot(src, dst)
-    sender = fanout.BatchSender(bot)
+    sender = fanout.BatchSender(bot, mode)
     assert sender.available()
     sender.send_and_acknowledge([("a", '{"n": 1}'), ("b", '{"n": 2}')])
     assert r.lrange(names["a"], 0, -1) == [b'{"n": 1}']
@@ -74,13 +75,14 @@ def test_one_transaction_sends_all_and_acknowledges(queues):
     assert src.receive() == '{"__type": "Event", "n": 3}'
 
 
-def test_next_message_is_prefetched_into_the_internal_queue(queues, monkeypatch):
+@pytest.mark.parametrize("mode", ["pipeline", "script"])
+def test_next_message_is_prefetched_into_the_internal_queue(queues, monkeypatch, mode):
     r, names = queues
     src, dst = make_pipelines(names)
     r.lpush(names["in"], b"first", b"second", b"third")     # "first" is the oldest
     assert src.receive() == "first"
     bot = FakeBot(src, dst)
-    sender = fanout.BatchSender(bot)
+    sender = fanout.BatchSender(bot, mode)
     sender.send_and_acknowledge([("a", "copy of first")])
     assert r.lrange(names["in"] + "-internal", 0, -1) == [b"second"]
     assert r.lrange(names["in"], 0, -1) == [b"third"]
@@ -107,7 +109,7 @@ def test_one_command(queues, monkeypatch):
         return original(*args, **kw)
     monkeypatch.setattr(dst.pipe, "execute_command", counting)
     monkeypatch.setattr(src.pipe, "execute_command", lambda *a, **k: pytest.fail("command on the source client"))
-    fanout.BatchSender(FakeBot(src, dst)).send_and_acknowledge([("a", "1"), ("b", "2")])
+    fanout.BatchSender(FakeBot(src, dst), "script").send_and_acknowledge([("a", "1"), ("b", "2")])
     assert sent == ["EVALSHA"] or sent == ["EVALSHA", "EVAL"]       # EVAL once if the script was not loaded
     assert r.llen(names["b2"]) == 1 and r.llen(names["in"] + "-internal") == 0
 
@@ -117,7 +119,7 @@ def test_transaction_when_scripts_are_disabled(queues, monkeypatch):
     src, dst = make_pipelines(names)
     r.lpush(names["in"], b"{}")
     src.receive()
-    sender = fanout.BatchSender(FakeBot(src, dst))
+    sender = fanout.BatchSender(FakeBot(src, dst), "script")
 
     class Disabled:
         def __call__(self, **kw):
@@ -145,6 +147,23 @@ def test_unknown_path_sends_nothing(queues):
     assert r.llen(names["a"]) == 0 and r.llen(names["in"] + "-internal") == 1
 
 
+def test_pipeline_is_one_write(queues, monkeypatch):
+    r, names = queues
+    src, dst = make_pipelines(names)
+    r.lpush(names["in"], b"{}")
+    src.receive()
+    calls = []
+    original = redis.client.Pipeline.execute
+
+    def counting(self, *a, **k):
+        calls.append([c[0][0] for c in self.command_stack])
+        return original(self, *a, **k)
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counting)
+    monkeypatch.setattr(dst.pipe, "execute_command", lambda *a, **k: pytest.fail("single command sent"))
+    fanout.BatchSender(FakeBot(src, dst)).send_and_acknowledge([("a", "1"), ("b", "2")])
+    assert calls == [["LPUSH", "LPUSH", "LPUSH", "RPOP", "RPOPLPUSH"]]   # sends before the acknowledgement
+
+
 @pytest.mark.parametrize("mode", ["pipeline", "transaction"])
 def test_other_modes(queues, mode):
     r, names = queues
@@ -164,12 +183,12 @@ def test_bad_mode():
         fanout.BatchSender(object(), "carrier-pigeon")
 
 
-def test_nothing_sent_when_there_is_nothing_to_acknowledge(queues):
+def test_script_sends_nothing_when_there_is_nothing_to_acknowledge(queues):
     r, names = queues
     src, dst = make_pipelines(names)
     r.lpush(names["in"], b"waiting")
     with pytest.raises(Exception, match="could not pop the message from the internal queue"):
-        fanout.BatchSender(FakeBot(src, dst)).send_and_acknowledge([("a", "1")])
+        fanout.BatchSender(FakeBot(src, dst), "script").send_and_acknowledge([("a", "1")])
     assert r.llen(names["a"]) == 0 and r.lrange(names["in"], 0, -1) == [b"waiting"]
 
 

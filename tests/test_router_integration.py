@@ -178,7 +178,7 @@ def test_router_process_three_recipients_and_reload(instance):
     assert queue_content(inst, "hub-soc") == [for_soc(second[0])]
     log = "".join(p.read_text() for p in inst.log_dir.glob("*.log"))
     assert "Loaded 2 sharing agreement(s)" in log
-    assert "Fan-out: all copies and the acknowledgement in one Redis round trip per event (script)." in log
+    assert "Fan-out: all copies and the acknowledgement in one Redis round trip per event (pipeline)." in log
     inst.stop()
     log = "".join(p.read_text() for p in inst.log_dir.glob("*.log"))
     assert "events fanned out in one Redis transaction 1, through send_message 0." in log

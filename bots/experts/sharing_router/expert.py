@@ -27,7 +27,7 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
     copy, with fields removed or pseudonymised, on the named path that has the
     recipient's id. A denied recipient gets nothing. Every decision goes to the
     audit trail (JSON lines) before the event is acknowledged. On Redis all copies
-    and the acknowledgement are one transaction (one round trip). Counts per
+    and the acknowledgement go in one round trip (fanout_mode). Counts per
     recipient and per reason are logged every counts_interval seconds.
     Agreements are re-read on intelmqctl reload.
     """
@@ -41,7 +41,7 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
     audit_max_bytes: int = 100 * 1024 * 1024
     audit_fsync: bool = False
     counts_interval: int = 300
-    fanout_mode: str = "script"
+    fanout_mode: str = "pipeline"
 
     _agreements: list = []
     _key = None
