@@ -206,6 +206,8 @@ class TestCrossBorderSharingRouterExpertBot(CrossBorderBotTestCase, unittest.Tes
         self.assertIn("cert-at.yaml, field max_tlp: TLP:AMBER exceeds what relation 'community'", results[0][1])
         self.assertEqual(CrossBorderSharingRouterExpertBot.check({}),
                          [["error", "Parameter agreements_dir is required."]])
+        self.assertEqual(CrossBorderSharingRouterExpertBot.check({"agreements_dir": "${REPO_DIR}/x"})[0][0],
+                         "warning")
 
     def test_missing_path_fails_at_start(self):
         with self.assertRaises(Exception):

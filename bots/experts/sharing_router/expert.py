@@ -151,6 +151,10 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         directory = parameters.get("agreements_dir")
         if not directory:
             return [["error", "Parameter agreements_dir is required."]]
+        if "${" in str(directory):
+            # a template (runtime-configs/*, expanded by the runner or envsubst at deployment)
+            return [["warning", f"Parameter agreements_dir {directory!r} holds an unexpanded variable: "
+                                "the agreements were not checked."]]
         try:
             agreements = policy.load_agreements(directory)
         except policy.AgreementError as exc:
