@@ -33,6 +33,12 @@ from typing import Iterable, Iterator, Optional
 
 __all__ = ["AuditTrail", "rotated_files", "read_records", "record"]
 
+_enc = json.encoder.encode_basestring_ascii     # str -> JSON string literal (C implementation)
+
+
+def _enc_opt(value) -> str:
+    return "null" if value is None else _enc(str(value))
+
 
 def record(decision, *, event_uuid: Optional[str], fingerprint: Optional[str], bot: Optional[str] = None,
            time: Optional[str] = None) -> dict:
@@ -63,18 +69,37 @@ class AuditTrail:
 
     def write_decisions(self, decisions: Iterable, *, event_uuid: Optional[str],
                         fingerprint: Optional[str]) -> int:
-        """Append one line per decision with a single write; returns the number of lines."""
+        """Append one line per decision with a single write; returns the number of lines.
+
+        The lines are assembled from JSON-encoded pieces (the router writes about
+        20 per event; ``json.dumps`` per record was the router's largest cost).
+        They parse to exactly :func:`record`'s dict.
+        """
         now = _dt.datetime.now(_dt.timezone.utc).isoformat()
-        lines = [json.dumps(record(d, event_uuid=event_uuid, fingerprint=fingerprint, bot=self.bot, time=now),
-                            ensure_ascii=False, separators=(",", ":"))
-                 for d in decisions]
-        if not lines:
+        head = ('{"time":' + _enc(now) + ',"event_uuid":' + _enc_opt(event_uuid)
+                + ',"fingerprint":' + _enc_opt(fingerprint) + ',"recipient":')
+        tail = ',"bot":' + _enc_opt(self.bot) + "}"
+        middles = []
+        for d in decisions:
+            # A denial of policy.PolicySet is a cached, shared object: its encoding is kept on it.
+            middle = d.__dict__.get("_audit_json")
+            if middle is None:
+                middle = (_enc_opt(d.recipient)
+                          + (',"allowed":true,"reasons":[' if d.allowed else ',"allowed":false,"reasons":[')
+                          + ",".join(map(_enc, d.reasons)) + "]")
+                if not d.allowed:
+                    d._audit_json = middle
+            middles.append(middle)
+        if not middles:
             return 0
-        self.write_lines(lines)
-        return len(lines)
+        self._write((head + (tail + "\n" + head).join(middles) + tail + "\n").encode("utf-8"))
+        return len(middles)
 
     def write_lines(self, lines: list) -> None:
-        data = ("\n".join(lines) + "\n").encode("utf-8")
+        """Append already encoded JSON lines (without newlines) with a single write."""
+        self._write(("\n".join(lines) + "\n").encode("utf-8"))
+
+    def _write(self, data: bytes) -> None:
         if self.max_bytes and self._size and self._size + len(data) > self.max_bytes:
             self.rotate()
         view = memoryview(data)

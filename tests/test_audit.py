@@ -47,3 +47,12 @@ def test_empty_write_writes_nothing(tmp_path):
     path = tmp_path / "audit.jsonl"
     assert audit.AuditTrail(path).write_decisions([], event_uuid=None, fingerprint=None) == 0
     assert path.read_text() == ""
+
+
+def test_lines_parse_to_record(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    d = Decision(True, ['allowed: "quoted" \\ and ünïcode'], {"x": 1}, "rcpt")
+    with audit.AuditTrail(path, bot="b") as trail:
+        trail.write_decisions([d], event_uuid="u", fingerprint=None)
+    rec = json.loads(path.read_text())
+    assert rec == audit.record(d, event_uuid="u", fingerprint=None, bot="b", time=rec["time"])

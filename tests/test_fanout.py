@@ -53,14 +53,15 @@ def make_pipelines(names):
     return src, dst
 
 
-def test_one_transaction_sends_all_and_acknowledges(queues):
+@pytest.mark.parametrize("mode", ["pipeline", "script"])
+def test_one_round_trip_sends_all_and_acknowledges(queues, mode):
     r, names = queues
     src, dst = make_pipelines(names)
     r.lpush(names["in"], b'{"__type": "Event"}')
     assert src.receive() == '{"__type": "Event"}'
     assert r.llen(names["in"] + "-internal") == 1
     bot = FakeBot(src, dst)
-    sender = fanout.BatchSender(bot)
+    sender = fanout.BatchSender(bot, mode)
     assert sender.available()
     sender.send_and_acknowledge([("a", '{"n": 1}'), ("b", '{"n": 2}')])
     assert r.lrange(names["a"], 0, -1) == [b'{"n": 1}']
@@ -74,11 +75,56 @@ def test_one_transaction_sends_all_and_acknowledges(queues):
     assert src.receive() == '{"__type": "Event", "n": 3}'
 
 
-def test_one_round_trip(queues, monkeypatch):
+@pytest.mark.parametrize("mode", ["pipeline", "script"])
+def test_next_message_is_prefetched_into_the_internal_queue(queues, monkeypatch, mode):
+    r, names = queues
+    src, dst = make_pipelines(names)
+    r.lpush(names["in"], b"first", b"second", b"third")     # "first" is the oldest
+    assert src.receive() == "first"
+    bot = FakeBot(src, dst)
+    sender = fanout.BatchSender(bot, mode)
+    sender.send_and_acknowledge([("a", "copy of first")])
+    assert r.lrange(names["in"] + "-internal", 0, -1) == [b"second"]
+    assert r.lrange(names["in"], 0, -1) == [b"third"]
+    # IntelMQ's receive finds it with LINDEX and does not need BLMOVE
+    monkeypatch.setattr(src, "_blmove", lambda *a: pytest.fail("BLMOVE used"))
+    assert src.receive() == "second"
+    sender.send_and_acknowledge([])
+    assert src.receive() == "third"
+    sender.send_and_acknowledge([])
+    assert r.llen(names["in"]) == 0 and r.llen(names["in"] + "-internal") == 0
+    assert r.lrange(names["a"], 0, -1) == [b"copy of first"]
+
+
+def test_one_command(queues, monkeypatch):
     r, names = queues
     src, dst = make_pipelines(names)
     r.lpush(names["in"], b"{}")
     src.receive()
+    sent = []
+    original = dst.pipe.execute_command
+
+    def counting(*args, **kw):
+        sent.append(args[0])
+        return original(*args, **kw)
+    monkeypatch.setattr(dst.pipe, "execute_command", counting)
+    monkeypatch.setattr(src.pipe, "execute_command", lambda *a, **k: pytest.fail("command on the source client"))
+    fanout.BatchSender(FakeBot(src, dst), "script").send_and_acknowledge([("a", "1"), ("b", "2")])
+    assert sent == ["EVALSHA"] or sent == ["EVALSHA", "EVAL"]       # EVAL once if the script was not loaded
+    assert r.llen(names["b2"]) == 1 and r.llen(names["in"] + "-internal") == 0
+
+
+def test_transaction_when_scripts_are_disabled(queues, monkeypatch):
+    r, names = queues
+    src, dst = make_pipelines(names)
+    r.lpush(names["in"], b"{}")
+    src.receive()
+    sender = fanout.BatchSender(FakeBot(src, dst), "script")
+
+    class Disabled:
+        def __call__(self, **kw):
+            raise redis.exceptions.ResponseError("ERR unknown command 'EVALSHA'")
+    monkeypatch.setattr(dst.pipe, "register_script", lambda text: Disabled())
     calls = []
     original = redis.client.Pipeline.execute
 
@@ -86,10 +132,9 @@ def test_one_round_trip(queues, monkeypatch):
         calls.append(len(self.command_stack))
         return original(self, *a, **k)
     monkeypatch.setattr(redis.client.Pipeline, "execute", counting)
-    monkeypatch.setattr(dst.pipe, "execute_command", lambda *a, **k: pytest.fail("single command sent"))
-    monkeypatch.setattr(src.pipe, "execute_command", lambda *a, **k: pytest.fail("single command sent"))
-    fanout.BatchSender(FakeBot(src, dst)).send_and_acknowledge([("a", "1"), ("b", "2")])
-    assert calls == [4]        # 3 LPUSH + 1 RPOP, executed once
+    sender.send_and_acknowledge([("a", "1"), ("b", "2")])
+    assert calls == [4] and not sender.use_script      # 3 LPUSH + 1 RPOP in one MULTI/EXEC
+    assert r.lrange(names["b1"], 0, -1) == [b"2"] and r.llen(names["in"] + "-internal") == 0
 
 
 def test_unknown_path_sends_nothing(queues):
@@ -100,6 +145,51 @@ def test_unknown_path_sends_nothing(queues):
     with pytest.raises(Exception, match="no destination queues for path 'c'"):
         fanout.BatchSender(FakeBot(src, dst)).send_and_acknowledge([("a", "1"), ("c", "2")])
     assert r.llen(names["a"]) == 0 and r.llen(names["in"] + "-internal") == 1
+
+
+def test_pipeline_is_one_write(queues, monkeypatch):
+    r, names = queues
+    src, dst = make_pipelines(names)
+    r.lpush(names["in"], b"{}")
+    src.receive()
+    calls = []
+    original = redis.client.Pipeline.execute
+
+    def counting(self, *a, **k):
+        calls.append([c[0][0] for c in self.command_stack])
+        return original(self, *a, **k)
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counting)
+    monkeypatch.setattr(dst.pipe, "execute_command", lambda *a, **k: pytest.fail("single command sent"))
+    fanout.BatchSender(FakeBot(src, dst)).send_and_acknowledge([("a", "1"), ("b", "2")])
+    assert calls == [["LPUSH", "LPUSH", "LPUSH", "RPOP", "RPOPLPUSH"]]   # sends before the acknowledgement
+
+
+@pytest.mark.parametrize("mode", ["pipeline", "transaction"])
+def test_other_modes(queues, mode):
+    r, names = queues
+    src, dst = make_pipelines(names)
+    r.lpush(names["in"], b"first", b"second")
+    assert src.receive() == "first"
+    sender = fanout.BatchSender(FakeBot(src, dst), mode)
+    sender.send_and_acknowledge([("a", "1"), ("b", "2")])
+    assert r.lrange(names["a"], 0, -1) == [b"1"] and r.lrange(names["b2"], 0, -1) == [b"2"]
+    internal = r.lrange(names["in"] + "-internal", 0, -1)
+    assert internal == ([b"second"] if mode == "pipeline" else [])
+    assert src.receive() == "second"
+
+
+def test_bad_mode():
+    with pytest.raises(ValueError, match="fan-out mode must be one of"):
+        fanout.BatchSender(object(), "carrier-pigeon")
+
+
+def test_script_sends_nothing_when_there_is_nothing_to_acknowledge(queues):
+    r, names = queues
+    src, dst = make_pipelines(names)
+    r.lpush(names["in"], b"waiting")
+    with pytest.raises(Exception, match="could not pop the message from the internal queue"):
+        fanout.BatchSender(FakeBot(src, dst), "script").send_and_acknowledge([("a", "1")])
+    assert r.llen(names["a"]) == 0 and r.lrange(names["in"], 0, -1) == [b"waiting"]
 
 
 def test_fallback_when_not_redis():
@@ -125,3 +215,9 @@ def test_serialize_event_matches_intelmq():
     h = merged_harmonization()
     flat = {"source.ip": "192.0.2.1", "sharing.tlp": "GREEN", "extra.a": {"b": [1]}}
     assert fanout.serialize_event(flat) == Event(dict(flat), harmonization=h).serialize()
+
+
+def test_serialize_empty_event():
+    from intelmq.lib.message import Event
+    from intelmq_crossborder.harmonization import merged_harmonization
+    assert fanout.serialize_event({}) == Event({}, harmonization=merged_harmonization()).serialize()

@@ -133,3 +133,17 @@ def test_shipped_example_agreements_load():
     from intelmq_crossborder import policy
     loaded = policy.load_agreements(REPO / "runtime-configs" / "agreements")
     assert {a.kind for a in loaded.values()} == set(policy.KINDS)
+
+
+def test_shipped_sharing_runtime_config_is_consistent(tmp_path):
+    from intelmq_crossborder.bots.experts.provenance.expert import CrossBorderProvenanceExpertBot
+    from intelmq_crossborder.bots.experts.sharing_router.expert import CrossBorderSharingRouterExpertBot
+    from intelmq_crossborder.runner import load_runtime
+    runtime = load_runtime(REPO / "runtime-configs" / "sharing" / "runtime.yaml", tmp_path)
+    router = runtime["sharing-router"]["parameters"]
+    assert CrossBorderSharingRouterExpertBot.check(router) is None or all(
+        level != "error" for level, _ in CrossBorderSharingRouterExpertBot.check(router))
+    assert CrossBorderProvenanceExpertBot.check(runtime["provenance-out"]["parameters"]) is None
+    for recipient, queues in router["destination_queues"].items():
+        assert runtime[f"{recipient}-output"]["parameters"]["file"].endswith(f"{recipient}.jsonl")
+        assert queues == [f"{recipient}-output-queue"]

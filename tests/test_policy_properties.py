@@ -163,4 +163,7 @@ def test_decide_all_equals_decide_and_input_untouched(generated, many):
     together = policy.decide_all(event, agreements_, hmac_key=KEY)
     alone = [policy.decide(event, a, hmac_key=KEY) for a in agreements_]
     assert [d.to_json() for d in together] == [d.to_json() for d in alone]
+    policy_set = policy.PolicySet(agreements_, KEY, cache_size=2)
+    for _ in range(2):      # cold and cached
+        assert [d.to_json() for d in policy_set.decide(event)] == [d.to_json() for d in alone]
     assert json.dumps(event, sort_keys=True) == before

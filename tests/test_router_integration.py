@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from intelmq_crossborder import audit, policy
-from intelmq_crossborder.runner import IntelMQInstance, PipelineError, chown_for_intelmq
+from intelmq_crossborder.runner import IntelMQInstance, PipelineError
 
 pytestmark = pytest.mark.integration
 
@@ -107,6 +107,9 @@ def instance():
     yield inst
     inst.stop()
     inst.clear_queues()
+    stats = list(inst.redis().scan_iter(match="sharing-router.*"))     # IntelMQ's statistics keys
+    if stats:
+        inst.redis().delete(*stats)
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -175,7 +178,7 @@ def test_router_process_three_recipients_and_reload(instance):
     assert queue_content(inst, "hub-soc") == [for_soc(second[0])]
     log = "".join(p.read_text() for p in inst.log_dir.glob("*.log"))
     assert "Loaded 2 sharing agreement(s)" in log
-    assert "Fan-out: all copies and the acknowledgement in one Redis transaction per event." in log
+    assert "Fan-out: all copies and the acknowledgement in one Redis round trip per event (pipeline)." in log
     inst.stop()
     log = "".join(p.read_text() for p in inst.log_dir.glob("*.log"))
     assert "events fanned out in one Redis transaction 1, through send_message 0." in log

@@ -1,5 +1,4 @@
 """BotTestCase tests of the cross-border sharing router."""
-import json
 import shutil
 import tempfile
 import textwrap
@@ -128,7 +127,7 @@ class TestCrossBorderSharingRouterExpertBot(CrossBorderBotTestCase, unittest.Tes
                          [("cert-at", True), ("ee-isac", False), ("hub-soc", True)])
         for r in records:
             self.assertEqual(r["event_uuid"], BASE["provenance.event_uuid"])
-            self.assertEqual(len(r["fingerprint"]), 64)
+            self.assertIsNone(r["fingerprint"])       # only computed for events without a UUID
             self.assertEqual(r["bot"], self.bot_id)
             self.assertTrue(r["time"].endswith("+00:00"))
         self.assertTrue(records[1]["reasons"][0].startswith("tlp-above-ceiling: TLP:AMBER"))
@@ -136,11 +135,23 @@ class TestCrossBorderSharingRouterExpertBot(CrossBorderBotTestCase, unittest.Tes
         self.route(ev(sharing__tlp="CLEAR"))
         self.assertEqual(len(self.audit_records()), 6)
 
+    def test_audit_fingerprint_for_events_without_uuid(self):
+        from intelmq_crossborder.fingerprint import fingerprint
+        event = ev(sharing__tlp="GREEN")
+        del event["provenance.event_uuid"]
+        self.route(event)
+        records = self.audit_records()
+        self.assertEqual({r["event_uuid"] for r in records}, {None})
+        expected = dict(event)
+        del expected["__type"]
+        self.assertEqual({r["fingerprint"] for r in records}, {fingerprint(expected)})
+
     def test_unreadable_tlp_is_dumped_and_audited(self):
         # (the harmonization already refuses a bad sharing.tlp; without it, other labels are read)
         out = self.route(ev(extra__tlp="PURPLE"), allowed_error_count=1)
         self.assertEqual(sum(len(v) for v in out.values()), 0)
-        self.assertRegexpMatchesLog(r"unknown TLP label 'PURPLE' in field extra\.tlp; denied for every recipient")
+        self.assertRegexpMatchesLog(r"invalid value 'PURPLE' \(<class 'str'>\) for key 'extra\.tlp': unknown TLP "
+                                    r"label 'PURPLE' in field extra\.tlp; denied for every recipient and dumped")
         self.assertEqual({r["allowed"] for r in self.audit_records()}, {False})
 
     def test_no_label_not_shared(self):
@@ -195,6 +206,8 @@ class TestCrossBorderSharingRouterExpertBot(CrossBorderBotTestCase, unittest.Tes
         self.assertIn("cert-at.yaml, field max_tlp: TLP:AMBER exceeds what relation 'community'", results[0][1])
         self.assertEqual(CrossBorderSharingRouterExpertBot.check({}),
                          [["error", "Parameter agreements_dir is required."]])
+        self.assertEqual(CrossBorderSharingRouterExpertBot.check({"agreements_dir": "${REPO_DIR}/x"})[0][0],
+                         "warning")
 
     def test_missing_path_fails_at_start(self):
         with self.assertRaises(Exception):

@@ -27,7 +27,7 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
     copy, with fields removed or pseudonymised, on the named path that has the
     recipient's id. A denied recipient gets nothing. Every decision goes to the
     audit trail (JSON lines) before the event is acknowledged. On Redis all copies
-    and the acknowledgement are one transaction (one round trip). Counts per
+    and the acknowledgement go in one round trip (fanout_mode). Counts per
     recipient and per reason are logged every counts_interval seconds.
     Agreements are re-read on intelmqctl reload.
     """
@@ -41,6 +41,7 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
     audit_max_bytes: int = 100 * 1024 * 1024
     audit_fsync: bool = False
     counts_interval: int = 300
+    fanout_mode: str = "pipeline"
 
     _agreements: list = []
     _key = None
@@ -69,28 +70,34 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         path = self.audit_log or os.path.join(VAR_STATE_PATH, f"{self.bot_id}-audit.jsonl")
         self._audit = audit.AuditTrail(path, max_bytes=self.audit_max_bytes, fsync=self.audit_fsync,
                                        bot=self.bot_id)
-        self._sender = fanout.BatchSender(self)
+        self._policy = policy.PolicySet(self._agreements, self._key)
+        if self.fanout_mode not in fanout.MODES:
+            raise ConfigurationError("sharing router", f"fanout_mode must be one of {', '.join(fanout.MODES)}")
+        self._sender = fanout.BatchSender(self, self.fanout_mode)
         self._sent = collections.Counter()
         self._denied = collections.defaultdict(collections.Counter)
         self._unrouted = 0
+        self._codes = {}
         self._last_counts = time.monotonic()
         self.logger.info("Loaded %d sharing agreement(s) from %s: %s; audit trail %s.", len(self._agreements),
                          self.agreements_dir, ", ".join(a.recipient for a in self._agreements) or "none", path)
         if self._sender.available():
-            self.logger.info("Fan-out: all copies and the acknowledgement in one Redis transaction per event.")
+            self.logger.info("Fan-out: all copies and the acknowledgement in one Redis round trip per event "
+                             "(%s).", self._sender.mode)
         else:
             self.logger.info("Fan-out: one send_message per copy (the pipeline is not a single Redis server).")
 
     def process(self):
         message = self.receive_message()
         event = dict(message)
-        facts = policy.event_facts(event)
-        key = self._key
-        decisions = [policy.decide(event, a, hmac_key=key, facts=facts) for a in self._agreements]
-        self._audit.write_decisions(decisions, event_uuid=event.get("provenance.event_uuid"),
-                                    fingerprint=event.get("provenance.fingerprint") or fingerprint(event))
-        if facts.tlp_error is not None:
-            raise InvalidValue("sharing.tlp", event.get("sharing.tlp"),
+        decisions = self._policy.decide(event)
+        uuid = event.get("provenance.event_uuid")
+        # an event is identified by its UUID; the fingerprint is computed only for events without one
+        self._audit.write_decisions(decisions, event_uuid=uuid, fingerprint=event.get("provenance.fingerprint")
+                                    or (None if uuid else fingerprint(event)))
+        if decisions and decisions[0].reasons[0].startswith("tlp-unreadable:"):
+            facts = policy.event_facts(event)
+            raise InvalidValue(facts.tlp_error_field or "sharing.tlp", facts.tlp_error_value,
                                reason=f"{facts.tlp_error}; denied for every recipient and dumped")
         items = []
         for d in decisions:
@@ -99,7 +106,13 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
                 items.append((d.recipient, fanout.serialize_event(d.event_out)))
             else:
                 denied = self._denied[d.recipient]
-                for code in d.codes:
+                codes = self._codes
+                for reason in d.reasons:
+                    code = codes.get(reason)
+                    if code is None:
+                        if len(codes) > 8192:
+                            codes.clear()
+                        code = codes[reason] = reason.split(":", 1)[0]
                     denied[code] += 1
         if not items:
             self._unrouted += 1
@@ -138,6 +151,10 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         directory = parameters.get("agreements_dir")
         if not directory:
             return [["error", "Parameter agreements_dir is required."]]
+        if "${" in str(directory):
+            # a template (runtime-configs/*, expanded by the runner or envsubst at deployment)
+            return [["warning", f"Parameter agreements_dir {directory!r} holds an unexpanded variable: "
+                                "the agreements were not checked."]]
         try:
             agreements = policy.load_agreements(directory)
         except policy.AgreementError as exc:
