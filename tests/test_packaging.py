@@ -3,6 +3,7 @@ import configparser
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -132,7 +133,11 @@ def test_plain_pip_install_in_fresh_venv(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     py = str(venv / "bin" / "python")
-    proc = subprocess.run([py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(REPO)],
+    # build from a copy: setuptools writes build/ and *.egg-info into the source tree
+    src = tmp_path / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "*.egg-info", "__pycache__", ".hypothesis", ".pytest_cache"))
+    proc = subprocess.run([py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(src)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     code = ("import json; from intelmq.lib.utils import list_all_bots; "
