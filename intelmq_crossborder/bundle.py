@@ -204,6 +204,8 @@ class TrustStore:
             raise BundleError("trust-store", f"{path}: cannot read trust store: {exc.strerror}") from None
         except yaml.YAMLError as exc:
             raise BundleError("trust-store", f"{path}: trust store is not valid YAML: {exc}") from None
+        except RecursionError:
+            raise BundleError("trust-store", f"{path}: trust store is nested too deeply to be one") from None
         return cls.from_dict(data, str(path))
 
     @classmethod
@@ -307,6 +309,8 @@ class Manifest:
             doc = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise BundleError("malformed", f"manifest.json is not UTF-8 JSON: {exc}") from None
+        except RecursionError:
+            raise BundleError("malformed", "manifest.json is nested too deeply to be a manifest") from None
         if not isinstance(doc, dict):
             raise BundleError("malformed", "manifest.json must be a JSON object")
         if doc.get("format") != FORMAT:
@@ -636,7 +640,7 @@ def open_bundle(path: Union[str, Path], trust: TrustStore, recipient: Optional[s
         try:
             sigs = json.loads(tar.extractfile(members[1]).read().decode("utf-8"))["signatures"]
             assert isinstance(sigs, list) and all(isinstance(s, dict) for s in sigs)
-        except (ValueError, KeyError, TypeError, AssertionError, UnicodeDecodeError):
+        except (ValueError, KeyError, TypeError, AssertionError, UnicodeDecodeError, RecursionError):
             raise BundleError("malformed", f"{path.name}: signatures.json must be "
                                            '{"signatures": [{"algorithm", "key_id", "value"}, ...]}') from None
         known = [a for a in manifest.algorithms if a in VERIFIERS]
@@ -685,6 +689,8 @@ def iter_events(bundle: VerifiedBundle, start: int = 0) -> Iterator[tuple]:
             event = json.loads(line)
         except ValueError as exc:
             raise BundleError("malformed", f"{bundle.path.name}: event line {index + 1} is not JSON: {exc}") from None
+        except RecursionError:
+            raise BundleError("malformed", f"{bundle.path.name}: event line {index + 1} is nested too deeply") from None
         if not isinstance(event, dict):
             raise BundleError("malformed", f"{bundle.path.name}: event line {index + 1} is not a JSON object")
         yield index, event
