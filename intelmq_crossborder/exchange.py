@@ -177,6 +177,11 @@ class Spool:
     def seal(self, seal_empty: bool = False) -> Optional[Path]:
         """Close the open bundle; returns the path of the signed bundle in the outbox (or None)."""
         self.close()
+        if (self.dir / self.SEALING).exists():
+            # An earlier seal failed half-way (outbox full or read-only): finish it first. Moving
+            # the spool onto it would overwrite (lose) the events it holds.
+            self.log.info("Finishing the earlier, interrupted seal of %s first.", self.dir / self.SEALING)
+            self._finish_seal()
         if not self.count and not seal_empty:
             return None
         spool = self.dir / self.SPOOL
