@@ -269,9 +269,14 @@ def push_outbox(outbox, url: str, session, sent_dir=None, timeout: float = 60.0,
     for path in sorted(Path(outbox).glob("*" + b.BUNDLE_SUFFIX)):
         try:
             with open(path, "rb") as fh:
-                response = session.put(f"{base}/{path.name}", data=fh, timeout=timeout,
+                # stream=True: only the status line and headers are read (each read bounded by the
+                # timeout); the body is never read, so a peer trickling a response cannot hold us.
+                response = session.put(f"{base}/{path.name}", data=fh, timeout=timeout, stream=True,
                                        headers={"Content-Type": "application/x-tar"}, **_tls(session))
-            response.raise_for_status()
+            try:
+                response.raise_for_status()
+            finally:
+                response.close()
         except (requests.RequestException, OSError) as exc:
             log.warning("Push of %s to %s failed, kept in the outbox for the next attempt: %s.",
                         path.name, base, exc)
