@@ -124,6 +124,7 @@ GROUP_MODULES = [
     "intelmq_crossborder.policy_cli",      # policy check
     "intelmq_crossborder.bundle_cli",      # bundle verify / keygen
     "intelmq_crossborder.demo",            # demo
+    "intelmq_crossborder.situational",     # stats contributions / report daily
 ]
 
 # --- convert -------------------------------------------------------------------
@@ -133,6 +134,7 @@ GROUP_MODULES = [
 #: ``misp``, ...). A new format is one more line here; the module is imported lazily.
 CONVERTERS = [
     "intelmq_crossborder.csaf:register_convert",
+    "intelmq_crossborder.misp_cli:register_convert_misp",
 ]
 
 

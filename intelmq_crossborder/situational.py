@@ -1,0 +1,219 @@
+"""``intelmq-crossborder stats ...`` and ``intelmq-crossborder report daily``: the CLI of the indicators.
+
+Both read the SQLite store the contributions expert writes
+(:mod:`intelmq_crossborder.contributions`); ``--db`` overrides the default path.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sqlite3
+import sys
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from intelmq_crossborder import contributions as cb
+from intelmq_crossborder import tlp
+
+TLP_COLUMNS = ("CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED", cb.NO_TLP)
+
+
+def _day(value: str) -> str:
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def _level(value: str) -> tlp.Level:
+    try:
+        return tlp.parse_level(value, "--tlp-ceiling")
+    except tlp.UnknownTLPError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _err(message: str, status: int = 2) -> int:
+    print(f"intelmq-crossborder: error: {message}", file=sys.stderr)
+    return status
+
+
+def _open(args, create: bool = False):
+    path = Path(args.db) if args.db else cb.db_from_env()
+    return cb.connect(path, create=create), path
+
+
+def format_delay(seconds) -> str:
+    if seconds is None:
+        return "-"
+    sign = "-" if seconds < 0 else ""
+    s = int(round(abs(seconds)))
+    if s < 60:
+        return f"{sign}{s}s"
+    if s < 3600:
+        return f"{sign}{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{sign}{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{sign}{s // 86400}d{(s % 86400) // 3600:02d}h"
+
+
+def _mix(counts: dict) -> str:
+    return " ".join(f"{k}:{v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def render_table(rows: list) -> str:
+    header = ["day", "contributor", "hub", "events", "by TLP", "by classification", "unique", "duplicates",
+              "invalid", "median delay"]
+    body = [[r.day, r.contributor, r.hub, str(r.events), _mix(r.by_tlp) or "-", _mix(r.by_classification) or "-",
+             str(r.unique_indicators), str(r.duplicates), str(r.invalid), format_delay(r.median_delay_seconds)]
+            for r in rows]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths)),
+           "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(b, widths)).rstrip() for b in body]
+    return "\n".join(out)
+
+
+def render_csv(rows: list) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["day", "contributor", "hub", "events"] + [f"tlp_{t}" for t in TLP_COLUMNS] +
+               ["by_classification", "unique_indicators", "duplicates", "invalid", "median_delay_seconds"])
+    for r in rows:
+        w.writerow([r.day, r.contributor, r.hub, r.events] + [r.by_tlp.get(t, 0) for t in TLP_COLUMNS] +
+                   [";".join(f"{k}={v}" for k, v in sorted(r.by_classification.items())),
+                    r.unique_indicators, r.duplicates, r.invalid,
+                    "" if r.median_delay_seconds is None else r.median_delay_seconds])
+    return buf.getvalue()
+
+
+def _stats_contributions(args) -> int:
+    try:
+        conn, _ = _open(args)
+    except FileNotFoundError as exc:
+        return _err(str(exc))
+    except sqlite3.Error as exc:
+        return _err(f"{args.db}: {exc}")
+    rows = cb.contributions(conn, since=args.since, until=args.until, ceiling=args.tlp_ceiling)
+    if args.format == "json":
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+    elif args.format == "csv":
+        sys.stdout.write(render_csv(rows))
+    else:
+        print(render_table(rows) if rows else "No contributions recorded in this period.")
+    return 0
+
+
+def _stats_import_dumps(args) -> int:
+    from intelmq_crossborder.contributions import default_dump_dir
+    paths = [Path(p) for p in args.paths] or [default_dump_dir()]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        return _err(f"no such file or directory: {', '.join(missing)}")
+    conn, path = _open(args, create=True)
+    try:
+        new, seen = cb.import_dumps(conn, paths, local_hub=args.local_hub)
+    except ValueError as exc:
+        return _err(str(exc), 1)
+    print(f"{path}: {new} invalid events recorded, {seen} already recorded before")
+    return 0
+
+
+def _stats_record(args) -> int:
+    missing = [p for p in args.files if not Path(p).is_file()]
+    if missing:
+        return _err(f"no such file: {', '.join(missing)}")
+    conn, path = _open(args, create=True)
+    total = 0
+    for name in args.files:
+        try:
+            total += cb.record_jsonl(conn, name, local_hub=args.local_hub)
+        except ValueError as exc:
+            return _err(str(exc), 1)
+    print(f"{path}: {total} events recorded")
+    return 0
+
+
+def _report_daily(args) -> int:
+    from intelmq_crossborder import report
+
+    try:
+        conn, _ = _open(args)
+    except FileNotFoundError as exc:
+        return _err(str(exc))
+    day = args.date or datetime.now(timezone.utc).date().isoformat()
+    try:
+        out = report.write_daily(conn, Path(args.out), day=day, days=args.days, ceiling=args.tlp_ceiling,
+                                 default_tlp=args.default_tlp, title=args.title)
+    except OSError as exc:
+        return _err(f"{args.out}: {exc.strerror or exc}")
+    print(out)
+    return 0
+
+
+def _db_option(p) -> None:
+    p.add_argument("--db", metavar="PATH",
+                   help="SQLite store of the contributions expert (default: $INTELMQ_CROSSBORDER_STATS_DB or "
+                        f"{cb.default_db_path()})")
+
+
+def register(sub) -> None:
+    s = sub.add_parser("stats", help="contribution and quality indicators",
+                       description="Contribution and quality indicators per contributing organisation and hub, "
+                                   "per day, from the store the contributions expert writes.")
+    ssub = s.add_subparsers(dest="stats_command", required=True, metavar="COMMAND")
+    c = ssub.add_parser(
+        "contributions", help="events by TLP and classification, unique indicators, duplicates, invalid, delay",
+        description="Per day, contributing organisation (provenance.originator, else feed.provider) and hub "
+                    "(provenance.origin_hub): events by TLP and by classification, unique indicators, "
+                    "duplicates (indicator first seen from another contributor), events dropped as invalid "
+                    "(imported from IntelMQ dump files with 'stats import-dumps') and the median delay from "
+                    "time.source to arrival. Exits 2 if the store does not exist.")
+    c.add_argument("--since", type=_day, metavar="DATE", help="first day (YYYY-MM-DD, UTC), inclusive")
+    c.add_argument("--until", type=_day, metavar="DATE", help="last day (YYYY-MM-DD, UTC), inclusive")
+    c.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (table)")
+    c.add_argument("--tlp-ceiling", type=_level, metavar="LEVEL",
+                   help="count only events at or below this TLP (default: all; events without a label "
+                        "count as AMBER)")
+    _db_option(c)
+    c.set_defaults(func=_stats_contributions)
+    rec = ssub.add_parser(
+        "record", help="record the events of JSON-lines files (backfill, tests)",
+        description="Record events from JSON-lines files, as the contributions expert would: one event per "
+                    "line (as IntelMQ's file output writes them; arrival = now), or {\"arrived_at\": ISO time, "
+                    "\"event\": {...}}. Exits 1 naming the file and line of a bad line.")
+    rec.add_argument("files", nargs="+", metavar="FILE")
+    rec.add_argument("--local-hub", default="local", help="hub id for events without provenance.origin_hub")
+    _db_option(rec)
+    rec.set_defaults(func=_stats_record)
+    d = ssub.add_parser(
+        "import-dumps", help="record the messages in IntelMQ dump files as invalid events",
+        description="Read IntelMQ dump files (*.dump, as written by bots that dumped a message) and record "
+                    "every dumped message as an event dropped as invalid, for its contributor and hub. "
+                    "Repeating the import counts nothing twice. Exits 1 if a file is not a dump file.")
+    d.add_argument("paths", nargs="*", metavar="PATH",
+                   help="dump files or directories (default: IntelMQ's log directory)")
+    d.add_argument("--local-hub", default="local", help="hub id for messages without provenance.origin_hub")
+    _db_option(d)
+    d.set_defaults(func=_stats_import_dumps)
+
+    r = sub.add_parser("report", help="situational-awareness reports",
+                       description="Situational-awareness reports from the contributions store.")
+    rsub = r.add_subparsers(dest="report_command", required=True, metavar="COMMAND")
+    dr = rsub.add_parser(
+        "daily", help="write the daily HTML report with PNG plots",
+        description="Write a self-contained HTML page (PNG plots embedded) with events per country of origin, "
+                    "per RSIT classification over the last days, the TLP mix, the top indicators reported by "
+                    "several hubs, the early warnings raised and the contribution table. Nothing above the "
+                    "TLP ceiling is read into the report; the header states the ceiling.")
+    dr.add_argument("--out", required=True, metavar="DIR", help="directory to write daily-<DATE>.html into")
+    dr.add_argument("--date", type=_day, metavar="DATE", help="day of the report (default: today, UTC)")
+    dr.add_argument("--days", type=int, default=7, help="days covered by the trend plots (7)")
+    dr.add_argument("--tlp-ceiling", type=_level, default=tlp.Level.GREEN, metavar="LEVEL",
+                    help="highest TLP the report's audience may see (GREEN)")
+    dr.add_argument("--default-tlp", type=_level, default=tlp.Level.AMBER, metavar="LEVEL",
+                    help="level assumed for events without sharing.tlp (AMBER)")
+    dr.add_argument("--title", default="Cross-border hub: daily situational awareness", help="page title")
+    _db_option(dr)
+    dr.set_defaults(func=_report_daily)

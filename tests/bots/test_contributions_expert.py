@@ -1,0 +1,69 @@
+"""BotTestCase tests of the cross-border contributions expert."""
+import sqlite3
+import tempfile
+import unittest
+from pathlib import Path
+
+from botcase import CrossBorderBotTestCase
+
+from intelmq_crossborder import contributions
+from intelmq_crossborder.bots.experts.contributions.expert import CrossBorderContributionsExpertBot
+
+
+def ev(**fields):
+    out = {"__type": "Event", "classification.type": "scanner", "source.ip": "192.0.2.1",
+           "time.source": "2026-11-20T09:00:00+00:00", "sharing.tlp": "GREEN",
+           "provenance.originator": "cert-a", "provenance.origin_hub": "hub-at"}
+    out.update({k.replace("__", "."): v for k, v in fields.items()})
+    return out
+
+
+class TestCrossBorderContributionsExpertBot(CrossBorderBotTestCase, unittest.TestCase):
+    @classmethod
+    def set_bot(cls):
+        cls.bot_reference = CrossBorderContributionsExpertBot
+        cls.sysconfig = {"local_hub": "hub-lu"}
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = tempfile.TemporaryDirectory()
+        self.db = str(Path(self.tmp.name) / "stats" / "contributions.sqlite")
+
+    def tearDown(self):
+        self.tmp.cleanup()
+        super().tearDown()
+
+    def test_records_and_forwards_unchanged(self):
+        events = [ev(), ev(provenance__originator="cert-b"),
+                  ev(source__ip="198.51.100.1", provenance__origin_hub=None, sharing__tlp="AMBER")]
+        events[2] = {k: v for k, v in events[2].items() if v is not None}
+        self.input_message = events
+        self.run_bot(iterations=3, parameters={"database": self.db})
+        for i, e in enumerate(events):
+            self.assertMessageEqual(i, e)
+        self.assertValidEvents()
+        conn = sqlite3.connect(self.db)
+        rows = conn.execute("SELECT contributor, hub, tlp, indicator, duplicate FROM events ORDER BY id").fetchall()
+        self.assertEqual(rows, [("cert-a", "hub-at", "GREEN", "source.ip=192.0.2.1", 0),
+                                ("cert-b", "hub-at", "GREEN", "source.ip=192.0.2.1", 1),
+                                ("cert-a", "hub-lu", "AMBER", "source.ip=198.51.100.1", 0)])
+        (c_a, c_lu, c_b) = contributions.contributions(conn)   # sorted by day, contributor, hub
+        self.assertEqual((c_a.contributor, c_a.events, c_a.duplicates), ("cert-a", 1, 0))
+        self.assertEqual((c_b.contributor, c_b.duplicates), ("cert-b", 1))
+        self.assertEqual(c_lu.hub, "hub-lu")
+
+    def test_early_warning_recorded_as_warning(self):
+        self.input_message = ev(classification__type="other", classification__identifier="crossborder-early-warning",
+                                classification__taxonomy="other", extra__early_warning_trigger="spread")
+        self.run_bot(parameters={"database": self.db})
+        conn = sqlite3.connect(self.db)
+        self.assertEqual(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0], 0)
+        self.assertEqual(conn.execute("SELECT trigger, tlp FROM warnings").fetchall(), [("spread", "GREEN")])
+        self.assertOutputQueueLen(1)
+
+    def test_check(self):
+        self.assertEqual(CrossBorderContributionsExpertBot.check({"local_hub": ""})[0][0], "error")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,238 @@
+"""BotTestCase tests of the cross-border Elasticsearch output against the local fake REST API."""
+import socket
+import time
+import unittest
+import unittest.mock as mock
+
+import redis
+from botcase import CrossBorderBotTestCase
+
+from intelmq_crossborder.bots.outputs.elasticsearch.output import JOURNAL_KEY, CrossBorderElasticsearchOutputBot
+from intelmq_crossborder.fake_elasticsearch import FakeElasticsearch
+
+REDIS_DB = 15
+FP = "a" * 64
+
+
+def ev(n=0, **fields):
+    out = {"__type": "Event", "classification.type": "scanner", "source.ip": f"192.0.2.{n + 1}",
+           "time.observation": "2026-11-20T10:00:00+00:00", "time.source": "2026-11-20T09:00:00+00:00",
+           "sharing.tlp": "GREEN", "sharing.retention_days": 30,
+           "provenance.fingerprint": f"{n:064x}"}
+    out.update({k.replace("__", "."): v for k, v in fields.items()})
+    return out
+
+
+def closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class TestCrossBorderElasticsearchOutputBot(CrossBorderBotTestCase, unittest.TestCase):
+    @classmethod
+    def set_bot(cls):
+        cls.bot_reference = CrossBorderElasticsearchOutputBot
+        cls.sysconfig = {"hosts": ["http://127.0.0.1:9"], "journal_redis_db": REDIS_DB,
+                         "initial_backoff": 0.01, "max_retries": 3, "tlp_ceiling": "AMBER"}
+
+    def setUp(self):
+        super().setUp()
+        self.es = FakeElasticsearch().start()
+        self.redis = redis.Redis(db=REDIS_DB)
+        self.redis.delete(JOURNAL_KEY.format(bot_id="test-bot"))
+
+    def tearDown(self):
+        self.es.stop()
+        self.redis.delete(JOURNAL_KEY.format(bot_id="test-bot"))
+        super().tearDown()
+
+    def run_es(self, events, **params):
+        self.input_message = events
+        params.setdefault("hosts", [self.es.url])
+        self.run_bot(iterations=len(events), parameters=params)
+
+    def test_batch_indexed_with_template_policy_and_ids(self):
+        self.run_es([ev(0), ev(1, source__geolocation__latitude=48.2, source__geolocation__longitude=16.37),
+                     ev(2, sharing__retention_days=365, sharing__tlp="CLEAR")])
+        docs = self.es.all_docs()
+        self.assertEqual(sorted(docs), [f"{n:064x}" for n in range(3)])
+        index, src = docs[f"{1:064x}"]
+        self.assertEqual(index, "crossborder-events-r30d-2026.11.20")
+        self.assertEqual(src["sharing"]["tlp"], "GREEN")
+        self.assertEqual(src["source"]["geolocation"]["location"], {"lat": 48.2, "lon": 16.37})
+        self.assertEqual(docs[f"{2:064x}"][0], "crossborder-events-r365d-2026.11.20")
+        self.assertEqual(docs[f"{2:064x}"][1]["sharing"]["tlp"], "CLEAR")
+        # one bulk request for the whole batch (flushed at shutdown)
+        self.assertEqual(self.es.bulk_batches, [3])
+        tpl = self.es.templates["crossborder-events-r30d"]
+        props = tpl["template"]["mappings"]["properties"]
+        self.assertEqual(props["source"]["properties"]["ip"]["type"], "ip")
+        self.assertEqual(props["time"]["properties"]["source"]["type"], "date")
+        self.assertEqual(props["sharing"]["properties"]["tlp"]["type"], "keyword")
+        self.assertEqual(props["source"]["properties"]["geolocation"]["properties"]["location"]["type"], "geo_point")
+        self.assertEqual(tpl["template"]["settings"]["index.lifecycle.name"], "crossborder-events-retention-30d")
+        self.assertEqual(self.es.ilm_policies["crossborder-events-retention-365d"]["policy"]["phases"]["delete"]
+                         ["min_age"], "365d")
+        self.assertEqual(self.redis.llen(JOURNAL_KEY.format(bot_id="test-bot")), 0)
+
+    def test_batches_bounded_by_count(self):
+        self.run_es([ev(n) for n in range(5)], bulk_size=2)
+        self.assertEqual(self.es.bulk_batches, [2, 2, 1])
+        self.assertEqual(len(self.es.all_docs()), 5)
+
+    def test_batches_bounded_by_time(self):
+        self.input_message = [ev(0)]
+        self.run_bot(parameters={"hosts": [self.es.url], "bulk_max_seconds": 0.2}, stop_bot=False)
+        self.assertEqual(self.es.all_docs(), {})            # buffered, acknowledged, journaled
+        self.assertEqual(self.redis.llen(JOURNAL_KEY.format(bot_id="test-bot")), 1)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (
+                not self.es.all_docs() or self.redis.llen(JOURNAL_KEY.format(bot_id="test-bot"))):
+            time.sleep(0.05)
+        self.assertEqual(len(self.es.all_docs()), 1)       # flushed by the timer, no new message needed
+        self.assertEqual(self.redis.llen(JOURNAL_KEY.format(bot_id="test-bot")), 0)
+        self.bot.stop(exitcode=0)
+
+    def test_reindexing_is_idempotent(self):
+        self.run_es([ev(0), ev(0)])
+        self.assertEqual(len(self.es.all_docs()), 1)
+
+    def test_above_ceiling_is_filtered_not_indexed(self):
+        self.input_message = [ev(0, sharing__tlp="RED"), ev(1, sharing__tlp="AMBER+STRICT"),
+                              ev(2, sharing__tlp="AMBER")]
+        self.prepare_bot(parameters={"hosts": [self.es.url], "tlp_ceiling": "AMBER"},
+                         destination_queues={"_default": ["unused"], "above_ceiling": ["held-queue"]})
+        self.run_bot(iterations=3, prepare=False)
+        self.assertEqual(sorted(self.es.all_docs()), [f"{2:064x}"])
+        self.assertEqual(len(self.get_output_queue(path="above_ceiling")), 2)
+        self.assertLogMatches(r"Event with TLP RED is above the index ceiling AMBER: not indexed \(1 so far\)\.",
+                              "DEBUG")
+
+    def test_missing_label_gets_default_and_is_filtered_by_ceiling(self):
+        no_label = ev(0)
+        del no_label["sharing.tlp"]
+        self.run_es([no_label], tlp_ceiling="GREEN", default_tlp="AMBER")
+        self.assertEqual(self.es.all_docs(), {})
+
+    def test_mapping_error_dumped_with_server_reason(self):
+        dumped = []
+        with mock.patch.object(CrossBorderElasticsearchOutputBot, "_dump_message",
+                               lambda self, tb, message: dumped.append((tb, message))):
+            self.input_message = [ev(0), ev(1, source__geolocation__latitude=95.0,
+                                          source__geolocation__longitude=10.0), ev(2)]
+            self.run_bot(iterations=3, parameters={"hosts": [self.es.url]}, allowed_error_count=1)
+        self.assertEqual(sorted(self.es.all_docs()), [f"{0:064x}", f"{2:064x}"])
+        self.assertEqual(len(dumped), 1)
+        tb, message = dumped[0]
+        self.assertEqual(message["provenance.fingerprint"], f"{1:064x}")
+        self.assertIn("failed to parse field [source.geolocation.location] of type [geo_point]", "".join(tb))
+        self.assertLogMatches(r"The lake refused document 0+1 in crossborder-events-r30d-2026.11.20 \(status 400\): "
+                              r"document_parsing_exception: .*illegal latitude value .*; the event is dumped\.",
+                              "ERROR")
+
+    def test_partial_429_retried_per_document(self):
+        self.es.item_failures[f"{1:064x}"] = [429, 429]
+        self.run_es([ev(n) for n in range(3)])
+        self.assertEqual(len(self.es.all_docs()), 3)
+        # the whole batch once, then only the throttled document twice
+        self.assertEqual(self.es.bulk_batches, [3, 1, 1])
+
+    def test_whole_request_429_backs_off(self):
+        self.es.bulk_failures = [429, 429]
+        self.run_es([ev(n) for n in range(2)])
+        self.assertEqual(len(self.es.all_docs()), 2)
+        self.assertEqual(self.es.bulk_requests, 3)
+        self.assertLogMatches(r"Lake busy or unreachable \(HTTP 429 es_rejected_execution_exception\), "
+                              r"retrying 2 events in 0\.01 s\.", "INFO")
+
+    def test_refused_connection_keeps_journal_then_recovers(self):
+        port = closed_port()
+        host = f"http://127.0.0.1:{port}"
+        self.input_message = [ev(0), ev(1)]
+        self.run_bot(iterations=2, parameters={"hosts": [host], "max_retries": 1}, allowed_warning_count=1)
+        self.assertLogMatches(r"2 buffered events not indexed at shutdown; they stay in the journal", "WARNING")
+        self.assertEqual(self.redis.llen(JOURNAL_KEY.format(bot_id="test-bot")), 2)
+        # the lake comes back on that port: the next start indexes the journal first
+        with FakeElasticsearch(port=port) as back:
+            self.input_message = [ev(2)]
+            self.run_bot(parameters={"hosts": [host]})
+            self.assertEqual(sorted(back.all_docs()), [f"{n:064x}" for n in range(3)])
+            self.assertLogMatches(r"Recovered 2 buffered events from the journal", "INFO")
+        self.assertEqual(self.redis.llen(JOURNAL_KEY.format(bot_id="test-bot")), 0)
+
+    def test_refused_connection_blocks_intake(self):
+        """A full buffer that cannot be flushed stops the bot from taking more messages."""
+        host = f"http://127.0.0.1:{closed_port()}"
+        self.input_message = [ev(0), ev(1), ev(2)]
+        with self.assertRaisesRegex(AssertionError, "Not all input messages have been processed"):
+            self.run_bot(iterations=3, parameters={"hosts": [host], "max_retries": 0, "bulk_size": 2},
+                         allowed_error_count=2, allowed_warning_count=1)
+        # ev(0), ev(1) journaled; the flush failed (twice); ev(2) was never taken from the queue
+        self.assertEqual(self.redis.llen(JOURNAL_KEY.format(bot_id="test-bot")), 2)
+        self.assertEqual(len(self.input_queue), 1)
+        self.input_queue = []   # BotTestCase.tearDown requires an empty source queue
+
+    def test_bulk_size_one_refused_document_dumped_at_once(self):
+        self.input_message = [ev(1, source__geolocation__latitude=95.0, source__geolocation__longitude=10.0)]
+        self.run_bot(parameters={"hosts": [self.es.url], "bulk_size": 1}, allowed_error_count=1)
+        self.assertEqual(self.es.all_docs(), {})
+        self.assertRegexpMatchesLog(r"InvalidValue: .* for key 'document': the lake refused the document: "
+                                    r"document_parsing_exception: .*illegal latitude value")
+
+    def test_bulk_size_one_indexes_each(self):
+        self.run_es([ev(0), ev(1)], bulk_size=1)
+        self.assertEqual(self.es.bulk_batches, [1, 1])
+
+    def test_unknown_tlp_is_dumped(self):
+        self.input_message = [ev(0, sharing__tlp="PURPLE")]
+        self.run_bot(parameters={"hosts": [self.es.url]}, allowed_error_count=1)
+        self.assertRegexpMatchesLog(r"invalid value 'PURPLE' .* for key 'sharing\.tlp'")
+        self.assertEqual(self.es.all_docs(), {})
+
+    def test_monthly_rotation_and_default_retention(self):
+        e = ev(0)
+        del e["sharing.retention_days"]
+        self.run_es([e], rotation="monthly")
+        self.assertEqual(self.es.all_docs()[f"{0:064x}"][0], "crossborder-events-rkeep-2026.11")
+        self.assertNotIn("index.lifecycle.name", self.es.templates["crossborder-events-rkeep"]["template"]["settings"])
+        self.assertEqual(self.es.ilm_policies, {})
+
+    def test_opensearch(self):
+        self.es.stop()
+        self.es = FakeElasticsearch("opensearch2").start()
+        self.run_es([ev(0), ev(1)], server_flavour="opensearch2")
+        self.assertEqual(len(self.es.all_docs()), 2)
+        self.assertIn("crossborder-events-retention-30d", self.es.ism_policies)
+        self.assertNotIn("index.lifecycle.name", self.es.templates["crossborder-events-r30d"]["template"]["settings"])
+        bulk = [r for r in self.es.requests if r[1] == "/_bulk"][0]
+        self.assertEqual(bulk[3], "application/x-ndjson")
+        # a restarted bot finds the ISM policy in place (409) and carries on
+        self.run_es([ev(2)], server_flavour="opensearch2")
+        self.assertEqual(len(self.es.all_docs()), 3)
+
+    def test_elasticsearch8(self):
+        self.es.stop()
+        self.es = FakeElasticsearch("elasticsearch8").start()
+        self.run_es([ev(0)], server_flavour="elasticsearch8")
+        self.assertEqual(len(self.es.all_docs()), 1)
+        self.assertTrue(all("compatible-with=8" in (r[2] or "") for r in self.es.requests))
+
+    def test_api_key_not_logged(self):
+        self.run_es([ev(0)], api_token="c2VjcmV0LWtleS0xMjM0NQ==")
+        self.assertNotIn("c2VjcmV0LWtleS0xMjM0NQ==", self.loglines_buffer)
+
+    def test_check(self):
+        check = CrossBorderElasticsearchOutputBot.check
+        self.assertIsNone(check({"tlp_ceiling": "amber", "rotation": "monthly", "server_flavour": "opensearch2"}))
+        self.assertEqual(check({"tlp_ceiling": "BLUE"})[0][0], "error")
+        self.assertEqual(check({"rotation": "weekly"}),
+                         [["error", "Parameter rotation must be one of daily, monthly, none."]])
+        self.assertEqual(check({"index_prefix": "Bad_Prefix"})[0][0], "error")
+        self.assertEqual(check({"server_flavour": "solr"})[0][0], "error")
+
+
+if __name__ == "__main__":
+    unittest.main()

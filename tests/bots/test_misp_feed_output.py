@@ -1,0 +1,101 @@
+"""BotTestCase tests of the cross-border MISP feed output (manifest.json, <uuid>.json, hashes.csv)."""
+import hashlib
+import json
+import shutil
+import tempfile
+import unittest
+from pathlib import Path
+
+from botcase import CrossBorderBotTestCase
+from pymisp import MISPEvent
+
+from intelmq_crossborder.bots.outputs.misp_feed.output import CrossBorderMISPFeedOutputBot
+
+FIX = Path(__file__).resolve().parent.parent / "fixtures" / "misp"
+PEER = str(FIX / "agreements" / "peer-hub-de.yaml")
+
+
+def ev(ip="192.0.2.1", tlp="GREEN", day="2024-05-01", **fields):
+    out = {"__type": "Event", "feed.name": "member-misp", "classification.type": "c2-server",
+           "source.ip": ip, "sharing.tlp": tlp, "time.observation": f"{day}T10:00:00+00:00"}
+    out.update({k.replace("__", "."): v for k, v in fields.items()})
+    return out
+
+
+class TestCrossBorderMISPFeedOutputBot(CrossBorderBotTestCase, unittest.TestCase):
+    @classmethod
+    def set_bot(cls):
+        cls.bot_reference = CrossBorderMISPFeedOutputBot
+        cls.sysconfig = {"feed_directory": "/tmp/unused-feed", "agreement_file": PEER, "org_name": "Hub AT"}
+
+    def setUp(self):
+        super().setUp()
+        self.dir = Path(tempfile.mkdtemp(prefix="misp-feed-"))
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def write(self, events, allowed_error_count=0, **params):
+        self.input_message = events
+        params.setdefault("feed_directory", str(self.dir))
+        self.run_bot(iterations=len(events), parameters=params, allowed_error_count=allowed_error_count)
+
+    def files(self):
+        """name -> (content, inode): a rewrite (temporary file + rename) changes the inode."""
+        return {p.name: (p.read_text(), p.stat().st_ino) for p in sorted(self.dir.iterdir())}
+
+    def test_standard_feed_layout(self):
+        self.write([ev("192.0.2.1"), ev("192.0.2.2", tlp="AMBER"), ev("203.0.113.5", day="2024-05-02")])
+        manifest = json.loads((self.dir / "manifest.json").read_text())
+        self.assertEqual(len(manifest), 2)
+        real = json.loads((FIX / "misp-core" / "feed" / "manifest.json").read_text())
+        real_keys = set(next(iter(real.values())))
+        for uuid, entry in manifest.items():
+            self.assertTrue(real_keys <= set(entry), real_keys - set(entry))   # same shape as MISP's own feed
+            self.assertTrue((self.dir / f"{uuid}.json").exists())
+            event = MISPEvent()
+            event.load_file(str(self.dir / f"{uuid}.json"))                   # readable by PyMISP
+            self.assertEqual(str(event.uuid), uuid)
+            self.assertEqual(event.Orgc.name, "Hub AT")
+        day1 = [e for e in manifest.values() if e["date"] == "2024-05-01"][0]
+        self.assertEqual({t["name"] for t in day1["Tag"]} & {"tlp:amber", "tlp:green"}, {"tlp:amber"})
+        lines = (self.dir / "hashes.csv").read_text().splitlines()
+        self.assertEqual(len(lines), 3)
+        md5 = hashlib.md5(b"192.0.2.1").hexdigest()
+        self.assertTrue(any(line.startswith(md5 + ",") and line.split(",")[1] in manifest for line in lines))
+
+    def test_incremental_and_idempotent(self):
+        self.write([ev("192.0.2.1")])
+        before = self.files()
+        self.write([ev("192.0.2.1")])
+        self.assertEqual(self.files(), before)             # re-run: nothing rewritten
+        self.write([ev("192.0.2.9")])                      # same group: the event grows, still one event
+        manifest = json.loads((self.dir / "manifest.json").read_text())
+        self.assertEqual(len(manifest), 1)
+        (uuid,) = manifest
+        data = json.loads((self.dir / f"{uuid}.json").read_text())
+        self.assertEqual({a["value"] for a in data["Event"]["Attribute"]}, {"192.0.2.1", "192.0.2.9"})
+        self.assertEqual(len((self.dir / "hashes.csv").read_text().splitlines()), 2)
+
+    def test_agreement_forbids(self):
+        self.write([ev(tlp="RED"), ev(tlp="AMBER+STRICT")], allowed_error_count=2)
+        self.assertRegexpMatchesLog(r"forbids this event .*not written to the MISP feed")
+        self.assertFalse((self.dir / "manifest.json").exists())
+
+    def test_source_distribution_organisation_only_is_refused(self):
+        self.write([ev(misp__distribution=0)], allowed_error_count=1)
+        self.assertRegexpMatchesLog(r"MISP distribution 0 .*not written to the MISP feed")
+        self.assertFalse((self.dir / "manifest.json").exists())
+
+    def test_feed_has_no_distribution_or_sharing_group(self):
+        self.write([ev()])
+        (name,) = [n for n in self.files() if n.endswith(".json") and n != "manifest.json"]
+        event = json.loads((self.dir / name).read_text())["Event"]
+        self.assertNotIn("distribution", event)
+        self.assertNotIn("SharingGroup", event)
+
+    def test_check(self):
+        self.assertIsNone(CrossBorderMISPFeedOutputBot.check(self.sysconfig))
+        self.assertEqual(CrossBorderMISPFeedOutputBot.check({"agreement_file": PEER})[0][0], "error")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,277 @@
+"""BotTestCase tests of the cross-border MISP output against a local fake MISP server."""
+import io
+import logging
+import os
+import unittest
+from pathlib import Path
+from unittest import mock
+
+from botcase import CrossBorderBotTestCase
+from fake_misp import FakeMISP
+
+from intelmq_crossborder.bots.outputs.misp.output import CrossBorderMISPOutputBot
+
+AGREEMENTS = Path(__file__).resolve().parent.parent / "fixtures" / "misp" / "agreements"
+PEER = str(AGREEMENTS / "peer-hub-de.yaml")
+KEY = "k3y-Secret-0123456789abcdefghijklmnopqrstuvwx"
+
+
+def ev(ip="192.0.2.1", tlp="GREEN", when="2024-05-01T09:00:00+00:00", **fields):
+    out = {"__type": "Event", "feed.name": "member-misp", "classification.type": "c2-server",
+           "classification.taxonomy": "malicious-code", "source.ip": ip, "sharing.tlp": tlp,
+           "time.observation": "2024-05-01T10:00:00+00:00", "time.source": when}
+    out.update({k.replace("__", "."): v for k, v in fields.items()})
+    return out
+
+
+class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
+    @classmethod
+    def set_bot(cls):
+        cls.bot_reference = CrossBorderMISPOutputBot
+        cls.sysconfig = {"misp_url": "http://127.0.0.1:9/", "misp_api_token": KEY, "agreement_file": PEER,
+                         "retry_backoff": 0.001}
+
+    def setUp(self):
+        super().setUp()
+        self.srv = FakeMISP(key=KEY).__enter__()
+        self.addCleanup(self.srv.__exit__)
+
+    def push(self, events, allowed_error_count=0, allowed_warning_count=0, **params):
+        self.input_message = events
+        params.setdefault("misp_url", self.srv.url)
+        self.run_bot(iterations=len(events), parameters=params, allowed_error_count=allowed_error_count,
+                     allowed_warning_count=allowed_warning_count)
+
+    def only_event(self):
+        self.assertEqual(len(self.srv.events), 1)
+        return next(iter(self.srv.events.values()))
+
+    def test_creates_event_with_tags_distribution_and_sharing_group(self):
+        self.push([ev()], distribution=4, sharing_group="5d2e8a6f-1c3b-4f7e-9a11-3c9d8e2f4b10")
+        stored = self.only_event()
+        self.assertEqual((str(stored["distribution"]), str(stored["sharing_group_id"])), ("4", "7"))
+        self.assertEqual(stored["SharingGroup"]["uuid"], "5d2e8a6f-1c3b-4f7e-9a11-3c9d8e2f4b10")
+        self.assertEqual(stored["info"], "member-misp 2024-05-01")
+        self.assertEqual({t["name"] for t in stored["Tag"]}, {"tlp:green", 'rsit:malicious-code="c2-server"'})
+        (attr,) = stored["Attribute"]
+        self.assertEqual((attr["type"], attr["value"]), ("ip-src", "192.0.2.1"))
+        self.assertEqual({t["name"] for t in attr["Tag"]}, {"tlp:green", 'rsit:malicious-code="c2-server"'})
+        self.assertIn(("GET", "/sharing_groups/view/5d2e8a6f-1c3b-4f7e-9a11-3c9d8e2f4b10", None),
+                      self.srv.requests)
+
+    def test_distribution_per_recipient(self):
+        self.push([ev()], distribution=1)
+        stored = self.only_event()
+        self.assertEqual((str(stored["distribution"]), str(stored["sharing_group_id"])), ("1", "0"))
+
+    def test_idempotent_repush(self):
+        batch = [ev("192.0.2.1"), ev("192.0.2.2", tlp="AMBER"), ev("198.51.100.1", when="2024-05-02T01:00:00+00:00",
+                                                                      time__observation="2024-05-02T02:00:00+00:00")]
+        self.push(batch)
+        self.assertEqual(len(self.srv.events), 2)         # two days -> two events
+        writes = len(self.srv.writes())
+        snapshot = {u: (e["timestamp"], len(e["Attribute"])) for u, e in self.srv.events.items()}
+        self.push(batch)                                   # the same nightly exchange again
+        self.assertEqual(len(self.srv.writes()), writes)  # nothing created, nothing updated
+        self.assertEqual({u: (e["timestamp"], len(e["Attribute"])) for u, e in self.srv.events.items()}, snapshot)
+        day1 = [e for e in self.srv.events.values() if e["date"] == "2024-05-01"][0]
+        self.assertEqual({t["name"] for t in day1["Tag"]} & {"tlp:green", "tlp:amber"}, {"tlp:amber"})
+
+    def test_update_only_what_changed(self):
+        self.push([ev()])
+        first = self.only_event()["timestamp"]
+        self.push([ev(comment="now with a comment")])
+        stored = self.only_event()
+        self.assertEqual([r[1] for r in self.srv.writes()][1:], [f"/attributes/edit/{stored['Attribute'][0]['uuid']}"])
+        self.assertEqual(stored["Attribute"][0]["comment"], "now with a comment")
+        self.assertNotEqual(stored["timestamp"], first)
+        self.push([ev("192.0.2.77")])                     # new indicator, same group: added, not a new event
+        self.assertEqual(len(self.only_event()["Attribute"]), 2)
+        self.assertEqual([r[1] for r in self.srv.writes()][2:], [f"/attributes/add/{stored['uuid']}"])
+        self.assertEqual(len(self.srv.writes("/events/")), 1)   # only the first creation touched the event
+
+    def test_event_metadata_update_sends_no_attributes(self):
+        self.push([ev(), ev("192.0.2.2")])
+        self.push([ev("192.0.2.3", tlp="AMBER")])          # more restrictive: the event's TLP tag changes
+        stored = self.only_event()
+        self.assertEqual(len(stored["Attribute"]), 3)
+        self.assertEqual({t["name"] for t in stored["Tag"]} & {"tlp:green", "tlp:amber"}, {"tlp:amber"})
+        (edit,) = self.srv.writes("/events/edit/")
+        self.assertEqual(edit[1], f"/events/edit/{stored['uuid']}/metadata:1")
+        self.assertNotIn("Attribute", edit[2].get("Event", edit[2]))
+
+    def test_attribute_tlp_tightens_never_loosens(self):
+        self.push([ev(tlp="GREEN")])
+        self.push([ev(tlp="AMBER")])                          # same indicator, more restrictive copy
+        (attr,) = self.only_event()["Attribute"]
+        self.assertEqual({t["name"] for t in attr["Tag"]} & {"tlp:green", "tlp:amber"}, {"tlp:amber"})
+        writes = len(self.srv.writes())
+        self.push([ev(tlp="GREEN")])                          # a less restrictive copy changes nothing
+        self.assertEqual(len(self.srv.writes()), writes)
+        self.assertEqual({t["name"] for t in self.only_event()["Tag"]} & {"tlp:green", "tlp:amber"}, {"tlp:amber"})
+
+    def test_sighting_when_seen_again_and_only_once(self):
+        self.push([ev()])
+        self.push([ev(when="2024-05-01T09:45:00+00:00")])
+        (attr,) = self.only_event()["Attribute"]
+        self.assertEqual([s["date_sighting"] for s in attr["Sighting"]], ["1714556700"])
+        self.push([ev(when="2024-05-01T09:45:00+00:00")])  # re-run: no second sighting
+        self.assertEqual(len(self.only_event()["Attribute"][0]["Sighting"]), 1)
+        self.assertEqual(len(self.srv.writes("/sightings/add/")), 1)
+
+    def publications(self):
+        return [r[1] for r in self.srv.requests if r[1].startswith("/events/publish/")]
+
+    def test_publish_after_a_change_and_only_then(self):
+        self.push([ev()], publish=True)
+        stored = self.only_event()
+        self.assertIs(stored["published"], True)
+        self.assertEqual(self.publications(), [f"/events/publish/{stored['uuid']}"])
+        self.assertEqual([r[1] for r in self.srv.writes()][-1], f"/events/publish/{stored['uuid']}")
+        self.push([ev()], publish=True)                          # re-run: nothing changed, nothing published
+        self.assertEqual(len(self.publications()), 1)
+        self.push([ev(comment="changed")], publish=True)         # a change unpublishes; published again after it
+        self.assertEqual([r[1] for r in self.srv.writes()][-2:],
+                         [f"/attributes/edit/{stored['Attribute'][0]['uuid']}", f"/events/publish/{stored['uuid']}"])
+        self.assertIs(self.only_event()["published"], True)
+        self.push([ev("192.0.2.9"), ev("192.0.2.9")], publish=True)   # one new indicator: one publication
+        self.assertEqual(len(self.publications()), 3)
+
+    def test_publish_is_off_by_default(self):
+        self.push([ev()])
+        self.push([ev("192.0.2.2")])
+        self.assertEqual(self.publications(), [])
+        self.assertIs(self.only_event()["published"], False)
+
+    def test_publish_an_unpublished_server_copy_without_changes(self):
+        self.push([ev()])                                        # written while publish was off
+        writes = len(self.srv.writes())
+        self.push([ev()], publish=True)                          # no change, but the peer's copy is unpublished
+        self.assertEqual([r[1] for r in self.srv.writes()[writes:]], self.publications())
+        self.assertEqual(len(self.publications()), 1)
+        self.assertIs(self.only_event()["published"], True)
+
+    def test_publish_retried_on_5xx_and_dumped_on_4xx(self):
+        self.srv.fail("/events/publish/", 503, times=1)
+        self.push([ev()], publish=True, allowed_warning_count=1)
+        self.assertIs(self.only_event()["published"], True)
+        self.srv.fail("/events/publish/", 403, {"name": "Could not publish", "message": "Could not publish",
+                                                "url": "/events/publish/x"}, times=2)
+        self.push([ev("192.0.2.3")], publish=True, allowed_error_count=1)
+        self.assertRegexpMatchesLog(r"refused it: HTTP 403: Could not publish")
+        self.assertIs(self.only_event()["published"], False)
+
+    def test_grouping_by_incident(self):
+        self.push([ev("192.0.2.1", extra__incident_id="INC-42"),
+                   ev("192.0.2.2", extra__incident_id="INC-42", time__observation="2024-06-09T00:00:00+00:00")],
+                  grouping="incident", event_info="Incident {incident}")
+        stored = self.only_event()
+        self.assertEqual(stored["info"], "Incident INC-42")
+        self.assertEqual(len(stored["Attribute"]), 2)
+
+    def test_retry_on_5xx_then_success(self):
+        self.srv.fail("/events/add", 503, times=2)
+        self.push([ev()], allowed_warning_count=2)
+        self.assertEqual(len(self.srv.events), 1)
+        self.assertEqual(len([r for r in self.srv.requests if r[1] == "/events/add"]), 3)
+        self.assertRegexpMatchesLog(r"MISP event creation failed \(MISPServerError\), retry 2 of 3")
+
+    def test_lost_answer_then_already_exists_is_not_a_failure(self):
+        self.srv.fail("/events/add", 504, times=1, after=True)     # created, but the answer was a 504
+        self.push([ev()], allowed_warning_count=1)
+        self.assertEqual(len(self.srv.events), 1)
+        self.assertEqual(len([r for r in self.srv.requests if r[1] == "/events/add"]), 2)   # retry got a 403
+        self.assertRegexpMatchesLog(r"MISP refused a write for event [0-9a-f-]+ \(403\); re-reading it")
+        self.assertEqual(len(self.only_event()["Attribute"]), 1)
+
+    def test_5xx_exhausted_is_not_acknowledged_as_success(self):
+        self.srv.fail("/events/add", 500, times=100)
+        self.input_message = [ev()]
+        self.run_bot(parameters={"misp_url": self.srv.url, "retry_attempts": 1, "error_max_retries": 0},
+                     allowed_error_count=1, allowed_warning_count=1)
+        self.assertEqual(self.srv.events, {})
+        self.assertRegexpMatchesLog(r"MISP event creation failed after 2 attempt\(s\)")
+
+    def test_dump_on_4xx_with_server_text(self):
+        self.srv.fail("/events/add", 403, {"name": "Could not add Event", "message": "Could not add Event",
+                                           "url": "/events/add",
+                                           "errors": {"Event": {"date": ["Date is in the future."]}}}, times=2)
+        self.push([ev()], allowed_error_count=1)
+        self.assertOutputQueueLen(0)
+        self.assertEqual(self.srv.events, {})
+        self.assertRegexpMatchesLog(r"MISP at http://127\.0\.0\.1:\d+/ refused it: HTTP 403: Could not add Event "
+                                    r"\{\"Event\": \{\"date\": \[\"Date is in the future\.\"\]\}\}")
+        # no backoff retries on 4xx: one re-plan after reading the event again (it does not exist), then the dump
+        uuid = self.srv.writes("/events/add")[-1][2]["uuid"]
+        self.assertEqual([r[:2] for r in self.srv.requests if r[1].startswith("/events/")],
+                         [("GET", f"/events/view/{uuid}"), ("POST", "/events/add")] * 2)
+
+    def test_agreement_forbids_red_and_amber_strict(self):
+        for label in ("RED", "AMBER+STRICT"):
+            self.push([ev(tlp=label)], allowed_error_count=1)
+            self.assertRegexpMatchesLog(r"the agreement of peer-hub-de forbids this event")
+        self.push([ev(tlp="AMBER")])
+        self.assertEqual(len(self.srv.events), 1)
+        self.assertEqual(len(self.srv.writes()), 1)
+
+    def test_community_agreement_caps_at_green_and_hides_source(self):
+        self.push([ev(tlp="AMBER")], agreement_file=str(AGREEMENTS / "community-isac.yaml"), allowed_error_count=1)
+        self.assertEqual(self.srv.events, {})
+        self.push([ev(tlp="GREEN")], agreement_file=str(AGREEMENTS / "community-isac.yaml"))
+        self.assertNotIn("member-misp", self.only_event()["info"])
+
+    def test_source_distribution_organisation_only_is_refused(self):
+        self.push([ev(misp__distribution=0)], allowed_error_count=1)
+        self.assertRegexpMatchesLog(r"the source set MISP distribution 0 \(your organisation only\)")
+        self.assertEqual(self.srv.events, {})
+        self.push([ev(misp__distribution=0)], refuse_distributions=[])      # configurable
+        self.push([ev("192.0.2.5", misp__distribution=4)])
+        self.assertEqual(len(self.only_event()["Attribute"]), 2)
+
+    def test_unlabelled_event_is_dumped(self):
+        event = ev()
+        del event["sharing.tlp"]
+        self.push([event], allowed_error_count=1)
+        self.assertEqual(self.srv.events, {})
+
+    def test_event_without_indicator_is_dumped(self):
+        event = ev()
+        del event["source.ip"]
+        self.push([event], allowed_error_count=1)
+        self.assertRegexpMatchesLog(r"no field of the event maps to a MISP attribute type")
+
+    def test_key_from_environment_never_logged(self):
+        # PyMISP logs request headers (with the Authorization key) at DEBUG: capture that logger too
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        pymisp_logger = logging.getLogger("pymisp")
+        old_level = pymisp_logger.level
+        pymisp_logger.addHandler(handler)
+        pymisp_logger.setLevel(logging.DEBUG)
+        try:
+            with mock.patch.dict(os.environ, {"MISP_API_KEY": KEY}):
+                self.srv.fail("/events/add", 502, times=1)
+                self.push([ev()], misp_api_token="", logging_level="DEBUG", allowed_warning_count=1)
+        finally:
+            pymisp_logger.removeHandler(handler)
+            pymisp_logger.setLevel(old_level)
+        self.assertEqual(len(self.srv.events), 1)
+        self.assertIn("Authorization", stream.getvalue())     # the header was logged ...
+        self.assertNotIn(KEY, stream.getvalue())               # ... without the key
+        self.assertNotIn(KEY, self.loglines_buffer)
+        self.assertIn("misp_api_token", self.loglines_buffer)   # the parameter is logged, hidden
+
+    def test_check(self):
+        self.assertIsNone(CrossBorderMISPOutputBot.check(self.sysconfig))
+        errors = CrossBorderMISPOutputBot.check({"misp_url": "x", "agreement_file": "/nonexistent.yaml",
+                                                 "distribution": 4})
+        self.assertEqual([e[0] for e in errors], ["error", "error"])
+        self.assertEqual(CrossBorderMISPOutputBot.check(dict(self.sysconfig, publish="yes")),
+                         [["error", "Parameter publish must be true or false."]])
+        self.assertIn("/nonexistent.yaml", errors[0][1])
+        templated = dict(self.sysconfig, agreement_file="${INTELMQ_ROOT_DIR}/etc/agreements/x.yaml")
+        self.assertEqual([e[0] for e in CrossBorderMISPOutputBot.check(templated)], ["warning"])
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,122 @@
+"""Unit tests of intelmq_crossborder.elastic (mapping, names, documents, bulk results, client flavours)."""
+from datetime import datetime, timezone
+
+import pytest
+
+from intelmq_crossborder import elastic, tlp
+from intelmq_crossborder.fake_elasticsearch import FakeElasticsearch
+from intelmq_crossborder.harmonization import merged_harmonization
+
+NOW = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+
+
+def prop(mapping, dotted):
+    node = {"properties": mapping["properties"]}
+    for part in dotted.split("."):
+        node = node["properties"][part]
+    return node
+
+
+def test_mapping_types_from_harmonization():
+    m = elastic.mapping_from_harmonization(merged_harmonization())
+    assert m["dynamic"] is False
+    assert prop(m, "source.ip")["type"] == "ip"
+    assert prop(m, "destination.ip")["type"] == "ip"
+    assert prop(m, "time.source")["type"] == "date"
+    assert prop(m, "time.observation")["type"] == "date"
+    assert prop(m, "sharing.tlp")["type"] == "keyword"
+    assert prop(m, "provenance.originator")["type"] == "keyword"
+    assert prop(m, "classification.type")["type"] == "keyword"
+    assert prop(m, "sharing.retention_days")["type"] == "long"
+    assert prop(m, "vulnerability.cvss_base_score")["type"] == "double"
+    assert prop(m, "sharing.do_not_disclose_source")["type"] == "boolean"
+    assert prop(m, "source.geolocation.location")["type"] == "geo_point"
+    assert prop(m, "destination.geolocation.location")["type"] == "geo_point"
+    assert m["properties"]["extra"] == {"type": "object", "enabled": False}
+    assert "raw" not in m["properties"]
+
+
+def test_index_names():
+    assert elastic.index_name("lake", "daily", 30, NOW) == "lake-r30d-2026.11.20"
+    assert elastic.index_name("lake", "monthly", None, NOW) == "lake-rkeep-2026.11"
+    assert elastic.index_name("lake", "none", 7, NOW) == "lake-r7d"
+    with pytest.raises(elastic.ElasticConfigError):
+        elastic.index_name("lake", "weekly", 7, NOW)
+    assert elastic.check_prefix("crossborder-events") is None
+    assert elastic.check_prefix("_lake") and elastic.check_prefix("Lake")
+
+
+def test_document_and_ids():
+    flat = {"source.ip": "192.0.2.1", "raw": "aGk=", "extra.foo": 1, "sharing.retention_days": 30,
+            "source.geolocation.latitude": 1.5, "source.geolocation.longitude": 2.5,
+            "time.observation": "2026-11-20T10:00:00+00:00"}
+    doc = elastic.build_document(flat, level=tlp.Level.GREEN, prefix="lake", rotation="daily",
+                                 default_retention_days=None, now=NOW)
+    assert doc.index == "lake-r30d-2026.11.20"
+    assert doc.source["sharing"]["tlp"] == "GREEN"
+    assert doc.source["extra"] == {"foo": 1}
+    assert "raw" not in doc.source
+    assert doc.source["source"]["geolocation"]["location"] == {"lat": 1.5, "lon": 2.5}
+    # id: the same event (even observed again) has the same id; another event another one
+    again = dict(flat, **{"time.observation": "2026-11-21T00:00:00+00:00"})
+    assert elastic.document_id(flat) == elastic.document_id(again) != elastic.document_id({"source.ip": "x"})
+    assert elastic.document_id({"provenance.fingerprint": "ab" * 32, "source.ip": "1"}) == "ab" * 32
+
+
+def test_classify_items():
+    assert elastic.classify_item({"index": {"_id": "1", "status": 201}})[0] == elastic.INDEXED
+    assert elastic.classify_item({"index": {"_id": "1", "status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "busy"}}})[0] == elastic.RETRY
+    outcome, status, reason = elastic.classify_item({"index": {"_id": "1", "status": 400, "error": {
+        "type": "document_parsing_exception", "reason": "failed to parse field [source.ip] of type [ip]",
+        "caused_by": {"type": "illegal_argument_exception", "reason": "'x' is not an IP string literal."}}}})
+    assert (outcome, status) == (elastic.REJECT, 400)
+    assert reason == ("document_parsing_exception: failed to parse field [source.ip] of type [ip] "
+                      "(caused by illegal_argument_exception: 'x' is not an IP string literal.)")
+
+
+def test_templates_and_policies():
+    m = {"dynamic": False, "properties": {}}
+    es_tpl = elastic.index_template("lake", 30, m, "elasticsearch9")
+    assert es_tpl["index_patterns"][0] == "lake-r30d-*"
+    assert es_tpl["template"]["settings"]["index.lifecycle.name"] == "lake-retention-30d"
+    assert "index.lifecycle.name" not in elastic.index_template("lake", 30, m, "opensearch2")["template"]["settings"]
+    assert elastic.ilm_policy(30)["policy"]["phases"]["delete"] == {"min_age": "30d", "actions": {"delete": {}}}
+    ism = elastic.ism_policy("lake", 30)["policy"]
+    assert ism["states"][0]["transitions"][0]["conditions"] == {"min_index_age": "30d"}
+    assert ism["ism_template"][0]["index_patterns"] == ["lake-r30d-*"]
+
+
+@pytest.mark.parametrize("flavour", elastic.FLAVOURS)
+def test_official_client_talks_to_each_flavour(flavour):
+    with FakeElasticsearch(flavour) as es:
+        client = elastic.make_client(es.url, flavour)
+        assert client.info()["version"]["number"] == es.info()["version"]["number"]
+
+
+def test_plain_client_refuses_opensearch_and_es8_with_9x_client():
+    import elasticsearch
+    with FakeElasticsearch("opensearch2") as es:
+        with pytest.raises(elasticsearch.ApiError):
+            elasticsearch.Elasticsearch(es.url).info()     # 406: vnd.elasticsearch media type
+    if int(elasticsearch.__versionstr__.split(".")[0]) >= 9:
+        with FakeElasticsearch("elasticsearch8") as es:
+            with pytest.raises(elasticsearch.BadRequestError):
+                elasticsearch.Elasticsearch(es.url).info()  # compatible-with=9 refused by ES 8
+
+
+def test_opensearch_flavour_refuses_elasticsearch():
+    with FakeElasticsearch("elasticsearch9") as es:
+        with pytest.raises(elastic.ElasticConfigError, match="does not say distribution 'opensearch'"):
+            elastic.make_client(es.url, "opensearch2")
+
+
+def test_product_check_still_applies_without_opensearch_distribution():
+    """The node only vouches for servers that said distribution=opensearch."""
+    import elasticsearch
+    NodeClass = elastic._compat_node_class("opensearch2")
+    with FakeElasticsearch("opensearch2") as es:
+        client = elasticsearch.Elasticsearch(es.url, node_class=NodeClass)
+        NodeClass._opensearch_confirmed = False
+        es.info = lambda: {"version": {"number": "2.0.0"}, "tagline": "not opensearch"}
+        with pytest.raises(elasticsearch.UnsupportedProductError):
+            client.info()
