@@ -649,8 +649,9 @@ def open_bundle(path: Union[str, Path], trust: TrustStore, recipient: Optional[s
             raise BundleError(exc.reason, f"{path.name}: {exc}") from None
         try:
             sigs = json.loads(tar.extractfile(members[1]).read().decode("utf-8"))["signatures"]
-            assert isinstance(sigs, list) and all(isinstance(s, dict) for s in sigs)
-        except (ValueError, KeyError, TypeError, AssertionError, UnicodeDecodeError, RecursionError):
+            if not (isinstance(sigs, list) and all(isinstance(s, dict) for s in sigs)):
+                raise TypeError("signatures is not a list of objects")   # not assert: python -O drops it
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
             raise BundleError("malformed", f"{path.name}: signatures.json must be "
                                            '{"signatures": [{"algorithm", "key_id", "value"}, ...]}') from None
         known = [a for a in manifest.algorithms if a in VERIFIERS]
