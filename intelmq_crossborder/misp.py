@@ -418,7 +418,10 @@ def _timestamp(value) -> Optional[str]:
     ts = _int_or_none(value)
     if ts is None or ts <= 0:
         return None
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat()
+    try:
+        return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat()
+    except (OverflowError, OSError, ValueError):    # e.g. 10**20 (found by fuzzing): no usable time
+        return None
 
 
 class Converter:

@@ -22,3 +22,11 @@ def test_deep_nesting_in_a_file(tmp_path):
     path.write_text('{"Event":' + "[" * 50000 + "]" * 50000 + "}")
     with pytest.raises(misp.MISPFormatError, match="nested too deeply"):
         misp.load_file(path)
+
+
+def test_timestamp_out_of_range_is_left_out():
+    attribute = dict(EVENT["Attribute"][0], type="ip-dst", timestamp=str(10 ** 20))
+    converter = misp.Converter(where="feed.json")
+    rows = list(converter.rows(dict(EVENT, Attribute=[attribute])))
+    out = converter.convert(rows[0])
+    assert out["destination.ip"] == "192.0.2.1" and "time.source" not in out
