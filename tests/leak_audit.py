@@ -233,6 +233,9 @@ class _RaiseOnUse:
     def __iter__(self):
         raise _Passed()
 
+    def __getattr__(self, name):
+        raise _Passed()
+
 
 class _FlatEvent(dict):
     def to_dict(self, hierarchical=False):
@@ -240,9 +243,11 @@ class _FlatEvent(dict):
 
 
 def output_guards() -> dict:
-    """name -> function(event_copy, max_tlp_label) -> (written?, reason); runs the real bots' process()."""
+    """name -> function(event_copy, max_tlp_label, agreement, key) -> (written?, reason); runs the real
+    bots' process() up to the point where they would write."""
     from intelmq_crossborder.bots.outputs.csaf.output import CrossBorderCSAFOutputBot
     from intelmq_crossborder.bots.outputs.exchange.output import CrossBorderExchangeOutputBot
+    from intelmq_crossborder.bots.outputs.misp_feed.output import CrossBorderMISPFeedOutputBot
     from intelmq_crossborder import tlp as _tlp
 
     def make(cls, setup):
@@ -250,10 +255,11 @@ def output_guards() -> dict:
         bot = object.__new__(type(cls.__name__, (cls,), {"__del__": lambda self: None}))
         setup(bot)
 
-        def run(event: dict, max_label: str):
+        def run(event: dict, max_label: str, agreement, key):
             bot._current = _FlatEvent(event)
             bot.receive_message = lambda: bot._current
             bot._max_level = bot._max = _tlp.Level.from_label(max_label)
+            bot.agreement, bot._hmac_key = agreement, key
             try:
                 bot.process()
             except _Passed:
@@ -272,8 +278,12 @@ def output_guards() -> dict:
     def csaf_setup(bot):
         bot.group_by = _RaiseOnUse()
         bot.fallback_group_by = []
+    def misp_feed_setup(bot):          # its guard: the recipient's agreement again, and MISP distribution 0
+        bot.refuse_distributions = [0]
+        bot._settings = _RaiseOnUse()
     return {"exchange": make(CrossBorderExchangeOutputBot, exchange_setup),
-            "csaf": make(CrossBorderCSAFOutputBot, csaf_setup)}
+            "csaf": make(CrossBorderCSAFOutputBot, csaf_setup),
+            "misp_feed": make(CrossBorderMISPFeedOutputBot, misp_feed_setup)}
 
 
 # --- the oracle ---------------------------------------------------------------------------------
@@ -363,7 +373,9 @@ def run(n_events: int = 100_000, n_agreements: int = 24, seed: int = 20261123) -
                                 "pseudonymise": rng.sample(["source.fqdn", "extra.note", "comment"],
                                                            rng.randint(0, 1))}
                   for _, a in agreements}
-    out_max = {a.recipient: {"exchange": rng.choice(ORDER[:3]), "csaf": rng.choice(ORDER)} for _, a in agreements}
+    # misp_feed has no max_tlp of its own (its guard is the agreement): "RED" = no extra limit.
+    out_max = {a.recipient: {"exchange": rng.choice(ORDER[:3]), "csaf": rng.choice(ORDER), "misp_feed": "RED"}
+               for _, a in agreements}
     guards = output_guards()
     counts = collections.Counter()
     leaks = collections.Counter()
@@ -385,7 +397,7 @@ def run(n_events: int = 100_000, n_agreements: int = 24, seed: int = 20261123) -
             copy, _, _ = policy.redact(decision.event_out, remove=red["remove"], pseudonymise=red["pseudonymise"],
                                        key=key)
             for output, guard in guards.items():
-                written, why = guard(copy, out_max[agreement.recipient][output])
+                written, why = guard(copy, out_max[agreement.recipient][output], agreement, key)
                 if not written:
                     counts[f"{output} guard withheld"] += 1
                     continue

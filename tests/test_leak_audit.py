@@ -25,7 +25,7 @@ def test_leak_audit_zero_leaks(capsys):
     counts = result["counts"]
     # the audit must exercise every path, or a 0 means nothing
     assert counts["router allowed"] > 1000 and counts["router denied"] > 1000
-    assert counts["exchange written"] > 1000 and counts["csaf written"] > 1000
+    assert counts["exchange written"] > 1000 and counts["csaf written"] > 1000 and counts["misp_feed written"] > 1000
     assert counts["exchange guard withheld"] > 100 and counts["csaf guard withheld"] > 100
     assert all(result["events_by_true_tlp"].get(k, 0) > 100 for k in
                ("CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED", "None", "unknown"))
