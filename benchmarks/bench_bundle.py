@@ -93,7 +93,8 @@ ROWS = []
 
 def report(name, n, seconds, sampler, marks, baseline=None):
     rate = n / seconds if seconds else float("inf")
-    ROWS.append({"stage": f"bundle {name}", "rate": rate, "unit": "events/s", "events_per_s": rate,
+    ROWS.append({"stage": {"base-w": "bundle baseline: gzip JSON lines, no signing",
+                           "base-r": "bundle baseline: read + gunzip"}.get(name, f"bundle {name}"), "rate": rate, "unit": "events/s", "events_per_s": rate,
                  "peak_mib": sampler.peak, "events": n,
                  "baseline": {"write": "gzip JSON lines to a file, no signing",
                               "verify": "read + gunzip the same file", "import": "read + gunzip the same file"
