@@ -157,12 +157,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2,000 events per pipeline")
     ap.add_argument("--events", type=int, default=10_000)
-    ap.add_argument("--rounds", type=int, help="alternating rounds of both pipelines (default 3, quick 2)")
+    ap.add_argument("--rounds", type=int, help="alternating rounds of both pipelines (default 3)")
     ap.add_argument("--redis-db", type=int, default=3, help="Redis database for queues and de-duplication (3)")
     ap.add_argument("--json", metavar="FILE", help="write the result rows as JSON to FILE")
     args = ap.parse_args(argv)
     n = 2_000 if args.quick else args.events
-    rounds = args.rounds or (2 if args.quick else 3)
+    rounds = args.rounds or 3
     # Alternate the two pipelines, several rounds: on a shared 2-core machine one run of each is
     # at the mercy of whatever else runs at that moment; the median ratio of the pairs is robust.
     pairs = []
