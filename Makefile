@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test env bench clean
+.PHONY: demo test env bench check-security clean
 
 env:
 	@VENV=$(VENV) ENSURE_RABBITMQ=$(ENSURE_RABBITMQ) bash scripts/ensure-env.sh
@@ -16,6 +16,17 @@ demo: env
 test: ENSURE_RABBITMQ = 1
 test: env
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# bandit against the justified baseline (security/bandit-baseline.json) + pip-audit; see docs/security.md.
+# XB_REQUIRE_AUDIT=1 makes an unreachable vulnerability service a failure (CI with network).
+check-security: env
+	$(PY) scripts/check_security.py
+
+# Every benchmarks/bench_*.py (--quick with BENCH_ARGS=--quick) plus the end-to-end consortium run;
+# writes docs/performance.md (see benchmarks/run_all.py).
+BENCH_ARGS ?=
+bench: env
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

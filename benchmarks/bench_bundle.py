@@ -87,8 +87,20 @@ def checkpoints(n):
     return {max(1, n // 10): "10%", max(1, n // 2): "50%", n: "100%"}
 
 
+#: machine-readable rows of this run (--json)
+ROWS = []
+
+
 def report(name, n, seconds, sampler, marks, baseline=None):
     rate = n / seconds if seconds else float("inf")
+    ROWS.append({"stage": {"base-w": "bundle baseline: gzip JSON lines, no signing",
+                           "base-r": "bundle baseline: read + gunzip"}.get(name, f"bundle {name}"), "rate": rate, "unit": "events/s", "events_per_s": rate,
+                 "peak_mib": sampler.peak, "events": n,
+                 "baseline": {"write": "gzip JSON lines to a file, no signing",
+                              "verify": "read + gunzip the same file", "import": "read + gunzip the same file"
+                              }.get(name, "") if baseline else "",
+                 "baseline_rate": n / baseline if baseline else None,
+                 "ratio": baseline / seconds if baseline and seconds else None})
     line = f"{name:<8} {n:>10,} events {seconds:8.2f} s {rate:>12,.0f} events/s  peak RSS {sampler.peak:7.1f} MiB"
     if baseline:
         line += f"  ratio to baseline {seconds / baseline:5.2f}x"
@@ -106,6 +118,7 @@ def main(argv=None) -> int:
                         help="events turned into IntelMQ Event objects in the parse stage (default 20,000)")
     parser.add_argument("--dir", help="work folder (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the bundle")
+    parser.add_argument("--json", metavar="FILE", help="write the result rows as JSON to FILE (for make bench / benchmarks/run_all.py)")
     args = parser.parse_args(argv)
     n = 100_000 if args.quick else args.events
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-bundle-"))
@@ -204,6 +217,8 @@ def main(argv=None) -> int:
     if not args.dir and not args.keep:
         import shutil
         shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(ROWS, indent=1))
     return 0
 
 

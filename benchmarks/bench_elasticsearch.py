@@ -100,6 +100,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer events (about 20 s)")
     ap.add_argument("--redis-db", type=int, default=15, help="Redis database for queues and journal (15)")
+    ap.add_argument("--json", metavar="FILE", help="write the result rows as JSON to FILE (for make bench / benchmarks/run_all.py)")
     args = ap.parse_args(argv)
     n_base, n_bulk = (500, 5000) if args.quick else (2000, 20000)
     results = [run_one(1, n_base, args.redis_db), run_one(500, n_bulk, args.redis_db),
@@ -112,6 +113,14 @@ def main(argv=None) -> int:
     for res in results:
         print(f"{res['bulk_size']:>9} {('yes' if res['journal'] else 'no'):>7} {res['events']:>7} {res['seconds']:>8.2f} {res['eps']:>9.0f} "
               f"{res['eps'] / base:>5.1f}x {res['bulk_requests']:>11} {res['peak_kib'] / 1024:>9.1f} MiB")
+    if args.json:
+        import json
+        rows = [{"stage": f"Elasticsearch output, bulk_size {res['bulk_size']}"
+                          f"{'' if res['journal'] else ', no journal'}", "rate": res["eps"], "unit": "events/s",
+                 "events_per_s": res["eps"], "peak_mib": res["peak_kib"] / 1024,
+                 "baseline": "the same output with bulk_size 1 (one request per event)", "baseline_rate": base,
+                 "ratio": res["eps"] / base} for res in results[1:]]
+        Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
 
 

@@ -123,6 +123,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few rounds (a smoke run, seconds)")
     parser.add_argument("--rounds", type=int, help="rounds per measurement (default 20, quick 2)")
+    parser.add_argument("--json", metavar="FILE", help="write the result rows as JSON to FILE (for make bench / benchmarks/run_all.py)")
     args = parser.parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 20)
     sys.path.insert(0, str(REPO))
@@ -151,6 +152,13 @@ def main(argv=None):
     print("peak MiB: whole pass incl. json.loads (the same for all: the 1.85 MB document's JSON dominates);")
     print("work MiB: largest extra memory of the work on one already parsed document.")
     print("speed x = baseline time / variant time (higher is faster); work mem x = variant / baseline.")
+    if args.json:
+        import json
+        rows = [{"stage": "MISP parse: " + r["name"].replace("ours: ", "").replace("ours + ", "json + misp.Converter + "), "rate": len(blobs) / r["seconds"], "unit": "documents/s",
+                 "events_per_s": r["result"] / r["seconds"], "peak_mib": r["peak"] / 2**20,
+                 "baseline": base["name"].replace("baseline: ", ""), "baseline_rate": len(blobs) / base["seconds"],
+                 "ratio": base["seconds"] / r["seconds"]} for r in results[1:]]
+        Path(args.json).write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ import re
 import tarfile
 import tempfile
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Union
@@ -204,6 +205,8 @@ class TrustStore:
             raise BundleError("trust-store", f"{path}: cannot read trust store: {exc.strerror}") from None
         except yaml.YAMLError as exc:
             raise BundleError("trust-store", f"{path}: trust store is not valid YAML: {exc}") from None
+        except RecursionError:
+            raise BundleError("trust-store", f"{path}: trust store is nested too deeply to be one") from None
         return cls.from_dict(data, str(path))
 
     @classmethod
@@ -307,6 +310,8 @@ class Manifest:
             doc = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise BundleError("malformed", f"manifest.json is not UTF-8 JSON: {exc}") from None
+        except RecursionError:
+            raise BundleError("malformed", "manifest.json is nested too deeply to be a manifest") from None
         if not isinstance(doc, dict):
             raise BundleError("malformed", "manifest.json must be a JSON object")
         if doc.get("format") != FORMAT:
@@ -567,13 +572,16 @@ class VerifiedBundle:
         m = self.manifest
         sha = hashlib.sha256()
         size = 0
-        fh = self._data()
-        while True:
-            chunk = fh.read(CHUNK)
-            if not chunk:
-                break
-            sha.update(chunk)
-            size += len(chunk)
+        try:
+            fh = self._data()
+            while True:
+                chunk = fh.read(CHUNK)
+                if not chunk:
+                    break
+                sha.update(chunk)
+                size += len(chunk)
+        except (tarfile.TarError, OSError) as exc:
+            raise BundleError("malformed", f"{self.path.name}: data member unreadable (truncated?): {exc}") from None
         if size != m.data_size or sha.hexdigest() != m.data_sha256:
             raise BundleError("hash-mismatch",
                               f"{self.path.name}: data does not match the signed manifest "
@@ -598,7 +606,7 @@ class VerifiedBundle:
                     line = line.rstrip(b"\n")
                     if line:
                         yield index, line
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error, tarfile.TarError) as exc:
             raise BundleError("malformed", f"{self.path.name}: data.jsonl.gz is not valid gzip: {exc}") from None
 
     def close(self) -> None:
@@ -624,7 +632,10 @@ def open_bundle(path: Union[str, Path], trust: TrustStore, recipient: Optional[s
     except (tarfile.TarError, OSError) as exc:
         raise BundleError("malformed", f"{path.name}: not a bundle (tar container unreadable: {exc})") from None
     try:
-        members = tar.getmembers()
+        try:
+            members = tar.getmembers()
+        except (tarfile.TarError, OSError) as exc:     # truncated or damaged after the first header
+            raise BundleError("malformed", f"{path.name}: not a bundle (tar container damaged: {exc})") from None
         names = tuple(m.name for m in members)
         if names != MEMBERS or not all(m.isreg() for m in members):
             raise BundleError("malformed", f"{path.name}: container must hold exactly the regular files "
@@ -632,11 +643,15 @@ def open_bundle(path: Union[str, Path], trust: TrustStore, recipient: Optional[s
         if members[0].size > MAX_MANIFEST_BYTES or members[1].size > MAX_MANIFEST_BYTES:
             raise BundleError("malformed", f"{path.name}: manifest or signatures larger than {MAX_MANIFEST_BYTES} bytes")
         manifest_bytes = tar.extractfile(members[0]).read()
-        manifest = Manifest.from_bytes(manifest_bytes)
+        try:
+            manifest = Manifest.from_bytes(manifest_bytes)
+        except BundleError as exc:          # name the file, as every other check does
+            raise BundleError(exc.reason, f"{path.name}: {exc}") from None
         try:
             sigs = json.loads(tar.extractfile(members[1]).read().decode("utf-8"))["signatures"]
-            assert isinstance(sigs, list) and all(isinstance(s, dict) for s in sigs)
-        except (ValueError, KeyError, TypeError, AssertionError, UnicodeDecodeError):
+            if not (isinstance(sigs, list) and all(isinstance(s, dict) for s in sigs)):
+                raise TypeError("signatures is not a list of objects")   # not assert: python -O drops it
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
             raise BundleError("malformed", f"{path.name}: signatures.json must be "
                                            '{"signatures": [{"algorithm", "key_id", "value"}, ...]}') from None
         known = [a for a in manifest.algorithms if a in VERIFIERS]
@@ -685,6 +700,8 @@ def iter_events(bundle: VerifiedBundle, start: int = 0) -> Iterator[tuple]:
             event = json.loads(line)
         except ValueError as exc:
             raise BundleError("malformed", f"{bundle.path.name}: event line {index + 1} is not JSON: {exc}") from None
+        except RecursionError:
+            raise BundleError("malformed", f"{bundle.path.name}: event line {index + 1} is nested too deeply") from None
         if not isinstance(event, dict):
             raise BundleError("malformed", f"{bundle.path.name}: event line {index + 1} is not a JSON object")
         yield index, event

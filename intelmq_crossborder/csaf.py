@@ -184,6 +184,8 @@ def load_json(data, source: str = "") -> Any:
         return json.loads(data)
     except ValueError as exc:
         raise CSAFError(f"not JSON: {exc}", source) from None
+    except RecursionError:      # e.g. '[' * 100000: the C decoder recurses per level
+        raise CSAFError("not JSON a parser can read: nested too deeply", source) from None
 
 
 def tracking_id(document) -> Optional[str]:

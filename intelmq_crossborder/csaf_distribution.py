@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 from urllib.parse import urljoin, urlsplit
@@ -64,9 +65,11 @@ class Fetcher:
     """
 
     def __init__(self, session, timeout: float = 30.0, max_bytes: int = 50 * 1024 * 1024,
-                 auth_headers: Optional[dict] = None, auth_hosts: Iterable[str] = ()):
+                 auth_headers: Optional[dict] = None, auth_hosts: Iterable[str] = (),
+                 max_seconds: Optional[float] = None):
         self.session = session
         self.timeout = timeout
+        self.max_seconds = max_seconds      # total time for one download; default 10 x timeout
         self.max_bytes = max_bytes
         self.auth_headers = dict(auth_headers or {})
         self.auth_hosts = {h.lower() for h in auth_hosts}
@@ -85,7 +88,20 @@ class Fetcher:
         try:
             if response.status_code >= 400:
                 raise FetchError(url, f"HTTP {response.status_code}", response.status_code)
-            body = response.raw.read(self.max_bytes + 1, decode_content=True)
+            # Read with a total deadline, not only the per-read timeout: a peer that trickles
+            # one byte per second would otherwise hold the collector for days.
+            deadline = time.monotonic() + (self.max_seconds or self.timeout * 10)
+            chunks, size = [], 0
+            while size <= self.max_bytes:
+                chunk = response.raw.read1(1 << 16, decode_content=True)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if time.monotonic() > deadline:
+                    raise FetchError(url, f"download slower than the {self.max_seconds or self.timeout * 10:g} s "
+                                          "allowed in total")
+            body = b"".join(chunks)
         except requests.RequestException as exc:
             raise FetchError(url, f"download interrupted ({type(exc).__name__})") from None
         except OSError as exc:

@@ -177,6 +177,11 @@ class Spool:
     def seal(self, seal_empty: bool = False) -> Optional[Path]:
         """Close the open bundle; returns the path of the signed bundle in the outbox (or None)."""
         self.close()
+        if (self.dir / self.SEALING).exists():
+            # An earlier seal failed half-way (outbox full or read-only): finish it first. Moving
+            # the spool onto it would overwrite (lose) the events it holds.
+            self.log.info("Finishing the earlier, interrupted seal of %s first.", self.dir / self.SEALING)
+            self._finish_seal()
         if not self.count and not seal_empty:
             return None
         spool = self.dir / self.SPOOL
@@ -264,9 +269,14 @@ def push_outbox(outbox, url: str, session, sent_dir=None, timeout: float = 60.0,
     for path in sorted(Path(outbox).glob("*" + b.BUNDLE_SUFFIX)):
         try:
             with open(path, "rb") as fh:
-                response = session.put(f"{base}/{path.name}", data=fh, timeout=timeout,
+                # stream=True: only the status line and headers are read (each read bounded by the
+                # timeout); the body is never read, so a peer trickling a response cannot hold us.
+                response = session.put(f"{base}/{path.name}", data=fh, timeout=timeout, stream=True,
                                        headers={"Content-Type": "application/x-tar"}, **_tls(session))
-            response.raise_for_status()
+            try:
+                response.raise_for_status()
+            finally:
+                response.close()
         except (requests.RequestException, OSError) as exc:
             log.warning("Push of %s to %s failed, kept in the outbox for the next attempt: %s.",
                         path.name, base, exc)

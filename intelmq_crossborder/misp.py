@@ -107,6 +107,8 @@ def load_file(path) -> list:
             data = json.load(handle)
     except json.JSONDecodeError as exc:
         raise MISPFormatError(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", where) from None
+    except RecursionError:
+        raise MISPFormatError("not JSON a parser can read: nested too deeply", where) from None
     except UnicodeDecodeError as exc:
         raise MISPFormatError(f"not UTF-8 text ({exc.reason})", where) from None
     return load_events(data, where)
@@ -316,6 +318,13 @@ def _known_sharing_groups(event: dict) -> dict:
 
 # --- rows --------------------------------------------------------------------------
 
+def _safe_path(row) -> str:
+    try:
+        return row.path
+    except Exception:       # noqa: BLE001 - only for an error message about a malformed row
+        return "Attribute"
+
+
 @dataclass
 class Row:
     """One attribute with the context it needs: the event and, for an object
@@ -409,7 +418,10 @@ def _timestamp(value) -> Optional[str]:
     ts = _int_or_none(value)
     if ts is None or ts <= 0:
         return None
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat()
+    try:
+        return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat()
+    except (OverflowError, OSError, ValueError):    # e.g. 10**20 (found by fuzzing): no usable time
+        return None
 
 
 class Converter:
@@ -437,6 +449,16 @@ class Converter:
     # -- per event --
     def event_context(self, event: dict) -> dict:
         """Everything the rows of one event share; raises MISPFormatError for a bad event tag."""
+        try:
+            return self._event_context(event)
+        except (TypeError, AttributeError, KeyError, ValueError, RecursionError) as exc:
+            if isinstance(exc, MISPFormatError):
+                raise
+            # A field of the wrong JSON type somewhere in the event header (found by fuzzing).
+            raise MISPFormatError(f"event has a field of the wrong type ({type(exc).__name__}: {exc})",
+                                  self.where, "Event") from None
+
+    def _event_context(self, event: dict) -> dict:
         tags = _tag_names(event)
         uuid = event["uuid"].lower()
         try:
@@ -474,6 +496,16 @@ class Converter:
 
         Raises :class:`MISPFormatError` naming the attribute for a bad TLP tag
         or a value that does not fit its type."""
+        try:
+            return self._convert(row)
+        except (TypeError, AttributeError, KeyError, ValueError, RecursionError) as exc:
+            if isinstance(exc, MISPFormatError):
+                raise
+            # A field of the wrong JSON type in the attribute or its object (found by fuzzing).
+            raise MISPFormatError(f"a field has the wrong type ({type(exc).__name__}: {exc})",
+                                  self.where, _safe_path(row)) from None
+
+    def _convert(self, row: Row) -> Optional[dict]:
         self.stats.attributes += 1
         attr = row.attribute
         ctx = row.event_context if row.event_context is not None else self.event_context(row.event)

@@ -404,6 +404,8 @@ def load_agreement(path, harmonization: Optional[dict] = None) -> Agreement:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise AgreementError(path, None, f"not valid YAML{where}: {problem}") from None
+    except RecursionError:      # PyYAML's composer recurses per nesting level
+        raise AgreementError(path, None, "not a readable agreement: the YAML is nested too deeply") from None
     return agreement_from_dict(data, source=path, harmonization=harmonization)
 
 

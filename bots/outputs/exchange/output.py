@@ -162,8 +162,14 @@ class CrossBorderExchangeOutputBot(OutputBot):
                                      "acknowledged without spooling it twice.")
                     self.acknowledge_message()
                     return
-            self._spool.append(line)
-            self._seal_if_due()
+            self._spool.append(line)       # durable: an error here leaves the message unacknowledged
+            try:
+                self._seal_if_due()
+            except OSError as exc:
+                # The event is safe in the spool: acknowledge it (dumping it too would duplicate it)
+                # and seal again at the next event or timer tick.
+                self.logger.error("Sealing a bundle for %s failed, the events stay in the spool and the "
+                                  "seal is retried: %s.", self.recipient, exc)
         self.acknowledge_message()
 
     def shutdown(self):

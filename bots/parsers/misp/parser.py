@@ -52,6 +52,10 @@ class CrossBorderMISPParserBot(ParserBot):
             self._current_line = raw
             yield _BadInput(misp.MISPFormatError(f"not JSON ({exc.msg} at line {exc.lineno})", where), raw)
             return
+        except RecursionError:
+            self._current_line = raw
+            yield _BadInput(misp.MISPFormatError("not JSON a parser can read: nested too deeply", where), raw)
+            return
         except misp.MISPFormatError as exc:
             self._current_line = raw
             yield _BadInput(exc, raw)
