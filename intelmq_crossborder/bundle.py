@@ -665,7 +665,10 @@ def open_bundle(path: Union[str, Path], trust: TrustStore, recipient: Optional[s
                 raise BundleError("bad-signature", f"{path.name}: the manifest lists algorithm {algorithm} "
                                                    f"but signatures.json has {len(entries)} signatures for it")
             entry = entries[0]
-            key = trust.key(manifest.sender, str(entry.get("key_id")))
+            try:
+                key = trust.key(manifest.sender, str(entry.get("key_id")))
+            except BundleError as exc:  # unknown sender/key, revoked key: name the bundle too
+                raise BundleError(exc.reason, f"{path.name}: {exc}") from None
             if key.algorithm != algorithm:
                 raise BundleError("bad-signature", f"{path.name}: key {key.key_id} is not an {algorithm} key")
             try:

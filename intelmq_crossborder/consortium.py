@@ -42,6 +42,7 @@ import functools
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,20 +102,6 @@ STATE_PREFIXES = ("crossborder:",)
 def _router_ids(runtime: dict) -> List[str]:
     return [b for b, c in runtime.items() if b != "global"
             and c.get("module") == "intelmq.bots.experts.crossborder.sharing_router.expert"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:   # a zombie is not alive
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 class Consortium:
@@ -245,21 +232,8 @@ class Consortium:
     def seal_and_move(self, senders: Dict[str, Iterable[str]]) -> int:
         """Stop the senders' exchange outputs for their recipients (seals them); move the bundles."""
         bots = {s: [f"exchange-output-{r}" for r in rs] for s, rs in senders.items()}
-        pids = [self._pid(s, b) for s, ids in bots.items() for b in ids]
-        self.stop(bots)
-        # intelmqctl waits 2 s for a bot to stop; sealing may take longer on a busy machine
-        deadline = time.monotonic() + self.timeout
-        while any(p and _alive(p) for p in pids):
-            if time.monotonic() > deadline:
-                raise PipelineError(f"exchange outputs {bots} did not stop within {self.timeout}s")
-            time.sleep(0.1)
+        self.stop(bots)   # IntelMQInstance.stop waits until the sealing outputs have exited
         return sum(self._move(s, rs) for s, rs in senders.items())
-
-    def _pid(self, member: str, bot_id: str) -> Optional[int]:
-        try:
-            return int((self.root(member) / "var" / "run" / f"{bot_id}.pid").read_text().strip())
-        except (OSError, ValueError):
-            return None
 
     def _move(self, sender: str, recipients: Iterable[str]) -> int:
         moved = 0
@@ -311,11 +285,11 @@ class Consortium:
         return collect(self)
 
     def cleanup(self) -> None:
-        for inst in self.instances.values():
+        for name, inst in self.instances.items():
             try:
                 inst.clear_queues()
-            except Exception:  # pragma: no cover - broker gone
-                pass
+            except Exception as exc:  # pragma: no cover - broker gone
+                print(f"consortium cleanup: queues of {name} not cleared: {exc}", file=sys.stderr)
         self.clear_state()
 
 

@@ -76,6 +76,21 @@ def prefix_queues(runtime: dict, prefix: str) -> dict:
     return runtime
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
 def _intelmq_ids() -> Optional[tuple]:
     """uid/gid of the ``intelmq`` user when we are root (bots drop privileges to it)."""
     if os.geteuid() != 0:
@@ -190,9 +205,33 @@ class IntelMQInstance:
         for bot_id in (bot_ids or self.bot_ids()):
             self.ctl("start", bot_id)
 
-    def stop(self, bot_ids: Optional[Iterable[str]] = None) -> None:
-        for bot_id in (bot_ids or self.bot_ids()):
+    def pid(self, bot_id: str) -> Optional[int]:
+        """The process id intelmqctl recorded for a bot, or None."""
+        try:
+            return int((self.root / "var" / "run" / f"{bot_id}.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def stop(self, bot_ids: Optional[Iterable[str]] = None, wait: float = 120) -> None:
+        """Stop bots and wait until their processes have exited.
+
+        ``intelmqctl stop`` sends SIGTERM and waits only about 2 s; a bot that seals
+        or flushes on shutdown may take longer, and starting it again before it has
+        exited would find it "running" and start nothing.
+        """
+        ids = list(bot_ids or self.bot_ids())
+        pids = {bot_id: self.pid(bot_id) for bot_id in ids}
+        for bot_id in ids:
             self.ctl("stop", bot_id, check=False)
+        deadline = time.monotonic() + wait
+        while True:
+            alive = [b for b, p in pids.items() if p and process_alive(p)]
+            if not alive:
+                return
+            if time.monotonic() > deadline:
+                raise PipelineError(f"bots {alive} did not exit within {wait}s after intelmqctl stop; "
+                                    f"logs in {self.log_dir}")
+            time.sleep(0.1)
 
     def status(self) -> dict:
         return json.loads(self.ctl("status", check=False).stdout or "{}")

@@ -261,6 +261,17 @@ def check(result, events, max_output_duplicates=0):
     assert len(delivered_somewhere) + result.dumped + result.filtered == result.sent == len(events)
 
 
+def wait_flowing(inst, timeout=120):
+    """Wait until events come out of the outputs, so a fault hits bots that are connected."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any((inst.out_dir / f"{r}.jsonl").exists() and (inst.out_dir / f"{r}.jsonl").stat().st_size
+               for r in RECIPIENTS):
+            return
+        time.sleep(0.1)
+    raise AssertionError("no event came out of the pipeline: the bots did not start")
+
+
 def pid_of(inst, bot_id) -> int:
     return int((inst.root / "var" / "run" / f"{bot_id}.pid").read_text().strip())
 
@@ -272,6 +283,7 @@ def test_redis_crash_and_restart_mid_stream(pipeline):
     feeder = Feeder(inst, events)
     feeder.start()
     wait_fed(feeder, 0.4)
+    wait_flowing(inst)                       # the bots are connected and working, not still starting
     inst.crash_at = feeder.pushed
     inst.own_redis.crash()                   # SIGKILL: no shutdown save, only the AOF survives
     time.sleep(1.5)

@@ -3,6 +3,7 @@ through the router decision, a redaction expert and every output's TLP guard; 0 
 
 XB_LEAK_EVENTS overrides the number of events (e.g. 1000000 for a long run).
 """
+import dataclasses
 import json
 import os
 
@@ -35,7 +36,12 @@ def test_leak_audit_zero_leaks(capsys):
 # --- the oracle is not a rubber stamp: a broken router or redaction is caught ---------------------
 
 def test_oracle_catches_a_router_that_ignores_the_ceiling(monkeypatch):
+    # break both places the router takes a ceiling from: tlp_ceiling() and the
+    # ceiling an Agreement caches when it is loaded
     monkeypatch.setattr(policy, "tlp_ceiling", lambda agreement: Level.AMBER_STRICT)
+    load = policy.agreement_from_dict
+    monkeypatch.setattr(policy, "agreement_from_dict", lambda *a, **kw: dataclasses.replace(
+        load(*a, **kw), _ceiling=Level.AMBER_STRICT))
     result = leak_audit.run(3000, 24)
     assert result["leaks"] > 0
     assert any("above the relation cap" in k or "above max_tlp" in k for k in result["leaks_by_kind"])

@@ -85,9 +85,21 @@ class TestCrossBorderProvenanceExpertBot(CrossBorderBotTestCase, unittest.TestCa
         out = self.output_events()
         self.assertEqual([(e["feed.name"] if "feed.name" in e else None, e["source.ip"]) for e in out],
                          [("AT exchange", "203.0.113.9"), (None, "203.0.113.10")])
-        key = self.prefix + fingerprint(from_at)
+        key = self.prefix + "inbound:" + fingerprint(from_at)
         ttl = redis.Redis(db=REDIS_DB).ttl(key)
         self.assertTrue(0 < ttl <= 60, ttl)
+
+    def test_outbound_fingerprints_do_not_make_inbound_duplicates(self):
+        """An outbound and an inbound expert on the same Redis and prefix: the hub's own
+        report of an indicator must not make a peer's report of it a duplicate."""
+        own = ev()
+        self.input_message = own
+        self.run_bot(parameters={"direction": "outbound"})
+        self.assertOutputQueueLen(1)
+        self.input_message = ev(provenance__hub_path="at-hub", feed__name="AT exchange")
+        self.run_bot()
+        self.assertOutputQueueLen(1)
+        self.assertEqual(self.output_events()[0]["feed.name"], "AT exchange")
 
     def test_retry_of_the_same_message_is_not_a_duplicate(self):
         # a bot restarted before acknowledging processes the very same message again

@@ -35,7 +35,8 @@ class CrossBorderProvenanceExpertBot(ExpertBot):
     hub (hub_id in the hub path or as origin hub) and events whose hub path is longer
     than max_hops. In both directions, when dedup_window is above 0, an event whose
     fingerprint was already seen within dedup_window seconds is dropped (the same
-    event arriving from two peers is kept once); the fingerprints are kept in Redis.
+    event arriving from two peers is kept once); the fingerprints are kept in Redis,
+    per direction (an inbound expert never sees the outbound one's fingerprints).
     Dropped events are counted per reason, logged at debug level and summed up in
     the log every counts_interval seconds.
     """
@@ -145,7 +146,10 @@ class CrossBorderProvenanceExpertBot(ExpertBot):
         if not has_identity(event):
             self._no_identity += 1
             return None
-        key = self.dedup_key_prefix + event["provenance.fingerprint"]
+        # The direction is part of the key: an inbound expert must not take the
+        # fingerprints an outbound one stored on the same Redis for duplicates (it
+        # would drop every peer report of something this hub also saw).
+        key = f"{self.dedup_key_prefix}{self.direction}:{event['provenance.fingerprint']}"
         tx = self._redis.pipeline(transaction=True)
         tx.set(key, token, nx=True, ex=int(self.dedup_window))
         tx.get(key)
