@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any, Callable, Optional
 
 from pymisp import MISPAttribute, MISPEvent, MISPOrganisation, MISPSighting
 
-from intelmq_crossborder import misp, tlp
+from intelmq_crossborder import misp, policy, tlp
 
 __all__ = ["PushSettings", "target_event_uuid", "load_agreement_checked", "Planned", "merge", "projection", "observation_time", "RetryingCaller",
            "TransientMISPError", "PermanentMISPError", "FeedWriter", "RedactingFilter", "redact_secret"]
@@ -136,6 +137,30 @@ def load_agreement_checked(path: str):
         raise ValueError(str(exc)) from None
     except OSError as exc:
         raise ValueError(f"{path}: {exc.strerror}") from None
+
+
+def admission(flat: dict, agreement, hmac_key, refused_distributions) -> tuple:
+    """Whether an event may go to this recipient's MISP or feed: the agreement's decision
+    (defence in depth after the router), then the source distribution.
+
+    Returns ``(event_out, None, None)`` when it may, else ``(None, field, reason)`` naming
+    the field that forbids it (``sharing.tlp`` for the agreement, ``misp.distribution``)."""
+    decision = policy.decide(flat, agreement, hmac_key=hmac_key)
+    if not decision.allowed:
+        return None, "sharing.tlp", (f"the agreement of {agreement.recipient} forbids this event "
+                                     f"({'; '.join(decision.reasons)})")
+    refusal = distribution_refusal(flat, refused_distributions)
+    if refusal:
+        return None, "misp.distribution", refusal
+    return decision.event_out, None, None
+
+
+def api_key(token: Optional[str], env_name: Optional[str], logger) -> str:
+    """The MISP API key from the parameter or the environment, registered for redaction
+    in our, PyMISP's and urllib3's log records."""
+    key = token or os.environ.get(env_name or "", "")
+    redact_secret(key, logger, logging.getLogger("pymisp"), logging.getLogger("urllib3"))
+    return key
 
 
 def distribution_refusal(event: dict, refused) -> Optional[str]:

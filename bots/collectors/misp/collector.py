@@ -1,6 +1,5 @@
 """Cross-border MISP collector: incremental, paged event pull through PyMISP restSearch."""
 import json
-import logging
 import os
 
 from intelmq import VAR_STATE_PATH
@@ -47,8 +46,7 @@ class CrossBorderMISPCollectorBot(CollectorBot):
     _api = None
 
     def init(self):
-        self._key = self.misp_api_token or os.environ.get(self.misp_api_token_env or "", "")
-        misp_push.redact_secret(self._key, self.logger, logging.getLogger("pymisp"), logging.getLogger("urllib3"))
+        self._key = misp_push.api_key(self.misp_api_token, self.misp_api_token_env, self.logger)
         if not self.misp_url:
             raise ValueError("Parameter misp_url is required.")
         if not self._key:

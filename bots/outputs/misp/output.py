@@ -1,6 +1,4 @@
 """Cross-border MISP output: create or update events on a peer hub's MISP, idempotently."""
-import logging
-import os
 from collections import OrderedDict
 
 from intelmq.lib.bot import OutputBot
@@ -56,8 +54,7 @@ class CrossBorderMISPOutputBot(OutputBot):
     _api = None
 
     def init(self):
-        self._key = self.misp_api_token or os.environ.get(self.misp_api_token_env or "", "")
-        misp_push.redact_secret(self._key, self.logger, logging.getLogger("pymisp"), logging.getLogger("urllib3"))
+        self._key = misp_push.api_key(self.misp_api_token, self.misp_api_token_env, self.logger)
         if not self.misp_url:
             raise ValueError("Parameter misp_url is required.")
         if not self._key:
@@ -112,15 +109,9 @@ class CrossBorderMISPOutputBot(OutputBot):
     def process(self):
         event = self.receive_message()
         flat = event.to_dict(hierarchical=False)
-        decision = policy.decide(flat, self.agreement, hmac_key=self._hmac_key)
-        if not decision.allowed:
-            raise InvalidValue("sharing.tlp", flat.get("sharing.tlp"),
-                               reason=f"the agreement of {self.agreement.recipient} forbids this event "
-                                      f"({'; '.join(decision.reasons)}); not pushed to MISP")
-        out = decision.event_out
-        refusal = misp_push.distribution_refusal(flat, self.refuse_distributions)
-        if refusal:
-            raise InvalidValue("misp.distribution", flat.get("misp.distribution"), reason=f"{refusal}; not pushed to MISP")
+        out, field, reason = misp_push.admission(flat, self.agreement, self._hmac_key, self.refuse_distributions)
+        if out is None:
+            raise InvalidValue(field, flat.get(field), reason=f"{reason}; not pushed to MISP")
         event_uuid = misp_push.target_event_uuid(flat, self._settings)
         try:
             try:

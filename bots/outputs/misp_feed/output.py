@@ -47,18 +47,13 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
     def process(self):
         event = self.receive_message()
         flat = event.to_dict(hierarchical=False)
-        decision = policy.decide(flat, self.agreement, hmac_key=self._hmac_key)
-        if not decision.allowed:
-            raise InvalidValue("sharing.tlp", flat.get("sharing.tlp"),
-                               reason=f"the agreement of {self.agreement.recipient} forbids this event "
-                                      f"({'; '.join(decision.reasons)}); not written to the MISP feed")
-        refusal = misp_push.distribution_refusal(flat, self.refuse_distributions)
-        if refusal:
-            raise InvalidValue("misp.distribution", flat.get("misp.distribution"), reason=f"{refusal}; not written to the MISP feed")
+        out, field, reason = misp_push.admission(flat, self.agreement, self._hmac_key, self.refuse_distributions)
+        if out is None:
+            raise InvalidValue(field, flat.get(field), reason=f"{reason}; not written to the MISP feed")
         event_uuid = misp_push.target_event_uuid(flat, self._settings)
         current = self._feed.load(event_uuid)
         try:
-            planned = misp_push.merge(current, decision.event_out, self._settings, key_event=flat)
+            planned = misp_push.merge(current, out, self._settings, key_event=flat)
         except ValueError as exc:
             raise InvalidValue("misp.event_uuid", event_uuid,
                                reason=f"{exc}; not written to the MISP feed") from None
