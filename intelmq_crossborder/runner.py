@@ -201,9 +201,11 @@ class IntelMQInstance:
                                 f"{proc.stderr.strip() or proc.stdout.strip()}")
         return proc
 
-    def start(self, bot_ids: Optional[Iterable[str]] = None) -> None:
+    def start(self, bot_ids: Optional[Iterable[str]] = None, check: bool = True) -> None:
+        """Start bots. ``check=False`` for bots that may legitimately exit before intelmqctl
+        looks (scheduled bots, a bot that stops on a fault): intelmqctl then reports "stopped"."""
         for bot_id in (bot_ids or self.bot_ids()):
-            self.ctl("start", bot_id)
+            self.ctl("start", bot_id, check=check)
 
     def pid(self, bot_id: str) -> Optional[int]:
         """The process id intelmqctl recorded for a bot, or None."""
