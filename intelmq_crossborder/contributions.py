@@ -333,20 +333,26 @@ def tlp_allowed(label: str, ceiling: Optional[tlp.Level], default_tlp: tlp.Level
     return level <= ceiling
 
 
-def event_rows(conn: sqlite3.Connection, since: Optional[str] = None, until: Optional[str] = None,
-               ceiling: Optional[tlp.Level] = None, default_tlp: tlp.Level = tlp.Level.AMBER) -> list:
-    """Event rows as dicts, from ``since`` to ``until`` (ISO days, inclusive), at or below ``ceiling``."""
-    sql, args = "SELECT * FROM events WHERE 1=1", []
+def _rows(conn: sqlite3.Connection, table: str, order: str, since: Optional[str], until: Optional[str],
+          ceiling: Optional[tlp.Level], default_tlp: tlp.Level) -> list:
+    """Rows of ``table`` as dicts, ``since``..``until`` (ISO days, inclusive), at or below ``ceiling``."""
+    sql, args = f"SELECT * FROM {table} WHERE 1=1", []  # nosec B608 - table and order are our constants
     if since:
         sql += " AND day >= ?"
         args.append(since)
     if until:
         sql += " AND day <= ?"
         args.append(until)
-    cur = conn.execute(sql + " ORDER BY id", args)
+    cur = conn.execute(f"{sql} ORDER BY {order}", args)
     names = [c[0] for c in cur.description]
-    rows = [dict(zip(names, r)) for r in cur.fetchall()]
-    return [r for r in rows if tlp_allowed(r["tlp"], ceiling, default_tlp)]
+    return [r for r in (dict(zip(names, row)) for row in cur.fetchall())
+            if tlp_allowed(r["tlp"], ceiling, default_tlp)]
+
+
+def event_rows(conn: sqlite3.Connection, since: Optional[str] = None, until: Optional[str] = None,
+               ceiling: Optional[tlp.Level] = None, default_tlp: tlp.Level = tlp.Level.AMBER) -> list:
+    """Event rows as dicts, from ``since`` to ``until`` (ISO days, inclusive), at or below ``ceiling``."""
+    return _rows(conn, "events", "id", since, until, ceiling, default_tlp)
 
 
 def contributions(conn: sqlite3.Connection, since: Optional[str] = None, until: Optional[str] = None,
@@ -395,17 +401,8 @@ def contributions(conn: sqlite3.Connection, since: Optional[str] = None, until: 
 
 def warning_rows(conn: sqlite3.Connection, since: Optional[str] = None, until: Optional[str] = None,
                  ceiling: Optional[tlp.Level] = None, default_tlp: tlp.Level = tlp.Level.AMBER) -> list:
-    sql, args = "SELECT * FROM warnings WHERE 1=1", []
-    if since:
-        sql += " AND day >= ?"
-        args.append(since)
-    if until:
-        sql += " AND day <= ?"
-        args.append(until)
-    cur = conn.execute(sql + " ORDER BY arrived_at", args)
-    names = [c[0] for c in cur.description]
-    return [r for r in (dict(zip(names, row)) for row in cur.fetchall())
-            if tlp_allowed(r["tlp"], ceiling, default_tlp)]
+    """Early-warning rows as dicts, like :func:`event_rows`."""
+    return _rows(conn, "warnings", "arrived_at", since, until, ceiling, default_tlp)
 
 
 def today() -> str:
