@@ -155,11 +155,17 @@ def admission(flat: dict, agreement, hmac_key, refused_distributions) -> tuple:
     return decision.event_out, None, None
 
 
-def api_key(token: Optional[str], env_name: Optional[str], logger) -> str:
+def api_key(url: Optional[str], token: Optional[str], env_name: Optional[str], logger) -> str:
     """The MISP API key from the parameter or the environment, registered for redaction
-    in our, PyMISP's and urllib3's log records."""
+    in our, PyMISP's and urllib3's log records.  Raises ValueError when the URL or the
+    key is missing."""
     key = token or os.environ.get(env_name or "", "")
     redact_secret(key, logger, logging.getLogger("pymisp"), logging.getLogger("urllib3"))
+    if not url:
+        raise ValueError("Parameter misp_url is required.")
+    if not key:
+        raise ValueError(f"No MISP API key: set parameter misp_api_token or the environment "
+                         f"variable {env_name}.")
     return key
 
 

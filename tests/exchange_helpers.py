@@ -5,6 +5,7 @@ import io
 import ipaddress
 import json
 import tarfile
+import time
 from pathlib import Path
 
 import yaml
@@ -205,3 +206,13 @@ class ExchangeServer:
     def __exit__(self, *exc):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def wait_for(cond, timeout, what):
+    """Poll ``cond`` every 0.2 s until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")

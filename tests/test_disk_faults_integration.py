@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from exchange_helpers import wait_for
 from intelmq_crossborder import bundle as b
 from intelmq_crossborder.runner import IntelMQInstance, chown_for_intelmq
 
@@ -33,15 +34,6 @@ def event_json(i, pad=0):
     return json.dumps({"__type": "Event", "classification.type": "scanner", "source.ip": f"10.1.{i // 250}.{i % 250}",
                        "sharing.tlp": "GREEN", "provenance.origin_hub": "de-hub", "extra.n": i,
                        "extra.pad": os.urandom(pad).hex() if pad else ""})
-
-
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture()

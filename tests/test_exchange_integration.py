@@ -1,6 +1,5 @@
 """Real IntelMQ processes (intelmqctl, Redis db 14): the exchange output loses nothing on stop, and the
 collector + parser import a bundle exactly once, also when they are stopped in the middle of it."""
-import base64
 import json
 import os
 import time
@@ -8,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange_helpers import write_trust
+from exchange_helpers import wait_for, write_trust
 from intelmq_crossborder import bundle as b
 from intelmq_crossborder.runner import IntelMQInstance, chown_for_intelmq
 
@@ -42,24 +41,10 @@ def clean(inst):
             r.delete(key)
 
 
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture()
-def tmp_path():
+def tmp_path(intelmq_workdir):
     """A scratch folder the intelmq user can enter (pytest's own tmp_path is 0700 root)."""
-    import shutil
-    import tempfile
-    path = Path(tempfile.mkdtemp(prefix="xb-exchange-it-"))
-    os.chmod(path, 0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    return intelmq_workdir
 
 
 def test_output_stop_start_loses_and_duplicates_nothing(tmp_path):

@@ -46,12 +46,7 @@ class CrossBorderMISPCollectorBot(CollectorBot):
     _api = None
 
     def init(self):
-        self._key = misp_push.api_key(self.misp_api_token, self.misp_api_token_env, self.logger)
-        if not self.misp_url:
-            raise ValueError("Parameter misp_url is required.")
-        if not self._key:
-            raise ValueError(f"No MISP API key: set parameter misp_api_token or the environment "
-                             f"variable {self.misp_api_token_env}.")
+        self._key = misp_push.api_key(self.misp_url, self.misp_api_token, self.misp_api_token_env, self.logger)
         if int(self.page_size) < 1:
             raise ValueError("Parameter page_size must be at least 1.")
         path = self.state_file or os.path.join(VAR_STATE_PATH, f"{self.bot_id}.misp-state.json")

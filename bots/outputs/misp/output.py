@@ -54,12 +54,7 @@ class CrossBorderMISPOutputBot(OutputBot):
     _api = None
 
     def init(self):
-        self._key = misp_push.api_key(self.misp_api_token, self.misp_api_token_env, self.logger)
-        if not self.misp_url:
-            raise ValueError("Parameter misp_url is required.")
-        if not self._key:
-            raise ValueError(f"No MISP API key: set parameter misp_api_token or the environment "
-                             f"variable {self.misp_api_token_env}.")
+        self._key = misp_push.api_key(self.misp_url, self.misp_api_token, self.misp_api_token_env, self.logger)
         self.agreement = misp_push.load_agreement_checked(self.agreement_file)
         self._hmac_key = policy.key_from(None, self.hmac_key_env or None)
         if self.agreement.needs_key and not self._hmac_key:
