@@ -127,7 +127,6 @@ def target_event_uuid(event: dict, settings: PushSettings) -> str:
 
 def load_agreement_checked(path: str):
     """The recipient's agreement (intelmq_crossborder.policy), or ValueError naming the problem."""
-    from intelmq_crossborder import policy
     if not path:
         raise ValueError("parameter agreement_file is required: the output refuses to push without the "
                          "recipient's sharing agreement")
@@ -137,6 +136,17 @@ def load_agreement_checked(path: str):
         raise ValueError(str(exc)) from None
     except OSError as exc:
         raise ValueError(f"{path}: {exc.strerror}") from None
+
+
+def agreement_and_key(agreement_file: str, hmac_key_env: Optional[str]) -> tuple:
+    """The recipient's agreement and the HMAC key its pseudonyms need (None if it needs
+    none); ValueError when the agreement is bad or needs a key that is not set."""
+    agreement = load_agreement_checked(agreement_file)
+    key = policy.key_from(None, hmac_key_env or None)
+    if agreement.needs_key and not key:
+        raise ValueError(f"Agreement {agreement.recipient} pseudonymises fields: set hmac_key_env "
+                         "to an environment variable holding the key.")
+    return agreement, key
 
 
 def admission(flat: dict, agreement, hmac_key, refused_distributions) -> tuple:

@@ -55,11 +55,7 @@ class CrossBorderMISPOutputBot(OutputBot):
 
     def init(self):
         self._key = misp_push.api_key(self.misp_url, self.misp_api_token, self.misp_api_token_env, self.logger)
-        self.agreement = misp_push.load_agreement_checked(self.agreement_file)
-        self._hmac_key = policy.key_from(None, self.hmac_key_env or None)
-        if self.agreement.needs_key and not self._hmac_key:
-            raise ValueError(f"Agreement {self.agreement.recipient} pseudonymises fields: set hmac_key_env "
-                             "to an environment variable holding the key.")
+        self.agreement, self._hmac_key = misp_push.agreement_and_key(self.agreement_file, self.hmac_key_env)
         self._call = misp_push.RetryingCaller(int(self.retry_attempts), float(self.retry_backoff), self.logger)
         self._cache = OrderedDict()
         self._settings = misp_push.PushSettings(

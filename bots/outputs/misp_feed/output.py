@@ -2,7 +2,7 @@
 from intelmq.lib.bot import OutputBot
 from intelmq.lib.exceptions import InvalidValue
 
-from intelmq_crossborder import misp_push, policy
+from intelmq_crossborder import misp_push
 
 
 class CrossBorderMISPFeedOutputBot(OutputBot):
@@ -32,11 +32,7 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
     def init(self):
         if not self.feed_directory:
             raise ValueError("Parameter feed_directory is required.")
-        self.agreement = misp_push.load_agreement_checked(self.agreement_file)
-        self._hmac_key = policy.key_from(None, self.hmac_key_env or None)
-        if self.agreement.needs_key and not self._hmac_key:
-            raise ValueError(f"Agreement {self.agreement.recipient} pseudonymises fields: set hmac_key_env "
-                             "to an environment variable holding the key.")
+        self.agreement, self._hmac_key = misp_push.agreement_and_key(self.agreement_file, self.hmac_key_env)
         self._feed = misp_push.FeedWriter(self.feed_directory, self.org_name, self.org_uuid)
         self._settings = misp_push.PushSettings(
             recipient=self.agreement.recipient, grouping=self.grouping, incident_field=self.incident_field,
