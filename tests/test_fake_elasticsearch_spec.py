@@ -18,16 +18,14 @@ import unittest.mock as mock
 import elasticsearch
 import jsonschema
 import pytest
-import redis
-from botcase import CrossBorderBotTestCase
+from es_harness import ElasticsearchOutputTestCase
 
-from intelmq_crossborder.bots.outputs.elasticsearch.output import JOURNAL_KEY, CrossBorderElasticsearchOutputBot
+from intelmq_crossborder.bots.outputs.elasticsearch.output import CrossBorderElasticsearchOutputBot
 from intelmq_crossborder.fake_elasticsearch import FakeElasticsearch
 
 SPEC_DIR = pathlib.Path(__file__).parent / "fixtures" / "elasticsearch" / "spec"
 SCHEMAS = json.loads((SPEC_DIR / "schemas.json").read_text())
 ENDPOINTS = json.loads((SPEC_DIR / "endpoints.json").read_text())
-REDIS_DB = 15
 SOURCE_OPS = ("index", "create", "update")
 
 
@@ -169,32 +167,8 @@ def ev(n=0, **fields):
     return out
 
 
-class TestFakeConformsToSpec(CrossBorderBotTestCase, unittest.TestCase):
+class TestFakeConformsToSpec(ElasticsearchOutputTestCase, unittest.TestCase):
     """The real bot against the fake; every exchange checked against the excerpt."""
-
-    @classmethod
-    def set_bot(cls):
-        cls.bot_reference = CrossBorderElasticsearchOutputBot
-        cls.sysconfig = {"hosts": ["http://127.0.0.1:9"], "journal_redis_db": REDIS_DB,
-                         "initial_backoff": 0.01, "max_retries": 3, "tlp_ceiling": "AMBER"}
-
-    def setUp(self):
-        super().setUp()
-        self.es = FakeElasticsearch().start()
-        self.redis = redis.Redis(db=REDIS_DB)
-        self.redis.delete(JOURNAL_KEY.format(bot_id="test-bot"))
-
-    def tearDown(self):
-        self.es.stop()
-        self.redis.delete(JOURNAL_KEY.format(bot_id="test-bot"))
-        super().tearDown()
-
-    def run_es(self, events, **params):
-        self.input_message = events
-        params.setdefault("hosts", [self.es.url])
-        self.run_bot(iterations=len(events), parameters=params, **self.run_kwargs)
-
-    run_kwargs: dict = {}
 
     def assertConforms(self, product="elasticsearch"):
         self.assertTrue(self.es.exchanges, "no exchange was recorded")

@@ -4,13 +4,11 @@ import time
 import unittest
 import unittest.mock as mock
 
-import redis
-from botcase import CrossBorderBotTestCase
+from es_harness import ElasticsearchOutputTestCase
 
 from intelmq_crossborder.bots.outputs.elasticsearch.output import JOURNAL_KEY, CrossBorderElasticsearchOutputBot
 from intelmq_crossborder.fake_elasticsearch import FakeElasticsearch
 
-REDIS_DB = 15
 FP = "a" * 64
 
 
@@ -31,29 +29,7 @@ def closed_port() -> int:
     return port
 
 
-class TestCrossBorderElasticsearchOutputBot(CrossBorderBotTestCase, unittest.TestCase):
-    @classmethod
-    def set_bot(cls):
-        cls.bot_reference = CrossBorderElasticsearchOutputBot
-        cls.sysconfig = {"hosts": ["http://127.0.0.1:9"], "journal_redis_db": REDIS_DB,
-                         "initial_backoff": 0.01, "max_retries": 3, "tlp_ceiling": "AMBER"}
-
-    def setUp(self):
-        super().setUp()
-        self.es = FakeElasticsearch().start()
-        self.redis = redis.Redis(db=REDIS_DB)
-        self.redis.delete(JOURNAL_KEY.format(bot_id="test-bot"))
-
-    def tearDown(self):
-        self.es.stop()
-        self.redis.delete(JOURNAL_KEY.format(bot_id="test-bot"))
-        super().tearDown()
-
-    def run_es(self, events, **params):
-        self.input_message = events
-        params.setdefault("hosts", [self.es.url])
-        self.run_bot(iterations=len(events), parameters=params)
-
+class TestCrossBorderElasticsearchOutputBot(ElasticsearchOutputTestCase, unittest.TestCase):
     def test_batch_indexed_with_template_policy_and_ids(self):
         self.run_es([ev(0), ev(1, source__geolocation__latitude=48.2, source__geolocation__longitude=16.37),
                      ev(2, sharing__retention_days=365, sharing__tlp="CLEAR")])
