@@ -1,8 +1,5 @@
 """Real IntelMQ processes: CSAF collector (scheduled) -> CSAF parser -> CSAF output, on Redis db 12."""
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,17 +41,8 @@ def run_scheduled(inst, bot_id):
     inst.ctl("start", bot_id, check=False)
 
 
-@pytest.fixture
-def scratch():
-    # bots run as the intelmq user: pytest's tmp_path (under a 0700 directory) is out of its reach
-    path = Path(tempfile.mkdtemp(prefix="csaf-pipeline-"))
-    os.chmod(path, 0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def test_collector_parser_output_pipeline(scratch):
-    root = scratch / "intelmq"
+def test_collector_parser_output_pipeline(intelmq_workdir):
+    root = intelmq_workdir / "intelmq"
     with Provider(ADVISORIES + ["rhba-2023_0564.json"]) as provider:
         wrong = "/.well-known/csaf/white/2019/icsa-19-344-03.json"
         provider.hashes[wrong] = (provider.hashes[wrong][0], "0" * 128)
