@@ -221,3 +221,110 @@ def test_serialize_empty_event():
     from intelmq.lib.message import Event
     from intelmq_crossborder.harmonization import merged_harmonization
     assert fanout.serialize_event({}) == Event({}, harmonization=merged_harmonization()).serialize()
+
+
+# --- guarded sends (the provenance expert's de-duplication in the same round trip) -------------
+GUARD_DB = 12     # another database on the same server: the script SELECTs it
+
+
+@pytest.fixture
+def guard_key():
+    key = f"test-fanout-guard:{uuid.uuid4()}"
+    yield key
+    for db in (REDIS_DB, GUARD_DB):
+        redis.Redis(db=db).delete(key)
+
+
+def receive_next(r, src, names, raw):
+    r.lpush(names["in"], raw)
+    return src.receive()
+
+
+@pytest.mark.parametrize("guard_db", [REDIS_DB, GUARD_DB])
+def test_guard_new_duplicate_and_retry_in_one_round_trip(queues, guard_key, monkeypatch, guard_db):
+    r, names = queues
+    src, dst = make_pipelines(names)
+    store = redis.Redis(host="127.0.0.1", db=guard_db)
+    sender = fanout.BatchSender(FakeBot(src, dst))
+    r.script_load(fanout.GUARDED_SCRIPT)     # else the first call is EVALSHA, SCRIPT LOAD, EVALSHA
+    commands = []
+    original = dst.pipe.execute_command
+    monkeypatch.setattr(dst.pipe, "execute_command", lambda *a, **k: commands.append(a[0]) or original(*a, **k))
+    monkeypatch.setattr(store, "pipeline", lambda *a, **k: pytest.fail("separate claim transaction"))
+
+    receive_next(r, src, names, b"first")
+    assert sender.send_and_acknowledge([("a", "1")], guard=fanout.Guard(guard_key, "tok-1", 60, store)) is True
+    assert store.get(guard_key) == b"tok-1" and 0 < store.ttl(guard_key) <= 60
+    receive_next(r, src, names, b"same event from another peer")
+    assert sender.send_and_acknowledge([("a", "2")], guard=fanout.Guard(guard_key, "tok-2", 60, store)) is False
+    receive_next(r, src, names, b"first, retried")
+    assert sender.send_and_acknowledge([("a", "3")], guard=fanout.Guard(guard_key, "tok-1", 60, store)) is True
+    assert r.lrange(names["a"], 0, -1) == [b"3", b"1"]
+    assert r.llen(names["in"] + "-internal") == 0 and r.llen(names["in"]) == 0
+    assert commands == ["EVALSHA"] * 3          # one command per message: claim, send, acknowledge
+    assert dict(sender.bot._Bot__message_counter["path"]) == {"a": 2}     # the duplicate is not counted
+    if guard_db != REDIS_DB:    # the key is in the guard's database only, and the pipeline kept its own
+        assert not redis.Redis(db=REDIS_DB).exists(guard_key)
+        assert dst.pipe.connection_pool.connection_kwargs["db"] == REDIS_DB
+        r.lpush(names["in"], b"after")
+        assert src.receive() == "after"
+
+
+def test_guard_on_another_server_claims_in_a_transaction_of_its_own(queues, guard_key, monkeypatch):
+    r, names = queues
+    src, dst = make_pipelines(names)
+    store = redis.Redis(host="localhost", db=REDIS_DB)    # the server is told by its address as written: "localhost" is not the pipeline's "127.0.0.1"
+    bot = FakeBot(src, dst)
+    sender = fanout.BatchSender(bot)
+    receive_next(r, src, names, b"first")
+    assert sender.send_and_acknowledge([("a", "1")], make_message=str,
+                                       guard=fanout.Guard(guard_key, "tok-1", 60, store)) is True
+    assert sender.send_and_acknowledge([("a", "2")], make_message=str,
+                                       guard=fanout.Guard(guard_key, "tok-2", 60, store)) is False
+    assert bot.sent == [("a", "1")] and bot.acked == 2 and sender.fallback == 2
+    assert store.get(guard_key) == b"tok-1"
+
+
+def test_guard_when_scripts_are_disabled(queues, guard_key, monkeypatch):
+    r, names = queues
+    src, dst = make_pipelines(names)
+    store = redis.Redis(host="127.0.0.1", db=REDIS_DB)
+    bot = FakeBot(src, dst)
+    sender = fanout.BatchSender(bot)
+
+    class Disabled:
+        def __call__(self, **kw):
+            raise redis.exceptions.ResponseError("ERR This Redis command is not allowed from script")
+    monkeypatch.setattr(dst.pipe, "register_script", lambda text: Disabled())
+    receive_next(r, src, names, b"first")
+    assert sender.send_and_acknowledge([("a", "1")], guard=fanout.Guard(guard_key, "tok-1", 60, store)) is True
+    receive_next(r, src, names, b"duplicate")
+    assert sender.send_and_acknowledge([("a", "2")], guard=fanout.Guard(guard_key, "tok-2", 60, store)) is False
+    assert r.lrange(names["a"], 0, -1) == [b"1"] and bot.acked == 1       # the duplicate via acknowledge_message
+    assert store.get(guard_key) == b"tok-1"
+
+
+def test_guard_claims_nothing_when_there_is_nothing_to_acknowledge(queues, guard_key):
+    r, names = queues
+    src, dst = make_pipelines(names)
+    store = redis.Redis(host="127.0.0.1", db=REDIS_DB)
+    with pytest.raises(Exception, match="could not pop the message from the internal queue"):
+        fanout.BatchSender(FakeBot(src, dst)).send_and_acknowledge(
+            [("a", "1")], guard=fanout.Guard(guard_key, "tok", 60, store))
+    assert not store.exists(guard_key) and r.llen(names["a"]) == 0
+
+
+def test_counts_like_send_message_and_logs_processed_messages(queues, caplog):
+    r, names = queues
+    src, dst = make_pipelines(names)
+    bot = FakeBot(src, dst)
+    bot._Bot__message_counter.update({"since": 0, "start": None})
+    bot.log_processed_messages_count = 3
+    bot.logger = logging.getLogger("test-fanout-bot")
+    sender = fanout.BatchSender(bot)
+    caplog.set_level(logging.INFO, logger="test-fanout-bot")
+    for i in range(4):
+        receive_next(r, src, names, f"m{i}".encode())
+        sender.send_and_acknowledge([("a", str(i))])
+    assert bot._Bot__message_counter["path"]["a"] == 4 and bot._Bot__message_counter["since"] == 1
+    assert [rec.getMessage() for rec in caplog.records] == ["Processed 3 messages since last logging."]

@@ -2,25 +2,13 @@
 from __future__ import annotations
 
 import collections
-import hashlib
-import json
-import re
 import time
-import uuid
 
 from intelmq.lib.bot import ExpertBot
 from intelmq.lib.exceptions import ConfigurationError
 
-from intelmq_crossborder.fingerprint import fingerprint, has_identity
-
-_HUB_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-_COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
-
-
-def hub_path(event) -> list:
-    """The hubs an event passed through (``provenance.hub_path``), oldest first."""
-    value = event.get("provenance.hub_path")
-    return [h for h in (value.split(",") if isinstance(value, str) else []) if h]
+from intelmq_crossborder import fanout, provenance
+from intelmq_crossborder.fingerprint import has_identity
 
 
 class CrossBorderProvenanceExpertBot(ExpertBot):
@@ -38,7 +26,9 @@ class CrossBorderProvenanceExpertBot(ExpertBot):
     event arriving from two peers is kept once); the fingerprints are kept in Redis,
     per direction (an inbound expert never sees the outbound one's fingerprints).
     Dropped events are counted per reason, logged at debug level and summed up in
-    the log every counts_interval seconds.
+    the log every counts_interval seconds. When the fingerprint Redis is the pipeline's
+    Redis server, the de-duplication, the send and the acknowledgement are one atomic
+    round trip (a Lua script; otherwise a transaction of its own before the send).
     """
 
     direction: str = "inbound"
@@ -55,6 +45,7 @@ class CrossBorderProvenanceExpertBot(ExpertBot):
     counts_interval: int = 300
 
     _redis = None
+    _sender = None
 
     def init(self):
         problems = self._problems({name: getattr(self, name) for name in
@@ -70,6 +61,7 @@ class CrossBorderProvenanceExpertBot(ExpertBot):
                 conn = {"host": self.redis_cache_host, "port": int(self.redis_cache_port)}
             self._redis = redis.Redis(db=int(self.redis_cache_db), password=self.redis_cache_password,
                                       socket_timeout=30, **conn)
+        self._sender = fanout.BatchSender(self, "pipeline")
         self._dropped = collections.Counter()
         self._passed = 0
         self._no_identity = 0
@@ -77,86 +69,43 @@ class CrossBorderProvenanceExpertBot(ExpertBot):
 
     @classmethod
     def _problems(cls, params: dict) -> list:
-        out = []
-        direction = params.get("direction", cls.direction)
-        if direction not in ("inbound", "outbound"):
-            out.append(f"parameter direction must be inbound or outbound, not {direction!r}")
-        hub = params.get("hub_id")
-        if not hub or not _HUB_RE.match(str(hub)):
-            out.append(f"parameter hub_id must be a hub id like 'at-hub' ([a-z0-9][a-z0-9._-]*), not {hub!r}")
-        country = params.get("origin_country")
-        if country and not _COUNTRY_RE.match(str(country)):
-            out.append(f"parameter origin_country must be an ISO 3166-1 alpha-2 code, not {country!r}")
-        for name in ("max_hops", "dedup_window"):
-            value = params.get(name, getattr(cls, name))
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                out.append(f"parameter {name} must be a non-negative integer, not {value!r}")
-        return out
+        defaults = {name: getattr(cls, name) for name in ("direction", "max_hops", "dedup_window")}
+        return provenance.parameter_problems(params, defaults)
 
     def process(self):
         event = self.receive_message()
-        reason = self._inbound_reason(event) if self.direction == "inbound" else None
-        if reason is None:
-            # The token tells a retry of this very message (same content, e.g. after a
-            # restart) from the same event arriving again from another peer.
-            token = self._token(event) if self._redis is not None else None
-            self._stamp(event)
-            reason = self._duplicate_reason(event, token)
-        if reason is None:
-            self._passed += 1
-            self.send_message(event)
+        reason = None
+        if self.direction == "inbound":
+            reason = provenance.loop_reason(event, self.hub_id, int(self.max_hops))
+        if reason is not None:
+            self._drop(event, reason)
+            self.acknowledge_message()
         else:
-            self._dropped[reason] += 1
-            self.logger.debug("Dropped event %s: %s.", event.get("provenance.event_uuid", "(no uuid)"), reason)
-        self.acknowledge_message()
+            token = self._retry_token(event)
+            provenance.stamp(event, self.direction, self.hub_id, self.originator, self.origin_country)
+            guard = None if token is None else fanout.Guard(
+                provenance.dedup_key(self.dedup_key_prefix, self.direction, event["provenance.fingerprint"]),
+                token, int(self.dedup_window), self._redis)
+            if self._sender.send_one_and_acknowledge(event, guard=guard):
+                self._passed += 1
+            else:
+                self._drop(event, "duplicate")
         if self.counts_interval and time.monotonic() - self._last_counts >= self.counts_interval:
             self.log_counts()
 
-    def _inbound_reason(self, event):
-        path = hub_path(event)
-        if self.hub_id in path or event.get("provenance.origin_hub") == self.hub_id:
-            return "loop"
-        if len(path) > int(self.max_hops):
-            return "hop-limit"
-        return None
-
-    def _stamp(self, event) -> None:
-        if not event.get("provenance.event_uuid"):
-            event.add("provenance.event_uuid", str(uuid.uuid4()))
-        if not event.get("provenance.fingerprint"):
-            event.add("provenance.fingerprint", fingerprint(event))
-        if self.direction == "outbound":
-            if not event.get("provenance.origin_hub"):
-                event.add("provenance.origin_hub", self.hub_id)
-            if self.originator and not event.get("provenance.originator"):
-                event.add("provenance.originator", self.originator)
-            if self.origin_country and not event.get("provenance.origin_country"):
-                event.add("provenance.origin_country", self.origin_country)
-            path = hub_path(event)
-            if not path or path[-1] != self.hub_id:
-                event.add("provenance.hub_path", ",".join(path + [self.hub_id]), overwrite=True)
-
-    @staticmethod
-    def _token(event) -> str:
-        return hashlib.sha256(json.dumps(dict(event), sort_keys=True, default=str).encode("utf-8")).hexdigest()
-
-    def _duplicate_reason(self, event, token):
+    def _retry_token(self, event):
+        """The token of this message's de-duplication claim, taken before stamping (a retry of
+        this very message passes again); None without a window or identifying fields."""
         if self._redis is None:
             return None
         if not has_identity(event):
             self._no_identity += 1
             return None
-        # The direction is part of the key: an inbound expert must not take the
-        # fingerprints an outbound one stored on the same Redis for duplicates (it
-        # would drop every peer report of something this hub also saw).
-        key = f"{self.dedup_key_prefix}{self.direction}:{event['provenance.fingerprint']}"
-        tx = self._redis.pipeline(transaction=True)
-        tx.set(key, token, nx=True, ex=int(self.dedup_window))
-        tx.get(key)
-        created, stored = tx.execute()
-        if created or (stored is not None and stored.decode() == token):
-            return None
-        return "duplicate"
+        return provenance.retry_token(event)
+
+    def _drop(self, event, reason: str) -> None:
+        self._dropped[reason] += 1
+        self.logger.debug("Dropped event %s: %s.", event.get("provenance.event_uuid", "(no uuid)"), reason)
 
     def log_counts(self):
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(self._dropped.items()) if v) or "none"

@@ -2,7 +2,7 @@
 from intelmq.lib.bot import ExpertBot
 from intelmq.lib.exceptions import InvalidValue
 
-from intelmq_crossborder import tlp
+from intelmq_crossborder import fanout, tlp
 
 
 class CrossBorderTLPExpertBot(ExpertBot):
@@ -24,12 +24,14 @@ class CrossBorderTLPExpertBot(ExpertBot):
     set_stock_tlp: bool = True
 
     _default_level: tlp.Level = None
+    _sender: fanout.BatchSender = None
 
     def init(self):
         self._default_level = tlp.parse_level(self.default_tlp, "parameter default_tlp")
         if isinstance(self.label_fields, str):
             self.label_fields = [f.strip() for f in self.label_fields.split(",") if f.strip()]
         self._defaulted = 0
+        self._sender = fanout.BatchSender(self, "pipeline")   # send + acknowledge in one round trip
 
     def process(self):
         event = self.receive_message()
@@ -49,8 +51,7 @@ class CrossBorderTLPExpertBot(ExpertBot):
             event.add("tlp", tlp.to_intelmq_stock(level), overwrite=True)
         if labels.chatham_house:
             event.add("sharing.do_not_disclose_source", True, overwrite=True)
-        self.send_message(event)
-        self.acknowledge_message()
+        self._sender.send_one_and_acknowledge(event)
 
     @staticmethod
     def check(parameters: dict):
