@@ -16,6 +16,9 @@ Two real IntelMQ pipelines of the same length on the same Redis, in the same run
 The bots are started first; then N events are pushed into the first queue in one LPUSH and the
 clock runs until the output file holds N lines. events/s = N / that time. Peak memory: the
 largest peak RSS (VmHWM) of the pipeline's bot processes. Target: ours >= 0.8 x baseline.
+With --cpu, each round also prints the CPU time per event of every bot process and of the
+Redis server (from /proc and INFO cpu): on this 2-core machine the pipeline's rate is bounded
+by the sum, so it shows which stage to profile (then e.g. ``py-spy record -p PID``).
 The hub-to-hub hop here is a Redis queue; the signed nightly bundle is measured separately
 (bench_bundle.py: write/verify/import).
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -114,7 +118,22 @@ def peak_rss_mib(inst) -> float:
     return peak
 
 
-def run_pipeline(name: str, build, n: int, db: int) -> dict:
+def cpu_seconds(inst) -> dict:
+    """CPU seconds (user + system) used so far by each bot process, and by the Redis server."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pidfile in (inst.root / "var" / "run").glob("*.pid"):
+        try:
+            fields = Path(f"/proc/{int(pidfile.read_text().strip())}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, ValueError):
+            continue
+        out[pidfile.stem] = (int(fields[11]) + int(fields[12])) / tick
+    info = inst.redis().info("cpu")
+    out["(redis-server)"] = info["used_cpu_user"] + info["used_cpu_sys"]
+    return out
+
+
+def run_pipeline(name: str, build, n: int, db: int, cpu: bool = False) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"xb-bench-{name}-"))
     work.chmod(0o755)
     try:
@@ -133,6 +152,7 @@ def run_pipeline(name: str, build, n: int, db: int) -> dict:
         try:
             inst.start()
             time.sleep(2)
+            cpu_before = cpu_seconds(inst) if cpu else {}
             started = time.perf_counter()
             r.lpush(first, *payload)
             deadline = time.monotonic() + 600
@@ -142,13 +162,14 @@ def run_pipeline(name: str, build, n: int, db: int) -> dict:
                 time.sleep(0.05)
             seconds = time.perf_counter() - started
             peak = peak_rss_mib(inst)
+            cpu_used = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_seconds(inst).items()} if cpu else {}
         finally:
             inst.stop()
             inst.clear_queues()
             for key in r.scan_iter("bench:fp:*"):
                 r.delete(key)
         return {"name": name, "events": n, "seconds": seconds, "eps": n / seconds, "peak_mib": peak,
-                "bots": len(inst.bot_ids())}
+                "bots": len(inst.bot_ids()), "cpu_us": {k: 1e6 * v / n for k, v in cpu_used.items()}}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -160,6 +181,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, help="alternating rounds of both pipelines (default 3)")
     ap.add_argument("--redis-db", type=int, default=3, help="Redis database for queues and de-duplication (3)")
     ap.add_argument("--json", metavar="FILE", help="write the result rows as JSON to FILE")
+    ap.add_argument("--cpu", action="store_true", help="print CPU microseconds per event of every bot and Redis")
     args = ap.parse_args(argv)
     n = 2_000 if args.quick else args.events
     rounds = args.rounds or 3
@@ -167,12 +189,15 @@ def main(argv=None) -> int:
     # at the mercy of whatever else runs at that moment; the median ratio of the pairs is robust.
     pairs = []
     for i in range(rounds):
-        base = run_pipeline("baseline", baseline, n, args.redis_db)
-        mine = run_pipeline("ours", ours, n, args.redis_db)
+        base = run_pipeline("baseline", baseline, n, args.redis_db, args.cpu)
+        mine = run_pipeline("ours", ours, n, args.redis_db, args.cpu)
         pairs.append((base, mine))
         for res in (base, mine):
             print(f"round {i + 1} {res['name']:9} {res['bots']} bots {res['events']:>7,} events "
                   f"{res['seconds']:7.2f} s {res['eps']:8.0f} events/s  peak RSS per bot {res['peak_mib']:6.1f} MiB")
+            if res["cpu_us"]:
+                print("    CPU us/event: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(res["cpu_us"].items()))
+                      + f"; sum {sum(res['cpu_us'].values()):.0f}")
     ratios = sorted(m["eps"] / b["eps"] for b, m in pairs)
     ratio = ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1:len(ratios) // 2 + 1]) / 2
     base = {"eps": sorted(b["eps"] for b, _ in pairs)[len(pairs) // 2]}

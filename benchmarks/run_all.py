@@ -28,6 +28,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 OUT = REPO / "docs" / "performance.md"
 TAKES_REDIS_DB = {"bench_elasticsearch.py", "bench_consortium.py", "bench_router.py"}
+#: extra arguments: the consortium run also prints each bot's CPU per event (the profile of that stage)
+EXTRA_ARGS = {"bench_consortium.py": ["--cpu"]}
 
 
 def run(script: Path, quick: bool, redis_db: str) -> dict:
@@ -38,6 +40,7 @@ def run(script: Path, quick: bool, redis_db: str) -> dict:
             cmd.append("--quick")
         if script.name in TAKES_REDIS_DB:
             cmd += ["--redis-db", redis_db]
+        cmd += EXTRA_ARGS.get(script.name, [])
         started = time.monotonic()
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
         took = time.monotonic() - started
