@@ -108,7 +108,7 @@ class Fetcher:
                                          exc.transient) from None
                     raise
                 wait = self.backoff.delay(attempt)
-                self.log.warning("GET %s failed (%s), retry %d of %d in %.2f s.", url, exc.reason,
+                self.log.warning("GET %s: %s; retry %d of %d in %.2f s.", url, exc.reason,
                                  attempt, self.attempts - 1, wait)
                 self.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -110,7 +110,7 @@ def test_csaf_fetch_retries_transient_faults_with_backoff(server, mode, caplog):
     assert server.count(path="/a.json") == 3
     assert waits == [0.05, 0.1]
     assert info.value.url == url and info.value.transient and "3 attempts" in info.value.reason
-    assert caplog.text.count(f"GET {url} failed") == 2 and "retry 2 of 2 in 0.10 s" in caplog.text
+    assert caplog.text.count(f"GET {url}: ") == 2 and "retry 2 of 2 in 0.10 s" in caplog.text
 
 
 def test_csaf_fetch_peer_back_after_a_retry(server):
