@@ -3,7 +3,6 @@ collector + parser import a bundle exactly once, also when they are stopped in t
 import json
 import os
 import time
-from pathlib import Path
 
 import pytest
 

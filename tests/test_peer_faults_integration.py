@@ -22,7 +22,6 @@ import base64
 import json
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pytest

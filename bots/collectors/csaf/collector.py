@@ -131,6 +131,9 @@ class CrossBorderCSAFCollectorBot(CollectorBot):
                 tlp.parse_csaf(label, "2.0", "parameter tlp_labels")
             except tlp.UnknownTLPError as exc:
                 results.append(["error", f"Parameter tlp_labels: {exc}."])
+        backoff = parameters.get("http_retry_backoff", 2.0)
+        if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or backoff < 0:
+            results.append(["error", "Parameter http_retry_backoff must be a number of seconds >= 0."])
         if parameters.get("verify_signatures"):
             import shutil
             if not shutil.which(parameters.get("gpg_binary", "gpg")):
