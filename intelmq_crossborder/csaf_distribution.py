@@ -29,6 +29,7 @@ from typing import Callable, Iterable, Optional
 from urllib.parse import urljoin, urlsplit
 
 from intelmq_crossborder import tlp
+from intelmq_crossborder.backoff import Backoff
 from intelmq_crossborder.csaf import normalise_datetime
 
 __all__ = [
@@ -42,10 +43,14 @@ SECURITY_TXT = "/.well-known/security.txt"
 
 
 class FetchError(Exception):
-    """A URL that could not be fetched (network error or HTTP status >= 400)."""
+    """A URL that could not be fetched (network error or HTTP status >= 400).
 
-    def __init__(self, url: str, reason: str, status: Optional[int] = None):
-        self.url, self.reason, self.status = url, reason, status
+    ``transient``: worth another attempt (connection refused or dropped, timeout, a
+    download cut or stalled, HTTP 5xx or 429); a 4xx, an oversized or endlessly
+    trickled file is not retried."""
+
+    def __init__(self, url: str, reason: str, status: Optional[int] = None, transient: bool = False):
+        self.url, self.reason, self.status, self.transient = url, reason, status, transient
         super().__init__(f"{url}: {reason}")
 
 
@@ -62,32 +67,64 @@ class Fetcher:
 
     ``auth_headers`` (a secret token, say) are sent only to ``auth_hosts``: a feed
     may list advisories or keys on other hosts, which must not receive the token.
+
+    Every request is bounded: ``timeout`` per connect/read, ``max_seconds`` for a whole
+    download (default 10 x timeout).  A transient failure (see :class:`FetchError`) is
+    tried ``attempts`` times in all, waiting ``retry_backoff`` seconds, then twice that,
+    ... (at most ``max_backoff``) between attempts, each retry logged with the URL.  The
+    session's own transport retries should be off (the collector switches them off), or
+    the attempts multiply.
     """
 
     def __init__(self, session, timeout: float = 30.0, max_bytes: int = 50 * 1024 * 1024,
                  auth_headers: Optional[dict] = None, auth_hosts: Iterable[str] = (),
-                 max_seconds: Optional[float] = None):
+                 max_seconds: Optional[float] = None, attempts: int = 1, retry_backoff: float = 1.0,
+                 max_backoff: float = 60.0, logger: Optional[logging.Logger] = None,
+                 sleep: Callable[[float], None] = time.sleep):
         self.session = session
         self.timeout = timeout
         self.max_seconds = max_seconds      # total time for one download; default 10 x timeout
         self.max_bytes = max_bytes
         self.auth_headers = dict(auth_headers or {})
         self.auth_hosts = {h.lower() for h in auth_hosts}
+        self.attempts = max(1, int(attempts))
+        self.backoff = Backoff(retry_backoff, max(float(max_backoff), float(retry_backoff)))
+        self.log = logger or logging.getLogger(__name__)
+        self.sleep = sleep
 
     def headers_for(self, url: str) -> dict:
         host = (urlsplit(url).hostname or "").lower()
         return self.auth_headers if self.auth_headers and host in self.auth_hosts else {}
 
     def get(self, url: str) -> bytes:
+        """The body of ``url``; :class:`FetchError` naming the URL after the last attempt."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return self._get_once(url)
+            except FetchError as exc:
+                if not exc.transient or attempt == self.attempts:
+                    if attempt > 1:
+                        raise FetchError(url, f"{exc.reason}, {attempt} attempts", exc.status,
+                                         exc.transient) from None
+                    raise
+                wait = self.backoff.delay(attempt)
+                self.log.warning("GET %s: %s; retry %d of %d in %.2f s.", url, exc.reason,
+                                 attempt, self.attempts - 1, wait)
+                self.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _get_once(self, url: str) -> bytes:
         import requests
+        import urllib3
 
         try:
             response = self.session.get(url, timeout=self.timeout, stream=True, headers=self.headers_for(url))
         except requests.RequestException as exc:
-            raise FetchError(url, f"request failed ({type(exc).__name__})") from None
+            raise FetchError(url, f"request failed ({type(exc).__name__})", transient=True) from None
         try:
             if response.status_code >= 400:
-                raise FetchError(url, f"HTTP {response.status_code}", response.status_code)
+                raise FetchError(url, f"HTTP {response.status_code}", response.status_code,
+                                 transient=response.status_code >= 500 or response.status_code == 429)
             # Read with a total deadline, not only the per-read timeout: a peer that trickles
             # one byte per second would otherwise hold the collector for days.
             deadline = time.monotonic() + (self.max_seconds or self.timeout * 10)
@@ -102,10 +139,10 @@ class Fetcher:
                     raise FetchError(url, f"download slower than the {self.max_seconds or self.timeout * 10:g} s "
                                           "allowed in total")
             body = b"".join(chunks)
-        except requests.RequestException as exc:
-            raise FetchError(url, f"download interrupted ({type(exc).__name__})") from None
-        except OSError as exc:
-            raise FetchError(url, f"download interrupted ({exc.__class__.__name__})") from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            # urllib3's own errors come out of raw reads: a peer that stops sending in the middle
+            # of the body (ReadTimeoutError) or closes the connection early (ProtocolError).
+            raise FetchError(url, f"download interrupted ({type(exc).__name__})", transient=True) from None
         finally:
             response.close()
         if len(body) > self.max_bytes:

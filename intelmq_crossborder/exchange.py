@@ -22,6 +22,12 @@ wrappers around the two classes here:
     moved to the quarantine folder with a ``.reason.json`` next to them.  A bundle
     whose id was already imported with the same data adds nothing.
 
+:class:`Pusher` (sender side, optional)
+    PUTs the outbox to the peer in sequence order; while the peer fails (slow,
+    5xx, connection dropped) it backs off exponentially, up to a maximum, and
+    does not contact the peer until the next attempt is due.  The bundles wait
+    in the outbox, complete and signed; nothing is dumped.
+
 State files are JSON, written atomically (temporary file, fsync, rename).
 """
 from __future__ import annotations
@@ -37,7 +43,7 @@ from typing import Callable, Iterable, List, Optional
 
 from intelmq_crossborder import bundle as b
 
-__all__ = ["Spool", "Importer", "ImportResult", "push_outbox", "pull_bundles", "https_session"]
+__all__ = ["Spool", "Importer", "ImportResult", "push_outbox", "Pusher", "pull_bundles", "https_session"]
 
 RECENT_IDS_KEPT = 1000
 PULLED_NAMES_KEPT = 10000
@@ -261,9 +267,18 @@ def push_outbox(outbox, url: str, session, sent_dir=None, timeout: float = 60.0,
     the run so that the receiver never sees a later sequence number before an
     earlier one; the rest stays in the outbox for the next attempt.
     """
+    log = logger or logging.getLogger(__name__)
+    pushed, failure = _push_round(outbox, url, session, sent_dir, timeout, log)
+    if failure is not None:
+        log.warning("Push of %s to %s failed, kept in the outbox for the next attempt: %s.",
+                    failure[0], url.rstrip("/"), failure[1])
+    return pushed
+
+
+def _push_round(outbox, url: str, session, sent_dir, timeout: float, log) -> tuple:
+    """One push round: ``(names pushed, None)`` or, at the first failure, ``(names pushed, (name, error))``."""
     import requests
 
-    log = logger or logging.getLogger(__name__)
     pushed = []
     base = url.rstrip("/")
     for path in sorted(Path(outbox).glob("*" + b.BUNDLE_SUFFIX)):
@@ -278,9 +293,7 @@ def push_outbox(outbox, url: str, session, sent_dir=None, timeout: float = 60.0,
             finally:
                 response.close()
         except (requests.RequestException, OSError) as exc:
-            log.warning("Push of %s to %s failed, kept in the outbox for the next attempt: %s.",
-                        path.name, base, exc)
-            break
+            return pushed, (path.name, exc)
         if sent_dir:
             Path(sent_dir).mkdir(parents=True, exist_ok=True)
             os.replace(path, Path(sent_dir) / path.name)
@@ -288,7 +301,84 @@ def push_outbox(outbox, url: str, session, sent_dir=None, timeout: float = 60.0,
             path.unlink()
         pushed.append(path.name)
         log.info("Pushed %s to %s.", path.name, base)
-    return pushed
+    return pushed, None
+
+
+class Pusher:
+    """Push an outbox to one peer, backing off (bounded, exponential) while the peer fails.
+
+    :meth:`push` runs one round of :func:`push_outbox` when it is due: bundles in sequence
+    order, the first failure stops the round.  A round that leaves bundles behind makes
+    the next one wait ``backoff`` (:class:`intelmq_crossborder.backoff.Backoff`: initial
+    wait, doubling, capped); the warning names the bundle, the URL, the error and the
+    time of the next attempt.  While backing off, :meth:`due` is false and :meth:`push`
+    returns at once without contacting the peer.  A round that empties the outbox resets
+    the backoff.  Rounds never overlap: a second caller returns at once.  The bundles
+    themselves are complete, signed files; a failed PUT leaves them untouched in the outbox.
+
+    ``session_factory()`` gives a fresh ``requests`` session for each round (closed after it).
+    """
+
+    def __init__(self, outbox, url: str, session_factory: Callable, backoff, sent_dir=None,
+                 timeout: float = 60.0, logger: Optional[logging.Logger] = None,
+                 wall_clock: Callable[[], float] = time.time):
+        import threading
+
+        self.outbox = Path(outbox)
+        self.url = url.rstrip("/")
+        self.session_factory = session_factory
+        self.backoff = backoff
+        self.sent_dir = sent_dir
+        self.timeout = timeout
+        self.log = logger or logging.getLogger(__name__)
+        self.wall_clock = wall_clock
+        self.pending = True          # bundles may be waiting (at start: whatever the last run left)
+        self._round = threading.Lock()
+
+    def waiting(self) -> List[Path]:
+        return sorted(self.outbox.glob("*" + b.BUNDLE_SUFFIX))
+
+    def mark_pending(self) -> None:
+        """A bundle was sealed: push it at the next due round."""
+        self.pending = True
+
+    def due(self) -> bool:
+        return self.pending and self.backoff.ready()
+
+    def push(self) -> Optional[List[str]]:
+        """One round if due; the names pushed, or None when no round ran (backing off, nothing
+        pending, or another round in progress)."""
+        if not self.due() or not self._round.acquire(blocking=False):
+            return None
+        try:
+            session = self.session_factory()
+            try:
+                pushed, failure = _push_round(self.outbox, self.url, session, self.sent_dir, self.timeout, self.log)
+            finally:
+                session.close()
+            if failure is None:
+                if self.backoff.failures:
+                    self.log.info("Push to %s works again after %d failed attempt(s).", self.url,
+                                  self.backoff.failures)
+                self.backoff.succeeded()
+                self.pending = bool(self.waiting())      # sealed during the round: next round
+                return pushed
+            wait = self.backoff.failed()
+            name, exc = failure
+            at = b.dt.datetime.fromtimestamp(self.wall_clock() + wait, b.dt.timezone.utc)
+            self.log.warning("Push of %s to %s failed, kept in the outbox for the next attempt (%d bundle(s) "
+                             "waiting, signed and complete): %s. Failure %d in a row; next attempt in %g s, "
+                             "at %s.", name, self.url, len(self.waiting()), _one_line(exc),
+                             self.backoff.failures, wait, at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            self.pending = True
+            return pushed
+        finally:
+            self._round.release()
+
+
+def _one_line(exc) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _listing_names(doc) -> List[str]:

@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional
 from pymisp import MISPAttribute, MISPEvent, MISPOrganisation, MISPSighting
 
 from intelmq_crossborder import misp, policy, tlp
+from intelmq_crossborder.backoff import Backoff
 
 __all__ = ["PushSettings", "target_event_uuid", "load_agreement_checked", "Planned", "merge", "projection", "observation_time", "RetryingCaller",
            "TransientMISPError", "PermanentMISPError", "FeedWriter", "RedactingFilter", "redact_secret"]
@@ -383,16 +384,19 @@ def _errors_of(result) -> Optional[tuple]:
 
 
 class RetryingCaller:
-    """Call a PyMISP method; retry 5xx/connection errors with exponential backoff.
+    """Call a PyMISP method; retry 5xx/connection errors/timeouts with exponential backoff.
 
-    ``attempts`` retries after the first try, waiting ``backoff * 2**i`` seconds.
+    ``attempts`` retries after the first try, waiting ``backoff * 2**i`` seconds
+    (:class:`intelmq_crossborder.backoff.Backoff`); then :class:`TransientMISPError`
+    naming the call, the number of attempts and ``url`` (the MISP server).
     4xx answers (PyMISP returns ``{"errors": (status, body)}``) raise
     :class:`PermanentMISPError` at once, except the statuses in ``allow``.
     """
 
     def __init__(self, attempts: int = 3, backoff: float = 2.0, logger: Optional[logging.Logger] = None,
-                 sleep: Callable[[float], None] = time.sleep):
-        self.attempts, self.backoff, self.logger, self.sleep = attempts, backoff, logger, sleep
+                 sleep: Callable[[float], None] = time.sleep, url: str = ""):
+        self.attempts, self.logger, self.sleep, self.url = attempts, logger, sleep, url
+        self.backoff = Backoff(backoff)
         self.retries = 0
 
     def __call__(self, what: str, func, *args, allow=(), **kwargs):
@@ -418,14 +422,17 @@ class RetryingCaller:
                     raise PermanentMISPError(*err)
                 return result
             if attempt < self.attempts:
-                wait = self.backoff * (2 ** attempt)
+                wait = self.backoff.delay(attempt + 1)
                 self.retries += 1
                 if self.logger:
-                    self.logger.warning("MISP %s failed (%s), retry %d of %d in %.2f s.", what,
-                                        type(last).__name__, attempt + 1, self.attempts, wait)
+                    self.logger.warning("MISP %s failed (%s), retry %d of %d in %.2f s%s.", what,
+                                        type(last).__name__, attempt + 1, self.attempts, wait,
+                                        f" ({self.url})" if self.url else "")
                 self.sleep(wait)
-        first_line = str(last).splitlines()[0] if str(last) else type(last).__name__
-        raise TransientMISPError(f"MISP {what} failed after {self.attempts + 1} attempt(s): {first_line}")
+        first_line = str(last).strip().splitlines()[0] if str(last).strip() else ""
+        where = f" at {self.url}" if self.url else ""
+        raise TransientMISPError(f"MISP {what} failed after {self.attempts + 1} attempt(s){where}: "
+                                 f"{type(last).__name__}" + (f": {first_line}" if first_line else ""))
 
 
 class RedactingFilter(logging.Filter):

@@ -6,6 +6,8 @@ Layout (the paths of a real provider):
   /.well-known/csaf/white/<year>/<file>.json  + .sha256 / .sha512
   /.well-known/csaf/white/changes.csv, index.txt   unquoted, not sorted (as CISA's)
 The test changes ``files`` / ``hashes`` / ``missing`` / ``feed_entries`` to inject faults.
+``public_base`` (e.g. a tests/fault_server.py FaultServer forwarding here) is the base URL the
+documents name instead of this server's own, so that every request goes through it.
 """
 import hashlib
 import json
@@ -29,6 +31,7 @@ class Provider:
         self.feed_label = feed_label
         self.with_rolie = with_rolie
         self.updated = {}
+        self.public_base = None
         for i, name in enumerate(advisories):
             doc = json.loads((FIX / name).read_bytes())
             year = doc["document"]["tracking"]["initial_release_date"][:4]
@@ -40,8 +43,12 @@ class Provider:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
-    def base(self):
+    def own_base(self):
         return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def base(self):
+        return self.public_base or self.own_base
 
     @property
     def metadata_url(self):

@@ -45,6 +45,16 @@ def events(n, start=0, hub="de-hub", tlp="GREEN"):
              "time.observation": "2026-11-20T01:02:03+00:00", "extra.n": i} for i in range(start, start + n)]
 
 
+def bundle_numbers(folder, trust, recipient):
+    """``extra.n`` of every event in the bundles of ``folder``, in sequence order; each bundle verified."""
+    out = []
+    for path in sorted(Path(folder).glob("*.xbundle")):
+        with b.open_bundle(path, trust, recipient) as opened:
+            opened.verify_data()
+            out.extend(e["extra.n"] for _, e in b.iter_events(opened))
+    return out
+
+
 def read_members(path):
     with tarfile.open(path, "r:") as tar:
         return [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]

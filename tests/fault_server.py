@@ -1,34 +1,96 @@
-"""A local HTTP server that misbehaves on demand, for the peer-fault tests.
+"""A local HTTP(S) server that misbehaves on demand, for the peer-fault tests.
 
-``mode``: ``ok`` (200 with ``body``), ``slow`` (sleeps ``delay`` s before answering),
-``error`` (HTTP ``status``), ``drop`` (closes the connection without an answer),
-``trickle`` (sends headers announcing a large body, then one byte every ``delay`` s).
+``mode``: ``ok`` (200 with ``body``, or the answer of ``forward``), ``slow`` (sleeps ``delay``
+s, then answers as ``ok``), ``error`` (HTTP ``status``), ``drop`` (closes the connection
+without an answer), ``trickle`` (sends headers announcing a large body, then one byte every
+``delay`` s; with ``delay`` above the client's read timeout that is a peer that stalls in the
+middle of the body), ``cut`` (announces the full length of the ``ok`` answer, sends half of
+it and closes the connection).
+
+``forward``: a base URL (``http://127.0.0.1:port``); in ``ok`` mode every request is passed
+on to it and its answer relayed, so the server stands in front of a real fake peer
+(tests/fake_misp.py, tests/csaf_provider.py) whose faults can be switched on and off while
+the bots keep the same URL. ``only``: a regular expression; the fault applies to the
+requests whose path matches it, the others are answered as ``ok``.
+``tls``: a dict from ``exchange_helpers.make_pki`` (``server_cert``, ``server_key``, ``ca``):
+HTTPS, requiring a client certificate signed by that CA.
+
+``requests`` records ``(method, path, mode)`` (the mode the request got), ``arrivals`` the
+``time.monotonic()`` of each, ``received`` the body of each PUT answered 2xx (also late, after
+``slow``) by path.
 """
+import http.client
+import re
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
 class FaultServer:
-    def __init__(self):
+    def __init__(self, forward=None, tls=None):
         self.mode, self.delay, self.status, self.body = "ok", 5.0, 500, b"{}"
+        self.forward = forward
+        self.only = None
         self.requests = []
+        self.arrivals = []
         self.received = {}
         self._stop = threading.Event()
+        self._record = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
+        self.scheme = "http"
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls["server_cert"], tls["server_key"])
+            ctx.load_verify_locations(tls["ca"])
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}"
 
     def close(self):
         self._stop.set()
         self.server.shutdown()
         self.server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def count(self, mode=None, path=None) -> int:
+        """Requests that got ``mode`` (any if None) and whose path contains ``path``."""
+        return sum(1 for _, p, m in list(self.requests) if (mode is None or m == mode) and (path is None or path in p))
+
+    def _mode_for(self, path):
+        if self.only is not None and not re.search(self.only, path):
+            return "ok"
+        return self.mode
+
+    def _upstream(self, method, path, headers, data):
+        """(status, headers, body) of the ``ok`` answer: the forward target's, or ``body``."""
+        if not self.forward:
+            return 200, [], self.body
+        target = urlsplit(self.forward)
+        conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+        try:
+            conn.request(method, target.path.rstrip("/") + path, body=data or None,
+                         headers={k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP})
+            response = conn.getresponse()
+            return response.status, response.getheaders(), response.read()
+        finally:
+            conn.close()
 
     def _handler(self):
         outer = self
@@ -38,10 +100,12 @@ class FaultServer:
                 pass
 
             def _answer(self):
-                outer.requests.append((self.command, self.path, outer.mode))
+                mode = outer._mode_for(self.path)
+                with outer._record:
+                    outer.requests.append((self.command, self.path, mode))
+                    outer.arrivals.append(time.monotonic())
                 length = int(self.headers.get("Content-Length") or 0)
                 data = self.rfile.read(length) if length else b""
-                mode = outer.mode
                 if mode == "slow":
                     outer._stop.wait(outer.delay)
                 elif mode == "drop":
@@ -63,18 +127,33 @@ class FaultServer:
                             self.wfile.flush()
                         except OSError:
                             return
-                        time.sleep(outer.delay)
+                        outer._stop.wait(outer.delay)
                     return
-                if self.command == "PUT":
+                try:
+                    status, headers, body = outer._upstream(self.command, self.path, self.headers, data)
+                except OSError:
+                    status, headers, body = 502, [], b""
+                if mode in ("ok", "slow") and self.command == "PUT" and 200 <= status < 300:
                     outer.received[self.path] = data
                 try:
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(outer.body)))
+                    self.send_response(status)
+                    for name, value in headers:
+                        if name.lower() not in HOP_BY_HOP:
+                            self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
-                    self.wfile.write(outer.body)
+                    if self.command == "HEAD":
+                        return
+                    if mode == "cut":
+                        self.wfile.write(body[:len(body) // 2])
+                        self.wfile.flush()
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        self.close_connection = True
+                        return
+                    self.wfile.write(body)
                 except OSError:          # the client gave up (timeout): fine
                     pass
 
-            do_GET = do_PUT = do_POST = _answer
+            do_GET = do_PUT = do_POST = do_HEAD = _answer
 
         return Handler

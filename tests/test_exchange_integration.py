@@ -3,11 +3,10 @@ collector + parser import a bundle exactly once, also when they are stopped in t
 import json
 import os
 import time
-from pathlib import Path
 
 import pytest
 
-from exchange_helpers import wait_for, write_trust
+from exchange_helpers import bundle_numbers, wait_for, write_trust
 from intelmq_crossborder import bundle as b
 from intelmq_crossborder.runner import IntelMQInstance, chown_for_intelmq
 
@@ -20,15 +19,6 @@ def event_json(i):
     return json.dumps({"__type": "Event", "classification.type": "scanner", "source.ip": f"10.0.{i // 250}.{i % 250}",
                        "sharing.tlp": "GREEN", "provenance.origin_hub": "de-hub", "provenance.origin_country": "DE",
                        "extra.n": i})
-
-
-def bundle_numbers(folder, trust, recipient):
-    out = []
-    for path in sorted(Path(folder).glob("*.xbundle")):
-        with b.open_bundle(path, trust, recipient) as opened:
-            opened.verify_data()
-            out.extend(e["extra.n"] for _, e in b.iter_events(opened))
-    return out
 
 
 def clean(inst):

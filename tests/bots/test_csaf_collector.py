@@ -141,6 +141,27 @@ class TestCrossBorderCSAFCollectorBot(CrossBorderBotTestCase, unittest.TestCase)
                          "error")
         self.assertIsNone(CrossBorderCSAFCollectorBot.check({"csaf_source": "example.org",
                                                              "tlp_labels": ["WHITE", "UNLABELED"]}))
+        self.assertIn("http_retry_backoff", CrossBorderCSAFCollectorBot.check(
+            {"csaf_source": "example.org", "http_retry_backoff": -1})[0][1])
+
+    def test_server_errors_retried_with_backoff_then_collected(self):
+        # the provider answers 503 twice for one advisory, then serves it; the session's own
+        # (silent, immediate) transport retries are off, so every attempt is the Fetcher's
+        path = "/.well-known/csaf/white/2022/bsi-2022-0001.json"
+        answer = self.provider.answer
+        failures = []
+
+        def flaky(p):
+            if p == path and len(failures) < 2:
+                failures.append(p)
+                return 503, b"busy"
+            return answer(p)
+        self.provider.answer = flaky
+        reports = self.run_collector(warnings=2, http_timeout_max_tries=3, http_retry_backoff=0.01)
+        self.assertEqual(len(reports), 5)
+        self.assertEqual([p for p, _ in self.provider.requests].count(path), 3)
+        self.assertRegexpMatchesLog(r"GET http://127\.0\.0\.1:\d+/\.well-known/csaf/white/2022/bsi-2022-0001\.json: "
+                                    r"HTTP 503; retry 2 of 2 in 0\.02 s\.")
 
 
 if __name__ == "__main__":

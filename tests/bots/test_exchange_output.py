@@ -173,8 +173,21 @@ class TestCrossBorderExchangeOutputBot(CrossBorderBotTestCase, unittest.TestCase
         assert len(self.bundles()) == 1
         self.assertRegexpMatchesLog("kept in the outbox for the next attempt")
 
+    def test_no_push_attempt_while_backing_off(self):
+        # four seals while the peer is down: one push attempt, then the backoff (60 s by default)
+        # keeps process() from contacting the peer again; the bundles wait in the outbox
+        self.run_with([ev(i) for i in range(1, 5)], max_bundle_events=1, push_url="https://127.0.0.1:9/exchange",
+                      push_timeout=2, allowed_warning_count=1)
+        assert len(self.bundles()) == 4
+        assert self.loglines_buffer.count("kept in the outbox for the next attempt") == 1
+        self.assertRegexpMatchesLog(r"\(1 bundle\(s\) waiting, signed and complete\): ConnectionError: .*"
+                                    r"Failure 1 in a row; next attempt in 60 s, at \d{4}-\d\d-\d\dT")
+
     def test_check(self):
         check = CrossBorderExchangeOutputBot.check
+        assert "positive" in check({**self.sysconfig, "push_retry_backoff": 0})[0][1]
+        assert "positive" in check({**self.sysconfig, "push_retry_max_backoff": "10"})[0][1]
+        assert "not be below" in check({**self.sysconfig, "push_retry_backoff": 60, "push_retry_max_backoff": 30})[0][1]
         assert check(self.sysconfig) is None
         assert "never leaves" in check({**self.sysconfig, "max_tlp": "RED"})[0][1]
         assert "hub_id" in check({**self.sysconfig, "hub_id": "DE_HUB"})[0][1]

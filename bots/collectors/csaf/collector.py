@@ -4,6 +4,7 @@ import os
 from intelmq import VAR_STATE_PATH
 from intelmq.lib.bot import CollectorBot
 from intelmq.lib.utils import create_request_session
+from urllib3.util.retry import Retry
 
 from intelmq_crossborder import csaf_distribution as dist
 from intelmq_crossborder import tlp
@@ -22,6 +23,10 @@ class CrossBorderCSAFCollectorBot(CollectorBot):
     Each file's .sha512/.sha256 is checked (require_hash), and with
     verify_signatures its OpenPGP .asc against the provider's public keys. A file
     that fails is not emitted; it is logged with its URL and tried again next run.
+    Every request is bounded (http_timeout_sec per read, 10 x that per download);
+    connection errors, timeouts, cut downloads and HTTP 5xx/429 are tried
+    http_timeout_max_tries times in all, waiting http_retry_backoff seconds, then
+    twice that, between attempts.
     One report per advisory: raw JSON, feed.url the advisory URL, sharing.tlp the
     feed's TLP label. Feeds labelled AMBER or RED are only read with a client
     certificate (ssl_client_certificate) or an authentication header configured
@@ -40,6 +45,8 @@ class CrossBorderCSAFCollectorBot(CollectorBot):
     state_file: str = None
     max_age_days: int = 0
     http_timeout_sec: int = 30
+    http_timeout_max_tries: int = 3
+    http_retry_backoff: float = 2.0
     http_header: dict = {}
     auth_header_name: str = "Authorization"
     auth_header_token: str = None
@@ -56,6 +63,10 @@ class CrossBorderCSAFCollectorBot(CollectorBot):
             raise ValueError("Parameter csaf_source is required.")
         self.set_request_parameters()
         self._session = create_request_session(self)
+        # The Fetcher retries (with backoff, each retry logged with its URL); IntelMQ's session
+        # would retry connection and read errors again, at once and silently, multiplying them.
+        for adapter in self._session.adapters.values():
+            adapter.max_retries = Retry(0, read=False)
         auth_headers = {}
         if self.auth_header_token:
             # IntelMQ logs every parameter at DEBUG except those named *password*/*token*:
@@ -66,7 +77,9 @@ class CrossBorderCSAFCollectorBot(CollectorBot):
             self.state_file = os.path.join(VAR_STATE_PATH, f"{self.bot_id}.csaf-state.json")
         self._state = dist.RunState(self.state_file)
         self._fetcher = dist.Fetcher(self._session, timeout=self.http_timeout_sec or 30,
-                                     auth_headers=auth_headers, auth_hosts=hosts)
+                                     auth_headers=auth_headers, auth_hosts=hosts,
+                                     attempts=max(1, int(self.http_timeout_max_tries or 1)),
+                                     retry_backoff=float(self.http_retry_backoff), logger=self.logger)
         if self.verify_signatures:
             self._verifier = dist.OpenPGPVerifier(self.gpg_binary)
             for path in _as_list(self.openpgp_key_files):
@@ -118,6 +131,9 @@ class CrossBorderCSAFCollectorBot(CollectorBot):
                 tlp.parse_csaf(label, "2.0", "parameter tlp_labels")
             except tlp.UnknownTLPError as exc:
                 results.append(["error", f"Parameter tlp_labels: {exc}."])
+        backoff = parameters.get("http_retry_backoff", 2.0)
+        if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or backoff < 0:
+            results.append(["error", "Parameter http_retry_backoff must be a number of seconds >= 0."])
         if parameters.get("verify_signatures"):
             import shutil
             if not shutil.which(parameters.get("gpg_binary", "gpg")):

@@ -53,7 +53,8 @@ class CrossBorderMISPCollectorBot(CollectorBot):
         self._state = CollectorState(path, int(self.overlap_seconds))
         if isinstance(self.search_tags, str):
             self.search_tags = [t.strip() for t in self.search_tags.split(",") if t.strip()]
-        self._call = misp_push.RetryingCaller(int(self.retry_attempts), float(self.retry_backoff), self.logger)
+        self._call = misp_push.RetryingCaller(int(self.retry_attempts), float(self.retry_backoff), self.logger,
+                                                url=self.misp_url)
 
     def _misp(self):
         if self._api is None:

@@ -11,6 +11,7 @@ from intelmq.lib.exceptions import ConfigurationError, InvalidValue
 from intelmq.lib.message import MessageFactory
 
 from intelmq_crossborder import elastic, tlp
+from intelmq_crossborder.backoff import Backoff
 
 JOURNAL_KEY = "intelmq-crossborder:es-journal:{bot_id}"
 
@@ -78,6 +79,10 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
             raise ConfigurationError("elasticsearch output", problem[1])
         if isinstance(self.hosts, str):
             self.hosts = [h.strip() for h in self.hosts.split(",") if h.strip()]
+        try:
+            self._backoff = Backoff(self.initial_backoff, self.max_backoff)
+        except ValueError as exc:
+            raise ConfigurationError("elasticsearch output", f"parameters initial_backoff/max_backoff: {exc}")
         self._ceiling = tlp.parse_level(self.tlp_ceiling, "parameter tlp_ceiling")
         self._default_level = tlp.parse_level(self.default_tlp, "parameter default_tlp")
         self._mapping = elastic.mapping_from_harmonization(
@@ -257,7 +262,7 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
                 self._keep(pending)
                 raise FlushFailed(f"{len(pending)} of {len(batch)} events not indexed after "
                                   f"{self.max_retries} retries, kept for later: {failure}")
-            delay = min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1))
+            delay = self._backoff.delay(attempt)
             self.logger.info("Lake busy or unreachable (%s), retrying %d events in %.2f s.",
                              failure, len(pending), delay)
             time.sleep(delay)

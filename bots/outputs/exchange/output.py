@@ -12,6 +12,7 @@ from intelmq.lib.bot import OutputBot
 from intelmq.lib.exceptions import ConfigurationError, InvalidValue
 
 from intelmq_crossborder import bundle, exchange, tlp
+from intelmq_crossborder.backoff import Backoff
 
 
 class CrossBorderExchangeOutputBot(OutputBot):
@@ -26,8 +27,12 @@ class CrossBorderExchangeOutputBot(OutputBot):
     gzip JSON lines plus a manifest signed with Ed25519 (signing_key_file), written
     to a temporary file and renamed into outbox_dir. With push_url set, sealed
     bundles are PUT over HTTPS with mutual TLS (client_cert, client_key, ca_bundle),
-    in sequence order, and moved to sent_dir. Events above max_tlp or without
-    sharing.tlp are dumped, never bundled.
+    in sequence order, and moved to sent_dir. A failed push (peer slow beyond
+    push_timeout, HTTP error, connection dropped) leaves the bundles in the outbox
+    and backs off: push_retry_backoff seconds, doubling up to push_retry_max_backoff;
+    meanwhile events keep being spooled and sealed, and no push is attempted. When the
+    peer answers again every waiting bundle is pushed in sequence order. Events above
+    max_tlp or without sharing.tlp are dumped, never bundled.
     """
 
     hub_id: str = None
@@ -51,11 +56,15 @@ class CrossBorderExchangeOutputBot(OutputBot):
     client_key: str = ""
     ca_bundle: str = ""
     push_timeout: int = 60
+    push_retry_backoff: float = 60.0
+    push_retry_max_backoff: float = 900.0
 
     _spool: exchange.Spool = None
     _lock = None
     _stop_event = None
     _timer = None
+    _pusher: exchange.Pusher = None
+    _wake = None
 
     def init(self):
         problems = self.check(self._parameters())
@@ -77,6 +86,13 @@ class CrossBorderExchangeOutputBot(OutputBot):
         self._sent = Path(self.sent_dir) if self.sent_dir else base / "sent"
         self._max_level = tlp.parse_level(self.max_tlp, "parameter max_tlp")
         self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._wake = threading.Event()
+        if self.push_url:
+            self._pusher = exchange.Pusher(
+                self._outbox, self.push_url, self._session,
+                Backoff(float(self.push_retry_backoff), float(self.push_retry_max_backoff)),
+                sent_dir=self._sent, timeout=self.push_timeout, logger=self.logger)
         self._spool = exchange.Spool(base, self._outbox, self.hub_id, self.recipient, key,
                                      fsync_each=self.fsync_each_event, compresslevel=self.compresslevel,
                                      sent_dir=self._sent, logger=self.logger)
@@ -88,8 +104,7 @@ class CrossBorderExchangeOutputBot(OutputBot):
             self._redelivery_digest = (hashlib.sha256(last).hexdigest() if last is not None
                                        else self._spool.state.get("last_line_sha256"))
             self._seal_if_due()
-            self._push()
-        self._stop_event = threading.Event()
+        self._push()
         if self.seal_check_interval and self.seal_check_interval > 0:
             self._timer = threading.Thread(target=self._timer_loop, name="exchange-seal-timer", daemon=True)
             self._timer.start()
@@ -97,46 +112,62 @@ class CrossBorderExchangeOutputBot(OutputBot):
     def _parameters(self) -> dict:
         return {name: getattr(self, name) for name in (
             "hub_id", "recipient", "signing_key_file", "max_tlp", "max_bundle_events", "max_bundle_age", "seal_at",
-            "push_url", "client_cert", "client_key")}
+            "push_url", "client_cert", "client_key", "push_retry_backoff", "push_retry_max_backoff")}
 
     # --- sealing and pushing -------------------------------------------------------------
-    def _seal_if_due(self, now: float = None) -> None:
+    def _seal_if_due(self, now: float = None) -> bool:
         spool = self._spool
         now = time.time() if now is None else now
         due = spool.count >= self.max_bundle_events or (
             self.max_bundle_age and spool.count and spool.age(now) >= self.max_bundle_age)
         if not due and self.seal_at and spool.count and spool.opened_at is not None:
             due = spool.opened_at < last_cut(self.seal_at, now)
-        if due:
-            self._seal()
+        return self._seal() if due else False
 
-    def _seal(self) -> None:
+    def _seal(self) -> bool:
         if self._spool.last_line is not None:
             self._spool.state["last_line_sha256"] = hashlib.sha256(self._spool.last_line).hexdigest()
         path = self._spool.seal(seal_empty=self.seal_empty)
-        if path is not None:
-            self._push()
+        if path is not None and self._pusher is not None:
+            self._pusher.mark_pending()
+        return path is not None
+
+    def _session(self):
+        return exchange.https_session(self.client_cert or None, self.client_key or None, self.ca_bundle or None)
 
     def _push(self) -> None:
-        if not self.push_url:
+        """One push round now, if one is due (never while backing off after a failure)."""
+        if self._pusher is not None:
+            self._pusher.push()
+
+    def _push_soon(self) -> None:
+        """After each message, if a round is due (a bundle was sealed, or the backoff after a
+        failure is over): the timer thread pushes, so process() never waits for the peer;
+        without a timer, push here. While backing off this does nothing."""
+        if self._pusher is None or not self._pusher.due():
             return
-        session = exchange.https_session(self.client_cert or None, self.client_key or None,
-                                         self.ca_bundle or None)
-        try:
-            exchange.push_outbox(self._outbox, self.push_url, session, sent_dir=self._sent,
-                                 timeout=self.push_timeout, logger=self.logger)
-        finally:
-            session.close()
+        if self._timer is not None:
+            self._wake.set()
+        else:
+            self._push()
 
     def _timer_loop(self) -> None:
-        while not self._stop_event.wait(self.seal_check_interval):
+        while True:
+            self._wake.wait(self.seal_check_interval)
+            self._wake.clear()
+            if self._stop_event.is_set():
+                return
             try:
                 with self._lock:
                     self._seal_if_due()
-                    if any(self._outbox.glob("*" + bundle.BUNDLE_SUFFIX)):
-                        self._push()
             except Exception:
-                self.logger.exception("Timed seal or push failed, will retry.")
+                self.logger.exception("Timed seal failed, will retry.")
+            try:
+                if self._pusher is not None and not self._pusher.pending and self._pusher.waiting():
+                    self._pusher.mark_pending()      # put into the outbox by hand, say
+                self._push()
+            except Exception:
+                self.logger.exception("Timed push failed, will retry.")
 
     # --- messages ------------------------------------------------------------------------
     def process(self):
@@ -171,23 +202,28 @@ class CrossBorderExchangeOutputBot(OutputBot):
                 self.logger.error("Sealing a bundle for %s failed, the events stay in the spool and the "
                                   "seal is retried: %s.", self.recipient, exc)
         self.acknowledge_message()
+        self._push_soon()
 
     def shutdown(self):
         if self._stop_event is not None:
             self._stop_event.set()
+            self._wake.set()
         if self._spool is None:
             return
         # Called from the SIGTERM handler too: never block on a lock the interrupted code holds.
+        sealed = False
         if self._lock.acquire(timeout=10):
             try:
                 if self.seal_on_shutdown and self._spool.count:
-                    self._seal()
+                    sealed = self._seal()
                 else:
                     self._spool.close()
             finally:
                 self._lock.release()
         else:
             self._spool.close()
+        if sealed:
+            self._push()      # one round if due; while backing off the bundle waits for the next start
 
     @staticmethod
     def check(parameters: dict):
@@ -216,6 +252,12 @@ class CrossBorderExchangeOutputBot(OutputBot):
         url = parameters.get("push_url") or ""
         if url and not url.startswith("https://"):
             results.append(["error", "Parameter push_url must be an https:// URL."])
+        initial, maximum = parameters.get("push_retry_backoff", 60.0), parameters.get("push_retry_max_backoff", 900.0)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (initial, maximum)):
+            results.append(["error", "Parameters push_retry_backoff and push_retry_max_backoff must be positive "
+                                     "numbers of seconds."])
+        elif maximum < initial:
+            results.append(["error", "Parameter push_retry_max_backoff must not be below push_retry_backoff."])
         if bool(parameters.get("client_cert")) != bool(parameters.get("client_key")) and parameters.get("client_key"):
             results.append(["error", "Parameter client_key is set without client_cert."])
         return results or None

@@ -56,7 +56,8 @@ class CrossBorderMISPOutputBot(OutputBot):
     def init(self):
         self._key = misp_push.api_key(self.misp_url, self.misp_api_token, self.misp_api_token_env, self.logger)
         self.agreement, self._hmac_key = misp_push.agreement_and_key(self.agreement_file, self.hmac_key_env)
-        self._call = misp_push.RetryingCaller(int(self.retry_attempts), float(self.retry_backoff), self.logger)
+        self._call = misp_push.RetryingCaller(int(self.retry_attempts), float(self.retry_backoff), self.logger,
+                                                url=self.misp_url)
         self._cache = OrderedDict()
         self._settings = misp_push.PushSettings(
             recipient=self.agreement.recipient, grouping=self.grouping, incident_field=self.incident_field,
