@@ -217,7 +217,9 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
 
     ``key_event`` (default ``event``) is the event the grouping key is computed
     from: the hub's own copy, when ``event`` is the recipient's copy with the
-    originator fields (feed.name...) removed by the agreement.
+    originator fields (feed.name...) removed by the agreement.  Nothing of
+    ``key_event`` is written: the event title (``{key}`` included) is made from
+    ``event``, the UUIDs are hashes.
 
     Raises ValueError when the event has no field that maps to a MISP attribute type
     or no ``sharing.tlp``."""
@@ -239,7 +241,10 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
     if is_new:
         desired = MISPEvent()
         desired.uuid = event_uuid
-        desired.info = _info(settings, event, key)
+        # The title shows the recipient's copy only: the hub's key may hold what the agreement
+        # hides (the feed name, a removed incident id).
+        shown_key = key if key_event is event else misp.group_key(event, settings.grouping, settings.incident_field)
+        desired.info = _info(settings, event, shown_key)
         day = key.rsplit(":", 1)[-1] if key.startswith("feed:") else None
         desired.date = day or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
         desired.threat_level_id = settings.threat_level_id
