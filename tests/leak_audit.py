@@ -9,7 +9,9 @@ processes run, without Redis):
 2. a redaction expert on the recipient's path (``policy.redact`` with per-recipient random
    extra fields to remove / pseudonymise, as ``bots/experts/redaction/expert.py``);
 3. every output, by running the real bots' ``process()`` with a random configuration per
-   recipient up to the point where they would write, and taking what they would write:
+   recipient up to the point where they would write, and taking what they would write (every
+   recipient has the exchange, CSAF and Elasticsearch outputs, about half of them the MISP API
+   output and about half the MISP feed):
 
    - the exchange (bundle) output and the CSAF output (random ``max_tlp``): the copy they
      would spool;
@@ -268,15 +270,19 @@ def random_event(rng: random.Random, n: int, recent: Optional[list] = None) -> t
 
 
 def random_outputs(rng: random.Random) -> dict:
-    """One recipient's configuration of every output."""
+    """One recipient's outputs and their configuration.  Every recipient has the exchange, CSAF and
+    Elasticsearch outputs; the MISP API output and the MISP feed each for about half of them (as
+    a hub would set them up; a MISP copy costs about ten times an exchange copy)."""
     def misp_common():
         return {"grouping": rng.choice(["feed_day", "incident"]), "event_info": rng.choice(EVENT_INFOS),
                 "extra_tags": rng.sample(EXTRA_TAGS, rng.randint(0, 2)),
                 "refuse": rng.choice([[0], [0], [0, 1], []])}
     misp = misp_common()
     misp.update(distribution=rng.randint(0, 4), publish=rng.random() < 0.5)
-    return {"exchange": rng.choice(ORDER[:3]), "csaf": rng.choice(ORDER), "misp": misp,
-            "misp_feed": misp_common(), "elasticsearch": random_lake(rng)}
+    out = {"exchange": rng.choice(ORDER[:3]), "csaf": rng.choice(ORDER), "misp": misp,
+           "misp_feed": misp_common(), "elasticsearch": random_lake(rng)}
+    out["has"] = {"exchange", "csaf", "elasticsearch"} | {name for name in ("misp", "misp_feed") if rng.random() < 0.5}
+    return out
 
 
 def random_lake(rng: random.Random) -> dict:
@@ -858,7 +864,8 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
             counts["decisions"] += 1
             if bypass:      # the MISP outputs' own agreement check, without the router in front
                 for output in bypassed:
-                    deliver(output, event, event, truth, doc, agreement, no_redaction, prefix="bypass ")
+                    if output in outputs[agreement.recipient]["has"]:
+                        deliver(output, event, event, truth, doc, agreement, no_redaction, prefix="bypass ")
             decision = policy.decide(event, agreement, hmac_key=key, facts=facts)
             if not decision.allowed:
                 counts["router denied"] += 1
@@ -868,7 +875,8 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
             copy, _, _ = policy.redact(decision.event_out, remove=red["remove"], pseudonymise=red["pseudonymise"],
                                        key=key)
             for output in guards:
-                deliver(output, copy, event, truth, doc, agreement, red)
+                if output in outputs[agreement.recipient]["has"]:
+                    deliver(output, copy, event, truth, doc, agreement, red)
     if server is not None:
         server.httpd.server_close()
     return {"agreements": len(agreements), "counts": counts, "leaks": leaks, "overblocked": overblocked,
