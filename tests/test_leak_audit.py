@@ -43,12 +43,27 @@ def test_leak_audit_zero_leaks(capsys):
 def test_leak_audit_misp_updates_zero_leaks():
     # The MISP output's events kept on the fake MISP: attributes added to existing events, tags
     # tightened, metadata-only edits; the stored events are checked after every write.
-    result = leak_audit.run(3000, 24, misp_updates=True, bypass_every=5, workers=1, outputs=("misp",), lake=False)
+    result = misp_updates()
     counts = result["counts"]
-    assert counts["misp events/add"] > 500 and counts["misp attributes/add"] > 500
-    assert counts["misp events/edit"] > 500 and counts["misp attributes/edit"] > 10
-    assert counts["bypass misp written"] > 100
+    assert counts["misp events/add"] > 1000 and counts["misp attributes/add"] > 1000
+    assert counts["misp events/edit"] > 500 and counts["misp attributes/edit"] > 20
+    assert counts["bypass misp written"] > 300
     assert result["leaks"] == 0, json.dumps(result["examples"], indent=1, default=str)
+
+
+def misp_updates():
+    return leak_audit.run(5000, 24, misp_updates=True, bypass_every=5, workers=1, outputs=("misp",), lake=False)
+
+
+def test_oracle_checks_the_events_kept_on_the_misp(monkeypatch):
+    # an output that never sends the event's new tags (metadata edit) when it adds a more
+    # restrictive attribute: each request looks right, the event on the peer's MISP does not
+    real = misp_push.merge
+    monkeypatch.setattr(misp_push, "merge", lambda *args, **kw: dataclasses.replace(real(*args, **kw),
+                                                                                     meta_changed=False))
+    kinds = misp_updates()["leaks_by_kind"]
+    assert any(k.startswith("misp: stored event TLP tag below") for k in kinds), kinds
+    assert not any(k.startswith("misp: event") or k.startswith("misp: attribute") for k in kinds), kinds
 
 
 # --- the oracle is not a rubber stamp: a broken router, redaction or output guard is caught -------
