@@ -25,11 +25,11 @@ processes run, without Redis):
    - the Elasticsearch output (random ``tlp_ceiling`` and ``default_tlp``): the document it
      would send to ``_bulk``.
 
-   Besides, every event goes as it arrived (before any router) to three hub data lakes (the
-   Elasticsearch output with random ``tlp_ceiling``/``default_tlp``: the hub's own lake takes
-   every event), and every ``bypass_every``-th event goes as it arrived to the MISP API and
-   feed outputs of every recipient: their agreement check is defence in depth and must hold
-   without the router.
+   Besides, every event goes as it arrived (before any router) to one of three hub data lakes
+   (the Elasticsearch output with random ``tlp_ceiling``/``default_tlp``: the hub's own lake
+   takes every event), and every ``bypass_every``-th event goes as it arrived to the MISP API
+   and feed outputs of every recipient that has them: their agreement check is defence in
+   depth and must hold without the router.
 
 The oracle knows the *ground truth* of every event because it generated it: the true TLP
 level behind whatever spelling was used (or "unknown"/"missing"), the distinctive value of
@@ -42,8 +42,8 @@ JSON, the lake document) that carries a removed/pseudonymised/hidden value in cl
 ``raw``), a TLP label or tag lower than the truth, a missing Chatham House tag, or a MISP
 distribution other than the recipient's.
 
-``python tests/leak_audit.py [--events N] [--agreements M] [--seed S] [--misp-updates]`` prints
-the counts as JSON; ``tests/test_leak_audit.py`` runs 100,000 events x 24 agreements and asserts
+``python tests/leak_audit.py [--events N] [--agreements M] [--seed S] [--bypass-every K]
+[--misp-updates] [--workers W]`` prints the counts as JSON (exit 1 on a leak); ``tests/test_leak_audit.py`` runs 100,000 events x 24 agreements and asserts
 0 leaks.
 """
 from __future__ import annotations
