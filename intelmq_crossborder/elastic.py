@@ -9,6 +9,8 @@ Plain functions used by the cross-border Elasticsearch output bot
   built from latitude/longitude).
 * :func:`index_name` gives the index of an event: ``<prefix>-r<days>d-<period>`` or
   ``<prefix>-rkeep-<period>``; the retention part selects the lifecycle policy.
+* :func:`event_level` is the TLP level a document is filtered and stored with: the
+  event's label as the sharing router reads it, or the output's default.
 * :func:`build_document` turns an event dict into the document, with its
   deterministic ``_id`` (re-indexing is idempotent).
 * :func:`classify_item` sorts one bulk result item into indexed / retry / reject.
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Optional
 
-from intelmq_crossborder import tlp
+from intelmq_crossborder import policy, tlp
 
 FLAVOURS = ("elasticsearch9", "elasticsearch8", "opensearch2")
 ROTATIONS = ("daily", "monthly", "none")
@@ -164,6 +166,23 @@ class Doc:
 
     def action(self) -> dict:
         return {"_op_type": "index", "_index": self.index, "_id": self.id, "_source": self.source}
+
+
+def event_level(flat, default: tlp.Level) -> tlp.Level:
+    """The TLP level of an event (flat dict) for the lake: read as the sharing router reads it
+    (:func:`intelmq_crossborder.policy.event_facts`: ``sharing.tlp``, else the most restrictive
+    label in ``tlp``, ``extra.tlp``, ``extra.tlp_label``, ``extra.csaf_tlp`` and the ``tlp:`` tags
+    of ``extra.misp_tags``/``extra.tags``); ``default`` only when the event carries no label at all.
+
+    Raises :class:`intelmq_crossborder.tlp.UnknownTLPError` for an unreadable label; its
+    ``field`` attribute names the field holding it."""
+    facts = policy.event_facts(flat)
+    if facts.tlp_error is not None:
+        field = facts.tlp_error_field or "sharing.tlp"
+        exc = tlp.UnknownTLPError(facts.tlp_error_value, f"field {field}")
+        exc.field = field
+        raise exc
+    return default if facts.level is None else facts.level
 
 
 def document_id(flat: dict, id_fields=("provenance.fingerprint", "provenance.event_uuid")) -> str:

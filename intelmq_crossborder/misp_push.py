@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from pymisp import MISPAttribute, MISPEvent, MISPOrganisation, MISPSighting
+from pymisp import MISPAttribute, MISPEvent, MISPOrganisation, MISPSighting, MISPTag
 
 from intelmq_crossborder import misp, policy, tlp
 from intelmq_crossborder.backoff import Backoff
@@ -218,7 +218,9 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
 
     ``key_event`` (default ``event``) is the event the grouping key is computed
     from: the hub's own copy, when ``event`` is the recipient's copy with the
-    originator fields (feed.name...) removed by the agreement.
+    originator fields (feed.name...) removed by the agreement.  Nothing of
+    ``key_event`` is written: the event title (``{key}`` included) is made from
+    ``event``, the UUIDs are hashes.
 
     Raises ValueError when the event has no field that maps to a MISP attribute type
     or no ``sharing.tlp``."""
@@ -240,7 +242,10 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
     if is_new:
         desired = MISPEvent()
         desired.uuid = event_uuid
-        desired.info = _info(settings, event, key)
+        # The title shows the recipient's copy only: the hub's key may hold what the agreement
+        # hides (the feed name, a removed incident id).
+        shown_key = key if key_event is event else misp.group_key(event, settings.grouping, settings.incident_field)
+        desired.info = _info(settings, event, shown_key)
         day = key.rsplit(":", 1)[-1] if key.startswith("feed:") else None
         desired.date = day or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
         desired.threat_level_id = settings.threat_level_id
@@ -277,8 +282,7 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
                        comment=comment, distribution=5, disable_correlation=False)
         if seen:
             attr.first_seen = _dt.datetime.fromtimestamp(seen, _dt.timezone.utc)
-        for name in wanted_tags:
-            attr.add_tag(name)
+        attr.tags = _misp_tags(wanted_tags)
         desired.attributes.append(attr)
         new_attribute = attr
     else:
@@ -312,9 +316,7 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
             if (t.name.startswith("rsit:") or t.name == tlp.CHATHAM_HOUSE_TAG) and t.name not in event_tags:
                 event_tags.append(t.name)
     event_tags += [t for t in settings.extra_tags if t not in event_tags]
-    desired.tags = []
-    for name in event_tags:
-        desired.add_tag(name)
+    desired.tags = _misp_tags(event_tags)
 
     if existing is not None and _attr_projection(existing) != before:
         changed_attribute = existing
@@ -322,6 +324,17 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
     changed = is_new or projection(current) != projection(desired)
     return Planned(desired, is_new, changed, attr_uuid, sighting,
                    new_attribute if not is_new else None, changed_attribute, meta_changed)
+
+
+def _misp_tags(names) -> list:
+    """MISPTag objects for distinct ``names`` (add_tag() compares each new tag with every tag
+    already there, through to_dict(): quadratic, about a fifth of the cost of a new event)."""
+    tags = []
+    for name in dict.fromkeys(names):
+        tag = MISPTag()
+        tag.from_dict(name=name)
+        tags.append(tag)
+    return tags
 
 
 def _attr_projection(a: MISPAttribute) -> tuple:

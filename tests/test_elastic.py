@@ -63,6 +63,20 @@ def test_document_and_ids():
     assert elastic.document_id({"provenance.fingerprint": "ab" * 32, "source.ip": "1"}) == "ab" * 32
 
 
+def test_event_level_reads_the_label_wherever_the_router_does():
+    # Regression (leak audit): the lake read sharing.tlp only, so an event labelled RED in its stock
+    # tlp field (or AMBER+STRICT in its MISP tags) was stored under default_tlp, below its label.
+    default = tlp.Level.GREEN
+    assert elastic.event_level({"tlp": "RED"}, default) is tlp.Level.RED
+    assert elastic.event_level({"extra.misp_tags": ["osint:x", "tlp:amber+strict"], "extra.tlp": "CLEAR"},
+                               default) is tlp.Level.AMBER_STRICT
+    assert elastic.event_level({"sharing.tlp": "CLEAR", "tlp": "RED"}, default) is tlp.Level.CLEAR  # authoritative
+    assert elastic.event_level({"source.ip": "192.0.2.1"}, default) is default
+    with pytest.raises(tlp.UnknownTLPError) as err:
+        elastic.event_level({"extra.tlp": "PURPLE"}, default)
+    assert err.value.field == "extra.tlp" and err.value.value == "PURPLE"
+
+
 def test_classify_items():
     assert elastic.classify_item({"index": {"_id": "1", "status": 201}})[0] == elastic.INDEXED
     assert elastic.classify_item({"index": {"_id": "1", "status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "busy"}}})[0] == elastic.RETRY

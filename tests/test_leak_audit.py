@@ -1,16 +1,16 @@
 """The standing leak audit (tests/leak_audit.py): 100,000 random events x 24 random agreements
-through the router decision, a redaction expert and every output's TLP guard; 0 leaks.
+through the router decision, a redaction expert and every output (exchange, CSAF, MISP API, MISP
+feed, Elasticsearch), the hub's own lake, and the MISP outputs without the router; 0 leaks.
 
 XB_LEAK_EVENTS overrides the number of events (e.g. 1000000 for a long run).
 """
 import dataclasses
 import json
 import os
-
-import pytest
+import types
 
 import leak_audit
-from intelmq_crossborder import policy
+from intelmq_crossborder import elastic, misp_push, policy, tlp
 from intelmq_crossborder.tlp import Level
 
 EVENTS = int(os.environ.get("XB_LEAK_EVENTS", "100000"))
@@ -20,20 +20,58 @@ def test_leak_audit_zero_leaks(capsys):
     result = leak_audit.run(EVENTS, 24)
     with capsys.disabled():
         print("\nleak audit:", json.dumps({k: result[k] for k in ("events", "agreements", "counts", "leaks",
-                                                                 "events_by_true_tlp", "seconds")}))
+                                                                 "overblocked", "events_by_true_tlp", "workers",
+                                                                 "seconds")}))
     assert result["events"] >= 100_000 or "XB_LEAK_EVENTS" in os.environ
     assert result["agreements"] >= 20
     counts = result["counts"]
     # the audit must exercise every path, or a 0 means nothing
     assert counts["router allowed"] > 1000 and counts["router denied"] > 1000
-    assert counts["exchange written"] > 1000 and counts["csaf written"] > 1000 and counts["misp_feed written"] > 1000
-    assert counts["exchange guard withheld"] > 100 and counts["csaf guard withheld"] > 100
+    for output in ("exchange", "csaf", "misp", "misp_feed", "elasticsearch"):
+        assert counts[f"{output} written"] > 1000, output
+        assert counts[f"{output} guard withheld"] > 100, output
+    assert counts["lake indexed"] > 1000 and counts["lake withheld"] > 1000
+    for output in ("misp", "misp_feed"):    # without the router, their own agreement check decides
+        assert counts[f"bypass {output} written"] > 1000 and counts[f"bypass {output} guard withheld"] > 10_000
     assert all(result["events_by_true_tlp"].get(k, 0) > 100 for k in
                ("CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED", "None", "unknown"))
     assert result["leaks"] == 0, json.dumps(result["examples"], indent=1, default=str)
+    # the hub's lake indexes what it may (a label-less event under default_tlp), not only nothing wrong
+    assert result["overblocked"] == 0, result["overblocked_by_kind"]
 
 
-# --- the oracle is not a rubber stamp: a broken router or redaction is caught ---------------------
+def test_leak_audit_misp_updates_zero_leaks():
+    # The MISP output's events kept on the fake MISP: attributes added to existing events, tags
+    # tightened, metadata-only edits; the stored events are checked after every write.
+    result = misp_updates()
+    counts = result["counts"]
+    assert counts["misp events/add"] > 1000 and counts["misp attributes/add"] > 1000
+    assert counts["misp events/edit"] > 500 and counts["misp attributes/edit"] > 20
+    assert counts["bypass misp written"] > 300
+    assert result["leaks"] == 0, json.dumps(result["examples"], indent=1, default=str)
+
+
+def misp_updates():
+    return leak_audit.run(5000, 24, misp_updates=True, bypass_every=5, workers=1, outputs=("misp",), lake=False)
+
+
+def test_oracle_checks_the_events_kept_on_the_misp(monkeypatch):
+    # an output that never sends the event's new tags (metadata edit) when it adds a more
+    # restrictive attribute: each request looks right, the event on the peer's MISP does not
+    real = misp_push.merge
+    monkeypatch.setattr(misp_push, "merge", lambda *args, **kw: dataclasses.replace(real(*args, **kw),
+                                                                                     meta_changed=False))
+    kinds = misp_updates()["leaks_by_kind"]
+    assert any(k.startswith("misp: stored event TLP tag below") for k in kinds), kinds
+    assert not any(k.startswith("misp: event") or k.startswith("misp: attribute") for k in kinds), kinds
+
+
+# --- the oracle is not a rubber stamp: a broken router, redaction or output guard is caught -------
+
+def audit(events=3000, outputs=("exchange", "csaf"), lake=False, **kw):
+    """A short audit of only the outputs a test breaks (the events are the same)."""
+    return leak_audit.run(events, 24, workers=1, outputs=outputs, lake=lake, **kw)
+
 
 def test_oracle_catches_a_router_that_ignores_the_ceiling(monkeypatch):
     # break both places the router takes a ceiling from: tlp_ceiling() and the
@@ -42,7 +80,7 @@ def test_oracle_catches_a_router_that_ignores_the_ceiling(monkeypatch):
     load = policy.agreement_from_dict
     monkeypatch.setattr(policy, "agreement_from_dict", lambda *a, **kw: dataclasses.replace(
         load(*a, **kw), _ceiling=Level.AMBER_STRICT))
-    result = leak_audit.run(3000, 24)
+    result = audit()
     assert result["leaks"] > 0
     assert any("above the relation cap" in k or "above max_tlp" in k for k in result["leaks_by_kind"])
 
@@ -51,7 +89,7 @@ def test_oracle_catches_a_redaction_that_removes_nothing(monkeypatch):
     real = policy.redact
     monkeypatch.setattr(policy, "redact", lambda event, **kw: (dict(event), [], []))
     monkeypatch.setattr(policy.Agreement, "_remove", policy.FieldSelector(), raising=False)
-    result = leak_audit.run(3000, 24)
+    result = audit()
     assert real is not policy.redact
     assert any("in clear" in k for k in result["leaks_by_kind"]), result["leaks_by_kind"]
 
@@ -59,5 +97,72 @@ def test_oracle_catches_a_redaction_that_removes_nothing(monkeypatch):
 def test_oracle_catches_an_output_guard_that_lets_everything_through(monkeypatch):
     from intelmq_crossborder.bots.outputs.exchange import output
     monkeypatch.setattr(output.tlp.Level, "from_label", classmethod(lambda cls, label: Level.CLEAR))
-    result = leak_audit.run(3000, 24)
+    result = audit(outputs=("exchange",))
     assert any(k.startswith("exchange: TLP") for k in result["leaks_by_kind"]), result["leaks_by_kind"]
+
+
+def _without_admission(monkeypatch, module):
+    """Break one MISP output's guard only: its module sees an admission() that lets everything in."""
+    broken = types.SimpleNamespace(**{name: getattr(misp_push, name) for name in dir(misp_push)
+                                      if not name.startswith("__")})
+    broken.admission = lambda flat, agreement, key, refused: (dict(flat), None, None)
+    monkeypatch.setattr(module, "misp_push", broken)
+
+
+def test_oracle_catches_a_misp_output_without_its_agreement_check(monkeypatch):
+    from intelmq_crossborder.bots.outputs.misp import output
+    _without_admission(monkeypatch, output)
+    kinds = audit(1000, outputs=("misp", "misp_feed"), bypass_every=2)["leaks_by_kind"]
+    assert any(k.startswith("misp: source MISP distribution") for k in kinds), kinds
+    assert any(k.startswith("bypass misp: TLP:RED") for k in kinds), kinds
+    assert any(k.startswith("bypass misp:") and k.endswith("in clear") for k in kinds), kinds
+    assert not any(k.startswith(("misp_feed", "bypass misp_feed")) for k in kinds), kinds   # only this output
+
+
+def test_oracle_catches_a_misp_feed_without_its_agreement_check(monkeypatch):
+    from intelmq_crossborder.bots.outputs.misp_feed import output
+    _without_admission(monkeypatch, output)
+    kinds = audit(1000, outputs=("misp", "misp_feed"), bypass_every=2)["leaks_by_kind"]
+    assert any(k.startswith("misp_feed: source MISP distribution") for k in kinds), kinds
+    assert any(k.startswith("bypass misp_feed: TLP:RED") for k in kinds), kinds
+    assert not any(k.startswith(("misp:", "bypass misp:")) for k in kinds), kinds
+
+
+def test_oracle_reads_the_misp_tags(monkeypatch):
+    real = tlp.to_misp_tag
+    monkeypatch.setattr(misp_push.tlp, "to_misp_tag", lambda level: real(Level(max(0, level - 1))))
+    kinds = audit(1000, outputs=("misp", "misp_feed"))["leaks_by_kind"]
+    for output in ("misp", "misp_feed"):
+        assert any(k.startswith(f"{output}: attribute TLP tag below") for k in kinds), kinds
+        assert any(k.startswith(f"{output}: event TLP tag below") for k in kinds), kinds
+    assert any(k.startswith("misp_feed: manifest entry TLP tag below") for k in kinds), kinds
+
+
+def test_oracle_reads_every_value_of_the_misp_json(monkeypatch):
+    # the MISP outputs write the hub's copy, not the agreement's (as the event title did with
+    # {key} until the audit found it): hidden values reach the MISP JSON when no router is in front
+    real = misp_push.merge
+    monkeypatch.setattr(misp_push, "merge", lambda current, event, settings, key_event=None:
+                        real(current, key_event or event, settings, key_event))
+    kinds = audit(1000, outputs=("misp", "misp_feed"), bypass_every=2)["leaks_by_kind"]
+    for output in ("misp", "misp_feed"):
+        assert f"bypass {output}: feed.name in clear" in kinds, kinds
+        assert any(k.startswith(f"bypass {output}: source.") and k.endswith("in clear") for k in kinds), kinds
+
+
+def test_oracle_catches_a_lake_that_reads_only_sharing_tlp(monkeypatch):
+    # the Elasticsearch output as it was before the audit: a label outside sharing.tlp was ignored
+    def old_level(flat, default):
+        label = flat.get("sharing.tlp")
+        return default if label is None else tlp.parse_level(label, "field sharing.tlp")
+    monkeypatch.setattr(elastic, "event_level", old_level)
+    kinds = audit(outputs=(), lake=True)["leaks_by_kind"]
+    assert any(k.startswith("lake: document label") for k in kinds), kinds
+    assert "lake: unreadable TLP label indexed" in kinds, kinds
+
+
+def test_oracle_catches_a_lake_without_its_ceiling(monkeypatch):
+    monkeypatch.setattr(elastic, "event_level", lambda flat, default: Level.CLEAR)
+    kinds = audit(outputs=("elasticsearch",), lake=True)["leaks_by_kind"]
+    assert any(k.startswith("lake: TLP:") and "indexed above the ceiling" in k for k in kinds), kinds
+    assert any(k.startswith("elasticsearch: TLP:") and "above the output's max_tlp" in k for k in kinds), kinds

@@ -93,6 +93,29 @@ class TestCrossBorderElasticsearchOutputBot(ElasticsearchOutputTestCase, unittes
         self.run_es([no_label], tlp_ceiling="GREEN", default_tlp="AMBER")
         self.assertEqual(self.es.all_docs(), {})
 
+    def test_label_outside_sharing_tlp_is_read_not_defaulted(self):
+        # Regression (leak audit): without sharing.tlp the lake took default_tlp even when the event
+        # carried a label elsewhere, so a RED event entered an AMBER lake stored as GREEN.
+        red, amber = ev(0, tlp="RED"), ev(1, extra__misp_tags=["tlp:amber", "osint:x"])
+        del red["sharing.tlp"], amber["sharing.tlp"]
+        self.input_message = [red, amber]
+        self.prepare_bot(parameters={"hosts": [self.es.url], "tlp_ceiling": "AMBER", "default_tlp": "GREEN",
+                                     "bulk_size": 1},
+                         destination_queues={"_default": ["unused"], "above_ceiling": ["held-queue"]})
+        self.run_bot(iterations=2, prepare=False)
+        docs = self.es.all_docs()
+        self.assertEqual(sorted(docs), [f"{1:064x}"])
+        self.assertEqual(docs[f"{1:064x}"][1]["sharing"]["tlp"], "AMBER")
+        self.assertEqual(len(self.get_output_queue(path="above_ceiling")), 1)
+
+    def test_unknown_label_outside_sharing_tlp_is_dumped(self):
+        event = ev(0, extra__tlp="PURPLE")
+        del event["sharing.tlp"]
+        self.input_message = [event]
+        self.run_bot(parameters={"hosts": [self.es.url]}, allowed_error_count=1)
+        self.assertRegexpMatchesLog(r"invalid value 'PURPLE' .* for key 'extra\.tlp'")
+        self.assertEqual(self.es.all_docs(), {})
+
     def test_mapping_error_dumped_with_server_reason(self):
         dumped = []
         with mock.patch.object(CrossBorderElasticsearchOutputBot, "_dump_message",

@@ -80,6 +80,15 @@ class TestCrossBorderMISPFeedOutputBot(CrossBorderBotTestCase, unittest.TestCase
         self.assertRegexpMatchesLog(r"forbids this event .*not written to the MISP feed")
         self.assertFalse((self.dir / "manifest.json").exists())
 
+    def test_hidden_source_not_in_the_event_title_of_the_hubs_copy(self):
+        # Regression (leak audit): {key} in event_info came from the hub's copy and showed the feed
+        # name the community agreement hides, in the event file and in manifest.json.
+        self.write([ev()], agreement_file=str(FIX / "agreements" / "community-isac.yaml"), event_info="{key}")
+        manifest = json.loads((self.dir / "manifest.json").read_text())
+        self.assertEqual([e["info"] for e in manifest.values()], ["feed:unknown-feed:2024-05-01"])
+        for path in self.dir.iterdir():
+            self.assertNotIn("member-misp", path.read_text(), path.name)
+
     def test_source_distribution_organisation_only_is_refused(self):
         self.write([ev(misp__distribution=0)], allowed_error_count=1)
         self.assertRegexpMatchesLog(r"MISP distribution 0 .*not written to the MISP feed")

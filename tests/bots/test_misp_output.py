@@ -1,5 +1,6 @@
 """BotTestCase tests of the cross-border MISP output against a local fake MISP server."""
 import io
+import json
 import logging
 import os
 import unittest
@@ -219,6 +220,19 @@ class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
         self.assertEqual(self.srv.events, {})
         self.push([ev(tlp="GREEN")], agreement_file=str(AGREEMENTS / "community-isac.yaml"))
         self.assertNotIn("member-misp", self.only_event()["info"])
+
+    def test_hidden_source_not_in_the_event_title_of_the_hubs_copy(self):
+        # Regression (leak audit): event_info's {key} was made from the hub's copy, so an output fed
+        # without the router in front put the feed name the agreement hides into the MISP event title.
+        self.push([ev(tlp="GREEN")], agreement_file=str(AGREEMENTS / "community-isac.yaml"),
+                  event_info="{recipient} {key} {feed} {day}")
+        stored = self.only_event()
+        self.assertEqual(stored["info"], "community-isac feed:unknown-feed:2024-05-01 intelmq-crossborder 2024-05-01")
+        self.assertNotIn("member-misp", json.dumps(self.srv.writes()))
+        # the grouping still uses the hub's copy: the same feed and day go into the same event
+        self.push([ev("192.0.2.9", tlp="GREEN")], agreement_file=str(AGREEMENTS / "community-isac.yaml"),
+                  event_info="{key}")
+        self.assertEqual(len(self.only_event()["Attribute"]), 2)
 
     def test_source_distribution_organisation_only_is_refused(self):
         self.push([ev(misp__distribution=0)], allowed_error_count=1)

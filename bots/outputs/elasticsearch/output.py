@@ -34,7 +34,8 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
     Index names rotate daily or monthly and carry the retention period of the
     sharing agreement (sharing.retention_days) which selects an ILM (Elasticsearch)
     or ISM (OpenSearch) delete policy. An index template is generated from the
-    cross-border harmonization. sharing.tlp is stored on every document; events
+    cross-border harmonization. sharing.tlp is stored on every document (the event's
+    label read as the sharing router reads it, default_tlp when it has none); events
     above tlp_ceiling never enter the index (filtered, counted, logged at debug,
     or sent to the optional path "above_ceiling").
     """
@@ -148,14 +149,10 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
 
     def _document(self, event, recovering: bool = False):
         flat = event.to_dict(hierarchical=False)
-        label = flat.get("sharing.tlp")
-        if label is None:
-            level = self._default_level
-        else:
-            try:
-                level = tlp.parse_level(label, "field sharing.tlp")
-            except tlp.UnknownTLPError as exc:
-                raise InvalidValue("sharing.tlp", label, reason=f"{exc}; the event is dumped") from None
+        try:
+            level = elastic.event_level(flat, self._default_level)
+        except tlp.UnknownTLPError as exc:
+            raise InvalidValue(exc.field, flat.get(exc.field), reason=f"{exc}; the event is dumped") from None
         if level > self._ceiling:
             self.filtered += 1
             self.logger.debug("Event with TLP %s is above the index ceiling %s: not indexed (%d so far).",
