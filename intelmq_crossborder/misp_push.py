@@ -20,6 +20,8 @@ Sightings
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -52,6 +54,9 @@ class PushSettings:
     org_name: str = ""
     org_uuid: str = ""
     extra_tags: list = field(default_factory=list)
+    #: The hub's HMAC key (the agreement's pseudonymisation key), if configured: keys the event
+    #: UUID when the grouping key holds what the recipient's agreement hides (target_event_uuid).
+    uuid_key: Optional[bytes] = None
 
 
 @dataclass
@@ -120,9 +125,24 @@ def _tlp_of_tags(names) -> Optional[tlp.Level]:
     return level
 
 
-def target_event_uuid(event: dict, settings: PushSettings) -> str:
-    """The UUID of the MISP event that ``event`` (flat dict) goes into for this recipient."""
+def target_event_uuid(event: dict, settings: PushSettings, shown_event: Optional[dict] = None) -> str:
+    """The UUID of the MISP event that ``event`` (flat dict, the hub's copy) goes into for this
+    recipient.  ``shown_event`` is the recipient's copy of it (what is written).
+
+    The UUID is a uuid5 of the recipient and the grouping key, so that every hub and every run
+    finds the same MISP event.  When the hub's grouping key differs from the one of the
+    recipient's copy (it holds what the agreement hides, e.g. the feed name), an unkeyed hash
+    would let the recipient confirm a guessed value: the key is then hashed with
+    ``settings.uuid_key`` (HMAC-SHA256), or, without a key, the recipient's copy is grouped
+    instead (hidden feeds of a day share one MISP event)."""
     key = misp.group_key(event, settings.grouping, settings.incident_field)
+    if shown_event is not None and shown_event is not event:
+        shown = misp.group_key(shown_event, settings.grouping, settings.incident_field)
+        if shown != key:
+            if not settings.uuid_key:
+                return misp.deterministic_uuid(settings.recipient, shown)
+            keyed = hmac.new(settings.uuid_key, key.encode("utf-8"), hashlib.sha256).hexdigest()
+            return misp.deterministic_uuid(settings.recipient, "hmac-sha256:" + keyed)
     return misp.deterministic_uuid(settings.recipient, key)
 
 
@@ -235,7 +255,7 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
     level = tlp.Level.from_label(level_label)
     key_event = event if key_event is None else key_event
     key = misp.group_key(key_event, settings.grouping, settings.incident_field)
-    event_uuid = target_event_uuid(key_event, settings)
+    event_uuid = target_event_uuid(key_event, settings, shown_event=event)
     attr_uuid = misp.deterministic_uuid(event_uuid, atype, value)
 
     is_new = current is None

@@ -229,7 +229,8 @@ class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
         stored = self.only_event()
         self.assertEqual(stored["info"], "community-isac feed:unknown-feed:2024-05-01 intelmq-crossborder 2024-05-01")
         self.assertNotIn("member-misp", json.dumps(self.srv.writes()))
-        # the grouping still uses the hub's copy: the same feed and day go into the same event
+        # the same (hidden) feed and day go into the same event; without an HMAC key the event UUID
+        # comes from the recipient's copy, so it cannot be used to confirm a guessed feed name
         self.push([ev("192.0.2.9", tlp="GREEN")], agreement_file=str(AGREEMENTS / "community-isac.yaml"),
                   event_info="{key}")
         self.assertEqual(len(self.only_event()["Attribute"]), 2)

@@ -62,7 +62,7 @@ class CrossBorderMISPOutputBot(OutputBot):
         self._settings = misp_push.PushSettings(
             recipient=self.agreement.recipient, grouping=self.grouping, incident_field=self.incident_field,
             event_info=self.event_info, distribution=int(self.distribution),
-            extra_tags=list(self.extra_tags or []))
+            extra_tags=list(self.extra_tags or []), uuid_key=self._hmac_key)
         self._sharing_group_resolved = False
         self.logger.info("Pushing to MISP at %s for recipient %s (TLP ceiling %s).", self.misp_url,
                          self.agreement.recipient, policy.tlp_ceiling(self.agreement).label)
@@ -104,7 +104,7 @@ class CrossBorderMISPOutputBot(OutputBot):
         out, field, reason = misp_push.admission(flat, self.agreement, self._hmac_key, self.refuse_distributions)
         if out is None:
             raise InvalidValue(field, flat.get(field), reason=f"{reason}; not pushed to MISP")
-        event_uuid = misp_push.target_event_uuid(flat, self._settings)
+        event_uuid = misp_push.target_event_uuid(flat, self._settings, shown_event=out)
         try:
             try:
                 self._apply(event_uuid, out, flat)

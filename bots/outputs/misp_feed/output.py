@@ -37,7 +37,7 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
         self._settings = misp_push.PushSettings(
             recipient=self.agreement.recipient, grouping=self.grouping, incident_field=self.incident_field,
             event_info=self.event_info, org_name=self.org_name, org_uuid=self.org_uuid,
-            extra_tags=list(self.extra_tags or []))
+            extra_tags=list(self.extra_tags or []), uuid_key=self._hmac_key)
         self._written = 0
 
     def process(self):
@@ -46,7 +46,7 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
         out, field, reason = misp_push.admission(flat, self.agreement, self._hmac_key, self.refuse_distributions)
         if out is None:
             raise InvalidValue(field, flat.get(field), reason=f"{reason}; not written to the MISP feed")
-        event_uuid = misp_push.target_event_uuid(flat, self._settings)
+        event_uuid = misp_push.target_event_uuid(flat, self._settings, shown_event=out)
         current = self._feed.load(event_uuid)
         try:
             planned = misp_push.merge(current, out, self._settings, key_event=flat)
