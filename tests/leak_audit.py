@@ -13,8 +13,20 @@ processes run, without Redis):
    recipient has the exchange, CSAF and Elasticsearch outputs, about half of them the MISP API
    output and about half the MISP feed):
 
-   - the exchange (bundle) output and the CSAF output (random ``max_tlp``): the copy they
-     would spool;
+   - the exchange (bundle) output (random ``max_tlp``): it spools every copy (the real
+     ``exchange.Spool``) and seals a signed bundle every ``EXCHANGE_BUNDLE_EVENTS`` events per
+     recipient (and the rest at the end); each bundle is opened and verified as the receiving hub
+     does (``bundle.open_bundle``, ``verify_data``, ``iter_events``) and the oracle grades the
+     events read from it, the manifest fields, and the manifest, signatures and file name for
+     hidden values (``bundle_problems``);
+   - the CSAF output (random ``max_tlp``): the copy it would spool; for ``CSAF_FULL_RECIPIENTS``
+     recipients (a deterministic random choice) the bot runs to the end with one of
+     ``CSAF_CONFIGS`` (``group_by``, ``write_every``), writes real advisories into a provider
+     directory (the copy gets one of ``CSAF_CVES`` CVEs: the audit's events are no vulnerability
+     events), and every advisory written is read back from disk and graded against the events in
+     it: ``document.distribution.tlp.label`` never below any of them nor above the output's
+     ``max_tlp``, its folder, no hidden value in the JSON or the file name
+     (``csaf_document_problems``); at the end every advisory is in the folder of its label only;
    - the MISP API output (random ``distribution``/sharing group, grouping, ``event_info``,
      ``extra_tags``, ``refuse_distributions``, ``publish``): every request body PyMISP would
      send, taken from an in-process stand-in for PyMISP (:class:`_RecordingMISP`); each copy
@@ -38,12 +50,12 @@ agreement and output rules from the specification and the docs (docs/agreements.
 docs/bots/misp.md, docs/bots/elasticsearch.md) without calling ``policy``, ``tlp``,
 ``misp`` or ``elastic``: the system is not graded with its own code.  A *leak* is any copy that
 reaches an output although the rules say it must not, or any written data (the copy, the MISP
-JSON, the lake document) that carries a removed/pseudonymised/hidden value in clear (also inside
+JSON, the lake document, the bundle, the advisory) that carries a removed/pseudonymised/hidden value in clear (also inside
 ``raw``), a TLP label or tag lower than the truth, a missing Chatham House tag, or a MISP
 distribution other than the recipient's.
 
 ``python tests/leak_audit.py [--events N] [--agreements M] [--seed S] [--bypass-every K]
-[--misp-updates] [--workers W]`` prints the counts as JSON (exit 1 on a leak); ``tests/test_leak_audit.py`` runs 100,000 events x 24 agreements and asserts
+[--misp-updates] [--no-artifacts] [--workers W]`` prints the counts as JSON (exit 1 on a leak); ``tests/test_leak_audit.py`` runs 100,000 events x 24 agreements and asserts
 0 leaks.
 """
 from __future__ import annotations
@@ -55,7 +67,10 @@ import json
 import logging
 import os
 import random
+import shutil
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -409,9 +424,10 @@ class _Guard:
         return False, "returned without writing", None
 
 
-def output_guards(misp_server=None) -> dict:
+def output_guards(misp_server=None, artifacts: Optional["_Artifacts"] = None) -> dict:
     """name -> _Guard running the real bot's process() up to the point where it would write;
-    ``misp_server``: a FakeMISP that keeps the MISP output's events (else each copy makes one)."""
+    ``misp_server``: a FakeMISP that keeps the MISP output's events (else each copy makes one);
+    ``artifacts``: the exchange and CSAF outputs write there (see :class:`_Artifacts`)."""
     from collections import OrderedDict
 
     from intelmq_crossborder import misp_push
@@ -422,14 +438,45 @@ def output_guards(misp_server=None) -> dict:
     from intelmq_crossborder.bots.outputs.misp.output import CrossBorderMISPOutputBot
     from intelmq_crossborder.bots.outputs.misp_feed.output import CrossBorderMISPFeedOutputBot
 
-    # exchange and CSAF: the guard is max_tlp; what passes is spooled as it is
+    # exchange and CSAF: the guard is max_tlp; what passes is spooled as it is.  With
+    # ``artifacts`` the exchange output spools and seals real bundles (every recipient) and the
+    # CSAF output writes real advisories (the recipients in ``artifacts.csaf_full``)
     def exchange_setup(bot):
         bot.recipient = "audit"
-        bot._lock = _RaiseOnUse()
+        bot._lock = _RaiseOnUse() if artifacts is None else threading.Lock()
+        bot._redelivery_digest = bot._pusher = bot._timer = None
+        bot.max_bundle_events, bot.max_bundle_age = EXCHANGE_BUNDLE_EVENTS, 0
+        bot.seal_at, bot.seal_empty = "", False
+
+    def exchange_configure(bot, label, agreement, key):
+        max_tlp(bot, label, agreement, key)
+        if artifacts is not None:
+            bot.recipient, bot._spool = agreement.recipient, artifacts.spool(agreement.recipient)
+
+    def exchange_finish(bot, acked):
+        if not acked:
+            return False, "returned without writing", None
+        return True, "written", bot._spool
 
     def csaf_setup(bot):
         bot.group_by = _RaiseOnUse()
         bot.fallback_group_by = []
+        bot.tracking_prefix = "HUB"
+        bot._publisher = {"category": "coordinator", "name": "audit hub", "namespace": "https://hub.example"}
+
+    def csaf_configure(bot, label, agreement, key):
+        max_tlp(bot, label, agreement, key)
+        state = artifacts.csaf(agreement.recipient) if artifacts is not None else None
+        if state is None:
+            bot.group_by, bot.fallback_group_by = _RaiseOnUse(), []
+            return
+        bot.group_by, bot.fallback_group_by, bot.write_every = state.group_by, state.fallback, state.write_every
+        bot.state_dir, bot._dir, bot._pending = state.state_dir, state.directory, state.pending
+
+    def csaf_finish(bot, acked):
+        if not acked:
+            return False, "returned without writing", None
+        return True, "written", None
 
     def max_tlp(bot, label, agreement, key):
         bot._max_level = bot._max = _tlp.Level.from_label(label)
@@ -517,11 +564,185 @@ def output_guards(misp_server=None) -> dict:
         bot._ceiling = _tlp.parse_level(cfg["tlp_ceiling"], "parameter tlp_ceiling")
         bot._default_level = _tlp.parse_level(cfg["default_tlp"], "parameter default_tlp")
 
-    return {"exchange": _Guard(CrossBorderExchangeOutputBot, exchange_setup, max_tlp),
-            "csaf": _Guard(CrossBorderCSAFOutputBot, csaf_setup, max_tlp),
+    return {"exchange": _Guard(CrossBorderExchangeOutputBot, exchange_setup, exchange_configure, exchange_finish),
+            "csaf": _Guard(CrossBorderCSAFOutputBot, csaf_setup, csaf_configure, csaf_finish),
             "misp": _Guard(CrossBorderMISPOutputBot, misp_setup, misp_configure, misp_finish),
             "misp_feed": _Guard(CrossBorderMISPFeedOutputBot, feed_setup, feed_configure, feed_finish),
             "elasticsearch": _Guard(CrossBorderElasticsearchOutputBot, es_setup, es_configure)}
+
+
+#: Events per exchange bundle in the audit (the bot seals at max_bundle_events).
+EXCHANGE_BUNDLE_EVENTS = 2000
+#: Recipients whose CSAF output writes real advisories (the others are graded on the copy).
+CSAF_FULL_RECIPIENTS = 2
+#: The audit's events are no vulnerability events: each CSAF copy gets one of these CVEs (from
+#: the event number), so the output groups it and writes it (documents mix events and levels).
+CSAF_CVES = 37
+#: The full CSAF recipients' group_by and write_every, in turn: few large documents written once at
+#: the end, and one per CVE rewritten every 3 events (so a group's TLP rises between versions).
+CSAF_CONFIGS = [(["classification.taxonomy"], 10 ** 9), (["product.vulnerabilities"], 3)]
+AUDIT_HUB = "audit-hub"
+
+
+class _LastKey(dict):
+    """The bot's count of unwritten events per tracking id; remembers the group last counted."""
+    last = None
+
+    def __setitem__(self, key, value):
+        self.last = key
+        super().__setitem__(key, value)
+
+
+class _CSAFState:
+    """One recipient's CSAF output: its configuration, spool, provider directory and groups."""
+
+    def __init__(self, root: Path, recipient: str, index: int):
+        from intelmq_crossborder import csaf_output
+
+        written = self.written = []
+
+        class _Directory(csaf_output.ProviderDirectory):
+            def write(self, document):
+                path = super().write(document)
+                written.append(path)
+                return path
+
+        self.group_by, self.write_every = CSAF_CONFIGS[index % len(CSAF_CONFIGS)]
+        self.fallback = ["product.vulnerabilities"]
+        self.root = root / "csaf" / recipient
+        self.state_dir = str(self.root / "spool")
+        os.makedirs(self.state_dir)
+        self.directory = _Directory(str(self.root / "provider"))
+        self.pending = _LastKey()
+        #: tracking id -> [(original, truth, agreement, redaction, level)] of the events spooled
+        self.groups: dict = collections.defaultdict(list)
+
+
+class _Artifacts:
+    """Where the exchange and CSAF outputs write in the audit: a temporary folder (tmpfs when
+    there is one), one signing key and the trust store of a receiving hub that knows it."""
+
+    def __init__(self, seed: int, recipients: list):
+        from intelmq_crossborder import bundle
+        shm = "/dev/shm"
+        self.root = Path(tempfile.mkdtemp(prefix="leak-audit-", dir=shm if os.path.isdir(shm) else None))
+        self.key = bundle.generate_private_key()
+        self.trust = bundle.TrustStore.from_dict({"version": 1, "peers": {AUDIT_HUB: {
+            "keys": [{"algorithm": "ed25519", "public_key": bundle.public_key_b64(self.key)}]}}})
+        self.spools: dict = {}
+        #: recipient -> [(original, truth, agreement, redaction, out_max)] spooled, not yet sealed
+        self.pending: dict = collections.defaultdict(list)
+        self.csaf_full = set(random.Random(f"{seed}-csaf").sample(sorted(recipients),
+                                                                   min(CSAF_FULL_RECIPIENTS, len(recipients))))
+        self._csaf: dict = {}
+
+    def spool(self, recipient: str):
+        spool = self.spools.get(recipient)
+        if spool is None:
+            from intelmq_crossborder import exchange
+            spool = self.spools[recipient] = exchange.Spool(
+                self.root / "exchange" / recipient, self.root / "outbox" / recipient, AUDIT_HUB, recipient,
+                self.key, compresslevel=1, logger=_QUIET)
+        return spool
+
+    def csaf(self, recipient: str) -> Optional[_CSAFState]:
+        if recipient not in self.csaf_full:
+            return None
+        if recipient not in self._csaf:
+            self._csaf[recipient] = _CSAFState(self.root, recipient, sorted(self.csaf_full).index(recipient))
+        return self._csaf[recipient]
+
+    def close(self):
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+MANIFEST_KEYS = {"format", "format_version", "bundle_id", "sender", "recipient", "sequence", "created", "window",
+                 "event_count", "data", "signature"}
+
+
+def bundle_problems(path: Path, trust, recipient: str, pending: list) -> tuple:
+    """Open and verify one sealed bundle as the receiving hub does; grade what it holds.
+
+    ``pending``: [(original, truth, agreement, redaction, out_max)] of the events spooled into it,
+    in order.  Returns (problems, number of events graded from the bundle)."""
+    import tarfile
+
+    from intelmq_crossborder import bundle
+    problems = []
+    try:
+        with bundle.open_bundle(path, trust, recipient) as opened:
+            opened.verify_data()
+            events = [event for _, event in bundle.iter_events(opened)]
+    except bundle.BundleError as exc:
+        return [f"bundle does not verify: {exc.reason}"], 0
+    # the manifest and signatures as the bytes in the container (not as the library reads them)
+    with tarfile.open(str(path), mode="r:") as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    if set(members) != {"manifest.json", "signatures.json", "data.jsonl.gz"}:
+        problems.append(f"bundle members {sorted(members)}")
+    manifest = json.loads(members.get("manifest.json", b"{}"))
+    if set(manifest) != MANIFEST_KEYS:
+        problems.append(f"manifest fields {sorted(set(manifest) ^ MANIFEST_KEYS)}")
+    if manifest.get("sender") != AUDIT_HUB or manifest.get("recipient") != recipient:
+        problems.append(f"manifest addressed {manifest.get('sender')!r} -> {manifest.get('recipient')!r}")
+    if manifest.get("event_count") != len(pending) or len(events) != len(pending):
+        problems.append(f"bundle holds {len(events)} events (manifest {manifest.get('event_count')}), "
+                        f"{len(pending)} spooled")
+    metadata = path.name + "".join(v.decode("utf-8", "replace") for k, v in members.items()
+                                   if k != "data.jsonl.gz")
+    for (original, truth, agreement, redaction, out_max), event in zip(pending, events):
+        problems += oracle(original, truth, agreement, redaction, out_max, event)
+        problems += [f"manifest: {p}" for p in clear_values(metadata, truth, agreement, redaction)]
+    return problems, min(len(events), len(pending))
+
+
+#: CSAF 2.0 TLP labels (TLP 1.0 words; AMBER+STRICT has none and is written as RED).
+CSAF_LABELS = {"WHITE": "CLEAR", "GREEN": "GREEN", "AMBER": "AMBER", "RED": "RED"}
+
+
+def csaf_document_problems(path: str, root: str, groups: dict, out_max: str) -> tuple:
+    """One CSAF advisory as written to disk, against the events in it: ``groups``: tracking id ->
+    [(original, truth, agreement, redaction, level)] spooled.  (problems, events graded)."""
+    problems = []
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    document = json.loads(text)
+    members = groups.get(document.get("document", {}).get("tracking", {}).get("id"), [])
+    if not members:
+        problems.append("document of no spooled group")
+    label = document.get("document", {}).get("distribution", {}).get("tlp", {}).get("label")
+    published = CSAF_LABELS.get(label)
+    rel = os.path.relpath(path, root)
+    if published is None:
+        return problems + [f"document TLP label {label!r}"], len(members)
+    if rel.split(os.sep)[0] != label.lower():
+        problems.append(f"document labelled {label} published in folder {rel.split(os.sep)[0]!r}")
+    if RANK[published] > RANK[out_max] and not (published == "RED" and out_max == "AMBER+STRICT"):
+        problems.append(f"document published as TLP:{label} above the output's max_tlp {out_max}")
+    for original, truth, agreement, redaction, level in members:
+        if RANK[published] < RANK[level]:
+            problems.append(f"document TLP label {label} below TLP:{level} of an event in it")
+        problems += [f"document: {p}" for p in clear_values(text, truth, agreement, redaction)]
+        lower = {"values": {k: v.lower() for k, v in truth["values"].items()}, "chr": truth["chr"]}
+        problems += [f"file name: {p}" for p in clear_values(rel.lower(), lower, agreement, redaction)]
+    return problems, len(members)
+
+
+def csaf_publication_problems(root: str) -> list:
+    """The provider directory at the end: every advisory only in the folder of its label."""
+    problems, seen = [], {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if not name.endswith(".json"):
+                continue
+            with open(os.path.join(folder, name), encoding="utf-8") as fh:
+                label = json.load(fh)["document"]["distribution"]["tlp"]["label"]
+            rel = os.path.relpath(os.path.join(folder, name), root).split(os.sep)
+            if rel[0] != label.lower():
+                problems.append(f"document labelled {label} left in folder {rel[0]!r}")
+            seen.setdefault("/".join(rel[1:]), []).append(rel[0])
+    problems += [f"document published in {len(f)} TLP folders" for f in seen.values() if len(f) > 1]
+    return problems
 
 
 # --- the oracle ---------------------------------------------------------------------------------
@@ -721,11 +942,14 @@ OUTPUTS = ("exchange", "csaf", "misp", "misp_feed", "elasticsearch")
 
 
 def run(n_events: int = 100_000, n_agreements: int = 24, seed: int = 20261123, bypass_every: int = 20,
-        misp_updates: bool = False, workers: Optional[int] = None, outputs=OUTPUTS, lake: bool = True) -> dict:
+        misp_updates: bool = False, workers: Optional[int] = None, outputs=OUTPUTS, lake: bool = True,
+        artifacts: bool = True) -> dict:
     """Generate and deliver ``n_events`` events; the counts as a dict (``leaks``: their sum).
 
     ``outputs`` (default: all) and ``lake`` (the hub's own lake) choose what is run; the events
     are the same whatever is chosen (the oracle tests run only the output they break).
+    ``artifacts``: the exchange output writes signed bundles and the CSAF output (some recipients)
+    advisories, in a temporary folder, and they are graded on those (else on the copy).
 
     ``workers`` processes share the events (event n goes to worker n % workers; every worker
     generates the whole stream, so the events, the agreements and, without ``misp_updates``,
@@ -734,7 +958,7 @@ def run(n_events: int = 100_000, n_agreements: int = 24, seed: int = 20261123, b
     if workers is None:
         workers = 2 if n_events >= 20_000 and (os.cpu_count() or 1) >= 2 else 1
     started = time.monotonic()
-    args = (n_events, n_agreements, seed, bypass_every, misp_updates, tuple(outputs), lake)
+    args = (n_events, n_agreements, seed, bypass_every, misp_updates, tuple(outputs), lake, artifacts)
     if workers <= 1:
         parts = [_run_part(*args, 0, 1)]
     else:
@@ -756,7 +980,8 @@ def run(n_events: int = 100_000, n_agreements: int = 24, seed: int = 20261123, b
             "examples": examples, "seconds": round(time.monotonic() - started, 1)}
 
 
-def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, lake_on, part, parts) -> dict:
+def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, lake_on, artifacts_on,
+              part, parts) -> dict:
     rng = random.Random(seed)
     key = b"leak-audit-hmac-key"
     docs, agreements = [], []
@@ -778,7 +1003,9 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
     if misp_updates:
         from fake_misp import FakeMISP
         server = FakeMISP()
-    guards = output_guards(server)
+    artifacts = _Artifacts(seed, [a.recipient for _, a in agreements]) \
+        if artifacts_on and {"exchange", "csaf"} & set(chosen) else None
+    guards = output_guards(server, artifacts)
     lake_guard = guards["elasticsearch"]
     guards = {name: guard for name, guard in guards.items() if name in chosen}
     bypassed = [name for name in ("misp", "misp_feed") if name in chosen]
@@ -799,13 +1026,46 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
                              "agreement": doc, "output": output, "copy": copy, "sent": sent,
                              "problems": problems})
 
+    def bundle_graded(recipient, spool):
+        """The bundle the exchange output just sealed, opened and graded as the receiving hub reads it."""
+        path = spool.outbox / spool.state["last_bundle"]
+        problems, n = bundle_problems(path, artifacts.trust, recipient, artifacts.pending.pop(recipient, []))
+        counts["exchange bundles verified"] += 1
+        counts["exchange events graded from bundles"] += n
+        grade("exchange", problems, {"bundle": path.name}, {}, {"recipient": recipient}, None, None)
+        path.unlink()
+
+    def documents_graded(recipient, state, out_max):
+        """The CSAF advisories the output just wrote, read from disk and graded."""
+        for path in state.written:
+            problems, n = csaf_document_problems(path, state.directory.root, state.groups, out_max)
+            counts["csaf documents graded"] += 1
+            counts["csaf events graded from documents"] += n
+            grade("csaf", problems, {"document": path}, {}, {"recipient": recipient}, None, None)
+        state.written.clear()
+
     def deliver(output, copy, event, truth, doc, agreement, red, prefix=""):
         cfg = outputs[agreement.recipient][output]
+        csaf_state = artifacts.csaf(agreement.recipient) if artifacts and output == "csaf" else None
+        if csaf_state is not None:     # a vulnerability event, so the output writes an advisory
+            copy = dict(copy, **{"product.vulnerabilities": f"CVE-2026-{10000 + current_n % CSAF_CVES}"})
         written, why, sent = guards[output](copy, cfg, agreement, key)
+        if csaf_state is not None:
+            if written:
+                level = rule_problems(event, truth, doc, cfg)[1]
+                if level is not None:
+                    csaf_state.groups[csaf_state.pending.last].append((event, truth, doc, red, level))
+                    counts["csaf events written into documents"] += 1
+            documents_graded(agreement.recipient, csaf_state, cfg)
         if not written:
             counts[f"{prefix}{output} guard withheld"] += 1
             return
         counts[f"{prefix}{output} {why}"] += 1
+        if output == "exchange" and artifacts is not None:     # graded when read from its bundle
+            artifacts.pending[agreement.recipient].append((event, truth, doc, red, cfg))
+            if sent.count == 0:
+                bundle_graded(agreement.recipient, sent)
+            return
         if output in ("exchange", "csaf"):
             problems = oracle(event, truth, doc, red, cfg, copy)
         elif output == "elasticsearch":
@@ -843,11 +1103,13 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
                 misp_state.pop((recipient, uuid), None)
         return problems
 
+    current_n = 0
     for n in range(n_events):
         event, truth = random_event(rng, n, recent)
         lake_index = rng.randrange(len(lakes))
         if n % parts != part:
             continue
+        current_n = n
         by_truth[str(truth["level"])] += 1
         # the hub's own lake (one of three) takes every event as it arrived
         if lake_on:
@@ -879,6 +1141,20 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
                     deliver(output, copy, event, truth, doc, agreement, red)
     if server is not None:
         server.httpd.server_close()
+    if artifacts is not None:
+        try:
+            for recipient, spool in artifacts.spools.items():     # the last, partial bundles
+                if spool.count and spool.seal() is not None:
+                    bundle_graded(recipient, spool)
+            for recipient, state in artifacts._csaf.items():     # the bot writes what is pending at its stop
+                bot = guards["csaf"].bot
+                bot.state_dir, bot._dir, bot._pending = state.state_dir, state.directory, state.pending
+                bot.shutdown()
+                documents_graded(recipient, state, outputs[recipient]["csaf"])
+                grade("csaf", csaf_publication_problems(state.directory.root), {}, {}, {"recipient": recipient},
+                      None, None)
+        finally:
+            artifacts.close()
     return {"agreements": len(agreements), "counts": counts, "leaks": leaks, "overblocked": overblocked,
             "by_truth": by_truth, "examples": examples}
 
@@ -892,10 +1168,13 @@ def main(argv=None) -> int:
                         help="every N-th event also goes to the MISP outputs without the router (0: none)")
     parser.add_argument("--misp-updates", action="store_true",
                         help="keep the MISP output's events on a fake MISP (updates, tag tightening)")
+    parser.add_argument("--no-artifacts", action="store_true",
+                        help="grade the exchange and CSAF outputs on the copy only (no bundles, no advisories)")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes sharing the events (default: 2 from 20,000 events on 2+ cores)")
     args = parser.parse_args(argv)
-    result = run(args.events, args.agreements, args.seed, args.bypass_every, args.misp_updates, args.workers)
+    result = run(args.events, args.agreements, args.seed, args.bypass_every, args.misp_updates, args.workers,
+                 artifacts=not args.no_artifacts)
     print(json.dumps(result, indent=1, default=str))
     return 0 if result["leaks"] == 0 else 1
 

@@ -10,7 +10,7 @@ import os
 import types
 
 import leak_audit
-from intelmq_crossborder import elastic, misp_push, policy, tlp
+from intelmq_crossborder import bundle, csaf_output, elastic, misp_push, policy, tlp
 from intelmq_crossborder.tlp import Level
 
 EVENTS = int(os.environ.get("XB_LEAK_EVENTS", "100000"))
@@ -31,6 +31,12 @@ def test_leak_audit_zero_leaks(capsys):
         assert counts[f"{output} written"] > 1000, output
         assert counts[f"{output} guard withheld"] > 100, output
     assert counts["lake indexed"] > 1000 and counts["lake withheld"] > 1000
+    # the exchange output is graded on what the receiving hub reads from the signed bundles, the
+    # CSAF output (some recipients) on the advisories written to disk
+    assert counts["exchange events graded from bundles"] == counts["exchange written"] > 1000
+    assert counts["exchange bundles verified"] > 24
+    assert counts["csaf events written into documents"] > 1000 and counts["csaf documents graded"] > 100
+    assert counts["csaf events graded from documents"] > counts["csaf events written into documents"]
     for output in ("misp", "misp_feed"):    # without the router, their own agreement check decides
         assert counts[f"bypass {output} written"] > 1000 and counts[f"bypass {output} guard withheld"] > 10_000
     assert all(result["events_by_true_tlp"].get(k, 0) > 100 for k in
@@ -166,3 +172,79 @@ def test_oracle_catches_a_lake_without_its_ceiling(monkeypatch):
     kinds = audit(outputs=("elasticsearch",), lake=True)["leaks_by_kind"]
     assert any(k.startswith("lake: TLP:") and "indexed above the ceiling" in k for k in kinds), kinds
     assert any(k.startswith("elasticsearch: TLP:") and "above the output's max_tlp" in k for k in kinds), kinds
+
+
+# --- ... nor on the artifacts: the signed bundles and the CSAF advisories -----------------------
+
+def test_oracle_reads_the_bundles(monkeypatch):
+    # a bundle writer that lowers every label: the copies the exchange output spools are right,
+    # what the receiving hub reads is not
+    real = bundle.BundleWriter.write_line
+
+    def lowered(self, line):
+        event = json.loads(line)
+        event["sharing.tlp"] = "CLEAR"
+        real(self, json.dumps(event).encode())
+    monkeypatch.setattr(bundle.BundleWriter, "write_line", lowered)
+    result = audit(outputs=("exchange",))
+    kinds = result["leaks_by_kind"]
+    assert any(k.startswith("exchange: label downgraded") for k in kinds), kinds
+    assert result["counts"]["exchange events graded from bundles"] > 1000
+
+
+def test_oracle_reads_the_bundle_manifest_and_count(monkeypatch):
+    # a manifest that says more than the format does, and a writer that loses every 50th event
+    real_dict, real_line = bundle.Manifest.to_dict, bundle.BundleWriter.write_line
+    monkeypatch.setattr(bundle.Manifest, "to_dict", lambda self: dict(real_dict(self), note="x"))
+
+    def lossy(self, line):
+        if self.count == 49 and not self.__dict__.get("_dropped"):
+            self._dropped = True            # lost: neither written nor counted
+            return
+        real_line(self, line)
+    monkeypatch.setattr(bundle.BundleWriter, "write_line", lossy)
+    kinds = audit(1000, outputs=("exchange",))["leaks_by_kind"]
+    assert "exchange: manifest fields ['note']" in kinds, kinds
+    assert any(k.startswith("exchange: bundle holds") for k in kinds), kinds
+
+
+def test_oracle_catches_a_bundle_that_does_not_verify(monkeypatch):
+    # a writer whose manifest states a hash other than the data's
+    real = bundle.BundleWriter.close
+
+    def close(self, *args, **kw):
+        self._hasher.sha256.update(b"x")
+        return real(self, *args, **kw)
+    monkeypatch.setattr(bundle.BundleWriter, "close", close)
+    kinds = audit(1000, outputs=("exchange",))["leaks_by_kind"]
+    assert any(k.startswith("exchange: bundle does not verify") for k in kinds), kinds
+
+
+def test_oracle_reads_the_csaf_document_label(monkeypatch):
+    # the document's TLP one level low (AMBER+STRICT as AMBER): each copy is right, the advisory is not
+    real = tlp.to_csaf_label
+    monkeypatch.setattr(csaf_output.tlp, "to_csaf_label",
+                        lambda level, version="2.0": real(Level(max(0, min(level, Level.AMBER_STRICT) - 1)), version))
+    result = audit(outputs=("csaf",))
+    kinds = result["leaks_by_kind"]
+    assert any(k.startswith("csaf: document TLP label") and "below TLP:" in k for k in kinds), kinds
+    assert not any(k.startswith("csaf: label downgraded") for k in kinds), kinds       # the copies are fine
+    assert result["counts"]["csaf events written into documents"] > 100
+
+
+def test_oracle_catches_a_csaf_advisory_left_in_a_lower_tlp_folder(monkeypatch):
+    # an advisory whose TLP rose stays in the folder of its old label too (10,000 events: a recipient
+    # rewriting every 2 events sees a group's level rise)
+    monkeypatch.setattr(csaf_output.ProviderDirectory, "_remove_other_tlp_copies", lambda self, label, rel: None)
+    kinds = audit(10_000, outputs=("csaf",))["leaks_by_kind"]
+    assert any(k.startswith("csaf: document published in") and "TLP folders" in k for k in kinds), kinds
+
+
+def test_oracle_reads_every_value_of_the_csaf_document(monkeypatch):
+    # a router that never hides the source: the advisory's title (the first event's
+    # csaf.tracking_id) shows the source's tracking id the agreement hides
+    load = policy.agreement_from_dict
+    monkeypatch.setattr(policy, "agreement_from_dict", lambda *a, **kw: dataclasses.replace(
+        load(*a, **kw), _originator=policy.FieldSelector()))
+    kinds = audit(outputs=("csaf",))["leaks_by_kind"]
+    assert "csaf: document: csaf.tracking_id in clear" in kinds, kinds
