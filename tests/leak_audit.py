@@ -953,7 +953,8 @@ def run(n_events: int = 100_000, n_agreements: int = 24, seed: int = 20261123, b
 
     ``workers`` processes share the events (event n goes to worker n % workers; every worker
     generates the whole stream, so the events, the agreements and, without ``misp_updates``,
-    every count are the same for any number of workers).  Default: 2 for 20,000 events or more
+    every count are the same for any number of workers, but the numbers of bundles and advisory
+    versions: each worker seals and writes its own).  Default: 2 for 20,000 events or more
     on a machine with 2 cores or more, else 1."""
     if workers is None:
         workers = 2 if n_events >= 20_000 and (os.cpu_count() or 1) >= 2 else 1
