@@ -42,6 +42,17 @@ FIX = Path(__file__).resolve().parent / "fixtures"
 MISP_KEY = "peer-key-Fault0123456789abcdefghijklmnopqrstuv"
 
 
+def one_bot(workdir: Path, root: Path, db: int, bot_id: str, group: str, name: str, module: str,
+            parameters: dict, run_mode: str = "continuous") -> tuple:
+    """An IntelMQ instance with one bot (not started), its queues cleared: (instance, Redis, bot log)."""
+    runtime = {"global": GLOBAL, bot_id: {"group": group, "name": name, "module": module, "enabled": True,
+                                          "run_mode": run_mode, "parameters": parameters}}
+    inst = IntelMQInstance(root, runtime, redis_db=db).setup()
+    chown_for_intelmq(workdir)
+    inst.clear_queues()
+    return inst, inst.redis(), inst.log_dir / f"{bot_id}.log"
+
+
 def new_log(path: Path, offset: int) -> str:
     if not path.exists():
         return ""
@@ -74,16 +85,11 @@ def test_misp_output_slow_500_dropped_then_back(intelmq_workdir):
     shutil.copy(FIX / "misp" / "agreements" / "peer-hub-de.yaml", agreement)
     with FakeMISP(MISP_KEY) as misp, FaultServer(forward=misp.url) as fault:
         url = fault.url + "/"
-        runtime = {"global": GLOBAL, "misp-output": {
-            "group": "Output", "name": "MISP output", "module": "intelmq.bots.outputs.crossborder.misp.output",
-            "enabled": True, "run_mode": "continuous",
-            "parameters": {"misp_url": url, "misp_api_token": MISP_KEY, "agreement_file": str(agreement),
-                           "http_timeout_sec": 1, "retry_attempts": 2, "retry_backoff": 0.2}}}
-        inst = IntelMQInstance(root, runtime, redis_db=MISP_DB).setup()
-        chown_for_intelmq(intelmq_workdir)
-        inst.clear_queues()
-        r = inst.redis()
-        log = inst.log_dir / "misp-output.log"
+        inst, r, log = one_bot(
+            intelmq_workdir, root, MISP_DB, "misp-output", "Output", "MISP output",
+            "intelmq.bots.outputs.crossborder.misp.output",
+            {"misp_url": url, "misp_api_token": MISP_KEY, "agreement_file": str(agreement),
+             "http_timeout_sec": 1, "retry_attempts": 2, "retry_backoff": 0.2})
 
         def in_misp():
             return {a["value"] for e in list(misp.events.values()) for a in e["Attribute"]}
@@ -136,18 +142,13 @@ def test_csaf_collector_provider_faults_then_healthy(intelmq_workdir):
     root = intelmq_workdir / "intelmq"
     with Provider() as provider, FaultServer(forward=provider.own_base) as fault:
         provider.public_base = fault.url      # every URL the provider publishes goes through the fault server
-        runtime = {"global": GLOBAL, "csaf-collector": {
-            "group": "Collector", "name": "CSAF", "module": "intelmq.bots.collectors.crossborder.csaf.collector",
-            "enabled": True, "run_mode": "scheduled",
-            "parameters": {"csaf_source": provider.metadata_url, "name": "Test CSAF", "provider": "Test provider",
-                           "state_file": str(root / "var/lib/bots/csaf-collector.json"),
-                           "http_timeout_sec": 1, "http_timeout_max_tries": 2, "http_retry_backoff": 0.2,
-                           "destination_queues": {"_default": ["csaf-reports"]}}}}
-        inst = IntelMQInstance(root, runtime, redis_db=CSAF_DB).setup()
-        chown_for_intelmq(intelmq_workdir)
-        inst.clear_queues()
-        r = inst.redis()
-        log = inst.log_dir / "csaf-collector.log"
+        inst, r, log = one_bot(
+            intelmq_workdir, root, CSAF_DB, "csaf-collector", "Collector", "CSAF",
+            "intelmq.bots.collectors.crossborder.csaf.collector",
+            {"csaf_source": provider.metadata_url, "name": "Test CSAF", "provider": "Test provider",
+             "state_file": str(root / "var/lib/bots/csaf-collector.json"),
+             "http_timeout_sec": 1, "http_timeout_max_tries": 2, "http_retry_backoff": 0.2,
+             "destination_queues": {"_default": ["csaf-reports"]}}, run_mode="scheduled")
 
         def run():
             """One scheduled run; it must end (the process exits) within the bound."""
@@ -210,20 +211,15 @@ def test_exchange_push_backs_off_while_the_peer_fails_then_pushes_all_in_order(i
     trust = write_trust(work / "trust.yaml", {"de-hub": key})
     spool, sent = work / "spool", work / "sent"
     with FaultServer(tls=pki) as fault:
-        runtime = {"global": GLOBAL, "exchange-output": {
-            "group": "Output", "name": "Exchange to fr-hub", "module": "intelmq.bots.outputs.crossborder.exchange.output",
-            "enabled": True, "run_mode": "continuous",
-            "parameters": {"hub_id": "de-hub", "recipient": "fr-hub", "signing_key_file": str(work / "de.pem"),
-                           "spool_dir": str(spool), "sent_dir": str(sent), "max_bundle_events": 5,
-                           "max_bundle_age": 0, "seal_check_interval": 1,
-                           "push_url": fault.url + "/exchange", "client_cert": pki["client_cert"],
-                           "client_key": pki["client_key"], "ca_bundle": pki["ca"], "push_timeout": 1,
-                           "push_retry_backoff": 1, "push_retry_max_backoff": 4}}}
-        inst = IntelMQInstance(work / "root", runtime, redis_db=EXCHANGE_DB).setup()
-        chown_for_intelmq(work)
-        inst.clear_queues()
-        r = inst.redis()
-        log = inst.log_dir / "exchange-output.log"
+        inst, r, log = one_bot(
+            work, work / "root", EXCHANGE_DB, "exchange-output", "Output", "Exchange to fr-hub",
+            "intelmq.bots.outputs.crossborder.exchange.output",
+            {"hub_id": "de-hub", "recipient": "fr-hub", "signing_key_file": str(work / "de.pem"),
+             "spool_dir": str(spool), "sent_dir": str(sent), "max_bundle_events": 5,
+             "max_bundle_age": 0, "seal_check_interval": 1,
+             "push_url": fault.url + "/exchange", "client_cert": pki["client_cert"],
+             "client_key": pki["client_key"], "ca_bundle": pki["ca"], "push_timeout": 1,
+             "push_retry_backoff": 1, "push_retry_max_backoff": 4})
         outbox = spool / "outbox"
 
         def feed(start, n=10):
