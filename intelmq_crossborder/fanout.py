@@ -243,7 +243,8 @@ class BatchSender:
         """
         items = list(items)
         pipes = self._redis_pipelines()
-        if pipes is not None and guard is not None and guard.server()[:2] != _server(
+        guard_server = guard.server() if guard is not None else None
+        if pipes is not None and guard_server is not None and guard_server[:2] != _server(
                 pipes[1].host, pipes[1].port, pipes[1].db)[:2]:
             pipes = None                         # the guard key is on another server
         if pipes is None:
@@ -271,7 +272,7 @@ class BatchSender:
             if guard is None:
                 acknowledged = self._execute(dst.pipe, keys, args)
             else:
-                acknowledged = self._execute_guarded(dst.pipe, keys, args, guard, dst.db)
+                acknowledged = self._execute_guarded(dst.pipe, keys, args, guard, guard_server[2], dst.db)
                 if acknowledged is None:             # scripts are disabled on this server
                     if not guard.claim():
                         self.bot.acknowledge_message()
@@ -322,14 +323,14 @@ class BatchSender:
             counter["since"] = 0
             counter["start"] = now
 
-    def _execute_guarded(self, client, keys: list, args: list, guard: Guard, pipe_db) -> Optional[int]:
+    def _execute_guarded(self, client, keys: list, args: list, guard: Guard, guard_db: int,
+                         pipe_db) -> Optional[int]:
         """Run :data:`GUARDED_SCRIPT`; None when the server does not allow scripts."""
         if self._guarded_disabled:
             return None
         if self._guarded_client is not client:
             self._guarded = client.register_script(GUARDED_SCRIPT)
             self._guarded_client = client
-        guard_db = guard.server()[2]
         try:
             return int(self._guarded(keys=keys + [guard.key],
                                      args=args + [guard.token, guard.ttl, guard_db, int(pipe_db)]))

@@ -52,13 +52,17 @@ def make_pipelines(names):
     dst.connect()
     return src, dst
 
+def receive_next(r, src, names, raw):
+    """Put ``raw`` in the source queue and receive it as IntelMQ does (into the internal queue)."""
+    r.lpush(names["in"], raw)
+    return src.receive()
+
 
 @pytest.mark.parametrize("mode", ["pipeline", "script"])
 def test_one_round_trip_sends_all_and_acknowledges(queues, mode):
     r, names = queues
     src, dst = make_pipelines(names)
-    r.lpush(names["in"], b'{"__type": "Event"}')
-    assert src.receive() == '{"__type": "Event"}'
+    assert receive_next(r, src, names, b'{"__type": "Event"}') == '{"__type": "Event"}'
     assert r.llen(names["in"] + "-internal") == 1
     bot = FakeBot(src, dst)
     sender = fanout.BatchSender(bot, mode)
@@ -71,8 +75,7 @@ def test_one_round_trip_sends_all_and_acknowledges(queues, mode):
     assert dict(bot._Bot__message_counter["path"]) == {"a": 1, "b": 1}
     assert (sender.batched, sender.fallback) == (1, 0)
     # the next message can be received normally
-    r.lpush(names["in"], b'{"__type": "Event", "n": 3}')
-    assert src.receive() == '{"__type": "Event", "n": 3}'
+    assert receive_next(r, src, names, b'{"__type": "Event", "n": 3}') == '{"__type": "Event", "n": 3}'
 
 
 @pytest.mark.parametrize("mode", ["pipeline", "script"])
@@ -99,8 +102,7 @@ def test_next_message_is_prefetched_into_the_internal_queue(queues, monkeypatch,
 def test_one_command(queues, monkeypatch):
     r, names = queues
     src, dst = make_pipelines(names)
-    r.lpush(names["in"], b"{}")
-    src.receive()
+    receive_next(r, src, names, b"{}")
     sent = []
     original = dst.pipe.execute_command
 
@@ -117,8 +119,7 @@ def test_one_command(queues, monkeypatch):
 def test_transaction_when_scripts_are_disabled(queues, monkeypatch):
     r, names = queues
     src, dst = make_pipelines(names)
-    r.lpush(names["in"], b"{}")
-    src.receive()
+    receive_next(r, src, names, b"{}")
     sender = fanout.BatchSender(FakeBot(src, dst), "script")
 
     class Disabled:
@@ -140,8 +141,7 @@ def test_transaction_when_scripts_are_disabled(queues, monkeypatch):
 def test_unknown_path_sends_nothing(queues):
     r, names = queues
     src, dst = make_pipelines(names)
-    r.lpush(names["in"], b"{}")
-    src.receive()
+    receive_next(r, src, names, b"{}")
     with pytest.raises(Exception, match="no destination queues for path 'c'"):
         fanout.BatchSender(FakeBot(src, dst)).send_and_acknowledge([("a", "1"), ("c", "2")])
     assert r.llen(names["a"]) == 0 and r.llen(names["in"] + "-internal") == 1
@@ -150,8 +150,7 @@ def test_unknown_path_sends_nothing(queues):
 def test_pipeline_is_one_write(queues, monkeypatch):
     r, names = queues
     src, dst = make_pipelines(names)
-    r.lpush(names["in"], b"{}")
-    src.receive()
+    receive_next(r, src, names, b"{}")
     calls = []
     original = redis.client.Pipeline.execute
 
@@ -235,11 +234,6 @@ def guard_key():
         redis.Redis(db=db).delete(key)
 
 
-def receive_next(r, src, names, raw):
-    r.lpush(names["in"], raw)
-    return src.receive()
-
-
 @pytest.mark.parametrize("guard_db", [REDIS_DB, GUARD_DB])
 def test_guard_new_duplicate_and_retry_in_one_round_trip(queues, guard_key, monkeypatch, guard_db):
     r, names = queues
@@ -266,8 +260,7 @@ def test_guard_new_duplicate_and_retry_in_one_round_trip(queues, guard_key, monk
     if guard_db != REDIS_DB:    # the key is in the guard's database only, and the pipeline kept its own
         assert not redis.Redis(db=REDIS_DB).exists(guard_key)
         assert dst.pipe.connection_pool.connection_kwargs["db"] == REDIS_DB
-        r.lpush(names["in"], b"after")
-        assert src.receive() == "after"
+        assert receive_next(r, src, names, b"after") == "after"
 
 
 def test_guard_on_another_server_claims_in_a_transaction_of_its_own(queues, guard_key, monkeypatch):
