@@ -1,5 +1,7 @@
 """The shared harness of the Elasticsearch output's BotTestCase tests: the real bot against
 the fake Elasticsearch server, with its Redis journal (db 15) cleaned around each test."""
+from unittest import mock
+
 import redis
 from botcase import CrossBorderBotTestCase
 
@@ -7,6 +9,15 @@ from intelmq_crossborder.bots.outputs.elasticsearch.output import JOURNAL_KEY, C
 from intelmq_crossborder.fake_elasticsearch import FakeElasticsearch
 
 REDIS_DB = 15
+
+
+def ev(n=0, **fields):
+    """Event number ``n`` (its fingerprint is ``n`` in hex, the document id); ``a__b=...`` sets ``a.b``."""
+    out = {"__type": "Event", "classification.type": "scanner", "source.ip": f"192.0.2.{n + 1}",
+           "time.observation": "2026-11-20T10:00:00+00:00", "time.source": "2026-11-20T09:00:00+00:00",
+           "sharing.tlp": "GREEN", "sharing.retention_days": 30, "provenance.fingerprint": f"{n:064x}"}
+    out.update({k.replace("__", "."): v for k, v in fields.items()})
+    return out
 
 
 class ElasticsearchOutputTestCase(CrossBorderBotTestCase):
@@ -34,3 +45,14 @@ class ElasticsearchOutputTestCase(CrossBorderBotTestCase):
         self.input_message = events
         params.setdefault("hosts", [self.es.url])
         self.run_bot(iterations=len(events), parameters=params, **self.run_kwargs)
+
+    def run_with_one_mapping_error(self) -> list:
+        """Three events; the lake refuses the second (latitude 95: a mapping error).
+        Returns the (traceback, message) pairs the bot dumped."""
+        dumped = []
+        with mock.patch.object(CrossBorderElasticsearchOutputBot, "_dump_message",
+                               lambda bot, tb, message: dumped.append((tb, message))):
+            self.input_message = [ev(0), ev(1, source__geolocation__latitude=95.0,
+                                          source__geolocation__longitude=10.0), ev(2)]
+            self.run_bot(iterations=3, parameters={"hosts": [self.es.url]}, allowed_error_count=1)
+        return dumped

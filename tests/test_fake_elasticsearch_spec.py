@@ -13,14 +13,12 @@ import json
 import pathlib
 import re
 import unittest
-import unittest.mock as mock
 
 import elasticsearch
 import jsonschema
 import pytest
-from es_harness import ElasticsearchOutputTestCase
+from es_harness import ElasticsearchOutputTestCase, ev
 
-from intelmq_crossborder.bots.outputs.elasticsearch.output import CrossBorderElasticsearchOutputBot
 from intelmq_crossborder.fake_elasticsearch import FakeElasticsearch
 
 SPEC_DIR = pathlib.Path(__file__).parent / "fixtures" / "elasticsearch" / "spec"
@@ -159,14 +157,6 @@ def check_answer(spec: dict, status: int, body, ops: list) -> list:
     return problems
 
 
-def ev(n=0, **fields):
-    out = {"__type": "Event", "classification.type": "scanner", "source.ip": f"192.0.2.{n + 1}",
-           "time.observation": "2026-11-20T10:00:00+00:00", "time.source": "2026-11-20T09:00:00+00:00",
-           "sharing.tlp": "GREEN", "sharing.retention_days": 30, "provenance.fingerprint": f"{n:064x}"}
-    out.update({k.replace("__", "."): v for k, v in fields.items()})
-    return out
-
-
 class TestFakeConformsToSpec(ElasticsearchOutputTestCase, unittest.TestCase):
     """The real bot against the fake; every exchange checked against the excerpt."""
 
@@ -192,12 +182,7 @@ class TestFakeConformsToSpec(ElasticsearchOutputTestCase, unittest.TestCase):
         self.assertFalse(bulk["response"]["errors"])
 
     def test_partial_failure_mapping_error(self):
-        dumped = []
-        with mock.patch.object(CrossBorderElasticsearchOutputBot, "_dump_message",
-                               lambda self, tb, message: dumped.append((tb, message))):
-            self.input_message = [ev(0), ev(1, source__geolocation__latitude=95.0,
-                                          source__geolocation__longitude=10.0), ev(2)]
-            self.run_bot(iterations=3, parameters={"hosts": [self.es.url]}, allowed_error_count=1)
+        dumped = self.run_with_one_mapping_error()
         self.assertConforms()
         bulk = self.es.exchanges[-1]["response"]
         self.assertTrue(bulk["errors"])

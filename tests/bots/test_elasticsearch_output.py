@@ -2,23 +2,13 @@
 import socket
 import time
 import unittest
-import unittest.mock as mock
 
-from es_harness import ElasticsearchOutputTestCase
+from es_harness import ElasticsearchOutputTestCase, ev
 
 from intelmq_crossborder.bots.outputs.elasticsearch.output import JOURNAL_KEY, CrossBorderElasticsearchOutputBot
 from intelmq_crossborder.fake_elasticsearch import FakeElasticsearch
 
 FP = "a" * 64
-
-
-def ev(n=0, **fields):
-    out = {"__type": "Event", "classification.type": "scanner", "source.ip": f"192.0.2.{n + 1}",
-           "time.observation": "2026-11-20T10:00:00+00:00", "time.source": "2026-11-20T09:00:00+00:00",
-           "sharing.tlp": "GREEN", "sharing.retention_days": 30,
-           "provenance.fingerprint": f"{n:064x}"}
-    out.update({k.replace("__", "."): v for k, v in fields.items()})
-    return out
 
 
 def closed_port() -> int:
@@ -117,12 +107,7 @@ class TestCrossBorderElasticsearchOutputBot(ElasticsearchOutputTestCase, unittes
         self.assertEqual(self.es.all_docs(), {})
 
     def test_mapping_error_dumped_with_server_reason(self):
-        dumped = []
-        with mock.patch.object(CrossBorderElasticsearchOutputBot, "_dump_message",
-                               lambda self, tb, message: dumped.append((tb, message))):
-            self.input_message = [ev(0), ev(1, source__geolocation__latitude=95.0,
-                                          source__geolocation__longitude=10.0), ev(2)]
-            self.run_bot(iterations=3, parameters={"hosts": [self.es.url]}, allowed_error_count=1)
+        dumped = self.run_with_one_mapping_error()
         self.assertEqual(sorted(self.es.all_docs()), [f"{0:064x}", f"{2:064x}"])
         self.assertEqual(len(dumped), 1)
         tb, message = dumped[0]
