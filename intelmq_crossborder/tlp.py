@@ -19,14 +19,16 @@ Sharing less than allowed is a nuisance; sharing more is a broken promise.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 __all__ = [
     "Level", "ParsedTLP", "UnknownTLPError", "SPELLINGS", "CHATHAM_HOUSE_TAG",
     "parse", "parse_level", "parse_csaf", "parse_tags", "most_restrictive",
     "to_misp_tag", "to_csaf_label", "to_stix_marking_id", "to_intelmq_stock",
-    "STANDARDS",
+    "STANDARDS", "LABEL_FIELDS", "TAG_FIELDS", "HIDE_SOURCE_FIELD", "SOURCE_FIELDS", "LabelError",
+    "EventTLP", "event_tlp", "skeleton", "is_label_like",
 ]
 
 
@@ -313,45 +315,262 @@ def to_intelmq_stock(level) -> str:
     return _export(INTELMQ, level)
 
 
+# --- the one reader of an event's labels ----------------------------------------------
+#
+# Every module that needs an event's TLP level or its "do not disclose the source"
+# flag calls :func:`event_tlp`, and nothing else (tests/test_single_label_reader.py
+# fails when a module outside this one reads the label fields).  docs/tlp.md states
+# the rules; the short form: every label counts, the most restrictive wins, and
+# anything label-like that cannot be read is refused with the field named.
+
+#: Fields that hold one TLP label, in any spelling of :data:`SPELLINGS`.
+LABEL_FIELDS = ("sharing.tlp", "tlp", "extra.tlp", "extra.tlp_label", "extra.csaf_tlp")
+#: Fields that hold tags: MISP's list of ``{"name": ...}``, a list of strings, or one
+#: comma-separated string.  Tags outside the ``tlp:`` namespace are not labels.
+TAG_FIELDS = ("extra.misp_tags", "extra.tags")
+#: The "do not disclose the source" flag (MISP's ``tlp:ex:chr`` in a tag sets it too).
+HIDE_SOURCE_FIELD = "sharing.do_not_disclose_source"
+#: Fields that name the originator or point at its systems (its MISP, its advisory
+#: server, its feed).  Hidden when the source must not be disclosed; an agreement's
+#: ``originator_fields`` may add to this list, never take from it.
+SOURCE_FIELDS = (
+    "provenance.originator", "feed.provider", "feed.name", "feed.code", "feed.url", "feed.documentation",
+    "event_description.url", "csaf.publisher", "csaf.document_url", "csaf.tracking_id",
+    "misp.event_uuid", "misp.attribute_uuid", "misp.sharing_group_uuid", "extra.misp_object_uuid",
+)
+
+_KNOWN_FIELDS = frozenset(LABEL_FIELDS) | frozenset(TAG_FIELDS) | {HIDE_SOURCE_FIELD}
+_MAX_DEPTH = 32
+_MAX_NODES = 100_000
+_TRUE = (True, 1, "true", "True", "TRUE", "1", "yes")
+_FALSE = (False, 0, "false", "False", "FALSE", "0", "no")
+
+# Letters that look like the Latin ones of TLP labels and tags (Cyrillic, Greek, small
+# capitals, IPA) and colon look-alikes that NFKC does not fold.  Used only to recognise
+# a look-alike label; a look-alike is refused, never read as the label it imitates.
+_CONFUSABLES = str.maketrans({
+    "а": "a", "А": "A", "в": "b", "В": "B", "с": "c", "С": "C", "ԁ": "d", "е": "e", "Е": "E",
+    "ɡ": "g", "һ": "h", "Н": "H", "і": "i", "І": "I", "ӏ": "l", "Ӏ": "l", "к": "k", "К": "K",
+    "м": "m", "М": "M", "п": "n", "о": "o", "О": "O", "р": "p", "Р": "P", "г": "r", "ѕ": "s",
+    "Ѕ": "S", "т": "t", "Т": "T", "у": "y", "х": "x", "Х": "X", "ԝ": "w", "Ԝ": "W",
+    "α": "a", "Α": "A", "Β": "B", "ε": "e", "Ε": "E", "Η": "H", "ι": "i", "Ι": "I", "κ": "k",
+    "Κ": "K", "Μ": "M", "ν": "v", "Ν": "N", "ο": "o", "Ο": "O", "ρ": "p", "Ρ": "P", "τ": "t",
+    "Τ": "T", "υ": "u", "χ": "x", "Χ": "X",
+    "ᴀ": "a", "ʙ": "b", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ɢ": "g", "ʜ": "h", "ɪ": "i", "ʟ": "l",
+    "ᴍ": "m", "ɴ": "n", "ᴏ": "o", "ᴘ": "p", "ʀ": "r", "ᴛ": "t", "ᴜ": "u", "ᴡ": "w",
+    "ː": ":", "˸": ":", "∶": ":", "꞉": ":", "׃": ":", "։": ":", "᛬": ":", "⁚": ":",
+    "ǀ": "l", "│": "l", "∣": "l", "ℓ": "l",
+})
+
+
+def skeleton(text: str) -> str:
+    """``text`` as it looks: NFKC, invisible format characters (zero-width space,
+    joiners, bidi marks) and combining marks removed, look-alike letters and colons
+    folded to ASCII, lower case.  ``tlp\\u200b:rеd`` (Cyrillic е) becomes ``tlp:red``."""
+    import unicodedata
+    if text.isascii():
+        return text.lower()
+    folded = unicodedata.normalize("NFKC", text)
+    folded = "".join(ch for ch in folded if unicodedata.category(ch) not in ("Cf", "Mn", "Me", "Cc")
+                     or ch in "\t\n\r")
+    return folded.translate(_CONFUSABLES).lower()
+
+
+_TLP_PREFIX = ("tlp:", "tlp ", "tlp-", "tlp_", "tlp=", "tlp.")
+
+
+def is_label_like(text: str) -> bool:
+    """Whether a whole value looks like a TLP label or tag with its prefix (``TLP:RED``,
+    ``tlp:amber``, a STIX TLP marking id), in any spelling or look-alike."""
+    look = " ".join(skeleton(text).split())
+    return look.startswith(_TLP_PREFIX) or (look.startswith("marking-definition--") and look in _STIX)
+
+
+_WHOLE_LABEL = re.compile(r"tlp ?[: ] ?(clear|white|green|amber( ?[+_ -] ?strict)?|red|ex:chr)")
+
+
+def _is_whole_label(text: str) -> bool:
+    """Whether a value of an ordinary field is, as a whole, a prefixed TLP label or a STIX
+    TLP marking id (also in a look-alike spelling).  Free text that mentions TLP is not."""
+    if len(text) > 120:
+        return False
+    look = " ".join(skeleton(text).split())
+    return bool(_WHOLE_LABEL.fullmatch(look)) or look in _STIX
+
+
+class LabelError(UnknownTLPError):
+    """An event carries something label-like that cannot be read: the event is refused.
+
+    ``field`` names the field (``extra.misp_tags[2]``, ``extra.misp.Tag[0].name``),
+    ``value`` is what it held (a label or tag, never other event data) and ``reason``
+    says why it was refused."""
+
+    def __init__(self, field_name: str, value, reason: str):
+        self.field = field_name
+        self.reason = reason
+        ValueError.__init__(self, f"field {field_name}: {reason}")
+        self.value = value
+
+
 @dataclass(frozen=True)
-class EventLabels:
-    """The TLP labels found on one event: the most restrictive level (None if
-    there was none), whether the Chatham House flag was set, and where each
-    label came from as ``(field, ParsedTLP)``."""
+class EventTLP:
+    """What :func:`event_tlp` read from one event.
+
+    ``level``: the most restrictive label found, None when the event carries none.
+    ``hide_source``: the source must not be disclosed (the flag or ``tlp:ex:chr``).
+    ``found``: ``(field, level label or "ex:chr")`` for every label read.
+    ``why``: one sentence for logs and the audit trail (labels and fields only).
+    """
 
     level: Optional[Level]
-    chatham_house: bool
+    hide_source: bool
     found: tuple = ()
+    why: str = ""
+
+    @property
+    def label(self) -> Optional[str]:
+        return None if self.level is None else self.level.label
 
 
-def _is_tag_list(field_name: str, value) -> bool:
-    return isinstance(value, (list, tuple)) or field_name.endswith("tags") or (
-        isinstance(value, str) and "," in value)
+def _label_value(field_name: str, value, found: list, in_tags: bool) -> None:
+    """Read one value that must be a label (``in_tags``: a tag that may be another namespace's)."""
+    if not isinstance(value, str):
+        kind = type(value).__name__
+        raise LabelError(field_name, value, f"a TLP {'tag' if in_tags else 'label'} must be a string, "
+                                            f"not a {kind}; the event is refused, not read as unlabelled")
+    if in_tags and not is_label_like(value):
+        return
+    look = " ".join(skeleton(value).split())
+    if not value.isascii() and " ".join(value.lower().split()) != look:
+        raise LabelError(field_name, value, "look-alike spelling of a TLP label (invisible, full-width or "
+                                            "non-Latin characters); refused, not read as unlabelled")
+    try:
+        parsed = parse(value, f"field {field_name}")
+    except UnknownTLPError:
+        raise LabelError(field_name, value, f"{value!r} is not a TLP label; refused, not read as "
+                                            "unlabelled") from None
+    found.append((field_name, "ex:chr" if parsed.chatham_house else parsed.level.label))
 
 
-def read_event_labels(event, fields: Iterable[str]) -> EventLabels:
-    """Collect the TLP labels an event carries in ``fields`` (a mapping access).
+def _tag_list(field_name: str, value, found: list) -> None:
+    if isinstance(value, str):
+        items = [(f"{field_name}[{i}]", part) for i, part in enumerate(value.split(","))]
+    elif isinstance(value, (list, tuple)):
+        items = []
+        for i, tag in enumerate(value):
+            where = f"{field_name}[{i}]"
+            if isinstance(tag, dict):
+                if not isinstance(tag.get("name"), str):
+                    raise LabelError(where, None, "a tag object without a string 'name' (MISP's form is "
+                                                  "{\"name\": \"tlp:amber\"}); refused")
+                items.append((f"{where}.name", tag["name"]))
+            elif isinstance(tag, str):
+                items.append((where, tag))
+            else:
+                raise LabelError(where, None, f"a tag must be a string or MISP's {{\"name\": ...}}, not a "
+                                              f"{type(tag).__name__}; refused")
+    else:
+        raise LabelError(field_name, None, f"tags must be a list (MISP's list of {{\"name\": ...}}) or a "
+                                           f"comma-separated string, not a {type(value).__name__}; refused")
+    for where, tag in items:
+        _label_value(where, tag, found, in_tags=True)
 
-    A field holding one value (``tlp``, ``extra.tlp``, ``extra.csaf_tlp``) must be
-    a TLP label.  A field holding tags (a list, a comma-separated string, or a
-    name ending in ``tags`` such as ``extra.misp_tags``) may hold other tags too;
-    only those in the ``tlp:`` namespace are read, and they must be valid.
-    Raises :class:`UnknownTLPError` naming the field for a label it cannot read.
+
+def _name_says_tlp(name: str) -> bool:
+    return "tlp" in (name.lower() if name.isascii() else skeleton(name))
+
+
+def _walk_other(field_name: str, value, found: list) -> None:
+    """Any other field: a key that says TLP is refused; a whole value that is a label counts."""
+    stack = [(field_name, value, 0)]
+    nodes = 0
+    while stack:
+        where, item, depth = stack.pop()
+        nodes += 1
+        if depth > _MAX_DEPTH or nodes > _MAX_NODES:
+            raise LabelError(where, None, "nested too deeply (or too large) to read its labels; refused")
+        if isinstance(item, str):
+            if (not item.isascii() or "tlp" in item.lower() or "marking-definition--" in item) \
+                    and _is_whole_label(item):
+                _label_value(where, item, found, in_tags=True)
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                key_text = str(key)
+                if _name_says_tlp(key_text):
+                    raise LabelError(f"{where}.{key_text}", None, "a field whose name says TLP but is not "
+                                     "a label field the hub reads (docs/tlp.md); refused")
+                stack.append((f"{where}.{key_text}", sub, depth + 1))
+        elif isinstance(item, (list, tuple)):
+            for i, sub in enumerate(item):
+                stack.append((f"{where}[{i}]", sub, depth + 1))
+
+
+def _hide_flag(value) -> bool:
+    if value is None or value == "":
+        return False
+    if value in _TRUE and not isinstance(value, float):
+        return True
+    if value in _FALSE and not isinstance(value, float):
+        return False
+    raise LabelError(HIDE_SOURCE_FIELD, value, "not a boolean; refused rather than guessed")
+
+
+def _stock_red_reads_amber_strict(found: list) -> bool:
+    """IntelMQ's stock ``tlp`` cannot say AMBER+STRICT: the TLP expert writes RED for it.
+    A stock RED beside an AMBER+STRICT label and no other RED is that export."""
+    stock = [lvl for name, lvl in found if name == "tlp"]
+    others = [lvl for name, lvl in found if name != "tlp"]
+    return stock == ["RED"] and "AMBER+STRICT" in others and "RED" not in others
+
+
+def event_tlp(event: Mapping[str, Any]) -> EventTLP:
+    """The effective TLP of a flat event (an IntelMQ Event or dict), and whether its
+    source must be hidden.  THE reader of an event's labels: every module uses it.
+
+    - Every label counts, ``sharing.tlp`` included: the most restrictive wins.
+    - :data:`LABEL_FIELDS` hold one label in any spelling; :data:`TAG_FIELDS` hold tags,
+      of which the ``tlp:`` ones are read; in any other field, a whole value that is a
+      prefixed TLP label (``TLP:RED``, ``tlp:amber``, a STIX TLP marking id) counts too.
+    - ``tlp:ex:chr`` anywhere, or :data:`HIDE_SOURCE_FIELD` true, hides the source.
+    - Refused with :class:`LabelError` naming the field: a label that is not a string,
+      an unknown or look-alike label, tags in another shape than MISP's, a field whose
+      name says TLP but is not a label field, a non-boolean hide flag, nesting beyond
+      what can be read.  Never read as unlabelled.
     """
-    found = []
-    for name in fields:
-        value = event.get(name) if hasattr(event, "get") else None
-        if value is None or value == "" or value == []:
+    found: list = []
+    hide = False
+    for name, value in event.items():
+        if value is None:
             continue
-        if _is_tag_list(name, value):
-            tags = value if isinstance(value, (list, tuple)) else value.split(",")
-            for tag in tags:
-                if not isinstance(tag, str):
-                    raise UnknownTLPError(tag, f"field {name}")
-                if tag.strip().lower().startswith(("tlp:", "tlp ")):
-                    found.append((name, parse(tag, f"field {name}")))
-        else:
-            found.append((name, parse(value, f"field {name}")))
-    levels = [p.level for _, p in found if p.level is not None]
-    chr_flag = any(p.chatham_house for _, p in found)
-    return EventLabels(max(levels) if levels else None, chr_flag, tuple(found))
+        if name in LABEL_FIELDS:
+            if value != "":
+                _label_value(name, value, found, in_tags=False)
+        elif name in TAG_FIELDS:
+            _tag_list(name, value, found)
+        elif name == HIDE_SOURCE_FIELD:
+            hide = _hide_flag(value)
+        elif _name_says_tlp(name):
+            raise LabelError(name, None, "a field whose name says TLP but is not a label field the hub "
+                                         "reads (docs/tlp.md); refused")
+        elif isinstance(value, (str, dict, list, tuple)):
+            _walk_other(name, value, found)
+    hide = hide or any(lvl == "ex:chr" for _, lvl in found)
+    levels = [lvl for _, lvl in found if lvl != "ex:chr"]
+    if not levels:
+        why = "no TLP label" + ("; the source is hidden" if hide else "")
+        return EventTLP(None, hide, tuple(found), why)
+    stock_export = _stock_red_reads_amber_strict(found)
+    if stock_export:
+        levels = [lvl for (name, lvl) in found if name != "tlp" and lvl != "ex:chr"]
+    level = max(Level.from_label(lvl) for lvl in levels)
+    sources = sorted({name for name, lvl in found if lvl == level.label})
+    why = f"TLP:{level.label} from {', '.join(sources)}"
+    if stock_export:
+        why += " (stock tlp RED is its spelling of AMBER+STRICT)"
+    lower = sorted({f"{name} {lvl}" for name, lvl in found
+                    if lvl not in ("ex:chr", level.label) and not (stock_export and name == "tlp")})
+    if lower:
+        why += f" (lower labels ignored: {', '.join(lower)})"
+    if hide:
+        why += "; the source is hidden"
+    return EventTLP(level, hide, tuple(found), why)
