@@ -425,11 +425,62 @@ class EventTLP:
     level: Optional[Level]
     hide_source: bool
     found: tuple = ()
-    why: str = ""
 
     @property
     def label(self) -> Optional[str]:
         return None if self.level is None else self.level.label
+
+    @property
+    def why(self) -> str:
+        found, hide = self.found, self.hide_source
+        if self.level is None:
+            return "no TLP label" + ("; the source is hidden" if hide else "")
+        level = self.level.label
+        stock_export = _stock_red_reads_amber_strict(found)
+        why = f"TLP:{level} from {', '.join(sorted({name for name, lvl in found if lvl == level}))}"
+        if stock_export:
+            why += " (stock tlp RED is its spelling of AMBER+STRICT)"
+        lower = sorted({f"{name} {lvl}" for name, lvl in found
+                        if lvl not in ("ex:chr", level) and not (stock_export and name == "tlp")})
+        if lower:
+            why += f" (lower labels ignored: {', '.join(lower)})"
+        return why + ("; the source is hidden" if hide else "")
+
+
+_LOOKALIKE = "look-alike spelling of a TLP label (invisible, full-width or non-Latin characters); " \
+             "refused, not read as unlabelled"
+_READ_CACHE: dict = {}
+
+
+def _read_text(value: str, in_tags: bool) -> Optional[str]:
+    """The label of one string: ``"RED"``, ``"ex:chr"``, None for a tag of another
+    namespace; raises ValueError with the reason when it is label-like but unreadable.
+    Cached: the same few spellings recur on every event."""
+    key = (value, in_tags)
+    hit = _READ_CACHE.get(key)
+    if hit is None:
+        try:
+            hit = ("ok", _read_text_uncached(value, in_tags))
+        except ValueError as exc:
+            hit = ("refused", str(exc))
+        if len(_READ_CACHE) < 4096 and len(value) < 256:
+            _READ_CACHE[key] = hit
+    if hit[0] == "refused":
+        raise ValueError(hit[1])
+    return hit[1]
+
+
+def _read_text_uncached(value: str, in_tags: bool) -> Optional[str]:
+    if in_tags and not is_label_like(value):
+        return None
+    look = " ".join(skeleton(value).split())
+    if not value.isascii() and " ".join(value.lower().split()) != look:
+        raise ValueError(_LOOKALIKE)
+    try:
+        parsed = parse(value)
+    except UnknownTLPError:
+        raise ValueError(f"{value!r} is not a TLP label; refused, not read as unlabelled") from None
+    return "ex:chr" if parsed.chatham_house else parsed.level.label
 
 
 def _label_value(field_name: str, value, found: list, in_tags: bool) -> None:
@@ -438,18 +489,12 @@ def _label_value(field_name: str, value, found: list, in_tags: bool) -> None:
         kind = type(value).__name__
         raise LabelError(field_name, value, f"a TLP {'tag' if in_tags else 'label'} must be a string, "
                                             f"not a {kind}; the event is refused, not read as unlabelled")
-    if in_tags and not is_label_like(value):
-        return
-    look = " ".join(skeleton(value).split())
-    if not value.isascii() and " ".join(value.lower().split()) != look:
-        raise LabelError(field_name, value, "look-alike spelling of a TLP label (invisible, full-width or "
-                                            "non-Latin characters); refused, not read as unlabelled")
     try:
-        parsed = parse(value, f"field {field_name}")
-    except UnknownTLPError:
-        raise LabelError(field_name, value, f"{value!r} is not a TLP label; refused, not read as "
-                                            "unlabelled") from None
-    found.append((field_name, "ex:chr" if parsed.chatham_house else parsed.level.label))
+        label = _read_text(value, in_tags)
+    except ValueError as exc:
+        raise LabelError(field_name, value, str(exc)) from None
+    if label is not None:
+        found.append((field_name, label))
 
 
 def _tag_list(field_name: str, value, found: list) -> None:
@@ -476,8 +521,16 @@ def _tag_list(field_name: str, value, found: list) -> None:
         _label_value(where, tag, found, in_tags=True)
 
 
+_NAME_SAYS_TLP: dict = {}
+
+
 def _name_says_tlp(name: str) -> bool:
-    return "tlp" in (name.lower() if name.isascii() else skeleton(name))
+    says = _NAME_SAYS_TLP.get(name)
+    if says is None:
+        says = "tlp" in (name.lower() if name.isascii() else skeleton(name))
+        if len(_NAME_SAYS_TLP) < 4096:       # field names repeat; hostile ones must not grow it
+            _NAME_SAYS_TLP[name] = says
+    return says
 
 
 def _walk_other(field_name: str, value, found: list) -> None:
@@ -552,25 +605,20 @@ def event_tlp(event: Mapping[str, Any]) -> EventTLP:
         elif _name_says_tlp(name):
             raise LabelError(name, None, "a field whose name says TLP but is not a label field the hub "
                                          "reads (docs/tlp.md); refused")
+        elif type(value) is str:
+            # the common case, kept cheap: an ASCII value that cannot be a label
+            if value.isascii() and "tlp" not in value.lower() and "marking-definition--" not in value:
+                continue
+            _walk_other(name, value, found)
         elif isinstance(value, (str, dict, list, tuple)):
             _walk_other(name, value, found)
     hide = hide or any(lvl == "ex:chr" for _, lvl in found)
     levels = [lvl for _, lvl in found if lvl != "ex:chr"]
     if not levels:
-        why = "no TLP label" + ("; the source is hidden" if hide else "")
-        return EventTLP(None, hide, tuple(found), why)
-    stock_export = _stock_red_reads_amber_strict(found)
-    if stock_export:
+        return EventTLP(None, hide, tuple(found))
+    if len(levels) > 1 and _stock_red_reads_amber_strict(found):
         levels = [lvl for (name, lvl) in found if name != "tlp" and lvl != "ex:chr"]
-    level = max(Level.from_label(lvl) for lvl in levels)
-    sources = sorted({name for name, lvl in found if lvl == level.label})
-    why = f"TLP:{level.label} from {', '.join(sources)}"
-    if stock_export:
-        why += " (stock tlp RED is its spelling of AMBER+STRICT)"
-    lower = sorted({f"{name} {lvl}" for name, lvl in found
-                    if lvl not in ("ex:chr", level.label) and not (stock_export and name == "tlp")})
-    if lower:
-        why += f" (lower labels ignored: {', '.join(lower)})"
-    if hide:
-        why += "; the source is hidden"
-    return EventTLP(level, hide, tuple(found), why)
+    return EventTLP(max(_BY_LABEL[lvl] for lvl in levels), hide, tuple(found))
+
+
+_BY_LABEL = {lvl.label: lvl for lvl in Level}
