@@ -25,6 +25,7 @@ os.environ.setdefault("INTELMQ_TEST_REDIS_DB", "10")
 def pytest_configure(config):
     config.addinivalue_line("markers", "integration: runs real IntelMQ bot processes on Redis")
     config.addinivalue_line("markers", "amqp: needs RabbitMQ on 127.0.0.1:5672")
+    config.addinivalue_line("markers", "slow: a long run (leak audit, large property runs); not in make test-fast")
 
 
 import shutil
