@@ -4,12 +4,17 @@ Scripts depend on the commands and their output; keep them stable.  Each command
 group is a ``register(subparsers)`` function: add its module to ``GROUP_MODULES``.
 
 Exit status: 0 success, 1 the input was checked and found bad, 2 usage or
-configuration error (argparse's convention).
+configuration error (argparse's convention).  These hold on any input: :func:`main`
+is a last-resort guard that turns an exception a command did not handle into one
+line "internal error in <command>" and exit 2 (the traceback only with
+``INTELMQ_CROSSBORDER_DEBUG=1``).  Such a line is a bug to fix in the command, and
+the hostile-input suite (tests/test_hostile_inputs.py) fails on it.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -164,9 +169,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Environment variable: set to 1 to get the traceback of an internal error.
+DEBUG_ENV = "INTELMQ_CROSSBORDER_DEBUG"
+#: Exit status after Ctrl-C (the shell's 128 + SIGINT).
+INTERRUPTED = 130
+
+
+def command_name(args) -> str:
+    """``policy check``, ``convert csaf``...: the command and its subcommands, for messages."""
+    names = [args.command] + [value for key, value in vars(args).items()
+                              if key.endswith("_command") and isinstance(value, str)]
+    return " ".join(names)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):   # no real file descriptor (tests capture stdout)
+        pass
+
+
+def _debug() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+
+
 def main(argv=None) -> int:
+    """Run one command; returns its exit status (argparse exits 2 itself on a usage error)."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        # the reader went away (`... | head`): stop quietly; the output is incomplete
+        _quiet_stdout()
+        return 1
+    except KeyboardInterrupt:
+        print("intelmq-crossborder: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the last-resort guard, see the module docstring
+        if _debug():
+            import traceback
+            traceback.print_exc()
+        text = " ".join(str(exc).split())
+        if len(text) > 500:
+            text = text[:500] + "..."
+        return _fail(f"internal error in {command_name(args)}: {type(exc).__name__}: {text}"
+                     + ("" if _debug() else f" (set {DEBUG_ENV}=1 for the traceback)"))
 
 
 if __name__ == "__main__":  # pragma: no cover
