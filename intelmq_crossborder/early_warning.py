@@ -12,16 +12,22 @@ Two triggers (see docs/bots/exchange.md, "Early-warning expert"):
 
 What the warning may carry is decided here, never by the recipients:
 
-1. Inputs above ``max_tlp`` (what the early-warning recipients may see) do not
+1. An input's level and "do not disclose the source" flag are what
+   :func:`intelmq_crossborder.tlp.event_tlp` reads (every label counts, the most
+   restrictive wins); an input whose labels cannot be read raises
+   :class:`~intelmq_crossborder.tlp.LabelError` (the expert dumps it).
+2. Inputs above ``max_tlp`` (what the early-warning recipients may see) do not
    count and do not appear at all, not even as a number: a TLP:RED report must
-   not be what makes a warning go out.  Events without ``sharing.tlp`` are treated
+   not be what makes a warning go out.  Events without any label are treated
    as ``default_tlp``.
-2. The warning's ``sharing.tlp`` is the most restrictive TLP of the inputs that
+3. The warning's ``sharing.tlp`` is the most restrictive TLP of the inputs that
    counted (so it never exceeds ``max_tlp``); ``sharing.pap`` likewise.
-3. Inputs with ``sharing.do_not_disclose_source`` count, but neither their hub
-   nor their country is named (one hub per country would name it): they appear
-   only as a number of undisclosed contributors.
-4. The warning copies no details of the inputs except, with ``include_indicator``,
+4. Inputs whose source is hidden count, but neither their hub nor their country
+   is named (one hub per country would name it): they appear only as a number
+   of undisclosed contributors.  When one is hidden, the indicator is not copied
+   either if its field names or points at the originator (:data:`tlp.SOURCE_FIELDS`,
+   e.g. ``csaf.tracking_id``).
+5. The warning copies no details of the inputs except, with ``include_indicator``,
    the one field that is the indicator key (e.g. ``source.ip``).  Never copied:
    ``raw``, ``comment``, ``extra.*``, ``feed.*``, ``provenance.originator``, other
    ``source.*``/``destination.*`` fields.
@@ -37,7 +43,7 @@ from typing import Iterable, Optional, Sequence
 from intelmq_crossborder import fingerprint, tlp
 
 __all__ = ["DEFAULT_KEY_FIELDS", "indicator_key", "Contribution", "Spread", "Tracker", "build_warning",
-           "is_flagged", "PAP_ORDER"]
+           "is_flagged", "PAP_ORDER", "read_level"]
 
 #: Fields that identify "the same indicator or incident", in order of preference.
 #: ``fingerprint`` is the event's identity from :mod:`intelmq_crossborder.fingerprint`
@@ -98,6 +104,14 @@ def is_flagged(event, flag_fields: Iterable[str], severity_field: str, severity_
         if value is not None and str(value).strip().lower() in wanted:
             return f"{severity_field}={str(value).strip().lower()}"
     return None
+
+
+def read_level(event, default_level: tlp.Level) -> tuple:
+    """``(level, hide_source)`` of an input event, read by :func:`tlp.event_tlp`: the most
+    restrictive label it carries, ``default_level`` when it carries none.  Raises
+    :class:`tlp.LabelError` (naming the field) for labels that cannot be read."""
+    read = tlp.event_tlp(event)
+    return (read.level if read.level is not None else default_level), read.hide_source
 
 
 @dataclass(frozen=True)
@@ -202,6 +216,7 @@ def build_warning(trigger: str, key: Optional[tuple], spread: Spread, classifica
     level = tlp.most_restrictive(levels)
     named_hubs, named_countries = spread.named_hubs(), spread.named_countries()
     undisclosed = spread.undisclosed_hubs()
+    hidden = any(c.undisclosed for c in spread.contributions)
     who = ", ".join(named_hubs) if named_hubs else ""
     if undisclosed:
         who = (who + " and " if who else "") + f"{undisclosed} undisclosed hub{'s' if undisclosed > 1 else ''}"
@@ -239,7 +254,9 @@ def build_warning(trigger: str, key: Optional[tuple], spread: Spread, classifica
         fields["sharing.pap"] = pap
     if key:
         fields["extra.indicator_type"] = key[0]
-        if include_indicator:
+        # an indicator that names or points at the originator (csaf.tracking_id, say)
+        # would name a hidden source
+        if include_indicator and not (hidden and key[0] in tlp.SOURCE_FIELDS):
             fields[key[0]] = key[1]
     if local_hub:
         fields["provenance.origin_hub"] = local_hub

@@ -87,6 +87,37 @@ class TestCrossBorderEarlyWarningExpertBot(CrossBorderBotTestCase, unittest.Test
         assert "de-hub" not in str(w) and "DE" not in w["extra.contributing_countries"]
         assert w["extra.undisclosed_contributors"] == 1 and w["extra.hub_count"] == 3
 
+    def test_every_label_counts_not_only_sharing_tlp(self):
+        """A sharing.tlp GREEN beside extra.tlp RED is RED: it neither counts nor shows (was counted as GREEN)."""
+        hidden_red = ev("de-hub", "DE", extra__tlp="RED")
+        assert self.run_events([hidden_red, ev("fr-hub", "FR"), ev("at-hub", "AT")]) == []
+        w, = self.run_events([ev("de-hub", "DE", extra__tlp_label="tlp:amber"), ev("fr-hub", "FR"),
+                              ev("at-hub", "AT")])
+        assert w["sharing.tlp"] == "AMBER", "the warning is the most restrictive of its inputs"
+
+    def test_chatham_house_tag_hides_the_source(self):
+        """tlp:ex:chr in the MISP tags hides the hub like sharing.do_not_disclose_source does."""
+        w, = self.run_events([ev("de-hub", "DE", extra__misp_tags=[{"name": "tlp:ex:chr"}]), ev("fr-hub", "FR"),
+                              ev("at-hub", "AT")])
+        assert "de-hub" not in str(w) and w["extra.undisclosed_contributors"] == 1
+
+    def test_hidden_source_keeps_a_source_field_indicator_out(self):
+        key = ["csaf.tracking_id"]
+        w, = self.run_events([ev("de-hub", "DE", csaf__tracking_id="DE-SECRET-2026-1",
+                                 sharing__do_not_disclose_source=True),
+                              ev("fr-hub", "FR", csaf__tracking_id="DE-SECRET-2026-1"),
+                              ev("at-hub", "AT", csaf__tracking_id="DE-SECRET-2026-1")], key_fields=key)
+        assert "DE-SECRET" not in str(w) and w["extra.indicator_type"] == "csaf.tracking_id"
+
+    def test_unreadable_label_is_dumped_and_the_bot_goes_on(self):
+        lookalike = ev("de-hub", "DE", extra__misp_tags=[{"name": "tlp\u200b:red"}])
+        self.input_message = [lookalike, ev("fr-hub", "FR")]
+        self.prepare_bot(parameters={"redis_key_prefix": self.prefix}, destination_queues=PATHS)
+        self.run_bot(iterations=2, prepare=False, allowed_error_count=1)
+        out = self.output_events()
+        assert [e["provenance.origin_hub"] for e in out] == ["fr-hub"], "the unreadable one is not forwarded"
+        self.assertRegexpMatchesLog(r"extra\.misp_tags\[0\]\.name.*look-alike")
+
     def test_large_scale_flag_warns_at_once(self):
         warnings = self.run_events([ev("de-hub", "DE", ip="198.51.100.7", extra__large_scale=True, tlp="CLEAR"),
                                     ev("de-hub", "DE", ip="198.51.100.7", extra__large_scale=True)])

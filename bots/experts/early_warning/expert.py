@@ -1,6 +1,6 @@
 """Cross-border early-warning expert: raise early warnings for EU-CyCLONe and the CSIRTs Network."""
 from intelmq.lib.bot import ExpertBot
-from intelmq.lib.exceptions import ConfigurationError
+from intelmq.lib.exceptions import ConfigurationError, InvalidValue
 
 from intelmq_crossborder import early_warning as ew
 from intelmq_crossborder import tlp
@@ -16,10 +16,12 @@ class CrossBorderEarlyWarningExpertBot(ExpertBot):
     Flag: one of flag_fields is true, or severity_field has one of severity_values.
     One warning per key and trigger per window. The warning carries a short summary
     (comment), the contributing hubs and countries, and the most restrictive TLP of
-    its inputs. Inputs above max_tlp (what the warning recipients may see) neither
-    count nor appear; sources marked sharing.do_not_disclose_source count but are
-    not named; no input details are copied except, with include_indicator, the
-    indicator field itself. Every input event goes on unchanged on _default.
+    its inputs (each read with the TLP core's one label reader: every label counts).
+    Inputs above max_tlp (what the warning recipients may see) neither count nor
+    appear; hidden sources count but are not named; no input details are copied
+    except, with include_indicator, the indicator field itself (not when it names
+    a hidden source). Every input event goes on unchanged on _default; one whose
+    labels cannot be read is dumped with the field named.
     """
 
     warning_path: str = "early-warning"
@@ -72,11 +74,10 @@ class CrossBorderEarlyWarningExpertBot(ExpertBot):
         self.acknowledge_message()
 
     def _evaluate(self, event) -> None:
-        label = event.get("sharing.tlp")
         try:
-            level = tlp.Level.from_label(label) if label else self._default_level
-        except tlp.UnknownTLPError:
-            level = self._default_level
+            level, hidden = ew.read_level(event, self._default_level)
+        except tlp.LabelError as exc:
+            raise InvalidValue(exc.field, exc.value, reason=exc.reason) from None
         if level > self._max_level:
             self._withheld += 1
             self.logger.debug("Event with TLP:%s is above max_tlp %s: not counted for early warnings "
@@ -89,8 +90,7 @@ class CrossBorderEarlyWarningExpertBot(ExpertBot):
         hub_path = (event.get("provenance.hub_path") or "").split(",")
         hub = event.get("provenance.origin_hub") or hub_path[0] or self.hub_id or "unknown"
         country = event.get("provenance.origin_country") or (self.country if hub == self.hub_id else None)
-        contribution = ew.Contribution(hub, country, level, bool(event.get("sharing.do_not_disclose_source")),
-                                       event.get("sharing.pap"))
+        contribution = ew.Contribution(hub, country, level, hidden, event.get("sharing.pap"))
         classification = event.get("classification.type")
         if flag is not None:
             claim_key = key or ("provenance.event_uuid", event.get("provenance.event_uuid") or "")
@@ -113,8 +113,8 @@ class CrossBorderEarlyWarningExpertBot(ExpertBot):
             warning.add(name, value)
         warning.add("time.observation", warning.get("time.observation") or _now())
         self.send_message(warning, path=self.warning_path)
-        self.logger.info("Raised early warning (%s, TLP:%s): %s", trigger, fields["sharing.tlp"],
-                         fields["comment"])
+        level = tlp.most_restrictive(c.level for c in spread.contributions)
+        self.logger.info("Raised early warning (%s, TLP:%s): %s", trigger, level.label, fields["comment"])
 
     @staticmethod
     def check(parameters: dict):
