@@ -42,10 +42,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Union
 
-import yaml
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from intelmq_crossborder import inputs
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "BUNDLE_SUFFIX", "BundleError", "Manifest", "TrustStore", "TrustedKey",
@@ -60,11 +61,20 @@ SUPPORTED_MAJOR = 1
 BUNDLE_SUFFIX = ".xbundle"
 MEMBERS = ("manifest.json", "signatures.json", "data.jsonl.gz")
 MAX_MANIFEST_BYTES = 64 * 1024
+MAX_TRUST_STORE_BYTES = 1024 * 1024
+MAX_KEY_FILE_BYTES = 64 * 1024
+#: An event line longer than this (decompressed) makes the bundle malformed: a signed
+#: gzip member that inflates to one huge line cannot exhaust the reader's memory.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+MAX_SEQUENCE = 2 ** 63 - 1
 CHUNK = 1 << 20
 
 #: Hub identifiers: lowercase letters, digits, '.', '-'; they appear in file names.
-HUB_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,62})$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+#: Always matched whole (``fullmatch``): no trailing newline or other whitespace.
+HUB_ID_RE = re.compile(r"[a-z0-9][a-z0-9.-]{0,62}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_COUNTRY_RE = re.compile(r"[A-Z]{2}")
+_VERSION_RE = re.compile(r"([0-9]{1,9})\.([0-9]{1,9})")
 
 
 class BundleError(Exception):
@@ -95,14 +105,40 @@ def _parse_time(value, field_name: str) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise BundleError("malformed", f"manifest field {field_name} is not an ISO 8601 time: {value!r}") from None
+        raise BundleError("malformed", f"manifest field {field_name} is not an ISO 8601 time: {_shown(value)}") from None
     if parsed.tzinfo is None:
-        raise BundleError("malformed", f"manifest field {field_name} has no time zone: {value!r}")
+        raise BundleError("malformed", f"manifest field {field_name} has no time zone: {_shown(value)}")
     return parsed
 
 
 def valid_hub_id(value) -> bool:
-    return isinstance(value, str) and bool(HUB_ID_RE.match(value))
+    """A hub id: the whole value matches :data:`HUB_ID_RE` (no whitespace, no trailing newline)."""
+    return isinstance(value, str) and HUB_ID_RE.fullmatch(value) is not None
+
+
+def valid_country(value) -> bool:
+    """An ISO 3166-1 alpha-2 code such as ``FR``, nothing around it."""
+    return isinstance(value, str) and _COUNTRY_RE.fullmatch(value) is not None
+
+
+def _input_error(exc: "inputs.InputError") -> str:
+    """The reader's message, saying "nested too deeply" whichever parser noticed the nesting."""
+    text = str(exc)
+    return text + " (nested too deeply)" if "nest" in exc.reason and "too deeply" not in text else text
+
+
+def _kind(value) -> str:
+    """What a JSON/YAML value is, for messages ("a list", "a string", "nothing")."""
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number"}.get(type(value), f"a {type(value).__name__}")
+
+
+def _shown(value, limit: int = 80) -> str:
+    """``repr`` of a value from outside, cut to ``limit`` characters for messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 # --- keys and signature algorithms -------------------------------------------------------------
@@ -120,12 +156,18 @@ def private_key_pem(key: Ed25519PrivateKey, passphrase: Optional[bytes] = None) 
 def load_private_key(path: Union[str, Path], passphrase: Optional[bytes] = None) -> Ed25519PrivateKey:
     """Read an Ed25519 private key (PKCS#8 PEM).  Errors name the file, never the key material."""
     try:
-        data = Path(path).read_bytes()
+        path = Path(path)
+        if path.is_dir():
+            raise BundleError("trust-store", f"{path}: cannot read signing key: is a directory")
+        if path.stat().st_size > MAX_KEY_FILE_BYTES:
+            raise BundleError("trust-store", f"{path}: cannot read signing key: larger than "
+                                             f"{MAX_KEY_FILE_BYTES} bytes, not a PEM key")
+        data = path.read_bytes()
     except OSError as exc:
-        raise BundleError("trust-store", f"{path}: cannot read signing key: {exc.strerror}") from None
+        raise BundleError("trust-store", f"{path}: cannot read signing key: {exc.strerror or exc}") from None
     try:
         key = serialization.load_pem_private_key(data, password=passphrase)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise BundleError("trust-store", f"{path}: not a readable PEM private key ({type(exc).__name__})") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise BundleError("trust-store", f"{path}: the signing key is not an Ed25519 key")
@@ -191,64 +233,115 @@ class TrustStore:
                 revoked: false            # true: bundles signed with it are rejected
                 revoked_reason: ""        # optional, shown in the rejection
                 comment: "2026 signing key"
+
+    The schema is strict (docs/exchange-format.md): ``version`` is the integer 1;
+    hub ids and countries match whole (no whitespace); unknown keys are errors (a
+    misspelt ``revoked`` must not leave a key trusted); a public key belongs to one
+    hub only; a key marked revoked in any entry is revoked, whatever other entries
+    listing it say.
     """
 
     path: str
     peers: dict = field(default_factory=dict)        # hub -> {"country": str|None, "keys": {key_id: TrustedKey}}
 
+    TOP_KEYS = frozenset({"version", "peers"})
+    PEER_KEYS = frozenset({"country", "keys", "comment"})
+    ENTRY_KEYS = frozenset({"algorithm", "public_key", "revoked", "revoked_reason", "comment"})
+
     @classmethod
     def from_file(cls, path: Union[str, Path]) -> "TrustStore":
         try:
-            with open(path, encoding="utf-8") as fh:
-                data = yaml.safe_load(fh)
-        except OSError as exc:
-            raise BundleError("trust-store", f"{path}: cannot read trust store: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise BundleError("trust-store", f"{path}: trust store is not valid YAML: {exc}") from None
-        except RecursionError:
-            raise BundleError("trust-store", f"{path}: trust store is nested too deeply to be one") from None
+            data = inputs.read_yaml(path, max_bytes=MAX_TRUST_STORE_BYTES, what="trust store")
+        except inputs.InputError as exc:
+            raise BundleError("trust-store", f"trust store {_input_error(exc)}") from None
+        except (ValueError, TypeError, OverflowError) as exc:   # a YAML constructor refused a value
+            raise BundleError("trust-store", f"trust store {path}: not valid YAML: {exc}") from None
         return cls.from_dict(data, str(path))
 
     @classmethod
     def from_dict(cls, data, path: str = "<trust store>") -> "TrustStore":
         def bad(where, what):
-            return BundleError("trust-store", f"{path}: {where}: {what}")
+            return BundleError("trust-store", f"trust store {path}: field {where}: {what}")
+
+        def only(mapping: dict, allowed: frozenset, where: str) -> None:
+            unknown = [k for k in mapping if k not in allowed]
+            if unknown:
+                raise bad(where or "top level", f"unknown key {_shown(unknown[0])} "
+                                                f"(allowed: {', '.join(sorted(allowed))})")
 
         if not isinstance(data, dict):
-            raise bad("top level", "must be a mapping with 'version' and 'peers'")
-        if data.get("version") != 1:
-            raise bad("version", f"unsupported trust store version {data.get('version')!r} (expected 1)")
+            raise bad("top level", f"must be a mapping with 'version' and 'peers', not {_kind(data)}")
+        only(data, cls.TOP_KEYS, "")
+        version = data.get("version")
+        if type(version) is not int or version != 1:      # exact: True == 1 in Python
+            raise bad("version", f"unsupported trust store version {_shown(version)} (expected the integer 1)")
         peers = data.get("peers")
         if not isinstance(peers, dict) or not peers:
-            raise bad("peers", "must be a non-empty mapping of hub id to peer")
+            raise bad("peers", f"must be a non-empty mapping of hub id to peer, not {_kind(peers)}")
         store = cls(path=path)
+        owner: dict = {}          # raw public key -> hub
+        revoked: dict = {}        # key id -> reason, from every entry that marks it revoked
         for hub, peer in peers.items():
+            where = f"peers.{hub}"
             if not valid_hub_id(hub):
-                raise bad(f"peers.{hub}", "hub id must match " + HUB_ID_RE.pattern)
-            if not isinstance(peer, dict) or not isinstance(peer.get("keys"), list) or not peer["keys"]:
-                raise bad(f"peers.{hub}.keys", "must be a non-empty list of keys")
+                raise bad(f"peers.{_shown(hub)}", "hub id must match " + HUB_ID_RE.pattern +
+                          " (the whole value: no whitespace or newline)")
+            if not isinstance(peer, dict):
+                raise bad(where, f"must be a mapping with 'keys' (and 'country'), not {_kind(peer)}")
+            only(peer, cls.PEER_KEYS, where)
+            if not isinstance(peer.get("keys"), list) or not peer["keys"]:
+                raise bad(f"{where}.keys", f"must be a non-empty list of keys, not {_kind(peer.get('keys'))}")
             country = peer.get("country")
-            if country is not None and not (isinstance(country, str) and re.match(r"^[A-Z]{2}$", country)):
-                raise bad(f"peers.{hub}.country", "must be an ISO 3166-1 alpha-2 code such as FR")
+            if country is not None and not valid_country(country):
+                raise bad(f"{where}.country", f"must be an ISO 3166-1 alpha-2 code such as FR "
+                                              f"(nothing around it), not {_shown(country)}")
+            comment = peer.get("comment")
+            if comment is not None and not isinstance(comment, str):
+                raise bad(f"{where}.comment", f"must be a string, not {_kind(comment)}")
             keys = {}
             for i, entry in enumerate(peer["keys"]):
-                where = f"peers.{hub}.keys[{i}]"
+                at = f"{where}.keys[{i}]"
                 if not isinstance(entry, dict):
-                    raise bad(where, "must be a mapping")
+                    raise bad(at, f"must be a mapping with 'public_key', not {_kind(entry)}")
+                only(entry, cls.ENTRY_KEYS, at)
                 algorithm = entry.get("algorithm", "ed25519")
                 if algorithm != "ed25519":
-                    raise bad(f"{where}.algorithm", f"unsupported algorithm {algorithm!r} (supported: ed25519)")
+                    raise bad(f"{at}.algorithm", f"unsupported algorithm {_shown(algorithm)} (supported: ed25519)")
+                encoded = entry.get("public_key")
                 try:
-                    raw = base64.b64decode(entry.get("public_key", ""), validate=True)
+                    if not isinstance(encoded, str):
+                        raise TypeError("not a string")
+                    raw = base64.b64decode(encoded, validate=True)
                     public = Ed25519PublicKey.from_public_bytes(raw)
                 except (ValueError, TypeError):
-                    raise bad(f"{where}.public_key", "must be the base64 of a raw 32-byte Ed25519 public key") from None
-                revoked = entry.get("revoked", False)
-                if not isinstance(revoked, bool):
-                    raise bad(f"{where}.revoked", "must be true or false")
+                    raise bad(f"{at}.public_key", "must be the base64 of a raw 32-byte Ed25519 public key "
+                                                  "(a string, nothing around it)") from None
+                flag = entry.get("revoked", False)
+                if not isinstance(flag, bool):
+                    raise bad(f"{at}.revoked", f"must be true or false, not {_shown(flag)}")
+                reason = entry.get("revoked_reason", "")
+                if reason is None:
+                    reason = ""
+                if not isinstance(reason, str):
+                    raise bad(f"{at}.revoked_reason", f"must be a string, not {_kind(reason)}")
+                comment = entry.get("comment")
+                if comment is not None and not isinstance(comment, str):
+                    raise bad(f"{at}.comment", f"must be a string, not {_kind(comment)}")
+                if owner.setdefault(raw, hub) != hub:
+                    raise bad(f"{at}.public_key", f"the same public key is already listed under "
+                                                  f"{owner[raw]!r}: a key belongs to one hub only")
                 kid = key_id_of(public)
-                keys[kid] = TrustedKey(hub, algorithm, kid, public, revoked, str(entry.get("revoked_reason") or ""))
+                if flag:
+                    revoked[kid] = revoked.get(kid) or " ".join(reason.split())
+                elif kid in keys:
+                    continue          # listed again without the flag: the first entry stands
+                keys[kid] = TrustedKey(hub, algorithm, kid, public, flag, " ".join(reason.split()))
             store.peers[hub] = {"country": country, "keys": keys}
+        # Revocation is global: a key marked revoked in any entry stays revoked in every entry.
+        for peer in store.peers.values():
+            for kid, key in list(peer["keys"].items()):
+                if kid in revoked and not key.revoked:
+                    peer["keys"][kid] = TrustedKey(key.hub, key.algorithm, kid, key.public_key, True, revoked[kid])
         return store
 
     def country_of(self, hub: str) -> Optional[str]:
@@ -307,18 +400,16 @@ class Manifest:
     @classmethod
     def from_bytes(cls, data: bytes) -> "Manifest":
         try:
-            doc = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise BundleError("malformed", f"manifest.json is not UTF-8 JSON: {exc}") from None
-        except RecursionError:
-            raise BundleError("malformed", "manifest.json is nested too deeply to be a manifest") from None
+            doc = inputs.loads_json(data, "manifest.json", max_depth=16)
+        except inputs.InputError as exc:
+            raise BundleError("malformed", _input_error(exc)) from None
         if not isinstance(doc, dict):
-            raise BundleError("malformed", "manifest.json must be a JSON object")
+            raise BundleError("malformed", f"manifest.json must be a JSON object, not {_kind(doc)}")
         if doc.get("format") != FORMAT:
-            raise BundleError("malformed", f"manifest field format must be {FORMAT!r}, got {doc.get('format')!r}")
+            raise BundleError("malformed", f"manifest field format must be {FORMAT!r}, got {_shown(doc.get('format'))}")
         version = doc.get("format_version")
-        if not isinstance(version, str) or not re.match(r"^\d+\.\d+$", version):
-            raise BundleError("malformed", f"manifest field format_version is not 'MAJOR.MINOR': {version!r}")
+        if not isinstance(version, str) or _VERSION_RE.fullmatch(version) is None:
+            raise BundleError("malformed", f"manifest field format_version is not 'MAJOR.MINOR': {_shown(version)}")
         if int(version.split(".")[0]) != SUPPORTED_MAJOR:
             raise BundleError("unsupported-version",
                               f"bundle format version {version} is not supported (this reader: {FORMAT_VERSION})")
@@ -328,7 +419,10 @@ class Manifest:
                 raise BundleError("malformed", f"manifest field {name} {what}")
 
         for name in ("sender", "recipient"):
-            need(valid_hub_id(doc.get(name)), name, "must be a hub id matching " + HUB_ID_RE.pattern)
+            need(valid_hub_id(doc.get(name)), name, "must be a hub id matching " + HUB_ID_RE.pattern +
+                 f" (the whole value: no whitespace or newline), not {_shown(doc.get(name))}")
+        need(doc["sender"] != doc["recipient"], "recipient",
+             f"must differ from the sender (both are {doc['sender']!r}): a hub does not send to itself")
         bundle_id = doc.get("bundle_id")
         try:
             need(isinstance(bundle_id, str) and str(uuid.UUID(bundle_id)) == bundle_id,
@@ -336,10 +430,10 @@ class Manifest:
         except ValueError:
             need(False, "bundle_id", "must be a lowercase UUID")
         seq = doc.get("sequence")
-        need(isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1, "sequence", "must be an integer >= 1")
+        need(type(seq) is int and 1 <= seq <= MAX_SEQUENCE, "sequence", f"must be an integer from 1 to {MAX_SEQUENCE}")
         count = doc.get("event_count")
-        need(isinstance(count, int) and not isinstance(count, bool) and count >= 0,
-             "event_count", "must be an integer >= 0")
+        need(type(count) is int and 0 <= count <= MAX_SEQUENCE, "event_count",
+             f"must be an integer from 0 to {MAX_SEQUENCE}")
         window = doc.get("window")
         need(isinstance(window, dict), "window", "must be an object with start and end")
         start = _parse_time(window.get("start"), "window.start")
@@ -351,9 +445,10 @@ class Manifest:
         need(data.get("member") == MEMBERS[2] and data.get("encoding") == "jsonl"
              and data.get("compression") == "gzip", "data",
              f"must describe member {MEMBERS[2]} with encoding jsonl and compression gzip")
-        need(isinstance(data.get("sha256"), str) and _HEX64.match(data["sha256"]), "data.sha256",
+        need(isinstance(data.get("sha256"), str) and _HEX64.fullmatch(data["sha256"]) is not None, "data.sha256",
              "must be 64 lowercase hex digits")
-        need(isinstance(data.get("size"), int) and data["size"] >= 0, "data.size", "must be an integer >= 0")
+        need(type(data.get("size")) is int and 0 <= data["size"] <= MAX_SEQUENCE, "data.size",
+             f"must be an integer from 0 to {MAX_SEQUENCE}")
         sig = doc.get("signature")
         need(isinstance(sig, dict) and isinstance(sig.get("algorithms"), list) and sig["algorithms"]
              and all(isinstance(a, str) for a in sig["algorithms"]),
@@ -445,7 +540,9 @@ class BundleWriter:
         for name, value in (("sender", sender), ("recipient", recipient)):
             if not valid_hub_id(value):
                 raise ValueError(f"{name} {value!r} is not a hub id matching {HUB_ID_RE.pattern}")
-        if not isinstance(sequence, int) or sequence < 1:
+        if sender == recipient:
+            raise ValueError(f"sender and recipient are both {sender!r}: a hub does not send to itself")
+        if type(sequence) is not int or not 1 <= sequence <= MAX_SEQUENCE:
             raise ValueError(f"sequence must be an integer >= 1, got {sequence!r}")
         self.directory = Path(directory)
         self.sender, self.recipient, self.sequence = sender, recipient, sequence
@@ -595,17 +692,33 @@ class VerifiedBundle:
         self.data_verified = True
 
     def iter_lines(self, start: int = 0, check: bool = True) -> Iterator[tuple]:
-        """Yield ``(index, line_bytes)`` for every event line from index ``start`` on (0-based)."""
+        """Yield ``(index, line_bytes)`` for every event line from index ``start`` on (0-based).
+
+        A line longer than :data:`MAX_LINE_BYTES` or not UTF-8 raises :class:`BundleError`
+        (``malformed``, naming the line): the format says UTF-8, and one huge line must
+        not exhaust memory."""
         if check and not self.data_verified:
             raise RuntimeError("verify_data() must succeed before the events are read")
         try:
             with gzip.GzipFile(fileobj=self._data(), mode="rb") as gz:
-                for index, line in enumerate(gz):
-                    if index < start:
-                        continue
+                index = -1
+                while True:
+                    line = gz.readline(MAX_LINE_BYTES + 1)
+                    if not line:
+                        return
+                    index += 1
+                    if len(line) > MAX_LINE_BYTES:
+                        raise BundleError("malformed", f"{self.path.name}: event line {index + 1} is longer than "
+                                                       f"{MAX_LINE_BYTES} bytes")
                     line = line.rstrip(b"\n")
-                    if line:
-                        yield index, line
+                    if index < start or not line:
+                        continue
+                    try:
+                        line.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        raise BundleError("malformed", f"{self.path.name}: event line {index + 1} is not UTF-8 "
+                                                       f"(invalid byte at offset {exc.start})") from None
+                    yield index, line
         except (OSError, EOFError, gzip.BadGzipFile, zlib.error, tarfile.TarError) as exc:
             raise BundleError("malformed", f"{self.path.name}: data.jsonl.gz is not valid gzip: {exc}") from None
 
@@ -642,18 +755,23 @@ def open_bundle(path: Union[str, Path], trust: TrustStore, recipient: Optional[s
                                            f"{', '.join(MEMBERS)} in that order, found {', '.join(names) or 'none'}")
         if members[0].size > MAX_MANIFEST_BYTES or members[1].size > MAX_MANIFEST_BYTES:
             raise BundleError("malformed", f"{path.name}: manifest or signatures larger than {MAX_MANIFEST_BYTES} bytes")
-        manifest_bytes = tar.extractfile(members[0]).read()
+        try:
+            manifest_bytes = tar.extractfile(members[0]).read()
+            sig_bytes = tar.extractfile(members[1]).read()
+        except (tarfile.TarError, OSError) as exc:
+            raise BundleError("malformed", f"{path.name}: not a bundle (tar container damaged: {exc})") from None
         try:
             manifest = Manifest.from_bytes(manifest_bytes)
         except BundleError as exc:          # name the file, as every other check does
             raise BundleError(exc.reason, f"{path.name}: {exc}") from None
+        shape = '{"signatures": [{"algorithm", "key_id", "value"}, ...]}'
         try:
-            sigs = json.loads(tar.extractfile(members[1]).read().decode("utf-8"))["signatures"]
-            if not (isinstance(sigs, list) and all(isinstance(s, dict) for s in sigs)):
-                raise TypeError("signatures is not a list of objects")   # not assert: python -O drops it
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
-            raise BundleError("malformed", f"{path.name}: signatures.json must be "
-                                           '{"signatures": [{"algorithm", "key_id", "value"}, ...]}') from None
+            sig_doc = inputs.loads_json(sig_bytes, "signatures.json", max_depth=8)
+        except inputs.InputError as exc:
+            raise BundleError("malformed", f"{path.name}: {_input_error(exc)}; it must be {shape}") from None
+        sigs = sig_doc.get("signatures") if isinstance(sig_doc, dict) else None
+        if not (isinstance(sigs, list) and all(isinstance(s, dict) for s in sigs)):
+            raise BundleError("malformed", f"{path.name}: signatures.json field signatures: must be {shape}")
         known = [a for a in manifest.algorithms if a in VERIFIERS]
         if not known:
             raise BundleError("unsupported-version", f"{path.name}: none of the signature algorithms "
@@ -665,14 +783,21 @@ def open_bundle(path: Union[str, Path], trust: TrustStore, recipient: Optional[s
                 raise BundleError("bad-signature", f"{path.name}: the manifest lists algorithm {algorithm} "
                                                    f"but signatures.json has {len(entries)} signatures for it")
             entry = entries[0]
+            key_id = entry.get("key_id")
+            if not isinstance(key_id, str):
+                raise BundleError("bad-signature", f"{path.name}: signatures.json: the {algorithm} signature has "
+                                                   f"no key_id string")
             try:
-                key = trust.key(manifest.sender, str(entry.get("key_id")))
+                key = trust.key(manifest.sender, key_id)
             except BundleError as exc:  # unknown sender/key, revoked key: name the bundle too
                 raise BundleError(exc.reason, f"{path.name}: {exc}") from None
             if key.algorithm != algorithm:
                 raise BundleError("bad-signature", f"{path.name}: key {key.key_id} is not an {algorithm} key")
             try:
-                value = base64.b64decode(str(entry.get("value", "")), validate=True)
+                encoded = entry.get("value")
+                if not isinstance(encoded, str):
+                    raise ValueError("not a string")
+                value = base64.b64decode(encoded, validate=True)
             except ValueError:
                 raise BundleError("bad-signature", f"{path.name}: {algorithm} signature is not base64") from None
             if not VERIFIERS[algorithm](key.public_key, value, manifest_bytes):
@@ -700,13 +825,12 @@ def iter_events(bundle: VerifiedBundle, start: int = 0) -> Iterator[tuple]:
     """``(index, dict)`` per event; a line that is not a JSON object raises BundleError naming its index."""
     for index, line in bundle.iter_lines(start):
         try:
-            event = json.loads(line)
-        except ValueError as exc:
-            raise BundleError("malformed", f"{bundle.path.name}: event line {index + 1} is not JSON: {exc}") from None
-        except RecursionError:
-            raise BundleError("malformed", f"{bundle.path.name}: event line {index + 1} is nested too deeply") from None
+            event = inputs.loads_json(line, bundle.path.name, line=index + 1)
+        except inputs.InputError as exc:
+            raise BundleError("malformed", _input_error(exc)) from None
         if not isinstance(event, dict):
-            raise BundleError("malformed", f"{bundle.path.name}: event line {index + 1} is not a JSON object")
+            raise BundleError("malformed", f"{bundle.path.name}: event line {index + 1} is not a JSON object "
+                                           f"but {_kind(event)}")
         yield index, event
 
 

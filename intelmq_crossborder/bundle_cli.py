@@ -8,16 +8,41 @@ from pathlib import Path
 from intelmq_crossborder import bundle as b
 
 
+def _text(value) -> str:
+    """A path or value from the command line, printable on any stream (undecodable bytes escaped)."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _error(message: str, status: int = 2) -> int:
+    print(f"intelmq-crossborder: error: {_text(message)}", file=sys.stderr)
+    return status
+
+
+def _readable_file(path: Path, what: str):
+    """None if ``path`` is a regular file we can open, else the reason."""
+    try:
+        if path.is_dir():
+            return f"{path}: is a directory, not a {what}"
+        if not path.is_file():
+            return f"{path}: no such file"
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        return f"{path}: cannot read the {what}: {exc.strerror or exc}"
+    return None
+
+
 def _verify(args) -> int:
+    if args.recipient is not None and not b.valid_hub_id(args.recipient):
+        return _error(f"--recipient {args.recipient!r} is not a hub id matching {b.HUB_ID_RE.pattern}")
     try:
         trust = b.TrustStore.from_file(args.trust)
     except b.BundleError as exc:
-        print(f"intelmq-crossborder: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc))
     path = Path(args.bundle)
-    if not path.is_file():
-        print(f"intelmq-crossborder: error: {path}: no such file", file=sys.stderr)
-        return 2
+    problem = _readable_file(path, "bundle")
+    if problem:
+        return _error(problem)
     try:
         with b.open_bundle(path, trust, args.recipient) as opened:
             opened.verify_data()
@@ -27,32 +52,40 @@ def _verify(args) -> int:
         message = str(exc)
         if message.startswith(path.name + ": "):
             message = message[len(path.name) + 2:]
-        print(f"BAD {path}: {exc.reason}: {message}", file=sys.stderr)
+        print(_text(f"BAD {path}: {exc.reason}: {message}"), file=sys.stderr)
         return 1
     note = f"; not checked (unsupported): {', '.join(unverified)}" if unverified else ""
-    print(f"OK {path}: {manifest.summary()}, format {manifest.format_version}, signed by {key.key_id}{note}")
+    print(_text(f"OK {path}: {manifest.summary()}, format {manifest.format_version}, signed by {key.key_id}{note}"))
     return 0
 
 
 def _keygen(args) -> int:
+    if args.hub is not None and not b.valid_hub_id(args.hub):
+        return _error(f"--hub {args.hub!r} is not a hub id matching {b.HUB_ID_RE.pattern}")
+    if args.country is not None and not b.valid_country(args.country):
+        return _error(f"--country {args.country!r} is not an ISO 3166-1 alpha-2 code such as FR")
     target = Path(args.private_key)
-    if target.exists() and not args.force:
-        print(f"intelmq-crossborder: error: {target} exists (use --force to overwrite)", file=sys.stderr)
-        return 2
+    if target.is_dir():
+        return _error(f"{target}: is a directory, not a key file")
+    if (target.exists() or target.is_symlink()) and not args.force:
+        return _error(f"{target} exists (use --force to overwrite)")
     passphrase = None
-    if args.passphrase_env:
-        value = os.environ.get(args.passphrase_env)
+    if args.passphrase_env is not None:
+        value = os.environb.get(os.fsencode(args.passphrase_env))
         if value is None:
-            print(f"intelmq-crossborder: error: environment variable {args.passphrase_env} is not set",
-                  file=sys.stderr)
-            return 2
-        passphrase = value.encode("utf-8")
+            return _error(f"environment variable {args.passphrase_env} is not set")
+        if not value:
+            return _error(f"environment variable {args.passphrase_env} is empty (no passphrase)")
+        passphrase = value
     key = b.generate_private_key()
-    fd = os.open(str(target), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(b.private_key_pem(key, passphrase))
-    os.chmod(target, 0o600)
-    print(f"# private key written to {target} (mode 0600); give peers this trust store entry:")
+    try:
+        fd = os.open(str(target), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(b.private_key_pem(key, passphrase))
+        os.chmod(target, 0o600)
+    except OSError as exc:
+        return _error(f"{target}: cannot write the private key: {exc.strerror or exc}")
+    print(_text(f"# private key written to {target} (mode 0600); give peers this trust store entry:"))
     print(f"{args.hub}:" if args.hub else "<your-hub-id>:")
     if args.country:
         print(f"  country: {args.country}")

@@ -32,9 +32,9 @@ State files are JSON, written atomically (temporary file, fsync, rename).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -42,22 +42,85 @@ from pathlib import Path
 from typing import Callable, Iterable, List, Optional
 
 from intelmq_crossborder import bundle as b
+from intelmq_crossborder import inputs
 
 __all__ = ["Spool", "Importer", "ImportResult", "push_outbox", "Pusher", "pull_bundles", "https_session"]
 
 RECENT_IDS_KEPT = 1000
 PULLED_NAMES_KEPT = 10000
+MAX_LISTING_BYTES = 16 * 1024 * 1024
+#: Names a pulled bundle may have: no path separators, no leading dot, no whitespace or control characters.
+BUNDLE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,250}" + re.escape(b.BUNDLE_SUFFIX))
 
 
-def _load_json(path: Path, default):
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
+class StateError(b.BundleError):
+    """A state file of the exchange cannot be used (unreadable, not JSON, wrong shape)."""
+
+    def __init__(self, path, message: str):
+        super().__init__("state", f"{path}: {message}; repair or remove it deliberately")
+
+
+def _load_json(path: Path, default, check: Callable[[dict], Optional[str]]):
+    """A state file (``default`` if it does not exist); :class:`StateError` if it cannot be used.
+    ``check(state)`` returns what is wrong with its shape, or None."""
+    if not os.path.lexists(path):
         return default
-    except ValueError as exc:
-        raise b.BundleError("malformed", f"{path}: state file is not valid JSON ({exc}); "
-                                         "repair or remove it deliberately") from None
+    try:
+        state = inputs.read_json(path, what="state file")
+    except inputs.InputError as exc:
+        raise StateError(exc.source, f"state file is not usable: {exc.reason}"
+                                     + (f" (line {exc.line})" if exc.line else "")) from None
+    problem = check(state) if isinstance(state, dict) else "top level: must be a JSON object"
+    if problem:
+        raise StateError(path, f"state file field {problem}")
+    return state
+
+
+def _is_int(value, minimum: int = 0) -> bool:
+    return type(value) is int and value >= minimum
+
+
+def _is_time(value) -> bool:
+    return value is None or (type(value) in (int, float) and value >= 0)
+
+
+def _spool_state_problem(state: dict) -> Optional[str]:
+    if not _is_int(state.get("next_sequence", 1), 1):
+        return "next_sequence: must be an integer >= 1"
+    for name in ("spool_opened_at", "sealing_opened_at"):
+        if not _is_time(state.get(name)):
+            return f"{name}: must be a time in seconds or null"
+    if not isinstance(state.get("last_bundle", ""), (str, type(None))):
+        return "last_bundle: must be a file name"
+    return None
+
+
+def _import_state_problem(state: dict) -> Optional[str]:
+    peers = state.setdefault("peers", {})
+    if not isinstance(peers, dict):
+        return "peers: must be an object of sender hub -> state"
+    for hub, peer in peers.items():
+        if not isinstance(peer, dict):
+            return f"peers.{hub}: must be an object"
+        if not _is_int(peer.setdefault("last_sequence", 0)):
+            return f"peers.{hub}.last_sequence: must be an integer >= 0"
+        recent = peer.setdefault("recent", {})
+        if not (isinstance(recent, dict) and all(isinstance(v, str) for v in recent.values())):
+            return f"peers.{hub}.recent: must be an object of bundle id -> sha256"
+    progress = state.setdefault("in_progress", None)
+    if progress is not None:
+        if not isinstance(progress, dict):
+            return "in_progress: must be an object or null"
+        for name in ("bundle_id", "data_sha256"):
+            if not isinstance(progress.get(name), str):
+                return f"in_progress.{name}: must be a string"
+        for name in ("next_line", "chunk"):
+            if not _is_int(progress.get(name, 0)):
+                return f"in_progress.{name}: must be an integer >= 0"
+    pulled = state.setdefault("pulled", [])
+    if not (isinstance(pulled, list) and all(isinstance(n, str) for n in pulled)):
+        return "pulled: must be a list of file names"
+    return None
 
 
 def _remove_temp_files(directory: Path) -> List[str]:
@@ -93,7 +156,7 @@ class Spool:
         self.log = logger or logging.getLogger(__name__)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.outbox.mkdir(parents=True, exist_ok=True)
-        self.state = _load_json(self.dir / self.STATE, {"next_sequence": 1})
+        self.state = _load_json(self.dir / self.STATE, {"next_sequence": 1}, _spool_state_problem)
         self.count = 0
         self.opened_at: Optional[float] = None
         self.last_line: Optional[bytes] = None
@@ -382,7 +445,8 @@ def _one_line(exc) -> str:
 
 
 def _listing_names(doc) -> List[str]:
-    """File names from a JSON directory listing: nginx ``autoindex_format json`` or a list of names."""
+    """File names from a JSON directory listing: nginx ``autoindex_format json`` or a list of names.
+    Only names that are safe bundle file names (:data:`BUNDLE_NAME_RE`) are returned."""
     names = []
     if isinstance(doc, dict):
         doc = doc.get("bundles", doc.get("files", []))
@@ -393,25 +457,38 @@ def _listing_names(doc) -> List[str]:
             if item.get("type", "file") != "file":
                 continue
             item = item.get("name")
-        if isinstance(item, str):
+        if isinstance(item, str) and BUNDLE_NAME_RE.fullmatch(item):
             names.append(item)
     return names
 
 
+def _read_listing(response, source: str):
+    """The JSON body of a listing response, at most :data:`MAX_LISTING_BYTES`; InputError otherwise."""
+    body = bytearray()
+    for chunk in response.iter_content(chunk_size=1 << 16):
+        body += chunk
+        if len(body) > MAX_LISTING_BYTES:
+            raise inputs.InputError(source, f"listing larger than {MAX_LISTING_BYTES} bytes")
+    return inputs.loads_json(bytes(body), source)
+
+
 def pull_bundles(url: str, inbox, session, already: Iterable[str], timeout: float = 60.0,
                  logger: Optional[logging.Logger] = None) -> List[str]:
-    """Download new ``*.xbundle`` files listed at ``url`` into ``inbox`` (temporary file, then rename)."""
+    """Download new ``*.xbundle`` files listed at ``url`` into ``inbox`` (temporary file, then rename).
+
+    A listing that is not JSON (or too large, or with duplicate keys) raises
+    :class:`intelmq_crossborder.inputs.InputError` (a ValueError); listed names that are
+    not safe bundle file names are ignored."""
     log = logger or logging.getLogger(__name__)
     inbox = Path(inbox)
     base = url.rstrip("/")
-    response = session.get(base + "/", timeout=timeout, **_tls(session))
-    response.raise_for_status()
-    names = _listing_names(response.json())
+    with session.get(base + "/", timeout=timeout, stream=True, **_tls(session)) as response:
+        response.raise_for_status()
+        names = _listing_names(_read_listing(response, f"listing {base}/"))
     skip = set(already)
     fetched = []
     for name in sorted(names):
-        if (not name.endswith(b.BUNDLE_SUFFIX) or "/" in name or name.startswith(".")
-                or name in skip or (inbox / name).exists()):
+        if name in skip or (inbox / name).exists():
             continue
         tmp = inbox / f".{name}.tmp"
         with session.get(f"{base}/{name}", timeout=timeout, stream=True, **_tls(session)) as resp:
@@ -463,7 +540,8 @@ class Importer:
         self.log = logger or logging.getLogger(__name__)
         for folder in filter(None, (self.state_dir, self.quarantine_dir, self.archive_dir)):
             folder.mkdir(parents=True, exist_ok=True)
-        self.state = _load_json(self.state_dir / self.STATE, {"peers": {}, "in_progress": None, "pulled": []})
+        self.state = _load_json(self.state_dir / self.STATE, {"peers": {}, "in_progress": None, "pulled": []},
+                                _import_state_problem)
 
     def save(self) -> None:
         b.atomic_write_json(self.state_dir / self.STATE, self.state)

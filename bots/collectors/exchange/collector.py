@@ -61,9 +61,12 @@ class CrossBorderExchangeCollectorBot(CollectorBot):
             trust = bundle.TrustStore.from_file(self.trust_store)
         except bundle.BundleError as exc:
             raise ConfigurationError("exchange collector", str(exc))
-        importer = exchange.Importer(self.hub_id, trust, self._state_dir, self._quarantine, self._archive,
-                                     chunk_lines=self.events_per_report,
-                                     accept_first_sequence=self.accept_first_sequence, logger=self.logger)
+        try:
+            importer = exchange.Importer(self.hub_id, trust, self._state_dir, self._quarantine, self._archive,
+                                         chunk_lines=self.events_per_report,
+                                         accept_first_sequence=self.accept_first_sequence, logger=self.logger)
+        except exchange.StateError as exc:
+            raise ConfigurationError("exchange collector", str(exc))
         if self.pull_url:
             self._pull(importer)
 
@@ -108,20 +111,21 @@ class CrossBorderExchangeCollectorBot(CollectorBot):
         results = []
         if not bundle.valid_hub_id(parameters.get("hub_id")):
             results.append(["error", f"Parameter hub_id must be a hub id matching {bundle.HUB_ID_RE.pattern}."])
-        if not parameters.get("trust_store"):
-            results.append(["error", "Parameter trust_store (YAML file with the peers' public keys) is required."])
+        if not parameters.get("trust_store") or not isinstance(parameters["trust_store"], str):
+            results.append(["error", "Parameter trust_store (path of the YAML file with the peers' public keys) "
+                                     "is required."])
         else:
             try:
                 bundle.TrustStore.from_file(parameters["trust_store"])
             except bundle.BundleError as exc:
                 results.append(["error", f"Parameter trust_store: {exc}."])
-        if not parameters.get("inbox_dir"):
-            results.append(["error", "Parameter inbox_dir is required."])
+        if not parameters.get("inbox_dir") or not isinstance(parameters["inbox_dir"], str):
+            results.append(["error", "Parameter inbox_dir (a folder) is required."])
         url = parameters.get("pull_url") or ""
-        if url and not url.startswith("https://"):
+        if url and not (isinstance(url, str) and url.startswith("https://")):
             results.append(["error", "Parameter pull_url must be an https:// URL."])
         n = parameters.get("events_per_report", 1000)
-        if not isinstance(n, int) or n < 1:
+        if type(n) is not int or n < 1:
             results.append(["error", "Parameter events_per_report must be a positive integer."])
         return results or None
 
