@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -17,18 +18,28 @@ from importlib import resources
 from pathlib import Path
 from typing import Optional
 
+from intelmq_crossborder import inputs
+
 __all__ = [
-    "HarmonizationError", "load_schema", "stock_harmonization_path", "load_stock",
-    "merged_harmonization", "merge", "MergeReport", "install", "check",
+    "HarmonizationError", "UnreadableHarmonization", "load_schema", "stock_harmonization_path", "load_stock",
+    "merged_harmonization", "merge", "MergeReport", "install", "check", "read",
 ]
 
-#: Valid IntelMQ keys: the same rule as intelmq.lib.message.Message.
-_KEY_RE = re.compile(r"^[a-z_][a-z_0-9]+(\.[a-z_0-9]+)*$")
+#: Valid IntelMQ keys: the same rule as intelmq.lib.message.Message, matched whole
+#: (``fullmatch``: a trailing newline is not part of a valid key).
+_KEY_RE = re.compile(r"[a-z_][a-z_0-9]+(\.[a-z_0-9]+)*")
 _FIELD_KEYS = {"type", "description", "length", "regex", "iregex"}
+MAX_HARMONIZATION_BYTES = 16 * 1024 * 1024
+MAX_REGEX_CHARS = 10_000
 
 
 class HarmonizationError(ValueError):
     """A harmonization file or field is invalid; the message names file and field."""
+
+
+class UnreadableHarmonization(HarmonizationError):
+    """The harmonization file cannot be read as JSON at all (missing, a directory, not
+    UTF-8, not JSON, duplicate keys, too large or too deep): nothing could be checked."""
 
 
 def load_schema() -> dict:
@@ -92,16 +103,17 @@ def merge(target: dict, schema: dict) -> tuple[dict, MergeReport]:
     return merged, report
 
 
-def _read(path: Path) -> dict:
+def read(path: Path):
+    """The parsed harmonization file; :class:`UnreadableHarmonization` naming the file
+    (and line) if it cannot be read as JSON.  The structure is not checked here."""
     try:
-        text = Path(path).read_text("utf-8")
-    except OSError as exc:
-        raise HarmonizationError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise HarmonizationError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    return data
+        return inputs.read_json(path, max_bytes=MAX_HARMONIZATION_BYTES, max_depth=8,
+                                what="harmonization file")
+    except inputs.InputError as exc:
+        raise UnreadableHarmonization(str(exc)) from None
+
+
+_read = read
 
 
 def install(target: Path, backup: bool = True) -> tuple[MergeReport, Optional[Path]]:
@@ -112,22 +124,27 @@ def install(target: Path, backup: bool = True) -> tuple[MergeReport, Optional[Pa
     and the new one is written atomically.  Running it twice changes nothing.
     """
     target = Path(target)
-    base = _read(target) if target.exists() else load_stock()
-    if target.exists():
+    exists = os.path.lexists(target)
+    base = read(target) if exists else load_stock()
+    if exists:
         problems = check_structure(base, str(target))
         if problems:
             raise HarmonizationError("; ".join(problems))
     merged, report = merge(base, load_schema())
     backup_path = None
-    if report.changed or not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists() and backup:
-            stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-            backup_path = target.with_name(f"{target.name}.bak-{stamp}")
-            shutil.copy2(target, backup_path)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(json.dumps(merged, indent=4, sort_keys=True) + "\n", "utf-8")
-        tmp.replace(target)
+    if report.changed or not exists:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if exists and backup:
+                stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+                backup_path = target.with_name(f"{target.name}.bak-{stamp}")
+                shutil.copy2(target, backup_path)
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_text(json.dumps(merged, indent=4, sort_keys=True) + "\n", "utf-8")
+            tmp.replace(target)
+        except OSError as exc:
+            where = exc.filename or target
+            raise HarmonizationError(f"{where}: cannot write the harmonization: {exc.strerror or exc}") from None
     return report, backup_path
 
 
@@ -143,12 +160,17 @@ def check_structure(data, source: str = "harmonization") -> list:
             problems.append(f"{source}: section '{section}' is missing")
         elif not isinstance(data[section], dict):
             problems.append(f"{source}: section '{section}' must be an object")
-    for section, fields in data.items():
+    for section in data:
+        if section not in ("event", "report"):
+            problems.append(f"{source}: section {section!r} is unknown (IntelMQ reads 'event' and 'report')")
+    for section in ("event", "report"):
+        fields = data.get(section)
         if not isinstance(fields, dict):
             continue
         for name, definition in fields.items():
-            where = f"{source}: field {section}.{name}"
-            if not _KEY_RE.match(name):
+            shown = name if name.isprintable() and not any(c.isspace() for c in name) else repr(name)
+            where = f"{source}: field {section}.{shown}"
+            if _KEY_RE.fullmatch(name) is None:
                 problems.append(f"{where}: invalid key (lowercase letters, digits, '_' and '.')")
             if not isinstance(definition, dict):
                 problems.append(f"{where}: definition must be an object")
@@ -168,9 +190,16 @@ def check_structure(data, source: str = "harmonization") -> list:
                 problems.append(f"{where}: length must be a positive integer")
             for key in ("regex", "iregex"):
                 if key in definition:
+                    pattern = definition[key]
+                    if not isinstance(pattern, str):
+                        problems.append(f"{where}: {key} must be a string")
+                        continue
+                    if len(pattern) > MAX_REGEX_CHARS:
+                        problems.append(f"{where}: {key} is longer than {MAX_REGEX_CHARS} characters")
+                        continue
                     try:
-                        re.compile(definition[key])
-                    except (re.error, TypeError) as exc:
+                        re.compile(pattern)
+                    except (re.error, RecursionError, OverflowError, ValueError) as exc:
                         problems.append(f"{where}: {key} does not compile: {exc}")
     return problems
 

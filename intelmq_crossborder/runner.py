@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Optional
 
 import yaml
 
-from intelmq_crossborder import harmonization
+from intelmq_crossborder import harmonization, inputs
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 
@@ -50,10 +50,26 @@ def _expand(value, mapping: dict):
 
 
 def load_runtime(path: Path, root: Path, extra: Optional[dict] = None) -> dict:
-    """Read a runtime.yaml and expand ``${INTELMQ_ROOT_DIR}``, ``${REPO_DIR}`` and ``extra``."""
+    """Read a runtime.yaml and expand ``${INTELMQ_ROOT_DIR}``, ``${REPO_DIR}`` and ``extra``.
+
+    Raises :class:`intelmq_crossborder.inputs.InputError` (naming the file, line and field)
+    for a file that cannot be read as YAML or is not a mapping of bot id to bot mapping."""
     mapping = {"INTELMQ_ROOT_DIR": str(root), "REPO_DIR": str(REPO_DIR), **(extra or {})}
-    with open(path, encoding="utf-8") as fh:
-        return _expand(yaml.safe_load(fh), mapping)
+    try:
+        runtime = inputs.read_yaml(path, what="runtime config")
+    except inputs.InputError:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:    # a YAML constructor refused a value
+        raise inputs.InputError(path, f"not valid YAML: {exc}") from None
+    if not isinstance(runtime, dict):
+        raise inputs.InputError(path, "the top level must be a mapping of bot ids")
+    for bot_id, conf in runtime.items():
+        if not isinstance(bot_id, str) or not isinstance(conf, dict):
+            raise inputs.InputError(path, "must be a mapping (of parameters, or with module and parameters)",
+                                    field=str(bot_id))
+        if not isinstance(conf.get("parameters", {}) if bot_id != "global" else {}, dict):
+            raise inputs.InputError(path, "must be a mapping", field=f"{bot_id}.parameters")
+    return _expand(runtime, mapping)
 
 
 def prefix_queues(runtime: dict, prefix: str) -> dict:
@@ -236,7 +252,10 @@ class IntelMQInstance:
             time.sleep(0.1)
 
     def status(self) -> dict:
-        return json.loads(self.ctl("status", check=False).stdout or "{}")
+        try:
+            return inputs.loads_json(self.ctl("status", check=False).stdout or "{}", "intelmqctl status")
+        except inputs.InputError as exc:
+            raise PipelineError(str(exc)) from None
 
     # --- queues -------------------------------------------------------------------
     def redis(self):
@@ -326,9 +345,16 @@ class IntelMQInstance:
                             f"logs in {self.log_dir}")
 
     def dumps(self) -> dict:
-        """bot id -> list of dumped entries (IntelMQ's ``<bot>.dump`` files)."""
+        """bot id -> list of dumped entries (IntelMQ's ``<bot>.dump`` files).
+
+        A dump file that is not a JSON object raises :class:`PipelineError` naming it."""
         out = {}
         for path in self.log_dir.glob("*.dump"):
-            with open(path, encoding="utf-8") as fh:
-                out[path.stem] = list(json.load(fh).values())
+            try:
+                dump = inputs.read_json(path, what="dump file")
+            except inputs.InputError as exc:
+                raise PipelineError(str(exc)) from None
+            if not isinstance(dump, dict):
+                raise PipelineError(f"{path}: a dump file must be a JSON object of entries")
+            out[path.stem] = list(dump.values())
         return out
