@@ -86,8 +86,10 @@ ORDER = ["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"]
 RANK = {name: i for i, name in enumerate(ORDER)}
 RELATION_CAP = {"same-organisation": "AMBER+STRICT", "constituent": "AMBER", "community": "GREEN"}
 PAP_RANK = {"CLEAR": 0, "GREEN": 1, "AMBER": 2, "RED": 3}
+#: The fields that name the originator or point at its systems (docs/tlp.md, "A hidden source").
 ORIGINATOR = ["provenance.originator", "feed.provider", "feed.name", "feed.code", "feed.url",
-              "feed.documentation", "csaf.publisher", "csaf.document_url", "csaf.tracking_id"]
+              "feed.documentation", "event_description.url", "csaf.publisher", "csaf.document_url",
+              "csaf.tracking_id"]
 STIX2 = {"CLEAR": "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487",
          "GREEN": "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb",
          "AMBER": "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421",
@@ -132,6 +134,7 @@ VALUE_FIELDS = {
     "feed.name": lambda t: f"Feed {t}",
     "feed.provider": lambda t: f"Provider {t}",
     "feed.url": lambda t: f"https://{t}.feeds.example/",
+    "event_description.url": lambda t: f"https://misp.{t}.example/events/view/42",
     "provenance.originator": lambda t: f"orig-{t}",
     "csaf.tracking_id": lambda t: f"TID-{t}",
 }
@@ -248,15 +251,47 @@ def random_event(rng: random.Random, n: int, recent: Optional[list] = None) -> t
     if rng.random() < 0.15:
         ev["sharing.do_not_disclose_source"] = True
         chr_flag = True
-    # TLP: in sharing.tlp (authoritative), or in the stock/extra label fields, or missing/unknown.
+    # TLP, by seed class (truth["seed"]): a conflict (sharing.tlp below another label), a label that
+    # cannot be read (look-alike, wrong shape), a source hidden by a tag, or the standard labels.
+    planted: list = []      # (field, level or "unknown") of every label planted
+    bad_field = None
+    r = rng.random()
+    if r < CONFLICT_SHARE:
+        seed = _plant_conflict(rng, ev, planted)
+    elif r < CONFLICT_SHARE + LOOKALIKE_SHARE:
+        seed, bad_field = _plant_unreadable(rng, ev, planted)
+        chr_flag = chr_flag or seed.endswith(("hide flag", "Chatham House tag"))
+    elif r < CONFLICT_SHARE + LOOKALIKE_SHARE + HIDDEN_SHARE:
+        seed = _plant_hidden_source(rng, ev, planted, values, token)
+        chr_flag = True
+    else:
+        seed = "standard"
+        chr_flag = _plant_standard(rng, ev, planted, token) or chr_flag
+        if any(f != "sharing.tlp" and RANK.get(lv, -1) > RANK.get(dict(planted).get("sharing.tlp"), 9)
+               for f, lv in planted):
+            seed = "conflict: stale extra.tlp above sharing.tlp"
+    level = true_level(planted)
+    if rng.random() < 0.5:
+        ev["raw"] = base64.b64encode(json.dumps(values).encode()).decode()
+    return ev, {"level": level, "values": values, "pap": pap_truth, "chr": chr_flag, "mdist": mdist,
+                "hubs": set(ev.get("provenance.hub_path", "").split(",")) - {""}, "seed": seed,
+                "bad_field": bad_field}
+
+
+def _plant_standard(rng: random.Random, ev: dict, planted: list, token: str) -> bool:
+    """A label in sharing.tlp (now and then a stale other one in extra.tlp), or only in the stock /
+    extra label and tag fields, or none.  Returns whether a tag hides the source."""
+    chr_flag = False
     r = rng.random()
     if r < 0.6:
         level = rng.choice(ORDER + ["unknown"] if rng.random() < 0.1 else ORDER)
         ev["sharing.tlp"] = rng.choice(UNKNOWN) if level == "unknown" else rng.choice(SPELLINGS[level])
-        if rng.random() < 0.2:   # a stale, different label elsewhere: sharing.tlp still decides
-            ev["extra.tlp"] = rng.choice(SPELLINGS[rng.choice(ORDER)][:4])
+        planted.append(("sharing.tlp", level))
+        if rng.random() < 0.2:   # a stale, different label elsewhere: the most restrictive counts
+            stale = rng.choice(ORDER)
+            ev["extra.tlp"] = rng.choice(SPELLINGS[stale][:4])
+            planted.append(("extra.tlp", stale))
     elif r < 0.85:
-        levels = []
         for name in rng.sample(LABEL_FIELDS_SINGLE + TAG_FIELDS, rng.randint(1, 3)):
             lvl = rng.choice(ORDER + ["unknown"] if rng.random() < 0.08 else ORDER)
             text = rng.choice(UNKNOWN) if lvl == "unknown" else rng.choice(SPELLINGS[lvl][:5])
@@ -274,14 +309,133 @@ def random_event(rng: random.Random, n: int, recent: Optional[list] = None) -> t
                         continue
                     text = {"CLEAR": "WHITE"}.get(lvl, lvl)
                 ev[name] = text
-            levels.append(lvl)
-        level = "unknown" if "unknown" in levels else (max(levels, key=RANK.get) if levels else None)
+            planted.append((name, lvl))
+    return chr_flag
+
+
+#: Shares of the seed classes besides the standard labels.
+CONFLICT_SHARE, LOOKALIKE_SHARE, HIDDEN_SHARE = 0.12, 0.07, 0.05
+#: Where a conflict puts the label above sharing.tlp.
+CONFLICT_PLACES = ["tlp", "extra.tlp", "extra.tlp_label", "extra.csaf_tlp", "extra.misp_tags strings",
+                   "extra.misp_tags objects", "extra.tags string", "other field", "nested other field",
+                   "STIX id in another field"]
+#: A field that is no label field, holding a whole-value label (the reader must read it).
+OTHER_FIELD, NESTED_FIELD, MARKING_REFS = "extra.marking", "extra.misp_event", "extra.object_marking_refs"
+OSINT_TAG = 'osint:source-type="block-or-filter-list"'
+
+
+def _plant_conflict(rng: random.Random, ev: dict, planted: list) -> str:
+    """sharing.tlp lower than another label of the event (which the truth takes)."""
+    place = rng.choice(CONFLICT_PLACES)
+    high = rng.choice(["GREEN", "AMBER", "AMBER+STRICT", "RED", "RED"])
+    if place == "tlp" and high == "AMBER+STRICT":       # the stock field has no AMBER+STRICT
+        high = "RED"
+    # a stock RED beside AMBER+STRICT is the TLP expert's export of AMBER+STRICT: not a conflict
+    low = rng.choice(ORDER[:min(RANK[high], 3 if place == "tlp" else 4)])
+    ev["sharing.tlp"] = rng.choice(SPELLINGS[low])
+    planted.append(("sharing.tlp", low))
+    tag = "tlp:" + high.lower()
+    if place == "tlp":
+        ev["tlp"] = high
+    elif place in ("extra.tlp", "extra.tlp_label", "extra.csaf_tlp"):
+        ev[place] = rng.choice(SPELLINGS[high][:5])
+    elif place == "extra.misp_tags strings":
+        ev["extra.misp_tags"] = rng.sample([OSINT_TAG, tag, "tlp:" + low.lower()], 3)
+    elif place == "extra.misp_tags objects":
+        ev["extra.misp_tags"] = [{"name": OSINT_TAG, "colour": "#004646"}, {"name": tag, "colour": "#CC0033"}]
+    elif place == "extra.tags string":
+        ev["extra.tags"] = ",".join(rng.sample([OSINT_TAG, tag], 2))
+    elif place == "other field":
+        ev[OTHER_FIELD] = rng.choice([tag, "TLP:" + high])
+    elif place == "nested other field":
+        ev[NESTED_FIELD] = {"info": "event", "Tag": [{"name": OSINT_TAG}, {"name": tag}]}
     else:
-        level = None
-    if rng.random() < 0.5:
-        ev["raw"] = base64.b64encode(json.dumps(values).encode()).decode()
-    return ev, {"level": level, "values": values, "pap": pap_truth, "chr": chr_flag, "mdist": mdist,
-                "hubs": set(ev.get("provenance.hub_path", "").split(",")) - {""}}
+        ev[MARKING_REFS] = [STIX2[high]]
+    planted.append((place.split(" ")[0] if place.startswith(("tlp", "extra.")) else place, high))
+    return f"conflict: {place}"
+
+
+#: Labels that cannot be read: (variant, field, value).  Each event of the class carries one, and
+#: (but where it is in sharing.tlp itself) a readable low label in sharing.tlp: the event must be
+#: refused whole, never read as that label or as unlabelled.
+UNREADABLE = [
+    ("zero-width space", "extra.tlp", "tlp:\u200bred"),
+    ("zero-width space", "sharing.tlp", "TLP:RED\u200b"),
+    ("zero-width space", "extra.misp_tags", [OSINT_TAG, "tlp:r\u200bed"]),
+    ("Cyrillic letters", "extra.csaf_tlp", "\u0442l\u0440:red"),                 # тlр:red
+    ("Cyrillic letters", "extra.misp_tags", [{"name": "tlp:r\u0435d"}]),          # Cyrillic е
+    ("Cyrillic letters", "tlp", "R\u0415D"),                                       # Cyrillic Е
+    ("Cyrillic letters", OTHER_FIELD, "\u0442l\u0440:amber+strict"),
+    ("full-width colon", "extra.tags", OSINT_TAG + ",TLP\uff1aRED"),
+    ("full-width colon", "sharing.tlp", "TLP\uff1aRED"),
+    ("full-width letters", OTHER_FIELD, "\uff34\uff2c\uff30:\uff32\uff25\uff24"),
+    ("list where a string is expected", "extra.tlp", ["RED"]),
+    ("list where a string is expected", "sharing.tlp", ["AMBER+STRICT"]),
+    ("list where a string is expected", "tlp", ["RED"]),
+    ("tag object without name", "extra.misp_tags", [{"name": OSINT_TAG}, {"colour": "#CC0033"}]),
+    ("tag object without name", "extra.misp_tags", [{"Name": "tlp:red"}]),
+    ("tag object without name", "extra.misp_tags", [{"name": ["tlp:red"]}]),
+    ("tags in a mapping", "extra.misp_tags", {"name": "tlp:red"}),
+    ("field named TLP", "extra.TLP_level", "RED"),
+    ("field named TLP", "extra.tlp_level", "amber+strict"),
+    ("field named TLP", NESTED_FIELD, {"info": "event", "tlp": "red"}),
+    ("look-alike Chatham House tag", "extra.tags", [OSINT_TAG, "tlp:ex:\u0441hr"]),
+    ("unreadable hide flag", "sharing.do_not_disclose_source", "perhaps"),
+]
+
+
+def _plant_unreadable(rng: random.Random, ev: dict, planted: list) -> tuple:
+    """One label that cannot be read (truth "unknown"), beside a readable low label."""
+    variant, field, value = rng.choice(UNREADABLE)
+    low = rng.choice(ORDER[:3])
+    if field != "sharing.tlp":
+        ev["sharing.tlp"] = rng.choice(SPELLINGS[low])
+        planted.append(("sharing.tlp", low))
+    ev[field] = json.loads(json.dumps(value))      # a fresh copy: outputs may change what they get
+    planted.append((field, "unknown"))
+    return f"look-alike: {variant}", field
+
+
+#: Shapes of the tlp:ex:chr tag that hides the source.
+CHR_SHAPES = ["extra.tags list", "extra.tags string", "extra.tags objects", "whole value of another field"]
+
+
+def _plant_hidden_source(rng: random.Random, ev: dict, planted: list, values: dict, token: str) -> str:
+    """tlp:ex:chr in extra.tags (no sharing.do_not_disclose_source), with the originator's feed
+    URL and MISP event URL planted: neither may appear in any output."""
+    ev.pop("sharing.do_not_disclose_source", None)
+    level = rng.choice(ORDER[:4])
+    ev["sharing.tlp"] = rng.choice(SPELLINGS[level])
+    planted.append(("sharing.tlp", level))
+    shape = rng.choice(CHR_SHAPES)
+    if shape == "extra.tags list":
+        ev["extra.tags"] = rng.sample([OSINT_TAG, CHR_TAG], 2)
+    elif shape == "extra.tags string":
+        ev["extra.tags"] = ",".join(rng.sample([OSINT_TAG, CHR_TAG], 2))
+    elif shape == "extra.tags objects":
+        ev["extra.tags"] = [{"name": OSINT_TAG}, {"name": CHR_TAG}]
+    else:
+        ev[OTHER_FIELD] = CHR_TAG
+    for name in ("feed.url", "event_description.url"):
+        values[name] = ev[name] = VALUE_FIELDS[name](token)
+    return f"hidden source: tlp:ex:chr in {shape}"
+
+
+def true_level(planted: list) -> Optional[str]:
+    """The effective level of what was planted (docs/tlp.md, restated): "unknown" when any label
+    cannot be read, else the most restrictive, None for no label.  The one documented exception:
+    the stock ``tlp`` RED beside an AMBER+STRICT label and no other RED is the TLP expert's export
+    of AMBER+STRICT (the stock field has no AMBER+STRICT)."""
+    levels = [lv for _, lv in planted]
+    if "unknown" in levels:
+        return "unknown"
+    if not levels:
+        return None
+    stock = [lv for f, lv in planted if f == "tlp"]
+    others = [lv for f, lv in planted if f != "tlp"]
+    if stock == ["RED"] and "AMBER+STRICT" in others and "RED" not in others:
+        return "AMBER+STRICT"
+    return max(levels, key=RANK.get)
 
 
 def random_outputs(rng: random.Random) -> dict:
@@ -416,7 +570,7 @@ class _Guard:
         except _Passed as passed:
             return True, "written", passed.args[0] if passed.args else None
         except InvalidValue as exc:
-            return False, "dumped: " + str(exc).split("reason:")[-1][:60], None
+            return False, "dumped: " + str(exc)[:300], None
         except Exception as exc:            # the bot would log it, retry and dump: not written
             return False, f"error: {type(exc).__name__}", None
         if self.finish is not None:
@@ -660,11 +814,12 @@ MANIFEST_KEYS = {"format", "format_version", "bundle_id", "sender", "recipient",
                  "event_count", "data", "signature"}
 
 
-def bundle_problems(path: Path, trust, recipient: str, pending: list) -> tuple:
+def bundle_problems(path: Path, trust, recipient: str, pending: list, note=None) -> tuple:
     """Open and verify one sealed bundle as the receiving hub does; grade what it holds.
 
     ``pending``: [(original, truth, agreement, redaction, out_max)] of the events spooled into it,
-    in order.  Returns (problems, number of events graded from the bundle)."""
+    in order; ``note(truth, output, problems)`` is told each event's problems.  Returns (problems,
+    number of events graded from the bundle)."""
     import tarfile
 
     from intelmq_crossborder import bundle
@@ -691,8 +846,11 @@ def bundle_problems(path: Path, trust, recipient: str, pending: list) -> tuple:
     metadata = path.name + "".join(v.decode("utf-8", "replace") for k, v in members.items()
                                    if k != "data.jsonl.gz")
     for (original, truth, agreement, redaction, out_max), event in zip(pending, events):
-        problems += oracle(original, truth, agreement, redaction, out_max, event)
-        problems += [f"manifest: {p}" for p in clear_values(metadata, truth, agreement, redaction)]
+        found = oracle(original, truth, agreement, redaction, out_max, event)
+        found += [f"manifest: {p}" for p in clear_values(metadata, truth, agreement, redaction)]
+        if note is not None:
+            note(truth, "exchange", found)
+        problems += found
     return problems, min(len(events), len(pending))
 
 
@@ -700,9 +858,10 @@ def bundle_problems(path: Path, trust, recipient: str, pending: list) -> tuple:
 CSAF_LABELS = {"WHITE": "CLEAR", "GREEN": "GREEN", "AMBER": "AMBER", "RED": "RED"}
 
 
-def csaf_document_problems(path: str, root: str, groups: dict, out_max: str) -> tuple:
+def csaf_document_problems(path: str, root: str, groups: dict, out_max: str, note=None) -> tuple:
     """One CSAF advisory as written to disk, against the events in it: ``groups``: tracking id ->
-    [(original, truth, agreement, redaction, level)] spooled.  (problems, events graded)."""
+    [(original, truth, agreement, redaction, level)] spooled; ``note(truth, output, problems)`` is
+    told each event's problems.  (problems, events graded)."""
     problems = []
     with open(path, encoding="utf-8") as fh:
         text = fh.read()
@@ -720,11 +879,15 @@ def csaf_document_problems(path: str, root: str, groups: dict, out_max: str) -> 
     if RANK[published] > RANK[out_max] and not (published == "RED" and out_max == "AMBER+STRICT"):
         problems.append(f"document published as TLP:{label} above the output's max_tlp {out_max}")
     for original, truth, agreement, redaction, level in members:
+        found = []
         if RANK[published] < RANK[level]:
-            problems.append(f"document TLP label {label} below TLP:{level} of an event in it")
-        problems += [f"document: {p}" for p in clear_values(text, truth, agreement, redaction)]
+            found.append(f"document TLP label {label} below TLP:{level} of an event in it")
+        found += [f"document: {p}" for p in clear_values(text, truth, agreement, redaction)]
         lower = {"values": {k: v.lower() for k, v in truth["values"].items()}, "chr": truth["chr"]}
-        problems += [f"file name: {p}" for p in clear_values(rel.lower(), lower, agreement, redaction)]
+        found += [f"file name: {p}" for p in clear_values(rel.lower(), lower, agreement, redaction)]
+        if note is not None:
+            note(truth, "csaf", found)
+        problems += found
     return problems, len(members)
 
 
@@ -966,19 +1129,44 @@ def run(n_events: int = 100_000, n_agreements: int = 24, seed: int = 20261123, b
         import multiprocessing
         with multiprocessing.get_context("fork").Pool(workers) as pool:   # inherits test monkeypatches
             parts = pool.starmap(_run_part, [args + (w, workers) for w in range(workers)])
-    total = {name: collections.Counter() for name in ("counts", "leaks", "overblocked", "by_truth")}
+    total = {name: collections.Counter() for name in ("counts", "leaks", "overblocked", "by_truth", "by_seed",
+                                                      "leaks_by_seed", "router_misses", "refusals",
+                                                      "overblocked_by_seed")}
     examples = []
     for part in parts:
         for name in total:
             total[name].update(part[name])
-        examples += part["examples"][:5 - len(examples)]
+        examples += part["examples"][:8 - len(examples)]
     return {"events": n_events, "agreements": parts[0]["agreements"], "seed": seed, "bypass_every": bypass_every,
             "misp_updates": misp_updates, "workers": workers,
             "events_by_true_tlp": dict(sorted(total["by_truth"].items())),
             "counts": dict(sorted(total["counts"].items())),
             "leaks": sum(total["leaks"].values()), "leaks_by_kind": dict(total["leaks"]),
             "overblocked": sum(total["overblocked"].values()), "overblocked_by_kind": dict(total["overblocked"]),
-            "examples": examples, "seconds": round(time.monotonic() - started, 1)}
+            **seed_summary(total), "examples": examples, "seconds": round(time.monotonic() - started, 1)}
+
+
+def seed_class(seed: str) -> str:
+    """The class of a seed ("conflict", "look-alike", "hidden source", "standard")."""
+    return seed.split(":")[0]
+
+
+def seed_summary(total: dict) -> dict:
+    """The events, leaks, router misses and refusals of unreadable labels, per seed class and seed."""
+    classes, seeds = collections.Counter(), collections.defaultdict(collections.Counter)
+    for (seed, kind), n in total["leaks_by_seed"].items():
+        classes[seed_class(seed)] += n
+        seeds[seed][kind] += n
+    events = collections.Counter()
+    for seed, n in total["by_seed"].items():
+        events[seed_class(seed)] += n
+    return {"events_by_seed_class": dict(sorted(events.items())),
+            "events_by_seed": dict(sorted(total["by_seed"].items())),
+            "leaks_by_seed_class": {c: classes.get(c, 0) for c in sorted(events)},
+            "leaks_by_seed": {seed: dict(kinds.most_common()) for seed, kinds in sorted(seeds.items())},
+            "overblocked_by_seed_class": dict(sorted(total["overblocked_by_seed"].items())),
+            "router_allowed_against_the_rules_by_seed": dict(sorted(total["router_misses"].items())),
+            "unreadable_label_refusals": dict(sorted(total["refusals"].items()))}
 
 
 def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, lake_on, artifacts_on,
@@ -1016,13 +1204,32 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
     overblocked = collections.Counter()
     examples = []
     by_truth = collections.Counter()
+    by_seed = collections.Counter()
+    leaks_by_seed = collections.Counter()        # (seed, leak kind)
+    router_misses = collections.Counter()        # seed -> copies the router allowed against the rules
+    refusals = collections.Counter()             # how an unreadable label was refused, per path
+    overblocked_by_seed = collections.Counter()
     recent: list = []
 
+    def note(truth, output, problems):
+        for p in problems:
+            leaks_by_seed[(truth["seed"], f"{output}: {p}")] += 1
+
+    def refused(path, truth, why):
+        """How a path refused an event with an unreadable label (a dump should name the field)."""
+        bad = truth.get("bad_field")
+        if why.startswith("dumped:"):
+            why = "dumped naming the field" if bad is None or bad in why else "dumped without naming the field"
+        refusals[f"{path}: {why}"] += 1
+
     def grade(output, problems, event, truth, doc, copy, sent):
+        if "seed" in truth:
+            note(truth, output, problems)
         for p in problems:
             leaks[f"{output}: {p}"] += 1
-        if problems and len(examples) < 5:
-            examples.append({"event": event, "truth": {k: (sorted(v) if isinstance(v, set) else v)
+        cls = seed_class(truth.get("seed", "(artifact)"))
+        if problems and len(examples) < 8 and sum(e["seed"] == cls for e in examples) < 2:
+            examples.append({"seed": cls, "event": event, "truth": {k: (sorted(v) if isinstance(v, set) else v)
                                                        for k, v in truth.items()},
                              "agreement": doc, "output": output, "copy": copy, "sent": sent,
                              "problems": problems})
@@ -1030,7 +1237,7 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
     def bundle_graded(recipient, spool):
         """The bundle the exchange output just sealed, opened and graded as the receiving hub reads it."""
         path = spool.outbox / spool.state["last_bundle"]
-        problems, n = bundle_problems(path, artifacts.trust, recipient, artifacts.pending.pop(recipient, []))
+        problems, n = bundle_problems(path, artifacts.trust, recipient, artifacts.pending.pop(recipient, []), note)
         counts["exchange bundles verified"] += 1
         counts["exchange events graded from bundles"] += n
         grade("exchange", problems, {"bundle": path.name}, {}, {"recipient": recipient}, None, None)
@@ -1039,7 +1246,7 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
     def documents_graded(recipient, state, out_max):
         """The CSAF advisories the output just wrote, read from disk and graded."""
         for path in state.written:
-            problems, n = csaf_document_problems(path, state.directory.root, state.groups, out_max)
+            problems, n = csaf_document_problems(path, state.directory.root, state.groups, out_max, note)
             counts["csaf documents graded"] += 1
             counts["csaf events graded from documents"] += n
             grade("csaf", problems, {"document": path}, {}, {"recipient": recipient}, None, None)
@@ -1060,6 +1267,8 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
             documents_graded(agreement.recipient, csaf_state, cfg)
         if not written:
             counts[f"{prefix}{output} guard withheld"] += 1
+            if prefix and truth["level"] == "unknown":
+                refused(prefix + output, truth, why)
             return
         counts[f"{prefix}{output} {why}"] += 1
         if output == "exchange" and artifacts is not None:     # graded when read from its bundle
@@ -1112,34 +1321,66 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
             continue
         current_n = n
         by_truth[str(truth["level"])] += 1
+        by_seed[truth["seed"]] += 1
         # the hub's own lake (one of three) takes every event as it arrived
         if lake_on:
             lake = lakes[lake_index]
             written, why, sent = lake_guard(event, lake, None, key)
             counts["lake " + ("indexed" if written else "withheld")] += 1
+            if not written and truth["level"] == "unknown":
+                refused("lake", truth, why)
             found, over = lake_oracle(truth, lake, written, sent or [])
             grade("lake", found, event, truth, {"lake": lake_index, **lake}, event, sent)
             for o in over:
                 overblocked[f"lake: {o}"] += 1
-        facts = policy.event_facts(event)
+                overblocked_by_seed[seed_class(truth["seed"])] += 1
+        # the sharing router, as its expert calls the policy; an exception there is an event the
+        # expert does not forward (IntelMQ dumps it)
+        try:
+            facts, router_error = policy.event_facts(event), None
+        except Exception as exc:
+            facts, router_error = None, f"raised {type(exc).__name__}"
+            counts[f"router {router_error}"] += 1
         bypass = bypass_every and n % bypass_every == 0
+        allowed_any, first_reasons = False, None
         for doc, agreement in agreements:
             counts["decisions"] += 1
             if bypass:      # the MISP outputs' own agreement check, without the router in front
                 for output in bypassed:
                     if output in outputs[agreement.recipient]["has"]:
                         deliver(output, event, event, truth, doc, agreement, no_redaction, prefix="bypass ")
-            decision = policy.decide(event, agreement, hmac_key=key, facts=facts)
+            if facts is None:
+                counts["router denied"] += 1
+                continue
+            try:
+                decision = policy.decide(event, agreement, hmac_key=key, facts=facts)
+            except Exception as exc:
+                router_error = f"decide raised {type(exc).__name__}"
+                counts[f"router {router_error}"] += 1
+                continue
+            if first_reasons is None:
+                first_reasons = decision.reasons
             if not decision.allowed:
                 counts["router denied"] += 1
                 continue
             counts["router allowed"] += 1
+            counts[f"router allowed, {seed_class(truth['seed'])}"] += 1
+            allowed_any = True
+            if rule_problems(event, truth, doc)[0]:
+                router_misses[truth["seed"]] += 1
             red = redactions[agreement.recipient]
             copy, _, _ = policy.redact(decision.event_out, remove=red["remove"], pseudonymise=red["pseudonymise"],
                                        key=key)
             for output in guards:
                 if output in outputs[agreement.recipient]["has"]:
                     deliver(output, copy, event, truth, doc, agreement, red)
+        if truth["level"] == "unknown" and not allowed_any:
+            if router_error is not None:
+                refusals[f"router: {router_error}"] += 1
+            else:
+                text = " ".join(map(str, first_reasons or []))
+                refused("router", truth, "dumped: " + text if text.startswith("tlp-unreadable")
+                        else "denied: " + text.split(":", 1)[0])
     if server is not None:
         server.httpd.server_close()
     if artifacts is not None:
@@ -1157,7 +1398,8 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
         finally:
             artifacts.close()
     return {"agreements": len(agreements), "counts": counts, "leaks": leaks, "overblocked": overblocked,
-            "by_truth": by_truth, "examples": examples}
+            "by_truth": by_truth, "by_seed": by_seed, "leaks_by_seed": leaks_by_seed, "router_misses": router_misses,
+            "refusals": refusals, "overblocked_by_seed": overblocked_by_seed, "examples": examples}
 
 
 def main(argv=None) -> int:

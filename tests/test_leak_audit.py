@@ -1,6 +1,8 @@
 """The standing leak audit (tests/leak_audit.py): 100,000 random events x 24 random agreements
 through the router decision, a redaction expert and every output (exchange, CSAF, MISP API, MISP
 feed, Elasticsearch), the hub's own lake, and the MISP outputs without the router; 0 leaks.
+Among the events: sharing.tlp below another label, labels that cannot be read (look-alikes, wrong
+shapes), and a source hidden by a tlp:ex:chr tag.  Runs without Redis.
 
 XB_LEAK_EVENTS overrides the number of events (e.g. 1000000 for a long run).
 """
@@ -8,6 +10,8 @@ import dataclasses
 import json
 import os
 import types
+
+import sys
 
 import leak_audit
 from intelmq_crossborder import bundle, csaf_output, elastic, misp_push, policy, tlp
@@ -19,9 +23,9 @@ EVENTS = int(os.environ.get("XB_LEAK_EVENTS", "100000"))
 def test_leak_audit_zero_leaks(capsys):
     result = leak_audit.run(EVENTS, 24)
     with capsys.disabled():
-        print("\nleak audit:", json.dumps({k: result[k] for k in ("events", "agreements", "counts", "leaks",
-                                                                 "overblocked", "events_by_true_tlp", "workers",
-                                                                 "seconds")}))
+        print("\nleak audit:", json.dumps({k: result[k] for k in (
+            "events", "agreements", "counts", "leaks", "overblocked", "events_by_true_tlp", "events_by_seed_class",
+            "leaks_by_seed_class", "unreadable_label_refusals", "workers", "seconds")}))
     assert result["events"] >= 100_000 or "XB_LEAK_EVENTS" in os.environ
     assert result["agreements"] >= 20
     counts = result["counts"]
@@ -41,9 +45,23 @@ def test_leak_audit_zero_leaks(capsys):
         assert counts[f"bypass {output} written"] > 1000 and counts[f"bypass {output} guard withheld"] > 10_000
     assert all(result["events_by_true_tlp"].get(k, 0) > 100 for k in
                ("CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED", "None", "unknown"))
-    assert result["leaks"] == 0, json.dumps(result["examples"], indent=1, default=str)
+    # the seed classes are there, every variant of them, and the deliverable ones reach the outputs
+    seeds = result["events_by_seed"]
+    for place in leak_audit.CONFLICT_PLACES:
+        assert seeds.get(f"conflict: {place}", 0) > 300, place
+    for variant in {v for v, _, _ in leak_audit.UNREADABLE}:
+        assert seeds.get(f"look-alike: {variant}", 0) > 200, variant
+    for shape in leak_audit.CHR_SHAPES:
+        assert seeds.get(f"hidden source: tlp:ex:chr in {shape}", 0) > 300, shape
+    assert counts["router allowed, conflict"] > 1000 and counts["router allowed, hidden source"] > 1000
+    assert result["leaks"] == 0, json.dumps({"leaks_by_seed": result["leaks_by_seed"],
+                                             "examples": result["examples"]}, indent=1, default=str)
     # the hub's lake indexes what it may (a label-less event under default_tlp), not only nothing wrong
     assert result["overblocked"] == 0, result["overblocked_by_kind"]
+    # an unreadable label is refused as such: the router denies the event as unreadable, the outputs
+    # fed without the router dump it naming the field (never a crash, never a silent drop)
+    refusals = result["unreadable_label_refusals"]
+    assert refusals and all(k.endswith("dumped naming the field") for k in refusals), refusals
 
 
 def test_leak_audit_misp_updates_zero_leaks():
@@ -73,6 +91,50 @@ def test_oracle_checks_the_events_kept_on_the_misp(monkeypatch):
 
 
 # --- the oracle is not a rubber stamp: a broken router, redaction or output guard is caught -------
+
+def _replace_reader(monkeypatch, reader):
+    """Every module of the hub sees ``reader`` instead of tlp.event_tlp (the one label reader)."""
+    real = tlp.event_tlp
+    for name, module in list(sys.modules.items()):
+        if name.startswith("intelmq_crossborder") and getattr(module, "event_tlp", None) is real:
+            monkeypatch.setattr(module, "event_tlp", reader)
+    return real
+
+
+def test_oracle_catches_a_reader_that_trusts_sharing_tlp(monkeypatch):
+    # the bug issue 12 fixes: a readable sharing.tlp taken as the label, whatever else the event carries
+    def trusting(event):
+        label = event.get("sharing.tlp")
+        if isinstance(label, str):
+            try:
+                level = tlp.parse_level(label)
+            except ValueError:
+                pass
+            else:
+                return tlp.EventTLP(level, event.get(tlp.HIDE_SOURCE_FIELD) is True, (("sharing.tlp", level.label),))
+        return real(event)
+    real = _replace_reader(monkeypatch, trusting)
+    result = audit(outputs=("exchange", "csaf"), lake=True)
+    by_class = result["leaks_by_seed_class"]
+    assert by_class["conflict"] > 0 and by_class["look-alike"] > 0, by_class
+    kinds = result["leaks_by_kind"]
+    assert any(k.startswith(("exchange: TLP:RED", "csaf: TLP:RED")) for k in kinds), kinds
+    assert "lake: unreadable TLP label indexed" in kinds, kinds
+    seeds = result["leaks_by_seed"]
+    assert any(s.startswith("conflict: STIX id") for s in seeds) and \
+        any(s.startswith("look-alike: Cyrillic") for s in seeds), sorted(seeds)
+
+
+def test_oracle_catches_a_source_hidden_only_by_the_flag(monkeypatch):
+    # tlp:ex:chr in extra.tags ignored: the originator's URLs reach the recipients
+    real = _replace_reader(monkeypatch, lambda event: dataclasses.replace(
+        real(event), hide_source=event.get(tlp.HIDE_SOURCE_FIELD) is True))
+    result = audit(outputs=("exchange", "csaf"))
+    seeds = result["leaks_by_seed"]
+    hidden = [kinds for seed, kinds in seeds.items() if seed.startswith("hidden source:")]
+    assert any("exchange: feed.url in clear" in kinds for kinds in hidden), seeds
+    assert any("exchange: event_description.url in clear" in kinds for kinds in hidden), seeds
+
 
 def audit(events=3000, outputs=("exchange", "csaf"), lake=False, **kw):
     """A short audit of only the outputs a test breaks (the events are the same)."""
