@@ -19,8 +19,10 @@ from typing import Iterable, Optional
 
 from intelmq_crossborder import __version__, tlp
 from intelmq_crossborder.csaf_distribution import atomic_write
+from intelmq_crossborder.fingerprint import FINGERPRINT_FIELD_SET, fingerprint
 
-__all__ = ["build_advisory", "ProviderDirectory", "safe_name", "group_value", "events_tlp", "OutputError"]
+__all__ = ["build_advisory", "ProviderDirectory", "safe_name", "group_value", "events_tlp", "admit",
+           "without_source", "OutputError"]
 
 CVE_RE = re.compile(r"^CVE-[0-9]{4}-[0-9]{4,}$")
 CWE_RE = re.compile(r"^CWE-[1-9]\d{0,5}$")
@@ -50,14 +52,59 @@ def group_value(event: dict, group_by: Iterable[str]) -> str:
     return "-".join(parts)
 
 
+def _labels(event: dict) -> tlp.EventTLP:
+    """:func:`tlp.event_tlp` of one event; an unreadable label is an :class:`OutputError` naming its field."""
+    try:
+        return tlp.event_tlp(event)
+    except tlp.LabelError as exc:
+        raise OutputError(exc.field, exc.value, f"{exc.reason}; not written") from None
+
+
+def _label_field(labels: tlp.EventTLP) -> str:
+    """The field the effective label was read from (for the message of a refusal)."""
+    return next((name for name, label in labels.found if label == labels.label), "sharing.tlp")
+
+
+def admit(event: dict, max_level: tlp.Level) -> tlp.EventTLP:
+    """The effective TLP of an event (:func:`tlp.event_tlp`) when it may go into a published
+    advisory, else :class:`OutputError` naming the field.  Refused: no label, an unreadable
+    label, RED (never forwarded automatically), AMBER+STRICT (never leaves the organisation;
+    a provider directory is published) and anything above ``max_level``."""
+    labels = _labels(event)
+    level = labels.level
+    if level is None:
+        raise OutputError("sharing.tlp", None, "no TLP label; the event is not written into a CSAF advisory "
+                                               "without one")
+    if level is tlp.Level.RED:
+        raise OutputError(_label_field(labels), level.label, "TLP:RED is never published automatically; "
+                                                             "not written")
+    if level is tlp.Level.AMBER_STRICT:
+        raise OutputError(_label_field(labels), level.label, "TLP:AMBER+STRICT never leaves the organisation "
+                                                             "and CSAF advisories are published; not written")
+    if level > max_level:
+        raise OutputError(_label_field(labels), level.label, f"TLP:{level.label} is above max_tlp "
+                                                             f"{max_level.label}; not written")
+    return labels
+
+
+def without_source(event: dict) -> dict:
+    """``event`` without the fields that name or point at its originator (:data:`tlp.SOURCE_FIELDS`)
+    and ``raw``; a fingerprint over a removed field is recomputed (it would confirm a guess)."""
+    out = {name: value for name, value in event.items() if name not in tlp.SOURCE_FIELDS and name != "raw"}
+    if "provenance.fingerprint" in out and not FINGERPRINT_FIELD_SET.isdisjoint(set(event) - set(out)):
+        out["provenance.fingerprint"] = fingerprint(out)
+    return out
+
+
 def events_tlp(events: Iterable[dict]) -> tlp.Level:
-    """The most restrictive ``sharing.tlp`` of the events (every event must have one)."""
+    """The most restrictive effective TLP (:func:`tlp.event_tlp`) of the events; every event
+    must carry a readable label."""
     levels = []
     for event in events:
-        label = event.get("sharing.tlp")
-        if not label:
+        level = _labels(event).level
+        if level is None:
             raise OutputError("sharing.tlp", None, "no TLP label; run the TLP expert first")
-        levels.append(tlp.Level.from_label(label))
+        levels.append(level)
     return max(levels)
 
 
@@ -106,13 +153,19 @@ def build_advisory(events: list, *, tracking_id: str, publisher: dict, title: Op
     One vulnerability per CVE (``product.vulnerabilities``, else
     ``classification.identifier``), one product per (vendor, name, version);
     product status, CVSS, CWE, remediation and description come from the events.
-    The TLP is the most restrictive ``sharing.tlp`` of the events, mapped to a
-    CSAF 2.0 label (AMBER+STRICT becomes RED).
+    The TLP is the most restrictive effective TLP (:func:`tlp.event_tlp`) of the
+    events, mapped to a CSAF 2.0 label (AMBER+STRICT becomes RED).  Nothing of
+    :data:`tlp.SOURCE_FIELDS` of an event whose source is hidden goes into the
+    document (title, references).
     """
     if not events:
         raise OutputError("events", [], "no events to write")
     now = now or _now()
-    level = events_tlp(events)
+    labels = [_labels(e) for e in events]
+    if any(found.level is None for found in labels):
+        raise OutputError("sharing.tlp", None, "no TLP label; run the TLP expert first")
+    level = max(found.level for found in labels)
+    events = [without_source(e) if found.hide_source else e for e, found in zip(events, labels)]
 
     products: dict = {}          # (vendor, name, version) -> product_id
     tree: dict = {}              # vendor -> name -> {version or None: product_id}
@@ -247,8 +300,12 @@ class ProviderDirectory:
         return f"{year}/{safe_name(tracking['id'])}.json"
 
     def write(self, document: dict) -> str:
-        """Write the advisory with hashes (and signature), then index.txt and changes.csv; returns its path."""
-        label = document["document"]["distribution"]["tlp"]["label"]
+        """Write the advisory with hashes (and signature), then index.txt and changes.csv; returns its path.
+        A document labelled RED (TLP:RED or AMBER+STRICT in CSAF 2.0) is never published: OutputError."""
+        label = document["document"]["distribution"]["tlp"]["label"]  # not an event label: the CSAF document's
+        if label == "RED":
+            raise OutputError("csaf.distribution.tlp.label", label, "a TLP:RED advisory (TLP:RED or "
+                              "AMBER+STRICT) is never published; not written")
         folder = os.path.join(self.root, self.folder(label))
         rel = self.relative_path(document)
         path = os.path.join(folder, rel)

@@ -10,7 +10,8 @@ Plain functions used by the cross-border Elasticsearch output bot
 * :func:`index_name` gives the index of an event: ``<prefix>-r<days>d-<period>`` or
   ``<prefix>-rkeep-<period>``; the retention part selects the lifecycle policy.
 * :func:`event_level` is the TLP level a document is filtered and stored with: the
-  event's label as the sharing router reads it, or the output's default.
+  event's effective TLP (:func:`intelmq_crossborder.tlp.event_tlp`), or the output's
+  default when it carries no label.
 * :func:`build_document` turns an event dict into the document, with its
   deterministic ``_id`` (re-indexing is idempotent).
 * :func:`classify_item` sorts one bulk result item into indexed / retry / reject.
@@ -27,7 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Optional
 
-from intelmq_crossborder import policy, tlp
+from intelmq_crossborder import tlp
+from intelmq_crossborder.fingerprint import FINGERPRINT_FIELD_SET, fingerprint
 
 FLAVOURS = ("elasticsearch9", "elasticsearch8", "opensearch2")
 ROTATIONS = ("daily", "monthly", "none")
@@ -169,20 +171,23 @@ class Doc:
 
 
 def event_level(flat, default: tlp.Level) -> tlp.Level:
-    """The TLP level of an event (flat dict) for the lake: read as the sharing router reads it
-    (:func:`intelmq_crossborder.policy.event_facts`: ``sharing.tlp``, else the most restrictive
-    label in ``tlp``, ``extra.tlp``, ``extra.tlp_label``, ``extra.csaf_tlp`` and the ``tlp:`` tags
-    of ``extra.misp_tags``/``extra.tags``); ``default`` only when the event carries no label at all.
+    """The TLP level of an event (flat dict) for the lake: its effective TLP
+    (:func:`intelmq_crossborder.tlp.event_tlp`: the most restrictive label in any field);
+    ``default`` only when the event carries no label at all.
 
-    Raises :class:`intelmq_crossborder.tlp.UnknownTLPError` for an unreadable label; its
-    ``field`` attribute names the field holding it."""
-    facts = policy.event_facts(flat)
-    if facts.tlp_error is not None:
-        field = facts.tlp_error_field or "sharing.tlp"
-        exc = tlp.UnknownTLPError(facts.tlp_error_value, f"field {field}")
-        exc.field = field
-        raise exc
-    return default if facts.level is None else facts.level
+    Raises :class:`intelmq_crossborder.tlp.LabelError` (an ``UnknownTLPError``) for anything
+    label-like that cannot be read; its ``field`` attribute names the field."""
+    level = tlp.event_tlp(flat).level
+    return default if level is None else level
+
+
+def without_source(flat: dict) -> dict:
+    """``flat`` without the fields that name or point at its originator (:data:`tlp.SOURCE_FIELDS`)
+    and ``raw``; a fingerprint over a removed field is recomputed (it would confirm a guess)."""
+    out = {name: value for name, value in flat.items() if name not in tlp.SOURCE_FIELDS and name != "raw"}
+    if "provenance.fingerprint" in out and not FINGERPRINT_FIELD_SET.isdisjoint(set(flat) - set(out)):
+        out["provenance.fingerprint"] = fingerprint(out)
+    return out
 
 
 def document_id(flat: dict, id_fields=("provenance.fingerprint", "provenance.event_uuid")) -> str:
@@ -199,8 +204,14 @@ def document_id(flat: dict, id_fields=("provenance.fingerprint", "provenance.eve
 def build_document(flat: dict, *, level: tlp.Level, prefix: str, rotation: str,
                    default_retention_days: Optional[int], now: datetime,
                    drop_fields=("raw",), id_fields=("provenance.fingerprint", "provenance.event_uuid"),
-                   ) -> Doc:
-    """The document of one event (``flat``: the event as a flat dict)."""
+                   hide_source: Optional[bool] = None) -> Doc:
+    """The document of one event (``flat``: the event as a flat dict).  When its source is
+    hidden (``hide_source``; None: read with :func:`tlp.event_tlp`), nothing of
+    :data:`tlp.SOURCE_FIELDS` goes into the document or its id."""
+    if hide_source is None:
+        hide_source = tlp.event_tlp(flat).hide_source
+    if hide_source:
+        flat = dict(without_source(flat), **{tlp.HIDE_SOURCE_FIELD: True})
     days = flat.get("sharing.retention_days", default_retention_days)
     source: dict = {}
     for key, value in flat.items():

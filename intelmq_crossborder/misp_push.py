@@ -171,11 +171,26 @@ def agreement_and_key(agreement_file: str, hmac_key_env: Optional[str]) -> tuple
 
 
 def admission(flat: dict, agreement, hmac_key, refused_distributions) -> tuple:
-    """Whether an event may go to this recipient's MISP or feed: the agreement's decision
-    (defence in depth after the router), then the source distribution.
+    """Whether an event may go to this recipient's MISP or feed: its effective TLP
+    (:func:`tlp.event_tlp`), the agreement's decision (defence in depth after the router),
+    then the source distribution.
+
+    RED never goes (not forwarded automatically), AMBER+STRICT only under an agreement
+    whose relation is ``same-organisation``.  The copy returned carries the effective
+    level in ``sharing.tlp`` (never lower than any label of the hub's copy) and, when the
+    source is hidden (the event's flag or ``tlp:ex:chr``, or the agreement's
+    ``disclose_source: false``), none of the hub's values of :data:`tlp.SOURCE_FIELDS`.
 
     Returns ``(event_out, None, None)`` when it may, else ``(None, field, reason)`` naming
-    the field that forbids it (``sharing.tlp`` for the agreement, ``misp.distribution``)."""
+    the field that forbids it (the label's field, ``sharing.tlp`` for the agreement,
+    ``misp.distribution``)."""
+    try:
+        labels = tlp.event_tlp(flat)
+    except tlp.LabelError as exc:
+        return None, exc.field, exc.reason
+    refusal = _level_refusal(labels, agreement)
+    if refusal:
+        return (None, *refusal)
     decision = policy.decide(flat, agreement, hmac_key=hmac_key)
     if not decision.allowed:
         return None, "sharing.tlp", (f"the agreement of {agreement.recipient} forbids this event "
@@ -183,7 +198,48 @@ def admission(flat: dict, agreement, hmac_key, refused_distributions) -> tuple:
     refusal = distribution_refusal(flat, refused_distributions)
     if refusal:
         return None, "misp.distribution", refusal
-    return decision.event_out, None, None
+    return _recipient_copy(flat, decision.event_out, labels, agreement)
+
+
+def _level_refusal(labels: tlp.EventTLP, agreement) -> Optional[tuple]:
+    """``(field, reason)`` when the effective level may never go to this recipient, else None."""
+    level = labels.level
+    if level is None or level < tlp.Level.AMBER_STRICT:
+        return None
+    field = next((name for name, label in labels.found if label == level.label), "sharing.tlp")
+    if level is tlp.Level.RED:
+        return field, "TLP:RED is never forwarded automatically"
+    if agreement.relation != "same-organisation":
+        return field, (f"TLP:AMBER+STRICT never leaves the organisation (the agreement of "
+                       f"{agreement.recipient} is {agreement.relation})")
+    return None
+
+
+def _recipient_copy(flat: dict, out: dict, labels: tlp.EventTLP, agreement) -> tuple:
+    """The agreement's copy, made safe whatever the router did: the effective level, no
+    hidden source value left in clear.  ``(out, None, None)`` or ``(None, field, reason)``."""
+    try:
+        decided = tlp.event_tlp(out).level
+    except tlp.LabelError as exc:
+        return None, exc.field, exc.reason
+    levels = [lvl for lvl in (labels.level, decided) if lvl is not None]
+    if not levels:
+        return None, "sharing.tlp", "the event has no TLP label"
+    level = max(levels)
+    if level > policy.tlp_ceiling(agreement):
+        return None, "sharing.tlp", (f"TLP:{level.label} is above what the agreement of {agreement.recipient} "
+                                     f"admits (TLP:{policy.tlp_ceiling(agreement).label})")
+    out = dict(out)
+    out["sharing.tlp"] = level.label
+    if labels.hide_source or not agreement.disclose_source:
+        # a value the agreement pseudonymised differs from the hub's; one still equal is in clear
+        for name in tlp.SOURCE_FIELDS:
+            if name in out and out[name] == flat.get(name):
+                del out[name]
+        out.pop("raw", None)
+    if labels.hide_source:
+        out[tlp.HIDE_SOURCE_FIELD] = True
+    return out, None, None
 
 
 def api_key(url: Optional[str], token: Optional[str], env_name: Optional[str], logger) -> str:
@@ -242,18 +298,23 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
     ``key_event`` is written: the event title (``{key}`` included) is made from
     ``event``, the UUIDs are hashes.
 
+    The TLP written is the effective TLP of ``event`` (:func:`tlp.event_tlp`); when its
+    source is hidden, nothing of :data:`tlp.SOURCE_FIELDS` is read from it.
+
     Raises ValueError when the event has no field that maps to a MISP attribute type
-    or no ``sharing.tlp``."""
+    or no TLP label, :class:`tlp.LabelError` (a ValueError) for an unreadable one."""
+    labels = tlp.event_tlp(event)
+    level = labels.level
+    if level is None:
+        raise ValueError("the event has no TLP label: run the TLP expert before this output")
+    key_event = event if key_event is None else key_event
+    if labels.hide_source:
+        event = {name: value for name, value in event.items() if name not in tlp.SOURCE_FIELDS}
     found = misp.indicator(event)
     if found is None:
         raise ValueError("no field of the event maps to a MISP attribute type "
                          "(" + ", ".join(f for f, _ in misp.FIELD_TYPES) + ")")
     atype, value, category = found
-    level_label = event.get("sharing.tlp")
-    if not level_label:
-        raise ValueError("the event has no sharing.tlp: run the TLP expert before this output")
-    level = tlp.Level.from_label(level_label)
-    key_event = event if key_event is None else key_event
     key = misp.group_key(key_event, settings.grouping, settings.incident_field)
     event_uuid = target_event_uuid(key_event, settings, shown_event=event)
     attr_uuid = misp.deterministic_uuid(event_uuid, atype, value)
@@ -288,7 +349,7 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
     seen = observation_time(event)
     rsit = misp.rsit_tag(event.get("classification.type"), event.get("classification.taxonomy"))
     wanted_tags = [tlp.to_misp_tag(level)] + ([rsit] if rsit else [])
-    if event.get("sharing.do_not_disclose_source"):
+    if labels.hide_source:
         wanted_tags.append(tlp.CHATHAM_HOUSE_TAG)
     to_ids = event.get("extra.misp_to_ids")
     to_ids = True if to_ids is None else bool(to_ids)

@@ -63,14 +63,17 @@ def test_document_and_ids():
     assert elastic.document_id({"provenance.fingerprint": "ab" * 32, "source.ip": "1"}) == "ab" * 32
 
 
-def test_event_level_reads_the_label_wherever_the_router_does():
+def test_event_level_is_the_effective_tlp():
     # Regression (leak audit): the lake read sharing.tlp only, so an event labelled RED in its stock
     # tlp field (or AMBER+STRICT in its MISP tags) was stored under default_tlp, below its label.
     default = tlp.Level.GREEN
     assert elastic.event_level({"tlp": "RED"}, default) is tlp.Level.RED
     assert elastic.event_level({"extra.misp_tags": ["osint:x", "tlp:amber+strict"], "extra.tlp": "CLEAR"},
                                default) is tlp.Level.AMBER_STRICT
-    assert elastic.event_level({"sharing.tlp": "CLEAR", "tlp": "RED"}, default) is tlp.Level.CLEAR  # authoritative
+    # issue 12: sharing.tlp no longer wins over a more restrictive label elsewhere
+    assert elastic.event_level({"sharing.tlp": "CLEAR", "tlp": "RED"}, default) is tlp.Level.RED
+    assert elastic.event_level({"sharing.tlp": "GREEN", "extra.misp_tags": [{"name": "tlp:red"}]},
+                               default) is tlp.Level.RED
     assert elastic.event_level({"source.ip": "192.0.2.1"}, default) is default
     with pytest.raises(tlp.UnknownTLPError) as err:
         elastic.event_level({"extra.tlp": "PURPLE"}, default)

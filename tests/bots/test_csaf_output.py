@@ -83,16 +83,28 @@ class TestCrossBorderCSAFOutputBot(CrossBorderBotTestCase, unittest.TestCase):
         self.assertIn(f'"{year}/hub-icsa-19-344-03.json"', (self.out / "white" / "changes.csv").read_text())
 
     def test_grouping_by_cve_and_tlp_mapped_back(self):
-        events = parsed_events("bsi-2022-0001.json", **{"sharing.tlp": "AMBER+STRICT", "tlp": "RED"})
+        events = parsed_events("bsi-2022-0001.json", **{"sharing.tlp": "AMBER", "tlp": "AMBER"})
         events += parsed_events("icsma-17-009-01a.json", **{"sharing.tlp": "GREEN", "tlp": "GREEN"})
-        self.run_output(events, group_by=["product.vulnerabilities"], max_tlp="AMBER+STRICT")
-        red, green = self.documents("red"), self.documents("green")
-        self.assertEqual([d.name for d in red], ["hub-cve-2022-27193.json"])
+        self.run_output(events, group_by=["product.vulnerabilities"])
+        amber, green = self.documents("amber"), self.documents("green")
+        self.assertEqual([d.name for d in amber], ["hub-cve-2022-27193.json"])
         self.assertEqual(len(green), 1)
-        for path in red + green:
+        for path in amber + green:
             doc = json.loads(path.read_text())
             self.assertEqual(csaf.validate(doc)[0], [])
-        self.assertEqual(json.loads(red[0].read_text())["document"]["distribution"]["tlp"]["label"], "RED")
+        self.assertEqual(json.loads(amber[0].read_text())["document"]["distribution"]["tlp"]["label"], "AMBER")
+
+    def test_amber_strict_and_red_are_never_published(self):
+        # AMBER+STRICT never leaves the organisation and RED is never forwarded automatically,
+        # whatever max_tlp says (check() refuses such a max_tlp; the bot refuses such events anyway)
+        for label, spelled in (("AMBER+STRICT", "RED"), ("RED", "RED")):
+            events = parsed_events("bsi-2022-0001.json", **{"sharing.tlp": label, "tlp": spelled})
+            self.run_output(events[:1], errors=1, max_tlp="RED")
+            self.assertRegexpMatchesLog(r"TLP:RED is never published automatically" if label == "RED" else
+                                        r"TLP:AMBER\+STRICT never leaves the organisation")
+        self.assertFalse(self.out.exists() and any(self.out.rglob("*.json")))
+        for level in ("AMBER+STRICT", "RED"):
+            self.assertIn("never published", CrossBorderCSAFOutputBot.check(dict(self.sysconfig, max_tlp=level))[0][1])
 
     def test_fallback_grouping_for_events_without_tracking_id(self):
         event = {"__type": "Event", "classification.type": "vulnerable-system", "sharing.tlp": "GREEN",
@@ -117,11 +129,15 @@ class TestCrossBorderCSAFOutputBot(CrossBorderBotTestCase, unittest.TestCase):
         events = parsed_events("icsma-17-009-01a.json", **{"sharing.tlp": "RED", "tlp": "RED"})
         self.run_output(events[:1], errors=1)
         self.assertEqual(self.documents("red"), [])
-        self.assertRegexpMatchesLog(r"above max_tlp AMBER; not written")
+        self.assertRegexpMatchesLog(r"TLP:RED is never published automatically; not written")
+        events = parsed_events("icsma-17-009-01a.json", **{"sharing.tlp": "AMBER", "tlp": "AMBER"})
+        self.run_output(events[:1], errors=1, max_tlp="GREEN")
+        self.assertRegexpMatchesLog(r"TLP:AMBER is above max_tlp GREEN; not written")
+        self.assertFalse(self.out.exists() and any(self.out.rglob("*.json")))
 
     def test_event_without_tlp_is_dumped(self):
         event = parsed_events("icsma-17-009-01a.json")[0]
-        del event["sharing.tlp"]
+        del event["sharing.tlp"], event["tlp"]        # every label counts: the stock tlp field too
         self.run_output([event], errors=1)
         self.assertFalse(self.out.exists() and any(self.out.rglob("*.json")))
         self.assertRegexpMatchesLog(r"no TLP label")

@@ -130,13 +130,14 @@ class TestCrossBorderExchangeOutputBot(CrossBorderBotTestCase, unittest.TestCase
         assert "seal_at" in CrossBorderExchangeOutputBot.check({**self.sysconfig, "seal_at": "25:00"})[0][1]
 
     def test_red_and_unlabelled_events_are_dumped(self):
-        for message, label in ((ev(1, tlp="RED"), "above max_tlp"), (ev(1, tlp="AMBER+STRICT"), "above max_tlp")):
+        for message, label in ((ev(1, tlp="RED"), "TLP:RED is never forwarded automatically"),
+                               (ev(1, tlp="AMBER+STRICT"), "TLP:AMBER\\+STRICT never leaves the organisation")):
             self.run_with([message], allowed_error_count=1, seal_on_shutdown=True)
             self.assertRegexpMatchesLog(label)
         unlabelled = ev(2)
         del unlabelled["sharing.tlp"]
         self.run_with([unlabelled], allowed_error_count=1, seal_on_shutdown=True)
-        self.assertRegexpMatchesLog("without sharing.tlp")
+        self.assertRegexpMatchesLog("without a TLP label")
         assert self.bundles() == []
 
     def test_amber_allowed_up_to_max_tlp(self):

@@ -77,7 +77,8 @@ class TestCrossBorderMISPFeedOutputBot(CrossBorderBotTestCase, unittest.TestCase
 
     def test_agreement_forbids(self):
         self.write([ev(tlp="RED"), ev(tlp="AMBER+STRICT")], allowed_error_count=2)
-        self.assertRegexpMatchesLog(r"forbids this event .*not written to the MISP feed")
+        self.assertRegexpMatchesLog(r"TLP:RED is never forwarded automatically; not written to the MISP feed")
+        self.assertRegexpMatchesLog(r"TLP:AMBER\+STRICT never leaves the organisation .*not written to the MISP feed")
         self.assertFalse((self.dir / "manifest.json").exists())
 
     def test_hidden_source_not_in_the_event_title_of_the_hubs_copy(self):

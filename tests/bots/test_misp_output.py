@@ -208,9 +208,11 @@ class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
                          [("GET", f"/events/view/{uuid}"), ("POST", "/events/add")] * 2)
 
     def test_agreement_forbids_red_and_amber_strict(self):
-        for label in ("RED", "AMBER+STRICT"):
+        for label, reason in (("RED", r"TLP:RED is never forwarded automatically; not pushed"),
+                              ("AMBER+STRICT", r"TLP:AMBER\+STRICT never leaves the organisation \(the agreement "
+                                               r"of peer-hub-de is constituent\); not pushed")):
             self.push([ev(tlp=label)], allowed_error_count=1)
-            self.assertRegexpMatchesLog(r"the agreement of peer-hub-de forbids this event")
+            self.assertRegexpMatchesLog(reason)
         self.push([ev(tlp="AMBER")])
         self.assertEqual(len(self.srv.events), 1)
         self.assertEqual(len(self.srv.writes()), 1)

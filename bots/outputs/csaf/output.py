@@ -21,11 +21,13 @@ class CrossBorderCSAFOutputBot(OutputBot):
     under output_dir: <tlp>/<year>/<id>.json with .sha256/.sha512 (and an OpenPGP
     .asc when signing_key is set), index.txt and changes.csv per TLP folder,
     every file written atomically. The TLP label is the most restrictive
-    sharing.tlp of the group's events, mapped to CSAF 2.0 (AMBER+STRICT -> RED).
+    effective TLP (tlp.event_tlp) of the group's events, mapped to CSAF 2.0.
     Every event is kept in a spool file first (state_dir), so a document is
     rebuilt from all its events and nothing is lost between writes. Each written
     document is validated against the shipped CSAF 2.0 schema. An event above
-    max_tlp, without sharing.tlp, or without a CVE/identifier is dumped.
+    max_tlp, AMBER+STRICT or RED, without a (readable) label, or without a
+    CVE/identifier is dumped; a hidden source's fields (tlp.SOURCE_FIELDS) are
+    dropped before grouping.
     """
 
     output_dir: str = None
@@ -66,14 +68,10 @@ class CrossBorderCSAFOutputBot(OutputBot):
     def process(self):
         event = self.receive_message()
         flat = event.to_dict(hierarchical=False)
-        label = flat.get("sharing.tlp")
-        if not label:
-            raise InvalidValue("sharing.tlp", None, reason="no TLP label; the event is not written into a "
-                                                           "CSAF advisory without one")
-        level = tlp.Level.from_label(label)
-        if level > self._max:
-            raise InvalidValue("sharing.tlp", label, reason=f"above max_tlp {self._max.label}; not written")
         try:
+            if csaf_output.admit(flat, self._max).hide_source:
+                # before grouping: the source's tracking id must not become the advisory's id
+                flat = csaf_output.without_source(flat)
             try:
                 group = csaf_output.group_value(flat, self.group_by)
             except csaf_output.OutputError:
@@ -116,14 +114,17 @@ class CrossBorderCSAFOutputBot(OutputBot):
             with open(meta_path, encoding="utf-8") as fh:
                 meta = json.load(fh)
         version = meta.get("version", 0) + 1
-        document = csaf_output.build_advisory(
-            events, tracking_id=tracking_id, publisher=self._publisher, version=version,
-            initial_release_date=meta.get("initial_release_date"), history=meta.get("history"))
-        problems, total = csaf.validate(document)
-        if problems:
-            raise InvalidValue("csaf", tracking_id, reason="generated document fails the CSAF 2.0 schema: "
-                                                           + "; ".join(map(str, problems)))
-        path = self._dir.write(document)
+        try:
+            document = csaf_output.build_advisory(
+                events, tracking_id=tracking_id, publisher=self._publisher, version=version,
+                initial_release_date=meta.get("initial_release_date"), history=meta.get("history"))
+            problems, total = csaf.validate(document)
+            if problems:
+                raise InvalidValue("csaf", tracking_id, reason="generated document fails the CSAF 2.0 schema: "
+                                                               + "; ".join(map(str, problems)))
+            path = self._dir.write(document)
+        except csaf_output.OutputError as exc:
+            raise InvalidValue(exc.field, exc.value, reason=exc.reason) from None
         tracking = document["document"]["tracking"]
         atomic_write(meta_path, json.dumps({"version": version,
                                             "initial_release_date": tracking["initial_release_date"],
@@ -145,7 +146,10 @@ class CrossBorderCSAFOutputBot(OutputBot):
             if not parameters.get(name):
                 results.append(["error", f"Parameter {name} is required."])
         try:
-            tlp.parse_level(parameters.get("max_tlp", "AMBER"), "parameter max_tlp")
+            level = tlp.parse_level(parameters.get("max_tlp", "AMBER"), "parameter max_tlp")
+            if level >= tlp.Level.AMBER_STRICT:
+                results.append(["error", f"Parameter max_tlp: TLP:{level.label} is never published as a CSAF "
+                                         "advisory; use AMBER or lower."])
         except tlp.UnknownTLPError as exc:
             results.append(["error", f"Parameter max_tlp: {exc}."])
         if parameters.get("publisher_category", "coordinator") not in (

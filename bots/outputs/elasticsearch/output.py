@@ -35,9 +35,10 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
     sharing agreement (sharing.retention_days) which selects an ILM (Elasticsearch)
     or ISM (OpenSearch) delete policy. An index template is generated from the
     cross-border harmonization. sharing.tlp is stored on every document (the event's
-    label read as the sharing router reads it, default_tlp when it has none); events
-    above tlp_ceiling never enter the index (filtered, counted, logged at debug,
-    or sent to the optional path "above_ceiling").
+    effective TLP, tlp.event_tlp; default_tlp when it has no label; an unreadable label is
+    dumped); events above tlp_ceiling never enter the index (filtered, counted, logged at
+    debug, or sent to the optional path "above_ceiling"). A hidden source's fields
+    (tlp.SOURCE_FIELDS) are left out of the document.
     """
 
     hosts: list = ["http://127.0.0.1:9200"]
@@ -152,7 +153,8 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
         try:
             level = elastic.event_level(flat, self._default_level)
         except tlp.UnknownTLPError as exc:
-            raise InvalidValue(exc.field, flat.get(exc.field), reason=f"{exc}; the event is dumped") from None
+            field = getattr(exc, "field", "sharing.tlp")
+            raise InvalidValue(field, exc.value, reason=f"{exc}; the event is dumped") from None
         if level > self._ceiling:
             self.filtered += 1
             self.logger.debug("Event with TLP %s is above the index ceiling %s: not indexed (%d so far).",

@@ -13,6 +13,7 @@ from intelmq.lib.exceptions import ConfigurationError, InvalidValue
 
 from intelmq_crossborder import bundle, exchange, tlp
 from intelmq_crossborder.backoff import Backoff
+from intelmq_crossborder.fingerprint import FINGERPRINT_FIELD_SET, fingerprint
 
 
 class CrossBorderExchangeOutputBot(OutputBot):
@@ -31,8 +32,10 @@ class CrossBorderExchangeOutputBot(OutputBot):
     push_timeout, HTTP error, connection dropped) leaves the bundles in the outbox
     and backs off: push_retry_backoff seconds, doubling up to push_retry_max_backoff;
     meanwhile events keep being spooled and sealed, and no push is attempted. When the
-    peer answers again every waiting bundle is pushed in sequence order. Events above
-    max_tlp or without sharing.tlp are dumped, never bundled.
+    peer answers again every waiting bundle is pushed in sequence order. The level is
+    the effective TLP of the event (tlp.event_tlp), written to sharing.tlp; events without
+    a label, above max_tlp, AMBER+STRICT or RED, or with an unreadable label are dumped,
+    and a hidden source's fields (tlp.SOURCE_FIELDS) are left out of the bundle.
     """
 
     hub_id: str = None
@@ -172,19 +175,8 @@ class CrossBorderExchangeOutputBot(OutputBot):
     # --- messages ------------------------------------------------------------------------
     def process(self):
         event = self.receive_message()
-        label = event.get("sharing.tlp")
-        if label is None:
-            raise InvalidValue("sharing.tlp", None, reason="event without sharing.tlp is not bundled for "
-                               f"{self.recipient}; run the cross-border TLP expert before this bot")
-        try:
-            level = tlp.Level.from_label(label)
-        except tlp.UnknownTLPError as exc:
-            raise InvalidValue("sharing.tlp", label, reason=str(exc)) from None
-        if level > self._max_level:
-            raise InvalidValue("sharing.tlp", label, reason=f"TLP:{level.label} is above max_tlp "
-                               f"{self._max_level.label} of the exchange with {self.recipient}; not bundled")
-        line = json.dumps(event.to_dict(hierarchical=False), sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=False).encode("utf-8")
+        line = json.dumps(self._bundled_copy(event.to_dict(hierarchical=False)), sort_keys=True,
+                          separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         with self._lock:
             if self._redelivery_digest is not None:
                 digest, self._redelivery_digest = self._redelivery_digest, None
@@ -203,6 +195,42 @@ class CrossBorderExchangeOutputBot(OutputBot):
                                   "seal is retried: %s.", self.recipient, exc)
         self.acknowledge_message()
         self._push_soon()
+
+    def _bundled_copy(self, flat: dict) -> dict:
+        """The copy of an event that goes into the bundle, or InvalidValue naming the field.
+
+        The level is the effective TLP of tlp.event_tlp (the most restrictive label in any
+        field); the copy carries it in sharing.tlp. A hidden source (sharing.do_not_disclose_source
+        or tlp:ex:chr) leaves every field of tlp.SOURCE_FIELDS out of the copy."""
+        try:
+            labels = tlp.event_tlp(flat)
+        except tlp.LabelError as exc:
+            raise InvalidValue(exc.field, exc.value, reason=f"{exc.reason}; not bundled for "
+                                                            f"{self.recipient}") from None
+        level = labels.level
+        if level is None:
+            raise InvalidValue("sharing.tlp", None, reason="event without a TLP label is not bundled for "
+                               f"{self.recipient}; run the cross-border TLP expert before this bot")
+        field = next((name for name, label in labels.found if label == level.label), "sharing.tlp")
+        if level is tlp.Level.RED:
+            raise InvalidValue(field, level.label, reason="TLP:RED is never forwarded automatically; "
+                                                          f"not bundled for {self.recipient}")
+        if level is tlp.Level.AMBER_STRICT:
+            raise InvalidValue(field, level.label, reason="TLP:AMBER+STRICT never leaves the organisation; "
+                                                          f"not bundled for {self.recipient}")
+        if level > self._max_level:
+            raise InvalidValue(field, level.label, reason=f"TLP:{level.label} is above max_tlp "
+                               f"{self._max_level.label} of the exchange with {self.recipient}; not bundled")
+        if labels.hide_source:
+            # raw (the originator's own data) goes too, and a fingerprint over a removed field
+            # is recomputed (it would let the peer confirm a guessed value), as the router does
+            kept = {name: value for name, value in flat.items() if name not in tlp.SOURCE_FIELDS and name != "raw"}
+            if "provenance.fingerprint" in kept and not FINGERPRINT_FIELD_SET.isdisjoint(set(flat) - set(kept)):
+                kept["provenance.fingerprint"] = fingerprint(kept)
+            flat = kept
+            flat[tlp.HIDE_SOURCE_FIELD] = True
+        flat["sharing.tlp"] = level.label
+        return flat
 
     def shutdown(self):
         if self._stop_event is not None:
