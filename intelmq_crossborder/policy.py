@@ -1,29 +1,32 @@
 """Sharing agreements and the share decision: THE place for the sharing rules.
 
 One YAML file per recipient states what that recipient may receive (see
-``docs/agreements.md``).  :func:`load_agreement` validates a file against
-:data:`AGREEMENT_SCHEMA` (JSON Schema) and against the harmonization (field
-names, pseudonym types); any problem raises :class:`AgreementError` naming the
-file, the field and the reason.
+``docs/agreements.md``).  :func:`load_agreement` reads it with the hostile-input
+reader (:func:`intelmq_crossborder.inputs.read_yaml`) and validates it against
+:data:`AGREEMENT_SCHEMA` (JSON Schema) and the harmonization (field names,
+pseudonym types); any problem raises :class:`AgreementError` naming the file,
+the line where there is one, the field and the reason.
 
 :func:`decide` applies an agreement to one event (a flat IntelMQ dict, or an
 IntelMQ ``Event``) and returns a :class:`Decision`: allowed or denied, every
 reason, and the event as transformed for that recipient.  The rules:
 
-- The event's TLP is ``sharing.tlp`` (written by the TLP expert).  Without it,
-  the stock ``tlp`` field and the extra labels (:data:`LABEL_FIELDS`) are read
-  with :func:`intelmq_crossborder.tlp.read_event_labels`, the most restrictive
-  counts.  Still none: the agreement's ``no_label`` rule (default ``deny``: not
-  shared beyond the hub).  A label that cannot be read: denied.
+- The event's TLP is what :func:`intelmq_crossborder.tlp.event_tlp` reads, and
+  nothing else: the most restrictive label in any field, ``sharing.tlp``
+  included.  No label at all: the agreement's ``no_label`` rule (default
+  ``deny``: not shared beyond the hub).  Anything label-like that cannot be
+  read: denied for every recipient (``tlp-unreadable``, naming the field).
 - TLP:RED is never forwarded automatically.  AMBER+STRICT goes only to the
   same organisation, AMBER to the organisation and its constituents, GREEN to
   the community, CLEAR to anyone the agreement admits: :func:`tlp_ceiling`.
 - Then taxonomy, type, country of origin, PAP and the loop rule (a hub never
   gets back an event that already passed through it).
 - The copy for the recipient: fields removed, fields pseudonymised with
-  HMAC-SHA256, originator fields hidden when the source must not be disclosed
-  (by the event or the agreement), ``raw`` dropped, ``sharing.agreement`` and
-  ``sharing.retention_days`` set.
+  HMAC-SHA256, the fields that name or point at the originator
+  (:data:`intelmq_crossborder.tlp.SOURCE_FIELDS` plus the agreement's
+  ``originator_fields``) hidden when the source must not be disclosed (by the
+  event or the agreement), ``raw`` dropped, ``sharing.tlp``,
+  ``sharing.agreement`` and ``sharing.retention_days`` set.
 
 The functions are pure: no IntelMQ bot, no Redis, no logging.  Reasons name
 fields and quote only labels and classification values (TLP, PAP, taxonomy, type,
@@ -39,23 +42,23 @@ import ipaddress
 import json
 import os
 import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import jsonschema
-import yaml
 
 from intelmq_crossborder import fingerprint as _fingerprint
-from intelmq_crossborder import tlp
+from intelmq_crossborder import inputs, tlp
 from intelmq_crossborder.tlp import Level
 
 __all__ = [
     "AgreementError", "Agreement", "Decision", "EventFacts", "AGREEMENT_SCHEMA",
-    "KINDS", "RELATIONS", "RELATION_CAPS", "LABEL_FIELDS", "ORIGINATOR_FIELDS", "PAP_LEVELS",
+    "KINDS", "RELATIONS", "RELATION_CAPS", "PAP_LEVELS", "LABEL_CARRYING_FIELDS",
     "load_agreement", "load_agreements", "agreement_from_dict", "tlp_ceiling",
-    "event_facts", "decide", "decide_all", "parse_pap", "pseudonym", "redact",
-    "FieldSelector", "PSEUDONYM_TYPES", "PolicySet", "key_from",
+    "event_facts", "decide", "decide_all", "parse_pap", "pseudonym", "redact", "label_fields_named",
+    "hidden_event_uuid", "FieldSelector", "PSEUDONYM_TYPES", "PolicySet", "key_from",
 ]
 
 KINDS = ("national-hub", "csirt", "isac", "critical-infrastructure", "eu-cyclone", "csirts-network")
@@ -69,21 +72,23 @@ RELATION_CAPS = {
     "community": Level.GREEN,
 }
 
-#: Where labels are read when an event has no ``sharing.tlp`` (as the TLP expert does).
-LABEL_FIELDS = ("tlp", "extra.tlp", "extra.tlp_label", "extra.csaf_tlp", "extra.misp_tags", "extra.tags")
-
-#: Fields that name the originator: hidden when the source must not be disclosed.
-ORIGINATOR_FIELDS = (
-    "provenance.originator", "feed.provider", "feed.name", "feed.code", "feed.url",
-    "feed.documentation", "csaf.publisher", "csaf.document_url", "csaf.tracking_id",
-)
+#: The fields that carry an event's labels and its "do not disclose the source" flag (the
+#: TLP core's lists).  Redaction never pseudonymises them (a pseudonym of a label is an
+#: unreadable label) and the redaction expert refuses to name them.
+LABEL_CARRYING_FIELDS = tlp.LABEL_FIELDS + tlp.TAG_FIELDS + (tlp.HIDE_SOURCE_FIELD,)
+_LABEL_CARRYING = frozenset(LABEL_CARRYING_FIELDS)
 
 #: PAP 2.0 order, least to most restrictive; PAP:WHITE of older sources is CLEAR.
 PAP_LEVELS = ("CLEAR", "GREEN", "AMBER", "RED")
 _PAP_ORDER = {name: i for i, name in enumerate(PAP_LEVELS)}
 
-_ID_RE = r"^[a-z0-9][a-z0-9._-]{0,63}$"
-_FIELD_RE = r"^[a-z_][a-z_0-9]*(\.[a-z_0-9]+)*(\.\*)?$"
+# JSON Schema's "pattern" is ECMA-262 and jsonschema runs it with Python's re.search, where
+# "$" also matches before a final newline ("cert-at\n" would pass).  "(?![\s\S])" is "end of
+# the input" in both dialects.
+_END = r"(?![\s\S])"
+_ID_RE = r"^[a-z0-9][a-z0-9._-]{0,63}" + _END
+_FIELD_RE = r"^[a-z_][a-z_0-9]*(\.[a-z_0-9]+)*(\.\*)?" + _END
+_COUNTRY_RE = r"^[A-Z]{2}" + _END
 _TLP_VALUES = ["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"]
 
 #: JSON Schema of an agreement file.  ``docs/agreements.md`` documents each property.
@@ -96,9 +101,9 @@ AGREEMENT_SCHEMA: dict = {
     "properties": {
         "recipient": {"type": "string", "pattern": _ID_RE,
                       "description": "Recipient id: also the router's named path and sharing.agreement."},
-        "name": {"type": "string", "minLength": 1},
+        "name": {"type": "string", "pattern": r"\S"},
         "kind": {"enum": list(KINDS)},
-        "country": {"type": "string", "pattern": "^[A-Z]{2}$",
+        "country": {"type": "string", "pattern": _COUNTRY_RE,
                     "description": "ISO 3166-1 alpha-2; EU for EU-level bodies."},
         "relation": {"enum": list(RELATIONS)},
         "max_tlp": {"type": "string", "minLength": 1,
@@ -108,7 +113,7 @@ AGREEMENT_SCHEMA: dict = {
                                   "through it (provenance.hub_path / origin_hub) are not sent back."},
         "taxonomies": {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True},
         "types": {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True},
-        "origin_countries": {"type": "array", "items": {"type": "string", "pattern": "^[A-Z]{2}$"},
+        "origin_countries": {"type": "array", "items": {"type": "string", "pattern": _COUNTRY_RE},
                              "uniqueItems": True},
         "unknown_origin": {"enum": ["deny", "allow"]},
         "remove_fields": {"type": "array", "items": {"type": "string", "pattern": _FIELD_RE},
@@ -120,7 +125,9 @@ AGREEMENT_SCHEMA: dict = {
         "disclose_source": {"type": "boolean"},
         "hide_source": {"enum": ["remove", "pseudonymise"]},
         "originator_fields": {"type": "array", "items": {"type": "string", "pattern": _FIELD_RE},
-                              "uniqueItems": True},
+                              "uniqueItems": True,
+                              "description": "Fields that name the originator, in addition to "
+                                             "intelmq_crossborder.tlp.SOURCE_FIELDS (never instead)."},
         "no_label": {"type": "string", "minLength": 1,
                      "description": "'deny' (default) or the TLP level to assume for an unlabelled event."},
         "retention_days": {"type": "integer", "minimum": 1, "maximum": 36500},
@@ -133,13 +140,14 @@ _VALIDATOR = jsonschema.Draft202012Validator(AGREEMENT_SCHEMA)
 
 
 class AgreementError(ValueError):
-    """A bad agreement; the message names the file, the field and the reason."""
+    """A bad agreement; the message names the file, the line (when known), the field and the reason."""
 
-    def __init__(self, source, field_name: Optional[str], reason: str):
+    def __init__(self, source, field_name: Optional[str], reason: str, line: Optional[int] = None):
         self.source = str(source)
         self.field = field_name
         self.reason = reason
-        where = f", field {field_name}" if field_name else ""
+        self.line = line
+        where = (f":{line}" if line is not None else "") + (f", field {field_name}" if field_name else "")
         super().__init__(f"{self.source}{where}: {reason}")
 
 
@@ -194,7 +202,7 @@ class Agreement:
     missing_pap: str = "allow"
     disclose_source: bool = False
     hide_source: str = "remove"
-    originator_fields: tuple = ORIGINATOR_FIELDS
+    originator_fields: tuple = tlp.SOURCE_FIELDS     # tlp.SOURCE_FIELDS plus the agreement's own
     no_label: Optional[Level] = None          # None: deny
     retention_days: Optional[int] = None
     keep_raw: bool = False
@@ -204,7 +212,7 @@ class Agreement:
     # derived, for speed
     _remove: FieldSelector = field(default=FieldSelector(), repr=False, compare=False)
     _pseudo: FieldSelector = field(default=FieldSelector(), repr=False, compare=False)
-    _originator: FieldSelector = field(default=FieldSelector(ORIGINATOR_FIELDS), repr=False, compare=False)
+    _originator: FieldSelector = field(default=FieldSelector(tlp.SOURCE_FIELDS), repr=False, compare=False)
     _taxonomies: Optional[frozenset] = field(default=None, repr=False, compare=False)
     _types: Optional[frozenset] = field(default=None, repr=False, compare=False)
     _countries: Optional[frozenset] = field(default=None, repr=False, compare=False)
@@ -251,16 +259,56 @@ def _json_path(error) -> Optional[str]:
     return text or None
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """repr of a (string) value, cut to ``limit`` characters: a reason never carries a huge value."""
+    text = repr(value) if isinstance(value, (str, int, float, bool)) or value is None else type(value).__name__
+    return text if len(text) <= limit else text[:limit] + "...'"
+
+
 def _schema_reason(error) -> str:
     if error.validator == "required":
         return "required field is missing"
     if error.validator == "additionalProperties":
         return "unknown field (not part of the agreement schema; a typo?)"
     if error.validator == "enum":
-        return f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
+        return f"{_short(error.instance)} is not one of {', '.join(map(str, error.validator_value))}"
     if error.validator == "pattern":
-        return f"{error.instance!r} does not match {error.validator_value}"
-    return error.message
+        reason = f"{_short(error.instance)} does not match {error.validator_value}"
+        if isinstance(error.instance, str) and any(ch.isspace() for ch in error.instance):
+            reason += " (white space and line breaks are not allowed)"
+        return reason
+    return error.message if len(error.message) <= 200 else error.message[:200] + "..."
+
+
+_TYPE_NAMES = {"string": "a string", "boolean": "a boolean (true or false)", "integer": "an integer",
+               "array": "a list", "object": "a mapping"}
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number", type(None): "empty (null)"}.get(type(value), f"a {type(value).__name__}")
+
+
+def _check_types(data: dict, source) -> None:
+    """Wrong types at every level of an agreement, named before the JSON Schema runs (its
+    messages quote the whole value, which a hostile file can make huge)."""
+    for key in data:
+        if not isinstance(key, str):
+            raise AgreementError(source, _short(key), f"a field name must be a string, not {_kind(key)}")
+    for name, spec in AGREEMENT_SCHEMA["properties"].items():
+        if name not in data:
+            continue
+        value, want = data[name], spec.get("type", "string")       # the enums are strings
+        ok = isinstance(value, {"string": str, "boolean": bool, "integer": int, "array": list,
+                                "object": dict}[want])
+        if ok and want == "integer" and isinstance(value, bool):
+            ok = False
+        if not ok:
+            raise AgreementError(source, name, f"must be {_TYPE_NAMES[want]}, not {_kind(value)}")
+        if want == "array":
+            for i, item in enumerate(value):
+                if not isinstance(item, str):
+                    raise AgreementError(source, f"{name}[{i}]", f"must be a string, not {_kind(item)}")
 
 
 def _harmonization_fields(harmonization: Optional[dict]) -> dict:
@@ -279,7 +327,10 @@ def _cached_harmonization() -> dict:
     return _HARM_CACHE["h"]
 
 
-def _check_fields(source, name: str, patterns: Sequence[str], fields: dict, pseudonymise: bool) -> None:
+def _check_fields(source, name: str, patterns: Sequence[str], fields: dict, pseudonymise: bool,
+                  exempt: frozenset = frozenset()) -> None:
+    """Every pattern names harmonization fields; with ``pseudonymise``, fields that can hold a
+    pseudonym (``exempt`` fields are not pseudonym-checked: they are removed when one does not fit)."""
     for i, pattern in enumerate(patterns):
         where = f"{name}[{i}]"
         if pattern.endswith(".*"):
@@ -289,14 +340,14 @@ def _check_fields(source, name: str, patterns: Sequence[str], fields: dict, pseu
             if not any(k.startswith(prefix) for k in fields):
                 raise AgreementError(source, where, f"no harmonization field starts with {prefix!r}")
             if pseudonymise:
-                for key in sorted(k for k in fields if k.startswith(prefix)):
+                for key in sorted(k for k in fields if k.startswith(prefix) and k not in exempt):
                     _check_pseudonym_type(source, where, key, fields[key])
             continue
         if pattern.startswith("extra."):
             continue
         if pattern not in fields:
             raise AgreementError(source, where, f"unknown field {pattern!r} (not in the harmonization)")
-        if pseudonymise:
+        if pseudonymise and pattern not in exempt:
             _check_pseudonym_type(source, where, pattern, fields[pattern])
 
 
@@ -321,7 +372,8 @@ def _check_pseudonym_type(source, where: str, key: str, definition: dict) -> Non
 def agreement_from_dict(data: Any, source="<dict>", harmonization: Optional[dict] = None) -> Agreement:
     """Validate one agreement given as a mapping (what the YAML file holds)."""
     if not isinstance(data, dict):
-        raise AgreementError(source, None, f"an agreement must be a mapping, not {type(data).__name__}")
+        raise AgreementError(source, None, f"an agreement must be a mapping, not {_kind(data)}")
+    _check_types(data, source)
     errors = sorted(_VALIDATOR.iter_errors(data), key=lambda e: (len(list(e.absolute_path)), str(e.path)))
     if errors:
         err = errors[0]
@@ -359,10 +411,18 @@ def agreement_from_dict(data: Any, source="<dict>", harmonization: Optional[dict
         raise AgreementError(source, "pseudonymise_fields",
                              f"{sorted(both)[0]!r} is also in remove_fields; list a field in one of them")
     _check_fields(source, "remove_fields", remove, fields, pseudonymise=False)
+    for i, name in enumerate(pseudo):
+        if name in _LABEL_CARRYING:
+            raise AgreementError(source, f"pseudonymise_fields[{i}]", f"{name} carries the event's TLP label or "
+                                 "source flag: a pseudonym would make it unreadable; list it under remove_fields "
+                                 "(the copy carries the effective label in sharing.tlp)")
     _check_fields(source, "pseudonymise_fields", pseudo, fields, pseudonymise=True)
-    originator = tuple(data.get("originator_fields", ORIGINATOR_FIELDS))
+    extras = tuple(data.get("originator_fields", ()))
     hide_source = data.get("hide_source", "remove")
-    _check_fields(source, "originator_fields", originator, fields, pseudonymise=hide_source == "pseudonymise")
+    # the TLP core's SOURCE_FIELDS are always hidden (removed where a pseudonym does not fit)
+    _check_fields(source, "originator_fields", extras, fields, pseudonymise=hide_source == "pseudonymise",
+                  exempt=frozenset(tlp.SOURCE_FIELDS) | _LABEL_CARRYING)
+    originator = tuple(tlp.SOURCE_FIELDS) + tuple(f for f in extras if f not in tlp.SOURCE_FIELDS)
     for protected in ("sharing.tlp", "sharing.agreement"):
         if protected in remove or protected in pseudo:
             raise AgreementError(source, "remove_fields" if protected in remove else "pseudonymise_fields",
@@ -389,23 +449,17 @@ def agreement_from_dict(data: Any, source="<dict>", harmonization: Optional[dict
 
 
 def load_agreement(path, harmonization: Optional[dict] = None) -> Agreement:
-    """Read and validate one agreement file (YAML or JSON)."""
+    """Read and validate one agreement file (YAML or JSON), with the hostile-input reader:
+    alias bombs, huge values, duplicate keys, deep nesting, text that is not UTF-8 and
+    paths that are not readable files are an :class:`AgreementError`, never a traceback."""
     path = Path(path)
     try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise AgreementError(path, None, f"cannot read the file: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise AgreementError(path, None, "the file is not UTF-8 text") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise AgreementError(path, None, f"not valid YAML{where}: {problem}") from None
-    except RecursionError:      # PyYAML's composer recurses per nesting level
-        raise AgreementError(path, None, "not a readable agreement: the YAML is nested too deeply") from None
+        data = inputs.read_yaml(path, what="agreement file")
+    except inputs.InputError as exc:
+        reason = exc.reason
+        if "nesting" in reason or "nested" in reason:
+            reason = f"not a readable agreement: nested too deeply ({reason})"
+        raise AgreementError(path, exc.field, reason, line=exc.line) from None
     return agreement_from_dict(data, source=path, harmonization=harmonization)
 
 
@@ -504,23 +558,41 @@ def _cached_type(name: str) -> Optional[str]:
         return value
 
 
+def label_fields_named(patterns: Iterable[str]) -> list:
+    """The patterns that name a field carrying the event's labels or source flag
+    (:data:`LABEL_CARRYING_FIELDS`) exactly: a redaction may not remove or pseudonymise one."""
+    return [p for p in patterns if isinstance(p, str) and p in _LABEL_CARRYING]
+
+
+def _carried_by(found_field: str, touched: Iterable[str]) -> bool:
+    """Whether a label :func:`tlp.event_tlp` read at ``found_field`` (``extra.misp_tags[2].name``)
+    was in one of the ``touched`` top-level fields."""
+    return any(found_field == t or found_field.startswith((t + "[", t + ".")) for t in touched)
+
+
 def redact(event: Mapping[str, Any], *, remove: Iterable[str] = (), pseudonymise: Iterable[str] = (),
            key: Optional[bytes] = None, drop_raw: bool = True) -> tuple:
-    """Copy of a flat event with fields removed and pseudonymised.
+    """Copy of a flat event with fields removed and pseudonymised, never with a lower label.
 
     ``remove``/``pseudonymise`` are field names or prefixes (``extra.*``), or
     :class:`FieldSelector` objects.  Returns ``(event_out, removed, pseudonymised)``
     with the names of the fields actually touched.  ``raw`` is dropped when
     anything was touched and ``drop_raw`` is set, as it would hold the clear values.
-    Raises ValueError when a field must be pseudonymised and there is no key.
+    A label-carrying field a prefix selects for pseudonymisation is removed instead.
+    When a touched field carried a label (or the source flag), the effective label
+    read before (:func:`intelmq_crossborder.tlp.event_tlp`) is written to
+    ``sharing.tlp`` (and the flag to ``sharing.do_not_disclose_source``).
+    Raises :class:`intelmq_crossborder.tlp.LabelError` for an unreadable label and
+    ValueError when a field must be pseudonymised and there is no key.
     """
+    labels = tlp.event_tlp(event)
     rm = remove if isinstance(remove, FieldSelector) else FieldSelector(remove)
     ps = pseudonymise if isinstance(pseudonymise, FieldSelector) else FieldSelector(pseudonymise)
     out = dict(event.items()) if not isinstance(event, dict) else dict(event)
     removed, pseudonymised = [], []
     if rm or ps:
         for name in list(out):
-            if rm and rm.matches(name):
+            if (rm and rm.matches(name)) or (name in _LABEL_CARRYING and ps and ps.matches(name)):
                 del out[name]
                 removed.append(name)
             elif ps and ps.matches(name):
@@ -528,7 +600,13 @@ def redact(event: Mapping[str, Any], *, remove: Iterable[str] = (), pseudonymise
                     raise ValueError("a pseudonymisation key is required")
                 out[name] = pseudonym(out[name], key, _cached_type(name))
                 pseudonymised.append(name)
-    if drop_raw and (removed or pseudonymised) and "raw" in out:
+    touched = removed + pseudonymised
+    if touched and (tlp.HIDE_SOURCE_FIELD in touched or any(_carried_by(f, touched) for f, _ in labels.found)):
+        if labels.level is not None:
+            out["sharing.tlp"] = labels.level.label
+        if labels.hide_source:
+            out[tlp.HIDE_SOURCE_FIELD] = True
+    if drop_raw and touched and "raw" in out:
         del out["raw"]
         removed.append("raw")
     return out, removed, pseudonymised
@@ -550,55 +628,47 @@ def parse_pap(value: Any) -> str:
     return text
 
 
-_CANONICAL = {lvl.label: lvl for lvl in Level}
 _LABELS = {lvl: lvl.label for lvl in Level}
 
 
 @dataclass(frozen=True)
 class EventFacts:
-    """What the rules need to know about an event, computed once for all recipients."""
+    """What the rules need to know about an event, computed once for all recipients (and the
+    key of :class:`PolicySet`'s cache, so it holds no per-event data)."""
 
     level: Optional[Level]          # None: no label (or unreadable)
     level_from: str                 # 'sharing.tlp', 'labels', 'none', 'unreadable'
     tlp_error: Optional[str] = None
-    chatham_house: bool = False
+    chatham_house: bool = False     # the source must be hidden (the event's flag or tlp:ex:chr)
     pap: Optional[str] = None
     pap_error: Optional[str] = None
     hubs: frozenset = frozenset()
     tlp_error_field: Optional[str] = None     # the field holding the unreadable label
-    tlp_error_value: Any = None               # and its value
+    tlp_error_value: Any = None               # and its value (a label, cut to 200 characters)
 
 
-def event_facts(event: Mapping[str, Any], label_fields: Sequence[str] = LABEL_FIELDS) -> EventFacts:
-    """The event's TLP (see the module docstring), PAP, Chatham House flag and hubs passed."""
-    get = event.get
-    chr_flag = get("sharing.do_not_disclose_source") in (True, "true", "True", 1)
-    raw = get("sharing.tlp")
-    level, level_from, err, err_field, err_value = None, "none", None, None, None
-    if raw is not None and raw != "":
-        level = _CANONICAL.get(raw) if isinstance(raw, str) else None
-        if level is None:
-            try:
-                level = tlp.parse_level(raw, "field sharing.tlp")
-            except tlp.UnknownTLPError as exc:
-                err, err_field, err_value = str(exc), "sharing.tlp", raw
-        level_from = "sharing.tlp" if err is None else "unreadable"
+def event_facts(event: Mapping[str, Any]) -> EventFacts:
+    """The event's TLP and hide flag (:func:`intelmq_crossborder.tlp.event_tlp`, called once),
+    PAP and the hubs it passed through."""
+    level, level_from, err, err_field, err_value, hide = None, "none", None, None, None, False
+    try:
+        labels = tlp.event_tlp(event)
+    except tlp.LabelError as exc:
+        level_from, err, err_field = "unreadable", str(exc), exc.field
+        err_value = None if exc.value is None else str(exc.value)[:200]
     else:
-        try:
-            labels = tlp.read_event_labels(event, label_fields)
-        except tlp.UnknownTLPError as exc:
-            err, level_from, err_value = str(exc), "unreadable", exc.value
-            err_field = next((f for f in label_fields if f"field {f}" in str(exc)), None)
-        else:
-            chr_flag = chr_flag or labels.chatham_house
-            if labels.level is not None:
-                level, level_from = labels.level, "labels"
+        hide = labels.hide_source
+        level = labels.level
+        if level is not None:
+            label = level.label
+            level_from = "sharing.tlp" if ("sharing.tlp", label) in labels.found else "labels"
+    get = event.get
     pap, pap_err = get("sharing.pap"), None
     if pap is not None and pap != "":
         try:
             pap = parse_pap(pap)
         except ValueError as exc:
-            pap, pap_err = None, str(exc)
+            pap, pap_err = None, str(exc)[:200]
     else:
         pap = None
     hubs = set()
@@ -608,8 +678,7 @@ def event_facts(event: Mapping[str, Any], label_fields: Sequence[str] = LABEL_FI
     origin_hub = get("provenance.origin_hub")
     if isinstance(origin_hub, str) and origin_hub:
         hubs.add(origin_hub)
-    return EventFacts(level, level_from, err, chr_flag, pap, pap_err, frozenset(hubs), err_field,
-                      None if err_value is None else str(err_value))
+    return EventFacts(level, level_from, err, hide, pap, pap_err, frozenset(hubs), err_field, err_value)
 
 
 @dataclass
@@ -695,7 +764,9 @@ def _deny_reasons(facts: EventFacts, event: Mapping[str, Any], a: Agreement,
 def _transform(event: Mapping[str, Any], a: Agreement, facts: EventFacts, level: Level,
                hmac_key: Optional[bytes]) -> tuple:
     """The copy for the recipient.  Precedence per field: remove, then pseudonymise,
-    then the originator rule (a field already pseudonymised is not touched again)."""
+    then the originator rule (a field already pseudonymised is not touched again).
+    A field that carries a label is removed where it would be pseudonymised: the copy
+    carries the effective label in ``sharing.tlp``."""
     out = dict(event)
     removed, pseudonymised = [], []
     hide = (not a.disclose_source) or facts.chatham_house
@@ -713,8 +784,12 @@ def _transform(event: Mapping[str, Any], a: Agreement, facts: EventFacts, level:
         if ps.prefixes:
             names += [k for k in out if k.startswith(ps.prefixes) and k not in ps.exact]
         for name in names:
-            out[name] = pseudonym(out[name], hmac_key, _cached_type(name))
-            pseudonymised.append(name)
+            if name in _LABEL_CARRYING:
+                del out[name]
+                removed.append(name)
+            else:
+                out[name] = pseudonym(out[name], hmac_key, _cached_type(name))
+                pseudonymised.append(name)
     if hide:
         names = [n for n in orig.exact if n in out]
         if orig.prefixes:
@@ -723,12 +798,18 @@ def _transform(event: Mapping[str, Any], a: Agreement, facts: EventFacts, level:
         for name in names:
             if name in done:
                 continue
-            if a.hide_source == "pseudonymise":
+            if a.hide_source == "pseudonymise" and _holds_pseudonym(name):
                 out[name] = pseudonym(out[name], hmac_key, _cached_type(name))
                 pseudonymised.append(name)
             else:
                 del out[name]
                 removed.append(name)
+        # an event id that is the originator's own id (the MISP parser uses its event uuid)
+        # points at the originator's system: a derived id still lets the recipient de-duplicate
+        event_uuid = out.get("provenance.event_uuid")
+        if isinstance(event_uuid, str) and _names_originator(event_uuid, event, orig):
+            out["provenance.event_uuid"] = hidden_event_uuid(event_uuid, hmac_key)
+            pseudonymised.append("provenance.event_uuid")
     if "raw" in out and (not a.keep_raw or removed or pseudonymised):
         del out["raw"]
         removed.append("raw")
@@ -741,8 +822,56 @@ def _transform(event: Mapping[str, Any], a: Agreement, facts: EventFacts, level:
     if a.retention_days is not None:
         out["sharing.retention_days"] = a.retention_days
     if facts.chatham_house:
-        out["sharing.do_not_disclose_source"] = True
+        out[tlp.HIDE_SOURCE_FIELD] = True
     return out, removed, pseudonymised
+
+
+def _names_originator(value: str, event: Mapping[str, Any], orig: FieldSelector) -> bool:
+    """Whether ``value`` is also the value of a field that names the originator (case and
+    surrounding blanks ignored, as uuids are compared)."""
+    wanted = value.strip().lower()
+    if not wanted:
+        return False
+    get = event.get
+    candidates = [get(name) for name in orig.exact]
+    if orig.prefixes:
+        candidates += [v for k, v in event.items() if k.startswith(orig.prefixes)]
+    return any(isinstance(other, str) and other.strip().lower() == wanted for other in candidates)
+
+
+#: Namespace of :func:`hidden_event_uuid` without a key (uuid5 of a fixed name).
+HIDDEN_UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:intelmq-crossborder:hidden-source-event-uuid")
+
+
+def hidden_event_uuid(value: str, key: Optional[bytes] = None) -> str:
+    """A uuid derived from ``value`` that does not lead back to it: the same value (and key)
+    always gives the same uuid, so a recipient can still de-duplicate.  Keyed (HMAC-SHA256)
+    when a key is configured, else uuid5 over :data:`HIDDEN_UUID_NAMESPACE`."""
+    text = value.strip().lower()
+    if key:
+        digest = hmac.new(key, b"provenance.event_uuid\0" + text.encode("utf-8"), hashlib.sha256).digest()
+        return str(uuid.UUID(bytes=digest[:16], version=4))
+    return str(uuid.uuid5(HIDDEN_UUID_NAMESPACE, text))
+
+
+_FITS_PSEUDONYM: dict = {}
+
+
+def _holds_pseudonym(name: str) -> bool:
+    """Whether the harmonization type of ``name`` can hold a pseudonym (cached)."""
+    fits = _FITS_PSEUDONYM.get(name)
+    if fits is None:
+        definition = _harmonization_fields(None).get(name)
+        if definition is None:
+            fits = name.startswith("extra.")
+        else:
+            try:
+                _check_pseudonym_type("<harmonization>", name, name, definition)
+                fits = True
+            except AgreementError:
+                fits = False
+        _FITS_PSEUDONYM[name] = fits
+    return fits
 
 
 def decide(event: Mapping[str, Any], agreement: Agreement, *, hmac_key: Optional[bytes] = None,
@@ -830,12 +959,14 @@ class PolicySet:
             self._cache[key] = plan
         return plan
 
-    def decide(self, event: Mapping[str, Any]) -> list:
+    def decide(self, event: Mapping[str, Any], facts: Optional[EventFacts] = None) -> list:
         """One :class:`Decision` per agreement, in the agreements' order.
 
+        ``facts``: :func:`event_facts` of this event, when the caller already has them.
         Denials are shared, cached objects: read them, do not modify them.
         """
-        facts = event_facts(event)
+        if facts is None:
+            facts = event_facts(event)
         key = self.hmac_key
         return [denial if denial is not None else _allow(event, a, facts, level, key)
                 for a, denial, level in self._plan(event, facts)]

@@ -73,6 +73,54 @@ class TestCrossBorderRedactionExpertBot(CrossBorderBotTestCase, unittest.TestCas
         result = CrossBorderRedactionExpertBot.check({"pseudonymise_fields": ["source.asn"]})
         self.assertIn("cannot hold a pseudonym", result[0][1])
 
+    def test_check_refuses_label_fields(self):
+        for params, name in [({"remove_fields": ["sharing.tlp"]}, "remove_fields"),
+                             ({"remove_fields": ["source.ip", "tlp"]}, "remove_fields"),
+                             ({"remove_fields": ["extra.misp_tags"]}, "remove_fields"),
+                             ({"remove_fields": ["sharing.do_not_disclose_source"]}, "remove_fields"),
+                             ({"pseudonymise_fields": ["extra.tlp"]}, "pseudonymise_fields"),
+                             ({"pseudonymise_fields": ["extra.tags"]}, "pseudonymise_fields")]:
+            with self.subTest(params=params):
+                result = CrossBorderRedactionExpertBot.check(params)
+                self.assertEqual(result[0][0], "error")
+                self.assertIn(f"parameter {name}: ", result[0][1])
+                self.assertIn("carries the event's TLP label or source flag", result[0][1])
+
+    def test_label_field_refused_at_start(self):
+        with self.assertRaises(Exception):
+            self.prepare_bot(parameters={"remove_fields": ["tlp"]})
+        self.assertIn("parameter remove_fields: tlp carries the event's TLP label", self.log_stream.getvalue())
+        self.prepare_bot()
+        self.input_queue = []
+
+    def test_removing_a_field_that_carried_a_label_never_lowers_it(self):
+        # extra.* takes extra.tlp (RED) and comment takes a whole-value label: the effective
+        # label before the redaction is kept in sharing.tlp, the source flag in its field
+        self.input_message = dict(BASE, **{"sharing.tlp": "GREEN", "extra.tlp": "RED"})
+        self.run_bot()
+        out = self.output_events()[0]
+        self.assertEqual(out["sharing.tlp"], "RED")
+        self.assertNotIn("extra.tlp", out)
+        self.input_message = dict(BASE, **{"comment": "TLP:AMBER", "extra.misp_tags": "tlp:ex:chr,osint"})
+        self.run_bot(parameters={"remove_fields": ["comment", "extra.*"]})
+        out = self.output_events()[0]
+        self.assertEqual((out["sharing.tlp"], out["sharing.do_not_disclose_source"]), ("AMBER", True))
+        self.assertValidEvents()
+
+    def test_label_fields_under_a_pseudonymised_prefix_are_removed_not_made_unreadable(self):
+        self.input_message = dict(BASE, **{"extra.tlp": "tlp:amber", "extra.note": "n"})
+        self.run_bot(parameters={"remove_fields": [], "pseudonymise_fields": ["extra.*"]})
+        out = self.output_events()[0]
+        self.assertNotIn("extra.tlp", out)
+        self.assertTrue(out["extra.note"].startswith("pseudo-"))
+        self.assertEqual(out["sharing.tlp"], "AMBER")
+
+    def test_unreadable_label_is_dumped(self):
+        self.input_message = dict(BASE, **{"extra.tlp": ["RED"]})
+        self.run_bot(allowed_error_count=1)
+        self.assertOutputQueueLen(0)
+        self.assertRegexpMatchesLog(r"for key 'extra\.tlp': a TLP label must be a string, not a list.*not redacted")
+
     def test_missing_key_fails_at_start(self):
         with self.assertRaises(Exception):
             self.prepare_bot(parameters={"hmac_password": None, "hmac_key_env": "NO_SUCH_VARIABLE_X"})

@@ -150,9 +150,39 @@ class TestCrossBorderSharingRouterExpertBot(CrossBorderBotTestCase, unittest.Tes
         # (the harmonization already refuses a bad sharing.tlp; without it, other labels are read)
         out = self.route(ev(extra__tlp="PURPLE"), allowed_error_count=1)
         self.assertEqual(sum(len(v) for v in out.values()), 0)
-        self.assertRegexpMatchesLog(r"invalid value 'PURPLE' \(<class 'str'>\) for key 'extra\.tlp': unknown TLP "
-                                    r"label 'PURPLE' in field extra\.tlp; denied for every recipient and dumped")
+        self.assertRegexpMatchesLog(r"invalid value 'PURPLE' \(<class 'str'>\) for key 'extra\.tlp': field "
+                                    r"extra\.tlp: 'PURPLE' is not a TLP label; .*denied for every recipient and dumped")
         self.assertEqual({r["allowed"] for r in self.audit_records()}, {False})
+
+    def test_look_alike_label_is_dumped_with_the_field_named(self):
+        out = self.route(ev(sharing__tlp="GREEN", extra__misp_tags=["tlp\uff1ared"]), allowed_error_count=1)
+        self.assertEqual(sum(len(v) for v in out.values()), 0)
+        self.assertRegexpMatchesLog(r"for key 'extra\.misp_tags\[0\]': field extra\.misp_tags\[0\]: look-alike")
+        self.assertTrue(all(r["reasons"][0].startswith("tlp-unreadable") for r in self.audit_records()))
+
+    def test_sharing_tlp_lower_than_a_misp_tag_never_lowers_it(self):
+        out = self.route(ev(sharing__tlp="GREEN", extra__misp_tags=[{"name": "tlp:amber"}]))
+        self.assertEqual(out["ee-isac"], [])                      # community: GREEN at most
+        self.assertEqual([e["sharing.tlp"] for e in out["cert-at"] + out["hub-soc"]], ["AMBER", "AMBER"])
+
+    def test_hidden_source_stays_hidden_in_every_field(self):
+        misp_uuid = "7d1c3a52-2f4e-4b8a-9c61-0e5d4b3a2f10"
+        event = ev(sharing__tlp="GREEN", feed__url="https://misp.cert.example/events/view/42",
+                   event_description__url="https://misp.cert.example/events/view/42",
+                   misp__event_uuid=misp_uuid, provenance__event_uuid=misp_uuid)
+        out = self.route(event)
+        for recipient in ("cert-at", "ee-isac"):              # disclose_source: false (the default)
+            copy = out[recipient][0]
+            for name in ("feed.url", "event_description.url", "misp.event_uuid", "feed.name",
+                         "provenance.originator"):
+                self.assertNotIn(name, copy)
+            self.assertNotIn(misp_uuid, str(copy))
+            self.assertNotIn("misp.cert.example", str(copy))
+            self.assertEqual(copy["provenance.event_uuid"], policy.hidden_event_uuid(misp_uuid, KEY.encode()))
+            self.assertValidEvents(recipient)
+        soc = out["hub-soc"][0]                                   # disclose_source: true
+        self.assertEqual((soc["misp.event_uuid"], soc["provenance.event_uuid"]), (misp_uuid, misp_uuid))
+        self.assertEqual({r["event_uuid"] for r in self.audit_records()}, {misp_uuid})
 
     def test_no_label_not_shared(self):
         out = self.route(ev())

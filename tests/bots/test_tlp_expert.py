@@ -1,4 +1,5 @@
 """BotTestCase tests of the cross-border TLP expert."""
+import re
 import unittest
 
 from botcase import CrossBorderBotTestCase
@@ -70,7 +71,47 @@ class TestCrossBorderTLPExpertBot(CrossBorderBotTestCase, unittest.TestCase):
         self.input_message = ev(extra__tlp="PURPLE")
         self.run_bot(allowed_error_count=1)
         self.assertOutputQueueLen(0)
-        self.assertRegexpMatchesLog(r"unknown TLP label 'PURPLE' in field extra\.tlp; the event is dumped")
+        self.assertRegexpMatchesLog(r"invalid value 'PURPLE' \(<class 'str'>\) for key 'extra\.tlp': 'PURPLE' is "
+                                    r"not a TLP label; .*the event is dumped")
+
+    def test_sharing_tlp_lower_than_another_label_never_lowers_it(self):
+        # an upstream sharing.tlp GREEN beside a MISP tag tlp:red: RED (every label counts)
+        tags = [{"name": "tlp:red"}, {"name": "type:OSINT"}]
+        self.run_one(ev(sharing__tlp="GREEN", extra__misp_tags=tags),
+                     ev(sharing__tlp="RED", tlp="RED", extra__misp_tags=tags))
+
+    def test_label_in_an_unknown_field_counts(self):
+        self.run_one(ev(tlp="GREEN", extra__marking="TLP:AMBER"),
+                     ev(tlp="AMBER", sharing__tlp="AMBER", extra__marking="TLP:AMBER"))
+
+    def test_refused_labels_are_dumped_with_the_field_named(self):
+        for fields, field in [({"extra__tlp": "TLP:R\u0415D"}, "extra.tlp"),             # Cyrillic E
+                              ({"extra__tlp": ["RED"]}, "extra.tlp"),                        # a list
+                              ({"extra__misp_tags": [{"colour": "red"}]}, "extra.misp_tags[0]"),
+                              ({"extra__tlp_level": "RED"}, "extra.tlp_level"),              # TLP-named field
+                              ({"extra__note": "tlp\u200b:red"}, "extra.note")]:           # zero-width space
+            with self.subTest(field=field):
+                self.input_message = ev(sharing__tlp="CLEAR", **fields)
+                self.run_bot(allowed_error_count=1)
+                self.assertOutputQueueLen(0)
+                self.assertRegexpMatchesLog(rf"for key '{re.escape(field)}': .*the event is dumped")
+
+    def test_stock_red_of_amber_strict_stays_amber_strict(self):
+        # the expert's own output read again (another hub's TLP expert) keeps AMBER+STRICT
+        once = ev(extra__tlp="tlp:amber+strict", tlp="RED", sharing__tlp="AMBER+STRICT")
+        self.run_one(dict(once), once)
+        self.run_one(ev(tlp="RED"), ev(tlp="RED", sharing__tlp="RED"))
+
+    def test_label_fields_parameter_no_longer_narrows_what_is_read(self):
+        self.input_message = ev(tlp="GREEN", extra__tlp="RED")
+        self.run_bot(parameters={"label_fields": ["tlp"]}, allowed_warning_count=1)
+        self.assertMessageEqual(0, ev(tlp="RED", extra__tlp="RED", sharing__tlp="RED"))
+        self.assertLogMatches(r"Parameter label_fields is ignored: every label field is read", "WARNING")
+
+    def test_check_warns_about_label_fields(self):
+        self.assertEqual(CrossBorderTLPExpertBot.check({"default_tlp": "AMBER", "label_fields": ["tlp"]}),
+                         [["warning", "Parameter label_fields is ignored: every label field is read "
+                                      "(docs/tlp.md); remove it."]])
 
     def test_unparseable_tag_in_tlp_namespace_is_dumped(self):
         self.input_message = ev(extra__misp_tags="tlp:purple,osint")

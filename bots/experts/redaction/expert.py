@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from intelmq.lib.bot import ExpertBot
-from intelmq.lib.exceptions import ConfigurationError
+from intelmq.lib.exceptions import ConfigurationError, InvalidValue
 
-from intelmq_crossborder import policy
+from intelmq_crossborder import policy, tlp
 
 
 def _as_list(value) -> list:
@@ -26,7 +26,9 @@ class CrossBorderRedactionExpertBot(ExpertBot):
     the key it cannot be reversed. The key comes from hmac_password or from the
     environment variable named in hmac_key_env, and is never logged. A field name may
     end in .* to select a group (extra.*). raw is dropped when anything was changed,
-    as it would hold the values in clear.
+    as it would hold the values in clear. A redaction never lowers the event's TLP:
+    the label fields cannot be named, and when a removed field carried a label, the
+    effective label is kept in sharing.tlp; an unreadable label is dumped.
     """
 
     remove_fields: list = []
@@ -54,6 +56,11 @@ class CrossBorderRedactionExpertBot(ExpertBot):
 
     @staticmethod
     def _check_fields(remove: list, pseudo: list):
+        for name, fields in (("remove_fields", remove), ("pseudonymise_fields", pseudo)):
+            named = policy.label_fields_named(fields)
+            if named:
+                return (f"parameter {name}: {named[0]} carries the event's TLP label or source flag; "
+                        "removing or pseudonymising it could lower the label")
         try:
             policy.agreement_from_dict({"recipient": "redaction-expert", "name": "parameters", "kind": "csirt",
                                         "country": "EU", "relation": "same-organisation", "max_tlp": "CLEAR",
@@ -65,8 +72,14 @@ class CrossBorderRedactionExpertBot(ExpertBot):
 
     def process(self):
         message = self.receive_message()
-        out, removed, pseudonymised = policy.redact(dict(message), remove=self._remove, pseudonymise=self._pseudo,
-                                                    key=self._key, drop_raw=self.drop_raw)
+        try:
+            out, removed, pseudonymised = policy.redact(dict(message), remove=self._remove,
+                                                        pseudonymise=self._pseudo, key=self._key,
+                                                        drop_raw=self.drop_raw)
+        except tlp.LabelError as exc:
+            value = exc.value if exc.value is None or isinstance(exc.value, str) else repr(exc.value)
+            raise InvalidValue(exc.field, value[:200] if isinstance(value, str) else value,
+                               reason=f"{exc.reason}; the event is dumped, not redacted") from None
         if removed or pseudonymised:
             event = self.new_event()
             event.update(out)

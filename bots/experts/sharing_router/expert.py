@@ -21,11 +21,12 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
 
     Reads one agreement file per recipient (YAML, see docs/agreements.md) from
     agreements_dir and applies the rules of intelmq_crossborder.policy to every
-    event: TLP 2.0 from sharing.tlp (RED never, AMBER+STRICT only to the same
-    organisation, AMBER to constituents, GREEN to the community), taxonomies,
-    types, origin countries, PAP, loops. Each permitted recipient gets its own
-    copy, with fields removed or pseudonymised, on the named path that has the
-    recipient's id. A denied recipient gets nothing. Every decision goes to the
+    event: the effective TLP 2.0 label, the most restrictive in any field (RED
+    never, AMBER+STRICT only to the same organisation, AMBER to constituents,
+    GREEN to the community), taxonomies, types, origin countries, PAP, loops. Each
+    permitted recipient gets its own copy, with fields removed or pseudonymised, on
+    the named path that has the recipient's id. A denied recipient gets nothing; an
+    unreadable label is dumped with the field named. Every decision goes to the
     audit trail (JSON lines) before the event is acknowledged. On Redis all copies
     and the acknowledgement go in one round trip (fanout_mode). Counts per
     recipient and per reason are logged every counts_interval seconds.
@@ -90,14 +91,14 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
     def process(self):
         message = self.receive_message()
         event = dict(message)
-        decisions = self._policy.decide(event)
+        facts = policy.event_facts(event)        # the event's labels are read once, here
+        decisions = self._policy.decide(event, facts)
         uuid = event.get("provenance.event_uuid")
         # an event is identified by its UUID; the fingerprint is computed only for events without one
         self._audit.write_decisions(decisions, event_uuid=uuid, fingerprint=event.get("provenance.fingerprint")
                                     or (None if uuid else fingerprint(event)))
-        if decisions and decisions[0].reasons[0].startswith("tlp-unreadable:"):
-            facts = policy.event_facts(event)
-            raise InvalidValue(facts.tlp_error_field or "sharing.tlp", facts.tlp_error_value,
+        if facts.tlp_error is not None:
+            raise InvalidValue(facts.tlp_error_field, facts.tlp_error_value,
                                reason=f"{facts.tlp_error}; denied for every recipient and dumped")
         items = []
         for d in decisions:
