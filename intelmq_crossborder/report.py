@@ -1,8 +1,10 @@
 """The daily situational-awareness report: one self-contained HTML page with matplotlib PNG plots.
 
 Everything on the page is read through :func:`collect`, which reads only rows at
-or below the TLP ceiling (events without a label count as ``default_tlp``); so
-nothing above the ceiling can reach a plot, a table or a number.  The page
+or below the TLP ceiling (the level recorded is each event's effective label, read
+by :func:`intelmq_crossborder.tlp.event_tlp`; events without a label count as
+``default_tlp``; events whose labels could not be read never appear); so nothing
+above the ceiling can reach a plot, a table or a number.  The page
 carries the ceiling as its own TLP label in the header.
 """
 from __future__ import annotations
@@ -55,7 +57,7 @@ def collect(conn, day: str, days: int = 7, ceiling: tlp.Level = tlp.Level.GREEN,
     index = {d: i for i, d in enumerate(day_list)}
     for r in rows:
         by_class_day[r["classification"]][index[r["day"]]] += 1
-    tlp_mix = Counter(r["tlp"] for r in rows)
+    tlp_mix = Counter(r["level"] for r in rows)
     hubs, counts = defaultdict(set), Counter()
     for r in rows:
         if r["indicator"]:
@@ -179,7 +181,7 @@ is above it) are not read into any plot, table or number. Period: {e(data.since)
         parts.append("<table><tr><th>time (UTC)</th><th>TLP</th><th>trigger</th><th>classification</th>"
                      "<th>description</th></tr>")
         for w in data.warnings:
-            parts.append(f"<tr><td>{e(w['arrived_at'][:19])}</td><td>{e(w['tlp'])}</td>"
+            parts.append(f"<tr><td>{e(w['arrived_at'][:19])}</td><td>{e(w['level'])}</td>"
                          f"<td>{e(w['trigger'] or '-')}</td><td>{e(w['classification'] or '-')}</td>"
                          f"<td>{e(w['description'] or '-')}</td></tr>")
         parts.append("</table>")

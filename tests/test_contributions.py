@@ -46,7 +46,7 @@ def test_indicators_hand_checked(conn):
         ("2026-11-21", "Shadowserver", "hub-lu", 1, {"(none)": 1}, {"infected-system": 1}, 1, 0, 0, 1800.0),
         ("2026-11-21", "cert-a", "hub-at", 1, {"CLEAR": 1}, {"scanner": 1}, 1, 1, 1, 1800.0),
     ]
-    assert [(w["day"], w["trigger"], w["tlp"]) for w in cb.warning_rows(conn)] == [("2026-11-21", "spread", "GREEN")]
+    assert [(w["day"], w["trigger"], w["level"]) for w in cb.warning_rows(conn)] == [("2026-11-21", "spread", "GREEN")]
 
 
 def test_indicators_under_a_ceiling(conn):
@@ -105,7 +105,7 @@ def test_cli_errors(tmp_path, capsys):
     bad = tmp_path / "x.dump"
     bad.write_text("not json")
     assert main(["stats", "import-dumps", "--db", str(tmp_path / "s.sqlite"), str(bad)]) == 1
-    assert "x.dump: not an IntelMQ dump file" in capsys.readouterr().err
+    assert "x.dump:1: not an IntelMQ dump file: not valid JSON" in capsys.readouterr().err
 
 
 def test_default_db_under_intelmq_var_lib():

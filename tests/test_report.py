@@ -52,7 +52,7 @@ def test_data_behind_the_plots_respects_the_ceiling(db):
     assert "KP" not in data.by_country
     assert all(not ind.startswith("source.ip=203.0.113.") for ind, _, _ in data.multi_hub)
     assert all(c.contributor != "restricted-partner" for c in data.contributions)
-    assert [w["tlp"] for w in data.warnings] == ["GREEN"]
+    assert [w["level"] for w in data.warnings] == ["GREEN"]
     assert all(len(hubs) >= 2 for _, hubs, _ in data.multi_hub)
     # the numbers add up: every event at or below the ceiling is in the TLP mix once
     assert sum(data.tlp_mix.values()) == data.events_in_period == sum(c.events for c in data.contributions)

@@ -61,6 +61,23 @@ class TestCrossBorderContributionsExpertBot(CrossBorderBotTestCase, unittest.Tes
         self.assertEqual(conn.execute("SELECT trigger, tlp FROM warnings").fetchall(), [("spread", "GREEN")])
         self.assertOutputQueueLen(1)
 
+    def test_records_the_effective_level_not_sharing_tlp(self):
+        """sharing.tlp GREEN beside a tlp:red MISP tag is recorded as RED (was GREEN: visible under a GREEN ceiling)."""
+        self.input_message = ev(extra__misp_tags=[{"name": "tlp:red"}])
+        self.run_bot(parameters={"database": self.db})
+        conn = sqlite3.connect(self.db)
+        self.assertEqual(conn.execute("SELECT tlp FROM events").fetchall(), [("RED",)])
+        from intelmq_crossborder import tlp
+        self.assertEqual(contributions.contributions(conn, ceiling=tlp.Level.GREEN), [])
+
+    def test_unreadable_label_is_dumped_not_recorded_as_unlabelled(self):
+        self.input_message = [ev(extra__tlp=["RED"]), ev(provenance__originator="cert-b")]
+        self.run_bot(iterations=2, parameters={"database": self.db}, allowed_error_count=1)
+        self.assertOutputQueueLen(1)
+        self.assertRegexpMatchesLog(r"extra\.tlp.*must be a string")
+        conn = sqlite3.connect(self.db)
+        self.assertEqual(conn.execute("SELECT contributor, tlp FROM events").fetchall(), [("cert-b", "GREEN")])
+
     def test_check(self):
         self.assertEqual(CrossBorderContributionsExpertBot.check({"local_hub": ""})[0][0], "error")
 
