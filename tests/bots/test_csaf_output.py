@@ -14,6 +14,10 @@ from intelmq_crossborder import csaf
 from intelmq_crossborder.bots.outputs.csaf.output import CrossBorderCSAFOutputBot
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "csaf" / "advisories"
+#: Added to the source's own csaf.* fields (tlp.SOURCE_FIELDS): values to search for in the output.
+HIDDEN_SOURCE = {"feed.url": "https://feeds.secret-originator.example/csaf", "feed.name": "Secret Originator CSAF",
+                 "misp.event_uuid": "5f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
+                 "provenance.originator": "psirt-secret-originator"}
 
 
 def parsed_events(name, **overrides):
@@ -141,6 +145,50 @@ class TestCrossBorderCSAFOutputBot(CrossBorderBotTestCase, unittest.TestCase):
         self.run_output([event], errors=1)
         self.assertFalse(self.out.exists() and any(self.out.rglob("*.json")))
         self.assertRegexpMatchesLog(r"no TLP label")
+
+    def test_effective_tlp_is_the_most_restrictive_label(self):
+        # issue 12: sharing.tlp GREEN does not lower a tlp:red MISP tag; an AMBER label in extra.tlp
+        # makes the advisory AMBER
+        red = parsed_events("icsma-17-009-01a.json", **{"sharing.tlp": "GREEN", "tlp": "GREEN",
+                                                         "extra.misp_tags": [{"name": "tlp:red"}]})[0]
+        self.run_output([red], errors=1)
+        self.assertRegexpMatchesLog(r"for key 'extra\.misp_tags\[0\]\.name': TLP:RED is never published")
+        self.assertFalse(self.out.exists() and any(self.out.rglob("*.json")))
+        amber = parsed_events("icsma-17-009-01a.json", **{"sharing.tlp": "GREEN", "tlp": "GREEN",
+                                                           "extra.tlp": "TLP:AMBER"})
+        self.run_output(amber)
+        (doc,) = self.documents("amber")
+        self.assertEqual(json.loads(doc.read_text())["document"]["distribution"]["tlp"]["label"], "AMBER")
+        self.assertEqual(self.documents("green"), [])
+
+    def test_hostile_labels_are_dumped_with_the_field_named(self):
+        for base, value, field in (("extra.tlp", ["RED"], r"extra\.tlp"),
+                                   ("extra.misp_tags", [{"name": "tlp\u200b:red"}], r"extra\.misp_tags\[0\]\.name"),
+                                   ("extra.misp_tags", [{"colour": "#cc0033"}], r"extra\.misp_tags\[0\]")):
+            event = parsed_events("icsma-17-009-01a.json", **{base: value})[0]
+            self.run_output([event], errors=1)
+            self.assertRegexpMatchesLog(f"for key '{field}'")
+        self.assertFalse(self.out.exists() and any(self.out.rglob("*.json")))
+
+    def test_hidden_source_never_in_the_advisory(self):
+        # the advisory id, title, references and tracking come from the hub, never from a hidden source
+        source = parsed_events("icsma-17-009-01a.json")[0]
+        hidden = {name: source[name] for name in ("csaf.tracking_id", "csaf.publisher", "csaf.document_url",
+                                                  "event_description.url")}
+        hidden.update(HIDDEN_SOURCE)
+        flagged = parsed_events("icsma-17-009-01a.json", **HIDDEN_SOURCE, **{"sharing.do_not_disclose_source": True})
+        chr_tag = parsed_events("icsa-19-344-03.json", **HIDDEN_SOURCE, **{"extra.tags": "tlp:ex:chr,osint"})
+        self.run_output(flagged + chr_tag)
+        docs = self.documents()
+        self.assertEqual({d.name for d in docs}, {"hub-cve-2017-5149.json", "hub-cve-2018-18440.json",
+                                                  "hub-cve-2019-13103.json"})   # grouped by CVE instead
+        written = "".join(p.read_text(errors="replace") for p in Path(self.tmp.name).rglob("*") if p.is_file())
+        for field, value in hidden.items():
+            self.assertNotIn(value.lower(), written.lower(), field)
+        for word in ("icsma-17-009-01a", "icsa-19-344-03", "secret-originator", "cisa"):
+            self.assertNotIn(word, written.lower())
+        for doc in docs:
+            self.assertEqual(csaf.validate(json.loads(doc.read_text()))[0], [])
 
     def test_non_vulnerability_event_is_dumped(self):
         event = {"__type": "Event", "classification.type": "scanner", "source.ip": "192.0.2.1",

@@ -22,6 +22,13 @@ PASSPHRASE = "correct horse battery staple"
 TRUST = write_trust(KEY_DIR / "trust.yaml", {"de-hub": KEY})
 
 
+#: What names or points at a source that must stay hidden (tlp.SOURCE_FIELDS), with values to search for.
+HIDDEN_SOURCE = {"feed.url": "https://feeds.secret-originator.example/cti", "feed.name": "Secret Originator Feed",
+                 "event_description.url": "https://misp.secret-originator.example/events/view/4242",
+                 "misp.event_uuid": "5f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
+                 "provenance.originator": "cert-secret-originator"}
+
+
 def ev(n, tlp="GREEN", **extra):
     out = {"__type": "Event", "classification.type": "scanner", "classification.taxonomy": "information-gathering",
            "source.ip": f"192.0.2.{n}", "sharing.tlp": tlp, "provenance.origin_hub": "de-hub",
@@ -139,6 +146,45 @@ class TestCrossBorderExchangeOutputBot(CrossBorderBotTestCase, unittest.TestCase
         self.run_with([unlabelled], allowed_error_count=1, seal_on_shutdown=True)
         self.assertRegexpMatchesLog("without a TLP label")
         assert self.bundles() == []
+
+    def test_effective_tlp_is_the_most_restrictive_label(self):
+        # issue 12: sharing.tlp GREEN does not lower a tlp:red MISP tag (or an AMBER extra.tlp)
+        red = ev(1, **{"extra.misp_tags": [{"name": "osint:source-type=\"feed\""}, {"name": "tlp:red"}]})
+        amber = ev(2, **{"extra.tlp": "amber"})
+        self.run_with([red, amber], allowed_error_count=1, seal_on_shutdown=True)
+        self.assertRegexpMatchesLog(r"for key 'extra\.misp_tags\[1\]\.name': TLP:RED is never forwarded")
+        (_, events), = self.bundles()
+        assert [(e["source.ip"], e["sharing.tlp"]) for e in events] == [("192.0.2.2", "AMBER")]
+        self.run_with([ev(3, **{"extra.tlp": "amber"})], max_tlp="GREEN", allowed_error_count=1)
+        self.assertRegexpMatchesLog(r"for key 'extra\.tlp': TLP:AMBER is above max_tlp GREEN")
+
+    def test_hostile_labels_are_dumped_with_the_field_named(self):
+        hostile = {"extra.tlp": ["RED"], "extra.misp_tags[0].name": [{"name": "tlp\u200b:red"}],
+                   "extra.misp_tags[0]": [{"colour": "#cc0033"}]}
+        for field, value in hostile.items():
+            base = field.split("[")[0]
+            self.run_with([ev(1, **{base: value})], allowed_error_count=1, seal_on_shutdown=True)
+            self.assertRegexpMatchesLog("for key '" + field.replace(".", "\\.").replace("[", "\\[")
+                                        .replace("]", "\\]") + "'")
+            assert self.bundles() == []
+
+    def test_hidden_source_never_in_the_bundle(self):
+        from intelmq_crossborder.fingerprint import fingerprint
+        flagged = ev(1, **HIDDEN_SOURCE, **{"sharing.do_not_disclose_source": True})
+        flagged["provenance.fingerprint"] = fingerprint(flagged)      # over event_description.url
+        chr_tag = ev(2, **HIDDEN_SOURCE, **{"extra.misp_tags": [{"name": "tlp:ex:chr"}]})
+        shown = ev(3, **{"feed.name": "Public Feed"})
+        self.run_with([flagged, chr_tag, shown], seal_on_shutdown=True)
+        (manifest, events), = self.bundles()
+        written = json.dumps([manifest.to_dict(), events]) + "".join(
+            p.read_text(errors="replace") for p in (self.dir / "spool").rglob("*") if p.is_file())
+        for field, value in HIDDEN_SOURCE.items():
+            assert value not in written, field
+        assert "secret-originator" not in written.lower()
+        assert [e.get("sharing.do_not_disclose_source") for e in events] == [True, True, None]
+        assert events[0]["provenance.fingerprint"] not in (flagged["provenance.fingerprint"], None)
+        assert events[0]["provenance.fingerprint"] == fingerprint(events[0])
+        assert events[2]["feed.name"] == "Public Feed"            # a source not hidden stays
 
     def test_amber_allowed_up_to_max_tlp(self):
         self.run_with([ev(1, tlp="AMBER"), ev(2, tlp="CLEAR")], seal_on_shutdown=True)

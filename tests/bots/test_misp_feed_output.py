@@ -13,6 +13,11 @@ from intelmq_crossborder.bots.outputs.misp_feed.output import CrossBorderMISPFee
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "misp"
 PEER = str(FIX / "agreements" / "peer-hub-de.yaml")
+#: What names or points at a source that must stay hidden (tlp.SOURCE_FIELDS), with values to search for.
+HIDDEN_SOURCE = {"feed.url": "https://feeds.secret-originator.example/cti", "feed.name": "Secret Originator Feed",
+                 "event_description.url": "https://misp.secret-originator.example/events/view/4242",
+                 "misp.event_uuid": "5f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
+                 "provenance.originator": "cert-secret-originator"}
 
 
 def ev(ip="192.0.2.1", tlp="GREEN", day="2024-05-01", **fields):
@@ -80,6 +85,38 @@ class TestCrossBorderMISPFeedOutputBot(CrossBorderBotTestCase, unittest.TestCase
         self.assertRegexpMatchesLog(r"TLP:RED is never forwarded automatically; not written to the MISP feed")
         self.assertRegexpMatchesLog(r"TLP:AMBER\+STRICT never leaves the organisation .*not written to the MISP feed")
         self.assertFalse((self.dir / "manifest.json").exists())
+
+    def test_effective_tlp_is_the_most_restrictive_label(self):
+        # issue 12: sharing.tlp GREEN does not lower a tlp:red / tlp:amber tag of the event
+        self.write([ev(extra__misp_tags=[{"name": "tlp:red"}])], allowed_error_count=1)
+        self.assertRegexpMatchesLog(r"for key 'extra\.misp_tags\[0\]\.name': TLP:RED is never forwarded")
+        self.assertFalse((self.dir / "manifest.json").exists())
+        self.write([ev(extra__tags="osint,tlp:amber")])
+        (entry,) = json.loads((self.dir / "manifest.json").read_text()).values()
+        self.assertEqual({t["name"] for t in entry["Tag"] if t["name"].startswith("tlp:")}, {"tlp:amber"})
+
+    def test_hostile_labels_are_dumped_with_the_field_named(self):
+        for base, value, field in (("extra.tlp", ["RED"], r"extra\.tlp"),
+                                   ("extra.misp_tags", [{"name": "tlp\u200b:red"}], r"extra\.misp_tags\[0\]\.name"),
+                                   ("extra.misp_tags", [{"colour": "#cc0033"}], r"extra\.misp_tags\[0\]")):
+            self.write([ev(**{base.replace(".", "__"): value})], allowed_error_count=1)
+            self.assertRegexpMatchesLog(f"for key '{field}'")
+        self.assertEqual(list(self.dir.iterdir()), [])
+
+    def test_hidden_source_never_in_the_feed(self):
+        from intelmq_crossborder import misp
+        flagged = ev(**HIDDEN_SOURCE, sharing__do_not_disclose_source=True)
+        chr_tag = ev("192.0.2.2", **HIDDEN_SOURCE, extra__misp_tags=[{"name": "tlp:ex:chr"}])
+        self.write([flagged, chr_tag], grouping="incident", incident_field="misp.event_uuid",
+                   event_info="{recipient} {key} {feed} {incident} {day}")
+        written = "".join(p.read_text() for p in self.dir.iterdir())
+        for field, value in HIDDEN_SOURCE.items():
+            self.assertNotIn(value, written, field)
+        self.assertNotIn("secret-originator", written.lower())
+        (uuid,) = json.loads((self.dir / "manifest.json").read_text())
+        self.assertNotIn(uuid, {misp.deterministic_uuid("peer-hub-de", f"incident:{HIDDEN_SOURCE['misp.event_uuid']}"),
+                                misp.deterministic_uuid("peer-hub-de", f"feed:{HIDDEN_SOURCE['feed.name']}:2024-05-01")})
+        self.assertIn("tlp:ex:chr", written)
 
     def test_hidden_source_not_in_the_event_title_of_the_hubs_copy(self):
         # Regression (leak audit): {key} in event_info came from the hub's copy and showed the feed

@@ -15,6 +15,11 @@ from intelmq_crossborder.bots.outputs.misp.output import CrossBorderMISPOutputBo
 AGREEMENTS = Path(__file__).resolve().parent.parent / "fixtures" / "misp" / "agreements"
 PEER = str(AGREEMENTS / "peer-hub-de.yaml")
 KEY = "k3y-Secret-0123456789abcdefghijklmnopqrstuvwx"
+#: What names or points at a source that must stay hidden (tlp.SOURCE_FIELDS), with values to search for.
+HIDDEN_SOURCE = {"feed.url": "https://feeds.secret-originator.example/cti", "feed.name": "Secret Originator Feed",
+                 "event_description.url": "https://misp.secret-originator.example/events/view/4242",
+                 "misp.event_uuid": "5f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
+                 "provenance.originator": "cert-secret-originator"}
 
 
 def ev(ip="192.0.2.1", tlp="GREEN", when="2024-05-01T09:00:00+00:00", **fields):
@@ -216,6 +221,52 @@ class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
         self.push([ev(tlp="AMBER")])
         self.assertEqual(len(self.srv.events), 1)
         self.assertEqual(len(self.srv.writes()), 1)
+
+    def test_effective_tlp_is_the_most_restrictive_label(self):
+        # issue 12: sharing.tlp GREEN does not lower a tlp:amber / tlp:red MISP tag of the event
+        self.push([ev(tlp="GREEN", extra__misp_tags=[{"name": "tlp:red"}])], allowed_error_count=1)
+        self.assertRegexpMatchesLog(r"for key 'extra\.misp_tags\[0\]\.name': TLP:RED is never forwarded")
+        self.assertEqual(self.srv.events, {})
+        self.push([ev(tlp="GREEN", extra__misp_tags=[{"name": "tlp:amber"}])])
+        stored = self.only_event()
+        (attr,) = stored["Attribute"]
+        for block in (stored, attr):
+            self.assertEqual({t["name"] for t in block["Tag"] if t["name"].startswith("tlp:")}, {"tlp:amber"})
+
+    def test_hostile_labels_are_dumped_with_the_field_named(self):
+        for base, value, field in (("extra.tlp", ["RED"], r"extra\.tlp"),
+                                   ("extra.misp_tags", [{"name": "tlp\u200b:red"}], r"extra\.misp_tags\[0\]\.name"),
+                                   ("extra.misp_tags", [{"colour": "#cc0033"}], r"extra\.misp_tags\[0\]")):
+            self.push([ev(**{base.replace(".", "__"): value})], allowed_error_count=1)
+            self.assertRegexpMatchesLog(f"for key '{field}'")
+        self.assertEqual(self.srv.events, {})
+        self.assertEqual(self.srv.writes(), [])
+
+    def test_hidden_source_never_in_what_is_pushed(self):
+        # the peer's agreement discloses sources, but the event says its own must stay hidden:
+        # no source value in the title ({feed}, {key}), the attributes or the event UUID
+        from intelmq_crossborder import misp
+        flagged = ev(**HIDDEN_SOURCE, sharing__do_not_disclose_source=True)
+        chr_tag = ev("192.0.2.2", **HIDDEN_SOURCE, extra__misp_tags=[{"name": "tlp:ex:chr"}])
+        self.push([flagged, chr_tag], grouping="incident", incident_field="misp.event_uuid",
+                  event_info="{recipient} {key} {feed} {incident} {day}")
+        written = json.dumps([self.srv.writes(), self.srv.events, self.srv.requests], default=str)
+        for field, value in HIDDEN_SOURCE.items():
+            self.assertNotIn(value, written, field)
+        self.assertNotIn("secret-originator", written.lower())
+        stored = self.only_event()
+        guessable = {misp.deterministic_uuid("peer-hub-de", f"incident:{HIDDEN_SOURCE['misp.event_uuid']}"),
+                     misp.deterministic_uuid("peer-hub-de", f"feed:{HIDDEN_SOURCE['feed.name']}:2024-05-01")}
+        self.assertNotIn(stored["uuid"], guessable)
+        self.assertEqual(len(stored["Attribute"]), 2)
+        for attr in stored["Attribute"]:
+            self.assertIn("tlp:ex:chr", {t["name"] for t in attr["Tag"]})
+        writes = len(self.srv.writes())                     # looked up under the UUID it was written with
+        self.push([flagged, chr_tag], grouping="incident", incident_field="misp.event_uuid",
+                  event_info="{recipient} {key} {feed} {incident} {day}")
+        self.assertEqual(len(self.srv.writes()), writes)
+        self.push([ev("192.0.2.3")])                       # a source not hidden stays
+        self.assertIn("member-misp", json.dumps(self.srv.events))
 
     def test_community_agreement_caps_at_green_and_hides_source(self):
         self.push([ev(tlp="AMBER")], agreement_file=str(AGREEMENTS / "community-isac.yaml"), allowed_error_count=1)
