@@ -50,7 +50,7 @@ from typing import Dict, Iterable, List, Optional
 
 import yaml
 
-from intelmq_crossborder import bundle, policy, tlp
+from intelmq_crossborder import bundle, inputs, policy, tlp
 from intelmq_crossborder.runner import (REPO_DIR, IntelMQInstance, PipelineError, chown_for_intelmq, load_runtime,
                                         prefix_queues)
 
@@ -324,9 +324,19 @@ def _audit_records(inst: IntelMQInstance) -> List[dict]:
 
 
 def _read_jsonl(path: Path) -> list:
+    """The events a file output wrote, read as hostile input (a duplicate key would otherwise
+    be read as one of its values: a lowered label the leak check would not see)."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+    events = []
+    with open(path, "rb") as fh:
+        for _, value in inputs.iter_json_lines(fh, path):
+            if isinstance(value, inputs.InputError):
+                raise PipelineError(f"what a recipient received cannot be read: {value}")
+            if not isinstance(value, dict):
+                raise PipelineError(f"{path}: a received event that is not a JSON object")
+            events.append(value)
+    return events
 
 
 def collect(cons: Consortium) -> dict:
@@ -380,11 +390,23 @@ def _looks_pseudonymised(value) -> bool:
     return text.startswith(("pseudo-", "fd")) or text.endswith(".invalid")
 
 
+def effective_label(event: dict) -> str:
+    """The event's effective TLP as the TLP core reads it (every label counts), ``(none)``
+    without any, ``(unreadable)`` when its labels cannot be read: for the report's counts."""
+    try:
+        return tlp.event_tlp(event).label or "(none)"
+    except tlp.LabelError:
+        return "(unreadable)"
+
+
 def leak_check(result: dict) -> List[str]:
     """Every received event graded on its own against the recipient's agreement: its
-    ``sharing.tlp`` within :func:`policy.tlp_ceiling`, none of the removed fields, no
-    pseudonymised field in clear, no originator fields when the source is not disclosed.
-    Returns one line per leak (empty: no leak).  The router's own decisions are not used."""
+    effective TLP (:func:`tlp.event_tlp`: the most restrictive label it carries, in any
+    field) within :func:`policy.tlp_ceiling`, none of the removed fields, no pseudonymised
+    field in clear, no field that names or points at the originator (the agreement's
+    ``originator_fields`` and :data:`tlp.SOURCE_FIELDS`) when the agreement does not
+    disclose the source or the event says to hide it.  Returns one line per leak (empty:
+    no leak).  The router's own decisions are not used: only what arrived and the agreements."""
     leaks = []
     for d in result["deliveries"]:
         for ev in d.events:
@@ -393,25 +415,28 @@ def leak_check(result: dict) -> List[str]:
             if a is None:
                 leaks.append(f"{where}: the sender has no agreement with this recipient")
                 continue
-            label = ev.get("sharing.tlp")
+            hide = not a.disclose_source
             try:
-                level = tlp.parse_level(label, "sharing.tlp") if label else None
-            except tlp.UnknownTLPError:
-                level = None
-            if level is None:
-                leaks.append(f"{where}: no readable sharing.tlp ({label!r})")
-            elif level > policy.tlp_ceiling(a):
-                leaks.append(f"{where}: TLP:{level.label} above the agreement's ceiling "
-                             f"TLP:{policy.tlp_ceiling(a).label}")
+                read = tlp.event_tlp(ev)
+            except tlp.LabelError as exc:
+                leaks.append(f"{where}: labels that cannot be read arrived ({exc})")
+                read, hide = None, True
+            if read is not None:
+                hide = hide or read.hide_source
+                if read.level is None:
+                    leaks.append(f"{where}: no readable TLP label arrived")
+                elif read.level > policy.tlp_ceiling(a):
+                    leaks.append(f"{where}: TLP:{read.level.label} above the agreement's ceiling "
+                                 f"TLP:{policy.tlp_ceiling(a).label}")
             removed = policy.FieldSelector(a.remove_fields)
             pseudo = policy.FieldSelector(a.pseudonymise_fields)
+            source = policy.FieldSelector(tuple(a.originator_fields) + tuple(tlp.SOURCE_FIELDS))
             for key, value in ev.items():
                 if removed.matches(key):
                     leaks.append(f"{where}: removed field {key} present")
                 elif pseudo.matches(key) and not _looks_pseudonymised(value):
                     leaks.append(f"{where}: field {key} in clear")
-                elif not a.disclose_source and policy.FieldSelector(a.originator_fields).matches(key) \
-                        and not _looks_pseudonymised(value):
+                elif hide and source.matches(key) and not _looks_pseudonymised(value):
                     leaks.append(f"{where}: originator field {key} disclosed")
             if "raw" in ev and not a.keep_raw:
                 leaks.append(f"{where}: raw kept")
@@ -472,7 +497,7 @@ def received(result: dict) -> Dict[str, Dict[str, str]]:
     out = collections.defaultdict(dict)
     for d in result["deliveries"]:
         for ev in d.events:
-            out[d.recipient][identity(ev)] = ev.get("sharing.tlp", "(none)")
+            out[d.recipient][identity(ev)] = effective_label(ev)
     return dict(out)
 
 
@@ -492,7 +517,7 @@ def report(result: dict) -> str:
         total = sum(len(d.events) for d in deliveries)
         srcs = ", ".join(f"{d.sender} {len(d.events)} ({d.how})" for d in deliveries if d.events) or "nothing"
         lines.append(f"  {recipient}: received {total} event(s): {srcs}")
-        counts = collections.Counter((ev.get("sharing.tlp", "(none)"), ev.get("classification.type", "?"))
+        counts = collections.Counter((effective_label(ev), ev.get("classification.type", "?"))
                                      for d in deliveries for ev in d.events)
         for (label, ctype), n in sorted(counts.items(), key=lambda kv: (
                 _TLP_ORDER.index(kv[0][0]) if kv[0][0] in _TLP_ORDER else 9, kv[0][1])):
@@ -505,7 +530,7 @@ def report(result: dict) -> str:
               for _, ev in ews}
     lines.append(f"Early warnings raised: {len(raised)}")
     for recipient, ev in ews:
-        lines.append(f"  to {recipient} (TLP:{ev.get('sharing.tlp')}): {ev.get('comment')}")
+        lines.append(f"  to {recipient} (TLP:{effective_label(ev)}): {ev.get('comment')}")
     dumps = {(m, bot): entries for m, per in result["dumps"].items() for bot, entries in per.items()}
     lines.append("")
     lines.append(f"Dumped (malformed input, kept in the dump files): {sum(len(v) for v in dumps.values())}")

@@ -58,7 +58,11 @@ def run_first_pipeline(workdir: Path, sample: Path = FIRST_SAMPLE, redis_db: int
 
 
 def summarise(result: dict) -> str:
-    per_tlp = collections.Counter(ev.get("sharing.tlp", "(none)") for ev in result["events"])
+    """Events out per effective TLP (the TLP core's reader: the most restrictive label an
+    event carries; ``(unreadable)`` for labels it cannot read), and what was dumped."""
+    from intelmq_crossborder.consortium import effective_label
+
+    per_tlp = collections.Counter(effective_label(ev) for ev in result["events"])
     lines = [f"First pipeline: {result['input_count']} events in, {len(result['events'])} out, "
              f"{sum(len(v) for v in result['dumps'].values())} dumped."]
     order = ["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"]
