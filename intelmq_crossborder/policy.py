@@ -454,7 +454,7 @@ def load_agreement(path, harmonization: Optional[dict] = None) -> Agreement:
     paths that are not readable files are an :class:`AgreementError`, never a traceback."""
     path = Path(path)
     try:
-        data = inputs.read_yaml(path, what="agreement file")
+        data = inputs.read_yaml(path, what="YAML agreement file")
     except inputs.InputError as exc:
         reason = exc.reason
         if "nesting" in reason or "nested" in reason:

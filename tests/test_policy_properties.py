@@ -6,6 +6,9 @@ agreements have random relations, ceilings, filters and redaction lists.  The
 oracle below is written from TLP 2.0 and the agreement schema, not from
 ``policy``: no recipient ever receives more than its agreement and TLP 2.0
 allow, and no removed or pseudonymised field appears in clear in any output.
+Every label counts: a ``sharing.tlp`` lower than another label never lowers it.
+A hidden source never appears in any field of a copy, whatever ``originator_fields``
+says.
 """
 import json
 
@@ -20,6 +23,10 @@ RELATION_MAX = {"same-organisation": "AMBER+STRICT", "constituent": "AMBER", "co
 TYPES = ["scanner", "phishing", "c2-server", "vulnerable-system"]
 REDACTABLE = ["source.ip", "source.fqdn", "source.account", "destination.ip", "extra.contact", "extra.note",
               "malware.name", "provenance.originator", "feed.name"]
+#: fields that name or point at the originator (tlp.SOURCE_FIELDS), set on some events
+SOURCE_VALUES = {"feed.url": "https://misp.originator.example/feeds/7", "feed.provider": "Originator CERT",
+                 "event_description.url": "https://misp.originator.example/events/view/4242",
+                 "misp.event_uuid": "5f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b", "csaf.publisher": "Originator PSIRT"}
 PAP = ["CLEAR", "GREEN", "AMBER", "RED"]
 
 # every spelling the parser accepts, with the level it means
@@ -37,8 +44,8 @@ def labels(draw):
     fields, levels = {}, []
     if draw(st.booleans()):
         level = draw(st.sampled_from(list(RANK)))
-        fields["sharing.tlp"] = level                # canonical: what the TLP expert wrote
-        return fields, level
+        fields["sharing.tlp"] = level                # canonical: what the TLP expert (or a peer) wrote
+        levels.append(level)
     for name in draw(st.lists(st.sampled_from(["tlp", "extra.tlp", "extra.csaf_tlp", "extra.misp_tags"]),
                               unique=True, max_size=3)):
         text, level = draw(st.sampled_from(SPELLINGS))
@@ -51,7 +58,20 @@ def labels(draw):
             text = misp_text + extra
         fields[name] = text
         levels.append(level)
-    return fields, (max(levels, key=RANK.get) if levels else None)
+    effective = max(levels, key=RANK.get) if levels else None
+    if fields.get("tlp") == "RED":
+        # the stock field cannot say AMBER+STRICT (the TLP expert writes RED for it): a stock
+        # RED beside an AMBER+STRICT label and no other RED is that AMBER+STRICT (docs/tlp.md)
+        others = [_level_of(n, v) for n, v in fields.items() if n != "tlp"]
+        if "AMBER+STRICT" in others and "RED" not in others:
+            effective = "AMBER+STRICT"
+    return fields, effective
+
+
+def _level_of(name: str, text: str) -> str:
+    if name == "extra.misp_tags":
+        text = text.split(",")[0]
+    return tlp.parse_level(text).label
 
 
 @st.composite
@@ -75,6 +95,10 @@ def events(draw):
         ev["sharing.do_not_disclose_source"] = True
     if draw(st.booleans()):
         ev["provenance.origin_country"] = draw(st.sampled_from(["AT", "DE", "FR"]))
+    for name in draw(st.lists(st.sampled_from(sorted(SOURCE_VALUES)), unique=True)):
+        ev[name] = SOURCE_VALUES[name]
+    if "misp.event_uuid" in ev and draw(st.booleans()):
+        ev["provenance.event_uuid"] = ev["misp.event_uuid"]     # the MISP parser's event id
     return ev, level
 
 
@@ -90,6 +114,9 @@ def agreements(draw):
             "disclose_source": draw(st.booleans()),
             "hide_source": draw(st.sampled_from(["remove", "pseudonymise"])),
             "keep_raw": draw(st.booleans())}
+    if draw(st.booleans()):     # adds to tlp.SOURCE_FIELDS, never replaces it
+        data["originator_fields"] = draw(st.lists(st.sampled_from(["provenance.originator", "feed.name",
+                                                                   "extra.contact"]), unique=True))
     if draw(st.booleans()):
         data["types"] = draw(st.lists(st.sampled_from(TYPES), unique=True, min_size=1))
     if draw(st.booleans()):
@@ -140,7 +167,9 @@ def test_no_recipient_gets_more_than_allowed(generated, data):
     hidden = list(data["remove_fields"]) + list(data["pseudonymise_fields"])
     chr_flag = event.get("sharing.do_not_disclose_source") or ",tlp:ex:chr" in event.get("extra.misp_tags", "")
     if not data["disclose_source"] or chr_flag:
-        hidden += ["provenance.originator", "feed.name"]
+        hidden += list(tlp.SOURCE_FIELDS) + list(data.get("originator_fields", []))
+        if "misp.event_uuid" in event:
+            assert event["misp.event_uuid"] not in json.dumps(out), "the originator's MISP event id disclosed"
     for name in hidden:
         if name in event:
             assert not in_clear(event[name], out), f"{name} in clear"

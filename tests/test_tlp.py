@@ -138,14 +138,120 @@ def test_every_export_row_parses_back_to_at_least_its_level():
             assert reader(row[0].text) >= level, (std, level)
 
 
-def test_read_event_labels():
-    event = {"tlp": "AMBER", "extra.misp_tags": ["tlp:red", "type:OSINT"], "extra.tlp": "tlp:ex:chr"}
-    got = tlp.read_event_labels(event, ["tlp", "extra.misp_tags", "extra.tlp"])
-    assert got.level == L.RED and got.chatham_house
-    assert [f for f, _ in got.found] == ["tlp", "extra.misp_tags", "extra.tlp"]
-    assert tlp.read_event_labels({}, ["tlp"]).level is None
-    with pytest.raises(tlp.UnknownTLPError, match="field extra.tlp"):
-        tlp.read_event_labels({"extra.tlp": "BLUE"}, ["extra.tlp"])
+# --- event_tlp: the one reader of an event's labels ------------------------------------
+
+def test_event_tlp_most_restrictive_of_every_field():
+    event = {"tlp": "AMBER", "extra.misp_tags": ["tlp:red", "type:OSINT"], "extra.tlp": "tlp:ex:chr",
+             "source.ip": "192.0.2.1"}
+    got = tlp.event_tlp(event)
+    assert got.level == L.RED and got.hide_source
+    assert sorted(got.found) == [("extra.misp_tags[0]", "RED"), ("extra.tlp", "ex:chr"), ("tlp", "AMBER")]
+    assert got.why.startswith("TLP:RED from extra.misp_tags[0]") and "tlp AMBER" in got.why
+
+
+def test_event_tlp_no_label_is_none_never_clear():
+    got = tlp.event_tlp({"source.ip": "192.0.2.1", "comment": "This is TLP:RED data, says the text"})
+    assert got.level is None and got.label is None and not got.hide_source and got.why == "no TLP label"
+
+
+@pytest.mark.parametrize("event,level", [
+    ({"sharing.tlp": "GREEN", "extra.misp_tags": [{"name": "tlp:red"}]}, L.RED),
+    ({"sharing.tlp": "CLEAR", "extra.tags": "osint,tlp:amber"}, L.AMBER),
+    ({"sharing.tlp": "GREEN", "extra.csaf_tlp": "AMBER+STRICT"}, L.AMBER_STRICT),
+    ({"sharing.tlp": "AMBER", "tlp": "GREEN"}, L.AMBER),
+    ({"sharing.tlp": "GREEN", "extra.misp": {"Event": {"Tag": [{"name": "tlp:amber"}]}}}, L.AMBER),
+    ({"sharing.tlp": "GREEN", "extra.refs": ["marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed"]},
+     L.RED),
+    ({"sharing.tlp": "GREEN", "comment": "TLP:AMBER"}, L.AMBER),
+])
+def test_event_tlp_sharing_tlp_never_lowers_another_label(event, level):
+    assert tlp.event_tlp(event).level == level
+
+
+@pytest.mark.parametrize("event,level", [
+    ({"tlp": "RED", "sharing.tlp": "AMBER+STRICT"}, L.AMBER_STRICT),        # the TLP expert's own output
+    ({"tlp": "RED", "extra.tlp": "tlp:amber+strict"}, L.AMBER_STRICT),
+    ({"tlp": "RED"}, L.RED),
+    ({"tlp": "RED", "sharing.tlp": "AMBER"}, L.RED),
+    ({"tlp": "RED", "sharing.tlp": "AMBER+STRICT", "extra.misp_tags": "tlp:red"}, L.RED),
+])
+def test_event_tlp_stock_red_beside_amber_strict(event, level):
+    assert tlp.event_tlp(event).level == level
+
+
+@pytest.mark.parametrize("event,field", [
+    # look-alikes: zero-width space, Cyrillic letters, full-width colon and letters
+    ({"extra.misp_tags": ["tlp\u200b:red"]}, "extra.misp_tags[0]"),
+    ({"extra.tags": "osint,tlp:r\u0435d"}, "extra.tags[1]"),                    # Cyrillic e
+    ({"extra.tlp": "\u0422LP:RED"}, "extra.tlp"),                               # Cyrillic T
+    ({"sharing.tlp": "GREEN", "extra.note": "TLP\uff1aRED"}, "extra.note"),       # full-width colon
+    ({"extra.note": "\uff34\uff2c\uff30:\uff32\uff25\uff24"}, "extra.note"),  # full-width letters
+    ({"sharing.tlp": "GREEN", "tlp": "R\u0415D"}, "tlp"),
+    # labels in lists or other shapes where a string is expected
+    ({"sharing.tlp": ["RED"]}, "sharing.tlp"),
+    ({"extra.tlp": {"label": "RED"}}, "extra.tlp"),
+    ({"extra.csaf_tlp": 4}, "extra.csaf_tlp"),
+    ({"extra.misp_tags": [["tlp:red"]]}, "extra.misp_tags[0]"),
+    ({"extra.misp_tags": {"name": "tlp:red"}}, "extra.misp_tags"),
+    ({"extra.misp_tags": [{"name": "tlp:green"}, {"colour": "#ff0000"}]}, "extra.misp_tags[1]"),
+    ({"extra.misp_tags": [{"name": None}]}, "extra.misp_tags[0]"),
+    # unknown labels in a label field or the tlp namespace
+    ({"extra.tlp": "PURPLE"}, "extra.tlp"),
+    ({"extra.misp_tags": "tlp:purple,osint"}, "extra.misp_tags[0]"),
+    # fields whose name says TLP but are not label fields, also nested in extra
+    ({"extra.tlp_level": "RED"}, "extra.tlp_level"),
+    ({"extra.TLP": "RED"}, "extra.TLP"),
+    ({"extra.misp": {"Event": {"tlp": "red"}}}, "extra.misp.Event.tlp"),
+    ({"extra.x": [{"y": {"TLP_label": "AMBER"}}]}, "extra.x[0].y.TLP_label"),
+    # the source flag must be a boolean
+    ({"sharing.do_not_disclose_source": "maybe"}, "sharing.do_not_disclose_source"),
+    ({"sharing.do_not_disclose_source": 2}, "sharing.do_not_disclose_source"),
+    ({"sharing.do_not_disclose_source": 1.0}, "sharing.do_not_disclose_source"),
+    ({"sharing.do_not_disclose_source": ["true"]}, "sharing.do_not_disclose_source"),
+])
+def test_event_tlp_fails_closed_naming_the_field(event, field):
+    with pytest.raises(tlp.LabelError) as info:
+        tlp.event_tlp(event)
+    assert info.value.field == field
+    assert str(info.value).startswith(f"field {field}: ")
+    assert isinstance(info.value, tlp.UnknownTLPError)          # callers catching the parser's error see it too
+
+
+def test_event_tlp_too_deep_is_refused():
+    value = "x"
+    for _ in range(40):
+        value = {"a": value}
+    with pytest.raises(tlp.LabelError, match="nested too deeply"):
+        tlp.event_tlp({"extra.deep": value})
+
+
+@pytest.mark.parametrize("flag,hidden", [(True, True), ("true", True), (1, True), ("yes", True), (False, False),
+                                         ("false", False), (0, False), (None, False), ("", False)])
+def test_event_tlp_hide_flag_booleans(flag, hidden):
+    assert tlp.event_tlp({"sharing.do_not_disclose_source": flag, "tlp": "GREEN"}).hide_source is hidden
+
+
+def test_event_tlp_chatham_house_tag_anywhere_hides_the_source():
+    for event in ({"extra.misp_tags": [{"name": "tlp:ex:chr"}]}, {"extra.tags": "tlp:green,tlp:ex:chr"},
+                  {"extra.misp": {"Tag": [{"name": "tlp:ex:chr"}]}},
+                  {"sharing.do_not_disclose_source": False, "extra.tags": ["tlp:ex:chr"]}):
+        assert tlp.event_tlp(event).hide_source, event
+
+
+def test_event_tlp_reads_an_intelmq_event():
+    from intelmq.lib.message import Event
+    from intelmq_crossborder.harmonization import merged_harmonization
+    event = Event({"sharing.tlp": "GREEN", "extra.misp_tags": [{"name": "tlp:amber"}]},
+                  harmonization=merged_harmonization())
+    assert tlp.event_tlp(event).level == L.AMBER
+
+
+@pytest.mark.xfail(strict=True, reason="tlp.event_tlp: the STIX gate in _walk_other is case-sensitive "
+                                       "(reported to the lead; remove this marker when fixed)")
+def test_event_tlp_upper_case_stix_marking_in_another_field_counts():
+    # the parser reads upper-case STIX ids (test_stix_ids_both_ways) and extra.tlp does
+    assert tlp.event_tlp({"extra.tlp": STIX[3][0].upper()}).level == L.RED
+    assert tlp.event_tlp({"sharing.tlp": "GREEN", "extra.refs": [STIX[3][0].upper()]}).level == L.RED
 
 
 def _spellings_of(level):
