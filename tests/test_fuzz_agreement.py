@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import given, strategies as st
 
 import fuzzing
 from intelmq_crossborder import policy
@@ -70,6 +70,35 @@ def test_fuzz_agreement_structural(workdir, doc):
 @given(fuzzing.mutated_bytes(SEED_TEXT, max_depth=300))
 def test_fuzz_agreement_bytes(workdir, data):
     _record("agreement_bytes", data, workdir)
+
+
+#: (field, how to put a value with white space into an agreement) for every id, code and field name
+WHITESPACE_TARGETS = {
+    "recipient": lambda doc, v: doc.__setitem__("recipient", doc["recipient"] + v),
+    "hub_id": lambda doc, v: doc.__setitem__("hub_id", "de-hub" + v),
+    "country": lambda doc, v: doc.__setitem__("country", doc["country"] + v),
+    "origin_countries[0]": lambda doc, v: doc.__setitem__("origin_countries", ["AT" + v]),
+    "remove_fields[0]": lambda doc, v: doc.__setitem__("remove_fields", ["extra.contact" + v]),
+    "pseudonymise_fields[0]": lambda doc, v: doc.__setitem__("pseudonymise_fields", ["source.ip" + v]),
+    "originator_fields[0]": lambda doc, v: doc.__setitem__("originator_fields", ["feed.name" + v]),
+}
+
+
+@fuzzing.fuzz_settings(0.05)
+@given(st.sampled_from(SEED_DOCS), st.sampled_from(sorted(WHITESPACE_TARGETS)),
+       st.sampled_from(["\n", " ", "\t", "\r\n", "\r", "\x0b", "\x0c", "\u00a0", "\u2028", "\n\n"]),
+       st.booleans())
+def test_fuzz_agreement_white_space_is_refused(workdir, seed, target, space, leading):
+    doc = {k: v for k, v in seed.items() if k not in ("remove_fields", "pseudonymise_fields")}
+    WHITESPACE_TARGETS[target](doc, space)
+    if leading:
+        key = target.split("[")[0]
+        doc[key] = [space + doc[key][0].rstrip()] if isinstance(doc[key], list) else space + doc[key].rstrip()
+    path = workdir / "white-space.yaml"
+    path.write_bytes(yaml.safe_dump(doc, allow_unicode=True).encode("utf-8"))
+    with pytest.raises(policy.AgreementError) as info:
+        policy.load_agreement(path)
+    assert info.value.field == target, str(info.value)
 
 
 @pytest.mark.parametrize("path", sorted((fuzzing.FUZZ_DIR / "agreement").glob("*")), ids=lambda p: p.name)
