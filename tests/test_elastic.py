@@ -137,3 +137,34 @@ def test_product_check_still_applies_without_opensearch_distribution():
         es.info = lambda: {"version": {"number": "2.0.0"}, "tagline": "not opensearch"}
         with pytest.raises(elasticsearch.UnsupportedProductError):
             client.info()
+
+
+def test_document_of_a_hidden_source_holds_none_of_its_fields():
+    import json
+    from intelmq_crossborder.fingerprint import fingerprint
+    source = {"feed.url": "https://feeds.secret-originator.example/cti", "feed.name": "Secret Originator Feed",
+              "event_description.url": "https://misp.secret-originator.example/events/view/4242",
+              "misp.event_uuid": "5f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b", "provenance.originator": "cert-x",
+              "raw": "c2VjcmV0LW9yaWdpbmF0b3I="}
+    for hide in ({"sharing.do_not_disclose_source": True}, {"extra.misp_tags": [{"name": "tlp:ex:chr"}]}):
+        flat = {"source.ip": "192.0.2.1", "sharing.tlp": "GREEN", **source, **hide}
+        flat["provenance.fingerprint"] = fingerprint(flat)            # over event_description.url
+        doc = elastic.build_document(flat, level=tlp.Level.GREEN, prefix="lake", rotation="daily",
+                                     default_retention_days=None, now=NOW, drop_fields=())
+        written = json.dumps([doc.id, doc.source])
+        assert not any(value in written for value in source.values())
+        assert doc.id != flat["provenance.fingerprint"] and doc.source["sharing"]["do_not_disclose_source"] is True
+    shown = elastic.build_document({"source.ip": "192.0.2.1", "feed.name": "Public"}, level=tlp.Level.GREEN,
+                                   prefix="lake", rotation="daily", default_retention_days=None, now=NOW)
+    assert shown.source["feed"]["name"] == "Public"
+
+
+@pytest.mark.parametrize("flat, field", [
+    ({"extra.tlp": ["RED"]}, "extra.tlp"),
+    ({"extra.misp_tags": [{"name": "tlp\u200b:red"}]}, "extra.misp_tags[0].name"),
+    ({"extra.misp_tags": [{"colour": "#cc0033"}]}, "extra.misp_tags[0]"),
+])
+def test_event_level_refuses_hostile_labels_naming_the_field(flat, field):
+    with pytest.raises(tlp.LabelError) as err:
+        elastic.event_level(dict(flat, **{"sharing.tlp": "GREEN"}), tlp.Level.GREEN)
+    assert err.value.field == field

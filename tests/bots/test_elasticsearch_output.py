@@ -1,4 +1,5 @@
 """BotTestCase tests of the cross-border Elasticsearch output against the local fake REST API."""
+import json
 import socket
 import time
 import unittest
@@ -9,6 +10,11 @@ from intelmq_crossborder.bots.outputs.elasticsearch.output import JOURNAL_KEY, C
 from intelmq_crossborder.fake_elasticsearch import FakeElasticsearch
 
 FP = "a" * 64
+#: What names or points at a source that must stay hidden (tlp.SOURCE_FIELDS), with values to search for.
+HIDDEN_SOURCE = {"feed__url": "https://feeds.secret-originator.example/cti", "feed__name": "Secret Originator Feed",
+                 "event_description__url": "https://misp.secret-originator.example/events/view/4242",
+                 "misp__event_uuid": "5f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
+                 "provenance__originator": "cert-secret-originator"}
 
 
 def closed_port() -> int:
@@ -175,6 +181,38 @@ class TestCrossBorderElasticsearchOutputBot(ElasticsearchOutputTestCase, unittes
         self.run_bot(parameters={"hosts": [self.es.url]}, allowed_error_count=1)
         self.assertRegexpMatchesLog(r"invalid value 'PURPLE' .* for key 'sharing\.tlp'")
         self.assertEqual(self.es.all_docs(), {})
+
+    def test_effective_tlp_is_stored_and_filtered(self):
+        # issue 12: sharing.tlp GREEN does not lower a tlp:red MISP tag: stored as RED, and filtered
+        # by a ceiling below RED
+        red = ev(0, extra__misp_tags=[{"name": "tlp:red"}])
+        self.run_es([red], tlp_ceiling="AMBER")
+        self.assertEqual(self.es.all_docs(), {})
+        self.run_es([red], tlp_ceiling="RED")
+        self.assertEqual(self.es.all_docs()[f"{0:064x}"][1]["sharing"]["tlp"], "RED")
+
+    def test_hostile_labels_are_dumped_with_the_field_named(self):
+        for n, (base, value, field) in enumerate((
+                ("extra__tlp", ["RED"], r"extra\.tlp"),
+                ("extra__misp_tags", [{"name": "tlp\u200b:red"}], r"extra\.misp_tags\[0\]\.name"),
+                ("extra__misp_tags", [{"colour": "#cc0033"}], r"extra\.misp_tags\[0\]"))):
+            self.input_message = [ev(n, **{base: value})]
+            self.run_bot(parameters={"hosts": [self.es.url], "tlp_ceiling": "RED"}, allowed_error_count=1)
+            self.assertRegexpMatchesLog(f"for key '{field}'")
+        self.assertEqual(self.es.all_docs(), {})
+
+    def test_hidden_source_never_in_the_lake(self):
+        flagged = ev(0, sharing__do_not_disclose_source=True, **HIDDEN_SOURCE)
+        chr_tag = ev(1, extra__tags="tlp:ex:chr", **HIDDEN_SOURCE)
+        del flagged["provenance.fingerprint"], chr_tag["provenance.fingerprint"]   # ids from the content
+        self.run_es([flagged, chr_tag, ev(2, feed__name="Public Feed")])
+        docs = self.es.all_docs()
+        self.assertEqual(len(docs), 3)
+        written = json.dumps(docs) + json.dumps(self.es.templates)
+        for field, value in HIDDEN_SOURCE.items():
+            self.assertNotIn(value, written, field)
+        self.assertNotIn("secret-originator", written.lower())
+        self.assertIn("Public Feed", written)                 # a source not hidden stays
 
     def test_monthly_rotation_and_default_retention(self):
         e = ev(0)
