@@ -16,6 +16,8 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Optional
 
+from intelmq_crossborder import inputs
+
 
 @dataclass
 class Run:
@@ -32,6 +34,10 @@ class Run:
         self.recent[str(event["uuid"])] = ts
         if ts is not None and (self.newest is None or ts > self.newest):
             self.newest = ts
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _ts(event: dict) -> Optional[int]:
@@ -64,17 +70,24 @@ class CollectorState:
         self.path, self.overlap = path, overlap
 
     def load(self) -> State:
-        try:
-            with open(self.path, encoding="utf-8") as handle:
-                data = json.load(handle)
-        except FileNotFoundError:
+        """The state in the file (an empty state when there is none); ValueError naming the
+        file and the field when it cannot be read (not JSON, duplicate keys, wrong types...)."""
+        if not os.path.lexists(self.path):
             return State(overlap=self.overlap)
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{self.path}: unreadable collector state ({exc}); fix or remove the file") from None
+        try:
+            data = inputs.read_json(self.path, what="MISP collector state")
+        except inputs.InputError as exc:
+            raise ValueError(f"unreadable collector state: {exc}; fix or remove the file") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{self.path}: the collector state must be a JSON object, not "
+                             f"{type(data).__name__}; fix or remove the file")
         newest = data.get("timestamp")
         recent = data.get("recent") or {}
-        if newest is not None and not isinstance(newest, int) or not isinstance(recent, dict):
-            raise ValueError(f"{self.path}: field timestamp/recent has the wrong type; fix or remove the file")
+        if newest is not None and not _is_int(newest):
+            raise ValueError(f"{self.path}: field timestamp must be an integer; fix or remove the file")
+        if not isinstance(recent, dict) or not all(t is None or _is_int(t) for t in recent.values()):
+            raise ValueError(f"{self.path}: field recent must map uuids to integer timestamps; fix or remove "
+                             "the file")
         return State(newest, recent, self.overlap)
 
     def save(self, run: Run) -> None:

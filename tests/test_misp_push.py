@@ -122,3 +122,23 @@ def test_merge_reads_the_effective_level_and_the_hide_flag_itself():
     assert err.value.field == "extra.tlp"
     with pytest.raises(ValueError, match="no TLP label"):
         misp_push.merge(None, dict(HUB), settings())
+
+
+# --- misp_state: the MISP collector's state file is read as hostile input ---------------------------
+
+@pytest.mark.parametrize("text, says", [
+    ('{"timestamp": 1, "timestamp": 2}', "duplicate"),
+    ("[" * 5000 + "]" * 5000, "nest"),
+    ('["timestamp"]', "must be a json object"),
+    ('{"timestamp": true}', "field timestamp"),
+    ('{"timestamp": 1, "recent": {"u": "soon"}}', "field recent"),
+    ('{"timestamp": 1' + "0" * 100 + "}", "number"),
+])
+def test_collector_state_refuses_a_bad_file_with_a_message(tmp_path, text, says):
+    from intelmq_crossborder.misp_state import CollectorState
+    path = tmp_path / "state.json"
+    path.write_text(text)
+    with pytest.raises(ValueError) as err:
+        CollectorState(str(path)).load()
+    assert str(path) in str(err.value) and says in str(err.value).lower()
+    assert CollectorState(str(tmp_path / "none.json")).load().newest is None
