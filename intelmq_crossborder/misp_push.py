@@ -32,7 +32,7 @@ from typing import Any, Callable, Optional
 
 from pymisp import MISPAttribute, MISPEvent, MISPOrganisation, MISPSighting, MISPTag
 
-from intelmq_crossborder import misp, policy, tlp
+from intelmq_crossborder import inputs, misp, policy, tlp
 from intelmq_crossborder.backoff import Backoff
 
 __all__ = ["PushSettings", "target_event_uuid", "load_agreement_checked", "Planned", "merge", "projection", "observation_time", "RetryingCaller",
@@ -574,7 +574,9 @@ class FeedWriter:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.org = {"name": org_name, "uuid": org_uuid or misp.deterministic_uuid("org", org_name)}
         manifest = self.dir / "manifest.json"
-        self.manifest = json.loads(manifest.read_text(encoding="utf-8")) if manifest.exists() else {}
+        self.manifest = inputs.read_json(manifest, what="MISP feed manifest") if manifest.exists() else {}
+        if not isinstance(self.manifest, dict):
+            raise inputs.InputError(manifest, "a MISP feed manifest must be a JSON object")
         self.hashes: dict = {}
         hashes = self.dir / "hashes.csv"
         if hashes.exists():

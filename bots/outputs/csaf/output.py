@@ -6,7 +6,7 @@ from intelmq import VAR_STATE_PATH
 from intelmq.lib.bot import OutputBot
 from intelmq.lib.exceptions import InvalidValue
 
-from intelmq_crossborder import csaf, csaf_output, tlp
+from intelmq_crossborder import csaf, csaf_output, inputs, tlp
 from intelmq_crossborder.csaf_distribution import atomic_write
 
 
@@ -107,12 +107,9 @@ class CrossBorderCSAFOutputBot(OutputBot):
 
     def _write(self, tracking_id, spool):
         with open(spool, encoding="utf-8") as fh:
-            events = [json.loads(line) for line in fh if line.strip()]
+            events = [inputs.loads_json(line, spool, line=n) for n, line in enumerate(fh, 1) if line.strip()]
         meta_path = spool[:-6] + ".meta.json"
-        meta = {}
-        if os.path.exists(meta_path):
-            with open(meta_path, encoding="utf-8") as fh:
-                meta = json.load(fh)
+        meta = inputs.read_json(meta_path) if os.path.exists(meta_path) else {}
         version = meta.get("version", 0) + 1
         try:
             document = csaf_output.build_advisory(
