@@ -206,10 +206,14 @@ def build_document(flat: dict, *, level: tlp.Level, prefix: str, rotation: str,
                    drop_fields=("raw",), id_fields=("provenance.fingerprint", "provenance.event_uuid"),
                    hide_source: Optional[bool] = None) -> Doc:
     """The document of one event (``flat``: the event as a flat dict).  When its source is
-    hidden (``hide_source``; None: read with :func:`tlp.event_tlp`), nothing of
-    :data:`tlp.SOURCE_FIELDS` goes into the document or its id."""
+    hidden (``hide_source``; None: read with :func:`tlp.event_tlp`, and hidden when its labels
+    cannot be read), nothing of :data:`tlp.SOURCE_FIELDS` goes into the document or its id.
+    The level is the caller's (:func:`event_level`)."""
     if hide_source is None:
-        hide_source = tlp.event_tlp(flat).hide_source
+        try:
+            hide_source = tlp.event_tlp(flat).hide_source
+        except tlp.LabelError:
+            hide_source = True          # fail closed; the caller refuses such an event anyway
     if hide_source:
         flat = dict(without_source(flat), **{tlp.HIDE_SOURCE_FIELD: True})
     days = flat.get("sharing.retention_days", default_retention_days)

@@ -168,3 +168,11 @@ def test_event_level_refuses_hostile_labels_naming_the_field(flat, field):
     with pytest.raises(tlp.LabelError) as err:
         elastic.event_level(dict(flat, **{"sharing.tlp": "GREEN"}), tlp.Level.GREEN)
     assert err.value.field == field
+
+
+def test_document_of_an_event_with_unreadable_labels_hides_the_source():
+    # build_document is not the guard (event_level is): it never raises, and fails closed
+    doc = elastic.build_document({"source.ip": "192.0.2.1", "extra.tlp": ["RED"], "feed.url": "https://x.example/"},
+                                 level=tlp.Level.RED, prefix="lake", rotation="daily",
+                                 default_retention_days=None, now=NOW)
+    assert "feed" not in doc.source and doc.source["sharing"]["tlp"] == "RED"
