@@ -791,13 +791,12 @@ def _transform(event: Mapping[str, Any], a: Agreement, facts: EventFacts, level:
                 out[name] = pseudonym(out[name], hmac_key, _cached_type(name))
                 pseudonymised.append(name)
     if hide:
-        names = [n for n in orig.exact if n in out]
+        names = orig.exact.intersection(out)
         if orig.prefixes:
-            names += [k for k in out if k.startswith(orig.prefixes) and k not in orig.exact]
-        done = set(pseudonymised)
+            names = names.union([k for k in out if k.startswith(orig.prefixes)])
+        if pseudonymised:
+            names = names.difference(pseudonymised)
         for name in names:
-            if name in done:
-                continue
             if a.hide_source == "pseudonymise" and _holds_pseudonym(name):
                 out[name] = pseudonym(out[name], hmac_key, _cached_type(name))
                 pseudonymised.append(name)
@@ -832,11 +831,14 @@ def _names_originator(value: str, event: Mapping[str, Any], orig: FieldSelector)
     wanted = value.strip().lower()
     if not wanted:
         return False
-    get = event.get
-    candidates = [get(name) for name in orig.exact]
+    names = orig.exact.intersection(event.keys())
     if orig.prefixes:
-        candidates += [v for k, v in event.items() if k.startswith(orig.prefixes)]
-    return any(isinstance(other, str) and other.strip().lower() == wanted for other in candidates)
+        names = names.union([k for k in event.keys() if k.startswith(orig.prefixes)])
+    for name in names:
+        other = event[name]
+        if isinstance(other, str) and other.strip().lower() == wanted:
+            return True
+    return False
 
 
 #: Namespace of :func:`hidden_event_uuid` without a key (uuid5 of a fixed name).
