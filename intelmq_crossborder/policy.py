@@ -467,8 +467,11 @@ def agreement_files(directory) -> list:
     directory = Path(directory)
     if not directory.is_dir():
         raise AgreementError(directory, None, "not a directory of agreements")
-    return sorted(p for p in directory.iterdir()
-                  if p.is_file() and p.suffix in (".yaml", ".yml") and not p.name.startswith("."))
+    try:
+        return sorted(p for p in directory.iterdir()
+                      if p.is_file() and p.suffix in (".yaml", ".yml") and not p.name.startswith("."))
+    except OSError as exc:
+        raise AgreementError(directory, None, f"cannot list the directory: {exc.strerror or exc}") from None
 
 
 def load_agreements(directory, harmonization: Optional[dict] = None, *,

@@ -360,3 +360,13 @@ def test_error_names_file_line_and_field(tmp_path):
     with pytest.raises(AgreementError) as info:
         policy.load_agreement(path)
     assert info.value.line == 8 and str(info.value).startswith(f"{path}:8: ")
+
+
+def test_unlistable_directory(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    def refuse(self):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(Path, "iterdir", refuse)
+    with pytest.raises(AgreementError, match="cannot list the directory: Permission denied"):
+        policy.load_agreements(tmp_path)
