@@ -63,6 +63,7 @@ from __future__ import annotations
 import argparse
 import base64
 import collections
+import functools
 import json
 import logging
 import os
@@ -381,6 +382,8 @@ UNREADABLE = [
     ("field named TLP", NESTED_FIELD, {"info": "event", "tlp": "red"}),
     ("look-alike Chatham House tag", "extra.tags", [OSINT_TAG, "tlp:ex:\u0441hr"]),
     ("unreadable hide flag", "sharing.do_not_disclose_source", "perhaps"),
+    ("nesting too deep to read", NESTED_FIELD, functools.reduce(lambda inner, _: {"a": inner}, range(40),
+                                                                  {"Tag": [{"name": "tlp:red"}]})),
 ]
 
 
@@ -723,6 +726,53 @@ def output_guards(misp_server=None, artifacts: Optional["_Artifacts"] = None) ->
             "misp": _Guard(CrossBorderMISPOutputBot, misp_setup, misp_configure, misp_finish),
             "misp_feed": _Guard(CrossBorderMISPFeedOutputBot, feed_setup, feed_configure, feed_finish),
             "elasticsearch": _Guard(CrossBorderElasticsearchOutputBot, es_setup, es_configure)}
+
+
+def solo_guards() -> dict:
+    """The exchange and CSAF outputs fed an event as it arrived, without the router: their own
+    reading of the labels must hold (max_tlp, RED and AMBER+STRICT, a label they cannot read, a
+    source hidden by a tag).  The exchange output's guard gives the line it would spool."""
+    from intelmq_crossborder import tlp as _tlp
+    from intelmq_crossborder.bots.outputs.exchange.output import CrossBorderExchangeOutputBot
+
+    class _Spool:
+        def append(self, line):
+            raise _Passed(json.loads(line))
+
+    def exchange_setup(bot):
+        bot.recipient, bot._lock, bot._spool = "audit", threading.Lock(), _Spool()
+        bot._redelivery_digest = bot._pusher = bot._timer = None
+
+    def exchange_configure(bot, label, agreement, key):
+        bot._max_level = bot._max = _tlp.Level.from_label(label)
+
+    return {"exchange": _Guard(CrossBorderExchangeOutputBot, exchange_setup, exchange_configure),
+            "csaf": output_guards()["csaf"]}
+
+
+_SOLO_AGREEMENT, _NO_REDACTION = {"disclose_source": True}, {"remove": [], "pseudonymise": []}
+
+
+def solo_oracle(output: str, truth: dict, out_max: str, written: bool, sent) -> list:
+    """Problems with an output fed an event without the router: ``sent`` the copy it would spool
+    (exchange) or None."""
+    level = truth["level"]
+    if level == "unknown":
+        return ["unreadable TLP label written"] if written else []
+    if not written or level is None:
+        return []
+    problems = []
+    if RANK[level] > RANK[out_max]:
+        problems.append(f"TLP:{level} above the output's max_tlp {out_max}")
+    if output == "exchange" and level in ("RED", "AMBER+STRICT"):
+        problems.append(f"TLP:{level} bundled")
+    if isinstance(sent, dict):
+        got = sent.get("sharing.tlp")
+        if got not in RANK or RANK[got] < RANK[level]:
+            problems.append(f"label downgraded: {got!r} for TLP:{level}")
+        problems += clear_values(_with_raw(json.dumps(sent, ensure_ascii=False), sent.get("raw")), truth,
+                                 _SOLO_AGREEMENT, _NO_REDACTION)
+    return problems
 
 
 #: Events per exchange bundle in the audit (the bot seals at max_bundle_events).
@@ -1195,6 +1245,7 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
     artifacts = _Artifacts(seed, [a.recipient for _, a in agreements]) \
         if artifacts_on and {"exchange", "csaf"} & set(chosen) else None
     guards = output_guards(server, artifacts)
+    solo = {name: guard for name, guard in solo_guards().items() if name in chosen}
     lake_guard = guards["elasticsearch"]
     guards = {name: guard for name, guard in guards.items() if name in chosen}
     bypassed = [name for name in ("misp", "misp_feed") if name in chosen]
@@ -1334,6 +1385,18 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
             for o in over:
                 overblocked[f"lake: {o}"] += 1
                 overblocked_by_seed[seed_class(truth["seed"])] += 1
+        # the exchange and CSAF outputs without the router (an event of a seed class, as it arrived,
+        # with one recipient's configuration in turn)
+        if solo and truth["seed"] != "standard":
+            recipient = agreements[n % len(agreements)][1].recipient
+            for output, guard in solo.items():
+                out_max = outputs[recipient][output]
+                written, why, sent = guard(event, out_max, None, key)
+                counts[f"solo {output} " + ("written" if written else "withheld")] += 1
+                if not written and truth["level"] == "unknown":
+                    refused("solo " + output, truth, why)
+                grade("solo " + output, solo_oracle(output, truth, out_max, written, sent), event, truth,
+                      {"solo": recipient}, event, sent)
         # the sharing router, as its expert calls the policy; an exception there is an event the
         # expert does not forward (IntelMQ dumps it)
         try:

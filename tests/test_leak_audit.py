@@ -101,25 +101,36 @@ def _replace_reader(monkeypatch, reader):
     return real
 
 
+def _module_reader(monkeypatch, module, reader):
+    """Break one module only: it sees a tlp module whose event_tlp is ``reader``."""
+    broken = types.SimpleNamespace(**{name: getattr(tlp, name) for name in dir(tlp) if not name.startswith("__")})
+    broken.event_tlp = reader
+    monkeypatch.setattr(module, "tlp", broken)
+
+
+def trusting_reader(event, real=tlp.event_tlp):
+    """The bug issue 12 fixes: a readable sharing.tlp is taken as the label, whatever else the
+    event carries (the other labels are read only when it has none)."""
+    label = event.get("sharing.tlp")
+    if isinstance(label, str):
+        try:
+            level = tlp.parse_level(label)
+        except ValueError:
+            pass
+        else:
+            return tlp.EventTLP(level, event.get(tlp.HIDE_SOURCE_FIELD) is True, (("sharing.tlp", level.label),))
+    return real(event)
+
+
 def test_oracle_catches_a_reader_that_trusts_sharing_tlp(monkeypatch):
-    # the bug issue 12 fixes: a readable sharing.tlp taken as the label, whatever else the event carries
-    def trusting(event):
-        label = event.get("sharing.tlp")
-        if isinstance(label, str):
-            try:
-                level = tlp.parse_level(label)
-            except ValueError:
-                pass
-            else:
-                return tlp.EventTLP(level, event.get(tlp.HIDE_SOURCE_FIELD) is True, (("sharing.tlp", level.label),))
-        return real(event)
-    real = _replace_reader(monkeypatch, trusting)
+    _replace_reader(monkeypatch, trusting_reader)
     result = audit(outputs=("exchange", "csaf"), lake=True)
     by_class = result["leaks_by_seed_class"]
     assert by_class["conflict"] > 0 and by_class["look-alike"] > 0, by_class
     kinds = result["leaks_by_kind"]
     assert any(k.startswith(("exchange: TLP:RED", "csaf: TLP:RED")) for k in kinds), kinds
     assert "lake: unreadable TLP label indexed" in kinds, kinds
+    assert "solo exchange: unreadable TLP label written" in kinds, kinds     # the output without the router
     seeds = result["leaks_by_seed"]
     assert any(s.startswith("conflict: STIX id") for s in seeds) and \
         any(s.startswith("look-alike: Cyrillic") for s in seeds), sorted(seeds)
@@ -134,6 +145,7 @@ def test_oracle_catches_a_source_hidden_only_by_the_flag(monkeypatch):
     hidden = [kinds for seed, kinds in seeds.items() if seed.startswith("hidden source:")]
     assert any("exchange: feed.url in clear" in kinds for kinds in hidden), seeds
     assert any("exchange: event_description.url in clear" in kinds for kinds in hidden), seeds
+    assert any("solo exchange: feed.url in clear" in kinds for kinds in hidden), seeds
 
 
 def audit(events=3000, outputs=("exchange", "csaf"), lake=False, **kw):
@@ -164,7 +176,7 @@ def test_oracle_catches_a_redaction_that_removes_nothing(monkeypatch):
 
 def test_oracle_catches_an_output_guard_that_lets_everything_through(monkeypatch):
     from intelmq_crossborder.bots.outputs.exchange import output
-    monkeypatch.setattr(output.tlp.Level, "from_label", classmethod(lambda cls, label: Level.CLEAR))
+    _module_reader(monkeypatch, output, lambda flat: tlp.EventTLP(Level.CLEAR, False))
     result = audit(outputs=("exchange",))
     assert any(k.startswith("exchange: TLP") for k in result["leaks_by_kind"]), result["leaks_by_kind"]
 
@@ -220,10 +232,7 @@ def test_oracle_reads_every_value_of_the_misp_json(monkeypatch):
 
 def test_oracle_catches_a_lake_that_reads_only_sharing_tlp(monkeypatch):
     # the Elasticsearch output as it was before the audit: a label outside sharing.tlp was ignored
-    def old_level(flat, default):
-        label = flat.get("sharing.tlp")
-        return default if label is None else tlp.parse_level(label, "field sharing.tlp")
-    monkeypatch.setattr(elastic, "event_level", old_level)
+    _module_reader(monkeypatch, elastic, trusting_reader)
     kinds = audit(outputs=(), lake=True)["leaks_by_kind"]
     assert any(k.startswith("lake: document label") for k in kinds), kinds
     assert "lake: unreadable TLP label indexed" in kinds, kinds
