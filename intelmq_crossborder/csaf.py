@@ -29,7 +29,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Iterable, Iterator, Optional
 
-from intelmq_crossborder import tlp
+from intelmq_crossborder import inputs, tlp
 
 __all__ = [
     "CSAFError", "CSAFDocumentError", "SchemaProblem", "Product", "ProductTree",
@@ -170,22 +170,26 @@ def _short_message(error) -> str:
 
 
 def load_json(data, source: str = "") -> Any:
-    """Parse bytes/str as JSON, raising :class:`CSAFError` naming the source."""
+    """Parse bytes/str as JSON with the hostile-input reader (:func:`inputs.loads_json`:
+    duplicate keys, numbers of more than 64 characters, nesting deeper than 128, lone
+    surrogates and text that is not UTF-8 are refused), raising :class:`CSAFError`
+    naming the source, the line and the field."""
     if isinstance(data, (dict, list)):
         return data
-    if isinstance(data, bytes):
-        try:
-            data = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise CSAFError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", source) from None
     if isinstance(data, str) and data.startswith("\ufeff"):
         data = data[1:]
     try:
-        return json.loads(data)
-    except ValueError as exc:
-        raise CSAFError(f"not JSON: {exc}", source) from None
-    except RecursionError:      # e.g. '[' * 100000: the C decoder recurses per level
-        raise CSAFError("not JSON a parser can read: nested too deeply", source) from None
+        return inputs.loads_json(data, source or "<input>")
+    except inputs.InputError as exc:
+        raise input_error(exc, source) from None
+
+
+def input_error(exc: "inputs.InputError", source: str = "") -> CSAFError:
+    """A :class:`CSAFError` with the message of an :class:`inputs.InputError` (file:line: field: reason)."""
+    where = f"{source}:{exc.line}" if source and exc.line is not None else source
+    text = (f"line {exc.line}: " if exc.line is not None and not source else "") + \
+        (f"field {exc.field}: " if exc.field else "") + exc.reason
+    return CSAFError(text, where)
 
 
 def tracking_id(document) -> Optional[str]:
@@ -217,12 +221,12 @@ def project_21_to_20(document: dict) -> dict:
     if isinstance(d, dict):
         d["csaf_version"] = "2.0"
         dist = d.get("distribution")
-        tlp_obj = dist.get("tlp") if isinstance(dist, dict) else None
+        tlp_obj = dist.get("tlp") if isinstance(dist, dict) else None  # not an event label: CSAF document
         label = tlp_obj.get("label") if isinstance(tlp_obj, dict) else None
         if isinstance(label, str):
             try:
                 level = tlp.parse_csaf(label, "2.1").level
-                d["distribution"]["tlp"]["label"] = tlp.to_csaf_label(level, "2.0")
+                tlp_obj["label"] = tlp.to_csaf_label(level, "2.0")
             except tlp.UnknownTLPError:
                 pass
     for vuln in doc.get("vulnerabilities", []) or []:
@@ -238,7 +242,10 @@ def check_document(document, source: str = "") -> dict:
     if not isinstance(document, dict):
         raise CSAFError(f"a CSAF document is a JSON object, not {type(document).__name__}", source)
     target = project_21_to_20(document) if csaf_version(document).startswith("2.1") else document
-    problems, total = validate(target)
+    try:
+        problems, total = validate(target)
+    except RecursionError:
+        raise CSAFError("nested too deeply for the schema validation", source) from None
     if problems:
         raise CSAFDocumentError(problems, tracking_id(document), source, total)
     return document
@@ -445,8 +452,8 @@ def document_tlp(document: dict, source: str = "") -> Optional[tlp.ParsedTLP]:
     Raises :class:`intelmq_crossborder.tlp.UnknownTLPError` for a label that is not one.
     """
     dist = document.get("document", {}).get("distribution")
-    label = dist.get("tlp", {}).get("label") if isinstance(dist, dict) and isinstance(
-        dist.get("tlp"), dict) else None
+    tlp_obj = dist.get("tlp") if isinstance(dist, dict) else None  # not an event label: CSAF document
+    label = tlp_obj.get("label") if isinstance(tlp_obj, dict) else None
     if label is None:
         return None
     where = f"{source} document.distribution.tlp.label" if source else "document.distribution.tlp.label"
@@ -550,7 +557,7 @@ def _put(event: dict, key: str, value) -> None:
 def document_events(document: dict, *, source_url: Optional[str] = None,
                     feed_tlp: Optional[tlp.Level] = None, default_tlp: tlp.Level = tlp.Level.AMBER,
                     statuses: Iterable[str] = AFFECTED_STATUSES, vex_statuses: Iterable[str] = ALL_STATUSES,
-                    include_raw: bool = True, source: str = "") -> MappingResult:
+                    include_raw: bool = True, source: str = "", hide_source: bool = False) -> MappingResult:
     """Map a CSAF document (already validated) to flat IntelMQ event dicts.
 
     - one event per (vulnerability, product) whose product status is in
@@ -562,7 +569,12 @@ def document_events(document: dict, *, source_url: Optional[str] = None,
     TLP: the document's label; if there is a ``feed_tlp`` (the label of the
     feed the document came from) too, the more restrictive of the two; if the
     document has none, ``feed_tlp``; else ``default_tlp`` (``tlp_source``
-    "default" so the caller can log it).
+    "default" so the caller can log it).  An event never reads lower than a label
+    it carries: each event is read with :func:`tlp.event_tlp`, and a label that
+    ends up in another field (a title that is ``TLP:RED``) raises its level; a
+    label-like value that cannot be read refuses the document (:class:`CSAFError`
+    naming the field).  ``hide_source`` (the feed says the source must not be
+    disclosed) sets ``sharing.do_not_disclose_source`` on every event.
     """
     result = MappingResult()
     doc = document.get("document", {})
@@ -599,6 +611,8 @@ def document_events(document: dict, *, source_url: Optional[str] = None,
         common["time.source"] = common["csaf.current_release_date"]
     common["sharing.tlp"] = level.label
     common["tlp"] = tlp.to_intelmq_stock(level)
+    if hide_source:
+        common["sharing.do_not_disclose_source"] = True
     if url:
         common["event_description.url"] = url
 
@@ -617,7 +631,7 @@ def document_events(document: dict, *, source_url: Optional[str] = None,
             event["raw"] = json.dumps({"document": {"title": doc.get("title"), "tracking": tracking}},
                                       separators=(",", ":"), sort_keys=True)
         result.events.append(event)
-        return result
+        return _no_lower_label(result, source)
 
     for vuln in vulnerabilities:
         base = dict(common)
@@ -675,6 +689,23 @@ def document_events(document: dict, *, source_url: Optional[str] = None,
             if raw is not None:
                 event["raw"] = raw
             result.events.append(event)
+    return _no_lower_label(result, source)
+
+
+def _no_lower_label(result: MappingResult, source: str) -> MappingResult:
+    """Every event at the most restrictive label it carries (read by :func:`tlp.event_tlp`),
+    or :class:`CSAFError` naming the field of a label that cannot be read."""
+    for event in result.events:
+        try:
+            read = tlp.event_tlp(event)
+        except tlp.LabelError as exc:
+            raise CSAFError(f"a TLP label that cannot be read in what becomes event field {exc.field}: "
+                            f"{exc.reason}", source) from None
+        if read.level is not None and read.level > result.tlp_level:
+            event["sharing.tlp"] = read.level.label
+            event["tlp"] = tlp.to_intelmq_stock(read.level)
+        if read.hide_source:
+            event["sharing.do_not_disclose_source"] = True
     return result
 
 
@@ -688,17 +719,31 @@ def parse_document(data, *, source: str = "", **kwargs) -> MappingResult:
     return document_events(document, source=source, **kwargs)
 
 
-def iter_documents(paths: Iterable[str]) -> Iterator[tuple[str, bytes]]:
-    """(path, bytes) of each file; a directory yields its ``*.json`` files, sorted."""
+def iter_documents(paths: Iterable[str]) -> Iterator[tuple[str, Any]]:
+    """``(path, text or error)`` of each file: a directory yields its ``*.json`` files, sorted.
+    A file that cannot be read yields an :class:`inputs.InputError` (missing, unreadable,
+    not UTF-8, too large) instead of its text; the iteration goes on."""
     from pathlib import Path
 
     for path in paths:
         p = Path(path)
         if p.is_dir():
-            for child in sorted(p.rglob("*.json")):
-                yield str(child), child.read_bytes()
+            try:
+                children = sorted(p.rglob("*.json"))
+            except OSError as exc:
+                yield str(p), inputs.InputError(p, f"cannot read the directory: {exc.strerror or exc}")
+                continue
+            for child in children:
+                yield str(child), _read(child)
         else:
-            yield str(p), p.read_bytes()
+            yield str(p), _read(p)
+
+
+def _read(path) -> Any:
+    try:
+        return inputs.read_text(path, what="CSAF document")
+    except inputs.InputError as exc:
+        return exc
 
 
 # --- IntelMQ events and the CLI -------------------------------------------------
@@ -728,30 +773,42 @@ def _convert(args) -> int:
 
 
 def _convert_files(args) -> int:
+    import os
     import sys
+    from pathlib import Path
     from intelmq.lib.message import Event
     from intelmq_crossborder.harmonization import merged_harmonization
 
-    harmonization = merged_harmonization()
+    def error(message: str) -> None:
+        print(f"intelmq-crossborder: error: {message}", file=sys.stderr)
+
     try:
         default = tlp.parse_level(args.default_tlp, "option --default-tlp")
     except tlp.UnknownTLPError as exc:
-        print(f"intelmq-crossborder: error: {exc}", file=sys.stderr)
+        error(str(exc))
         return 2
     status = 0
-    try:
-        documents = list(iter_documents(args.files))
-    except OSError as exc:
-        print(f"intelmq-crossborder: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return 2
-    for path, data in documents:
+    usable = []
+    for name in args.files:             # files that cannot be opened at all: usage, exit 2
+        path = Path(name)
+        if not path.exists():
+            error(f"{name}: no such file or directory")
+            status = 2
+        elif not os.access(path, os.R_OK):
+            error(f"{name}: not readable (permission denied)")
+            status = 2
+        else:
+            usable.append(name)
+    harmonization = merged_harmonization()
+    for path, data in iter_documents(usable):
         try:
+            if isinstance(data, inputs.InputError):
+                raise input_error(data, path)
             result = parse_document(data, source=path, default_tlp=default, include_raw=args.raw,
                                     statuses=ALL_STATUSES if args.all_statuses else AFFECTED_STATUSES)
         except (CSAFError, tlp.UnknownTLPError) as exc:
-            message = str(exc) if isinstance(exc, CSAFError) else f"{path}: {exc}"
-            print(f"intelmq-crossborder: error: {message}", file=sys.stderr)
-            status = 1
+            error(str(exc) if isinstance(exc, CSAFError) else f"{path}: {exc}")
+            status = max(status, 1)
             continue
         if result.tlp_source == "default":
             print(f"intelmq-crossborder: {path}: no document.distribution.tlp.label, "
@@ -759,10 +816,15 @@ def _convert_files(args) -> int:
         for flat in result.events:
             event = Event(harmonization=harmonization)
             for key, value in fill_event(event, flat):
-                print(f"intelmq-crossborder: {path}: field {key} value {value!r} rejected by the "
+                print(f"intelmq-crossborder: {path}: field {key} value {_short(value)} rejected by the "
                       "harmonization, left out", file=sys.stderr)
             print(json.dumps(event.to_dict(hierarchical=False), sort_keys=True, ensure_ascii=False))
     return status
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def register_convert(csub) -> None:
@@ -772,8 +834,10 @@ def register_convert(csub) -> None:
         description="Validate each CSAF 2.0 (or 2.1) document against the shipped schema and print "
                     "the events the CSAF parser bot would emit, one JSON object per line in IntelMQ's "
                     "flat key form. A directory is read for *.json files. An invalid document is named "
-                    "on stderr with the schema error path and its tracking id; the exit status is then 1, "
-                    "after all files were processed.")
+                    "on stderr with the schema error path and its tracking id, as is a file that is not JSON "
+                    "the hub accepts (not UTF-8, duplicate keys, numbers of more than 64 characters, nesting "
+                    "deeper than 128) or carries a TLP label that cannot be read; the exit status is then 1, "
+                    "after all files were processed. A file that does not exist or cannot be read: exit 2.")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--default-tlp", default="AMBER", metavar="LABEL",
                    help="TLP for documents without document.distribution.tlp.label (default: AMBER)")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 from urllib.parse import urljoin, urlsplit
 
-from intelmq_crossborder import tlp
+from intelmq_crossborder import inputs, tlp
 from intelmq_crossborder.backoff import Backoff
 from intelmq_crossborder.csaf import normalise_datetime
 
@@ -150,11 +150,12 @@ class Fetcher:
         return body
 
     def get_json(self, url: str):
+        """The JSON document at ``url``, read as hostile input (:func:`inputs.loads_json`)."""
         body = self.get(url)
         try:
-            return json.loads(body.decode("utf-8-sig"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise FetchError(url, f"not JSON ({exc})") from None
+            return inputs.loads_json(body, url)
+        except inputs.InputError as exc:
+            raise FetchError(url, f"not JSON the hub accepts ({_where(exc)}{exc.reason})") from None
 
 
 # --- discovery -----------------------------------------------------------------
@@ -215,9 +216,10 @@ def discover(start: str, fetcher: Fetcher, log: logging.Logger, scheme: str = "h
 def _aggregator_providers(url: str, doc: dict, fetcher: Fetcher, log) -> list:
     out = []
     for key in ("csaf_providers", "csaf_publishers"):
-        for provider in doc.get(key, []) or []:
-            meta_url = (provider.get("metadata") or {}).get("url")
-            if not meta_url:
+        for provider in _list(doc.get(key)):
+            metadata = provider.get("metadata") if isinstance(provider, dict) else None
+            meta_url = metadata.get("url") if isinstance(metadata, dict) else None
+            if not isinstance(meta_url, str) or not meta_url:
                 log.info("Aggregator %s: entry in %s without metadata.url, skipped.", url, key)
                 continue
             try:
@@ -239,11 +241,20 @@ class Distribution:
 def distributions(metadata_url: str, metadata: dict, log) -> list:
     """The distributions of a provider; ROLIE feeds are preferred over directories."""
     rolie, directories = [], []
-    for dist in metadata.get("distributions", []) or []:
-        for feed in (dist.get("rolie") or {}).get("feeds", []) or []:
-            if feed.get("url"):
-                rolie.append(Distribution("rolie", urljoin(metadata_url, feed["url"]), feed.get("tlp_label")))
-        if dist.get("directory_url"):
+    if not isinstance(metadata, dict):
+        log.warning("Provider metadata %s is a JSON %s, not an object: skipped.", metadata_url,
+                    type(metadata).__name__)
+        return []
+    for dist in _list(metadata.get("distributions")):
+        if not isinstance(dist, dict):
+            continue
+        rolie_block = dist.get("rolie") if isinstance(dist.get("rolie"), dict) else {}
+        for feed in _list(rolie_block.get("feeds")):
+            if isinstance(feed, dict) and isinstance(feed.get("url"), str) and feed["url"]:
+                label = feed.get("tlp_label")
+                rolie.append(Distribution("rolie", urljoin(metadata_url, feed["url"]),
+                                          label if isinstance(label, str) else None))
+        if isinstance(dist.get("directory_url"), str) and dist["directory_url"]:
             url = urljoin(metadata_url, dist["directory_url"])
             directories.append(Distribution("directory", url if url.endswith("/") else url + "/"))
     if rolie and directories:
@@ -279,17 +290,24 @@ def rolie_entries(feed_url: str, feed: dict, log, tlp_label: Optional[str] = Non
     entries = []
     notes: set = set()
     ref_count = 0
-    for item in ((feed or {}).get("feed") or {}).get("entry", []) or []:
-        links = item.get("link", []) or []
-        url = (item.get("content") or {}).get("src")
+    body = feed.get("feed") if isinstance(feed, dict) else None
+    for item in _list(body.get("entry") if isinstance(body, dict) else None):
+        if not isinstance(item, dict):
+            continue
+        links = _list(item.get("link"))
+        content = item.get("content")
+        url = content.get("src") if isinstance(content, dict) else None
+        url = url if isinstance(url, str) else None
         hashes, signature = [], None
         for link in links:
+            if not isinstance(link, dict):
+                continue
             rel = link.get("rel")
             if rel is None and "ref" in link:
                 rel = link["ref"]
                 ref_count += 1
             href = link.get("href")
-            if not href:
+            if not isinstance(href, str) or not href:
                 continue
             href = urljoin(feed_url, href)
             if rel == "self" and not url:
@@ -487,9 +505,13 @@ class RunState:
         self.path = path
         self.data: dict = {"version": self.VERSION, "distributions": {}}
         if path and os.path.exists(path):
-            with open(path, encoding="utf-8") as fh:
-                loaded = json.load(fh)
-            if loaded.get("version") == self.VERSION:
+            try:
+                loaded = inputs.read_json(path, what="state file")
+            except inputs.InputError as exc:
+                raise ValueError(f"CSAF collector state {exc}; move it away to start over") from None
+            if isinstance(loaded, dict) and loaded.get("version") == self.VERSION \
+                    and isinstance(loaded.get("distributions"), dict) \
+                    and all(isinstance(v, dict) for v in loaded["distributions"].values()):
                 self.data = loaded
 
     def seen(self, dist_url: str) -> dict:
@@ -532,6 +554,15 @@ def atomic_write(path: str, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _list(value) -> list:
+    """A JSON list of a distribution document, or nothing (a provider's other shapes are skipped)."""
+    return value if isinstance(value, list) else []
+
+
+def _where(exc: "inputs.InputError") -> str:
+    return (f"line {exc.line}: " if exc.line is not None else "") + (f"field {exc.field}: " if exc.field else "")
 
 
 def feed_level(label: Optional[str]) -> Optional[tlp.Level]:
@@ -637,9 +668,10 @@ def collect(start: str, fetcher: Fetcher, state: RunState, emit: Callable, log,
                             raise VerificationError(entry.url, f"signature not readable: {exc}") from None
                         options.verifier.verify(entry.url, body, signature)
                     try:
-                        json.loads(body.decode("utf-8-sig"))
-                    except (UnicodeDecodeError, ValueError) as exc:
-                        raise VerificationError(entry.url, f"not JSON ({exc})") from None
+                        inputs.loads_json(body, entry.url)
+                    except inputs.InputError as exc:
+                        raise VerificationError(entry.url, f"not JSON the hub accepts ({_where(exc)}{exc.reason})") \
+                            from None
                 except (FetchError, VerificationError) as exc:
                     stats.failed += 1
                     log.warning("Advisory %s not emitted: %s.", entry.url, exc.reason)

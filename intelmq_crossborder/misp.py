@@ -13,13 +13,19 @@ Reading (:class:`Converter`)
     ``to_ids=false`` and those are dropped (counted in ``stats.filtered``).
 
 TLP
-    Read with :mod:`intelmq_crossborder.tlp` only.  The event's ``tlp:`` tags
-    and the attribute's own tags are both read; the most restrictive wins, so
-    an attribute tag wins when it is more restrictive than the event's, never
-    when it is less.  ``tlp:ex:chr`` anywhere sets
-    ``sharing.do_not_disclose_source``.  An attribute without any TLP tag gets
+    Read with the TLP core's one reader (:func:`intelmq_crossborder.tlp.event_tlp`)
+    only.  The event's ``tlp:`` tags and the attribute's own tags are both read;
+    the most restrictive wins, so an attribute tag wins when it is more
+    restrictive than the event's, never when it is less; and the converted
+    attribute never reads lower than any label it carries (a comment that is
+    ``TLP:RED`` raises it).  ``tlp:ex:chr`` anywhere sets
+    ``sharing.do_not_disclose_source``.  An attribute without any TLP label gets
     no ``sharing.tlp`` (the TLP expert applies its configured default: no guess
-    here).  A tag in the ``tlp:`` namespace that is not a label is an error.
+    here).  Refused with :class:`MISPFormatError` naming the field, never read as
+    unlabelled: a tag in the ``tlp:`` namespace that is not a label, a look-alike
+    spelling of one (zero-width characters, Cyrillic or Greek letters, a full-width
+    colon), a ``Tag`` block that is not a list, a tag that is not MISP's
+    ``{"name": "..."}``.
 
 Distribution
     ``misp.distribution`` is the *effective* distribution of the attribute:
@@ -38,7 +44,7 @@ import uuid as _uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Optional
 
-from intelmq_crossborder import tlp
+from intelmq_crossborder import inputs, tlp
 
 __all__ = [
     "MISPFormatError", "load_events", "load_file", "Row", "Stats", "Converter",
@@ -99,19 +105,30 @@ def load_events(data: Any, where: str = "") -> list:
     return events
 
 
+def loads(data, where: str = "") -> list:
+    """Parse MISP JSON (str or bytes) with the hostile-input reader (:func:`inputs.loads_json`:
+    duplicate keys, numbers of more than 64 characters, nesting deeper than 128, lone
+    surrogates and text that is not UTF-8 are refused) and return its MISP events."""
+    try:
+        data = inputs.loads_json(data, where or "<input>")
+    except inputs.InputError as exc:
+        raise _input_error(exc, where) from None
+    return load_events(data, where)
+
+
 def load_file(path) -> list:
     """Read a file and return its MISP events; :class:`MISPFormatError` names the file."""
     where = str(path)
     try:
-        with open(path, "rb") as handle:
-            data = json.load(handle)
-    except json.JSONDecodeError as exc:
-        raise MISPFormatError(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", where) from None
-    except RecursionError:
-        raise MISPFormatError("not JSON a parser can read: nested too deeply", where) from None
-    except UnicodeDecodeError as exc:
-        raise MISPFormatError(f"not UTF-8 text ({exc.reason})", where) from None
-    return load_events(data, where)
+        text = inputs.read_text(path, what="MISP JSON file")
+    except inputs.InputError as exc:
+        raise _input_error(exc, where) from None
+    return loads(text, where)
+
+
+def _input_error(exc: "inputs.InputError", where: str) -> MISPFormatError:
+    located = f"{where}:{exc.line}" if where and exc.line is not None else where
+    return MISPFormatError(exc.reason, located, exc.field or "")
 
 
 def _is_uuid(value: str) -> bool:
@@ -394,13 +411,37 @@ class Stats:
 
 
 def _tag_names(block: dict) -> list:
+    """The tag names of a block, leniently (for the compact raw copy of a row only)."""
     tags = block.get("Tag") or []
     names = []
-    for t in tags:
+    for t in tags if isinstance(tags, list) else []:
         name = t.get("name") if isinstance(t, dict) else t
         if isinstance(name, str):
             names.append(name)
     return names
+
+
+def read_tags(block: dict, path: str, where: str = "") -> tuple:
+    """``(tag names, TLP level or None, Chatham House flag)`` of a block's ``Tag`` list,
+    read by the TLP core's one reader (:func:`tlp.event_tlp`).  Raises
+    :class:`MISPFormatError` naming ``<path>.Tag...`` for a ``Tag`` that is not a list,
+    a tag that is not MISP's ``{"name": "..."}`` and a TLP tag that cannot be read
+    (unknown, or a look-alike spelling): refused, never read as unlabelled."""
+    tags = block.get("Tag")
+    if tags is None:
+        return [], None, False
+    if not isinstance(tags, list):
+        raise MISPFormatError(f"expected a list of tags, got {type(tags).__name__}", where, f"{path}.Tag")
+    for i, tag in enumerate(tags):
+        if not isinstance(tag, dict) or not isinstance(tag.get("name"), str):
+            raise MISPFormatError("a tag must be MISP's {\"name\": \"...\"} (an object with a text name); "
+                                  "refused, not read as unlabelled", where, f"{path}.Tag[{i}]")
+    try:
+        read = tlp.event_tlp({tlp.TAG_FIELDS[0]: tags})
+    except tlp.LabelError as exc:
+        field = exc.field.replace(tlp.TAG_FIELDS[0], f"{path}.Tag", 1)
+        raise MISPFormatError(exc.reason, where, field) from None
+    return [t["name"] for t in tags], read.level, read.hide_source
 
 
 def _galaxy_clusters(block: dict) -> list:
@@ -459,16 +500,12 @@ class Converter:
                                   self.where, "Event") from None
 
     def _event_context(self, event: dict) -> dict:
-        tags = _tag_names(event)
+        tags, level, chr_flag = read_tags(event, "Event", self.where)
         uuid = event["uuid"].lower()
-        try:
-            level, chr_flag = tlp.parse_tags(tags, f"MISP event {uuid} Tag")
-        except tlp.UnknownTLPError as exc:
-            raise MISPFormatError(str(exc), self.where, "Event.Tag") from None
         orgc = event.get("Orgc") if isinstance(event.get("Orgc"), dict) else {}
         clusters = _galaxy_clusters(event)
         return {
-            "uuid": uuid, "tags": tags, "tlp": level, "chr": chr_flag,
+            "uuid": uuid, "tags": tags, "level": level, "chr": chr_flag,
             "classification": taxonomy_classification(tags),
             "distribution": (_int_or_none(event.get("distribution")), _sharing_group_uuid(event)),
             "sharing_groups": _known_sharing_groups(event),
@@ -512,7 +549,6 @@ class Converter:
         if not isinstance(attr, dict):
             raise MISPFormatError("attribute is not an object", self.where, "Attribute")
         atype = attr.get("type")
-        aid = attr.get("uuid") or attr.get("id") or "?"
         path = row.path
         if attr.get("deleted") in (True, "1", 1):
             self.stats.filtered += 1
@@ -534,12 +570,8 @@ class Converter:
             raise MISPFormatError(f"value {value!r} does not fit type {atype}: {exc}", self.where,
                                   f"{path}.value") from None
 
-        attr_tags = _tag_names(attr)
-        try:
-            a_level, a_chr = tlp.parse_tags(attr_tags, f"MISP attribute {aid} Tag")
-        except tlp.UnknownTLPError as exc:
-            raise MISPFormatError(str(exc), self.where, f"{path}.Tag") from None
-        levels = [lvl for lvl in (ctx["tlp"], a_level) if lvl is not None]
+        attr_tags, a_level, a_chr = read_tags(attr, path, self.where)
+        levels = [lvl for lvl in (ctx["level"], a_level) if lvl is not None]
         if levels:
             out["sharing.tlp"] = max(levels).label
         if ctx["chr"] or a_chr:
@@ -602,6 +634,7 @@ class Converter:
             last = max((_int_or_none(s.get("date_sighting")) or 0) for s in sightings)
             if last:
                 out["extra.misp_last_seen"] = _timestamp(last)
+        _no_lower_label(out, self.where, path)
         self.stats.emitted += 1
         return out
 
@@ -611,6 +644,20 @@ class Converter:
             out = self.convert(row)
             if out is not None:
                 yield out
+
+
+def _no_lower_label(out: dict, where: str, path: str) -> None:
+    """The converted attribute at the most restrictive label it carries in any field (a
+    comment or an info that is itself a TLP label counts), read by :func:`tlp.event_tlp`."""
+    try:
+        read = tlp.event_tlp(out)
+    except tlp.LabelError as exc:
+        raise MISPFormatError(f"a TLP label that cannot be read in what becomes event field {exc.field}: "
+                              f"{exc.reason}", where, path) from None
+    if read.level is not None:
+        out["sharing.tlp"] = read.level.label
+    if read.hide_source:
+        out["sharing.do_not_disclose_source"] = True
 
 
 # --- writing MISP (output bot, feed export) ------------------------------------------

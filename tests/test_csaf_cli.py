@@ -34,7 +34,7 @@ def test_invalid_document_error_on_stderr_exit_1_after_all_files():
     assert proc.returncode == 1
     assert len(proc.stdout.splitlines()) == 3          # the valid file after the bad ones was converted
     assert "rhba-2023_0564.json: not a valid CSAF 2.0 document (tracking id ''): $.document" in proc.stderr
-    assert "malformed-truncated.json: not JSON" in proc.stderr
+    assert "malformed-truncated.json:103: not valid JSON" in proc.stderr
 
 
 def test_absent_tlp_default_noted_on_stderr():

@@ -228,3 +228,26 @@ def test_first_run_limited_by_age(tmp_path):
         stats = dist.collect(provider.metadata_url, dist.Fetcher(requests.Session()), dist.RunState(None),
                              lambda e, b, lvl: got.append(e), LOG, dist.CollectOptions(max_age_days=1))
         assert (stats.listed, stats.delivered) == (5, 0)      # the served entries are from 2024
+
+
+def test_hostile_distribution_documents_are_refused_or_skipped_not_crashed(tmp_path):
+    """Duplicate keys and huge numbers in a provider's JSON are FetchErrors naming the URL; lists
+    where objects belong (and the reverse) are skipped; a corrupt state file names itself."""
+    url = "https://provider.example/.well-known/csaf/provider-metadata.json"
+    fetcher = DictFetcher({url: b'{"distributions": [], "distributions": []}'})
+    with pytest.raises(dist.FetchError, match="duplicate key 'distributions'"):
+        fetcher.get_json(url)
+    fetcher.pages[url] = b'{"x": 1' + b"0" * 200 + b"}"
+    with pytest.raises(dist.FetchError, match="a number of 201 characters"):
+        fetcher.get_json(url)
+    assert dist.distributions(url, [], LOG) == []
+    assert dist.distributions(url, {"distributions": {"rolie": []}}, LOG) == []
+    assert dist.distributions(url, {"distributions": [[], {"rolie": {"feeds": [{"url": ["x"]}, 5]}}]}, LOG) == []
+    assert dist.rolie_entries(url, {"feed": {"entry": [[], {"link": {"rel": "self"}}, 7]}}, LOG) == []
+    assert dist.rolie_entries(url, [], LOG) == []
+    state = tmp_path / "state.json"
+    state.write_text('{"version": 1, "version": 1}')
+    with pytest.raises(ValueError, match=r"state\.json: .*duplicate key 'version'"):
+        dist.RunState(str(state))
+    state.write_text('{"version": 1, "distributions": []}')
+    assert dist.RunState(str(state)).data == {"version": 1, "distributions": {}}, "a wrong shape starts over"

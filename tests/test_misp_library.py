@@ -68,7 +68,7 @@ def test_attribute_tag_error_names_the_attribute():
     rows = list(conv.rows(event))
     uuid = event["Attribute"][index]["uuid"]
     with pytest.raises(misp.MISPFormatError,
-                       match=rf"r\.json: field Attribute\[{uuid}\]\.Tag: unknown TLP label 'tlp:blue'"):
+                       match=rf"r\.json: field Attribute\[{uuid}\]\.Tag\[0\]\.name: 'tlp:blue' is not a TLP label"):
         conv.convert(rows[index])
 
 
@@ -96,12 +96,12 @@ def test_cli_bad_files_exit_1_after_all(capsys):
     assert status == 1
     assert len(out.splitlines()) == 5           # the good file in the middle is still converted
     assert "malformed-not-misp.json: field (top level): not MISP event JSON" in err
-    assert "malformed-truncated.json: not JSON" in err
+    assert "malformed-truncated.json:1: not valid JSON" in err
 
 
 def test_cli_missing_file(capsys):
-    assert cli.main(["convert", "misp", "/nonexistent/x.json"]) == 1
-    assert "/nonexistent/x.json: No such file or directory" in capsys.readouterr().err
+    assert cli.main(["convert", "misp", "/nonexistent/x.json"]) == 2      # cannot be read at all: usage
+    assert "/nonexistent/x.json: no such file or directory" in capsys.readouterr().err
 
 
 def test_cli_drop_non_ids_and_mapping(capsys):

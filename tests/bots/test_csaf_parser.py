@@ -164,7 +164,7 @@ class TestCrossBorderCSAFParserBot(CrossBorderBotTestCase, unittest.TestCase):
             "malformed-cvss-score.json": r"tracking id 'ICSMA-17-009-01A'\): \$\.vulnerabilities\[0\]\.scores\[0\]\.cvss_v3",
             "malformed-tlp-label.json": r"\$\.document\.distribution\.tlp\.label: 'PURPLE' is not one of",
             "malformed-no-tracking.json": r"tracking id \(none\)\): \$\.document: 'tracking' is a required property",
-            "malformed-truncated.json": r"not JSON",
+            "malformed-truncated.json": r"CSAF test feed:103: not valid JSON",
             "malformed-array.json": r"a CSAF document is a JSON object, not list",
         }
         for name, pattern in cases.items():
@@ -180,6 +180,38 @@ class TestCrossBorderCSAFParserBot(CrossBorderBotTestCase, unittest.TestCase):
         self.run_bot(iterations=2, allowed_error_count=1)
         events = self.output_events()
         self.assertEqual({e["csaf.tracking_id"] for e in events}, {"ICSMA-17-009-01A"})
+
+    def test_every_feed_label_counts(self):
+        """The report's labels are read with the TLP core's reader: an extra.tlp RED beside a
+        sharing.tlp GREEN feed label is RED (only sharing.tlp was read before)."""
+        self.input_message = report("advisories/bsi-2022-0001.json", sharing__tlp="GREEN", extra__tlp="RED")
+        self.run_bot()
+        self.assertEqual({e["sharing.tlp"] for e in self.output_events()}, {"RED"})
+
+    def test_feed_hide_flag_reaches_the_events(self):
+        self.input_message = report("advisories/bsi-2022-0001.json", sharing__do_not_disclose_source=True)
+        self.run_bot()
+        self.assertEqual({e.get("sharing.do_not_disclose_source") for e in self.output_events()}, {True})
+
+    def test_hostile_reports_dumped_naming_the_problem_bot_goes_on(self):
+        bsi = (FIX / "advisories" / "bsi-2022-0001.json").read_bytes()
+        cases = {
+            "duplicate key": (bsi.replace(b'"category"', b'"category": "x", "category"', 1),
+                              r"CSAF test feed: not accepted JSON: duplicate key 'category'"),
+            "not UTF-8": (bsi.replace(b"CVRF", b"CV\xffRF", 1), r"CSAF test feed: not UTF-8"),
+            "huge number": (bsi[:-2] + b', "x": 1' + b"0" * 5000 + b"}", r"a number of 5001 characters"),
+            "look-alike feed label": (bsi, r"report field extra\.tlp_label: look-alike"),
+        }
+        for name, (raw, pattern) in cases.items():
+            with self.subTest(name=name):
+                bad = report("advisories/bsi-2022-0001.json")
+                bad["raw"] = base64.b64encode(raw).decode()
+                if name == "look-alike feed label":
+                    bad["extra.tlp_label"] = "TLP:\u0280ED"
+                self.input_message = [bad, report("advisories/icsma-17-009-01a.json")]
+                self.run_bot(iterations=2, allowed_error_count=1)
+                self.assertEqual({e["csaf.tracking_id"] for e in self.output_events()}, {"ICSMA-17-009-01A"})
+                self.assertRegexpMatchesLog(pattern)
 
     def test_check(self):
         self.assertIsNone(CrossBorderCSAFParserBot.check({"default_tlp": "amber", "statuses": ["fixed"]}))

@@ -60,3 +60,38 @@ class TestCrossBorderExchangeParserBot(CrossBorderBotTestCase, unittest.TestCase
         self.run_bot(allowed_error_count=3)
         assert [e["source.ip"] for e in self.output_events()] == ["192.0.2.1", "192.0.2.2"]
         self.assertRegexpMatchesLog("Sent 2 events and found 3 problem")
+
+    def test_labels_are_kept_never_lowered(self):
+        sent = [{"source.ip": "192.0.2.1", "classification.type": "scanner", "sharing.tlp": "GREEN",
+                 "extra.tlp": "RED", "extra.misp_tags": [{"name": "tlp:ex:chr"}]}]
+        self.input_message = report(sent)
+        self.run_bot()
+        out, = self.output_events()
+        from intelmq_crossborder import tlp
+        read = tlp.event_tlp(out)
+        assert read.label == "RED" and read.hide_source
+        assert out["sharing.tlp"] == "GREEN" and out["extra.tlp"] == "RED", "every label as it came"
+
+    def test_hostile_lines_dumped_naming_line_and_field_others_go_on(self):
+        good = json.dumps({"source.ip": "192.0.2.9", "classification.type": "scanner"})
+        lines = [good,
+                 '{"source.ip": "192.0.2.1", "sharing.tlp": "RED", "sharing.tlp": "CLEAR"}',
+                 json.dumps({"source.ip": "192.0.2.2", "extra.tags": ["tlp:r\u0435d"]}),
+                 json.dumps({"source.ip": "192.0.2.3", "extra.tlp": ["RED"]}),
+                 json.dumps({"source.ip": "192.0.2.4", "extra": {"tlp": "RED"}, "extra.tlp": "CLEAR"}),
+                 '{"source.port": 1' + "0" * 100 + "}",
+                 good]
+        raw = "\n".join(lines).encode() + b'\n{"comment": "\xff"}\n'
+        message = report([])
+        message["raw"] = base64.b64encode(raw).decode()
+        self.input_message = message
+        self.run_bot(allowed_error_count=6)
+        assert [e["source.ip"] for e in self.output_events()] == ["192.0.2.9", "192.0.2.9"]
+        self.assertRegexpMatchesLog(r"bundle 6f1b3c52-8a4e-4d43-9a53-5d0f3d1f9c11:2: .*duplicate key 'sharing\.tlp'")
+        self.assertRegexpMatchesLog(r"extra\.tags\[0\].*look-alike")
+        self.assertRegexpMatchesLog(r"extra\.tlp.*must be a string")
+        self.assertRegexpMatchesLog(r"field extra\.tlp: given twice")
+        self.assertRegexpMatchesLog(r":6: .*a number of 101 characters")
+        self.assertRegexpMatchesLog(r":8: .*not UTF-8")
+        self.assertRegexpMatchesLog("Sent 2 events and found 6 problem")
+

@@ -137,13 +137,45 @@ class TestCrossBorderMISPParserBot(CrossBorderBotTestCase, unittest.TestCase):
         self.input_message = report("ours/malformed-truncated.json")
         self.run_bot(allowed_error_count=1)
         self.assertOutputQueueLen(0)
-        self.assertRegexpMatchesLog(r"not JSON")
+        self.assertRegexpMatchesLog(r"report of feed member-misp:1: not valid JSON")
 
     def test_bad_tlp_tag_dumps_the_event_once(self):
         self.input_message = report("ours/malformed-bad-tlp-tag.json")
         self.run_bot(allowed_error_count=1)
         self.assertOutputQueueLen(0)
-        self.assertRegexpMatchesLog(r"field Event\.Tag: unknown TLP label 'tlp:purple'")
+        self.assertRegexpMatchesLog(r"field Event\.Tag\[2\]\.name: 'tlp:purple' is not a TLP label")
+
+    def test_hostile_reports_and_tags_dumped_naming_the_field_bot_goes_on(self):
+        uuid = "5f6e7d8c-0000-4000-8000-000000000001"
+
+        def doc(event_tags=(), attr_tags=()):
+            return {"Event": {"uuid": uuid, "info": "test", "Tag": list(event_tags), "Attribute": [
+                {"uuid": "5f6e7d8c-0000-4000-8000-00000000000a", "type": "ip-src", "value": "192.0.2.1",
+                 "to_ids": True, "Tag": list(attr_tags)}]}}
+
+        good = json.dumps(doc(event_tags=[{"name": "tlp:green"}])).encode()
+        cases = {
+            "look-alike event tag": (json.dumps(doc(event_tags=[{"name": "tlp\u200b:red"}])).encode(),
+                                     r"field Event\.Tag\[0\]\.name: look-alike"),
+            "look-alike attribute tag": (json.dumps(doc(attr_tags=[{"name": "tlp\uff1ared"}])).encode(),
+                                         r"Attribute\[5f6e7d8c-0000-4000-8000-00000000000a\]\.Tag\[0\]\.name: "
+                                         r"look-alike"),
+            "bare string tag": (json.dumps(doc(event_tags=["tlp:red"])).encode(),
+                                r"field Event\.Tag\[0\]: a tag must be MISP's"),
+            "duplicate key": (good.replace(b'"info"', b'"info": "x", "info"', 1), r"duplicate key 'info'"),
+            "not UTF-8": (good.replace(b"test", b"te\xffst", 1), r"member-misp: not UTF-8"),
+        }
+        for name, (raw, pattern) in cases.items():
+            with self.subTest(name=name):
+                bad = report("ours/malformed-bad-tlp-tag.json")
+                bad["raw"] = base64.b64encode(raw).decode()
+                ok = report("ours/malformed-bad-tlp-tag.json")
+                ok["raw"] = base64.b64encode(good).decode()
+                self.input_message = [bad, ok]
+                self.run_bot(iterations=2, allowed_error_count=1)
+                out = self.output_events()
+                self.assertEqual([e["sharing.tlp"] for e in out], ["GREEN"])
+                self.assertRegexpMatchesLog(pattern)
 
     def test_check(self):
         self.assertIsNone(CrossBorderMISPParserBot.check({"type_classification": {"md5": "malware"}}))

@@ -1,6 +1,8 @@
 """Cross-border CSAF parser: CSAF 2.0 advisories (reports) to vulnerability events."""
+import base64
+import binascii
+
 from intelmq.lib.bot import ParserBot
-from intelmq.lib.utils import base64_decode
 
 from intelmq_crossborder import csaf, tlp
 
@@ -18,9 +20,11 @@ class CrossBorderCSAFParserBot(ParserBot):
     vector, severity, product name/vendor/version resolved through the product
     tree, product status, remediation summary, the csaf.* tracking fields and the
     TLP of document.distribution.tlp (CSAF 2.0 and 2.1 labels) in sharing.tlp and
-    the stock tlp field. A report sharing.tlp (the feed's label) is combined with
-    the document's, the more restrictive wins. No label at all: default_tlp,
-    logged. A document without vulnerabilities gives one informational event.
+    the stock tlp field. The report's labels (the feed's, read by the TLP core's
+    one reader) are combined with the document's, the most restrictive wins; an
+    event never carries a lower label than its document and feed. A label that
+    cannot be read dumps the report with the field named. No label at all:
+    default_tlp, logged. A document without vulnerabilities gives one informational event.
     The raw field of an event is the vulnerability object as JSON, not the whole
     document (a 700 KB advisory with 400 vulnerabilities stays small per event).
     """
@@ -37,22 +41,35 @@ class CrossBorderCSAFParserBot(ParserBot):
         self.vex_statuses = _as_list(self.vex_statuses)
 
     def parse(self, report):
-        raw = base64_decode(report.get("raw"))
+        # the raw bytes, strictly: IntelMQ's base64_decode drops bytes that are not UTF-8
+        # ("tlp:r\xffed" would read as "tlp:red"); the parser refuses them instead
+        try:
+            raw = base64.b64decode(report.get("raw") or "")
+        except (binascii.Error, ValueError):
+            raw = _BadRaw("the report's raw field is not base64")
+        if not raw:
+            raw = _BadRaw("the report's raw field is empty, not a CSAF document")
         self._current_line = raw
         yield raw
 
     def recover_line(self, line=None):
-        return line if line is not None else self._current_line
+        line = line if line is not None else self._current_line
+        if isinstance(line, _BadRaw):
+            return ""
+        return line.decode("utf-8", "backslashreplace") if isinstance(line, bytes) else line
 
     def parse_line(self, line, report):
         source = report.get("feed.url") or report.get("feed.name") or "report"
-        feed_level = None
-        if report.get("sharing.tlp"):
-            feed_level = tlp.parse_level(report["sharing.tlp"], f"{source} report field sharing.tlp")
+        if isinstance(line, _BadRaw):
+            raise csaf.CSAFError(line.reason, source)
+        try:
+            feed = tlp.event_tlp(report)
+        except tlp.LabelError as exc:
+            raise csaf.CSAFError(f"report field {exc.field}: {exc.reason}", source) from None
         result = csaf.parse_document(
-            line, source=source, source_url=report.get("feed.url"), feed_tlp=feed_level,
+            line, source=source, source_url=report.get("feed.url"), feed_tlp=feed.level,
             default_tlp=self._default_level, statuses=self.statuses, vex_statuses=self.vex_statuses,
-            include_raw=True)
+            include_raw=True, hide_source=feed.hide_source)
         tid = result.events[0].get("csaf.tracking_id", "?") if result.events else "?"
         if result.tlp_source == "default":
             self.logger.info("Advisory %s (%s) has no TLP label, default %s applied.",
@@ -86,6 +103,16 @@ class CrossBorderCSAFParserBot(ParserBot):
                 results.append(["error", f"Parameter {name}: unknown product status(es) {', '.join(unknown)}; "
                                          f"allowed: {', '.join(csaf.ALL_STATUSES)}."])
         return results or None
+
+
+class _BadRaw:
+    """A report whose raw field cannot be decoded: parse_line refuses it."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __bool__(self) -> bool:
+        return True
 
 
 def _as_list(value) -> list:

@@ -1,11 +1,12 @@
 """Cross-border MISP parser: MISP event JSON to harmonized events, TLP- and distribution-faithful."""
+import base64
+import binascii
 import json
 
 from intelmq.lib.bot import ParserBot
 from intelmq.lib.exceptions import InvalidValue
-from intelmq.lib.utils import base64_decode
 
-from intelmq_crossborder import misp
+from intelmq_crossborder import inputs, misp
 
 
 class _BadInput:
@@ -27,7 +28,10 @@ class CrossBorderMISPParserBot(ParserBot):
     left unset for the TLP expert's default); tlp:ex:chr sets sharing.do_not_disclose_source.
     misp.distribution is the attribute's effective distribution, misp.sharing_group_uuid its
     sharing group. classification.type comes from rsit/ecsirt tags, else type_classification,
-    else default_classification. A bad tlp: tag or value dumps that attribute (or the event).
+    else default_classification. A TLP tag that cannot be read (unknown, a look-alike spelling, a
+    tag that is not MISP's {"name": ...}) or a bad value dumps that attribute (or the event) with
+    the field named; a report that is not MISP JSON the hub accepts (duplicate keys, not UTF-8...)
+    is dumped; the bot goes on with the next.
     """
 
     keep_non_ids: bool = True
@@ -37,28 +41,27 @@ class CrossBorderMISPParserBot(ParserBot):
 
     def init(self):
         if isinstance(self.type_classification, str):
-            self.type_classification = json.loads(self.type_classification or "{}")
+            self.type_classification = inputs.loads_json(self.type_classification or "{}",
+                                                         "parameter type_classification")
         self._converter = misp.Converter(
             keep_non_ids=self.keep_non_ids, type_classification=self.type_classification,
             default_classification=self.default_classification, include_tags=self.include_tags)
 
     def parse(self, report):
         where = f"report of feed {report.get('feed.name') or '?'}"
-        raw = base64_decode(report["raw"])
         self._converter.where = where
+        # the raw bytes, strictly: IntelMQ's base64_decode drops bytes that are not UTF-8
+        # ("tlp:r\xffed" would read as "tlp:red"); misp.loads refuses them instead
         try:
-            events = misp.load_events(json.loads(raw), where)
-        except json.JSONDecodeError as exc:
-            self._current_line = raw
-            yield _BadInput(misp.MISPFormatError(f"not JSON ({exc.msg} at line {exc.lineno})", where), raw)
-            return
-        except RecursionError:
-            self._current_line = raw
-            yield _BadInput(misp.MISPFormatError("not JSON a parser can read: nested too deeply", where), raw)
-            return
+            raw = base64.b64decode(report.get("raw") or "")
+        except (binascii.Error, ValueError):
+            raw = b""
+        text = raw.decode("utf-8", "backslashreplace")
+        try:
+            events = misp.loads(raw, where)
         except misp.MISPFormatError as exc:
-            self._current_line = raw
-            yield _BadInput(exc, raw)
+            self._current_line = text
+            yield _BadInput(exc, text)
             return
         before = self._converter.stats.unmapped.copy(), self._converter.stats.filtered
         for event in events:
@@ -110,7 +113,7 @@ class CrossBorderMISPParserBot(ParserBot):
         mapping = parameters.get("type_classification", {})
         if isinstance(mapping, str):
             try:
-                mapping = json.loads(mapping or "{}")
+                mapping = inputs.loads_json(mapping or "{}", "parameter type_classification")
             except ValueError:
                 return [["error", "Parameter type_classification is not a JSON object."]]
         if not isinstance(mapping, dict):
