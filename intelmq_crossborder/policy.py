@@ -658,6 +658,8 @@ def event_facts(event: Mapping[str, Any]) -> EventFacts:
         labels = tlp.event_tlp(event)
     except tlp.LabelError as exc:
         level_from, err, err_field = "unreadable", str(exc), exc.field
+        if len(err) > 300:          # it quotes the refused value: logs and the audit trail get a bounded line
+            err = err[:300] + "..."
         err_value = None if exc.value is None else str(exc.value)[:200]
     else:
         hide = labels.hide_source

@@ -65,6 +65,8 @@ def test_unreadable_label_is_denied_for_everyone_naming_the_field(fields, field)
 def test_facts_value_of_an_unreadable_label_is_cut():
     facts = policy.event_facts(event(extra__tlp=["RED"] * 10_000))
     assert facts.tlp_error_field == "extra.tlp" and len(facts.tlp_error_value) <= 200
+    d = policy.decide(event(extra__tlp="TLP:" + "X" * 100_000), agreement())
+    assert d.codes == ["tlp-unreadable"] and "extra.tlp" in d.reasons[0] and len(d.reasons[0]) < 400
 
 
 def test_event_tlp_is_called_once_per_event(monkeypatch):
