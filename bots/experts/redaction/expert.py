@@ -79,7 +79,7 @@ class CrossBorderRedactionExpertBot(ExpertBot):
         except tlp.LabelError as exc:
             value = exc.value if exc.value is None or isinstance(exc.value, str) else repr(exc.value)
             raise InvalidValue(exc.field, value[:200] if isinstance(value, str) else value,
-                               reason=f"{exc.reason}; the event is dumped, not redacted") from None
+                               reason=f"{exc.reason[:300]}; the event is dumped, not redacted") from None
         if removed or pseudonymised:
             event = self.new_event()
             event.update(out)

@@ -38,7 +38,7 @@ class CrossBorderTLPExpertBot(ExpertBot):
         except tlp.LabelError as exc:
             value = exc.value if exc.value is None or isinstance(exc.value, str) else repr(exc.value)
             raise InvalidValue(exc.field, value[:200] if isinstance(value, str) else value,
-                               reason=f"{exc.reason}; the event is dumped, not forwarded with a guess") from None
+                               reason=f"{exc.reason[:300]}; the event is dumped, not forwarded with a guess") from None
         level = labels.level
         if level is None:
             level = self._default_level
