@@ -134,6 +134,7 @@ PREFIXED = {
 #: The values IntelMQ's stock ``tlp`` field and our ``sharing.tlp`` accept.
 STOCK = {CLEAR: "WHITE", GREEN: "GREEN", AMBER: "AMBER", RED: "RED"}
 CANONICAL = dict(NAMES)
+CANONICAL_LEVEL = {name: level for level, name in NAMES.items()}
 
 #: Look-alikes: invisible characters, Cyrillic/Greek letters, full-width forms, colon look-alikes.
 INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u202e"]
@@ -378,6 +379,71 @@ def labelled_events(draw, allow_refused: bool = True, with_source: bool = True) 
         event.update({"feed.url": values[0], "event_description.url": values[1],
                       "provenance.originator": values[2], "misp.event_uuid": uid})
     return HostileEvent(event, plants, token, values)
+
+
+# --- MISP documents with labels in their tags --------------------------------------------------
+
+MISP_TYPES = {"ip-src": "198.51.100.{}", "domain": "host{}.example.com", "url": "http://bad{}.example.com/x",
+              "md5": "{:032x}"}
+
+
+@st.composite
+def misp_tags(draw, allow_refused=True):
+    """(MISP Tag list, expectations)."""
+    tags, expects = [], []
+    for _ in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from(["level", "level", "chr", "other"] + (["refused"] if allow_refused else [])))
+        if kind == "level":
+            level = draw(st.sampled_from(sorted(PREFIXED)))
+            tags.append({"name": draw(st.sampled_from(PREFIXED[level]))})
+            expects.append(level)
+        elif kind == "chr":
+            tags.append({"name": "tlp:ex:chr"})
+            expects.append(CHR)
+        elif kind == "other":
+            tags.append({"name": draw(st.sampled_from(OTHER_TAGS))})
+        else:
+            tags.append(draw(st.one_of(
+                lookalike().map(lambda t: {"name": t}),
+                st.sampled_from([{"name": ["tlp:red"]}, {"name": 4}, {"label": "tlp:red"}, 4, None, ["tlp:red"],
+                                 {"name": "tlp:purple"}]))))
+            expects.append(REFUSE)
+    return tags, expects
+
+
+@st.composite
+def misp_documents(draw):
+    """(MISP JSON document, event expectations, {attribute uuid: expectations})."""
+    uid = draw(st.uuids()).__str__()
+    event_tags, event_expects = draw(misp_tags())
+    if draw(st.integers(0, 9)) == 0:        # the whole Tag list in another shape than a list
+        event_tags, event_expects = {"name": "tlp:red"}, [REFUSE]
+    attributes, by_uuid = [], {}
+    for i in range(draw(st.integers(1, 3))):
+        atype = draw(st.sampled_from(sorted(MISP_TYPES)))
+        auid = draw(st.uuids()).__str__()
+        tags, expects = draw(misp_tags())
+        if draw(st.integers(0, 9)) == 0:
+            tags, expects = {"name": "tlp:red"}, [REFUSE]
+        attribute = {"uuid": auid, "type": atype, "category": "Network activity", "to_ids": True,
+                     "value": MISP_TYPES[atype].format(i + 1), "Tag": tags}
+        comment_level = None
+        if draw(st.booleans()):
+            comment_level = draw(st.sampled_from(sorted(PREFIXED)))
+            attribute["comment"] = draw(st.sampled_from(PREFIXED[comment_level]))
+            expects = expects + [comment_level]
+        attributes.append(attribute)
+        by_uuid[auid] = expects
+    info_expects = []
+    info = "hostile event"
+    if draw(st.booleans()):
+        level = draw(st.sampled_from(sorted(PREFIXED)))
+        info = draw(st.sampled_from(PREFIXED[level]))
+        info_expects = [level]
+    doc = {"Event": {"uuid": uid, "info": info, "Orgc": {"name": "Member CERT"}, "distribution": "1",
+                     "Tag": event_tags, "Attribute": attributes}}
+    return doc, event_expects + info_expects, by_uuid
+
 
 
 # --- hostile JSON text ------------------------------------------------------------------------

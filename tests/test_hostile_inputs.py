@@ -214,75 +214,13 @@ def test_convert_csaf(scratch, data):
 
 # --- convert misp ----------------------------------------------------------------------------
 
-MISP_TYPES = {"ip-src": "198.51.100.{}", "domain": "host{}.example.com", "url": "http://bad{}.example.com/x",
-              "md5": "{:032x}"}
-
-
-@st.composite
-def misp_tags(draw, allow_refused=True):
-    """(MISP Tag list, expectations)."""
-    tags, expects = [], []
-    for _ in range(draw(st.integers(0, 3))):
-        kind = draw(st.sampled_from(["level", "level", "chr", "other"] + (["refused"] if allow_refused else [])))
-        if kind == "level":
-            level = draw(st.sampled_from(sorted(hostile.PREFIXED)))
-            tags.append({"name": draw(st.sampled_from(hostile.PREFIXED[level]))})
-            expects.append(level)
-        elif kind == "chr":
-            tags.append({"name": "tlp:ex:chr"})
-            expects.append(CHR)
-        elif kind == "other":
-            tags.append({"name": draw(st.sampled_from(hostile.OTHER_TAGS))})
-        else:
-            tags.append(draw(st.one_of(
-                hostile.lookalike().map(lambda t: {"name": t}),
-                st.sampled_from([{"name": ["tlp:red"]}, {"name": 4}, {"label": "tlp:red"}, 4, None, ["tlp:red"],
-                                 {"name": "tlp:purple"}]))))
-            expects.append(REFUSE)
-    return tags, expects
-
-
-@st.composite
-def misp_documents(draw):
-    """(MISP JSON document, event expectations, {attribute uuid: expectations})."""
-    uid = draw(st.uuids()).__str__()
-    event_tags, event_expects = draw(misp_tags())
-    if draw(st.integers(0, 9)) == 0:        # the whole Tag list in another shape than a list
-        event_tags, event_expects = {"name": "tlp:red"}, [REFUSE]
-    attributes, by_uuid = [], {}
-    for i in range(draw(st.integers(1, 3))):
-        atype = draw(st.sampled_from(sorted(MISP_TYPES)))
-        auid = draw(st.uuids()).__str__()
-        tags, expects = draw(misp_tags())
-        if draw(st.integers(0, 9)) == 0:
-            tags, expects = {"name": "tlp:red"}, [REFUSE]
-        attribute = {"uuid": auid, "type": atype, "category": "Network activity", "to_ids": True,
-                     "value": MISP_TYPES[atype].format(i + 1), "Tag": tags}
-        comment_level = None
-        if draw(st.booleans()):
-            comment_level = draw(st.sampled_from(sorted(hostile.PREFIXED)))
-            attribute["comment"] = draw(st.sampled_from(hostile.PREFIXED[comment_level]))
-            expects = expects + [comment_level]
-        attributes.append(attribute)
-        by_uuid[auid] = expects
-    info_expects = []
-    info = "hostile event"
-    if draw(st.booleans()):
-        level = draw(st.sampled_from(sorted(hostile.PREFIXED)))
-        info = draw(st.sampled_from(hostile.PREFIXED[level]))
-        info_expects = [level]
-    doc = {"Event": {"uuid": uid, "info": info, "Orgc": {"name": "Member CERT"}, "distribution": "1",
-                     "Tag": event_tags, "Attribute": attributes}}
-    return doc, event_expects + info_expects, by_uuid
-
-
 @hostile.hostile_settings(200)
 @given(st.data())
 def test_convert_misp(scratch, data):
     folder = fresh(scratch)
     path = folder / "event.json"
     kind = data.draw(st.sampled_from(["labels", "labels", "labels", "inject", "inject", "wrong-types", "path"]))
-    doc, event_expects, by_uuid = data.draw(misp_documents())
+    doc, event_expects, by_uuid = data.draw(hostile.misp_documents())
     refuse_all = False
     if kind == "labels":
         path.write_text(json.dumps(doc, ensure_ascii=data.draw(st.booleans())))
