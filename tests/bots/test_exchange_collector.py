@@ -9,7 +9,8 @@ import unittest.mock as mock
 from pathlib import Path
 
 from botcase import CrossBorderBotTestCase
-from exchange_helpers import ExchangeServer, events, make_pki, replace_data_lines, rewrite, write_trust
+from exchange_helpers import (ExchangeServer, events, make_pki, read_members, replace_data_lines, rewrite,
+                              write_members, write_trust)
 
 from intelmq_crossborder import bundle as b
 from intelmq_crossborder.bots.collectors.exchange.collector import CrossBorderExchangeCollectorBot
@@ -141,3 +142,71 @@ class TestCrossBorderExchangeCollectorBot(CrossBorderBotTestCase, unittest.TestC
         assert check(self.sysconfig) is None
         bad = check({**self.sysconfig, "trust_store": str(self.dir / "missing.yaml"), "hub_id": "FR"})
         assert len(bad) == 2 and "missing.yaml" in bad[1][1]
+
+    def test_hostile_bundles_quarantined_with_reason_good_one_imported(self):
+        """Hardened parsing keeps the collector's contract: a bad bundle goes to quarantine with a
+        clear reason (duplicate keys in a signed manifest, a line that is not UTF-8, a bundle to
+        itself), the good one is imported."""
+        import gzip
+        import hashlib
+
+        good = self.send(1, 2)
+
+        def resealed(seq, fix_manifest=None, data=None):
+            path = self.send(seq, 1, start=100 + seq)
+            members = dict(read_members(path))
+            manifest = json.loads(members["manifest.json"])
+            if data is not None:
+                members["data.jsonl.gz"] = gzip.compress(data, mtime=0)
+                manifest["data"].update(sha256=hashlib.sha256(members["data.jsonl.gz"]).hexdigest(),
+                                        size=len(members["data.jsonl.gz"]))
+            raw = json.dumps(manifest, sort_keys=True).encode()
+            if fix_manifest:
+                raw = fix_manifest(raw)
+            sig = {"signatures": [{"algorithm": "ed25519", "key_id": b.key_id_of(KEYS["de-hub"]),
+                                   "value": base64.b64encode(KEYS["de-hub"].sign(raw)).decode()}]}
+            write_members(path, [("manifest.json", raw), ("signatures.json", json.dumps(sig).encode()),
+                                 ("data.jsonl.gz", members["data.jsonl.gz"])])
+            return path
+
+        duplicate = resealed(2, lambda raw: raw.replace(b'"recipient": "fr-hub"',
+                                                        b'"recipient": "fr-hub", "recipient": "at-hub"'))
+        latin = resealed(2, data=b'{"source.ip": "198.51.100.1", "comment": "caf\xe9"}\n')
+        self.run_bot(parameters=self.params, allowed_error_count=2)
+        assert self.lines() == events(2)
+        quarantine = self.dir / "state" / "quarantine"
+        reasons = {p.name: json.loads(p.read_text()) for p in quarantine.glob("*.reason.json")}
+        assert {r["file"]: r["reason"] for r in reasons.values()} == {duplicate.name: "malformed",
+                                                                     latin.name: "malformed"}
+        assert "duplicate key 'recipient'" in reasons[duplicate.name + ".reason.json"]["message"]
+        assert "event line 1 is not UTF-8" in reasons[latin.name + ".reason.json"]["message"]
+        assert good.name in {p.name for p in (self.dir / "state" / "archive").iterdir()}
+
+    def test_check_refuses_whitespace_and_wrong_types(self):
+        check = CrossBorderExchangeCollectorBot.check
+        for params, needle in (({"hub_id": "fr-hub\n"}, "hub_id"), ({"trust_store": ["a.yaml"]}, "trust_store"),
+                               ({"inbox_dir": {}}, "inbox_dir"), ({"events_per_report": True}, "events_per_report"),
+                               ({"pull_url": ["https://x"]}, "pull_url")):
+            problems = check({**self.sysconfig, **params})
+            assert problems and any(needle in p[1] for p in problems), (params, problems)
+        trust = self.dir / "bomb.yaml"
+        trust.write_text("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+            f"a{i}: &a{i} [{', '.join(['*a' if i == 1 else '*a%d' % (i - 1)] * 10)}]\n" for i in range(1, 10))
+            + "version: 1\npeers: *a9\n")
+        problems = check({**self.sysconfig, "trust_store": str(trust)})
+        assert problems and "bomb.yaml" in problems[0][1] and "billion laughs" in problems[0][1]
+
+    def test_corrupt_import_state_is_a_configuration_error(self):
+        """A state file that is not the importer's (a list, wrong types) stops the bot with a message
+        naming the file; it is never silently replaced or half-used."""
+        from intelmq.lib.exceptions import ConfigurationError
+
+        state = self.dir / "state"
+        state.mkdir()
+        (state / "import-state.json").write_text('{"peers": {"de-hub": {"last_sequence": "1"}}}')
+        self.send(1, 1)
+        self.prepare_bot(parameters=self.params)
+        with self.assertRaises(ConfigurationError) as info:
+            self.bot.process()
+        assert "import-state.json" in str(info.exception) and "peers.de-hub.last_sequence" in str(info.exception)
+        assert len(list(self.inbox.iterdir())) == 1
