@@ -485,6 +485,9 @@ class Converter:
         self.default_classification = default_classification
         self.include_tags = include_tags
         self.where = where
+        #: the labels of the report the events come from (the feed's), read by tlp.event_tlp:
+        #: they count like the tags (the parser bot sets it per report)
+        self.feed: Optional[tlp.EventTLP] = None
         self.stats = Stats()
 
     # -- per event --
@@ -571,7 +574,11 @@ class Converter:
                                   f"{path}.value") from None
 
         attr_tags, a_level, a_chr = read_tags(attr, path, self.where)
-        levels = [lvl for lvl in (ctx["level"], a_level) if lvl is not None]
+        o_level, o_chr = None, False
+        if row.obj is not None and "Tag" in row.obj:       # not MISP's own shape, but a label all the same
+            _, o_level, o_chr = read_tags(row.obj, path.rsplit(".Attribute[", 1)[0], self.where)
+            a_chr = a_chr or o_chr
+        levels = [lvl for lvl in (ctx["level"], o_level, a_level) if lvl is not None]
         if levels:
             out["sharing.tlp"] = max(levels).label
         if ctx["chr"] or a_chr:
@@ -634,7 +641,7 @@ class Converter:
             last = max((_int_or_none(s.get("date_sighting")) or 0) for s in sightings)
             if last:
                 out["extra.misp_last_seen"] = _timestamp(last)
-        _no_lower_label(out, self.where, path)
+        _no_lower_label(out, self.where, path, self.feed)
         self.stats.emitted += 1
         return out
 
@@ -646,17 +653,19 @@ class Converter:
                 yield out
 
 
-def _no_lower_label(out: dict, where: str, path: str) -> None:
+def _no_lower_label(out: dict, where: str, path: str, feed: Optional[tlp.EventTLP] = None) -> None:
     """The converted attribute at the most restrictive label it carries in any field (a
-    comment or an info that is itself a TLP label counts), read by :func:`tlp.event_tlp`."""
+    comment or an info that is itself a TLP label counts), read by :func:`tlp.event_tlp`,
+    and at least at the feed's label (``feed``: the report's labels)."""
     try:
         read = tlp.event_tlp(out)
     except tlp.LabelError as exc:
         raise MISPFormatError(f"a TLP label that cannot be read in what becomes event field {exc.field}: "
                               f"{exc.reason}", where, path) from None
-    if read.level is not None:
-        out["sharing.tlp"] = read.level.label
-    if read.hide_source:
+    levels = [lvl for lvl in (read.level, feed.level if feed else None) if lvl is not None]
+    if levels:
+        out["sharing.tlp"] = max(levels).label
+    if read.hide_source or (feed is not None and feed.hide_source):
         out["sharing.do_not_disclose_source"] = True
 
 

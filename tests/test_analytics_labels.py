@@ -261,3 +261,16 @@ def test_convert_as_a_process_no_traceback(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "intelmq_crossborder.cli", "convert", fmt, str(bad)],
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr and "bad.json" in proc.stderr, proc.stderr
+
+
+def test_misp_object_tags_count_too():
+    doc = misp_event(event_tags=[{"name": "tlp:green"}])
+    attribute = doc["Event"].pop("Attribute")[0]
+    doc["Event"]["Object"] = [{"name": "ip-port", "uuid": "5f6e7d8c-0000-4000-8000-0000000000b0",
+                               "Tag": [{"name": "tlp:amber"}], "Attribute": [attribute]}]
+    out, = convert(doc)
+    assert out["sharing.tlp"] == "AMBER"
+    doc["Event"]["Object"][0]["Tag"] = [{"name": "tlp:\u0430mber"}]
+    with pytest.raises(misp.MISPFormatError, match="look-alike") as info:
+        convert(doc)
+    assert info.value.field == "Object[ip-port].Tag[0].name"

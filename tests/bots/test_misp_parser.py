@@ -177,6 +177,18 @@ class TestCrossBorderMISPParserBot(CrossBorderBotTestCase, unittest.TestCase):
                 self.assertEqual([e["sharing.tlp"] for e in out], ["GREEN"])
                 self.assertRegexpMatchesLog(pattern)
 
+    def test_feed_labels_of_the_report_count(self):
+        """A report labelled RED (the feed's label) never gives GREEN events because the tags say GREEN."""
+        doc = {"Event": {"uuid": "5f6e7d8c-0000-4000-8000-000000000001", "info": "t", "Tag": [{"name": "tlp:green"}],
+                         "Attribute": [{"type": "ip-src", "value": "192.0.2.1", "to_ids": True}]}}
+        message = report("ours/malformed-bad-tlp-tag.json", **{"sharing.tlp": "RED",
+                                                                 "sharing.do_not_disclose_source": True})
+        message["raw"] = base64.b64encode(json.dumps(doc).encode()).decode()
+        self.input_message = message
+        self.run_bot()
+        out, = self.output_events()
+        self.assertEqual((out["sharing.tlp"], out["sharing.do_not_disclose_source"]), ("RED", True))
+
     def test_check(self):
         self.assertIsNone(CrossBorderMISPParserBot.check({"type_classification": {"md5": "malware"}}))
         self.assertEqual(CrossBorderMISPParserBot.check({"type_classification": {"md5": "evil"}}),

@@ -6,7 +6,7 @@ import json
 from intelmq.lib.bot import ParserBot
 from intelmq.lib.exceptions import InvalidValue
 
-from intelmq_crossborder import inputs, misp
+from intelmq_crossborder import inputs, misp, tlp
 
 
 class _BadInput:
@@ -24,8 +24,9 @@ class CrossBorderMISPParserBot(ParserBot):
     and the attributes of objects as well as the event's own. Attribute types with an IntelMQ
     field (ip-src/ip-dst incl. ip|port, domain, hostname, url, md5/sha1/sha256, filename|hash,
     email-src, AS, vulnerability) become events; others are counted and logged, never silently
-    lost. sharing.tlp is the most restrictive of the event's and the attribute's tlp: tags (no tag:
-    left unset for the TLP expert's default); tlp:ex:chr sets sharing.do_not_disclose_source.
+    lost. sharing.tlp is the most restrictive of the event's and the attribute's tlp: tags, any
+    other label the attribute carries and the report's (feed's) labels (none: left unset for the
+    TLP expert's default); tlp:ex:chr sets sharing.do_not_disclose_source.
     misp.distribution is the attribute's effective distribution, misp.sharing_group_uuid its
     sharing group. classification.type comes from rsit/ecsirt tags, else type_classification,
     else default_classification. A TLP tag that cannot be read (unknown, a look-alike spelling, a
@@ -58,6 +59,10 @@ class CrossBorderMISPParserBot(ParserBot):
             raw = b""
         text = raw.decode("utf-8", "backslashreplace")
         try:
+            try:
+                self._converter.feed = tlp.event_tlp(report)      # the feed's labels count too
+            except tlp.LabelError as exc:
+                raise misp.MISPFormatError(f"report field {exc.field}: {exc.reason}", where) from None
             events = misp.loads(raw, where)
         except misp.MISPFormatError as exc:
             self._current_line = text
