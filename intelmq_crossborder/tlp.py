@@ -509,6 +509,8 @@ def _tag_list(field_name: str, value, found: list) -> None:
                     raise LabelError(where, None, "a tag object without a string 'name' (MISP's form is "
                                                   "{\"name\": \"tlp:amber\"}); refused")
                 items.append((f"{where}.name", tag["name"]))
+                # the tag object's other keys: a TLP-named key is refused, a whole label counts
+                _walk_other(where, {k: v for k, v in tag.items() if k != "name"}, found)
             elif isinstance(tag, str):
                 items.append((where, tag))
             else:
@@ -543,8 +545,8 @@ def _walk_other(field_name: str, value, found: list) -> None:
         if depth > _MAX_DEPTH or nodes > _MAX_NODES:
             raise LabelError(where, None, "nested too deeply (or too large) to read its labels; refused")
         if isinstance(item, str):
-            if (not item.isascii() or "tlp" in item.lower() or "marking-definition--" in item) \
-                    and _is_whole_label(item):
+            low = item.lower()
+            if (not item.isascii() or "tlp" in low or "marking-definition--" in low) and _is_whole_label(item):
                 _label_value(where, item, found, in_tags=True)
         elif isinstance(item, dict):
             for key, sub in item.items():
@@ -569,11 +571,13 @@ def _hide_flag(value) -> bool:
 
 
 def _stock_red_reads_amber_strict(found: list) -> bool:
-    """IntelMQ's stock ``tlp`` cannot say AMBER+STRICT: the TLP expert writes RED for it.
-    A stock RED beside an AMBER+STRICT label and no other RED is that export."""
+    """IntelMQ's stock ``tlp`` cannot say AMBER+STRICT: the TLP expert writes RED there
+    beside ``sharing.tlp`` AMBER+STRICT.  Exactly that pair, with no other RED, is read as
+    AMBER+STRICT; a stock RED beside any other AMBER+STRICT label stays RED."""
     stock = [lvl for name, lvl in found if name == "tlp"]
+    shared = [lvl for name, lvl in found if name == "sharing.tlp"]
     others = [lvl for name, lvl in found if name != "tlp"]
-    return stock == ["RED"] and "AMBER+STRICT" in others and "RED" not in others
+    return stock == ["RED"] and shared == ["AMBER+STRICT"] and "RED" not in others
 
 
 def event_tlp(event: Mapping[str, Any]) -> EventTLP:
@@ -607,7 +611,8 @@ def event_tlp(event: Mapping[str, Any]) -> EventTLP:
                                          "reads (docs/tlp.md); refused")
         elif type(value) is str:
             # the common case, kept cheap: an ASCII value that cannot be a label
-            if value.isascii() and "tlp" not in value.lower() and "marking-definition--" not in value:
+            low = value.lower()
+            if value.isascii() and "tlp" not in low and "marking-definition--" not in low:
                 continue
             _walk_other(name, value, found)
         elif isinstance(value, (str, dict, list, tuple)):

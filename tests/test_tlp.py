@@ -170,7 +170,8 @@ def test_event_tlp_sharing_tlp_never_lowers_another_label(event, level):
 
 @pytest.mark.parametrize("event,level", [
     ({"tlp": "RED", "sharing.tlp": "AMBER+STRICT"}, L.AMBER_STRICT),        # the TLP expert's own output
-    ({"tlp": "RED", "extra.tlp": "tlp:amber+strict"}, L.AMBER_STRICT),
+    ({"tlp": "RED", "extra.tlp": "tlp:amber+strict"}, L.RED),              # only the expert's exact pair
+    ({"tlp": "RED", "extra.misp_tags": ["tlp:amber+strict"]}, L.RED),
     ({"tlp": "RED"}, L.RED),
     ({"tlp": "RED", "sharing.tlp": "AMBER"}, L.RED),
     ({"tlp": "RED", "sharing.tlp": "AMBER+STRICT", "extra.misp_tags": "tlp:red"}, L.RED),
@@ -246,8 +247,6 @@ def test_event_tlp_reads_an_intelmq_event():
     assert tlp.event_tlp(event).level == L.AMBER
 
 
-@pytest.mark.xfail(strict=True, reason="tlp.event_tlp: the STIX gate in _walk_other is case-sensitive "
-                                       "(reported to the lead; remove this marker when fixed)")
 def test_event_tlp_upper_case_stix_marking_in_another_field_counts():
     # the parser reads upper-case STIX ids (test_stix_ids_both_ways) and extra.tlp does
     assert tlp.event_tlp({"extra.tlp": STIX[3][0].upper()}).level == L.RED
@@ -269,3 +268,10 @@ def test_property_any_spelling_most_restrictive(levels, data):
     spelled = [data.draw(st.sampled_from(_spellings_of(lvl))) for lvl in levels]
     spelled = [data.draw(st.sampled_from([s, s.upper(), s.title()])) for s in spelled]
     assert tlp.most_restrictive(spelled) == max(levels)
+
+
+def test_event_tlp_reads_the_other_keys_of_a_tag_object():
+    assert tlp.event_tlp({"extra.misp_tags": [{"name": "tlp:amber", "note": "tlp:red"}]}).level == L.RED
+    with pytest.raises(tlp.LabelError) as info:
+        tlp.event_tlp({"extra.misp_tags": [{"name": "tlp:amber", "tlp": "red"}]})
+    assert info.value.field == "extra.misp_tags[0].tlp"
