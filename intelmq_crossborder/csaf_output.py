@@ -17,12 +17,11 @@ import os
 import re
 from typing import Iterable, Optional
 
-from intelmq_crossborder import __version__, tlp
+from intelmq_crossborder import __version__, policy, tlp
 from intelmq_crossborder.csaf_distribution import atomic_write
-from intelmq_crossborder.fingerprint import FINGERPRINT_FIELD_SET, fingerprint
 
 __all__ = ["build_advisory", "ProviderDirectory", "safe_name", "group_value", "events_tlp", "admit",
-           "without_source", "OutputError"]
+           "OutputError"]
 
 CVE_RE = re.compile(r"^CVE-[0-9]{4}-[0-9]{4,}$")
 CWE_RE = re.compile(r"^CWE-[1-9]\d{0,5}$")
@@ -85,15 +84,6 @@ def admit(event: dict, max_level: tlp.Level) -> tlp.EventTLP:
         raise OutputError(_label_field(labels), level.label, f"TLP:{level.label} is above max_tlp "
                                                              f"{max_level.label}; not written")
     return labels
-
-
-def without_source(event: dict) -> dict:
-    """``event`` without the fields that name or point at its originator (:data:`tlp.SOURCE_FIELDS`)
-    and ``raw``; a fingerprint over a removed field is recomputed (it would confirm a guess)."""
-    out = {name: value for name, value in event.items() if name not in tlp.SOURCE_FIELDS and name != "raw"}
-    if "provenance.fingerprint" in out and not FINGERPRINT_FIELD_SET.isdisjoint(set(event) - set(out)):
-        out["provenance.fingerprint"] = fingerprint(out)
-    return out
 
 
 def events_tlp(events: Iterable[dict]) -> tlp.Level:
@@ -165,7 +155,7 @@ def build_advisory(events: list, *, tracking_id: str, publisher: dict, title: Op
     if any(found.level is None for found in labels):
         raise OutputError("sharing.tlp", None, "no TLP label; run the TLP expert first")
     level = max(found.level for found in labels)
-    events = [without_source(e) if found.hide_source else e for e, found in zip(events, labels)]
+    events = [policy.without_source(e) if found.hide_source else e for e, found in zip(events, labels)]
 
     products: dict = {}          # (vendor, name, version) -> product_id
     tree: dict = {}              # vendor -> name -> {version or None: product_id}

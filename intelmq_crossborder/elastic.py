@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Optional
 
-from intelmq_crossborder import tlp
-from intelmq_crossborder.fingerprint import FINGERPRINT_FIELD_SET, fingerprint
+from intelmq_crossborder import policy, tlp
 
 FLAVOURS = ("elasticsearch9", "elasticsearch8", "opensearch2")
 ROTATIONS = ("daily", "monthly", "none")
@@ -181,15 +180,6 @@ def event_level(flat, default: tlp.Level) -> tlp.Level:
     return default if level is None else level
 
 
-def without_source(flat: dict) -> dict:
-    """``flat`` without the fields that name or point at its originator (:data:`tlp.SOURCE_FIELDS`)
-    and ``raw``; a fingerprint over a removed field is recomputed (it would confirm a guess)."""
-    out = {name: value for name, value in flat.items() if name not in tlp.SOURCE_FIELDS and name != "raw"}
-    if "provenance.fingerprint" in out and not FINGERPRINT_FIELD_SET.isdisjoint(set(flat) - set(out)):
-        out["provenance.fingerprint"] = fingerprint(out)
-    return out
-
-
 def document_id(flat: dict, id_fields=("provenance.fingerprint", "provenance.event_uuid")) -> str:
     """Deterministic ``_id``: the first of ``id_fields`` present, else sha256 of the canonical event."""
     for field in id_fields:
@@ -215,7 +205,7 @@ def build_document(flat: dict, *, level: tlp.Level, prefix: str, rotation: str,
         except tlp.LabelError:
             hide_source = True          # fail closed; the caller refuses such an event anyway
     if hide_source:
-        flat = dict(without_source(flat), **{tlp.HIDE_SOURCE_FIELD: True})
+        flat = policy.without_source(flat)
     days = flat.get("sharing.retention_days", default_retention_days)
     source: dict = {}
     for key, value in flat.items():

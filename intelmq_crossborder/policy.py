@@ -830,6 +830,26 @@ def _transform(event: Mapping[str, Any], a: Agreement, facts: EventFacts, level:
     return out, removed, pseudonymised
 
 
+_SOURCE_SELECTOR = FieldSelector(tlp.SOURCE_FIELDS)
+
+
+def without_source(event: Mapping[str, Any], key: Optional[bytes] = None) -> dict:
+    """A copy of ``event`` whose source is hidden, for outputs that write events without an
+    agreement (exchange bundles, CSAF advisories, the lake): the fields of
+    :data:`tlp.SOURCE_FIELDS` and ``raw`` removed, ``provenance.event_uuid`` derived
+    (:func:`hidden_event_uuid`) where it is the originator's own id, a fingerprint over a
+    removed field recomputed (it would confirm a guess), and the hide flag set."""
+    out = {name: value for name, value in event.items() if name not in _SOURCE_SELECTOR.exact and name != "raw"}
+    event_uuid = out.get("provenance.event_uuid")
+    if isinstance(event_uuid, str) and _names_originator(event_uuid, event, _SOURCE_SELECTOR):
+        out["provenance.event_uuid"] = hidden_event_uuid(event_uuid, key)
+    if "provenance.fingerprint" in out and not _fingerprint.FINGERPRINT_FIELD_SET.isdisjoint(
+            set(event) - set(out)):
+        out["provenance.fingerprint"] = _fingerprint.fingerprint(out)
+    out[tlp.HIDE_SOURCE_FIELD] = True
+    return out
+
+
 def _names_originator(value: str, event: Mapping[str, Any], orig: FieldSelector) -> bool:
     """Whether ``value`` is also the value of a field that names the originator (case and
     surrounding blanks ignored, as uuids are compared)."""

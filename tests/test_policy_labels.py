@@ -372,3 +372,24 @@ def test_unlistable_directory(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "iterdir", refuse)
     with pytest.raises(AgreementError, match="cannot list the directory: Permission denied"):
         policy.load_agreements(tmp_path)
+
+
+def test_without_source_for_outputs_without_an_agreement():
+    """The one helper the exchange, CSAF and lake outputs hide a source with."""
+    from intelmq_crossborder.fingerprint import fingerprint
+    uuid = "5f1c3c1e-2b7a-4c84-9a43-0c1b8f0e1a77"
+    event = {"source.ip": "192.0.2.7", "feed.url": "https://misp.cert.example/events/view/7",
+             "event_description.url": "https://misp.cert.example/events/view/7", "misp.event_uuid": uuid,
+             "provenance.event_uuid": uuid, "provenance.originator": "CERT-Example", "raw": "eyJ4IjoxfQ==",
+             "classification.type": "phishing", "sharing.tlp": "GREEN"}
+    event["provenance.fingerprint"] = fingerprint(event)
+    out = policy.without_source(event)
+    text = repr(out)
+    for secret in ("misp.cert.example", uuid, "CERT-Example", "eyJ4IjoxfQ=="):
+        assert secret not in text
+    assert out["provenance.event_uuid"] == policy.hidden_event_uuid(uuid)
+    assert out["sharing.do_not_disclose_source"] is True and out["source.ip"] == "192.0.2.7"
+    assert policy.without_source(event, b"k")["provenance.event_uuid"] == policy.hidden_event_uuid(uuid, b"k")
+    # an event id of the hub's own (not the originator's) stays
+    own = dict(event, **{"provenance.event_uuid": "0b7e2c3a-1111-4222-8333-944455556666"})
+    assert policy.without_source(own)["provenance.event_uuid"] == own["provenance.event_uuid"]

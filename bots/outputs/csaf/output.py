@@ -6,7 +6,7 @@ from intelmq import VAR_STATE_PATH
 from intelmq.lib.bot import OutputBot
 from intelmq.lib.exceptions import InvalidValue
 
-from intelmq_crossborder import csaf, csaf_output, inputs, tlp
+from intelmq_crossborder import csaf, csaf_output, inputs, policy, tlp
 from intelmq_crossborder.csaf_distribution import atomic_write
 
 
@@ -71,7 +71,7 @@ class CrossBorderCSAFOutputBot(OutputBot):
         try:
             if csaf_output.admit(flat, self._max).hide_source:
                 # before grouping: the source's tracking id must not become the advisory's id
-                flat = csaf_output.without_source(flat)
+                flat = policy.without_source(flat)
             try:
                 group = csaf_output.group_value(flat, self.group_by)
             except csaf_output.OutputError:

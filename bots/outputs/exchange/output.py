@@ -11,9 +11,8 @@ from intelmq import VAR_STATE_PATH
 from intelmq.lib.bot import OutputBot
 from intelmq.lib.exceptions import ConfigurationError, InvalidValue
 
-from intelmq_crossborder import bundle, exchange, tlp
+from intelmq_crossborder import bundle, exchange, policy, tlp
 from intelmq_crossborder.backoff import Backoff
-from intelmq_crossborder.fingerprint import FINGERPRINT_FIELD_SET, fingerprint
 
 
 class CrossBorderExchangeOutputBot(OutputBot):
@@ -222,13 +221,7 @@ class CrossBorderExchangeOutputBot(OutputBot):
             raise InvalidValue(field, level.label, reason=f"TLP:{level.label} is above max_tlp "
                                f"{self._max_level.label} of the exchange with {self.recipient}; not bundled")
         if labels.hide_source:
-            # raw (the originator's own data) goes too, and a fingerprint over a removed field
-            # is recomputed (it would let the peer confirm a guessed value), as the router does
-            kept = {name: value for name, value in flat.items() if name not in tlp.SOURCE_FIELDS and name != "raw"}
-            if "provenance.fingerprint" in kept and not FINGERPRINT_FIELD_SET.isdisjoint(set(flat) - set(kept)):
-                kept["provenance.fingerprint"] = fingerprint(kept)
-            flat = kept
-            flat[tlp.HIDE_SOURCE_FIELD] = True
+            flat = policy.without_source(flat)
         flat["sharing.tlp"] = level.label
         return flat
 
