@@ -83,7 +83,8 @@ class BundleError(Exception):
     ``reason`` is a short machine-readable code (``malformed``, ``unsupported-version``,
     ``unknown-sender``, ``unknown-key``, ``revoked-key``, ``bad-signature``,
     ``wrong-recipient``, ``hash-mismatch``, ``count-mismatch``, ``replay``,
-    ``out-of-sequence``, ``trust-store``); ``str()`` is the human-readable reason.
+    ``out-of-sequence``, ``trust-store``, ``state`` for an exchange state file that
+    cannot be used); ``str()`` is the human-readable reason.
     """
 
     def __init__(self, reason: str, message: str):
