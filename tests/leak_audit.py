@@ -73,6 +73,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Optional
 
@@ -90,7 +91,7 @@ PAP_RANK = {"CLEAR": 0, "GREEN": 1, "AMBER": 2, "RED": 3}
 #: The fields that name the originator or point at its systems (docs/tlp.md, "A hidden source").
 ORIGINATOR = ["provenance.originator", "feed.provider", "feed.name", "feed.code", "feed.url",
               "feed.documentation", "event_description.url", "csaf.publisher", "csaf.document_url",
-              "csaf.tracking_id"]
+              "csaf.tracking_id", "misp.event_uuid", "misp.attribute_uuid", "extra.misp_object_uuid"]
 STIX2 = {"CLEAR": "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487",
          "GREEN": "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb",
          "AMBER": "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421",
@@ -139,6 +140,9 @@ VALUE_FIELDS = {
     "provenance.originator": lambda t: f"orig-{t}",
     "csaf.tracking_id": lambda t: f"TID-{t}",
 }
+#: Source fields planted only in the events whose source a tag hides (seed class "hidden source").
+SOURCE_ONLY_FIELDS = {name: (lambda t, name=name: str(uuid.uuid5(uuid.NAMESPACE_URL, f"{name}/{t}")))
+                      for name in ("misp.event_uuid", "misp.attribute_uuid", "extra.misp_object_uuid")}
 #: The fields a MISP attribute can be made from (docs/bots/misp.md) that the generator fills; a repeated
 #: indicator copies all of them from an earlier event, so both go to the same attribute.
 INDICATOR_BLOCK = ["source.url", "source.fqdn", "destination.fqdn", "source.ip", "source.account"]
@@ -268,10 +272,9 @@ def random_event(rng: random.Random, n: int, recent: Optional[list] = None) -> t
     else:
         seed = "standard"
         chr_flag = _plant_standard(rng, ev, planted, token) or chr_flag
-        if any(f != "sharing.tlp" and RANK.get(lv, -1) > RANK.get(dict(planted).get("sharing.tlp"), 9)
-               for f, lv in planted):
-            seed = "conflict: stale extra.tlp above sharing.tlp"
     level = true_level(planted)
+    if seed == "standard" and RANK.get(level, -1) > RANK.get(dict(planted).get("sharing.tlp"), 9):
+        seed = "conflict: stale extra.tlp above sharing.tlp"
     if rng.random() < 0.5:
         ev["raw"] = base64.b64encode(json.dumps(values).encode()).decode()
     return ev, {"level": level, "values": values, "pap": pap_truth, "chr": chr_flag, "mdist": mdist,
@@ -288,6 +291,9 @@ def _plant_standard(rng: random.Random, ev: dict, planted: list, token: str) -> 
         level = rng.choice(ORDER + ["unknown"] if rng.random() < 0.1 else ORDER)
         ev["sharing.tlp"] = rng.choice(UNKNOWN) if level == "unknown" else rng.choice(SPELLINGS[level])
         planted.append(("sharing.tlp", level))
+        if level == "AMBER+STRICT" and rng.random() < 0.3:     # as the TLP expert writes it
+            ev["tlp"] = "RED"
+            planted.append(("tlp", "RED"))
         if rng.random() < 0.2:   # a stale, different label elsewhere: the most restrictive counts
             stale = rng.choice(ORDER)
             ev["extra.tlp"] = rng.choice(SPELLINGS[stale][:4])
@@ -399,44 +405,54 @@ def _plant_unreadable(rng: random.Random, ev: dict, planted: list) -> tuple:
     return f"look-alike: {variant}", field
 
 
-#: Shapes of the tlp:ex:chr tag that hides the source.
-CHR_SHAPES = ["extra.tags list", "extra.tags string", "extra.tags objects", "whole value of another field"]
+#: Shapes of the tlp:ex:chr tag (or of the flag) that hides the source.
+CHR_SHAPES = ["tlp:ex:chr in extra.tags list", "tlp:ex:chr in extra.tags string", "tlp:ex:chr in extra.tags objects",
+              "tlp:ex:chr in extra.misp_tags objects", "tlp:ex:chr as the whole value of another field",
+              "flag spelled as a string or 1"]
 
 
 def _plant_hidden_source(rng: random.Random, ev: dict, planted: list, values: dict, token: str) -> str:
-    """tlp:ex:chr in extra.tags (no sharing.do_not_disclose_source), with the originator's feed
-    URL and MISP event URL planted: neither may appear in any output."""
+    """tlp:ex:chr in a tag field or another field (no sharing.do_not_disclose_source), or the flag
+    spelled as a string, with the originator's feed URL, MISP event URL and MISP UUIDs planted:
+    none of them may appear in any output."""
     ev.pop("sharing.do_not_disclose_source", None)
     level = rng.choice(ORDER[:4])
     ev["sharing.tlp"] = rng.choice(SPELLINGS[level])
     planted.append(("sharing.tlp", level))
     shape = rng.choice(CHR_SHAPES)
-    if shape == "extra.tags list":
+    if shape.endswith("extra.tags list"):
         ev["extra.tags"] = rng.sample([OSINT_TAG, CHR_TAG], 2)
-    elif shape == "extra.tags string":
+    elif shape.endswith("extra.tags string"):
         ev["extra.tags"] = ",".join(rng.sample([OSINT_TAG, CHR_TAG], 2))
-    elif shape == "extra.tags objects":
+    elif shape.endswith("extra.tags objects"):
         ev["extra.tags"] = [{"name": OSINT_TAG}, {"name": CHR_TAG}]
-    else:
+    elif shape.endswith("extra.misp_tags objects"):
+        ev["extra.misp_tags"] = [{"name": CHR_TAG, "colour": "#000000"}, {"name": OSINT_TAG}]
+    elif shape.endswith("another field"):
         ev[OTHER_FIELD] = CHR_TAG
+    else:
+        ev["sharing.do_not_disclose_source"] = rng.choice(["true", "True", "1", "yes", 1])
     for name in ("feed.url", "event_description.url"):
         values[name] = ev[name] = VALUE_FIELDS[name](token)
-    return f"hidden source: tlp:ex:chr in {shape}"
+    for name, make in SOURCE_ONLY_FIELDS.items():
+        values[name] = ev[name] = make(token)
+    return f"hidden source: {shape}"
 
 
 def true_level(planted: list) -> Optional[str]:
     """The effective level of what was planted (docs/tlp.md, restated): "unknown" when any label
     cannot be read, else the most restrictive, None for no label.  The one documented exception:
-    the stock ``tlp`` RED beside an AMBER+STRICT label and no other RED is the TLP expert's export
-    of AMBER+STRICT (the stock field has no AMBER+STRICT)."""
+    the stock ``tlp`` RED beside ``sharing.tlp`` AMBER+STRICT and no other RED is the pair the TLP
+    expert writes for AMBER+STRICT (the stock field has none)."""
     levels = [lv for _, lv in planted]
     if "unknown" in levels:
         return "unknown"
     if not levels:
         return None
     stock = [lv for f, lv in planted if f == "tlp"]
+    shared = [lv for f, lv in planted if f == "sharing.tlp"]
     others = [lv for f, lv in planted if f != "tlp"]
-    if stock == ["RED"] and "AMBER+STRICT" in others and "RED" not in others:
+    if stock == ["RED"] and shared == ["AMBER+STRICT"] and "RED" not in others:
         return "AMBER+STRICT"
     return max(levels, key=RANK.get)
 
@@ -1022,7 +1038,7 @@ def clear_values(text: str, truth: dict, agreement: dict, redaction: dict) -> li
             set(redaction["remove"]) | set(redaction["pseudonymise"])
         if not agreement.get("disclose_source", False) or truth["chr"]:
             patterns |= set(ORIGINATOR)
-        hidden = _HIDDEN[cache_key] = (frozenset(name for name in VALUE_FIELDS
+        hidden = _HIDDEN[cache_key] = (frozenset(name for name in [*VALUE_FIELDS, *SOURCE_ONLY_FIELDS]
                                                  if any(_matches(p, name) for p in patterns)), agreement, redaction)
     names = hidden[0]
     return [f"{name} in clear" for name, value in truth["values"].items() if name in names and value in text]
