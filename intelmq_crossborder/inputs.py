@@ -259,10 +259,17 @@ def loads_yaml(data: Union[str, bytes], source="<input>", *, max_depth: int = MA
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "nesting depth" in problem:
+            problem = f"nested too deeply ({problem})"
         raise InputError(source, f"not valid YAML: {problem}",
                          line=mark.line + 1 if mark is not None else None) from None
     except RecursionError:
         raise InputError(source, "not readable YAML: nested too deeply") from None
+    except InputError:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:
+        # a scalar its tag cannot build: an integer of thousands of digits, !!timestamp 2001-99-99
+        raise InputError(source, f"not valid YAML: a value that cannot be read ({str(exc)[:200]})") from None
     finally:
         loader.dispose()
     check_tree(value, source, max_depth=max_depth)

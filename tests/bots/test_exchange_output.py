@@ -240,3 +240,5 @@ class TestCrossBorderExchangeOutputBot(CrossBorderBotTestCase, unittest.TestCase
         assert "hub_id" in check({**self.sysconfig, "hub_id": "DE_HUB"})[0][1]
         assert "https" in check({**self.sysconfig, "push_url": "http://x"})[0][1]
         assert "signing_key_file" in check({**self.sysconfig, "signing_key_file": None})[0][1]
+        assert "same hub" in check({**self.sysconfig, "recipient": self.sysconfig["hub_id"]})[0][1]
+        assert "positive integer" in check({**self.sysconfig, "max_bundle_events": True})[0][1]

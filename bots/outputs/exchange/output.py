@@ -74,11 +74,11 @@ class CrossBorderExchangeOutputBot(OutputBot):
             raise ConfigurationError("exchange output", "; ".join(p[1] for p in problems))
         passphrase = None
         if self.signing_key_passphrase_env:
-            value = os.environ.get(self.signing_key_passphrase_env)
+            value = os.environb.get(self.signing_key_passphrase_env.encode("utf-8"))
             if value is None:
                 raise ConfigurationError("exchange output", f"environment variable "
                                          f"{self.signing_key_passphrase_env} (signing key passphrase) is not set")
-            passphrase = value.encode("utf-8")
+            passphrase = value
         try:
             key = bundle.load_private_key(self.signing_key_file, passphrase)
         except bundle.BundleError as exc:
@@ -252,6 +252,9 @@ class CrossBorderExchangeOutputBot(OutputBot):
         for name in ("hub_id", "recipient"):
             if not bundle.valid_hub_id(parameters.get(name)):
                 results.append(["error", f"Parameter {name} must be a hub id matching {bundle.HUB_ID_RE.pattern}."])
+        if parameters.get("hub_id") and parameters.get("hub_id") == parameters.get("recipient"):
+            results.append(["error", "Parameters hub_id and recipient are the same hub: a hub does not send "
+                                     "bundles to itself."])
         if not parameters.get("signing_key_file"):
             results.append(["error", "Parameter signing_key_file (Ed25519 private key, PEM) is required."])
         try:
@@ -268,7 +271,8 @@ class CrossBorderExchangeOutputBot(OutputBot):
                 results.append(["error", "Parameter seal_at must be a UTC time of day HH:MM, e.g. 02:00."])
         for name in ("max_bundle_events", "max_bundle_age"):
             value = parameters.get(name, 1)
-            if not isinstance(value, int) or value < 0 or (name == "max_bundle_events" and value < 1):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0 \
+                    or (name == "max_bundle_events" and value < 1):
                 results.append(["error", f"Parameter {name} must be a positive integer."])
         url = parameters.get("push_url") or ""
         if url and not url.startswith("https://"):
