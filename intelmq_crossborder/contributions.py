@@ -182,7 +182,8 @@ class FieldTypeError(ValueError):
 
     def __init__(self, field_name: str, value):
         self.field = field_name
-        super().__init__(f"field {field_name}: a {type(value).__name__} where a text or number is expected")
+        self.reason = f"a {type(value).__name__} where a text or number is expected"
+        super().__init__(f"field {field_name}: {self.reason}")
 
 
 def _text(flat: dict, name: str) -> Optional[str]:
@@ -270,8 +271,13 @@ def record_event(conn: sqlite3.Connection, flat: dict, *, arrived_at: datetime, 
         if commit:
             conn.commit()
         return Recorded(duplicate=False, indicator=None, warning=True)
+    # every field is read before anything is written: a bad one leaves no partial record
     contributor, hub = contributor_of(flat), hub_of(flat, local_hub)
     indicator = indicator_of(flat)
+    classification = _text(flat, "classification.type") or UNKNOWN
+    country = _text(flat, "source.geolocation.cc") or UNKNOWN
+    origin_country = _text(flat, "provenance.origin_country")
+    source_time = _parse_time(_text(flat, "time.source"))
     duplicate, first_tlp = False, None
     if indicator is not None:
         row = conn.execute("SELECT contributor, tlp FROM indicators WHERE indicator = ?", (indicator,)).fetchone()
@@ -281,13 +287,11 @@ def record_event(conn: sqlite3.Connection, flat: dict, *, arrived_at: datetime, 
         else:
             duplicate = row[0] != contributor
             first_tlp = row[1] if duplicate else None
-    source_time = _parse_time(_text(flat, "time.source"))
     delay = (arrived_at - source_time).total_seconds() if source_time else None
     conn.execute("INSERT INTO events(day, arrived_at, contributor, hub, tlp, classification, indicator, duplicate, "
                  "first_tlp, delay_seconds, country, origin_country) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                 (day, arrived_at.isoformat(), contributor, hub, label,
-                  _text(flat, "classification.type") or UNKNOWN, indicator, int(duplicate), first_tlp, delay,
-                  _text(flat, "source.geolocation.cc") or UNKNOWN, _text(flat, "provenance.origin_country")))
+                 (day, arrived_at.isoformat(), contributor, hub, label, classification, indicator, int(duplicate),
+                  first_tlp, delay, country, origin_country))
     if commit:
         conn.commit()
     return Recorded(duplicate=duplicate, indicator=indicator)
@@ -330,8 +334,7 @@ def record_jsonl(conn: sqlite3.Connection, path, local_hub: str = "local",
                 try:
                     record_event(conn, flat, arrived_at=arrived, local_hub=local_hub, commit=False)
                 except FieldTypeError as exc:
-                    raise inputs.InputError(source, str(exc).split(": ", 1)[1], line=lineno,
-                                            field=exc.field) from None
+                    raise inputs.InputError(source, exc.reason, line=lineno, field=exc.field) from None
                 except tlp.LabelError as exc:
                     record_refused(conn, f"{Path(source).name}:{lineno}", arrived.date().isoformat(), flat,
                                    str(exc), local_hub)

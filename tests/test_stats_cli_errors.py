@@ -236,3 +236,13 @@ def test_as_a_process_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "intelmq_crossborder.cli", "stats", "contributions", "--db",
                            str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "is a directory" in proc.stderr
+
+
+def test_a_bad_field_leaves_no_partial_record(tmp_path, capsys):
+    """The indicator of a line refused for a field of the wrong type is not remembered as seen."""
+    bad = dict(GOOD, **{"source.ip": "198.51.100.1", "time.source": ["2026-11-20T10:00:00+00:00"]})
+    status, _, err = record(tmp_path, capsys, json.dumps(bad) + "\n")
+    assert status == 1 and "field time.source: a list" in err
+    conn = sqlite3.connect(tmp_path / "s.sqlite")
+    assert conn.execute("SELECT COUNT(*) FROM indicators").fetchone()[0] == 0
+    conn.close()
