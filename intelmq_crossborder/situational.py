@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from intelmq_crossborder import contributions as cb
-from intelmq_crossborder import tlp
+from intelmq_crossborder import inputs, tlp
 
 TLP_COLUMNS = ("CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED", cb.NO_TLP)
 
@@ -199,7 +199,7 @@ def _stats_record(args) -> int:
         for name in files:
             try:
                 total += cb.record_jsonl(conn, name, local_hub=args.local_hub, problems=problems)
-            except cb.inputs.InputError as exc:       # the file itself cannot be read
+            except inputs.InputError as exc:          # the file itself cannot be read
                 problems.append(exc)
     except sqlite3.Error as exc:
         return _err(f"{path}: not a usable contributions store: {exc}")
@@ -217,7 +217,7 @@ def _report_daily(args) -> int:
 
     day = args.date or datetime.now(timezone.utc).date().isoformat()
     try:
-        date.fromisoformat(day) - timedelta(days=args.days)
+        date.fromisoformat(day) - timedelta(days=args.days - 1)       # the first day of the report
     except OverflowError:
         return _err(f"--date {day} with --days {args.days} starts before the year 1")
     if not _encodable(args.title):
