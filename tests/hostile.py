@@ -60,7 +60,9 @@ class Result:
     err: str
 
     def show(self) -> str:
-        tail = "\n".join(self.err.splitlines()[-5:])
+        """argv, status and the end of stderr (all of it, bounded, with INTELMQ_CROSSBORDER_DEBUG=1)."""
+        lines = self.err.splitlines()
+        tail = self.err[-8000:] if os.environ.get("INTELMQ_CROSSBORDER_DEBUG") else "\n".join(lines[-5:])
         return f"argv={self.argv!r}\nexit={self.code!r}\nstderr (last lines):\n{tail}"
 
 

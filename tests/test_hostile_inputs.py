@@ -49,7 +49,7 @@ def fresh(scratch: Path) -> Path:
 
 # --- tlp normalise ----------------------------------------------------------------------------
 
-@hostile.hostile_settings(150)
+@hostile.hostile_settings(200)
 @given(st.data())
 def test_tlp_normalise(data):
     kind = data.draw(st.sampled_from(["readable", "lookalike", "text", "surrogate"]))
@@ -163,7 +163,7 @@ def _csaf_with_label(doc, label):
     return doc
 
 
-@hostile.hostile_settings(200)
+@hostile.hostile_settings(250)
 @given(st.data())
 def test_convert_csaf(scratch, data):
     folder = fresh(scratch)
@@ -214,7 +214,7 @@ def test_convert_csaf(scratch, data):
 
 # --- convert misp ----------------------------------------------------------------------------
 
-@hostile.hostile_settings(200)
+@hostile.hostile_settings(250)
 @given(st.data())
 def test_convert_misp(scratch, data):
     folder = fresh(scratch)
@@ -386,7 +386,7 @@ def _write_lines(folder: Path, lines: list) -> Path:
     return path
 
 
-@hostile.hostile_settings(300)
+@hostile.hostile_settings(400)
 @given(st.data())
 def test_policy_check_events(scratch, agreements, data):
     lines = data.draw(st.lists(event_lines(), min_size=1, max_size=6))
@@ -554,7 +554,7 @@ def test_bundle_world_verifies(scratch, bundle_world):
     assert_clean(result, {0})
 
 
-@hostile.hostile_settings(150)
+@hostile.hostile_settings(200)
 @given(st.data())
 def test_bundle_verify_trust_store(scratch, bundle_world, data):
     w = bundle_world
@@ -592,7 +592,7 @@ def test_bundle_verify_trust_store(scratch, bundle_world, data):
         assert result.code == 2, "a bad trust store was accepted\n" + result.show()
 
 
-@hostile.hostile_settings(150)
+@hostile.hostile_settings(200)
 @given(st.data())
 def test_bundle_verify_bundle(scratch, bundle_world, data):
     w = bundle_world

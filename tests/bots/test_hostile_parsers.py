@@ -138,7 +138,7 @@ class TestHostileCSAFParser(HostileParserMixin, CrossBorderBotTestCase, unittest
         cls.bot_reference = CrossBorderCSAFParserBot
         cls.sysconfig = {"default_tlp": "AMBER"}
 
-    @hostile.hostile_settings(80)
+    @hostile.hostile_settings(100)
     @given(st.data())
     def test_hostile_reports(self, data):
         kind = data.draw(st.sampled_from(["label", "label", "refused-label", "inject", "inject", "wrong-types"]))
@@ -185,7 +185,7 @@ class TestHostileMISPParser(HostileParserMixin, CrossBorderBotTestCase, unittest
         cls.bot_reference = CrossBorderMISPParserBot
         cls.sysconfig = {}
 
-    @hostile.hostile_settings(100)
+    @hostile.hostile_settings(120)
     @given(st.data())
     def test_hostile_reports(self, data):
         doc, event_expects, by_uuid = data.draw(hostile.misp_documents())
