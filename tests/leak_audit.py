@@ -41,22 +41,36 @@ processes run, without Redis):
    (the Elasticsearch output with random ``tlp_ceiling``/``default_tlp``: the hub's own lake
    takes every event), and every ``bypass_every``-th event goes as it arrived to the MISP API
    and feed outputs of every recipient that has them: their agreement check is defence in
-   depth and must hold without the router.
+   depth and must hold without the router.  Every event of a seed class below also goes as it
+   arrived to the exchange and CSAF outputs of one recipient in turn ("solo"): their own reading
+   of the labels must hold too.
+
+Besides the standard labels (every spelling, in ``sharing.tlp`` or only in the other label and
+tag fields, missing, unknown), the generator plants three seed classes (``truth["seed"]``):
+*conflict* (about 12%: ``sharing.tlp`` below a label in ``tlp``, ``extra.tlp``,
+``extra.tlp_label``, ``extra.csaf_tlp``, ``extra.misp_tags`` as strings or MISP's
+``{"name": ...}``, ``extra.tags`` as one string, a whole-value label or STIX marking id in another
+field, a nested MISP tag; ``CONFLICT_PLACES``), *look-alike* (about 7%: a label that cannot be
+read beside a readable low one, ``UNREADABLE``; the event must reach nobody) and *hidden source*
+(about 5%: ``tlp:ex:chr`` in a tag field or another field, or the flag as a string, with the
+originator's feed URL, MISP event URL and MISP UUIDs planted; ``CHR_SHAPES``).  The leaks, the
+router decisions against the rules and the refusals of unreadable labels are counted per seed.
 
 The oracle knows the *ground truth* of every event because it generated it: the true TLP
-level behind whatever spelling was used (or "unknown"/"missing"), the distinctive value of
+level behind whatever spelling and field was used (the most restrictive label planted, as
+docs/tlp.md states the rule; or "unknown"/"missing"), the distinctive value of
 every field, the PAP, the source MISP distribution, the hub path.  It re-states the TLP 2.0,
 agreement and output rules from the specification and the docs (docs/agreements.md,
 docs/bots/misp.md, docs/bots/elasticsearch.md) without calling ``policy``, ``tlp``,
 ``misp`` or ``elastic``: the system is not graded with its own code.  A *leak* is any copy that
 reaches an output although the rules say it must not, or any written data (the copy, the MISP
-JSON, the lake document, the bundle, the advisory) that carries a removed/pseudonymised/hidden value in clear (also inside
-``raw``), a TLP label or tag lower than the truth, a missing Chatham House tag, or a MISP
-distribution other than the recipient's.
+JSON, the lake document, the bundle, the advisory) that carries a removed/pseudonymised/hidden
+value in clear (also inside ``raw``), a TLP label or tag lower than the truth, a missing Chatham
+House tag, or a MISP distribution other than the recipient's.
 
 ``python tests/leak_audit.py [--events N] [--agreements M] [--seed S] [--bypass-every K]
-[--misp-updates] [--no-artifacts] [--workers W]`` prints the counts as JSON (exit 1 on a leak); ``tests/test_leak_audit.py`` runs 100,000 events x 24 agreements and asserts
-0 leaks.
+[--misp-updates] [--no-artifacts] [--workers W]`` prints the counts as JSON (exit 1 on a leak);
+``tests/test_leak_audit.py`` runs 100,000 events x 24 agreements and asserts 0 leaks.
 """
 from __future__ import annotations
 
