@@ -583,7 +583,7 @@ class _Guard:
     """One output: ``guard(event, config, agreement, key) -> (written?, reason, sent)``, where
     ``sent`` is what it would write (None: the copy it was given, as it is)."""
 
-    def __init__(self, cls, setup, configure, finish=None):
+    def __init__(self, cls, setup, configure, finish=None, message=None):
         # A bare instance: no IntelMQ set-up (no Redis, no config); __del__ would "stop" it noisily.
         self.bot = bot = object.__new__(type(cls.__name__, (cls,), {"__del__": lambda self: None}))
         bot.logger = _QUIET
@@ -591,10 +591,11 @@ class _Guard:
         self.acked = []
         setup(bot)
         self.configure, self.finish = configure, finish
+        self.message = message or _FlatEvent
 
     def __call__(self, event: dict, config, agreement, key) -> tuple:
         bot = self.bot
-        message = _FlatEvent(event)
+        message = self.message(event)
         bot.receive_message = lambda: message
         self.acked.clear()
         self.configure(bot, config, agreement, key)
@@ -758,11 +759,26 @@ def output_guards(misp_server=None, artifacts: Optional["_Artifacts"] = None) ->
             "elasticsearch": _Guard(CrossBorderElasticsearchOutputBot, es_setup, es_configure)}
 
 
+class _ExpertEvent(dict):
+    """An event as an expert changes it (``add``), flat."""
+
+    def add(self, key, value, overwrite=False, **kwargs):
+        if key in self and not overwrite:
+            raise KeyError(key)
+        self[key] = value
+
+    def to_dict(self, hierarchical=False):
+        return dict(self)
+
+
 def solo_guards() -> dict:
     """The exchange and CSAF outputs fed an event as it arrived, without the router: their own
     reading of the labels must hold (max_tlp, RED and AMBER+STRICT, a label they cannot read, a
-    source hidden by a tag).  The exchange output's guard gives the line it would spool."""
+    source hidden by a tag).  The exchange output's guard gives the line it would spool.  And
+    the cross-border TLP expert (``tlp expert``, configured with a ``default_tlp``): the event it
+    would send on."""
     from intelmq_crossborder import tlp as _tlp
+    from intelmq_crossborder.bots.experts.tlp.expert import CrossBorderTLPExpertBot
     from intelmq_crossborder.bots.outputs.exchange.output import CrossBorderExchangeOutputBot
 
     class _Spool:
@@ -776,11 +792,46 @@ def solo_guards() -> dict:
     def exchange_configure(bot, label, agreement, key):
         bot._max_level = bot._max = _tlp.Level.from_label(label)
 
+    class _Sender:
+        def send_one_and_acknowledge(self, message, *args, **kwargs):
+            raise _Passed(dict(message))
+
+    def expert_setup(bot):
+        bot.set_stock_tlp, bot._defaulted, bot._sender = True, 0, _Sender()
+
+    def expert_configure(bot, default, agreement, key):
+        bot._default_level = _tlp.Level.from_label(default)
+
     return {"exchange": _Guard(CrossBorderExchangeOutputBot, exchange_setup, exchange_configure),
-            "csaf": output_guards()["csaf"]}
+            "csaf": output_guards()["csaf"],
+            "tlp expert": _Guard(CrossBorderTLPExpertBot, expert_setup, expert_configure, message=_ExpertEvent)}
 
 
 _SOLO_AGREEMENT, _NO_REDACTION = {"disclose_source": True}, {"remove": [], "pseudonymise": []}
+
+
+#: The stock ``tlp`` values and the level each stands for.
+STOCK = {"WHITE": "CLEAR", "GREEN": "GREEN", "AMBER": "AMBER", "RED": "RED"}
+
+
+def expert_oracle(truth: dict, default: str, written: bool, sent) -> list:
+    """Problems with the event the TLP expert would send on (``default``: its default_tlp)."""
+    level = truth["level"]
+    if level == "unknown":
+        return ["unreadable TLP label forwarded"] if written else []
+    if not written:
+        return ["readable event not forwarded"]
+    level = default if level is None else level
+    problems = []
+    got = sent.get("sharing.tlp")
+    if got not in RANK or RANK[got] < RANK[level]:
+        problems.append(f"sharing.tlp {got!r} written for TLP:{level}")
+    stock = STOCK.get(sent.get("tlp"))
+    if stock is None or RANK[stock] < RANK[level]:
+        problems.append(f"stock tlp {sent.get('tlp')!r} written for TLP:{level}")
+    if truth["chr"] and sent.get("sharing.do_not_disclose_source") is not True:
+        problems.append("hidden source not flagged")
+    return problems
 
 
 def solo_oracle(output: str, truth: dict, out_max: str, written: bool, sent) -> list:
@@ -1275,7 +1326,7 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
     artifacts = _Artifacts(seed, [a.recipient for _, a in agreements]) \
         if artifacts_on and {"exchange", "csaf"} & set(chosen) else None
     guards = output_guards(server, artifacts)
-    solo = {name: guard for name, guard in solo_guards().items() if name in chosen}
+    solo = {name: guard for name, guard in solo_guards().items() if name in chosen or name == "tlp expert"}
     lake_guard = guards["elasticsearch"]
     guards = {name: guard for name, guard in guards.items() if name in chosen}
     bypassed = [name for name in ("misp", "misp_feed") if name in chosen]
@@ -1420,13 +1471,15 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
         if solo and truth["seed"] != "standard":
             recipient = agreements[n % len(agreements)][1].recipient
             for output, guard in solo.items():
-                out_max = outputs[recipient][output]
+                out_max = outputs[recipient]["elasticsearch"]["default"] if output == "tlp expert" else \
+                    outputs[recipient][output]
                 written, why, sent = guard(event, out_max, None, key)
                 counts[f"solo {output} " + ("written" if written else "withheld")] += 1
                 if not written and truth["level"] == "unknown":
                     refused("solo " + output, truth, why)
-                grade("solo " + output, solo_oracle(output, truth, out_max, written, sent), event, truth,
-                      {"solo": recipient}, event, sent)
+                problems = expert_oracle(truth, out_max, written, sent) if output == "tlp expert" else \
+                    solo_oracle(output, truth, out_max, written, sent)
+                grade("solo " + output, problems, event, truth, {"solo": recipient}, event, sent)
         # the sharing router, as its expert calls the policy; an exception there is an event the
         # expert does not forward (IntelMQ dumps it)
         try:

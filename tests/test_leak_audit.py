@@ -54,6 +54,8 @@ def test_leak_audit_zero_leaks(capsys):
     for shape in leak_audit.CHR_SHAPES:
         assert seeds.get(f"hidden source: {shape}", 0) > 300, shape
     assert counts["router allowed, conflict"] > 1000 and counts["router allowed, hidden source"] > 1000
+    for path in ("solo exchange", "solo csaf", "solo tlp expert"):     # the seeded events without the router
+        assert counts[f"{path} written"] > 1000 and counts[f"{path} withheld"] > 1000, path
     assert result["leaks"] == 0, json.dumps({"leaks_by_seed": result["leaks_by_seed"],
                                              "examples": result["examples"]}, indent=1, default=str)
     # the hub's lake indexes what it may (a label-less event under default_tlp), not only nothing wrong
@@ -131,6 +133,8 @@ def test_oracle_catches_a_reader_that_trusts_sharing_tlp(monkeypatch):
     assert any(k.startswith(("exchange: TLP:RED", "csaf: TLP:RED")) for k in kinds), kinds
     assert "lake: unreadable TLP label indexed" in kinds, kinds
     assert "solo exchange: unreadable TLP label written" in kinds, kinds     # the output without the router
+    assert "solo tlp expert: unreadable TLP label forwarded" in kinds, kinds
+    assert any(k.startswith("solo tlp expert: sharing.tlp") for k in kinds), kinds
     seeds = result["leaks_by_seed"]
     assert any(s.startswith("conflict: STIX id") for s in seeds) and \
         any(s.startswith("look-alike: Cyrillic") for s in seeds), sorted(seeds)
@@ -146,6 +150,7 @@ def test_oracle_catches_a_source_hidden_only_by_the_flag(monkeypatch):
     assert any("exchange: feed.url in clear" in kinds for kinds in hidden), seeds
     assert any("exchange: event_description.url in clear" in kinds for kinds in hidden), seeds
     assert any("solo exchange: feed.url in clear" in kinds for kinds in hidden), seeds
+    assert any("solo tlp expert: hidden source not flagged" in kinds for kinds in hidden), seeds
 
 
 def audit(events=3000, outputs=("exchange", "csaf"), lake=False, **kw):
