@@ -178,16 +178,17 @@ class Plant:
 
 def expected(plants: list) -> tuple:
     """(must refuse, minimum level or None, source hidden) from the planted labels, by the documented
-    rules: every label counts, the most restrictive wins; IntelMQ's stock tlp RED beside an
-    AMBER+STRICT label (and no other RED) is that label's spelling of AMBER+STRICT."""
+    rules (docs/tlp.md): every label counts, the most restrictive wins; IntelMQ's stock tlp RED beside
+    sharing.tlp AMBER+STRICT (the pair the TLP expert writes) and no other RED reads AMBER+STRICT."""
     refuse = any(e == REFUSE for p in plants for e in p.expects)
     hide = any(e == CHR for p in plants for e in p.expects)
     levels = [(p.where, e) for p in plants for e in p.expects if isinstance(e, int)]
     if not levels:
         return refuse, None, hide
     stock = [lvl for where, lvl in levels if where == "tlp"]
+    shared = [lvl for where, lvl in levels if where == "sharing.tlp"]
     others = [lvl for where, lvl in levels if where != "tlp"]
-    if stock == [RED] and AMBER_STRICT in others and RED not in others:
+    if stock == [RED] and shared == [AMBER_STRICT] and RED not in others:
         return refuse, max(others), hide
     return refuse, max(lvl for _, lvl in levels), hide
 
