@@ -781,3 +781,39 @@ def test_report_daily(scratch, data):
     with hostile.guard(60):
         result = run_cli(argv)
     assert_clean(result, {0, 1, 2})
+
+
+@hostile.hostile_settings(40)
+@given(st.lists(hostile.labelled_events(), min_size=1, max_size=5))
+def test_report_daily_never_shows_a_label_above_its_ceiling(scratch, events):
+    """Early warnings and indicators reported by two hubs, with labels hidden anywhere: under
+    --tlp-ceiling GREEN, a value of an event whose most restrictive label is above GREEN (or that
+    has none: the default AMBER, or cannot be read) is not in the page."""
+    folder = fresh(scratch)
+    path = folder / "events.jsonl"
+    lines, secrets = [], []
+    for i, he in enumerate(events):
+        refuse, level, _ = he.oracle
+        secret = f"secret{i}-{he.token}"
+        event = dict(he.event)
+        event.pop("source.ip", None)
+        event["source.fqdn"] = f"{secret}.example.org"
+        if "event_description.text" not in event:
+            event["event_description.text"] = f"warning {secret}"
+        if i % 2 == 0:
+            event["classification.identifier"] = "crossborder-early-warning"
+        for hub in ("at-hub", "de-hub"):
+            lines.append(json.dumps({"arrived_at": "2026-11-20T10:00:00+00:00",
+                                     "event": dict(event, **{"provenance.origin_hub": hub})}))
+        if refuse or level is None or level > GREEN:
+            secrets.append(secret)
+    path.write_text("\n".join(lines) + "\n")
+    db = folder / "store.sqlite"
+    assert_clean(run_cli(["stats", "record", path, "--db", db]), {0, 1})
+    with hostile.guard(60):
+        result = run_cli(["report", "daily", "--out", folder / "out", "--db", db, "--date", "2026-11-20",
+                          "--tlp-ceiling", "GREEN"])
+    assert_clean(result, {0})
+    page = (folder / "out" / "daily-2026-11-20.html").read_text()
+    for secret in secrets:
+        assert secret not in page, f"{secret} (above TLP:GREEN) is in the report"
