@@ -289,6 +289,8 @@ def random_event(rng: random.Random, n: int, recent: Optional[list] = None) -> t
     level = true_level(planted)
     if seed == "standard" and RANK.get(level, -1) > RANK.get(dict(planted).get("sharing.tlp"), 9):
         seed = "conflict: stale extra.tlp above sharing.tlp"
+    if level == "unknown" and bad_field is None:
+        bad_field = next(f for f, lv in planted if lv == "unknown")
     if rng.random() < 0.5:
         ev["raw"] = base64.b64encode(json.dumps(values).encode()).decode()
     return ev, {"level": level, "values": values, "pap": pap_truth, "chr": chr_flag, "mdist": mdist,
