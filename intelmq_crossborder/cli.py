@@ -90,6 +90,10 @@ def _default_harmonization_target() -> Path:
 def _harmonization_check(args) -> int:
     from intelmq_crossborder import harmonization as h
 
+    try:
+        h.read(Path(args.file))
+    except h.HarmonizationError as exc:
+        return _fail(str(exc))
     problems = h.check(Path(args.file), require_crossborder=not args.structure_only)
     for problem in problems:
         print(problem, file=sys.stderr)

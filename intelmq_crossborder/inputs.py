@@ -212,6 +212,9 @@ class _StrictLoader(_BaseLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+
+
 def _check_nodes(root, source, max_depth: int) -> None:
     """Count the nodes of the composed YAML as they would be after alias expansion
     (an alias is the same node object, so memoising by id keeps this linear), and
@@ -225,6 +228,9 @@ def _check_nodes(root, source, max_depth: int) -> None:
         if isinstance(node, yaml.ScalarNode):
             if len(node.value) > MAX_YAML_SCALAR:
                 raise InputError(source, f"a value of {len(node.value)} characters (at most {MAX_YAML_SCALAR})",
+                                 line=node.start_mark.line + 1)
+            if node.tag in _NUMBER_TAGS and len(node.value) > MAX_NUMBER_CHARS:
+                raise InputError(source, f"a number of {len(node.value)} characters (at most {MAX_NUMBER_CHARS})",
                                  line=node.start_mark.line + 1)
             sizes[id(node)] = 1
             continue

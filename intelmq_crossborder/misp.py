@@ -377,9 +377,11 @@ class Row:
                 event["SharingGroup"] = {k: sg[k] for k in ("id", "uuid", "name") if k in sg}
             header = json.dumps(event)[:-1]          # without the closing brace
             ctx["_raw_header"] = header
-        attribute = {k: v for k, v in self.attribute.items() if k not in ("Galaxy", "ShadowAttribute")}
+        attribute = self.attribute
+        if isinstance(attribute, dict):       # a hostile report may hold anything here; dump it as it is
+            attribute = {k: v for k, v in attribute.items() if k not in ("Galaxy", "ShadowAttribute")}
         if self.obj is not None:
-            obj = {k: v for k, v in self.obj.items() if k in _OBJECT_KEYS}
+            obj = {k: v for k, v in self.obj.items() if k in _OBJECT_KEYS} if isinstance(self.obj, dict) else {}
             obj["Attribute"] = [attribute]
             body = '"Object": [' + json.dumps(obj) + "]"
         else:

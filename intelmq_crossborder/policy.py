@@ -678,11 +678,12 @@ def event_facts(event: Mapping[str, Any]) -> EventFacts:
         pap = None
     hubs = set()
     path = get("provenance.hub_path")
+    # compared as the agreement's hub_id is written (white space and case never hide a hub)
     if isinstance(path, str) and path:
-        hubs.update(h.strip() for h in path.split(",") if h.strip())
+        hubs.update(h.strip().lower() for h in path.split(",") if h.strip())
     origin_hub = get("provenance.origin_hub")
-    if isinstance(origin_hub, str) and origin_hub:
-        hubs.add(origin_hub)
+    if isinstance(origin_hub, str) and origin_hub.strip():
+        hubs.add(origin_hub.strip().lower())
     return EventFacts(level, level_from, err, hide, pap, pap_err, frozenset(hubs), err_field, err_value)
 
 

@@ -85,7 +85,9 @@ def test_yaml_small_aliases_are_fine():
     ("a: !!python/object/apply:os.system ['true']\n", "not valid YAML"),
     ("- &x [*x]\n", "nested"),
     ("a: [1\n", "not valid YAML"),
-    ("a: " + "9" * 5000 + "\n", "a value that cannot be read"),
+    ("a: " + "9" * 5000 + "\n", "a number of 5000 characters"),
+    ("a: " + "9" * 100 + "\n", "a number of 100 characters"),
+    ("a: !!int " + "9" * 5000 + "\n", "a number of 5000 characters"),
     ("a: !!timestamp 2001-99-99\n", "a value that cannot be read"),
     ("a: !!float x\n", "a value that cannot be read"),
 ])

@@ -393,3 +393,24 @@ def test_without_source_for_outputs_without_an_agreement():
     # an event id of the hub's own (not the originator's) stays
     own = dict(event, **{"provenance.event_uuid": "0b7e2c3a-1111-4222-8333-944455556666"})
     assert policy.without_source(own)["provenance.event_uuid"] == own["provenance.event_uuid"]
+
+
+@pytest.mark.parametrize("field,value", [
+    ("provenance.origin_hub", "de-hub\n"), ("provenance.origin_hub", " de-hub"), ("provenance.origin_hub", "DE-HUB"),
+    ("provenance.hub_path", "at-hub,de-hub\n"), ("provenance.hub_path", "at-hub, De-Hub "),
+])
+def test_white_space_or_case_in_the_event_cannot_defeat_the_loop_rule(field, value):
+    """Found by the hostile suite: "de-hub\\n" in the event passed IntelMQ's `$` regex and the loop rule."""
+    d = policy.decide(event(sharing__tlp="CLEAR", **{field.replace(".", "__"): value}),
+                      agreement(kind="national-hub", hub_id="de-hub", max_tlp="CLEAR"))
+    assert not d.allowed and "loop" in d.codes
+
+
+def test_harmonization_regexes_end_at_the_end_of_the_value():
+    import intelmq.lib.harmonization as types
+    from intelmq_crossborder.harmonization import merged_harmonization
+    fields = merged_harmonization()["event"]
+    assert types.LowercaseString.is_valid("de-hub", sanitize=False)
+    assert not re.search(fields["provenance.origin_hub"]["regex"], "de-hub\n")
+    assert not re.search(fields["provenance.origin_country"]["regex"], "AT\n")
+    assert not re.search(fields["sharing.tlp"]["regex"], "RED\n")

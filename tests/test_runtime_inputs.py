@@ -187,8 +187,6 @@ def test_harmonization_unreadable_is_named(tmp_path, capsys, content, needle):
     assert path.read_bytes() == content and not list(tmp_path.glob("*.bak-*"))
 
 
-@pytest.mark.xfail(strict=True, reason="cli._harmonization_check (not owned here) still exits 1 for an unreadable "
-                                       "file; it should exit 2 via harmonization.read (see the issue 12 report)")
 def test_harmonization_check_unreadable_exits_2(tmp_path, capsys):
     status, _, err = run_cli(capsys, "harmonization", "check", tmp_path / "missing.conf")
     assert status == 2
