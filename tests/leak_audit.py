@@ -358,10 +358,12 @@ def _plant_conflict(rng: random.Random, ev: dict, planted: list) -> str:
     ev["sharing.tlp"] = rng.choice(SPELLINGS[low])
     planted.append(("sharing.tlp", low))
     tag = "tlp:" + high.lower()
+    if rng.random() < 0.2:      # a spelling a careless reader misses: other case, white space, a newline
+        tag = rng.choice([tag.upper(), f" {tag}", f"{tag}\n"])
     if place == "tlp":
-        ev["tlp"] = high
+        ev["tlp"] = rng.choice([high, high.lower(), f"{high}\n"])
     elif place in ("extra.tlp", "extra.tlp_label", "extra.csaf_tlp"):
-        ev[place] = rng.choice(SPELLINGS[high][:5])
+        ev[place] = rng.choice(SPELLINGS[high][:5]) + rng.choice(["", "", "", "\n", " "])
     elif place == "extra.misp_tags strings":
         ev["extra.misp_tags"] = rng.sample([OSINT_TAG, tag, "tlp:" + low.lower()], 3)
     elif place == "extra.misp_tags objects":
@@ -373,7 +375,7 @@ def _plant_conflict(rng: random.Random, ev: dict, planted: list) -> str:
     elif place == "nested other field":
         ev[NESTED_FIELD] = {"info": "event", "Tag": [{"name": OSINT_TAG}, {"name": tag}]}
     else:
-        ev[MARKING_REFS] = [STIX2[high]]
+        ev[MARKING_REFS] = [rng.choice([STIX2[high], STIX2[high].upper()])]
     planted.append((place.split(" ")[0] if place.startswith(("tlp", "extra.")) else place, high))
     return f"conflict: {place}"
 
@@ -424,7 +426,7 @@ def _plant_unreadable(rng: random.Random, ev: dict, planted: list) -> tuple:
 #: Shapes of the tlp:ex:chr tag (or of the flag) that hides the source.
 CHR_SHAPES = ["tlp:ex:chr in extra.tags list", "tlp:ex:chr in extra.tags string", "tlp:ex:chr in extra.tags objects",
               "tlp:ex:chr in extra.misp_tags objects", "tlp:ex:chr as the whole value of another field",
-              "flag spelled as a string or 1"]
+              "flag spelled as a string or 1", "tlp:ex:chr in extra.tags beside the flag false"]
 
 
 def _plant_hidden_source(rng: random.Random, ev: dict, planted: list, values: dict, token: str) -> str:
@@ -436,18 +438,22 @@ def _plant_hidden_source(rng: random.Random, ev: dict, planted: list, values: di
     ev["sharing.tlp"] = rng.choice(SPELLINGS[level])
     planted.append(("sharing.tlp", level))
     shape = rng.choice(CHR_SHAPES)
+    chr_tag = rng.choice([CHR_TAG, CHR_TAG, CHR_TAG.upper(), f" {CHR_TAG}"])
     if shape.endswith("extra.tags list"):
-        ev["extra.tags"] = rng.sample([OSINT_TAG, CHR_TAG], 2)
+        ev["extra.tags"] = rng.sample([OSINT_TAG, chr_tag], 2)
     elif shape.endswith("extra.tags string"):
-        ev["extra.tags"] = ",".join(rng.sample([OSINT_TAG, CHR_TAG], 2))
+        ev["extra.tags"] = ",".join(rng.sample([OSINT_TAG, chr_tag], 2))
     elif shape.endswith("extra.tags objects"):
-        ev["extra.tags"] = [{"name": OSINT_TAG}, {"name": CHR_TAG}]
+        ev["extra.tags"] = [{"name": OSINT_TAG}, {"name": chr_tag}]
     elif shape.endswith("extra.misp_tags objects"):
-        ev["extra.misp_tags"] = [{"name": CHR_TAG, "colour": "#000000"}, {"name": OSINT_TAG}]
+        ev["extra.misp_tags"] = [{"name": chr_tag, "colour": "#000000"}, {"name": OSINT_TAG}]
     elif shape.endswith("another field"):
-        ev[OTHER_FIELD] = CHR_TAG
+        ev[OTHER_FIELD] = chr_tag
+    elif shape.endswith("flag false"):        # an upstream "false" never lifts the originator's tag
+        ev["extra.tags"] = [chr_tag]
+        ev["sharing.do_not_disclose_source"] = rng.choice([False, "false", 0])
     else:
-        ev["sharing.do_not_disclose_source"] = rng.choice(["true", "True", "1", "yes", 1])
+        ev["sharing.do_not_disclose_source"] = rng.choice(["true", "True", "TRUE", "1", "yes", 1])
     for name in ("feed.url", "event_description.url"):
         values[name] = ev[name] = VALUE_FIELDS[name](token)
     for name, make in SOURCE_ONLY_FIELDS.items():
