@@ -69,6 +69,6 @@ def test_first_pipeline_real_processes(intelmq_workdir, broker):
     dumps = result["dumps"]
     assert list(dumps) == ["tlp-expert"] and len(dumps["tlp-expert"]) == 1
     dumped = dumps["tlp-expert"][0]
-    assert "unknown TLP label 'PURPLE' in field extra.tlp" in dumped["traceback"][-1]
+    assert "for key 'extra.tlp': 'PURPLE' is not a TLP label; refused" in dumped["traceback"][-1]
     assert '"source.ip": "192.0.2.200"' in dumped["message"]
     assert sum(1 for line in FIRST_SAMPLE.read_text().splitlines() if line.strip()) == 9
