@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import uuid
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field

@@ -1,5 +1,4 @@
 """Exchange bundle format 1.0: writing, verification, tampering, trust store, CLI."""
-import gzip
 import json
 import tarfile
 

@@ -1,6 +1,5 @@
 """Contribution indicators on a hand-checked fixture (tests/fixtures/situational)."""
 import json
-import shutil
 from pathlib import Path
 
 import pytest

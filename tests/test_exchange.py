@@ -1,6 +1,5 @@
 """Sender spool and importer: crash safety, sequence numbers, replay, quarantine, HTTPS with mutual TLS."""
 import json
-import os
 
 import pytest
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 from intelmq.lib.message import Event
 
 from intelmq_crossborder import csaf, harmonization, tlp

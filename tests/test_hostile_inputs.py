@@ -19,7 +19,6 @@ docs/reliability.md ("Hostile-input suite"); ``XB_HOSTILE_EXAMPLES=N`` runs N pe
 import hashlib
 import json
 import os
-import shutil
 import sqlite3
 import tempfile
 import textwrap
@@ -32,7 +31,7 @@ from hypothesis import strategies as st
 
 import fuzzing
 import hostile
-from hostile import AMBER, AMBER_STRICT, CHR, CLEAR, GREEN, NAMES, RED, REFUSE, assert_clean, run_cli
+from hostile import AMBER, AMBER_STRICT, CLEAR, GREEN, NAMES, RED, REFUSE, assert_clean, run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

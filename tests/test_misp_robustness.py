@@ -1,5 +1,4 @@
 """Wrong JSON types and deep nesting in MISP input are MISPFormatError (found by tests/test_fuzz_misp.py)."""
-import json
 
 import pytest
 

@@ -2,14 +2,12 @@
 consortium/de-hub), deployed as the demo deploys them (placeholders expanded, throwaway
 exchange keys and trust stores): `intelmq-crossborder check` and `intelmqctl check` find no
 error.  And the CSIRT pipeline runs on RabbitMQ by the one broker switch."""
-import gzip
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest

@@ -3,7 +3,6 @@
 pip-audit needs the network and runs in `make check-security` (scripts/check_security.py).
 """
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 

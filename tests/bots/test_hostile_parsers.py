@@ -15,7 +15,6 @@ good one, and asserts:
 """
 import base64
 import json
-import re
 import unittest
 from pathlib import Path
 
