@@ -9,9 +9,10 @@ XB_LEAK_EVENTS overrides the number of events (e.g. 1000000 for a long run).
 import dataclasses
 import json
 import os
+import sys
 import types
 
-import sys
+import pytest
 
 import leak_audit
 from intelmq_crossborder import bundle, csaf_output, elastic, misp_push, policy, tlp
@@ -20,6 +21,7 @@ from intelmq_crossborder.tlp import Level
 EVENTS = int(os.environ.get("XB_LEAK_EVENTS", "100000"))
 
 
+@pytest.mark.slow
 def test_leak_audit_zero_leaks(capsys):
     result = leak_audit.run(EVENTS, 24)
     with capsys.disabled():
@@ -66,6 +68,7 @@ def test_leak_audit_zero_leaks(capsys):
     assert refusals and all(k.endswith("dumped naming the field") for k in refusals), refusals
 
 
+@pytest.mark.slow
 def test_leak_audit_misp_updates_zero_leaks():
     # The MISP output's events kept on the fake MISP: attributes added to existing events, tags
     # tightened, metadata-only edits; the stored events are checked after every write.
