@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast env bench check-security clean
+.PHONY: demo test test-fast lint env bench check-security clean
 
 env:
 	@VENV=$(VENV) ENSURE_RABBITMQ=$(ENSURE_RABBITMQ) bash scripts/ensure-env.sh
@@ -20,6 +20,10 @@ test: env
 # The fast lane while you work: no real bot processes (integration) and no long runs (slow).
 test-fast: env
 	$(PY) -m pytest -q -m "not integration and not slow" $(PYTEST_ARGS)
+
+# ruff with the rules of pyproject.toml ([tool.ruff]); CI runs it after the tests.
+lint: env
+	$(PY) -m ruff check .
 
 # bandit against the justified baseline (security/bandit-baseline.json) + pip-audit; see docs/security.md.
 # XB_REQUIRE_AUDIT=1 makes an unreachable vulnerability service a failure (CI with network).

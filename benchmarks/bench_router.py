@@ -48,12 +48,12 @@ def make_agreements(directory: Path) -> None:
     """20 agreements: hubs, CSIRTs, ISACs, operators, EU bodies, with filters and redaction."""
     rnd = random.Random(7)
     specs = []
-    for i, country in enumerate(COUNTRIES):                               # 8 national hubs
+    for country in COUNTRIES:                                             # 8 national hubs
         specs.append(dict(recipient=f"{country.lower()}-hub", kind="national-hub", country=country,
                           relation="community", max_tlp="GREEN", hub_id=f"{country.lower()}-hub",
                           taxonomies=sorted({t for t, _ in rnd.sample(TYPES, 2)}),
                           pseudonymise_fields=["source.account"], retention_days=365))
-    for i, country in enumerate(COUNTRIES[:4]):                           # 4 constituent CSIRTs
+    for country in COUNTRIES[:4]:                                         # 4 constituent CSIRTs
         specs.append(dict(recipient=f"csirt-{country.lower()}", kind="csirt", country=country,
                           relation="constituent", max_tlp="AMBER", origin_countries=[country],
                           unknown_origin="deny", disclose_source=True))

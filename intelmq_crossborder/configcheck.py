@@ -114,7 +114,7 @@ def _run(args) -> int:
     """Exit 2 if a runtime file cannot be read as YAML, else 1 if any error was found, else 0."""
     status = 0
     for runtime in args.runtime:
-        for bot_id, level, msg in check_runtime(Path(runtime)):
+        for _bot_id, level, msg in check_runtime(Path(runtime)):
             if level == "unreadable":
                 print(f"intelmq-crossborder: error: {_text(msg)}", file=sys.stderr)
                 status = 2

@@ -124,7 +124,7 @@ def chown_for_intelmq(path: Path) -> None:
     ids = _intelmq_ids()
     if ids is None:
         return
-    for dirpath, dirnames, filenames in os.walk(path):
+    for dirpath, _dirnames, filenames in os.walk(path):
         os.chown(dirpath, *ids)
         for name in filenames:
             os.chown(os.path.join(dirpath, name), *ids)

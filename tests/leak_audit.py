@@ -1017,7 +1017,7 @@ def csaf_document_problems(path: str, root: str, groups: dict, out_max: str, not
         problems.append(f"document labelled {label} published in folder {rel.split(os.sep)[0]!r}")
     if RANK[published] > RANK[out_max] and not (published == "RED" and out_max == "AMBER+STRICT"):
         problems.append(f"document published as TLP:{label} above the output's max_tlp {out_max}")
-    for original, truth, agreement, redaction, level in members:
+    for _original, truth, agreement, redaction, level in members:
         found = []
         if RANK[published] < RANK[level]:
             found.append(f"document TLP label {label} below TLP:{level} of an event in it")

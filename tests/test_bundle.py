@@ -228,7 +228,7 @@ def test_property_any_single_byte_flip_is_detected(tmp_path, keys, trust, data):
     raw = bytearray(path.read_bytes())
     members = read_members(path)
     # flip a byte inside one of the member payloads (tar padding is not covered by any hash)
-    offsets, pos = [], 0
+    offsets = []
     with tarfile.open(path, "r:") as tar:
         for m in tar.getmembers():
             offsets.append((m.offset_data, m.size))

@@ -106,7 +106,7 @@ def test_misp_output_slow_500_dropped_then_back(intelmq_workdir):
                     fault.mode, ip = mode, f"192.0.2.{n}"
                     before, offset = len(fault.requests), log_size(log)
                     r.lpush("misp-output-queue", misp_event(ip))
-                    wait_for(lambda: len(dumped()) == n - 1, 30, f"the message to be dumped ({mode})")
+                    wait_for(lambda n=n: len(dumped()) == n - 1, 30, f"the message to be dumped ({mode})")
                     during = fault.requests[before:]
                     # retry_attempts 2: three attempts of the same call, all of them faulty
                     assert len(during) == 3 and {m for _, _, m in during} == {mode}, during
@@ -243,9 +243,10 @@ def test_exchange_push_backs_off_while_the_peer_fails_then_pushes_all_in_order(i
                     seen = len(failures())
                     feed(10 * phase)               # 10 events: 2 more bundles, sealed while the peer fails
                     wait_for(accepted, 30, f"the output to accept the events ({mode})")
-                    wait_for(lambda: len(waiting()) == 2 * (phase + 1), 30, "the bundles to be sealed")
+                    wait_for(lambda phase=phase: len(waiting()) == 2 * (phase + 1), 30, "the bundles to be sealed")
                     need = 3 if mode == "error" else 1
-                    wait_for(lambda: len(failures()) >= seen + need and fault.count(mode=mode) >= need, 30,
+                    wait_for(lambda seen=seen, need=need, mode=mode: len(failures()) >= seen + need
+                             and fault.count(mode=mode) >= need, 30,
                              f"failed pushes while the peer is {mode}")
                     assert alive(inst, "exchange-output") and not list(sent.glob("*.xbundle"))
                 names = waiting()

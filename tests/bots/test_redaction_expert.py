@@ -2,6 +2,8 @@
 import os
 import unittest
 
+from intelmq.lib.exceptions import ConfigurationError
+
 from botcase import CrossBorderBotTestCase
 
 from intelmq_crossborder import policy
@@ -87,7 +89,7 @@ class TestCrossBorderRedactionExpertBot(CrossBorderBotTestCase, unittest.TestCas
                 self.assertIn("carries the event's TLP label or source flag", result[0][1])
 
     def test_label_field_refused_at_start(self):
-        with self.assertRaises(Exception):
+        with self.assertRaises(ConfigurationError):
             self.prepare_bot(parameters={"remove_fields": ["tlp"]})
         self.assertIn("parameter remove_fields: tlp carries the event's TLP label", self.log_stream.getvalue())
         self.prepare_bot()
@@ -122,7 +124,7 @@ class TestCrossBorderRedactionExpertBot(CrossBorderBotTestCase, unittest.TestCas
         self.assertRegexpMatchesLog(r"for key 'extra\.tlp': a TLP label must be a string, not a list.*not redacted")
 
     def test_missing_key_fails_at_start(self):
-        with self.assertRaises(Exception):
+        with self.assertRaises(ConfigurationError):
             self.prepare_bot(parameters={"hmac_password": None, "hmac_key_env": "NO_SUCH_VARIABLE_X"})
         self.assertIn("pseudonymise_fields is set but there is no key", self.log_stream.getvalue())
         self.prepare_bot()          # a valid bot again, for IntelMQ's checks in tearDown

@@ -3,6 +3,8 @@ import shutil
 import tempfile
 import textwrap
 import unittest
+
+from intelmq.lib.exceptions import ConfigurationError
 from pathlib import Path
 
 from botcase import CrossBorderBotTestCase
@@ -240,7 +242,7 @@ class TestCrossBorderSharingRouterExpertBot(CrossBorderBotTestCase, unittest.Tes
                          "warning")
 
     def test_missing_path_fails_at_start(self):
-        with self.assertRaises(Exception):
+        with self.assertRaises(ConfigurationError):
             self.prepare_bot(destination_queues=["cert-at", "hub-soc"])
         self.assertIn("no named path in destination_queues for recipient(s) ee-isac", self.log_stream.getvalue())
         self.prepare_bot(destination_queues=RECIPIENTS)   # a valid bot again, for IntelMQ's checks in tearDown

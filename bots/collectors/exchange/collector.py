@@ -60,13 +60,13 @@ class CrossBorderExchangeCollectorBot(CollectorBot):
         try:
             trust = bundle.TrustStore.from_file(self.trust_store)
         except bundle.BundleError as exc:
-            raise ConfigurationError("exchange collector", str(exc))
+            raise ConfigurationError("exchange collector", str(exc)) from None
         try:
             importer = exchange.Importer(self.hub_id, trust, self._state_dir, self._quarantine, self._archive,
                                          chunk_lines=self.events_per_report,
                                          accept_first_sequence=self.accept_first_sequence, logger=self.logger)
         except exchange.StateError as exc:
-            raise ConfigurationError("exchange collector", str(exc))
+            raise ConfigurationError("exchange collector", str(exc)) from None
         if self.pull_url:
             self._pull(importer)
 

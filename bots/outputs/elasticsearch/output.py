@@ -84,7 +84,7 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
         try:
             self._backoff = Backoff(self.initial_backoff, self.max_backoff)
         except ValueError as exc:
-            raise ConfigurationError("elasticsearch output", f"parameters initial_backoff/max_backoff: {exc}")
+            raise ConfigurationError("elasticsearch output", f"parameters initial_backoff/max_backoff: {exc}") from None
         self._ceiling = tlp.parse_level(self.tlp_ceiling, "parameter tlp_ceiling")
         self._default_level = tlp.parse_level(self.default_tlp, "parameter default_tlp")
         self._mapping = elastic.mapping_from_harmonization(
@@ -224,7 +224,7 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
             try:
                 client = self._get_client()
                 self._ensure_templates(client, pending)
-                for ok, item in helpers.streaming_bulk(
+                for _ok, item in helpers.streaming_bulk(
                         client, (d.action() for d in pending), chunk_size=max(1, self.bulk_size),
                         max_chunk_bytes=self.max_chunk_bytes, raise_on_error=False,
                         raise_on_exception=True, max_retries=0, yield_ok=True):
@@ -232,7 +232,7 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
             except ApiError as exc:
                 if exc.status_code not in elastic.RETRY_STATUSES and exc.status_code < 500:
                     raise ConfigurationError("elasticsearch output",
-                                             f"the lake refused the bulk request ({exc.status_code}: {exc.message})")
+                                             f"the lake refused the bulk request ({exc.status_code}: {exc.message})") from None
                 failure = f"HTTP {exc.status_code} {exc.message}"
             except (TransportError, elastic.ElasticConfigError) as exc:
                 failure = f"{type(exc).__name__}: {exc}"

@@ -82,7 +82,7 @@ class CrossBorderExchangeOutputBot(OutputBot):
         try:
             key = bundle.load_private_key(self.signing_key_file, passphrase)
         except bundle.BundleError as exc:
-            raise ConfigurationError("exchange output", str(exc))
+            raise ConfigurationError("exchange output", str(exc)) from None
         base = Path(self.spool_dir or os.path.join(VAR_STATE_PATH, "crossborder-exchange", self.bot_id))
         self._outbox = Path(self.outbox_dir) if self.outbox_dir else base / "outbox"
         self._sent = Path(self.sent_dir) if self.sent_dir else base / "sent"
