@@ -59,11 +59,6 @@ def _labels(event: dict) -> tlp.EventTLP:
         raise OutputError(exc.field, exc.value, f"{exc.reason}; not written") from None
 
 
-def _label_field(labels: tlp.EventTLP) -> str:
-    """The field the effective label was read from (for the message of a refusal)."""
-    return next((name for name, label in labels.found if label == labels.label), "sharing.tlp")
-
-
 def admit(event: dict, max_level: tlp.Level) -> tlp.EventTLP:
     """The effective TLP of an event (:func:`tlp.event_tlp`) when it may go into a published
     advisory, else :class:`OutputError` naming the field.  Refused: no label, an unreadable
@@ -75,13 +70,13 @@ def admit(event: dict, max_level: tlp.Level) -> tlp.EventTLP:
         raise OutputError("sharing.tlp", None, "no TLP label; the event is not written into a CSAF advisory "
                                                "without one")
     if level is tlp.Level.RED:
-        raise OutputError(_label_field(labels), level.label, "TLP:RED is never published automatically; "
+        raise OutputError(labels.field, level.label, "TLP:RED is never published automatically; "
                                                              "not written")
     if level is tlp.Level.AMBER_STRICT:
-        raise OutputError(_label_field(labels), level.label, "TLP:AMBER+STRICT never leaves the organisation "
+        raise OutputError(labels.field, level.label, "TLP:AMBER+STRICT never leaves the organisation "
                                                              "and CSAF advisories are published; not written")
     if level > max_level:
-        raise OutputError(_label_field(labels), level.label, f"TLP:{level.label} is above max_tlp "
+        raise OutputError(labels.field, level.label, f"TLP:{level.label} is above max_tlp "
                                                              f"{max_level.label}; not written")
     return labels
 

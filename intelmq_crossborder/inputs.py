@@ -17,7 +17,6 @@ traceback, a hang or unbounded memory:
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
@@ -287,10 +286,3 @@ def read_yaml(path, *, max_bytes: int = 8 * 1024 * 1024, max_depth: int = MAX_DE
     return loads_yaml(read_text(path, max_bytes=max_bytes, what=what), path, max_depth=max_depth,
                       max_bytes=max_bytes)
 
-
-def env_limit(name: str, default: int) -> int:
-    """An integer limit from the environment (for operators who need more), else the default."""
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default

@@ -206,7 +206,7 @@ def _level_refusal(labels: tlp.EventTLP, agreement) -> Optional[tuple]:
     level = labels.level
     if level is None or level < tlp.Level.AMBER_STRICT:
         return None
-    field = next((name for name, label in labels.found if label == level.label), "sharing.tlp")
+    field = labels.field
     if level is tlp.Level.RED:
         return field, "TLP:RED is never forwarded automatically"
     if agreement.relation != "same-organisation":

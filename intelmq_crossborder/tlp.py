@@ -431,6 +431,12 @@ class EventTLP:
         return None if self.level is None else self.level.label
 
     @property
+    def field(self) -> str:
+        """The field the effective level was read from (the first, for a refusal's message);
+        ``sharing.tlp`` when the event carries no label."""
+        return next((name for name, label in self.found if label == self.label), "sharing.tlp")
+
+    @property
     def why(self) -> str:
         found, hide = self.found, self.hide_source
         if self.level is None:

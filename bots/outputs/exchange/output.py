@@ -210,7 +210,7 @@ class CrossBorderExchangeOutputBot(OutputBot):
         if level is None:
             raise InvalidValue("sharing.tlp", None, reason="event without a TLP label is not bundled for "
                                f"{self.recipient}; run the cross-border TLP expert before this bot")
-        field = next((name for name, label in labels.found if label == level.label), "sharing.tlp")
+        field = labels.field
         if level is tlp.Level.RED:
             raise InvalidValue(field, level.label, reason="TLP:RED is never forwarded automatically; "
                                                           f"not bundled for {self.recipient}")
