@@ -11,22 +11,13 @@ import pytest
 
 from intelmq_crossborder import contributions as cb
 from intelmq_crossborder import csaf, early_warning as ew, misp, tlp
-from intelmq_crossborder.cli import main
+from clirun import run
 
 CSAF_FIX = Path(__file__).parent / "fixtures" / "csaf" / "advisories"
 BSI = json.loads((CSAF_FIX / "bsi-2022-0001.json").read_text("utf-8"))     # TLP:WHITE, one vulnerability
 BSI_EVENTS = len(csaf.document_events(BSI).events)
 LOOKALIKES = ["tlp\u200b:red", "tlp:r\u0435d", "tlp\uff1ared", "TLP:\u0280ED"]     # zero-width, Cyrillic, full-width
 
-
-def run(argv, capsys):
-    try:
-        status = main(argv)
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "internal error" not in err, err
-    return status, out, err
 
 
 # --- early warning -----------------------------------------------------------------------------

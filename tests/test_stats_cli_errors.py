@@ -10,21 +10,11 @@ import sys
 import pytest
 
 from intelmq_crossborder import contributions as cb
-from intelmq_crossborder.cli import main
+from clirun import run
 
 GOOD = {"classification.type": "scanner", "source.ip": "192.0.2.1", "sharing.tlp": "GREEN",
         "provenance.originator": "cert-a", "provenance.origin_hub": "hub-at"}
 
-
-def run(argv, capsys):
-    """main(argv) -> (status, stdout, stderr); argparse's own exit counts as its status."""
-    try:
-        status = main(argv)
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "internal error" not in err, err
-    return status, out, err
 
 
 def record(tmp_path, capsys, body, *extra):
