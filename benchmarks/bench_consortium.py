@@ -37,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from intelmq_crossborder.runner import IntelMQInstance, chown_for_intelmq  # noqa: E402
+from intelmq_crossborder.runtime.instance import IntelMQInstance, chown_for_intelmq  # noqa: E402
 
 AGREEMENT = """\
     recipient: hub-b

@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from intelmq.lib.message import Event  # noqa: E402
 
-from intelmq_crossborder import csaf  # noqa: E402
+from intelmq_crossborder.formats.csaf import document as csaf  # noqa: E402
 from intelmq_crossborder.harmonization import merged_harmonization  # noqa: E402
 
 DEFAULT_DIRS = [REPO / "tests" / "fixtures" / "csaf" / "advisories", REPO / "tests" / "fixtures" / "csaf" / "csaf21"]

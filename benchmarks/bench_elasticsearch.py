@@ -3,7 +3,7 @@
 
 Runs the output bot as a real IntelMQ process (started by intelmqctl, Redis
 pipeline, Redis journal) in one run with bulk_size 1, 500 and 5000, and once more
-with 500 and no journal (what the journal costs), against intelmq_crossborder.fake_elasticsearch in this process. The events are
+with 500 and no journal (what the journal costs), against intelmq_crossborder.testing.fake_elasticsearch in this process. The events are
 put into the bot's source queue before it starts; the clock runs from the moment
 the bot takes its first message until the fake server holds every document.
 bulk_size 1 (index and acknowledge each event, as IntelMQ's stock output does
@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from intelmq_crossborder.fake_elasticsearch import FakeElasticsearch
-from intelmq_crossborder.runner import IntelMQInstance, chown_for_intelmq
+from intelmq_crossborder.testing.fake_elasticsearch import FakeElasticsearch
+from intelmq_crossborder.runtime.instance import IntelMQInstance, chown_for_intelmq
 
 BOT_ID = "es-output"
 

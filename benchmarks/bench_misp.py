@@ -2,7 +2,7 @@
 
 Compares, in the same run and on the same bytes:
 
-- ours: ``json.loads`` + :class:`intelmq_crossborder.misp.Converter` (what the parser
+- ours: ``json.loads`` + :class:`intelmq_crossborder.formats.misp.convert.Converter` (what the parser
   bot and ``convert misp`` run), emitting IntelMQ field dicts;
 - ours + IntelMQ Event: the same plus building validated ``intelmq.lib.message.Event``
   objects with the cross-border harmonization and the per-event ``raw`` (the parser
@@ -32,7 +32,7 @@ def _data(blob, preparsed):
 
 
 def ours(blobs, preparsed=False):
-    from intelmq_crossborder import misp
+    from intelmq_crossborder.formats.misp import convert as misp
     emitted = 0
     for blob in blobs:
         conv = misp.Converter()
@@ -49,7 +49,7 @@ def ours(blobs, preparsed=False):
 def ours_with_intelmq(blobs, harmonization, preparsed=False):
     from intelmq.lib.exceptions import InvalidValue
     from intelmq.lib.message import Event
-    from intelmq_crossborder import misp
+    from intelmq_crossborder.formats.misp import convert as misp
     emitted = 0
     for blob in blobs:
         conv = misp.Converter()

@@ -33,8 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from intelmq_crossborder import audit, policy  # noqa: E402
-from intelmq_crossborder.runner import IntelMQInstance  # noqa: E402
+from intelmq_crossborder.policy import audit, decide as policy  # noqa: E402
+from intelmq_crossborder.runtime.instance import IntelMQInstance  # noqa: E402
 
 TYPES = [("malicious-code", "infected-system"), ("malicious-code", "c2-server"),
          ("information-gathering", "scanner"), ("vulnerable", "vulnerable-system"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make check-security`: bandit (static analysis) and pip-audit (known-vulnerable dependencies).
 
-* bandit runs on intelmq_crossborder/ and bots/ against the baseline of justified findings in
+* bandit runs on intelmq_crossborder/ (bots included) against the baseline of justified findings in
   security/bandit-baseline.json (each one is justified in docs/security.md); any NEW finding
   fails (exit 1).
 * pip-audit checks the installed environment against PyPI's vulnerability data. Vulnerabilities
@@ -21,7 +21,7 @@ BIN = Path(sys.executable).parent
 
 
 def run_bandit() -> int:
-    cmd = [str(BIN / "bandit"), "-q", "-r", "intelmq_crossborder", "bots",
+    cmd = [str(BIN / "bandit"), "-q", "-r", "intelmq_crossborder",
            "-b", "security/bandit-baseline.json", "-f", "json"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     try:

@@ -6,7 +6,7 @@ import redis
 from botcase import CrossBorderBotTestCase
 
 from intelmq_crossborder.bots.outputs.elasticsearch.output import JOURNAL_KEY, CrossBorderElasticsearchOutputBot
-from intelmq_crossborder.fake_elasticsearch import FakeElasticsearch
+from intelmq_crossborder.testing.fake_elasticsearch import FakeElasticsearch
 
 REDIS_DB = 15
 

@@ -14,8 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from intelmq_crossborder import bundle as b
-
+from intelmq_crossborder.formats import bundle as b
 COUNTRIES = {"de-hub": "DE", "fr-hub": "FR", "at-hub": "AT", "it-hub": "IT"}
 
 

@@ -9,7 +9,7 @@ it and closes the connection).
 
 ``forward``: a base URL (``http://127.0.0.1:port``); in ``ok`` mode every request is passed
 on to it and its answer relayed, so the server stands in front of a real fake peer
-(tests/fake_misp.py, tests/csaf_provider.py) whose faults can be switched on and off while
+(intelmq_crossborder/testing/fake_misp.py, intelmq_crossborder/testing/csaf_provider.py) whose faults can be switched on and off while
 the bots keep the same URL. ``only``: a regular expression; the fault applies to the
 requests whose path matches it, the others are answered as ``ok``.
 ``tls``: a dict from ``exchange_helpers.make_pki`` (``server_cert``, ``server_key``, ``ca``):

@@ -73,7 +73,6 @@ def _stream(errors: str):
 def run_cli(argv: list, stdin: Optional[bytes] = None) -> Result:
     """``cli.main(argv)`` with its own stdout/stderr; SystemExit (argparse) gives its code."""
     from intelmq_crossborder import cli
-
     out, err = _stream("strict"), _stream("backslashreplace")
     saved = sys.stdout, sys.stderr, sys.stdin
     sys.stdout, sys.stderr = out, err

@@ -5,9 +5,9 @@ The path each event takes, in process (the same library functions and bot code t
 processes run, without Redis):
 
 1. the sharing router's decision (``policy.event_facts`` + ``policy.decide`` per agreement, as
-   ``bots/experts/sharing_router/expert.py`` calls them);
+   ``intelmq_crossborder/bots/experts/sharing_router/expert.py`` calls them);
 2. a redaction expert on the recipient's path (``policy.redact`` with per-recipient random
-   extra fields to remove / pseudonymise, as ``bots/experts/redaction/expert.py``);
+   extra fields to remove / pseudonymise, as ``intelmq_crossborder/bots/experts/redaction/expert.py``);
 3. every output, by running the real bots' ``process()`` with a random configuration per
    recipient up to the point where they would write, and taking what they would write (every
    recipient has the exchange, CSAF and Elasticsearch outputs, about half of them the MISP API
@@ -95,8 +95,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from intelmq.lib.exceptions import InvalidValue  # noqa: E402
 
-from intelmq_crossborder import policy  # noqa: E402  (the system under audit)
-
+from intelmq_crossborder.policy import decide as policy  # noqa: E402  (the system under audit)
 # --- the specification, restated independently -----------------------------------------------
 ORDER = ["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"]
 RANK = {name: i for i, name in enumerate(ORDER)}
@@ -626,8 +625,8 @@ def output_guards(misp_server=None, artifacts: Optional["_Artifacts"] = None) ->
     ``artifacts``: the exchange and CSAF outputs write there (see :class:`_Artifacts`)."""
     from collections import OrderedDict
 
-    from intelmq_crossborder import misp_push
-    from intelmq_crossborder import tlp as _tlp
+    from intelmq_crossborder.formats.misp import push as misp_push
+    from intelmq_crossborder.core import tlp as _tlp
     from intelmq_crossborder.bots.outputs.csaf.output import CrossBorderCSAFOutputBot
     from intelmq_crossborder.bots.outputs.elasticsearch.output import CrossBorderElasticsearchOutputBot
     from intelmq_crossborder.bots.outputs.exchange.output import CrossBorderExchangeOutputBot
@@ -785,7 +784,7 @@ def solo_guards() -> dict:
     source hidden by a tag).  The exchange output's guard gives the line it would spool.  And
     the cross-border TLP expert (``tlp expert``, configured with a ``default_tlp``): the event it
     would send on."""
-    from intelmq_crossborder import tlp as _tlp
+    from intelmq_crossborder.core import tlp as _tlp
     from intelmq_crossborder.bots.experts.tlp.expert import CrossBorderTLPExpertBot
     from intelmq_crossborder.bots.outputs.exchange.output import CrossBorderExchangeOutputBot
 
@@ -890,8 +889,7 @@ class _CSAFState:
     """One recipient's CSAF output: its configuration, spool, provider directory and groups."""
 
     def __init__(self, root: Path, recipient: str, index: int):
-        from intelmq_crossborder import csaf_output
-
+        from intelmq_crossborder.formats.csaf import provider as csaf_output
         written = self.written = []
 
         class _Directory(csaf_output.ProviderDirectory):
@@ -916,7 +914,7 @@ class _Artifacts:
     there is one), one signing key and the trust store of a receiving hub that knows it."""
 
     def __init__(self, seed: int, recipients: list):
-        from intelmq_crossborder import bundle
+        from intelmq_crossborder.formats import bundle
         shm = "/dev/shm"
         self.root = Path(tempfile.mkdtemp(prefix="leak-audit-", dir=shm if os.path.isdir(shm) else None))
         self.key = bundle.generate_private_key()
@@ -932,7 +930,7 @@ class _Artifacts:
     def spool(self, recipient: str):
         spool = self.spools.get(recipient)
         if spool is None:
-            from intelmq_crossborder import exchange
+            from intelmq_crossborder.exchange import transfer as exchange
             spool = self.spools[recipient] = exchange.Spool(
                 self.root / "exchange" / recipient, self.root / "outbox" / recipient, AUDIT_HUB, recipient,
                 self.key, compresslevel=1, logger=_QUIET)
@@ -961,7 +959,7 @@ def bundle_problems(path: Path, trust, recipient: str, pending: list, note=None)
     number of events graded from the bundle)."""
     import tarfile
 
-    from intelmq_crossborder import bundle
+    from intelmq_crossborder.formats import bundle
     problems = []
     try:
         with bundle.open_bundle(path, trust, recipient) as opened:
@@ -1329,7 +1327,7 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
     no_redaction = {"remove": [], "pseudonymise": []}
     server = None
     if misp_updates:
-        from fake_misp import FakeMISP
+        from intelmq_crossborder.testing.fake_misp import FakeMISP
         server = FakeMISP()
     artifacts = _Artifacts(seed, [a.recipient for _, a in agreements]) \
         if artifacts_on and {"exchange", "csaf"} & set(chosen) else None

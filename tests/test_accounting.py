@@ -1,7 +1,5 @@
 """Unit tests of the accounting helper used by the fault-injection runs."""
-from intelmq_crossborder import accounting
-
-
+from intelmq_crossborder.testing import accounting
 def ev(seq, **kw):
     return accounting.stamp({"classification.type": "scanner", "source.ip": f"10.0.0.{seq}", **kw}, seq)
 

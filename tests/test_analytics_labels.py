@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from intelmq_crossborder import contributions as cb
-from intelmq_crossborder import csaf, early_warning as ew, misp, tlp
+from intelmq_crossborder.analytics import contributions as cb
+from intelmq_crossborder.formats.csaf import document as csaf
+from intelmq_crossborder.analytics import early_warning as ew
+from intelmq_crossborder.formats.misp import convert as misp
+from intelmq_crossborder.core import tlp
 from clirun import run
 
 CSAF_FIX = Path(__file__).parent / "fixtures" / "csaf" / "advisories"

@@ -1,8 +1,8 @@
 """Unit tests of the audit trail: one line per decision, append across restarts, rotation loses nothing."""
 import json
 
-from intelmq_crossborder import audit
-from intelmq_crossborder.policy import Decision
+from intelmq_crossborder.policy import audit
+from intelmq_crossborder.policy.decide import Decision
 
 
 def decisions(n, start=0):

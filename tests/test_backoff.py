@@ -1,9 +1,9 @@
-"""intelmq_crossborder.backoff.Backoff and the retry loops built on it (MISP calls)."""
+"""intelmq_crossborder.core.retry.Backoff and the retry loops built on it (MISP calls)."""
 import pytest
 import requests
 
-from intelmq_crossborder.backoff import Backoff
-from intelmq_crossborder.misp_push import PermanentMISPError, RetryingCaller, TransientMISPError
+from intelmq_crossborder.core.retry import Backoff
+from intelmq_crossborder.formats.misp.push import PermanentMISPError, RetryingCaller, TransientMISPError
 
 
 class Clock:

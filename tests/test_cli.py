@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from intelmq_crossborder.runtime.instance import PIPELINES_DIR
 from intelmq_crossborder import cli
-
 FIXTURE = Path(__file__).parent / "fixtures" / "harmonization" / "intelmq-3.5.0-harmonization.conf"
 EXE = str(Path(sys.executable).parent / "intelmq-crossborder")
 
@@ -130,12 +130,12 @@ def test_check_fails_on_bad_bot_parameter(tmp_path):
 
 
 #: Configs that need deployment files (exchange keys, trust store under ${INTELMQ_ROOT_DIR}) and
-#: ${REPO_DIR}: tests/test_ready_pipelines.py checks them deployed, with both check tools.
+#: ${PIPELINES_DIR}: tests/test_ready_pipelines.py checks them deployed, with both check tools.
 DEPLOYED_ONLY = ("national-hub", "cross-border-hub", "csirt", "consortium")
 
 
 def test_check_shipped_runtime_configs():
-    base = Path(__file__).parent.parent / "runtime-configs"
+    base = PIPELINES_DIR
     configs = sorted(str(p) for p in base.rglob("runtime.yaml")
                      if p.relative_to(base).parts[0] not in DEPLOYED_ONLY)
     assert configs

@@ -2,10 +2,10 @@
 hand-made results (no IntelMQ processes)."""
 from pathlib import Path
 
-from intelmq_crossborder import consortium
-from intelmq_crossborder.consortium import Delivery
+from intelmq_crossborder.demo import consortium
+from intelmq_crossborder.demo.consortium import Delivery
 
-RC = Path(__file__).resolve().parent.parent / "runtime-configs"
+RC = Path(__file__).resolve().parent.parent / "intelmq_crossborder" / "pipelines"
 ROUTERS = {"at-hub": {"router": RC / "national-hub" / "agreements"},
            "fi-hub": {"router": RC / "cross-border-hub" / "agreements",
                       "early-warning-router": RC / "cross-border-hub" / "agreements-early-warning"}}
@@ -83,7 +83,7 @@ def test_report_counts_effective_labels():
                                                 ev(sharing__tlp="GREEN", extra__tlp=["RED"], source__ip="192.0.2.2")],
                          "file")])
     assert sorted(consortium.received(r)["at-csirt"].values()) == ["(unreadable)", "AMBER"]
-    from intelmq_crossborder import demo
+    from intelmq_crossborder.demo import first_pipeline as demo
     text = demo.summarise({"events": [ev(sharing__tlp="GREEN", extra__tlp="AMBER"), ev(extra__tlp=["RED"])],
                            "dumps": {}, "input_count": 2})
     assert "TLP:AMBER" in text and "TLP:(unreadable)" in text and "TLP:GREEN" not in text
@@ -91,7 +91,7 @@ def test_report_counts_effective_labels():
 
 def test_a_received_line_with_a_duplicate_key_is_not_read_as_one_of_its_values(tmp_path):
     import pytest
-    from intelmq_crossborder.runner import PipelineError
+    from intelmq_crossborder.runtime.instance import PipelineError
     out = tmp_path / "out.jsonl"
     out.write_text('{"sharing.tlp": "GREEN"}\n{"sharing.tlp": "RED", "sharing.tlp": "GREEN"}\n')
     with pytest.raises(PipelineError, match=r"out\.jsonl:2: .*duplicate key 'sharing\.tlp'"):

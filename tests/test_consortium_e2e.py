@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from intelmq_crossborder import consortium
-
+from intelmq_crossborder.demo import consortium
 pytestmark = pytest.mark.integration
 
 AT_SCANNER = ("at-hub:scanner:source.ip=203.0.113.50", "GREEN")

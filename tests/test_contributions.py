@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from intelmq_crossborder import contributions as cb
-from intelmq_crossborder import tlp
+from intelmq_crossborder.analytics import contributions as cb
+from intelmq_crossborder.core import tlp
 from intelmq_crossborder.cli import main
 
 FIX = Path(__file__).parent / "fixtures" / "situational"

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 from intelmq_crossborder import cli
-
 FIX = Path(__file__).resolve().parent / "fixtures" / "csaf" / "advisories"
 
 
@@ -52,13 +51,13 @@ def test_usage_errors_exit_2():
 
 def test_help_and_converter_registry():
     assert run("convert", "csaf", "--help").returncode == 0
-    assert "intelmq_crossborder.csaf:register_convert" in cli.CONVERTERS
+    assert "intelmq_crossborder.formats.csaf.document:register_convert" in cli.CONVERTERS
     parser = cli.build_parser()
     args = parser.parse_args(["convert", "csaf", "x.json"])
     assert args.convert_command == "csaf"
 
 
 def test_sample_runtime_config_passes_bot_checks():
-    runtime = Path(__file__).resolve().parents[1] / "runtime-configs" / "csaf" / "runtime.yaml"
+    runtime = Path(__file__).resolve().parents[1] / "intelmq_crossborder" / "pipelines" / "csaf" / "runtime.yaml"
     proc = run("check", str(runtime))
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,4 +1,4 @@
-"""Unit tests of intelmq_crossborder.csaf_distribution on the real distribution samples."""
+"""Unit tests of intelmq_crossborder.formats.csaf.distribution on the real distribution samples."""
 import hashlib
 import json
 import logging
@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from csaf_provider import Provider
-from intelmq_crossborder import csaf, csaf_distribution as dist
+from intelmq_crossborder.testing.csaf_provider import Provider
 
+CSAF_ADVISORIES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "csaf" / "advisories"
+from intelmq_crossborder.formats.csaf import document as csaf, distribution as dist
 FIX = Path(__file__).resolve().parent / "fixtures" / "csaf" / "distribution"
 LOG = logging.getLogger("csaf-test")
 
@@ -101,7 +102,7 @@ def test_domain_discovery_order_security_txt():
 def test_interrupted_run_resumes(tmp_path):
     """A run that dies after two advisories: the next run delivers exactly the other three."""
     state_file = str(tmp_path / "state.json")
-    with Provider() as provider:
+    with Provider(CSAF_ADVISORIES) as provider:
         fetcher = dist.Fetcher(requests.Session(), timeout=5)
         delivered = []
 
@@ -122,7 +123,7 @@ def test_interrupted_run_resumes(tmp_path):
 
 
 def test_connection_dropped_mid_download_is_retried_next_run(tmp_path):
-    with Provider() as provider:
+    with Provider(CSAF_ADVISORIES) as provider:
         path = "/.well-known/csaf/white/2022/bsi-2022-0001.json"
         real = provider.answer
 
@@ -184,7 +185,7 @@ def test_openpgp_verify_good_bad_and_foreign(gpg_key):
 def test_collect_with_signatures(tmp_path, gpg_key):
     home, public, fpr = gpg_key
     signer = dist.OpenPGPVerifier(home=home)
-    with Provider() as provider:
+    with Provider(CSAF_ADVISORIES) as provider:
         real = provider.answer
         tampered = "/.well-known/csaf/white/2017/icsma-17-009-01a.json"
 
@@ -223,7 +224,7 @@ def test_max_age_days_and_feed_labels():
 
 
 def test_first_run_limited_by_age(tmp_path):
-    with Provider() as provider:
+    with Provider(CSAF_ADVISORIES) as provider:
         got = []
         stats = dist.collect(provider.metadata_url, dist.Fetcher(requests.Session()), dist.RunState(None),
                              lambda e, b, lvl: got.append(e), LOG, dist.CollectOptions(max_age_days=1))

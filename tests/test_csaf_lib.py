@@ -1,4 +1,4 @@
-"""Unit tests of intelmq_crossborder.csaf (validation and mapping) and csaf_output, without IntelMQ bots."""
+"""Unit tests of intelmq_crossborder.formats.csaf.document (validation and mapping) and csaf_output, without IntelMQ bots."""
 import json
 from pathlib import Path
 
@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from intelmq_crossborder import csaf, csaf_output, tlp
+from intelmq_crossborder.formats.csaf import document as csaf, provider as csaf_output
 
+from intelmq_crossborder.core import tlp
 FIX = Path(__file__).resolve().parent / "fixtures" / "csaf"
 VALID = sorted(p for p in (FIX / "advisories").glob("*.json")
                if not p.name.startswith("malformed-") and p.name != "rhba-2023_0564.json")

@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from csaf_provider import ADVISORIES, Provider
-from intelmq_crossborder import csaf
-from intelmq_crossborder.runner import IntelMQInstance, chown_for_intelmq
+from intelmq_crossborder.testing.csaf_provider import ADVISORIES, Provider
+
+CSAF_ADVISORIES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "csaf" / "advisories"
+from intelmq_crossborder.formats.csaf import document as csaf
+from intelmq_crossborder.runtime.instance import IntelMQInstance, chown_for_intelmq
 
 REDIS_DB = 12
 pytestmark = pytest.mark.integration
@@ -43,7 +45,7 @@ def run_scheduled(inst, bot_id):
 
 def test_collector_parser_output_pipeline(intelmq_workdir):
     root = intelmq_workdir / "intelmq"
-    with Provider(ADVISORIES + ["rhba-2023_0564.json"]) as provider:
+    with Provider(CSAF_ADVISORIES, ADVISORIES + ["rhba-2023_0564.json"]) as provider:
         wrong = "/.well-known/csaf/white/2019/icsa-19-344-03.json"
         provider.hashes[wrong] = (provider.hashes[wrong][0], "0" * 128)
         inst = IntelMQInstance(root, runtime(root, provider.metadata_url), redis_db=REDIS_DB).setup()

@@ -4,9 +4,9 @@ import json
 import pytest
 
 from hostile import assert_clean, run_cli
-from intelmq_crossborder import bundle, csaf, policy
-
-
+from intelmq_crossborder.formats import bundle
+from intelmq_crossborder.formats.csaf import document as csaf
+from intelmq_crossborder.policy import decide as policy
 def test_csaf_deep_nesting_is_a_csaf_error():
     with pytest.raises(csaf.CSAFError, match="nested too deeply") as info:
         csaf.parse_document(b"[" * 100_000, source="deep.json")

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from exchange_helpers import wait_for
-from intelmq_crossborder import bundle as b
-from intelmq_crossborder.runner import IntelMQInstance, chown_for_intelmq
+from intelmq_crossborder.formats import bundle as b
+from intelmq_crossborder.runtime.instance import IntelMQInstance, chown_for_intelmq
 
 pytestmark = pytest.mark.integration
 REDIS_DB = 3

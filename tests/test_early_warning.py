@@ -6,9 +6,8 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from intelmq_crossborder import early_warning as ew
-from intelmq_crossborder import tlp
-
+from intelmq_crossborder.analytics import early_warning as ew
+from intelmq_crossborder.core import tlp
 REDIS_DB = 14
 
 
@@ -34,7 +33,7 @@ def test_indicator_key_preference_and_normalisation():
 
 
 def test_fingerprint_fallback_is_the_shared_event_identity():
-    from intelmq_crossborder import fingerprint
+    from intelmq_crossborder.core import fingerprint
     a = {"classification.type": "ddos", "time.source": "2026-11-20T01:00:00+00:00", "provenance.origin_hub": "de-hub"}
     b = dict(a, **{"provenance.origin_hub": "fr-hub", "feed.name": "other feed"})
     assert ew.indicator_key(a) == ew.indicator_key(b) == ("fingerprint", fingerprint.fingerprint(a))

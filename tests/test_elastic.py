@@ -1,10 +1,12 @@
-"""Unit tests of intelmq_crossborder.elastic (mapping, names, documents, bulk results, client flavours)."""
+"""Unit tests of intelmq_crossborder.datalake.elastic (mapping, names, documents, bulk results, client flavours)."""
 from datetime import datetime, timezone
 
 import pytest
 
-from intelmq_crossborder import elastic, tlp
-from intelmq_crossborder.fake_elasticsearch import FakeElasticsearch
+from intelmq_crossborder.datalake import elastic
+
+from intelmq_crossborder.core import tlp
+from intelmq_crossborder.testing.fake_elasticsearch import FakeElasticsearch
 from intelmq_crossborder.harmonization import merged_harmonization
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
@@ -141,7 +143,7 @@ def test_product_check_still_applies_without_opensearch_distribution():
 
 def test_document_of_a_hidden_source_holds_none_of_its_fields():
     import json
-    from intelmq_crossborder.fingerprint import fingerprint
+    from intelmq_crossborder.core.fingerprint import fingerprint
     source = {"feed.url": "https://feeds.secret-originator.example/cti", "feed.name": "Secret Originator Feed",
               "event_description.url": "https://misp.secret-originator.example/events/view/4242",
               "misp.event_uuid": "5f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b", "provenance.originator": "cert-x",

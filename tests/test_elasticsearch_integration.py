@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from intelmq_crossborder import contributions as cb
-from intelmq_crossborder.fake_elasticsearch import FakeElasticsearch
-from intelmq_crossborder.runner import IntelMQInstance, chown_for_intelmq
+from intelmq_crossborder.analytics import contributions as cb
+from intelmq_crossborder.testing.fake_elasticsearch import FakeElasticsearch
+from intelmq_crossborder.runtime.instance import IntelMQInstance, chown_for_intelmq
 
 REDIS_DB = 15
 BOT_ID = "es-output-it"

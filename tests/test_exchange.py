@@ -4,10 +4,8 @@ import json
 import pytest
 
 from exchange_helpers import ExchangeServer, events, make_pki, resign, write_trust
-from intelmq_crossborder import bundle as b
-from intelmq_crossborder import exchange as x
-
-
+from intelmq_crossborder.formats import bundle as b
+from intelmq_crossborder.exchange import transfer as x
 def line(i):
     return json.dumps({"extra.n": i, "source.ip": "192.0.2.1"}, sort_keys=True).encode()
 

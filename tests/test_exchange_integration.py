@@ -7,8 +7,8 @@ import time
 import pytest
 
 from exchange_helpers import bundle_numbers, wait_for, write_trust
-from intelmq_crossborder import bundle as b
-from intelmq_crossborder.runner import IntelMQInstance, chown_for_intelmq
+from intelmq_crossborder.formats import bundle as b
+from intelmq_crossborder.runtime.instance import IntelMQInstance, chown_for_intelmq
 
 pytestmark = pytest.mark.integration
 REDIS_DB = 14

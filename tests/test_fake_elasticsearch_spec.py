@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 from es_harness import ElasticsearchOutputTestCase, ev
 
-from intelmq_crossborder.fake_elasticsearch import FakeElasticsearch
+from intelmq_crossborder.testing.fake_elasticsearch import FakeElasticsearch
 
 SPEC_DIR = pathlib.Path(__file__).parent / "fixtures" / "elasticsearch" / "spec"
 SCHEMAS = json.loads((SPEC_DIR / "schemas.json").read_text())
@@ -229,7 +229,7 @@ class TestFakeConformsToSpec(ElasticsearchOutputTestCase, unittest.TestCase):
 
 @pytest.mark.parametrize("flavour", ["elasticsearch9", "elasticsearch8"])
 def test_info_endpoint(flavour):
-    from intelmq_crossborder import elastic
+    from intelmq_crossborder.datalake import elastic
     with FakeElasticsearch(flavour) as es:
         client = elastic.make_client([es.url], flavour)
         info = client.info()

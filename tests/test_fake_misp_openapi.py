@@ -1,4 +1,4 @@
-"""The fake MISP server (tests/fake_misp.py) against MISP's OpenAPI spec.
+"""The fake MISP server (intelmq_crossborder/testing/fake_misp.py) against MISP's OpenAPI spec.
 
 The MISP collector and output bots run against the fake (through PyMISP, as in production);
 every request they send and every answer the fake gives is then checked against the spec
@@ -29,7 +29,7 @@ import requests
 import yaml
 
 from botcase import CrossBorderBotTestCase
-from fake_misp import FakeMISP
+from intelmq_crossborder.testing.fake_misp import FakeMISP
 
 from intelmq_crossborder.bots.collectors.misp.collector import CrossBorderMISPCollectorBot
 from intelmq_crossborder.bots.outputs.misp.output import CrossBorderMISPOutputBot

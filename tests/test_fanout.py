@@ -7,8 +7,7 @@ import pytest
 import redis
 from intelmq.lib import pipeline
 
-from intelmq_crossborder import fanout
-
+from intelmq_crossborder.runtime import fanout
 REDIS_DB = 11
 
 

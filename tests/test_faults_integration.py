@@ -1,7 +1,7 @@
 """Fault injection with real IntelMQ bot processes on a Redis server of our own.
 
 Pipeline: the sharing router (2 recipients) -> one stock IntelMQ file output per recipient.
-10,000 events, each with a sequence number and a checksum (intelmq_crossborder.accounting),
+10,000 events, each with a sequence number and a checksum (intelmq_crossborder.testing.accounting),
 are pushed into the router's queue as a stream; in the middle of it
 
 * ``test_redis_crash_and_restart_mid_stream``: Redis is killed with SIGKILL and restarted
@@ -36,8 +36,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from intelmq_crossborder import accounting, audit
-from intelmq_crossborder.runner import IntelMQInstance, PipelineError, chown_for_intelmq
+from intelmq_crossborder.testing import accounting
+
+from intelmq_crossborder.policy import audit
+from intelmq_crossborder.runtime.instance import IntelMQInstance, PipelineError, chown_for_intelmq
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
-"""Unit tests of intelmq_crossborder.fingerprint."""
-from intelmq_crossborder.fingerprint import FINGERPRINT_FIELDS, fingerprint, has_identity, identity
+"""Unit tests of intelmq_crossborder.core.fingerprint."""
+from intelmq_crossborder.core.fingerprint import FINGERPRINT_FIELDS, fingerprint, has_identity, identity
 
 EV = {"classification.type": "scanner", "classification.taxonomy": "information-gathering",
       "source.ip": "192.0.2.1", "source.port": 22, "time.source": "2024-01-01T00:00:00+00:00"}

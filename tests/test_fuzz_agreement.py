@@ -11,10 +11,10 @@ import yaml
 from hypothesis import given, strategies as st
 
 import fuzzing
-from intelmq_crossborder import policy
-from intelmq_crossborder.runner import REPO_DIR
+from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.runtime.instance import PIPELINES_DIR
 
-SEED_FILES = sorted((REPO_DIR / "runtime-configs" / "agreements").glob("*.yaml"))
+SEED_FILES = sorted((PIPELINES_DIR / "agreements").glob("*.yaml"))
 SEED_TEXT = [p.read_bytes() for p in SEED_FILES]
 SEED_DOCS = [yaml.safe_load(t) for t in SEED_TEXT]
 #: PyYAML is pure Python here and slow on deep nesting (2,000 levels: 1.7 s to fail): keep the

@@ -24,8 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fuzzing
-from intelmq_crossborder import bundle as b
-
+from intelmq_crossborder.formats import bundle as b
 # A fixed test key (derived from a constant, so the cases are the same on every run; it signs nothing real).
 KEY = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"intelmq-crossborder fuzz test key").digest())
 TRUST = b.TrustStore.from_dict({"version": 1, "peers": {"de-hub": {"country": "DE", "keys": [

@@ -11,7 +11,11 @@ import pytest
 from hypothesis import given
 from intelmq.lib.message import Event
 
-from intelmq_crossborder import csaf, harmonization, tlp
+from intelmq_crossborder import harmonization
+
+from intelmq_crossborder.formats.csaf import document as csaf
+
+from intelmq_crossborder.core import tlp
 import fuzzing
 
 FIXTURES = Path(__file__).parent / "fixtures" / "csaf"

@@ -13,8 +13,8 @@ from intelmq.lib.exceptions import InvalidValue
 from intelmq.lib.message import Event
 
 import fuzzing
-from intelmq_crossborder import harmonization, misp
-
+from intelmq_crossborder import harmonization
+from intelmq_crossborder.formats.misp import convert as misp
 FIX = Path(__file__).parent / "fixtures" / "misp"
 SEED_FILES = [FIX / "misp-core" / "feed" / "56bf399d-c46c-4fdb-a9cf-d9bb02de0b81.json",
               FIX / "ours" / "sighting-attribute-tlp-types.json"]

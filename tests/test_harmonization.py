@@ -8,8 +8,7 @@ from intelmq.lib import message
 from intelmq.lib.exceptions import InvalidValue
 
 from intelmq_crossborder import harmonization as h
-from intelmq_crossborder import tlp
-
+from intelmq_crossborder.core import tlp
 FIXTURE = Path(__file__).parent / "fixtures" / "harmonization" / "intelmq-3.5.0-harmonization.conf"
 
 

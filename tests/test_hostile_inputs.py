@@ -524,7 +524,7 @@ def _bundle_key(seed: bytes):
 
 @pytest.fixture(scope="module")
 def bundle_world():
-    from intelmq_crossborder import bundle as b
+    from intelmq_crossborder.formats import bundle as b
     key, other = _bundle_key(b"hostile suite de-hub"), _bundle_key(b"hostile suite at-hub")
     trust = {"version": 1, "peers": {
         "de-hub": {"country": "DE", "keys": [{"algorithm": "ed25519", "public_key": b.public_key_b64(key)}]},

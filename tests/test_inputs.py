@@ -1,12 +1,12 @@
-"""intelmq_crossborder.inputs: hostile JSON, JSON lines and YAML get a clear error, fast."""
+"""intelmq_crossborder.core.inputs: hostile JSON, JSON lines and YAML get a clear error, fast."""
 import json
 import time
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from intelmq_crossborder import inputs
-from intelmq_crossborder.inputs import InputError
+from intelmq_crossborder.core import inputs
+from intelmq_crossborder.core.inputs import InputError
 
 
 @pytest.mark.parametrize("text,reason", [

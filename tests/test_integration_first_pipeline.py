@@ -7,7 +7,7 @@ import pytest
 import redis
 import yaml
 
-from intelmq_crossborder.demo import FIRST_SAMPLE, run_first_pipeline
+from intelmq_crossborder.demo.first_pipeline import FIRST_SAMPLE, run_first_pipeline
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,9 @@ import uuid
 
 import pytest
 
-from intelmq_crossborder import fingerprint as fp
-from intelmq_crossborder import misp, misp_push, policy
-
+from intelmq_crossborder.core import fingerprint as fp
+from intelmq_crossborder.formats.misp import convert as misp, push as misp_push
+from intelmq_crossborder.policy import decide as policy
 EVENT = {"feed.name": "Sensor AT", "time.observation": "2026-11-30T10:00:00+00:00", "source.ip": "192.0.2.1",
          "source.port": 443, "classification.type": "scanner", "classification.taxonomy": "information-gathering",
          "time.source": "2026-11-30T09:58:00+00:00", "sharing.tlp": "GREEN"}

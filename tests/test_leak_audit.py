@@ -15,8 +15,13 @@ import types
 import pytest
 
 import leak_audit
-from intelmq_crossborder import bundle, csaf_output, elastic, misp_push, policy, tlp
-from intelmq_crossborder.tlp import Level
+from intelmq_crossborder.formats import bundle
+from intelmq_crossborder.formats.csaf import provider as csaf_output
+from intelmq_crossborder.datalake import elastic
+from intelmq_crossborder.formats.misp import push as misp_push
+from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.core import tlp
+from intelmq_crossborder.core.tlp import Level
 
 EVENTS = int(os.environ.get("XB_LEAK_EVENTS", "100000"))
 

@@ -1,6 +1,6 @@
 """Real IntelMQ processes: member MISP -> collector -> parser -> TLP expert -> MISP output + MISP feed.
 
-Runs runtime-configs/misp-exchange/runtime.yaml as shipped.
+Runs intelmq_crossborder/pipelines/misp-exchange/runtime.yaml as shipped.
 Two fake MISP servers run in the test process (the member's and the peer hub's); the
 bots are real processes started by intelmqctl on Redis database 13.  The nightly
 exchange runs twice (the second time with the collector's state removed, so every
@@ -15,15 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from fake_misp import FakeMISP
-from intelmq_crossborder import misp, policy, tlp
-from intelmq_crossborder.runner import REPO_DIR, IntelMQInstance, chown_for_intelmq, load_runtime
+from intelmq_crossborder.testing.fake_misp import FakeMISP
+from intelmq_crossborder.formats.misp import convert as misp
+from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.core import tlp
+from intelmq_crossborder.runtime.instance import PIPELINES_DIR, IntelMQInstance, chown_for_intelmq, load_runtime
 
 pytestmark = pytest.mark.integration
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "misp"
 AGREEMENT = FIX / "agreements" / "peer-hub-de.yaml"
-RUNTIME = REPO_DIR / "runtime-configs" / "misp-exchange" / "runtime.yaml"
+RUNTIME = PIPELINES_DIR / "misp-exchange" / "runtime.yaml"
 SOURCES = ["ours/endor-tlp-clear.json", "ours/sighting-attribute-tlp-types.json",
            "ours/regin-amber-strict-sharing-group.json", "misp-training/misp.event.flutbot.json"]
 MEMBER_KEY = "member-key-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"

@@ -1,11 +1,12 @@
-"""Unit tests of intelmq_crossborder.misp (mapping library) and the convert misp CLI."""
+"""Unit tests of intelmq_crossborder.formats.misp.convert (mapping library) and the convert misp CLI."""
 import json
 from pathlib import Path
 
 import pytest
 
-from intelmq_crossborder import cli, misp
+from intelmq_crossborder import cli
 
+from intelmq_crossborder.formats.misp import convert as misp
 FIX = Path(__file__).resolve().parent / "fixtures" / "misp"
 REGIN = FIX / "misp-core" / "event-regin.json"
 

@@ -5,8 +5,9 @@ from pathlib import Path
 
 from hypothesis import given, settings, strategies as st
 
-from intelmq_crossborder import misp, tlp
+from intelmq_crossborder.formats.misp import convert as misp
 
+from intelmq_crossborder.core import tlp
 FIX = Path(__file__).resolve().parent / "fixtures" / "misp"
 BASE = json.loads((FIX / "pymisp" / "sighting_1.json").read_text())["Event"]
 TLP_TAGS = ["tlp:clear", "tlp:white", "tlp:green", "tlp:amber", "tlp:amber+strict", "tlp:red", "tlp:ex:chr",

@@ -1,6 +1,5 @@
-"""Unit tests of intelmq_crossborder.misp_push that need no MISP server: the event UUID."""
-from intelmq_crossborder import misp, misp_push
-
+"""Unit tests of intelmq_crossborder.formats.misp.push that need no MISP server: the event UUID."""
+from intelmq_crossborder.formats.misp import convert as misp, push as misp_push
 HUB = {"feed.name": "member-misp", "time.source": "2024-05-01T09:00:00+00:00", "source.ip": "192.0.2.1"}
 HIDDEN = {"time.source": "2024-05-01T09:00:00+00:00", "source.ip": "192.0.2.1"}     # feed.name removed
 
@@ -47,8 +46,9 @@ import json  # noqa: E402
 
 import pytest  # noqa: E402
 
-from intelmq_crossborder import policy, tlp  # noqa: E402
+from intelmq_crossborder.policy import decide as policy
 
+from intelmq_crossborder.core import tlp  # noqa: E402
 SOURCE = {"feed.url": "https://feeds.secret-originator.example/cti", "feed.name": "Secret Originator Feed",
           "event_description.url": "https://misp.secret-originator.example/events/view/4242",
           "misp.event_uuid": "5f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
@@ -135,7 +135,7 @@ def test_merge_reads_the_effective_level_and_the_hide_flag_itself():
     ('{"timestamp": 1' + "0" * 100 + "}", "number"),
 ])
 def test_collector_state_refuses_a_bad_file_with_a_message(tmp_path, text, says):
-    from intelmq_crossborder.misp_state import CollectorState
+    from intelmq_crossborder.formats.misp.state import CollectorState
     path = tmp_path / "state.json"
     path.write_text(text)
     with pytest.raises(ValueError) as err:

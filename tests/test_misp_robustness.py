@@ -2,8 +2,7 @@
 
 import pytest
 
-from intelmq_crossborder import misp
-
+from intelmq_crossborder.formats.misp import convert as misp
 EVENT = {"uuid": "5f2d2d5e-1b8c-4a3e-9f1a-0c1d2e3f4a5b", "info": "x",
          "Attribute": [{"uuid": "6f2d2d5e-1b8c-4a3e-9f1a-0c1d2e3f4a5b", "type": ["ip-dst"], "value": "192.0.2.1"}]}
 

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from intelmq_crossborder import csaf_output, tlp
+from intelmq_crossborder.formats.csaf import provider as csaf_output
 
+from intelmq_crossborder.core import tlp
 PUBLISHER = {"category": "coordinator", "name": "Example Hub", "namespace": "https://hub.example.org"}
 SOURCE = {"csaf.tracking_id": "SECRET-2024-0042", "csaf.publisher": "Secret Originator PSIRT",
           "csaf.document_url": "https://csaf.secret-originator.example/2024/secret-2024-0042.json",

@@ -1,5 +1,4 @@
 """Packaging: IntelMQ sees every bot of this package, under the right type, with docs and parameters."""
-import configparser
 import importlib
 import json
 import os
@@ -12,9 +11,10 @@ from pathlib import Path
 import pytest
 from intelmq.lib.utils import list_all_bots
 
-from intelmq_crossborder.runner import IntelMQInstance, chown_for_intelmq
+from intelmq_crossborder.runtime.instance import IntelMQInstance, chown_for_intelmq
 
 REPO = Path(__file__).resolve().parent.parent
+BOTS = REPO / "intelmq_crossborder" / "bots"
 BIN = Path(sys.executable).parent
 TYPES = {"collectors": "Collector", "parsers": "Parser", "experts": "Expert", "outputs": "Output"}
 
@@ -25,10 +25,10 @@ def our_entry_points():
 
 
 def bot_modules_on_disk():
-    """intelmq_crossborder.bots.<type>s.<name>.<kind> for every bot file in bots/."""
+    """intelmq_crossborder.bots.<type>s.<name>.<kind> for every bot file under intelmq_crossborder/bots/."""
     found = set()
     for type_dir in TYPES:
-        for path in sorted((REPO / "bots" / type_dir).glob("*/*.py")):
+        for path in sorted((BOTS / type_dir).glob("*/*.py")):
             if path.name == "__init__.py" or path.name.startswith("test"):
                 continue
             if "\nBOT = " in path.read_text():
@@ -37,7 +37,7 @@ def bot_modules_on_disk():
 
 
 def test_there_are_bots():
-    assert bot_modules_on_disk(), "no bot found under bots/"
+    assert bot_modules_on_disk(), "no bot found under intelmq_crossborder/bots/"
 
 
 def test_every_bot_on_disk_has_an_entry_point():
@@ -48,16 +48,13 @@ def test_every_bot_on_disk_has_an_entry_point():
         assert ep.value.endswith(":BOT.run"), ep
 
 
-def test_every_bot_package_is_listed_in_setup_cfg():
-    cfg = configparser.ConfigParser()
-    cfg.read(REPO / "setup.cfg")
-    listed = {line.strip() for line in cfg["options"]["packages"].splitlines() if line.strip()}
-    on_disk = {"intelmq_crossborder.bots." + ".".join(p.parent.relative_to(REPO / "bots").parts)
-               for p in (REPO / "bots").rglob("__init__.py")}
-    on_disk = {m.rstrip(".") for m in on_disk} | {"intelmq_crossborder.bots"}
-    on_disk.discard("intelmq_crossborder.bots.")
-    missing = {m for m in on_disk if m != "intelmq_crossborder.bots." and m not in listed}
-    assert not missing, f"packages missing from setup.cfg [options] packages: {sorted(missing)}"
+def test_every_code_folder_is_a_package():
+    """setup.cfg finds packages (``packages = find:``): a folder of code without __init__.py
+    would be missing from the wheel."""
+    package = REPO / "intelmq_crossborder"
+    missing = sorted(str(d.relative_to(REPO)) for d in {p.parent for p in package.rglob("*.py")}
+                     if not (d / "__init__.py").exists() and "pipelines" not in d.relative_to(package).parts)
+    assert not missing, f"folders with code but no __init__.py: {missing}"
 
 
 def test_list_all_bots_shows_each_bot_under_its_type():
@@ -143,7 +140,11 @@ def test_plain_pip_install_in_fresh_venv(tmp_path):
     code = ("import json; from intelmq.lib.utils import list_all_bots; "
             "from intelmq_crossborder.harmonization import load_schema; "
             "b = list_all_bots(); print(json.dumps({t: sorted(v) for t, v in b.items()})); "
-            "assert 'sharing.tlp' in load_schema()['event']")
+            "assert 'sharing.tlp' in load_schema()['event']; "
+            "from intelmq_crossborder.runtime.instance import PIPELINES_DIR; "
+            "assert (PIPELINES_DIR / 'national-hub' / 'runtime.yaml').is_file(), PIPELINES_DIR; "
+            "assert (PIPELINES_DIR / 'samples' / 'consortium' / 'misp' / 'endor.json').is_file(); "
+            "from intelmq_crossborder.formats.csaf import document; document.validator()")
     proc = subprocess.run([py, "-c", code], capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     listing = json.loads(proc.stdout)

@@ -15,10 +15,10 @@ import requests
 
 import fuzzing
 from fault_server import FaultServer
-from intelmq_crossborder import bundle as b
-from intelmq_crossborder import exchange
-from intelmq_crossborder.backoff import Backoff
-from intelmq_crossborder.csaf_distribution import Fetcher, FetchError
+from intelmq_crossborder.formats import bundle as b
+from intelmq_crossborder.exchange import transfer as exchange
+from intelmq_crossborder.core.retry import Backoff
+from intelmq_crossborder.formats.csaf.distribution import Fetcher, FetchError
 
 FAULTS = ["slow", "error", "drop", "trickle"]
 

@@ -5,10 +5,10 @@ tests/fault_server.py FaultServer standing in front of a healthy fake peer (it f
 ``ok`` mode), so the faults are switched on and off while the bot keeps its URL. One bot
 start serves all fault phases of a peer in sequence:
 
-* MISP API output -> FaultServer -> tests/fake_misp.py: each fault costs the bounded number
+* MISP API output -> FaultServer -> intelmq_crossborder/testing/fake_misp.py: each fault costs the bounded number
   of attempts (retry_attempts + 1, with backoff), then the message is in the bot's dump with
   an error naming the MISP URL; the bot goes on and, once MISP answers, the next events arrive.
-* CSAF collector (scheduled runs) -> FaultServer -> tests/csaf_provider.py: the discovery and
+* CSAF collector (scheduled runs) -> FaultServer -> intelmq_crossborder/testing/csaf_provider.py: the discovery and
   single advisories fail with bounded retries; every run ends, the failure is logged with the
   URL, no partial or garbage report is sent; the next healthy run collects what is missing.
 * Exchange output push -> FaultServer (HTTPS, client certificates): the bundles stay in the
@@ -27,11 +27,13 @@ from pathlib import Path
 import pytest
 
 import fuzzing
-from csaf_provider import Provider
+from intelmq_crossborder.testing.csaf_provider import Provider
+
+CSAF_ADVISORIES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "csaf" / "advisories"
 from exchange_helpers import bundle_numbers, events, make_pki, wait_for, write_key, write_trust
-from fake_misp import FakeMISP
+from intelmq_crossborder.testing.fake_misp import FakeMISP
 from fault_server import FaultServer
-from intelmq_crossborder.runner import IntelMQInstance, chown_for_intelmq, process_alive
+from intelmq_crossborder.runtime.instance import IntelMQInstance, chown_for_intelmq, process_alive
 
 pytestmark = pytest.mark.integration
 
@@ -140,7 +142,7 @@ FAULTY = ["bsi-2022-0001.json", "icsa-19-344-03.json"]
 
 def test_csaf_collector_provider_faults_then_healthy(intelmq_workdir):
     root = intelmq_workdir / "intelmq"
-    with Provider() as provider, FaultServer(forward=provider.own_base) as fault:
+    with Provider(CSAF_ADVISORIES) as provider, FaultServer(forward=provider.own_base) as fault:
         provider.public_base = fault.url      # every URL the provider publishes goes through the fault server
         inst, r, log = one_bot(
             intelmq_workdir, root, CSAF_DB, "csaf-collector", "Collector", "CSAF",

@@ -1,10 +1,12 @@
-"""Unit tests of intelmq_crossborder.policy: one test (or a few) per rule."""
+"""Unit tests of intelmq_crossborder.policy.decide: one test (or a few) per rule."""
 import textwrap
 
 import pytest
 
-from intelmq_crossborder import fingerprint, policy
-from intelmq_crossborder.policy import Agreement, AgreementError, Level
+from intelmq_crossborder.core import fingerprint
+
+from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.policy.decide import Agreement, AgreementError, Level
 
 BASE = {"recipient": "cert-xx", "name": "CERT XX", "kind": "csirt", "country": "AT",
         "relation": "community", "max_tlp": "GREEN"}

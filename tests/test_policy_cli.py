@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from intelmq_crossborder import cli
-
-REPO = Path(__file__).resolve().parent.parent
+from intelmq_crossborder.runtime.instance import PIPELINES_DIR
 SAME_ORG = """\
     recipient: hub-soc
     name: Hub SOC
@@ -132,16 +131,16 @@ def test_help_and_real_entry_point(agreements, tmp_path):
 
 
 def test_shipped_example_agreements_load():
-    from intelmq_crossborder import policy
-    loaded = policy.load_agreements(REPO / "runtime-configs" / "agreements")
+    from intelmq_crossborder.policy import decide as policy
+    loaded = policy.load_agreements(PIPELINES_DIR / "agreements")
     assert {a.kind for a in loaded.values()} == set(policy.KINDS)
 
 
 def test_shipped_sharing_runtime_config_is_consistent(tmp_path):
     from intelmq_crossborder.bots.experts.provenance.expert import CrossBorderProvenanceExpertBot
     from intelmq_crossborder.bots.experts.sharing_router.expert import CrossBorderSharingRouterExpertBot
-    from intelmq_crossborder.runner import load_runtime
-    runtime = load_runtime(REPO / "runtime-configs" / "sharing" / "runtime.yaml", tmp_path)
+    from intelmq_crossborder.runtime.instance import load_runtime
+    runtime = load_runtime(PIPELINES_DIR / "sharing" / "runtime.yaml", tmp_path)
     router = runtime["sharing-router"]["parameters"]
     assert CrossBorderSharingRouterExpertBot.check(router) is None or all(
         level != "error" for level, _ in CrossBorderSharingRouterExpertBot.check(router))
@@ -283,7 +282,7 @@ def _raising(exc):
 
 
 def test_internal_error_is_one_line_and_exit_2(capsys, monkeypatch):
-    from intelmq_crossborder import policy_cli
+    from intelmq_crossborder.cli import policy as policy_cli
     monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
     monkeypatch.setattr(policy_cli, "check", _raising(ZeroDivisionError("boom\nsecond line")))
     assert cli.main(["policy", "check", "--agreements", "x", "--events", "y"]) == 2
@@ -294,7 +293,7 @@ def test_internal_error_is_one_line_and_exit_2(capsys, monkeypatch):
 
 
 def test_internal_error_traceback_with_debug_variable(capsys, monkeypatch):
-    from intelmq_crossborder import policy_cli
+    from intelmq_crossborder.cli import policy as policy_cli
     monkeypatch.setenv(cli.DEBUG_ENV, "1")
     monkeypatch.setattr(policy_cli, "check", _raising(KeyError("k")))
     assert cli.main(["policy", "check", "--agreements", "x", "--events", "y"]) == 2
@@ -309,7 +308,7 @@ def test_usage_error_keeps_argparse_exit_2(capsys):
 
 
 def test_keyboard_interrupt_and_broken_pipe(capsys, monkeypatch):
-    from intelmq_crossborder import policy_cli
+    from intelmq_crossborder.cli import policy as policy_cli
     monkeypatch.setattr(policy_cli, "check", _raising(KeyboardInterrupt()))
     assert cli.main(["policy", "check", "--agreements", "x", "--events", "y"]) == cli.INTERRUPTED
     assert capsys.readouterr().err == "intelmq-crossborder: interrupted\n"

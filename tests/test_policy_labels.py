@@ -15,8 +15,10 @@ import uuid
 
 import pytest
 
-from intelmq_crossborder import policy, tlp
-from intelmq_crossborder.policy import AgreementError, Level
+from intelmq_crossborder.policy import decide as policy
+
+from intelmq_crossborder.core import tlp
+from intelmq_crossborder.policy.decide import AgreementError, Level
 
 KEY = b"labels-test-key"
 BASE = {"recipient": "cert-xx", "name": "CERT XX", "kind": "csirt", "country": "AT",
@@ -171,7 +173,7 @@ def test_hidden_source_copy_is_a_valid_event():
 
 
 def test_fingerprint_recomputed_when_a_hidden_source_field_is_identifying():
-    from intelmq_crossborder import fingerprint
+    from intelmq_crossborder.core import fingerprint
     ev = source_event()
     ev["provenance.fingerprint"] = fingerprint.fingerprint(ev)        # event_description.url is identifying
     out = policy.decide(ev, agreement()).event_out
@@ -376,7 +378,7 @@ def test_unlistable_directory(tmp_path, monkeypatch):
 
 def test_without_source_for_outputs_without_an_agreement():
     """The one helper the exchange, CSAF and lake outputs hide a source with."""
-    from intelmq_crossborder.fingerprint import fingerprint
+    from intelmq_crossborder.core.fingerprint import fingerprint
     uuid = "5f1c3c1e-2b7a-4c84-9a43-0c1b8f0e1a77"
     event = {"source.ip": "192.0.2.7", "feed.url": "https://misp.cert.example/events/view/7",
              "event_description.url": "https://misp.cert.example/events/view/7", "misp.event_uuid": uuid,

@@ -15,8 +15,9 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from intelmq_crossborder import policy, tlp
+from intelmq_crossborder.policy import decide as policy
 
+from intelmq_crossborder.core import tlp
 KEY = b"property-test-key"
 RANK = {"CLEAR": 0, "GREEN": 1, "AMBER": 2, "AMBER+STRICT": 3, "RED": 4}
 RELATION_MAX = {"same-organisation": "AMBER+STRICT", "constituent": "AMBER", "community": "GREEN"}

@@ -1,8 +1,8 @@
-"""Unit tests of intelmq_crossborder.provenance (no IntelMQ, no Redis)."""
+"""Unit tests of intelmq_crossborder.policy.provenance (no IntelMQ, no Redis)."""
 import re
 
-from intelmq_crossborder import provenance
-from intelmq_crossborder.fingerprint import fingerprint
+from intelmq_crossborder.policy import provenance
+from intelmq_crossborder.core.fingerprint import fingerprint
 
 EVENT = {"classification.type": "c2-server", "source.ip": "203.0.113.9"}
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")

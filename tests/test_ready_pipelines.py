@@ -1,4 +1,4 @@
-"""The ready pipelines (runtime-configs/national-hub, cross-border-hub, csirt and the demo's
+"""The ready pipelines (intelmq_crossborder/pipelines/national-hub, cross-border-hub, csirt and the demo's
 consortium/de-hub), deployed as the demo deploys them (placeholders expanded, throwaway
 exchange keys and trust stores): `intelmq-crossborder check` and `intelmqctl check` find no
 error.  And the CSIRT pipeline runs on RabbitMQ by the one broker switch."""
@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from intelmq_crossborder import bundle, consortium
-from intelmq_crossborder.runner import IntelMQInstance, chown_for_intelmq, load_runtime, prefix_queues
+from intelmq_crossborder.formats import bundle
+
+from intelmq_crossborder.demo import consortium
+from intelmq_crossborder.runtime.instance import PIPELINES_DIR, IntelMQInstance, chown_for_intelmq, load_runtime, prefix_queues
 
 from test_integration_first_pipeline import require_rabbitmq
 
@@ -32,12 +34,12 @@ def workdir():
 
 def test_every_member_config_is_shipped_and_documented():
     members = consortium.default_members()
-    configs = {m.config.relative_to(consortium.RUNTIME_CONFIGS).as_posix() for m in members}
+    configs = {m.config.relative_to(PIPELINES_DIR).as_posix() for m in members}
     assert configs == {"national-hub", "cross-border-hub", "csirt", "consortium/de-hub"}
-    docs = (consortium.REPO_DIR / "docs" / "pipelines.md").read_text()
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "pipelines.md").read_text()
     for config in configs:
         assert f"`{config}/`" in docs
-        runtime = yaml.safe_load((consortium.RUNTIME_CONFIGS / config / "runtime.yaml").read_text())
+        runtime = yaml.safe_load((PIPELINES_DIR / config / "runtime.yaml").read_text())
         for bot_id, conf in runtime.items():
             if bot_id == "global":
                 continue
@@ -45,7 +47,7 @@ def test_every_member_config_is_shipped_and_documented():
             assert conf["enabled"] is (conf["run_mode"] == "continuous"), bot_id
             agreements = conf["parameters"].get("agreements_dir")
             if agreements:
-                directory = Path(agreements.replace("${REPO_DIR}", str(consortium.REPO_DIR)))
+                directory = Path(agreements.replace("${PIPELINES_DIR}", str(PIPELINES_DIR)))
                 paths = set(conf["parameters"]["destination_queues"]) - {"_default"}
                 assert paths == {p.stem for p in directory.glob("*.yaml")}, (config, bot_id)
 
@@ -92,11 +94,11 @@ CSIRT_EVENTS = [
 @pytest.mark.integration
 @pytest.mark.amqp
 def test_csirt_pipeline_on_rabbitmq(workdir):
-    """runtime-configs/csirt on IntelMQ's AMQP broker (RabbitMQ 127.0.0.1:5672, guest/guest):
+    """intelmq_crossborder/pipelines/csirt on IntelMQ's AMQP broker (RabbitMQ 127.0.0.1:5672, guest/guest):
     a signed bundle from at-hub imported by the scheduled collector, routed, redacted, written."""
     require_rabbitmq()
     root = workdir / "at-csirt"
-    runtime = load_runtime(consortium.RUNTIME_CONFIGS / "csirt" / "runtime.yaml", root)
+    runtime = load_runtime(PIPELINES_DIR / "csirt" / "runtime.yaml", root)
     runtime["provenance-inbound"]["parameters"]["redis_cache_db"] = 8     # bot state stays on Redis
     # RabbitMQ queue names are global (others' tests use tlp-expert-queue too): a prefix of our own
     prefix_queues(runtime, f"test-{os.getpid()}-at-csirt.")

@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from intelmq_crossborder import contributions as cb
-from intelmq_crossborder import report, tlp
+from intelmq_crossborder.analytics import contributions as cb
+from intelmq_crossborder.analytics import report
+from intelmq_crossborder.core import tlp
 from intelmq_crossborder.cli import main
 
-SAMPLE = Path(__file__).resolve().parent.parent / "runtime-configs" / "samples" / "situational-awareness.jsonl"
-# Only events above TLP:GREEN carry these (see runtime-configs/samples/situational-awareness.jsonl)
+SAMPLE = Path(__file__).resolve().parent.parent / "intelmq_crossborder" / "pipelines" / "samples" / "situational-awareness.jsonl"
+# Only events above TLP:GREEN carry these (see intelmq_crossborder/pipelines/samples/situational-awareness.jsonl)
 # and would show in the page's text (contribution table, warnings, TLP mixes); the KP country
 # and the 203.0.113.20x addresses are checked in the data behind the plots.
 ABOVE_GREEN = ["restricted-partner", "hub-restricted", "SECRET-WARNING", "AMBER+STRICT", "RED:", "AMBER:"]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from intelmq_crossborder import audit, policy
-from intelmq_crossborder.runner import IntelMQInstance, PipelineError
+from intelmq_crossborder.policy import audit, decide as policy
+from intelmq_crossborder.runtime.instance import IntelMQInstance, PipelineError
 
 pytestmark = pytest.mark.integration
 

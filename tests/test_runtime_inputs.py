@@ -16,9 +16,10 @@ import pytest
 import yaml
 
 from exchange_helpers import events, write_trust
-from intelmq_crossborder import bundle as b
+from intelmq_crossborder.formats import bundle as b
 from intelmq_crossborder import harmonization as h
-from intelmq_crossborder import inputs, runner
+from intelmq_crossborder.core import inputs
+from intelmq_crossborder.runtime import instance as runner
 from intelmq_crossborder.cli import main
 
 EXE = str(Path(sys.executable).parent / "intelmq-crossborder")

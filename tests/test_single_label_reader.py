@@ -1,9 +1,9 @@
 """One reader of an event's labels: no module outside the TLP core reads a label field.
 
 The rule of docs/tlp.md: the effective TLP of an event and its "do not disclose the
-source" flag come from ``intelmq_crossborder.tlp.event_tlp`` and nowhere else.  This
+source" flag come from ``intelmq_crossborder.core.tlp.event_tlp`` and nowhere else.  This
 test reads the source of the package and its bots (AST, not a grep, so strings in
-docstrings do not count) and fails on any read of a label field outside ``tlp.py``:
+docstrings do not count) and fails on any read of a label field outside ``core/tlp.py``:
 ``event.get("sharing.tlp")``, ``event["extra.misp_tags"]``, ``"tlp" in event``.
 Writing a label (``out["sharing.tlp"] = ...``, ``event.add("sharing.tlp", ...)``) is
 allowed.  A read of something that is not an event (a row of a module's own store,
@@ -13,11 +13,10 @@ on its line, with the reason.
 import ast
 from pathlib import Path
 
-from intelmq_crossborder import tlp
-
+from intelmq_crossborder.core import tlp
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE_DIRS = [ROOT / "intelmq_crossborder", ROOT / "bots"]
-CORE = ROOT / "intelmq_crossborder" / "tlp.py"
+PACKAGE_DIRS = [ROOT / "intelmq_crossborder"]
+CORE = ROOT / "intelmq_crossborder" / "core" / "tlp.py"
 FIELDS = set(tlp.LABEL_FIELDS) | set(tlp.TAG_FIELDS) | {tlp.HIDE_SOURCE_FIELD}
 PRAGMA = "# not an event label"
 
@@ -56,7 +55,7 @@ def test_no_module_outside_the_tlp_core_reads_a_label_field():
         for path in sorted(directory.rglob("*.py")):
             if path != CORE:
                 offenders += _reads(path)
-    assert not offenders, ("read the event's labels with intelmq_crossborder.tlp.event_tlp, not directly:\n"
+    assert not offenders, ("read the event's labels with intelmq_crossborder.core.tlp.event_tlp, not directly:\n"
                            + "\n".join(offenders))
 
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from intelmq_crossborder import contributions as cb
+from intelmq_crossborder.analytics import contributions as cb
 from clirun import run
 
 GOOD = {"classification.type": "scanner", "source.ip": "192.0.2.1", "sharing.tlp": "GREEN",
@@ -72,7 +72,7 @@ def test_record_counts_an_unreadable_label_as_refused_never_as_unlabelled(tmp_pa
     conn = cb.connect(tmp_path / "s.sqlite")
     rows = cb.contributions(conn)
     assert [(r.events, r.invalid, r.by_tlp) for r in rows] == [(1, 1, {"GREEN": 1})]
-    from intelmq_crossborder import tlp
+    from intelmq_crossborder.core import tlp
     assert [r.invalid for r in cb.contributions(conn, ceiling=tlp.Level.RED)] == [0], \
         "an unreadable event is never shown under a ceiling, not even as a count"
 

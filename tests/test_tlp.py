@@ -2,8 +2,8 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from intelmq_crossborder import tlp
-from intelmq_crossborder.tlp import Level
+from intelmq_crossborder.core import tlp
+from intelmq_crossborder.core.tlp import Level
 
 L = Level
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from botcase import CrossBorderBotTestCase
 
-from intelmq_crossborder import contributions
+from intelmq_crossborder.analytics import contributions
 from intelmq_crossborder.bots.experts.contributions.expert import CrossBorderContributionsExpertBot
 
 
@@ -67,7 +67,7 @@ class TestCrossBorderContributionsExpertBot(CrossBorderBotTestCase, unittest.Tes
         self.run_bot(parameters={"database": self.db})
         conn = sqlite3.connect(self.db)
         self.assertEqual(conn.execute("SELECT tlp FROM events").fetchall(), [("RED",)])
-        from intelmq_crossborder import tlp
+        from intelmq_crossborder.core import tlp
         self.assertEqual(contributions.contributions(conn, ceiling=tlp.Level.GREEN), [])
 
     def test_unreadable_label_is_dumped_not_recorded_as_unlabelled(self):

@@ -1,4 +1,4 @@
-"""BotTestCase tests of the cross-border CSAF collector against a local provider (tests/csaf_provider.py)."""
+"""BotTestCase tests of the cross-border CSAF collector against a local provider (intelmq_crossborder/testing/csaf_provider.py)."""
 import base64
 import json
 import tempfile
@@ -6,7 +6,9 @@ import unittest
 from pathlib import Path
 
 from botcase import CrossBorderBotTestCase
-from csaf_provider import Provider
+from intelmq_crossborder.testing.csaf_provider import Provider
+
+CSAF_ADVISORIES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "csaf" / "advisories"
 
 from intelmq_crossborder.bots.collectors.csaf.collector import CrossBorderCSAFCollectorBot
 
@@ -22,7 +24,7 @@ class TestCrossBorderCSAFCollectorBot(CrossBorderBotTestCase, unittest.TestCase)
         super().setUp()
         self.tmp = tempfile.TemporaryDirectory()
         self.state = str(Path(self.tmp.name) / "state.json")
-        self.provider = Provider().__enter__()
+        self.provider = Provider(CSAF_ADVISORIES).__enter__()
 
     def tearDown(self):
         self.provider.__exit__()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from botcase import CrossBorderBotTestCase
 
-from intelmq_crossborder import csaf
+from intelmq_crossborder.formats.csaf import document as csaf
 from intelmq_crossborder.bots.outputs.csaf.output import CrossBorderCSAFOutputBot
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "csaf" / "advisories"

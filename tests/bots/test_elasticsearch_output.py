@@ -7,7 +7,7 @@ import unittest
 from es_harness import ElasticsearchOutputTestCase, ev
 
 from intelmq_crossborder.bots.outputs.elasticsearch.output import JOURNAL_KEY, CrossBorderElasticsearchOutputBot
-from intelmq_crossborder.fake_elasticsearch import FakeElasticsearch
+from intelmq_crossborder.testing.fake_elasticsearch import FakeElasticsearch
 
 FP = "a" * 64
 #: What names or points at a source that must stay hidden (tlp.SOURCE_FIELDS), with values to search for.

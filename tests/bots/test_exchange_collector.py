@@ -12,7 +12,7 @@ from botcase import CrossBorderBotTestCase
 from exchange_helpers import (ExchangeServer, events, make_pki, read_members, replace_data_lines, rewrite,
                               write_members, write_trust)
 
-from intelmq_crossborder import bundle as b
+from intelmq_crossborder.formats import bundle as b
 from intelmq_crossborder.bots.collectors.exchange.collector import CrossBorderExchangeCollectorBot
 
 KEYS = {"de-hub": b.generate_private_key(), "at-hub": b.generate_private_key()}

@@ -10,7 +10,7 @@ from pathlib import Path
 from botcase import CrossBorderBotTestCase
 from exchange_helpers import ExchangeServer, make_pki, write_trust
 
-from intelmq_crossborder import bundle as b
+from intelmq_crossborder.formats import bundle as b
 from intelmq_crossborder.bots.outputs.exchange.output import CrossBorderExchangeOutputBot
 
 KEY_DIR = Path(tempfile.mkdtemp(prefix="xb-output-keys-"))
@@ -169,7 +169,7 @@ class TestCrossBorderExchangeOutputBot(CrossBorderBotTestCase, unittest.TestCase
             assert self.bundles() == []
 
     def test_hidden_source_never_in_the_bundle(self):
-        from intelmq_crossborder.fingerprint import fingerprint
+        from intelmq_crossborder.core.fingerprint import fingerprint
         flagged = ev(1, **HIDDEN_SOURCE, **{"sharing.do_not_disclose_source": True})
         flagged["provenance.fingerprint"] = fingerprint(flagged)      # over event_description.url
         chr_tag = ev(2, **HIDDEN_SOURCE, **{"extra.misp_tags": [{"name": "tlp:ex:chr"}]})

@@ -67,7 +67,7 @@ class TestCrossBorderExchangeParserBot(CrossBorderBotTestCase, unittest.TestCase
         self.input_message = report(sent)
         self.run_bot()
         out, = self.output_events()
-        from intelmq_crossborder import tlp
+        from intelmq_crossborder.core import tlp
         read = tlp.event_tlp(out)
         assert read.label == "RED" and read.hide_source
         assert out["sharing.tlp"] == "GREEN" and out["extra.tlp"] == "RED", "every label as it came"

@@ -43,7 +43,11 @@ def _names(*bases) -> set:
 def _documented() -> set:
     from intelmq.lib.exceptions import InvalidKey, InvalidValue
 
-    from intelmq_crossborder import csaf, inputs, misp, tlp
+    from intelmq_crossborder.formats.csaf import document as csaf
+
+    from intelmq_crossborder.core import inputs, tlp
+
+    from intelmq_crossborder.formats.misp import convert as misp
     return _names(csaf.CSAFError, misp.MISPFormatError, inputs.InputError, tlp.UnknownTLPError, InvalidValue,
                   InvalidKey)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from unittest import mock
 
 from botcase import CrossBorderBotTestCase
-from fake_misp import FakeMISP
+from intelmq_crossborder.testing.fake_misp import FakeMISP
 
 from intelmq_crossborder.bots.collectors.misp.collector import CrossBorderMISPCollectorBot
 

@@ -104,7 +104,7 @@ class TestCrossBorderMISPFeedOutputBot(CrossBorderBotTestCase, unittest.TestCase
         self.assertEqual(list(self.dir.iterdir()), [])
 
     def test_hidden_source_never_in_the_feed(self):
-        from intelmq_crossborder import misp
+        from intelmq_crossborder.formats.misp import convert as misp
         flagged = ev(**HIDDEN_SOURCE, sharing__do_not_disclose_source=True)
         chr_tag = ev("192.0.2.2", **HIDDEN_SOURCE, extra__misp_tags=[{"name": "tlp:ex:chr"}])
         self.write([flagged, chr_tag], grouping="incident", incident_field="misp.event_uuid",

@@ -8,7 +8,7 @@ from pathlib import Path
 from unittest import mock
 
 from botcase import CrossBorderBotTestCase
-from fake_misp import FakeMISP
+from intelmq_crossborder.testing.fake_misp import FakeMISP
 
 from intelmq_crossborder.bots.outputs.misp.output import CrossBorderMISPOutputBot
 
@@ -245,7 +245,7 @@ class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
     def test_hidden_source_never_in_what_is_pushed(self):
         # the peer's agreement discloses sources, but the event says its own must stay hidden:
         # no source value in the title ({feed}, {key}), the attributes or the event UUID
-        from intelmq_crossborder import misp
+        from intelmq_crossborder.formats.misp import convert as misp
         flagged = ev(**HIDDEN_SOURCE, sharing__do_not_disclose_source=True)
         chr_tag = ev("192.0.2.2", **HIDDEN_SOURCE, extra__misp_tags=[{"name": "tlp:ex:chr"}])
         self.push([flagged, chr_tag], grouping="incident", incident_field="misp.event_uuid",

@@ -7,7 +7,7 @@ import redis
 from botcase import CrossBorderBotTestCase
 
 from intelmq_crossborder.bots.experts.provenance.expert import CrossBorderProvenanceExpertBot
-from intelmq_crossborder.fingerprint import fingerprint
+from intelmq_crossborder.core.fingerprint import fingerprint
 
 REDIS_DB = 11   # the database of this area's tests
 BASE = {"__type": "Event", "classification.type": "c2-server", "source.ip": "203.0.113.9", "source.port": 443,

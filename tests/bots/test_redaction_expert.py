@@ -6,7 +6,7 @@ from intelmq.lib.exceptions import ConfigurationError
 
 from botcase import CrossBorderBotTestCase
 
-from intelmq_crossborder import policy
+from intelmq_crossborder.policy import decide as policy
 from intelmq_crossborder.bots.experts.redaction.expert import CrossBorderRedactionExpertBot
 
 KEY = "redaction-test-key-77ab1"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from botcase import CrossBorderBotTestCase
 
-from intelmq_crossborder import audit, policy
+from intelmq_crossborder.policy import audit, decide as policy
 from intelmq_crossborder.bots.experts.sharing_router.expert import CrossBorderSharingRouterExpertBot
 
 KEY = "router-test-key-5e9f0c"
@@ -138,7 +138,7 @@ class TestCrossBorderSharingRouterExpertBot(CrossBorderBotTestCase, unittest.Tes
         self.assertEqual(len(self.audit_records()), 6)
 
     def test_audit_fingerprint_for_events_without_uuid(self):
-        from intelmq_crossborder.fingerprint import fingerprint
+        from intelmq_crossborder.core.fingerprint import fingerprint
         event = ev(sharing__tlp="GREEN")
         del event["provenance.event_uuid"]
         self.route(event)
@@ -238,7 +238,7 @@ class TestCrossBorderSharingRouterExpertBot(CrossBorderBotTestCase, unittest.Tes
         self.assertIn("cert-at.yaml, field max_tlp: TLP:AMBER exceeds what relation 'community'", results[0][1])
         self.assertEqual(CrossBorderSharingRouterExpertBot.check({}),
                          [["error", "Parameter agreements_dir is required."]])
-        self.assertEqual(CrossBorderSharingRouterExpertBot.check({"agreements_dir": "${REPO_DIR}/x"})[0][0],
+        self.assertEqual(CrossBorderSharingRouterExpertBot.check({"agreements_dir": "${PIPELINES_DIR}/x"})[0][0],
                          "warning")
 
     def test_missing_path_fails_at_start(self):

@@ -1,1 +1,0 @@
-"""Data package: the cross-border harmonization schema (crossborder.json)."""

@@ -1,0 +1,181 @@
+"""Cross-border sharing router: one named path per permitted recipient, per its agreement."""
+from __future__ import annotations
+
+import collections
+import os
+import time
+
+from intelmq import VAR_STATE_PATH
+from intelmq.lib.bot import ExpertBot
+from intelmq.lib.exceptions import ConfigurationError, InvalidValue
+
+from intelmq_crossborder.policy import audit, decide as policy
+
+from intelmq_crossborder.runtime import fanout
+from intelmq_crossborder.core.fingerprint import fingerprint
+
+_NOT_RECIPIENTS = ("_default", "_on_error")
+
+
+class CrossBorderSharingRouterExpertBot(ExpertBot):
+    """
+    Route each event to one named path per recipient whose sharing agreement admits it.
+
+    Reads one agreement file per recipient (YAML, see docs/agreements.md) from
+    agreements_dir and applies the rules of intelmq_crossborder.policy.decide to every
+    event: the effective TLP 2.0 label, the most restrictive in any field (RED
+    never, AMBER+STRICT only to the same organisation, AMBER to constituents,
+    GREEN to the community), taxonomies, types, origin countries, PAP, loops. Each
+    permitted recipient gets its own copy, with fields removed or pseudonymised, on
+    the named path that has the recipient's id. A denied recipient gets nothing; an
+    unreadable label is dumped with the field named. Every decision goes to the
+    audit trail (JSON lines) before the event is acknowledged. On Redis all copies
+    and the acknowledgement go in one round trip (fanout_mode). Counts per
+    recipient and per reason are logged every counts_interval seconds.
+    Agreements are re-read on intelmqctl reload.
+    """
+
+    _message_processed_verb = "Routed"
+
+    agreements_dir: str = None
+    hmac_password: str = None
+    hmac_key_env: str = "CROSSBORDER_HMAC_KEY"
+    audit_log: str = None
+    audit_max_bytes: int = 100 * 1024 * 1024
+    audit_fsync: bool = False
+    counts_interval: int = 300
+    fanout_mode: str = "pipeline"
+
+    _agreements: list = []
+    _key = None
+    _audit = None
+    _sender = None
+
+    def init(self):
+        if not self.agreements_dir:
+            raise ConfigurationError("sharing router", "parameter agreements_dir is required")
+        try:
+            agreements = policy.load_agreements(self.agreements_dir, harmonization=self.harmonization)
+        except policy.AgreementError as exc:
+            raise ConfigurationError("sharing agreements", str(exc)) from None
+        self._agreements = list(agreements.values())
+        paths = set(self.destination_queues) if isinstance(self.destination_queues, dict) else set()
+        missing = [a.recipient for a in self._agreements if a.recipient not in paths]
+        if missing:
+            raise ConfigurationError("sharing router", "no named path in destination_queues for recipient(s) "
+                                                       + ", ".join(missing))
+        self._key = policy.key_from(self.hmac_password, self.hmac_key_env)
+        needs_key = [a.recipient for a in self._agreements if a.needs_key]
+        if needs_key and not self._key:
+            raise ConfigurationError("sharing router", "agreement(s) of " + ", ".join(needs_key)
+                                     + " pseudonymise fields: set hmac_password or the environment variable "
+                                     + str(self.hmac_key_env))
+        path = self.audit_log or os.path.join(VAR_STATE_PATH, f"{self.bot_id}-audit.jsonl")
+        self._audit = audit.AuditTrail(path, max_bytes=self.audit_max_bytes, fsync=self.audit_fsync,
+                                       bot=self.bot_id)
+        self._policy = policy.PolicySet(self._agreements, self._key)
+        if self.fanout_mode not in fanout.MODES:
+            raise ConfigurationError("sharing router", f"fanout_mode must be one of {', '.join(fanout.MODES)}")
+        self._sender = fanout.BatchSender(self, self.fanout_mode)
+        self._sent = collections.Counter()
+        self._denied = collections.defaultdict(collections.Counter)
+        self._unrouted = 0
+        self._codes = {}
+        self._last_counts = time.monotonic()
+        self.logger.info("Loaded %d sharing agreement(s) from %s: %s; audit trail %s.", len(self._agreements),
+                         self.agreements_dir, ", ".join(a.recipient for a in self._agreements) or "none", path)
+        if self._sender.available():
+            self.logger.info("Fan-out: all copies and the acknowledgement in one Redis round trip per event "
+                             "(%s).", self._sender.mode)
+        else:
+            self.logger.info("Fan-out: one send_message per copy (the pipeline is not a single Redis server).")
+
+    def process(self):
+        message = self.receive_message()
+        event = dict(message)
+        facts = policy.event_facts(event)        # the event's labels are read once, here
+        decisions = self._policy.decide(event, facts)
+        uuid = event.get("provenance.event_uuid")
+        # an event is identified by its UUID; the fingerprint is computed only for events without one
+        self._audit.write_decisions(decisions, event_uuid=uuid, fingerprint=event.get("provenance.fingerprint")
+                                    or (None if uuid else fingerprint(event)))
+        if facts.tlp_error is not None:
+            raise InvalidValue(facts.tlp_error_field, facts.tlp_error_value,
+                               reason=f"{facts.tlp_error}; denied for every recipient and dumped")
+        items = []
+        for d in decisions:
+            if d.allowed:
+                self._sent[d.recipient] += 1
+                items.append((d.recipient, fanout.serialize_event(d.event_out)))
+            else:
+                denied = self._denied[d.recipient]
+                codes = self._codes
+                for reason in d.reasons:
+                    code = codes.get(reason)
+                    if code is None:
+                        if len(codes) > 8192:
+                            codes.clear()
+                        code = codes[reason] = reason.split(":", 1)[0]
+                    denied[code] += 1
+        if not items:
+            self._unrouted += 1
+            self.logger.debug("Event shared with no recipient (%d so far).", self._unrouted)
+        self._sender.send_and_acknowledge(items)
+        if self.counts_interval and time.monotonic() - self._last_counts >= self.counts_interval:
+            self.log_counts()
+
+    def log_counts(self):
+        """Log (and reset) the counts per recipient and per denial reason."""
+        parts = []
+        for a in self._agreements:
+            denied = self._denied.get(a.recipient, {})
+            reasons = ", ".join(f"{code} {n}" for code, n in sorted(denied.items()))
+            parts.append(f"{a.recipient} sent {self._sent.get(a.recipient, 0)} denied {sum(denied.values())}"
+                         + (f" ({reasons})" if reasons else ""))
+        self.logger.info("Sharing counts: %s; shared with nobody %d; events fanned out in one Redis "
+                         "transaction %d, through send_message %d.", "; ".join(parts) or "no agreements",
+                         self._unrouted, self._sender.batched, self._sender.fallback)
+        self._sender.batched = self._sender.fallback = 0
+        self._sent.clear()
+        self._denied.clear()
+        self._unrouted = 0
+        self._last_counts = time.monotonic()
+
+    def shutdown(self):
+        if self._audit is not None:
+            if self._sent or self._denied or self._unrouted:
+                self.log_counts()
+            self._audit.close()
+            self._audit = None
+
+    @staticmethod
+    def check(parameters: dict):
+        results = []
+        directory = parameters.get("agreements_dir")
+        if not directory:
+            return [["error", "Parameter agreements_dir is required."]]
+        if "${" in str(directory):
+            # a template (intelmq_crossborder/pipelines/*, expanded by the runner or envsubst at deployment)
+            return [["warning", f"Parameter agreements_dir {directory!r} holds an unexpanded variable: "
+                                "the agreements were not checked."]]
+        try:
+            agreements = policy.load_agreements(directory)
+        except policy.AgreementError as exc:
+            return [["error", f"Sharing agreements: {exc}."]]
+        queues = parameters.get("destination_queues", {})
+        paths = set(queues) if isinstance(queues, dict) else set()
+        for recipient in agreements:
+            if recipient not in paths:
+                results.append(["error", f"Recipient {recipient!r} ({agreements[recipient].source}) has no "
+                                         "named path in destination_queues."])
+        for path in sorted(paths - set(agreements) - set(_NOT_RECIPIENTS)):
+            results.append(["warning", f"Named path {path!r} matches no enabled agreement: it gets nothing."])
+        needs_key = [r for r, a in agreements.items() if a.needs_key]
+        env = parameters.get("hmac_key_env", "CROSSBORDER_HMAC_KEY")
+        if needs_key and not parameters.get("hmac_password") and not os.environ.get(env or ""):
+            results.append(["warning", f"Agreement(s) of {', '.join(needs_key)} pseudonymise fields: the bot needs "
+                                       f"hmac_password or the environment variable {env} when it runs."])
+        return results or None
+
+
+BOT = CrossBorderSharingRouterExpertBot

@@ -1,0 +1,842 @@
+"""Signed exchange bundles for the hub-to-hub exchange (format 1.0, see docs/exchange-format.md).
+
+A bundle is one uncompressed POSIX tar file (``*.xbundle``) with exactly three
+members, in this order:
+
+``manifest.json``
+    UTF-8 JSON object: format and version, sender, recipient, sequence number,
+    bundle id, time window, event count, size and SHA-256 of the data member, and
+    the list of signature algorithms the sender applied.  These exact bytes are
+    what is signed.
+``signatures.json``
+    ``{"signatures": [{"algorithm": "ed25519", "key_id": "...", "value": "<base64>"}]}``:
+    one signature over the manifest bytes per algorithm listed in the manifest.
+``data.jsonl.gz``
+    gzip-compressed JSON lines, one IntelMQ event (flat keys) per line.
+
+Writing and reading are streaming: the writer compresses into a temporary file
+while hashing, the reader hashes, counts and decodes the data member in fixed
+size chunks.  Memory does not grow with the bundle.
+
+Verification order (first failure wins, :class:`BundleError` with a ``reason``
+code names it): container structure, manifest fields, sender known and key in
+the trust store, key not revoked, signature(s), recipient, data size and hash,
+event count.  Sequence numbers are checked by the importer
+(:mod:`intelmq_crossborder.exchange.transfer`), which holds the per-sender state.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+import tempfile
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Optional, Union
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from intelmq_crossborder.core import inputs
+__all__ = [
+    "FORMAT", "FORMAT_VERSION", "BUNDLE_SUFFIX", "BundleError", "Manifest", "TrustStore", "TrustedKey",
+    "BundleWriter", "VerifiedBundle", "open_bundle", "verify_bundle", "load_private_key",
+    "generate_private_key", "private_key_pem", "public_key_b64", "key_id_of", "bundle_file_name",
+    "atomic_write_json", "valid_hub_id", "HUB_ID_RE", "utcnow", "isoformat",
+]
+
+FORMAT = "intelmq-crossborder-bundle"
+FORMAT_VERSION = "1.0"
+SUPPORTED_MAJOR = 1
+BUNDLE_SUFFIX = ".xbundle"
+MEMBERS = ("manifest.json", "signatures.json", "data.jsonl.gz")
+MAX_MANIFEST_BYTES = 64 * 1024
+MAX_TRUST_STORE_BYTES = 1024 * 1024
+MAX_KEY_FILE_BYTES = 64 * 1024
+#: An event line longer than this (decompressed) makes the bundle malformed: a signed
+#: gzip member that inflates to one huge line cannot exhaust the reader's memory.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+MAX_SEQUENCE = 2 ** 63 - 1
+CHUNK = 1 << 20
+
+#: Hub identifiers: lowercase letters, digits, '.', '-'; they appear in file names.
+#: Always matched whole (``fullmatch``): no trailing newline or other whitespace.
+HUB_ID_RE = re.compile(r"[a-z0-9][a-z0-9.-]{0,62}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_COUNTRY_RE = re.compile(r"[A-Z]{2}")
+_VERSION_RE = re.compile(r"([0-9]{1,9})\.([0-9]{1,9})")
+
+
+class BundleError(Exception):
+    """A bundle (or trust store) failed a check.
+
+    ``reason`` is a short machine-readable code (``malformed``, ``unsupported-version``,
+    ``unknown-sender``, ``unknown-key``, ``revoked-key``, ``bad-signature``,
+    ``wrong-recipient``, ``hash-mismatch``, ``count-mismatch``, ``replay``,
+    ``out-of-sequence``, ``trust-store``, ``state`` for an exchange state file that
+    cannot be used); ``str()`` is the human-readable reason.
+    """
+
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        super().__init__(message)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def isoformat(value: dt.datetime) -> str:
+    return value.astimezone(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _parse_time(value, field_name: str) -> dt.datetime:
+    if not isinstance(value, str):
+        raise BundleError("malformed", f"manifest field {field_name} must be an ISO 8601 time string")
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BundleError("malformed", f"manifest field {field_name} is not an ISO 8601 time: {_shown(value)}") from None
+    if parsed.tzinfo is None:
+        raise BundleError("malformed", f"manifest field {field_name} has no time zone: {_shown(value)}")
+    return parsed
+
+
+def valid_hub_id(value) -> bool:
+    """A hub id: the whole value matches :data:`HUB_ID_RE` (no whitespace, no trailing newline)."""
+    return isinstance(value, str) and HUB_ID_RE.fullmatch(value) is not None
+
+
+def valid_country(value) -> bool:
+    """An ISO 3166-1 alpha-2 code such as ``FR``, nothing around it."""
+    return isinstance(value, str) and _COUNTRY_RE.fullmatch(value) is not None
+
+
+def _input_error(exc: "inputs.InputError") -> str:
+    """The reader's message, saying "nested too deeply" whichever parser noticed the nesting."""
+    text = str(exc)
+    return text + " (nested too deeply)" if "nest" in exc.reason and "too deeply" not in text else text
+
+
+def _kind(value) -> str:
+    """What a JSON/YAML value is, for messages ("a list", "a string", "nothing")."""
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number"}.get(type(value), f"a {type(value).__name__}")
+
+
+def _shown(value, limit: int = 80) -> str:
+    """``repr`` of a value from outside, cut to ``limit`` characters for messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# --- keys and signature algorithms -------------------------------------------------------------
+
+def generate_private_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def private_key_pem(key: Ed25519PrivateKey, passphrase: Optional[bytes] = None) -> bytes:
+    encryption = (serialization.BestAvailableEncryption(passphrase) if passphrase
+                  else serialization.NoEncryption())
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+
+
+def load_private_key(path: Union[str, Path], passphrase: Optional[bytes] = None) -> Ed25519PrivateKey:
+    """Read an Ed25519 private key (PKCS#8 PEM).  Errors name the file, never the key material."""
+    try:
+        path = Path(path)
+        if path.is_dir():
+            raise BundleError("trust-store", f"{path}: cannot read signing key: is a directory")
+        if path.stat().st_size > MAX_KEY_FILE_BYTES:
+            raise BundleError("trust-store", f"{path}: cannot read signing key: larger than "
+                                             f"{MAX_KEY_FILE_BYTES} bytes, not a PEM key")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BundleError("trust-store", f"{path}: cannot read signing key: {exc.strerror or exc}") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=passphrase)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise BundleError("trust-store", f"{path}: not a readable PEM private key ({type(exc).__name__})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise BundleError("trust-store", f"{path}: the signing key is not an Ed25519 key")
+    return key
+
+
+def _raw_public(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def public_key_b64(key: Union[Ed25519PrivateKey, Ed25519PublicKey]) -> str:
+    """The raw 32-byte public key, base64: the form the trust store holds."""
+    if isinstance(key, Ed25519PrivateKey):
+        key = key.public_key()
+    return base64.b64encode(_raw_public(key)).decode("ascii")
+
+
+def key_id_of(key: Union[Ed25519PrivateKey, Ed25519PublicKey]) -> str:
+    """Key id = ``ed25519:`` + first 32 hex digits of SHA-256 of the raw public key."""
+    if isinstance(key, Ed25519PrivateKey):
+        key = key.public_key()
+    return "ed25519:" + hashlib.sha256(_raw_public(key)).hexdigest()[:32]
+
+
+def _verify_ed25519(public: Ed25519PublicKey, signature: bytes, data: bytes) -> bool:
+    try:
+        public.verify(signature, data)
+    except InvalidSignature:
+        return False
+    return True
+
+
+#: Signature algorithms this implementation can verify.  A post-quantum algorithm
+#: (e.g. "ml-dsa-65") is added here and in the trust store; see docs/exchange-format.md.
+VERIFIERS = {"ed25519": _verify_ed25519}
+
+
+# --- trust store --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrustedKey:
+    hub: str
+    algorithm: str
+    key_id: str
+    public_key: object
+    revoked: bool = False
+    revoked_reason: str = ""
+
+
+@dataclass
+class TrustStore:
+    """Peer hubs' public keys, read from one YAML file.
+
+    ::
+
+        version: 1
+        peers:
+          fr-hub:
+            country: FR
+            keys:
+              - algorithm: ed25519
+                public_key: "base64 of the raw 32-byte key"
+                revoked: false            # true: bundles signed with it are rejected
+                revoked_reason: ""        # optional, shown in the rejection
+                comment: "2026 signing key"
+
+    The schema is strict (docs/exchange-format.md): ``version`` is the integer 1;
+    hub ids and countries match whole (no whitespace); unknown keys are errors (a
+    misspelt ``revoked`` must not leave a key trusted); a public key belongs to one
+    hub only; a key marked revoked in any entry is revoked, whatever other entries
+    listing it say.
+    """
+
+    path: str
+    peers: dict = field(default_factory=dict)        # hub -> {"country": str|None, "keys": {key_id: TrustedKey}}
+
+    TOP_KEYS = frozenset({"version", "peers"})
+    PEER_KEYS = frozenset({"country", "keys", "comment"})
+    ENTRY_KEYS = frozenset({"algorithm", "public_key", "revoked", "revoked_reason", "comment"})
+
+    @classmethod
+    def from_file(cls, path: Union[str, Path]) -> "TrustStore":
+        try:
+            data = inputs.read_yaml(path, max_bytes=MAX_TRUST_STORE_BYTES, what="trust store")
+        except inputs.InputError as exc:
+            raise BundleError("trust-store", f"trust store {_input_error(exc)}") from None
+        except (ValueError, TypeError, OverflowError) as exc:   # a YAML constructor refused a value
+            raise BundleError("trust-store", f"trust store {path}: not valid YAML: {exc}") from None
+        return cls.from_dict(data, str(path))
+
+    @classmethod
+    def from_dict(cls, data, path: str = "<trust store>") -> "TrustStore":
+        def bad(where, what):
+            return BundleError("trust-store", f"trust store {path}: field {where}: {what}")
+
+        def only(mapping: dict, allowed: frozenset, where: str) -> None:
+            unknown = [k for k in mapping if k not in allowed]
+            if unknown:
+                raise bad(where or "top level", f"unknown key {_shown(unknown[0])} "
+                                                f"(allowed: {', '.join(sorted(allowed))})")
+
+        if not isinstance(data, dict):
+            raise bad("top level", f"must be a mapping with 'version' and 'peers', not {_kind(data)}")
+        only(data, cls.TOP_KEYS, "")
+        version = data.get("version")
+        if type(version) is not int or version != 1:      # exact: True == 1 in Python
+            raise bad("version", f"unsupported trust store version {_shown(version)} (expected the integer 1)")
+        peers = data.get("peers")
+        if not isinstance(peers, dict) or not peers:
+            raise bad("peers", f"must be a non-empty mapping of hub id to peer, not {_kind(peers)}")
+        store = cls(path=path)
+        owner: dict = {}          # raw public key -> hub
+        revoked: dict = {}        # key id -> reason, from every entry that marks it revoked
+        for hub, peer in peers.items():
+            where = f"peers.{hub}"
+            if not valid_hub_id(hub):
+                raise bad(f"peers.{_shown(hub)}", "hub id must match " + HUB_ID_RE.pattern +
+                          " (the whole value: no whitespace or newline)")
+            if not isinstance(peer, dict):
+                raise bad(where, f"must be a mapping with 'keys' (and 'country'), not {_kind(peer)}")
+            only(peer, cls.PEER_KEYS, where)
+            if not isinstance(peer.get("keys"), list) or not peer["keys"]:
+                raise bad(f"{where}.keys", f"must be a non-empty list of keys, not {_kind(peer.get('keys'))}")
+            country = peer.get("country")
+            if country is not None and not valid_country(country):
+                raise bad(f"{where}.country", f"must be an ISO 3166-1 alpha-2 code such as FR "
+                                              f"(nothing around it), not {_shown(country)}")
+            comment = peer.get("comment")
+            if comment is not None and not isinstance(comment, str):
+                raise bad(f"{where}.comment", f"must be a string, not {_kind(comment)}")
+            keys = {}
+            for i, entry in enumerate(peer["keys"]):
+                at = f"{where}.keys[{i}]"
+                if not isinstance(entry, dict):
+                    raise bad(at, f"must be a mapping with 'public_key', not {_kind(entry)}")
+                only(entry, cls.ENTRY_KEYS, at)
+                algorithm = entry.get("algorithm", "ed25519")
+                if algorithm != "ed25519":
+                    raise bad(f"{at}.algorithm", f"unsupported algorithm {_shown(algorithm)} (supported: ed25519)")
+                encoded = entry.get("public_key")
+                try:
+                    if not isinstance(encoded, str):
+                        raise TypeError("not a string")
+                    raw = base64.b64decode(encoded, validate=True)
+                    public = Ed25519PublicKey.from_public_bytes(raw)
+                except (ValueError, TypeError):
+                    raise bad(f"{at}.public_key", "must be the base64 of a raw 32-byte Ed25519 public key "
+                                                  "(a string, nothing around it)") from None
+                flag = entry.get("revoked", False)
+                if not isinstance(flag, bool):
+                    raise bad(f"{at}.revoked", f"must be true or false, not {_shown(flag)}")
+                reason = entry.get("revoked_reason", "")
+                if reason is None:
+                    reason = ""
+                if not isinstance(reason, str):
+                    raise bad(f"{at}.revoked_reason", f"must be a string, not {_kind(reason)}")
+                comment = entry.get("comment")
+                if comment is not None and not isinstance(comment, str):
+                    raise bad(f"{at}.comment", f"must be a string, not {_kind(comment)}")
+                if owner.setdefault(raw, hub) != hub:
+                    raise bad(f"{at}.public_key", f"the same public key is already listed under "
+                                                  f"{owner[raw]!r}: a key belongs to one hub only")
+                kid = key_id_of(public)
+                if flag:
+                    revoked[kid] = revoked.get(kid) or " ".join(reason.split())
+                elif kid in keys:
+                    continue          # listed again without the flag: the first entry stands
+                keys[kid] = TrustedKey(hub, algorithm, kid, public, flag, " ".join(reason.split()))
+            store.peers[hub] = {"country": country, "keys": keys}
+        # Revocation is global: a key marked revoked in any entry stays revoked in every entry.
+        for peer in store.peers.values():
+            for kid, key in list(peer["keys"].items()):
+                if kid in revoked and not key.revoked:
+                    peer["keys"][kid] = TrustedKey(key.hub, key.algorithm, kid, key.public_key, True, revoked[kid])
+        return store
+
+    def country_of(self, hub: str) -> Optional[str]:
+        peer = self.peers.get(hub)
+        return peer["country"] if peer else None
+
+    def key(self, hub: str, key_id: str) -> TrustedKey:
+        peer = self.peers.get(hub)
+        if peer is None:
+            raise BundleError("unknown-sender", f"sender {hub!r} is not in the trust store {self.path}")
+        trusted = peer["keys"].get(key_id)
+        if trusted is None:
+            raise BundleError("unknown-key", f"key {key_id} is not a trusted key of {hub!r} in {self.path}")
+        if trusted.revoked:
+            why = f" ({trusted.revoked_reason})" if trusted.revoked_reason else ""
+            raise BundleError("revoked-key", f"key {key_id} of {hub!r} is revoked{why}")
+        return trusted
+
+
+# --- manifest -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Manifest:
+    bundle_id: str
+    sender: str
+    recipient: str
+    sequence: int
+    created: str
+    window_start: str
+    window_end: str
+    event_count: int
+    data_sha256: str
+    data_size: int
+    algorithms: tuple
+    format_version: str = FORMAT_VERSION
+
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "format_version": self.format_version,
+            "bundle_id": self.bundle_id,
+            "sender": self.sender,
+            "recipient": self.recipient,
+            "sequence": self.sequence,
+            "created": self.created,
+            "window": {"start": self.window_start, "end": self.window_end},
+            "event_count": self.event_count,
+            "data": {"member": MEMBERS[2], "encoding": "jsonl", "compression": "gzip",
+                     "sha256": self.data_sha256, "size": self.data_size},
+            "signature": {"algorithms": list(self.algorithms)},
+        }
+
+    def to_bytes(self) -> bytes:
+        return (json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Manifest":
+        try:
+            doc = inputs.loads_json(data, "manifest.json", max_depth=16)
+        except inputs.InputError as exc:
+            raise BundleError("malformed", _input_error(exc)) from None
+        if not isinstance(doc, dict):
+            raise BundleError("malformed", f"manifest.json must be a JSON object, not {_kind(doc)}")
+        if doc.get("format") != FORMAT:
+            raise BundleError("malformed", f"manifest field format must be {FORMAT!r}, got {_shown(doc.get('format'))}")
+        version = doc.get("format_version")
+        if not isinstance(version, str) or _VERSION_RE.fullmatch(version) is None:
+            raise BundleError("malformed", f"manifest field format_version is not 'MAJOR.MINOR': {_shown(version)}")
+        if int(version.split(".")[0]) != SUPPORTED_MAJOR:
+            raise BundleError("unsupported-version",
+                              f"bundle format version {version} is not supported (this reader: {FORMAT_VERSION})")
+
+        def need(cond, name, what):
+            if not cond:
+                raise BundleError("malformed", f"manifest field {name} {what}")
+
+        for name in ("sender", "recipient"):
+            need(valid_hub_id(doc.get(name)), name, "must be a hub id matching " + HUB_ID_RE.pattern +
+                 f" (the whole value: no whitespace or newline), not {_shown(doc.get(name))}")
+        need(doc["sender"] != doc["recipient"], "recipient",
+             f"must differ from the sender (both are {doc['sender']!r}): a hub does not send to itself")
+        bundle_id = doc.get("bundle_id")
+        try:
+            need(isinstance(bundle_id, str) and str(uuid.UUID(bundle_id)) == bundle_id,
+                 "bundle_id", "must be a lowercase UUID")
+        except ValueError:
+            need(False, "bundle_id", "must be a lowercase UUID")
+        seq = doc.get("sequence")
+        need(type(seq) is int and 1 <= seq <= MAX_SEQUENCE, "sequence", f"must be an integer from 1 to {MAX_SEQUENCE}")
+        count = doc.get("event_count")
+        need(type(count) is int and 0 <= count <= MAX_SEQUENCE, "event_count",
+             f"must be an integer from 0 to {MAX_SEQUENCE}")
+        window = doc.get("window")
+        need(isinstance(window, dict), "window", "must be an object with start and end")
+        start = _parse_time(window.get("start"), "window.start")
+        end = _parse_time(window.get("end"), "window.end")
+        need(start <= end, "window", "must not end before it starts")
+        _parse_time(doc.get("created"), "created")
+        data = doc.get("data")
+        need(isinstance(data, dict), "data", "must be an object")
+        need(data.get("member") == MEMBERS[2] and data.get("encoding") == "jsonl"
+             and data.get("compression") == "gzip", "data",
+             f"must describe member {MEMBERS[2]} with encoding jsonl and compression gzip")
+        need(isinstance(data.get("sha256"), str) and _HEX64.fullmatch(data["sha256"]) is not None, "data.sha256",
+             "must be 64 lowercase hex digits")
+        need(type(data.get("size")) is int and 0 <= data["size"] <= MAX_SEQUENCE, "data.size",
+             f"must be an integer from 0 to {MAX_SEQUENCE}")
+        sig = doc.get("signature")
+        need(isinstance(sig, dict) and isinstance(sig.get("algorithms"), list) and sig["algorithms"]
+             and all(isinstance(a, str) for a in sig["algorithms"]),
+             "signature.algorithms", "must be a non-empty list of algorithm names")
+        return cls(bundle_id=bundle_id, sender=doc["sender"], recipient=doc["recipient"], sequence=seq,
+                   created=doc["created"], window_start=window["start"], window_end=window["end"],
+                   event_count=count, data_sha256=data["sha256"], data_size=data["size"],
+                   algorithms=tuple(sig["algorithms"]), format_version=version)
+
+    def summary(self) -> str:
+        return (f"bundle {self.bundle_id} from {self.sender} to {self.recipient}, sequence {self.sequence}, "
+                f"{self.event_count} events, window {self.window_start}..{self.window_end}")
+
+
+def bundle_file_name(manifest: Manifest) -> str:
+    """``<sender>_<recipient>_<sequence:010d>_<bundle id>.xbundle`` (informative; the manifest is authoritative)."""
+    return f"{manifest.sender}_{manifest.recipient}_{manifest.sequence:010d}_{manifest.bundle_id}{BUNDLE_SUFFIX}"
+
+
+# --- atomic files -----------------------------------------------------------------------------
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_json(path: Union[str, Path], obj) -> None:
+    """Write JSON to ``path`` atomically: temporary file in the same folder, fsync, rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, sort_keys=True, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+class _HashingWriter(io.RawIOBase):
+    def __init__(self, fh):
+        self._fh = fh
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        self._fh.write(data)
+        self.sha256.update(data)
+        self.size += len(data)
+        return len(data)
+
+
+class BundleWriter:
+    """Write one bundle, streaming.
+
+    ::
+
+        with BundleWriter(out_dir, "de-hub", "fr-hub", 7, key) as w:
+            for event in events:
+                w.write_event(event)            # or w.write_line(b'{"...": ...}')
+        w.path, w.manifest                       # the sealed bundle
+
+    Nothing is visible in ``directory`` until :meth:`close` renames the finished
+    file into place; an exception (or ``abort()``) removes the temporary files.
+    """
+
+    def __init__(self, directory: Union[str, Path], sender: str, recipient: str, sequence: int,
+                 signing_key: Ed25519PrivateKey, window_start: Optional[dt.datetime] = None,
+                 compresslevel: int = 6, bundle_id: Optional[str] = None, fsync: bool = True):
+        for name, value in (("sender", sender), ("recipient", recipient)):
+            if not valid_hub_id(value):
+                raise ValueError(f"{name} {value!r} is not a hub id matching {HUB_ID_RE.pattern}")
+        if sender == recipient:
+            raise ValueError(f"sender and recipient are both {sender!r}: a hub does not send to itself")
+        if type(sequence) is not int or not 1 <= sequence <= MAX_SEQUENCE:
+            raise ValueError(f"sequence must be an integer >= 1, got {sequence!r}")
+        self.directory = Path(directory)
+        self.sender, self.recipient, self.sequence = sender, recipient, sequence
+        self.bundle_id = bundle_id or str(uuid.uuid4())
+        self.window_start = window_start or utcnow()
+        self._key = signing_key
+        self._fsync = fsync
+        self.count = 0
+        self.path: Optional[Path] = None
+        self.manifest: Optional[Manifest] = None
+        fd, self._data_tmp = tempfile.mkstemp(prefix=f".{self.bundle_id}.", suffix=".data.tmp",
+                                              dir=str(self.directory))
+        self._raw = os.fdopen(fd, "wb")
+        self._hasher = _HashingWriter(self._raw)
+        self._gzip = gzip.GzipFile(filename="", mode="wb", fileobj=self._hasher,
+                                   compresslevel=compresslevel, mtime=0)
+
+    def write_line(self, line: bytes) -> None:
+        """One event as one JSON object, UTF-8, without the newline."""
+        if b"\n" in line:
+            raise ValueError("an event line must not contain a newline")
+        self._gzip.write(line + b"\n")
+        self.count += 1
+
+    def write_event(self, event: dict) -> None:
+        self.write_line(json.dumps(event, sort_keys=True, separators=(",", ":"),
+                                   ensure_ascii=False).encode("utf-8"))
+
+    def close(self, window_end: Optional[dt.datetime] = None) -> Path:
+        self._gzip.close()
+        self._raw.flush()
+        if self._fsync:
+            os.fsync(self._raw.fileno())
+        self._raw.close()
+        now = utcnow()
+        end = window_end or now
+        self.manifest = Manifest(
+            bundle_id=self.bundle_id, sender=self.sender, recipient=self.recipient, sequence=self.sequence,
+            created=isoformat(now), window_start=isoformat(min(self.window_start, end)), window_end=isoformat(end),
+            event_count=self.count, data_sha256=self._hasher.sha256.hexdigest(), data_size=self._hasher.size,
+            algorithms=("ed25519",))
+        manifest_bytes = self.manifest.to_bytes()
+        signatures = {"signatures": [{
+            "algorithm": "ed25519", "key_id": key_id_of(self._key),
+            "value": base64.b64encode(self._key.sign(manifest_bytes)).decode("ascii")}]}
+        sig_bytes = (json.dumps(signatures, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8")
+        target = self.directory / bundle_file_name(self.manifest)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.bundle_id}.", suffix=".xbundle.tmp", dir=str(self.directory))
+        try:
+            mtime = int(now.timestamp())
+            with os.fdopen(fd, "wb") as out:
+                with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+                    for name, payload in ((MEMBERS[0], manifest_bytes), (MEMBERS[1], sig_bytes)):
+                        info = tarfile.TarInfo(name)
+                        info.size, info.mtime, info.mode = len(payload), mtime, 0o644
+                        tar.addfile(info, io.BytesIO(payload))
+                    info = tarfile.TarInfo(MEMBERS[2])
+                    info.size, info.mtime, info.mode = self._hasher.size, mtime, 0o644
+                    with open(self._data_tmp, "rb") as data:
+                        tar.addfile(info, data)
+                out.flush()
+                if self._fsync:
+                    os.fsync(out.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            _unlink(tmp)
+            raise
+        finally:
+            _unlink(self._data_tmp)
+        if self._fsync:
+            _fsync_dir(self.directory)
+        self.path = target
+        return target
+
+    def abort(self) -> None:
+        try:
+            self._gzip.close()
+            self._raw.close()
+        finally:
+            _unlink(self._data_tmp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+
+def _unlink(path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+# --- reading and verifying ----------------------------------------------------------------------
+
+class VerifiedBundle:
+    """A bundle whose container, manifest, signature and recipient were checked.
+
+    Use :func:`open_bundle`.  :meth:`verify_data` checks the data hash, size and
+    event count (streaming); :meth:`iter_lines` yields the event lines.  Close it
+    (or use ``with``) to release the file.
+    """
+
+    def __init__(self, path: Path, tar: tarfile.TarFile, manifest: Manifest, key: TrustedKey,
+                 unverified_algorithms: tuple):
+        self.path = path
+        self._tar = tar
+        self.manifest = manifest
+        self.key = key
+        self.unverified_algorithms = unverified_algorithms
+        self.data_verified = False
+
+    def _data(self):
+        return self._tar.extractfile(self._tar.getmember(MEMBERS[2]))
+
+    def verify_data(self, count_events: bool = True) -> None:
+        m = self.manifest
+        sha = hashlib.sha256()
+        size = 0
+        try:
+            fh = self._data()
+            while True:
+                chunk = fh.read(CHUNK)
+                if not chunk:
+                    break
+                sha.update(chunk)
+                size += len(chunk)
+        except (tarfile.TarError, OSError) as exc:
+            raise BundleError("malformed", f"{self.path.name}: data member unreadable (truncated?): {exc}") from None
+        if size != m.data_size or sha.hexdigest() != m.data_sha256:
+            raise BundleError("hash-mismatch",
+                              f"{self.path.name}: data does not match the signed manifest "
+                              f"(sha256 {sha.hexdigest()}, {size} bytes; manifest says {m.data_sha256}, "
+                              f"{m.data_size} bytes): tampered or truncated")
+        if count_events:
+            count = sum(1 for _ in self.iter_lines(check=False))
+            if count != m.event_count:
+                raise BundleError("count-mismatch", f"{self.path.name}: data holds {count} events, "
+                                                    f"the manifest says {m.event_count}")
+        self.data_verified = True
+
+    def iter_lines(self, start: int = 0, check: bool = True) -> Iterator[tuple]:
+        """Yield ``(index, line_bytes)`` for every event line from index ``start`` on (0-based).
+
+        A line longer than :data:`MAX_LINE_BYTES` or not UTF-8 raises :class:`BundleError`
+        (``malformed``, naming the line): the format says UTF-8, and one huge line must
+        not exhaust memory."""
+        if check and not self.data_verified:
+            raise RuntimeError("verify_data() must succeed before the events are read")
+        try:
+            with gzip.GzipFile(fileobj=self._data(), mode="rb") as gz:
+                index = -1
+                while True:
+                    line = gz.readline(MAX_LINE_BYTES + 1)
+                    if not line:
+                        return
+                    index += 1
+                    if len(line) > MAX_LINE_BYTES:
+                        raise BundleError("malformed", f"{self.path.name}: event line {index + 1} is longer than "
+                                                       f"{MAX_LINE_BYTES} bytes")
+                    line = line.rstrip(b"\n")
+                    if index < start or not line:
+                        continue
+                    try:
+                        line.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        raise BundleError("malformed", f"{self.path.name}: event line {index + 1} is not UTF-8 "
+                                                       f"(invalid byte at offset {exc.start})") from None
+                    yield index, line
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error, tarfile.TarError) as exc:
+            raise BundleError("malformed", f"{self.path.name}: data.jsonl.gz is not valid gzip: {exc}") from None
+
+    def close(self) -> None:
+        self._tar.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def open_bundle(path: Union[str, Path], trust: TrustStore, recipient: Optional[str] = None) -> VerifiedBundle:
+    """Open a bundle and check structure, manifest, trust, signature and (if given) recipient.
+
+    Raises :class:`BundleError`.  The data is not read yet: call
+    :meth:`VerifiedBundle.verify_data` before using the events.
+    """
+    path = Path(path)
+    try:
+        tar = tarfile.open(str(path), mode="r:")
+    except (tarfile.TarError, OSError) as exc:
+        raise BundleError("malformed", f"{path.name}: not a bundle (tar container unreadable: {exc})") from None
+    try:
+        try:
+            members = tar.getmembers()
+        except (tarfile.TarError, OSError) as exc:     # truncated or damaged after the first header
+            raise BundleError("malformed", f"{path.name}: not a bundle (tar container damaged: {exc})") from None
+        names = tuple(m.name for m in members)
+        if names != MEMBERS or not all(m.isreg() for m in members):
+            raise BundleError("malformed", f"{path.name}: container must hold exactly the regular files "
+                                           f"{', '.join(MEMBERS)} in that order, found {', '.join(names) or 'none'}")
+        if members[0].size > MAX_MANIFEST_BYTES or members[1].size > MAX_MANIFEST_BYTES:
+            raise BundleError("malformed", f"{path.name}: manifest or signatures larger than {MAX_MANIFEST_BYTES} bytes")
+        try:
+            manifest_bytes = tar.extractfile(members[0]).read()
+            sig_bytes = tar.extractfile(members[1]).read()
+        except (tarfile.TarError, OSError) as exc:
+            raise BundleError("malformed", f"{path.name}: not a bundle (tar container damaged: {exc})") from None
+        try:
+            manifest = Manifest.from_bytes(manifest_bytes)
+        except BundleError as exc:          # name the file, as every other check does
+            raise BundleError(exc.reason, f"{path.name}: {exc}") from None
+        shape = '{"signatures": [{"algorithm", "key_id", "value"}, ...]}'
+        try:
+            sig_doc = inputs.loads_json(sig_bytes, "signatures.json", max_depth=8)
+        except inputs.InputError as exc:
+            raise BundleError("malformed", f"{path.name}: {_input_error(exc)}; it must be {shape}") from None
+        sigs = sig_doc.get("signatures") if isinstance(sig_doc, dict) else None
+        if not (isinstance(sigs, list) and all(isinstance(s, dict) for s in sigs)):
+            raise BundleError("malformed", f"{path.name}: signatures.json field signatures: must be {shape}")
+        known = [a for a in manifest.algorithms if a in VERIFIERS]
+        if not known:
+            raise BundleError("unsupported-version", f"{path.name}: none of the signature algorithms "
+                                                     f"{list(manifest.algorithms)} is supported")
+        trusted = None
+        for algorithm in known:
+            entries = [s for s in sigs if s.get("algorithm") == algorithm]
+            if len(entries) != 1:
+                raise BundleError("bad-signature", f"{path.name}: the manifest lists algorithm {algorithm} "
+                                                   f"but signatures.json has {len(entries)} signatures for it")
+            entry = entries[0]
+            key_id = entry.get("key_id")
+            if not isinstance(key_id, str):
+                raise BundleError("bad-signature", f"{path.name}: signatures.json: the {algorithm} signature has "
+                                                   f"no key_id string")
+            try:
+                key = trust.key(manifest.sender, key_id)
+            except BundleError as exc:  # unknown sender/key, revoked key: name the bundle too
+                raise BundleError(exc.reason, f"{path.name}: {exc}") from None
+            if key.algorithm != algorithm:
+                raise BundleError("bad-signature", f"{path.name}: key {key.key_id} is not an {algorithm} key")
+            try:
+                encoded = entry.get("value")
+                if not isinstance(encoded, str):
+                    raise ValueError("not a string")
+                value = base64.b64decode(encoded, validate=True)
+            except ValueError:
+                raise BundleError("bad-signature", f"{path.name}: {algorithm} signature is not base64") from None
+            if not VERIFIERS[algorithm](key.public_key, value, manifest_bytes):
+                raise BundleError("bad-signature", f"{path.name}: {algorithm} signature by {key.key_id} does not "
+                                                   f"verify: the manifest was altered or not signed by {manifest.sender}")
+            trusted = trusted or key
+        if recipient is not None and manifest.recipient != recipient:
+            raise BundleError("wrong-recipient", f"{path.name}: bundle is addressed to {manifest.recipient!r}, "
+                                                 f"this hub is {recipient!r}")
+        unverified = tuple(a for a in manifest.algorithms if a not in VERIFIERS)
+        return VerifiedBundle(path, tar, manifest, trusted, unverified)
+    except BaseException:
+        tar.close()
+        raise
+
+
+def verify_bundle(path: Union[str, Path], trust: TrustStore, recipient: Optional[str] = None) -> Manifest:
+    """Full verification (signature, recipient, hash, count), streaming; returns the manifest."""
+    with open_bundle(path, trust, recipient) as bundle:
+        bundle.verify_data()
+        return bundle.manifest
+
+
+def iter_events(bundle: VerifiedBundle, start: int = 0) -> Iterator[tuple]:
+    """``(index, dict)`` per event; a line that is not a JSON object raises BundleError naming its index."""
+    for index, line in bundle.iter_lines(start):
+        try:
+            event = inputs.loads_json(line, bundle.path.name, line=index + 1)
+        except inputs.InputError as exc:
+            raise BundleError("malformed", _input_error(exc)) from None
+        if not isinstance(event, dict):
+            raise BundleError("malformed", f"{bundle.path.name}: event line {index + 1} is not a JSON object "
+                                           f"but {_kind(event)}")
+        yield index, event
+
+
+def write_bundle(directory, sender, recipient, sequence, signing_key, events: Iterable[dict], **kwargs) -> Path:
+    """Convenience: write ``events`` (dicts) into one sealed bundle and return its path."""
+    with BundleWriter(directory, sender, recipient, sequence, signing_key, **kwargs) as writer:
+        for event in events:
+            writer.write_event(event)
+    return writer.path

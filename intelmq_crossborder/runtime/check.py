@@ -1,0 +1,135 @@
+"""``intelmq-crossborder check``: run the bots' own ``check()`` on a runtime.yaml and fail properly.
+
+``intelmqctl check`` logs the errors that a bot's ``check(parameters)`` returns
+but still ends with exit 0.  Scripts and CI need a command that fails: this one
+imports each configured bot, calls its ``check()`` with the parameters IntelMQ
+would give it (``global`` merged with the bot's ``parameters``) and exits 1 when
+any bot reports an error.  It also checks the harmonization next to the runtime
+file when there is one.  A runtime file that cannot be read as YAML (missing,
+not UTF-8, an alias bomb, duplicate keys, ...) exits 2.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from intelmq_crossborder.core import inputs
+MAX_RUNTIME_BYTES = 8 * 1024 * 1024
+
+
+def _bot_class(module_name: str):
+    for ep in entry_points(group="console_scripts"):
+        if ep.name == module_name:
+            return importlib.import_module(ep.value.replace(":BOT.run", "")).BOT
+    raise LookupError(f"no installed bot has the module (entry point) {module_name!r}")
+
+
+def _text(value) -> str:
+    """Printable on any stream: undecodable bytes of a path (lone surrogates) escaped."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def read_runtime(path: Path):
+    """The parsed runtime.yaml; :class:`inputs.InputError` if it cannot be read as YAML
+    (missing, a directory, not UTF-8, an alias bomb, a huge value, duplicate keys, ...)."""
+    try:
+        return inputs.read_yaml(path, max_bytes=MAX_RUNTIME_BYTES, what="runtime config")
+    except inputs.InputError:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:    # a YAML constructor refused a value
+        raise inputs.InputError(path, f"not valid YAML: {exc}") from None
+
+
+def _kind(value) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", type(None): "empty"}.get(
+        type(value), f"a {type(value).__name__}")
+
+
+def check_runtime(path: Path) -> list:
+    """``[(bot_id, level, message)]`` for a runtime.yaml; level is 'error' or 'warning'.
+
+    A file that cannot be read as YAML is one finding of level 'unreadable'."""
+    try:
+        runtime = read_runtime(path)
+    except inputs.InputError as exc:
+        return [("-", "unreadable", f"cannot read runtime config: {exc}")]
+    if runtime is None:
+        runtime = {}
+    if not isinstance(runtime, dict):
+        return [("-", "error", f"{path}: top level must be a mapping of bot ids, not {_kind(runtime)}")]
+    findings = []
+    glob = runtime.get("global")
+    if glob is None:
+        glob = {}
+    if not isinstance(glob, dict):
+        findings.append(("global", "error", f"{path}: field global: must be a mapping of parameters, "
+                                            f"not {_kind(glob)}"))
+        glob = {}
+    for bot_id, conf in runtime.items():
+        if bot_id == "global":
+            continue
+        where = f"{path}: bot {bot_id}"
+        if not isinstance(bot_id, str):
+            findings.append((str(bot_id), "error", f"{where}: the bot id must be a string"))
+            continue
+        if not isinstance(conf, dict):
+            findings.append((bot_id, "error", f"{where}: must be a mapping with 'module', not {_kind(conf)}"))
+            continue
+        module = conf.get("module")
+        if module is None:
+            findings.append((bot_id, "error", f"{where}: no 'module'"))
+            continue
+        if not isinstance(module, str):
+            findings.append((bot_id, "error", f"{where}: field module: must be a string, not {_kind(module)}"))
+            continue
+        params = conf.get("parameters")
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            findings.append((bot_id, "error", f"{where}: field parameters: must be a mapping, not {_kind(params)}"))
+            continue
+        try:
+            cls = _bot_class(module)
+        except Exception as exc:  # ImportError of optional deps, LookupError
+            findings.append((bot_id, "error", f"{where}: {exc}"))
+            continue
+        try:
+            results = cls.check({**glob, **params}) or []
+            results = [(str(level).lower(), str(msg)) for level, msg in results]
+        except Exception as exc:  # a bot's check() must not end the whole check
+            results = [("error", f"check() raised {type(exc).__name__}: {exc}")]
+        for level, msg in results:
+            findings.append((bot_id, level, f"{where}: {msg}"))
+    harm = Path(path).parent / "harmonization.conf"
+    if harm.exists():
+        from intelmq_crossborder import harmonization
+        findings += [("-", "error", p) for p in harmonization.check(harm)]
+    return findings
+
+
+def _run(args) -> int:
+    """Exit 2 if a runtime file cannot be read as YAML, else 1 if any error was found, else 0."""
+    status = 0
+    for runtime in args.runtime:
+        for _bot_id, level, msg in check_runtime(Path(runtime)):
+            if level == "unreadable":
+                print(f"intelmq-crossborder: error: {_text(msg)}", file=sys.stderr)
+                status = 2
+                continue
+            print(_text(f"{level}: {msg}"), file=sys.stderr if level == "error" else sys.stdout)
+            if level == "error":
+                status = max(status, 1)
+    if status == 0:
+        print("No errors found.")
+    return status
+
+
+def register(sub) -> None:
+    p = sub.add_parser("check", help="run every bot's check() on a runtime.yaml; exit 1 on errors",
+                       description=__doc__.split("\n\n")[1].replace("\n", " "))
+    from intelmq import RUNTIME_CONF_FILE
+    p.add_argument("runtime", nargs="*", default=[RUNTIME_CONF_FILE], metavar="RUNTIME_YAML",
+                   help=f"runtime config(s) to check (default: {RUNTIME_CONF_FILE})")
+    p.set_defaults(func=_run)
