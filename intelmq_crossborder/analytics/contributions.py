@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from intelmq_crossborder.core import inputs, tlp
+from intelmq_crossborder.core.errors import CrossBorderError
 UNKNOWN = "(unknown)"
 NO_TLP = "(none)"
 #: The level recorded for an event whose labels cannot be read (refused, see tlp.event_tlp).
@@ -118,7 +119,7 @@ def default_dump_dir() -> Path:
     return Path(DEFAULT_LOGGING_PATH)
 
 
-class StoreError(ValueError):
+class StoreError(CrossBorderError, ValueError):
     """The store cannot be used: a directory, not an SQLite file, another schema, unreadable."""
 
 
@@ -175,7 +176,7 @@ def _parse_time(value) -> Optional[datetime]:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
-class FieldTypeError(ValueError):
+class FieldTypeError(CrossBorderError, ValueError):
     """A field the store records holds a list or an object where a value is expected."""
 
     def __init__(self, field_name: str, value):

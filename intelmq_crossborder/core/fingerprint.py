@@ -1,4 +1,6 @@
-"""Event fingerprints: THE place where an event's identity is computed.
+"""Event fingerprints and digests: THE place where an event's identity is computed, and
+the one canonical JSON form every digest of the library hashes (:func:`canonical_json`,
+:func:`digest`).
 
 A fingerprint is the SHA-256 (hex) of the fields that say *what* an event is
 (classification, source and destination identifiers, time of the source, malware,
@@ -20,7 +22,7 @@ import json
 from typing import Any, Iterable, Mapping
 
 __all__ = ["FINGERPRINT_VERSION", "FINGERPRINT_FIELDS", "FINGERPRINT_FIELD_SET", "fingerprint",
-           "identity", "has_identity"]
+           "identity", "has_identity", "canonical_json", "digest"]
 
 FINGERPRINT_VERSION = 1
 
@@ -57,8 +59,18 @@ def has_identity(event: Mapping[str, Any]) -> bool:
     return bool(identity(event))
 
 
+def canonical_json(obj: Any) -> str:
+    """THE canonical JSON text of the library's digests: sorted keys, no spaces, UTF-8 kept
+    as is (not escaped), values JSON cannot hold written as their ``str()``."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def digest(obj: Any) -> str:
+    """SHA-256 (hex) of :func:`canonical_json` of ``obj``; bytes are hashed as they are."""
+    data = obj if isinstance(obj, (bytes, bytearray, memoryview)) else canonical_json(obj).encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
 def fingerprint(event: Mapping[str, Any], fields: Iterable[str] = FINGERPRINT_FIELDS) -> str:
     """SHA-256 hex fingerprint of a flat IntelMQ event (dict or Event) over ``fields``."""
-    body = json.dumps([FINGERPRINT_VERSION, identity(event, fields)], sort_keys=True,
-                      separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+    return digest([FINGERPRINT_VERSION, identity(event, fields)])

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
 import yaml
+from intelmq_crossborder.core.errors import CrossBorderError
 
 __all__ = ["InputError", "loads_json", "read_json", "iter_json_lines", "loads_yaml", "read_yaml",
            "read_text", "MAX_NUMBER_CHARS", "MAX_DEPTH", "MAX_YAML_NODES", "MAX_YAML_SCALAR", "MAX_FILE_BYTES"]
@@ -32,7 +33,7 @@ MAX_YAML_SCALAR = 256 * 1024   # characters in one YAML scalar
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
-class InputError(ValueError):
+class InputError(CrossBorderError, ValueError):
     """A bad input: ``source`` (a file name or a description), ``line`` (1-based, or None),
     ``field`` (a JSON path such as ``document.tracking.id``, or None) and ``reason``."""
 

@@ -22,6 +22,7 @@ import enum
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional
+from intelmq_crossborder.core.errors import CrossBorderError
 
 __all__ = [
     "Level", "ParsedTLP", "UnknownTLPError", "SPELLINGS", "CHATHAM_HOUSE_TAG",
@@ -58,7 +59,7 @@ class Level(enum.IntEnum):
         return self.label
 
 
-class UnknownTLPError(ValueError):
+class UnknownTLPError(CrossBorderError, ValueError):
     """A value that is not a TLP label in any supported standard."""
 
     def __init__(self, value, context: str = ""):

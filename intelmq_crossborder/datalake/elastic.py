@@ -31,6 +31,7 @@ from typing import Optional
 from intelmq_crossborder.policy import decide as policy
 
 from intelmq_crossborder.core import tlp
+from intelmq_crossborder.core.errors import CrossBorderError
 FLAVOURS = ("elasticsearch9", "elasticsearch8", "opensearch2")
 ROTATIONS = ("daily", "monthly", "none")
 
@@ -55,7 +56,7 @@ DEFAULT_MAPPING = {"type": "keyword", "ignore_above": 8191}
 GEO_SIDES = ("source", "destination")
 
 
-class ElasticConfigError(ValueError):
+class ElasticConfigError(CrossBorderError, ValueError):
     """A parameter of the output that cannot work."""
 
 

@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from intelmq_crossborder.core import inputs
+from intelmq_crossborder.core.errors import CrossBorderError
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "BUNDLE_SUFFIX", "BundleError", "Manifest", "TrustStore", "TrustedKey",
     "BundleWriter", "VerifiedBundle", "open_bundle", "verify_bundle", "load_private_key",
@@ -76,7 +77,7 @@ _COUNTRY_RE = re.compile(r"[A-Z]{2}")
 _VERSION_RE = re.compile(r"([0-9]{1,9})\.([0-9]{1,9})")
 
 
-class BundleError(Exception):
+class BundleError(CrossBorderError):
     """A bundle (or trust store) failed a check.
 
     ``reason`` is a short machine-readable code (``malformed``, ``unsupported-version``,

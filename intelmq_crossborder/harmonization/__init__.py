@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from intelmq_crossborder.core import inputs
+from intelmq_crossborder.core.errors import CrossBorderError
 __all__ = [
     "HarmonizationError", "UnreadableHarmonization", "load_schema", "stock_harmonization_path", "load_stock",
     "merged_harmonization", "merge", "MergeReport", "install", "check", "read",
@@ -32,7 +33,7 @@ MAX_HARMONIZATION_BYTES = 16 * 1024 * 1024
 MAX_REGEX_CHARS = 10_000
 
 
-class HarmonizationError(ValueError):
+class HarmonizationError(CrossBorderError, ValueError):
     """A harmonization file or field is invalid; the message names file and field."""
 
 

@@ -52,6 +52,7 @@ import jsonschema
 from intelmq_crossborder.core import fingerprint as _fingerprint
 from intelmq_crossborder.core import inputs, tlp
 from intelmq_crossborder.core.tlp import Level
+from intelmq_crossborder.core.errors import CrossBorderError
 
 __all__ = [
     "AgreementError", "Agreement", "Decision", "EventFacts", "AGREEMENT_SCHEMA",
@@ -139,7 +140,7 @@ AGREEMENT_SCHEMA: dict = {
 _VALIDATOR = jsonschema.Draft202012Validator(AGREEMENT_SCHEMA)
 
 
-class AgreementError(ValueError):
+class AgreementError(CrossBorderError, ValueError):
     """A bad agreement; the message names the file, the line (when known), the field and the reason."""
 
     def __init__(self, source, field_name: Optional[str], reason: str, line: Optional[int] = None):

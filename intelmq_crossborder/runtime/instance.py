@@ -28,6 +28,7 @@ import yaml
 from intelmq_crossborder import harmonization
 
 from intelmq_crossborder.core import inputs
+from intelmq_crossborder.core.errors import CrossBorderError
 #: The ready pipelines, agreement templates and samples: package data, so that they are
 #: there in a wheel install as in a checkout.
 PIPELINES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
@@ -39,7 +40,7 @@ PIPELINES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
 BROKERS = ("redis", "amqp")
 
 
-class PipelineError(RuntimeError):
+class PipelineError(CrossBorderError, RuntimeError):
     """The pipeline did not start, drain or stop as expected."""
 
 

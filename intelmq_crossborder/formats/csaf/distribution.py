@@ -31,6 +31,7 @@ from urllib.parse import urljoin, urlsplit
 from intelmq_crossborder.core import inputs, tlp
 from intelmq_crossborder.core.retry import Backoff
 from intelmq_crossborder.formats.csaf.document import normalise_datetime
+from intelmq_crossborder.core.errors import CrossBorderError
 
 __all__ = [
     "auth_hosts_for", "FetchError", "VerificationError", "Distribution", "Entry", "Fetcher", "discover",
@@ -42,7 +43,7 @@ WELL_KNOWN = "/.well-known/csaf/provider-metadata.json"
 SECURITY_TXT = "/.well-known/security.txt"
 
 
-class FetchError(Exception):
+class FetchError(CrossBorderError):
     """A URL that could not be fetched (network error or HTTP status >= 400).
 
     ``transient``: worth another attempt (connection refused or dropped, timeout, a
@@ -54,7 +55,7 @@ class FetchError(Exception):
         super().__init__(f"{url}: {reason}")
 
 
-class VerificationError(Exception):
+class VerificationError(CrossBorderError):
     """A downloaded advisory whose hash or signature does not check out."""
 
     def __init__(self, url: str, reason: str):

@@ -30,6 +30,7 @@ from importlib import resources
 from typing import Any, Iterable, Iterator, Optional
 
 from intelmq_crossborder.core import inputs, tlp
+from intelmq_crossborder.core.errors import CrossBorderError
 __all__ = [
     "CSAFError", "CSAFDocumentError", "SchemaProblem", "Product", "ProductTree",
     "AFFECTED_STATUSES", "ALL_STATUSES", "load_json", "schema", "validator",
@@ -62,7 +63,7 @@ MAX_SCHEMA_ERRORS = 10
 REMEDIATION_MAX = 1000
 
 
-class CSAFError(ValueError):
+class CSAFError(CrossBorderError, ValueError):
     """A document that cannot be read as CSAF (not JSON, not an object)."""
 
     def __init__(self, message: str, source: str = ""):

@@ -23,6 +23,7 @@ from intelmq_crossborder.policy import decide as policy
 
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.formats.csaf.distribution import atomic_write
+from intelmq_crossborder.core.errors import CrossBorderError
 
 __all__ = ["build_advisory", "ProviderDirectory", "safe_name", "group_value", "events_tlp", "admit",
            "OutputError"]
@@ -35,7 +36,7 @@ STATUS_KEYS = ("first_affected", "first_fixed", "fixed", "known_affected", "know
 TLP_URL = "https://www.first.org/tlp/"
 
 
-class OutputError(ValueError):
+class OutputError(CrossBorderError, ValueError):
     """An event that cannot go into a CSAF advisory; names the field."""
 
     def __init__(self, field: str, value, reason: str):

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Optional
 
 from intelmq_crossborder.core import inputs, tlp
+from intelmq_crossborder.core.errors import CrossBorderError
 __all__ = [
     "MISPFormatError", "load_events", "load_file", "Row", "Stats", "Converter",
     "TYPE_FIELDS", "DEFAULT_TYPE_CLASSIFICATION", "taxonomy_classification",
@@ -55,7 +56,7 @@ DISTRIBUTION_NAMES = {0: "your organisation only", 1: "this community only", 2: 
                       3: "all communities", 4: "sharing group", 5: "inherit event"}
 
 
-class MISPFormatError(ValueError):
+class MISPFormatError(CrossBorderError, ValueError):
     """Input that is not MISP event JSON, or a field of it that cannot be read.
 
     ``where`` names the file (or report) and ``field`` the JSON path."""

@@ -38,6 +38,7 @@ from intelmq_crossborder.formats.misp import convert as misp
 
 from intelmq_crossborder.policy import decide as policy
 from intelmq_crossborder.core.retry import Backoff
+from intelmq_crossborder.core.errors import CrossBorderError
 
 __all__ = ["PushSettings", "target_event_uuid", "load_agreement_checked", "Planned", "merge", "projection", "observation_time", "RetryingCaller",
            "TransientMISPError", "PermanentMISPError", "FeedWriter", "RedactingFilter", "redact_secret"]
@@ -450,11 +451,11 @@ def sighting_for(attribute_uuid: str, when: int, source: str) -> MISPSighting:
 
 # --- HTTP errors -----------------------------------------------------------------------
 
-class TransientMISPError(RuntimeError):
+class TransientMISPError(CrossBorderError, RuntimeError):
     """The MISP server failed with 5xx or could not be reached, after all retries."""
 
 
-class PermanentMISPError(RuntimeError):
+class PermanentMISPError(CrossBorderError, RuntimeError):
     """The MISP server refused the request (4xx); ``status`` and ``text`` are the server's."""
 
     def __init__(self, status, text):

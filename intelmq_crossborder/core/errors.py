@@ -1,0 +1,14 @@
+"""The one base exception of the library.
+
+Every error the library raises on purpose (bad input, bad label, bad agreement, bad bundle,
+unreachable peer...) derives from :class:`CrossBorderError`, so a caller that wants to catch
+"anything this library refused" catches one class; a traceback of another type is a bug.
+Subclasses that are also ``ValueError`` keep that base too, for callers that catch it.
+"""
+from __future__ import annotations
+
+__all__ = ["CrossBorderError"]
+
+
+class CrossBorderError(Exception):
+    """Something the library refused or could not do, with a message fit for a log line."""

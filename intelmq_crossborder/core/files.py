@@ -1,0 +1,75 @@
+"""Files that must survive a crash: THE place for atomic writes.
+
+A reader (or the process after a power cut) sees the old content or the new, never a
+part: data goes to a temporary file in the same folder, is flushed and fsynced, renamed
+over the target, and the folder is fsynced so that the rename itself is durable.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Union
+
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "fsync_dir", "move_durably"]
+
+PathLike = Union[str, Path]
+
+
+def fsync_dir(path: PathLike) -> None:
+    """fsync a folder (makes a rename or a new file in it durable); best effort."""
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: PathLike, data: bytes, *, mode: Optional[int] = None) -> None:
+    """Replace ``path`` with ``data`` atomically and durably; creates missing parent folders.
+
+    ``mode`` sets the file's permissions (default: mkstemp's 0600)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: PathLike, text: str, *, mode: Optional[int] = None) -> None:
+    """:func:`atomic_write` of UTF-8 text."""
+    atomic_write(path, text.encode("utf-8"), mode=mode)
+
+
+def atomic_write_json(path: PathLike, obj: Any, *, mode: Optional[int] = None, indent: Optional[int] = 1) -> None:
+    """:func:`atomic_write` of ``obj`` as JSON (sorted keys, so the same state gives the same bytes)."""
+    atomic_write(path, json.dumps(obj, sort_keys=True, indent=indent, ensure_ascii=False).encode("utf-8"),
+                 mode=mode)
+
+
+def move_durably(source: PathLike, target: PathLike) -> None:
+    """Rename ``source`` to ``target`` (same file system) and fsync both folders."""
+    source, target = Path(source), Path(target)
+    os.replace(source, target)
+    fsync_dir(target.parent)
+    if source.parent != target.parent:
+        fsync_dir(source.parent)
