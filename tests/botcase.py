@@ -3,7 +3,7 @@
 Usage (see docs/testing.md)::
 
     import unittest
-    from botcase import CrossBorderBotTestCase
+    from tests.botcase import CrossBorderBotTestCase
     from intelmq_crossborder.bots.experts.tlp.expert import CrossBorderTLPExpertBot
 
     class TestCrossBorderTLPExpertBot(CrossBorderBotTestCase, unittest.TestCase):

@@ -1,37 +1,28 @@
 """Test set-up shared by all tests.
 
+``tests`` is a package: test modules import their support as ``from tests.botcase import ...``
+(pytest puts the repository root, the first folder above ``tests/__init__.py``, on ``sys.path``).
+
 IntelMQ's BotTestCase calls ``drop_privileges()`` and refuses to run as root
 without an ``intelmq`` user; with that user present it would switch the whole
 pytest process to it.  In-process bot tests need neither, so it is patched here.
 Real bot processes (tests marked ``integration``) are started by intelmqctl and
 do drop to the ``intelmq`` user that scripts/ensure-env.sh creates.
 """
-import os
-import sys
+import shutil
+import tempfile
 from pathlib import Path
 
 import intelmq.lib.utils
+import pytest
 
 intelmq.lib.utils.drop_privileges = lambda: True
-
-TESTS_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS_DIR))  # for `from botcase import ...`
-
-# Redis databases: IntelMQ uses 2 (pipeline), 3 (statistics) and 4 (BotTestCase cache)
-# by default; our integration tests use their own so a running IntelMQ is not touched.
-os.environ.setdefault("INTELMQ_TEST_REDIS_DB", "10")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "integration: runs real IntelMQ bot processes on Redis")
     config.addinivalue_line("markers", "amqp: needs RabbitMQ on 127.0.0.1:5672")
     config.addinivalue_line("markers", "slow: a long run (leak audit, large property runs); not in make test-fast")
-
-
-import shutil
-import tempfile
-
-import pytest
 
 
 @pytest.fixture

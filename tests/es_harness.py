@@ -3,7 +3,7 @@ the fake Elasticsearch server, with its Redis journal (db 15) cleaned around eac
 from unittest import mock
 
 import redis
-from botcase import CrossBorderBotTestCase
+from tests.botcase import CrossBorderBotTestCase
 
 from intelmq_crossborder.bots.outputs.elasticsearch.output import JOURNAL_KEY, CrossBorderElasticsearchOutputBot
 from intelmq_crossborder.testing.fake_elasticsearch import FakeElasticsearch

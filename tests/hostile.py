@@ -32,7 +32,7 @@ from typing import Any, Optional
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-import fuzzing
+from tests import fuzzing
 
 # --- settings ---------------------------------------------------------------------------------
 

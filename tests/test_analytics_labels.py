@@ -14,7 +14,7 @@ from intelmq_crossborder.formats.csaf import document as csaf
 from intelmq_crossborder.analytics import early_warning as ew
 from intelmq_crossborder.formats.misp import convert as misp
 from intelmq_crossborder.core import tlp
-from clirun import run
+from tests.clirun import run
 
 CSAF_FIX = Path(__file__).parent / "fixtures" / "csaf" / "advisories"
 BSI = json.loads((CSAF_FIX / "bsi-2022-0001.json").read_text("utf-8"))     # TLP:WHITE, one vulnerability

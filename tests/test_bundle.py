@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange_helpers import edit_json, events, read_members, replace_data_lines, resign, rewrite, write_trust
+from tests.exchange_helpers import edit_json, events, read_members, replace_data_lines, resign, rewrite, write_trust
 from intelmq_crossborder.formats import bundle as b
 from intelmq_crossborder.cli import main
 

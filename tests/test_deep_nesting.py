@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from hostile import assert_clean, run_cli
+from tests.hostile import assert_clean, run_cli
 from intelmq_crossborder.formats import bundle
 from intelmq_crossborder.formats.csaf import document as csaf
 from intelmq_crossborder.policy import decide as policy

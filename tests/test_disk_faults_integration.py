@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange_helpers import wait_for
+from tests.exchange_helpers import wait_for
 from intelmq_crossborder.formats import bundle as b
 from intelmq_crossborder.runtime.instance import IntelMQInstance, chown_for_intelmq
 

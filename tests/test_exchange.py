@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from exchange_helpers import ExchangeServer, events, make_pki, resign, write_trust
+from tests.exchange_helpers import ExchangeServer, events, make_pki, resign, write_trust
 from intelmq_crossborder.formats import bundle as b
 from intelmq_crossborder.exchange import transfer as x
 def line(i):
@@ -201,7 +201,7 @@ def test_bad_bundles_quarantined_others_imported(tmp_path, keys, trust, make_bad
 
 
 def test_tampered_data_quarantined_before_any_event(tmp_path, keys, trust):
-    from exchange_helpers import replace_data_lines, rewrite
+    from tests.exchange_helpers import replace_data_lines, rewrite
     path = send(tmp_path, keys, 1, 10)
     rewrite(path, data=replace_data_lines(lambda ls: ls[:-1]))
     sink = Sink()

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from exchange_helpers import bundle_numbers, wait_for, write_trust
+from tests.exchange_helpers import bundle_numbers, wait_for, write_trust
 from intelmq_crossborder.formats import bundle as b
 from intelmq_crossborder.runtime.instance import IntelMQInstance, chown_for_intelmq
 

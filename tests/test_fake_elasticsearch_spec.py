@@ -17,7 +17,7 @@ import unittest
 import elasticsearch
 import jsonschema
 import pytest
-from es_harness import ElasticsearchOutputTestCase, ev
+from tests.es_harness import ElasticsearchOutputTestCase, ev
 
 from intelmq_crossborder.testing.fake_elasticsearch import FakeElasticsearch
 

@@ -28,7 +28,7 @@ import jsonschema
 import requests
 import yaml
 
-from botcase import CrossBorderBotTestCase
+from tests.botcase import CrossBorderBotTestCase
 from intelmq_crossborder.testing.fake_misp import FakeMISP
 
 from intelmq_crossborder.bots.collectors.misp.collector import CrossBorderMISPCollectorBot

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from hypothesis import given, strategies as st
 
-import fuzzing
+from tests import fuzzing
 from intelmq_crossborder.policy import decide as policy
 from intelmq_crossborder.runtime.instance import PIPELINES_DIR
 

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
-import fuzzing
+from tests import fuzzing
 from intelmq_crossborder.formats import bundle as b
 # A fixed test key (derived from a constant, so the cases are the same on every run; it signs nothing real).
 KEY = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"intelmq-crossborder fuzz test key").digest())

@@ -16,7 +16,7 @@ from intelmq_crossborder import harmonization
 from intelmq_crossborder.formats.csaf import document as csaf
 
 from intelmq_crossborder.core import tlp
-import fuzzing
+from tests import fuzzing
 
 FIXTURES = Path(__file__).parent / "fixtures" / "csaf"
 SEED_FILES = [FIXTURES / "advisories" / n for n in ("2022-evd-uc-01-a-001.json", "rhsa-2019_1862.json",

@@ -12,7 +12,7 @@ from hypothesis import given
 from intelmq.lib.exceptions import InvalidValue
 from intelmq.lib.message import Event
 
-import fuzzing
+from tests import fuzzing
 from intelmq_crossborder import harmonization
 from intelmq_crossborder.formats.misp import convert as misp
 FIX = Path(__file__).parent / "fixtures" / "misp"

@@ -29,9 +29,9 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-import fuzzing
-import hostile
-from hostile import AMBER, AMBER_STRICT, CLEAR, GREEN, NAMES, RED, REFUSE, assert_clean, run_cli
+from tests import fuzzing
+from tests import hostile
+from tests.hostile import AMBER, AMBER_STRICT, CLEAR, GREEN, NAMES, RED, REFUSE, assert_clean, run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

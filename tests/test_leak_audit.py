@@ -14,7 +14,7 @@ import types
 
 import pytest
 
-import leak_audit
+from tests import leak_audit
 from intelmq_crossborder.formats import bundle
 from intelmq_crossborder.formats.csaf import provider as csaf_output
 from intelmq_crossborder.datalake import elastic

@@ -13,8 +13,8 @@ import time
 import pytest
 import requests
 
-import fuzzing
-from fault_server import FaultServer
+from tests import fuzzing
+from tests.fault_server import FaultServer
 from intelmq_crossborder.formats import bundle as b
 from intelmq_crossborder.exchange import transfer as exchange
 from intelmq_crossborder.core.retry import Backoff

@@ -26,13 +26,13 @@ from pathlib import Path
 
 import pytest
 
-import fuzzing
+from tests import fuzzing
 from intelmq_crossborder.testing.csaf_provider import Provider
 
 CSAF_ADVISORIES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "csaf" / "advisories"
-from exchange_helpers import bundle_numbers, events, make_pki, wait_for, write_key, write_trust
+from tests.exchange_helpers import bundle_numbers, events, make_pki, wait_for, write_key, write_trust
 from intelmq_crossborder.testing.fake_misp import FakeMISP
-from fault_server import FaultServer
+from tests.fault_server import FaultServer
 from intelmq_crossborder.runtime.instance import IntelMQInstance, chown_for_intelmq, process_alive
 
 pytestmark = pytest.mark.integration

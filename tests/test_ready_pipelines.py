@@ -18,7 +18,7 @@ from intelmq_crossborder.formats import bundle
 from intelmq_crossborder.demo import consortium
 from intelmq_crossborder.runtime.instance import PIPELINES_DIR, IntelMQInstance, chown_for_intelmq, load_runtime, prefix_queues
 
-from test_integration_first_pipeline import require_rabbitmq
+from tests.test_integration_first_pipeline import require_rabbitmq
 
 CLI = str(Path(sys.executable).parent / "intelmq-crossborder")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exchange_helpers import events, write_trust
+from tests.exchange_helpers import events, write_trust
 from intelmq_crossborder.formats import bundle as b
 from intelmq_crossborder import harmonization as h
 from intelmq_crossborder.core import inputs

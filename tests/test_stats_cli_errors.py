@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from intelmq_crossborder.analytics import contributions as cb
-from clirun import run
+from tests.clirun import run
 
 GOOD = {"classification.type": "scanner", "source.ip": "192.0.2.1", "sharing.tlp": "GREEN",
         "provenance.originator": "cert-a", "provenance.origin_hub": "hub-at"}

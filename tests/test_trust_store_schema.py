@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-from exchange_helpers import edit_json, events, read_members, resign, rewrite, write_members, write_trust
+from tests.exchange_helpers import edit_json, events, read_members, resign, rewrite, write_members, write_trust
 from intelmq_crossborder.formats import bundle as b
 from intelmq_crossborder.exchange import transfer as x
 WHITESPACE = ["\n", " ", "\t", "\r\n", "\u00a0", "\u2028"]

@@ -4,7 +4,7 @@ import tempfile
 import unittest
 from pathlib import Path
 
-from botcase import CrossBorderBotTestCase
+from tests.botcase import CrossBorderBotTestCase
 
 from intelmq_crossborder.analytics import contributions
 from intelmq_crossborder.bots.experts.contributions.expert import CrossBorderContributionsExpertBot

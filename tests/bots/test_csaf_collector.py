@@ -5,7 +5,7 @@ import tempfile
 import unittest
 from pathlib import Path
 
-from botcase import CrossBorderBotTestCase
+from tests.botcase import CrossBorderBotTestCase
 from intelmq_crossborder.testing.csaf_provider import Provider
 
 CSAF_ADVISORIES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "csaf" / "advisories"

@@ -8,7 +8,7 @@ import tempfile
 import unittest
 from pathlib import Path
 
-from botcase import CrossBorderBotTestCase
+from tests.botcase import CrossBorderBotTestCase
 
 from intelmq_crossborder.formats.csaf import document as csaf
 from intelmq_crossborder.bots.outputs.csaf.output import CrossBorderCSAFOutputBot

@@ -4,7 +4,7 @@ import uuid
 
 import redis
 
-from botcase import CrossBorderBotTestCase
+from tests.botcase import CrossBorderBotTestCase
 
 from intelmq_crossborder.bots.experts.early_warning.expert import CrossBorderEarlyWarningExpertBot
 

@@ -4,7 +4,7 @@ import socket
 import time
 import unittest
 
-from es_harness import ElasticsearchOutputTestCase, ev
+from tests.es_harness import ElasticsearchOutputTestCase, ev
 
 from intelmq_crossborder.bots.outputs.elasticsearch.output import JOURNAL_KEY, CrossBorderElasticsearchOutputBot
 from intelmq_crossborder.testing.fake_elasticsearch import FakeElasticsearch

@@ -8,8 +8,8 @@ import unittest
 import unittest.mock as mock
 from pathlib import Path
 
-from botcase import CrossBorderBotTestCase
-from exchange_helpers import (ExchangeServer, events, make_pki, read_members, replace_data_lines, rewrite,
+from tests.botcase import CrossBorderBotTestCase
+from tests.exchange_helpers import (ExchangeServer, events, make_pki, read_members, replace_data_lines, rewrite,
                               write_members, write_trust)
 
 from intelmq_crossborder.formats import bundle as b

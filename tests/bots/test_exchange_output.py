@@ -7,8 +7,8 @@ import tempfile
 import unittest
 from pathlib import Path
 
-from botcase import CrossBorderBotTestCase
-from exchange_helpers import ExchangeServer, make_pki, write_trust
+from tests.botcase import CrossBorderBotTestCase
+from tests.exchange_helpers import ExchangeServer, make_pki, write_trust
 
 from intelmq_crossborder.formats import bundle as b
 from intelmq_crossborder.bots.outputs.exchange.output import CrossBorderExchangeOutputBot

@@ -3,8 +3,8 @@ import base64
 import json
 import unittest
 
-from botcase import CrossBorderBotTestCase
-from exchange_helpers import events
+from tests.botcase import CrossBorderBotTestCase
+from tests.exchange_helpers import events
 
 from intelmq_crossborder.bots.parsers.exchange.parser import CrossBorderExchangeParserBot
 

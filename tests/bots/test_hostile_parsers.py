@@ -18,12 +18,12 @@ import json
 import unittest
 from pathlib import Path
 
-from botcase import CrossBorderBotTestCase
+from tests.botcase import CrossBorderBotTestCase
 from hypothesis import given
 from hypothesis import strategies as st
 
-import hostile
-from hostile import CHR, NAMES, REFUSE
+from tests import hostile
+from tests.hostile import CHR, NAMES, REFUSE
 from intelmq_crossborder.bots.parsers.csaf.parser import CrossBorderCSAFParserBot
 from intelmq_crossborder.bots.parsers.exchange.parser import CrossBorderExchangeParserBot
 from intelmq_crossborder.bots.parsers.misp.parser import CrossBorderMISPParserBot

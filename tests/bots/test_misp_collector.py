@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from unittest import mock
 
-from botcase import CrossBorderBotTestCase
+from tests.botcase import CrossBorderBotTestCase
 from intelmq_crossborder.testing.fake_misp import FakeMISP
 
 from intelmq_crossborder.bots.collectors.misp.collector import CrossBorderMISPCollectorBot

@@ -6,7 +6,7 @@ import tempfile
 import unittest
 from pathlib import Path
 
-from botcase import CrossBorderBotTestCase
+from tests.botcase import CrossBorderBotTestCase
 from pymisp import MISPEvent
 
 from intelmq_crossborder.bots.outputs.misp_feed.output import CrossBorderMISPFeedOutputBot

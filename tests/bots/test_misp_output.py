@@ -7,7 +7,7 @@ import unittest
 from pathlib import Path
 from unittest import mock
 
-from botcase import CrossBorderBotTestCase
+from tests.botcase import CrossBorderBotTestCase
 from intelmq_crossborder.testing.fake_misp import FakeMISP
 
 from intelmq_crossborder.bots.outputs.misp.output import CrossBorderMISPOutputBot

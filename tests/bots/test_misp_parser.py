@@ -4,7 +4,7 @@ import json
 import unittest
 from pathlib import Path
 
-from botcase import CrossBorderBotTestCase
+from tests.botcase import CrossBorderBotTestCase
 
 from intelmq_crossborder.bots.parsers.misp.parser import CrossBorderMISPParserBot
 

@@ -4,7 +4,7 @@ import unittest
 import uuid
 
 import redis
-from botcase import CrossBorderBotTestCase
+from tests.botcase import CrossBorderBotTestCase
 
 from intelmq_crossborder.bots.experts.provenance.expert import CrossBorderProvenanceExpertBot
 from intelmq_crossborder.core.fingerprint import fingerprint

@@ -4,7 +4,7 @@ import unittest
 
 from intelmq.lib.exceptions import ConfigurationError
 
-from botcase import CrossBorderBotTestCase
+from tests.botcase import CrossBorderBotTestCase
 
 from intelmq_crossborder.policy import decide as policy
 from intelmq_crossborder.bots.experts.redaction.expert import CrossBorderRedactionExpertBot

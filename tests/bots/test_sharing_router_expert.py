@@ -7,7 +7,7 @@ import unittest
 from intelmq.lib.exceptions import ConfigurationError
 from pathlib import Path
 
-from botcase import CrossBorderBotTestCase
+from tests.botcase import CrossBorderBotTestCase
 
 from intelmq_crossborder.policy import audit, decide as policy
 from intelmq_crossborder.bots.experts.sharing_router.expert import CrossBorderSharingRouterExpertBot

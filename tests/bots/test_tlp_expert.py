@@ -2,7 +2,7 @@
 import re
 import unittest
 
-from botcase import CrossBorderBotTestCase
+from tests.botcase import CrossBorderBotTestCase
 
 from intelmq_crossborder.bots.experts.tlp.expert import CrossBorderTLPExpertBot
 
