@@ -20,6 +20,8 @@ they exist and have the expected types (it also resets the Redis pipeline's
 as AMQP, the in-memory pipeline of ``BotTestCase``, source and destination on
 different Redis servers, or a future IntelMQ that renamed them) it falls back to
 the public ``send_message``/``acknowledge_message``: correct, only slower.
+tests/test_runtime_contract.py pins every IntelMQ internal used here to the
+supported IntelMQ versions (setup.cfg) and names the one that changed.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ _SOURCE = "_Bot__source_pipeline"
 _DESTINATION = "_Bot__destination_pipeline"
 _CURRENT = "_Bot__current_message"
 _COUNTER = "_Bot__message_counter"
+_LOG_PERIOD = "_Bot__log_processed_messages_seconds"
 
 
 def serialize_event(event: dict) -> str:
@@ -316,7 +319,7 @@ class BatchSender:
         if not counter.get("start"):
             counter["start"] = now
         every = getattr(bot, "log_processed_messages_count", 500) or 500
-        period = getattr(bot, "_Bot__log_processed_messages_seconds", None) or timedelta(seconds=900)
+        period = getattr(bot, _LOG_PERIOD, None) or timedelta(seconds=900)
         if counter["since"] >= every or now - counter["start"] > period:
             bot.logger.info("%s %d messages since last logging.",
                             getattr(bot, "_message_processed_verb", "Processed"), counter["since"])
