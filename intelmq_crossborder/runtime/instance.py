@@ -112,7 +112,7 @@ def process_alive(pid: int) -> bool:
         return True
 
 
-def _intelmq_ids() -> Optional[tuple]:
+def intelmq_ids() -> Optional[tuple]:
     """uid/gid of the ``intelmq`` user when we are root (bots drop privileges to it)."""
     if os.geteuid() != 0:
         return None
@@ -126,13 +126,24 @@ def _intelmq_ids() -> Optional[tuple]:
 
 def chown_for_intelmq(path: Path) -> None:
     """Give a scratch tree to the ``intelmq`` user when running as root (no-op otherwise)."""
-    ids = _intelmq_ids()
+    ids = intelmq_ids()
     if ids is None:
         return
     for dirpath, _dirnames, filenames in os.walk(path):
         os.chown(dirpath, *ids)
         for name in filenames:
             os.chown(os.path.join(dirpath, name), *ids)
+
+
+def upgrade_state() -> dict:
+    """IntelMQ's state file (``var/lib/state.json``) with every config upgrade marked done, as
+    intelmqsetup writes it for a fresh install: the runtime configs here are in the current
+    (3.x) format.  Without it ``intelmqctl check`` reports an error."""
+    from intelmq import __version__ as intelmq_version
+    from intelmq.lib import upgrades
+
+    return {"version_history": [intelmq_version],
+            "upgrades": {name: True for name in upgrades.__all__}, "results": []}
 
 
 class IntelMQInstance:
@@ -195,14 +206,7 @@ class IntelMQInstance:
         return self
 
     def _write_upgrade_state(self) -> None:
-        """Mark IntelMQ's config upgrades as done, as intelmqsetup does for a fresh install:
-        the runtime configs here are written in the current (3.x) format."""
-        from intelmq import __version__ as intelmq_version
-        from intelmq.lib import upgrades
-
-        state = {"version_history": [intelmq_version],
-                 "upgrades": {name: True for name in upgrades.__all__}, "results": []}
-        (self.root / "var" / "lib" / "state.json").write_text(json.dumps(state, indent=4), "utf-8")
+        (self.root / "var" / "lib" / "state.json").write_text(json.dumps(upgrade_state(), indent=4), "utf-8")
 
     # --- processes ----------------------------------------------------------------
     def env(self) -> dict:
