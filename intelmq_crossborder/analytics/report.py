@@ -24,7 +24,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from intelmq_crossborder.analytics import contributions as cb  # noqa: E402
+from intelmq_crossborder.analytics.situational import format_delay, mix  # noqa: E402
 from intelmq_crossborder.core import tlp  # noqa: E402
+from intelmq_crossborder.core.files import atomic_write_text  # noqa: E402
+
 TLP_COLOURS = {"CLEAR": "#d9d9d9", "GREEN": "#33ff00", "AMBER": "#ffc000", "AMBER+STRICT": "#c08a00",
                "RED": "#ff2b2b", cb.NO_TLP: "#999999"}
 
@@ -188,14 +191,13 @@ is above it) are not read into any plot, table or number. Period: {e(data.since)
         parts.append("<p>None.</p>")
     parts.append("<h2>Contributions</h2>")
     if data.contributions:
-        from intelmq_crossborder.analytics.situational import _mix, format_delay
         parts.append("<table><tr><th>day</th><th>contributor</th><th>hub</th><th>events</th><th>by TLP</th>"
                      "<th>by classification</th><th>unique indicators</th><th>duplicates</th><th>invalid</th>"
                      "<th>median delay</th></tr>")
         for c in data.contributions:
             parts.append(
                 f"<tr><td>{e(c.day)}</td><td>{e(c.contributor)}</td><td>{e(c.hub)}</td><td>{c.events}</td>"
-                f"<td>{e(_mix(c.by_tlp) or '-')}</td><td>{e(_mix(c.by_classification) or '-')}</td>"
+                f"<td>{e(mix(c.by_tlp) or '-')}</td><td>{e(mix(c.by_classification) or '-')}</td>"
                 f"<td>{c.unique_indicators}</td><td>{c.duplicates}</td><td>{c.invalid}</td>"
                 f"<td>{e(format_delay(c.median_delay_seconds))}</td></tr>")
         parts.append("</table>")
@@ -211,5 +213,5 @@ def write_daily(conn, out_dir: Path, day: str, days: int = 7, ceiling: tlp.Level
     data = collect(conn, day, days=days, ceiling=ceiling, default_tlp=default_tlp)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"daily-{day}.html"
-    path.write_text(render_html(data, title or "Cross-border hub: daily situational awareness"), "utf-8")
+    atomic_write_text(path, render_html(data, title or "Cross-border hub: daily situational awareness"), mode=0o644)
     return path

@@ -1,4 +1,4 @@
-"""``intelmq-crossborder check``: run the bots' own ``check()`` on a runtime.yaml and fail properly.
+"""Run the bots' own ``check()`` on a runtime.yaml (``intelmq-crossborder check``, cli/check.py).
 
 ``intelmqctl check`` logs the errors that a bot's ``check(parameters)`` returns
 but still ends with exit 0.  Scripts and CI need a command that fails: this one
@@ -11,11 +11,11 @@ not UTF-8, an alias bomb, duplicate keys, ...) exits 2.
 from __future__ import annotations
 
 import importlib
-import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from intelmq_crossborder.core import inputs
+
 MAX_RUNTIME_BYTES = 8 * 1024 * 1024
 
 
@@ -24,11 +24,6 @@ def _bot_class(module_name: str):
         if ep.name == module_name:
             return importlib.import_module(ep.value.replace(":BOT.run", "")).BOT
     raise LookupError(f"no installed bot has the module (entry point) {module_name!r}")
-
-
-def _text(value) -> str:
-    """Printable on any stream: undecodable bytes of a path (lone surrogates) escaped."""
-    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def read_runtime(path: Path):
@@ -107,29 +102,3 @@ def check_runtime(path: Path) -> list:
         from intelmq_crossborder import harmonization
         findings += [("-", "error", p) for p in harmonization.check(harm)]
     return findings
-
-
-def _run(args) -> int:
-    """Exit 2 if a runtime file cannot be read as YAML, else 1 if any error was found, else 0."""
-    status = 0
-    for runtime in args.runtime:
-        for _bot_id, level, msg in check_runtime(Path(runtime)):
-            if level == "unreadable":
-                print(f"intelmq-crossborder: error: {_text(msg)}", file=sys.stderr)
-                status = 2
-                continue
-            print(_text(f"{level}: {msg}"), file=sys.stderr if level == "error" else sys.stdout)
-            if level == "error":
-                status = max(status, 1)
-    if status == 0:
-        print("No errors found.")
-    return status
-
-
-def register(sub) -> None:
-    p = sub.add_parser("check", help="run every bot's check() on a runtime.yaml; exit 1 on errors",
-                       description=__doc__.split("\n\n")[1].replace("\n", " "))
-    from intelmq import RUNTIME_CONF_FILE
-    p.add_argument("runtime", nargs="*", default=[RUNTIME_CONF_FILE], metavar="RUNTIME_YAML",
-                   help=f"runtime config(s) to check (default: {RUNTIME_CONF_FILE})")
-    p.set_defaults(func=_run)
