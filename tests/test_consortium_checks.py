@@ -95,6 +95,6 @@ def test_a_received_line_with_a_duplicate_key_is_not_read_as_one_of_its_values(t
     out = tmp_path / "out.jsonl"
     out.write_text('{"sharing.tlp": "GREEN"}\n{"sharing.tlp": "RED", "sharing.tlp": "GREEN"}\n')
     with pytest.raises(PipelineError, match=r"out\.jsonl:2: .*duplicate key 'sharing\.tlp'"):
-        consortium._read_jsonl(out)
+        consortium.read_jsonl(out)
     out.write_text('{"sharing.tlp": "GREEN"}\n')
-    assert consortium._read_jsonl(out) == [{"sharing.tlp": "GREEN"}]
+    assert consortium.read_jsonl(out) == [{"sharing.tlp": "GREEN"}]

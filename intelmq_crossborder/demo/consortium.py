@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import json
 import os
 import shutil
 import sys
@@ -54,7 +53,8 @@ from intelmq_crossborder.formats import bundle
 
 from intelmq_crossborder.core import inputs, tlp
 
-from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.policy.agreements import Agreement, load_agreements, tlp_ceiling
+from intelmq_crossborder.policy.redact import FieldSelector
 from intelmq_crossborder.runtime.instance import (PIPELINES_DIR, IntelMQInstance, PipelineError, chown_for_intelmq, load_runtime,
                                         prefix_queues)
 
@@ -309,7 +309,7 @@ class Delivery:
 
 
 def _load_agreements(directory: Path) -> dict:
-    return policy.load_agreements(directory)
+    return load_agreements(directory)
 
 
 def _router_dirs(inst: IntelMQInstance) -> Dict[str, Path]:
@@ -321,25 +321,25 @@ def _audit_records(inst: IntelMQInstance) -> List[dict]:
     for router in _router_ids(inst.runtime):
         path = Path(inst.runtime[router]["parameters"]["audit_log"])
         for p in sorted(path.parent.glob(path.name + "*")):
-            with open(p, encoding="utf-8") as fh:
-                out.extend(dict(json.loads(line), router=router) for line in fh if line.strip())
+            out.extend(dict(record, router=router) for record in read_jsonl(p, what="audit record"))
     return out
 
 
-def _read_jsonl(path: Path) -> list:
-    """The events a file output wrote, read as hostile input (a duplicate key would otherwise
-    be read as one of its values: a lowered label the leak check would not see)."""
+def read_jsonl(path: Path, what: str = "received event") -> list:
+    """The JSON objects of a JSON-lines file a bot wrote (``[]`` if there is none yet), read as
+    hostile input: a duplicate key would otherwise be read as one of its values (a lowered
+    label the leak check would not see).  :class:`PipelineError` names the file and line."""
     if not path.exists():
         return []
-    events = []
+    objects = []
     with open(path, "rb") as fh:
         for _, value in inputs.iter_json_lines(fh, path):
             if isinstance(value, inputs.InputError):
-                raise PipelineError(f"what a recipient received cannot be read: {value}")
+                raise PipelineError(f"a {what} cannot be read: {value}")
             if not isinstance(value, dict):
-                raise PipelineError(f"{path}: a received event that is not a JSON object")
-            events.append(value)
-    return events
+                raise PipelineError(f"{path}: a {what} that is not a JSON object")
+            objects.append(value)
+    return objects
 
 
 def collect(cons: Consortium) -> dict:
@@ -361,7 +361,7 @@ def collect(cons: Consortium) -> dict:
         for bot_id, conf in inst.runtime.items():
             if bot_id.startswith("file-output-"):
                 deliveries.append(Delivery(member.name, bot_id[len("file-output-"):],
-                                           _read_jsonl(Path(conf["parameters"]["file"])), "file"))
+                                           read_jsonl(Path(conf["parameters"]["file"])), "file"))
     quarantined = {m.name: sorted(p.name for p in (cons.instances[m.name].root / "var" / "lib" / "exchange" / "import"
                                                    / "quarantine").glob("*" + bundle.BUNDLE_SUFFIX))
                    for m in cons.members}
@@ -376,7 +376,7 @@ def is_warning(event: dict) -> bool:
     return event.get("classification.identifier") == WARNING_ID
 
 
-def _agreement_for(result: dict, delivery: Delivery, event: dict) -> Optional[policy.Agreement]:
+def _agreement_for(result: dict, delivery: Delivery, event: dict) -> Optional[Agreement]:
     """The sender's agreement with the recipient that governs ``event``: warnings under the
     early-warning router's agreements, everything else under the main router's."""
     dirs = result["routers"].get(delivery.sender, {})
@@ -405,7 +405,7 @@ def effective_label(event: dict) -> str:
 def leak_check(result: dict) -> List[str]:
     """Every received event graded on its own against the recipient's agreement: its
     effective TLP (:func:`tlp.event_tlp`: the most restrictive label it carries, in any
-    field) within :func:`policy.tlp_ceiling`, none of the removed fields, no pseudonymised
+    field) within :func:`tlp_ceiling`, none of the removed fields, no pseudonymised
     field in clear, no field that names or points at the originator (the agreement's
     ``originator_fields`` and :data:`tlp.SOURCE_FIELDS`) when the agreement does not
     disclose the source or the event says to hide it.  Returns one line per leak (empty:
@@ -428,12 +428,12 @@ def leak_check(result: dict) -> List[str]:
                 hide = hide or read.hide_source
                 if read.level is None:
                     leaks.append(f"{where}: no readable TLP label arrived")
-                elif read.level > policy.tlp_ceiling(a):
+                elif read.level > tlp_ceiling(a):
                     leaks.append(f"{where}: TLP:{read.level.label} above the agreement's ceiling "
-                                 f"TLP:{policy.tlp_ceiling(a).label}")
-            removed = policy.FieldSelector(a.remove_fields)
-            pseudo = policy.FieldSelector(a.pseudonymise_fields)
-            source = policy.FieldSelector(tuple(a.originator_fields) + tuple(tlp.SOURCE_FIELDS))
+                                 f"TLP:{tlp_ceiling(a).label}")
+            removed = FieldSelector(a.remove_fields)
+            pseudo = FieldSelector(a.pseudonymise_fields)
+            source = FieldSelector(tuple(a.originator_fields) + tuple(tlp.SOURCE_FIELDS))
             for key, value in ev.items():
                 if removed.matches(key):
                     leaks.append(f"{where}: removed field {key} present")
