@@ -77,6 +77,18 @@ def test_install_creates_missing_target(tmp_path):
     assert backup is None and target.exists() and h.check(target) == []
 
 
+def test_install_writes_intelmqs_layout_and_keeps_the_files_permissions(stock_copy, tmp_path):
+    stock_copy.chmod(0o640)
+    h.install(stock_copy, backup=False)
+    assert stock_copy.stat().st_mode & 0o7777 == 0o640
+    text = stock_copy.read_text("utf-8")
+    assert text == json.dumps(json.loads(text), indent=4, sort_keys=True) + "\n"
+    assert not [p.name for p in tmp_path.iterdir() if p.name != stock_copy.name]     # no temporary file left
+    new = tmp_path / "new" / "harmonization.conf"
+    h.install(new)
+    assert new.stat().st_mode & 0o7777 == 0o644          # readable by the intelmq user
+
+
 def test_install_refuses_broken_target(tmp_path):
     target = tmp_path / "harmonization.conf"
     target.write_text('{"event": {"source.ip": {"type": "NoSuchType", "description": "x"}}, "report": {}}')

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Optional
 
 from intelmq_crossborder.core import inputs
 from intelmq_crossborder.core.errors import CrossBorderError
+from intelmq_crossborder.core.files import atomic_write_text
 __all__ = [
     "HarmonizationError", "UnreadableHarmonization", "load_schema", "stock_harmonization_path", "load_stock",
     "merged_harmonization", "merge", "MergeReport", "install", "check", "read",
@@ -139,9 +141,10 @@ def install(target: Path, backup: bool = True) -> tuple[MergeReport, Optional[Pa
                 stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
                 backup_path = target.with_name(f"{target.name}.bak-{stamp}")
                 shutil.copy2(target, backup_path)
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_text(json.dumps(merged, indent=4, sort_keys=True) + "\n", "utf-8")
-            tmp.replace(target)
+            # IntelMQ's own layout (indent 4, sorted keys, final newline); the file keeps its
+            # permissions (IntelMQ's bots, another user, must still read it), a new one is 0644
+            mode = stat.S_IMODE(os.stat(target).st_mode) if exists else 0o644
+            atomic_write_text(target, json.dumps(merged, indent=4, sort_keys=True) + "\n", mode=mode)
         except OSError as exc:
             where = exc.filename or target
             raise HarmonizationError(f"{where}: cannot write the harmonization: {exc.strerror or exc}") from None

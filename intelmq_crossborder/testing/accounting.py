@@ -16,11 +16,11 @@ never duplicate.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional
+
+from intelmq_crossborder.core.fingerprint import digest
 
 __all__ = ["SEQ_FIELD", "SUM_FIELD", "stamp", "checksum", "Accounting", "account"]
 
@@ -31,9 +31,8 @@ CHECKSUM_FIELDS = ("classification.type", "source.ip", "source.fqdn", "time.sour
 
 
 def checksum(event: Mapping, fields: Iterable[str] = CHECKSUM_FIELDS) -> str:
-    """SHA-256 (hex, 16 chars) over the given fields of a flat event."""
-    body = json.dumps([[f, event.get(f)] for f in fields], sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]
+    """The library's digest (SHA-256 of canonical JSON), 16 hex chars, over the given fields of a flat event."""
+    return digest([[f, event.get(f)] for f in fields])[:16]
 
 
 def stamp(event: dict, seq: int) -> dict:
