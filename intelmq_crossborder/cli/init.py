@@ -312,6 +312,18 @@ def _error(path: Path, exc: OSError, what: str = "write") -> InitError:
     return InitError(f"{where}: cannot {what}: {exc.strerror or exc}")
 
 
+def _writable(folder: Path) -> None:
+    """:class:`InitError` unless ``folder`` (or, while it is missing, its nearest existing
+    parent) is a folder this user can create files in: checked before anything is written."""
+    probe = folder
+    while not os.path.lexists(probe):
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InitError(f"{probe}: is not a directory (needed: the folder {folder})")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InitError(f"{probe}: not writable by this user (needed: the folder {folder})")
+
+
 def write(p: Plan, force: bool = False) -> List[str]:
     """Write a :class:`Plan`; the lines to show.  Refuses (before writing anything) when a file
     exists and ``force`` is false, or a target is a folder."""
@@ -324,6 +336,8 @@ def write(p: Plan, force: bool = False) -> List[str]:
     if existing and not force:
         shown = ", ".join(str(x) for x in existing[:5]) + (f" and {len(existing) - 5} more" if len(existing) > 5 else "")
         raise InitError(f"{shown} exist{'s' if len(existing) == 1 else ''} (use --force to overwrite)")
+    for folder in dict.fromkeys(p.folders + [path.parent for path, _d, _m in p.files]):
+        _writable(folder)
     created = []
     for folder in p.folders + [path.parent for path, _d, _m in p.files]:
         missing = []
