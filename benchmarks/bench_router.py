@@ -33,7 +33,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from intelmq_crossborder.policy import audit, decide as policy  # noqa: E402
+from intelmq_crossborder.policy import audit  # noqa: E402
+from intelmq_crossborder.policy.agreements import load_agreements  # noqa: E402
+from intelmq_crossborder.policy.decide import decide_all  # noqa: E402
 from intelmq_crossborder.runtime.instance import IntelMQInstance  # noqa: E402
 
 TYPES = [("malicious-code", "infected-system"), ("malicious-code", "c2-server"),
@@ -185,13 +187,13 @@ def main(argv=None) -> int:
     agreements_dir = root / "etc" / "agreements"
     agreements_dir.mkdir(parents=True)
     make_agreements(agreements_dir)
-    agreements = policy.load_agreements(agreements_dir)
+    agreements = load_agreements(agreements_dir)
     key = "benchmark-key-not-a-secret"
     events = make_events(n)
     raw = [json.dumps(e) for e in events]
 
     sample = events[:2000]
-    copies = sum(d.allowed for e in sample for d in policy.decide_all(
+    copies = sum(d.allowed for e in sample for d in decide_all(
         {k: v for k, v in e.items() if k != "__type"}, agreements.values(), hmac_key=key.encode()))
     audit_dir = Path(args.audit_dir) if args.audit_dir else root / "var" / "lib" / "bots"
     audit_path = audit_dir / f"bench-router-audit-{work.name}.jsonl"

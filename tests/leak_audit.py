@@ -4,9 +4,9 @@ independent oracle.
 The path each event takes, in process (the same library functions and bot code the real
 processes run, without Redis):
 
-1. the sharing router's decision (``policy.event_facts`` + ``policy.decide`` per agreement, as
+1. the sharing router's decision (``policy_decide.event_facts`` + ``policy_decide.decide`` per agreement, as
    ``intelmq_crossborder/bots/experts/sharing_router/expert.py`` calls them);
-2. a redaction expert on the recipient's path (``policy.redact`` with per-recipient random
+2. a redaction expert on the recipient's path (``policy_redact.redact`` with per-recipient random
    extra fields to remove / pseudonymise, as ``intelmq_crossborder/bots/experts/redaction/expert.py``);
 3. every output, by running the real bots' ``process()`` with a random configuration per
    recipient up to the point where they would write, and taking what they would write (every
@@ -95,7 +95,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from intelmq.lib.exceptions import InvalidValue  # noqa: E402
 
-from intelmq_crossborder.policy import decide as policy  # noqa: E402  (the system under audit)
+from intelmq_crossborder.policy import agreements as policy_agreements, decide as policy_decide, redact as policy_redact  # noqa: E402  (the system under audit)
 # --- the specification, restated independently -----------------------------------------------
 ORDER = ["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"]
 RANK = {name: i for i, name in enumerate(ORDER)}
@@ -1315,8 +1315,8 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
         doc = random_agreement(rng, len(docs))
         docs.append(doc)
         try:
-            agreements.append((doc, policy.agreement_from_dict(doc, source=f"random-{doc['recipient']}")))
-        except policy.AgreementError:
+            agreements.append((doc, policy_agreements.agreement_from_dict(doc, source=f"random-{doc['recipient']}")))
+        except policy_agreements.AgreementError:
             continue                        # e.g. a pseudonym type the harmonization refuses: try another
     redactions = {a.recipient: {"remove": rng.sample(REMOVABLE, rng.randint(0, 2)),
                                 "pseudonymise": rng.sample(["source.fqdn", "extra.note", "comment"],
@@ -1489,7 +1489,7 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
         # the sharing router, as its expert calls the policy; an exception there is an event the
         # expert does not forward (IntelMQ dumps it)
         try:
-            facts, router_error = policy.event_facts(event), None
+            facts, router_error = policy_decide.event_facts(event), None
         except Exception as exc:
             facts, router_error = None, f"raised {type(exc).__name__}"
             counts[f"router {router_error}"] += 1
@@ -1505,7 +1505,7 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
                 counts["router denied"] += 1
                 continue
             try:
-                decision = policy.decide(event, agreement, hmac_key=key, facts=facts)
+                decision = policy_decide.decide(event, agreement, hmac_key=key, facts=facts)
             except Exception as exc:
                 router_error = f"decide raised {type(exc).__name__}"
                 counts[f"router {router_error}"] += 1
@@ -1521,7 +1521,7 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
             if rule_problems(event, truth, doc)[0]:
                 router_misses[truth["seed"]] += 1
             red = redactions[agreement.recipient]
-            copy, _, _ = policy.redact(decision.event_out, remove=red["remove"], pseudonymise=red["pseudonymise"],
+            copy, _, _ = policy_redact.redact(decision.event_out, remove=red["remove"], pseudonymise=red["pseudonymise"],
                                        key=key)
             for output in guards:
                 if output in outputs[agreement.recipient]["has"]:

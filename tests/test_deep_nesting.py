@@ -6,7 +6,7 @@ import pytest
 from tests.hostile import assert_clean, run_cli
 from intelmq_crossborder.formats import bundle
 from intelmq_crossborder.formats.csaf import document as csaf
-from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.policy.agreements import AgreementError, load_agreement
 def test_csaf_deep_nesting_is_a_csaf_error():
     with pytest.raises(csaf.CSAFError, match="nested too deeply") as info:
         csaf.parse_document(b"[" * 100_000, source="deep.json")
@@ -31,8 +31,8 @@ def test_trust_store_deep_nesting(tmp_path):
 def test_agreement_deep_nesting(tmp_path, text):
     path = tmp_path / "deep.yaml"
     path.write_text(text)
-    with pytest.raises(policy.AgreementError, match="nested too deeply") as info:
-        policy.load_agreement(path)
+    with pytest.raises(AgreementError, match="nested too deeply") as info:
+        load_agreement(path)
     assert "deep.yaml" in str(info.value)
 
 

@@ -1,6 +1,6 @@
 """Fuzz the sharing-agreement loader (YAML -> schema -> Agreement) with damaged real agreements.
 
-Every file either loads into an Agreement that :func:`policy.decide` can use, or raises
+Every file either loads into an Agreement that :func:`decide` can use, or raises
 AgreementError naming the file (and, where there is one, the field).  10,000 cases by
 default (XB_FUZZ_EXAMPLES scales it).
 """
@@ -11,7 +11,8 @@ import yaml
 from hypothesis import given, strategies as st
 
 from tests import fuzzing
-from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.policy.agreements import AgreementError, load_agreement
+from intelmq_crossborder.policy.decide import decide
 from intelmq_crossborder.runtime.instance import PIPELINES_DIR
 
 SEED_FILES = sorted((PIPELINES_DIR / "agreements").glob("*.yaml"))
@@ -32,11 +33,11 @@ def load(data: bytes, workdir: Path) -> None:
     path.write_bytes(data)
     with fuzzing.time_guard():
         try:
-            agreement = policy.load_agreement(path)
-        except policy.AgreementError as exc:
+            agreement = load_agreement(path)
+        except AgreementError as exc:
             assert str(path) in str(exc), f"error does not name the file: {exc}"
             return
-        decision = policy.decide(EVENT, agreement, hmac_key=KEY)
+        decision = decide(EVENT, agreement, hmac_key=KEY)
         assert isinstance(decision.allowed, bool) and decision.reasons
 
 
@@ -96,8 +97,8 @@ def test_fuzz_agreement_white_space_is_refused(workdir, seed, target, space, lea
         doc[key] = [space + doc[key][0].rstrip()] if isinstance(doc[key], list) else space + doc[key].rstrip()
     path = workdir / "white-space.yaml"
     path.write_bytes(yaml.safe_dump(doc, allow_unicode=True).encode("utf-8"))
-    with pytest.raises(policy.AgreementError) as info:
-        policy.load_agreement(path)
+    with pytest.raises(AgreementError) as info:
+        load_agreement(path)
     assert info.value.field == target, str(info.value)
 
 

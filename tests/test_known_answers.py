@@ -18,7 +18,7 @@ import pytest
 
 from intelmq_crossborder.core import fingerprint as fp
 from intelmq_crossborder.formats.misp import convert as misp, push as misp_push
-from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.policy.redact import hidden_event_uuid, HIDDEN_UUID_NAMESPACE, pseudonym
 EVENT = {"feed.name": "Sensor AT", "time.observation": "2026-11-30T10:00:00+00:00", "source.ip": "192.0.2.1",
          "source.port": 443, "classification.type": "scanner", "classification.taxonomy": "information-gathering",
          "time.source": "2026-11-30T09:58:00+00:00", "sharing.tlp": "GREEN"}
@@ -45,7 +45,7 @@ def test_fingerprint():
     ("ACC", "UppercaseString", "PSEUDO-74AB0C513D689708AA41288013408FAD"),
 ])
 def test_keyed_pseudonyms(value, field_type, expected):
-    assert policy.pseudonym(value, KEY, field_type) == expected
+    assert pseudonym(value, KEY, field_type) == expected
     digest = hmac.new(KEY, value.encode(), hashlib.sha256).digest()
     if field_type in ("IPAddress", "IPNetwork"):
         address = str(ipaddress.IPv6Address(b"\xfd" + digest[:15]))
@@ -56,9 +56,9 @@ def test_keyed_pseudonyms(value, field_type, expected):
 
 def test_derived_event_ids():
     unkeyed, keyed = "b41f6ee0-af93-582b-ad53-4eabcb3f751a", "264c3b4c-1140-485b-b37f-575dec823dc0"
-    assert policy.hidden_event_uuid(ORIGINATOR_UUID) == unkeyed
-    assert policy.hidden_event_uuid(ORIGINATOR_UUID, KEY) == keyed
-    assert str(uuid.uuid5(policy.HIDDEN_UUID_NAMESPACE, ORIGINATOR_UUID)) == unkeyed
+    assert hidden_event_uuid(ORIGINATOR_UUID) == unkeyed
+    assert hidden_event_uuid(ORIGINATOR_UUID, KEY) == keyed
+    assert str(uuid.uuid5(HIDDEN_UUID_NAMESPACE, ORIGINATOR_UUID)) == unkeyed
 
 
 def test_misp_event_uuids():

@@ -19,7 +19,7 @@ from intelmq_crossborder.formats import bundle
 from intelmq_crossborder.formats.csaf import provider as csaf_output
 from intelmq_crossborder.datalake import elastic
 from intelmq_crossborder.formats.misp import push as misp_push
-from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.policy import agreements as policy_agreements, redact as policy_redact
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.tlp import Level
 
@@ -169,9 +169,9 @@ def audit(events=3000, outputs=("exchange", "csaf"), lake=False, **kw):
 def test_oracle_catches_a_router_that_ignores_the_ceiling(monkeypatch):
     # break both places the router takes a ceiling from: tlp_ceiling() and the
     # ceiling an Agreement caches when it is loaded
-    monkeypatch.setattr(policy, "tlp_ceiling", lambda agreement: Level.AMBER_STRICT)
-    load = policy.agreement_from_dict
-    monkeypatch.setattr(policy, "agreement_from_dict", lambda *a, **kw: dataclasses.replace(
+    monkeypatch.setattr(policy_agreements, "tlp_ceiling", lambda agreement: Level.AMBER_STRICT)
+    load = policy_agreements.agreement_from_dict
+    monkeypatch.setattr(policy_agreements, "agreement_from_dict", lambda *a, **kw: dataclasses.replace(
         load(*a, **kw), _ceiling=Level.AMBER_STRICT))
     result = audit()
     assert result["leaks"] > 0
@@ -179,11 +179,11 @@ def test_oracle_catches_a_router_that_ignores_the_ceiling(monkeypatch):
 
 
 def test_oracle_catches_a_redaction_that_removes_nothing(monkeypatch):
-    real = policy.redact
-    monkeypatch.setattr(policy, "redact", lambda event, **kw: (dict(event), [], []))
-    monkeypatch.setattr(policy.Agreement, "_remove", policy.FieldSelector(), raising=False)
+    real = policy_redact.redact
+    monkeypatch.setattr(policy_redact, "redact", lambda event, **kw: (dict(event), [], []))
+    monkeypatch.setattr(policy_agreements.Agreement, "_remove", policy_redact.FieldSelector(), raising=False)
     result = audit()
-    assert real is not policy.redact
+    assert real is not policy_redact.redact
     assert any("in clear" in k for k in result["leaks_by_kind"]), result["leaks_by_kind"]
 
 
@@ -327,8 +327,8 @@ def test_oracle_catches_a_csaf_advisory_left_in_a_lower_tlp_folder(monkeypatch):
 def test_oracle_reads_every_value_of_the_csaf_document(monkeypatch):
     # a router that never hides the source: the advisory's title (the first event's
     # csaf.tracking_id) shows the source's tracking id the agreement hides
-    load = policy.agreement_from_dict
-    monkeypatch.setattr(policy, "agreement_from_dict", lambda *a, **kw: dataclasses.replace(
-        load(*a, **kw), _originator=policy.FieldSelector()))
+    load = policy_agreements.agreement_from_dict
+    monkeypatch.setattr(policy_agreements, "agreement_from_dict", lambda *a, **kw: dataclasses.replace(
+        load(*a, **kw), _originator=policy_redact.FieldSelector()))
     kinds = audit(outputs=("csaf",))["leaks_by_kind"]
     assert "csaf: document: csaf.tracking_id in clear" in kinds, kinds

@@ -17,7 +17,7 @@ import pytest
 
 from intelmq_crossborder.testing.fake_misp import FakeMISP
 from intelmq_crossborder.formats.misp import convert as misp
-from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.policy.agreements import load_agreement, tlp_ceiling
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.runtime.instance import PIPELINES_DIR, IntelMQInstance, chown_for_intelmq, load_runtime
 
@@ -38,7 +38,7 @@ def load(path):
 
 def expected_indicators():
     """(type, value) the peer may get: converted by the library, TLP default AMBER, agreement ceiling."""
-    ceiling = policy.tlp_ceiling(policy.load_agreement(AGREEMENT))
+    ceiling = tlp_ceiling(load_agreement(AGREEMENT))
     out = set()
     for path in SOURCES:
         for fields in misp.Converter().convert_event(load(path)):

@@ -46,7 +46,8 @@ import json  # noqa: E402
 
 import pytest  # noqa: E402
 
-from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.policy.agreements import agreement_from_dict
+from intelmq_crossborder.policy.decide import Decision
 
 from intelmq_crossborder.core import tlp  # noqa: E402
 SOURCE = {"feed.url": "https://feeds.secret-originator.example/cti", "feed.name": "Secret Originator Feed",
@@ -56,16 +57,16 @@ SOURCE = {"feed.url": "https://feeds.secret-originator.example/cti", "feed.name"
 
 
 def agreement(relation="constituent", max_tlp="AMBER", disclose_source=True):
-    return policy.agreement_from_dict({"recipient": "peer-hub", "name": "Peer hub", "kind": "national-hub",
-                                       "country": "DE", "relation": relation, "max_tlp": max_tlp,
-                                       "unknown_origin": "allow", "disclose_source": disclose_source})
+    return agreement_from_dict({"recipient": "peer-hub", "name": "Peer hub", "kind": "national-hub",
+                                "country": "DE", "relation": relation, "max_tlp": max_tlp,
+                                "unknown_origin": "allow", "disclose_source": disclose_source})
 
 
 @pytest.fixture
 def trusting_router(monkeypatch):
     """An agreement decision that is wrong (as an upstream bug would make it): it allows everything,
     lowers the label and keeps every field."""
-    monkeypatch.setattr(misp_push.policy, "decide", lambda event, agreement, hmac_key=None: policy.Decision(
+    monkeypatch.setattr(misp_push, "decide", lambda event, agreement, hmac_key=None: Decision(
         True, ["allowed"], dict(event, **{"sharing.tlp": "CLEAR"}), agreement.recipient))
 
 

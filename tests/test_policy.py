@@ -5,8 +5,10 @@ import pytest
 
 from intelmq_crossborder.core import fingerprint
 
-from intelmq_crossborder.policy import decide as policy
-from intelmq_crossborder.policy.decide import Agreement, AgreementError, Level
+from intelmq_crossborder.policy.agreements import Agreement, agreement_from_dict, AgreementError, load_agreement, load_agreements, tlp_ceiling
+from intelmq_crossborder.policy.decide import decide, decide_all, parse_pap
+from intelmq_crossborder.policy.redact import pseudonym, redact
+from intelmq_crossborder.core.tlp import Level
 
 BASE = {"recipient": "cert-xx", "name": "CERT XX", "kind": "csirt", "country": "AT",
         "relation": "community", "max_tlp": "GREEN"}
@@ -16,7 +18,7 @@ KEY = b"test-key-not-a-secret"
 def agreement(**overrides) -> Agreement:
     data = dict(BASE)
     data.update(overrides)
-    return policy.agreement_from_dict(data, source="test.yaml")
+    return agreement_from_dict(data, source="test.yaml")
 
 
 def event(**fields):
@@ -34,7 +36,7 @@ def test_minimal_agreement_defaults():
     assert a.max_tlp is Level.GREEN
     assert a.no_label is None and a.disclose_source is False and a.retention_days is None
     assert a.source == "test.yaml"
-    assert policy.tlp_ceiling(a) is Level.GREEN
+    assert tlp_ceiling(a) is Level.GREEN
 
 
 @pytest.mark.parametrize("relation,max_tlp,ceiling", [
@@ -45,7 +47,7 @@ def test_minimal_agreement_defaults():
     ("community", "tlp:green", Level.GREEN),
 ])
 def test_ceiling_is_min_of_max_tlp_and_relation(relation, max_tlp, ceiling):
-    assert policy.tlp_ceiling(agreement(relation=relation, max_tlp=max_tlp)) is ceiling
+    assert tlp_ceiling(agreement(relation=relation, max_tlp=max_tlp)) is ceiling
 
 
 def test_max_tlp_red_is_refused():
@@ -93,7 +95,7 @@ def test_missing_required_field_is_named():
     data = dict(BASE)
     del data["relation"]
     with pytest.raises(AgreementError, match=r"x.yaml, field relation: required field is missing"):
-        policy.agreement_from_dict(data, source="x.yaml")
+        agreement_from_dict(data, source="x.yaml")
 
 
 def test_load_agreement_from_yaml(tmp_path):
@@ -108,7 +110,7 @@ def test_load_agreement_from_yaml(tmp_path):
         types: [phishing, scanner]
         retention_days: 180
         """))
-    a = policy.load_agreement(path)
+    a = load_agreement(path)
     assert a.recipient == "fin-isac" and a.types == ("phishing", "scanner") and a.retention_days == 180
     assert a.source == str(path)
 
@@ -117,7 +119,7 @@ def test_bad_yaml_names_file_and_line(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("recipient: a\nname: [unclosed\n")
     with pytest.raises(AgreementError, match=r"broken.yaml:\d+: not valid YAML") as info:
-        policy.load_agreement(path)
+        load_agreement(path)
     assert info.value.line is not None
 
 
@@ -126,7 +128,7 @@ def test_load_agreements_directory(tmp_path):
         (tmp_path / f"{rid}.yaml").write_text(f"recipient: {rid}\nname: {rid}\nkind: csirt\ncountry: AT\n"
                                               "relation: community\nmax_tlp: GREEN\n")
     (tmp_path / "README.txt").write_text("not an agreement")
-    loaded = policy.load_agreements(tmp_path)
+    loaded = load_agreements(tmp_path)
     assert list(loaded) == ["a-csirt", "b-hub"]
 
 
@@ -135,12 +137,12 @@ def test_load_agreements_duplicate_recipient(tmp_path):
         (tmp_path / name).write_text("recipient: same\nname: x\nkind: csirt\ncountry: AT\n"
                                      "relation: community\nmax_tlp: GREEN\n")
     with pytest.raises(AgreementError, match=r"two.yaml, field recipient: 'same' is already the recipient of"):
-        policy.load_agreements(tmp_path)
+        load_agreements(tmp_path)
 
 
 def test_load_agreements_empty_directory(tmp_path):
     with pytest.raises(AgreementError, match="no agreement files"):
-        policy.load_agreements(tmp_path)
+        load_agreements(tmp_path)
 
 
 def test_disabled_agreement_left_out(tmp_path):
@@ -148,8 +150,8 @@ def test_disabled_agreement_left_out(tmp_path):
                                      "max_tlp: GREEN\nenabled: false\n")
     (tmp_path / "b.yaml").write_text("recipient: b\nname: b\nkind: csirt\ncountry: AT\nrelation: community\n"
                                      "max_tlp: GREEN\n")
-    assert list(policy.load_agreements(tmp_path)) == ["b"]
-    assert list(policy.load_agreements(tmp_path, include_disabled=True)) == ["a", "b"]
+    assert list(load_agreements(tmp_path)) == ["b"]
+    assert list(load_agreements(tmp_path, include_disabled=True)) == ["a", "b"]
 
 
 # --- TLP rules --------------------------------------------------------------------
@@ -163,85 +165,85 @@ OPEN = dict(relation="community", max_tlp="CLEAR")
 @pytest.mark.parametrize("label", ["RED", "tlp:red"])
 @pytest.mark.parametrize("rel", [SAME_ORG, CONSTITUENT, COMMUNITY, OPEN])
 def test_red_never_forwarded(label, rel):
-    d = policy.decide(event(sharing__tlp=label), agreement(**rel))
+    d = decide(event(sharing__tlp=label), agreement(**rel))
     assert not d.allowed and d.codes == ["tlp-red"] and d.event_out is None
 
 
 def test_amber_strict_only_same_organisation():
     ev = event(sharing__tlp="AMBER+STRICT")
-    assert policy.decide(ev, agreement(**SAME_ORG)).allowed
-    d = policy.decide(ev, agreement(**CONSTITUENT))
+    assert decide(ev, agreement(**SAME_ORG)).allowed
+    d = decide(ev, agreement(**CONSTITUENT))
     assert not d.allowed and d.codes == ["tlp-amber-strict"]
-    assert not policy.decide(ev, agreement(**COMMUNITY)).allowed
+    assert not decide(ev, agreement(**COMMUNITY)).allowed
     # same organisation but an agreement that only admits AMBER
-    d = policy.decide(ev, agreement(relation="same-organisation", max_tlp="AMBER"))
+    d = decide(ev, agreement(relation="same-organisation", max_tlp="AMBER"))
     assert not d.allowed and d.codes == ["tlp-above-ceiling"]
 
 
 def test_amber_to_organisation_and_constituents_only():
     ev = event(sharing__tlp="AMBER")
-    assert policy.decide(ev, agreement(**SAME_ORG)).allowed
-    assert policy.decide(ev, agreement(**CONSTITUENT)).allowed
-    d = policy.decide(ev, agreement(**COMMUNITY))
+    assert decide(ev, agreement(**SAME_ORG)).allowed
+    assert decide(ev, agreement(**CONSTITUENT)).allowed
+    d = decide(ev, agreement(**COMMUNITY))
     assert not d.allowed and d.codes == ["tlp-above-ceiling"]
 
 
 def test_green_to_community_not_to_clear_only_agreement():
     ev = event(sharing__tlp="GREEN")
-    assert all(policy.decide(ev, agreement(**r)).allowed for r in (SAME_ORG, CONSTITUENT, COMMUNITY))
-    assert not policy.decide(ev, agreement(**OPEN)).allowed
+    assert all(decide(ev, agreement(**r)).allowed for r in (SAME_ORG, CONSTITUENT, COMMUNITY))
+    assert not decide(ev, agreement(**OPEN)).allowed
 
 
 def test_clear_to_anyone_admitted():
     ev = event(sharing__tlp="CLEAR")
-    assert all(policy.decide(ev, agreement(**r)).allowed for r in (SAME_ORG, CONSTITUENT, COMMUNITY, OPEN))
+    assert all(decide(ev, agreement(**r)).allowed for r in (SAME_ORG, CONSTITUENT, COMMUNITY, OPEN))
     # ... but the other rules of the agreement still apply
-    assert not policy.decide(ev, agreement(types=["phishing"], **OPEN)).allowed
+    assert not decide(ev, agreement(types=["phishing"], **OPEN)).allowed
 
 
 def test_sharing_tlp_is_the_decision_field():
     # the TLP expert wrote sharing.tlp = the most restrictive; stock tlp is its projection
     ev = event(sharing__tlp="AMBER+STRICT", tlp="RED")
-    assert policy.decide(ev, agreement(**SAME_ORG)).allowed
+    assert decide(ev, agreement(**SAME_ORG)).allowed
 
 
 def test_without_sharing_tlp_most_restrictive_label_counts():
     ev = event(tlp="GREEN", extra__tlp="AMBER")
-    d = policy.decide(ev, agreement(**COMMUNITY))
+    d = decide(ev, agreement(**COMMUNITY))
     assert not d.allowed and d.codes == ["tlp-above-ceiling"]
-    d = policy.decide(ev, agreement(**CONSTITUENT))
+    d = decide(ev, agreement(**CONSTITUENT))
     assert d.allowed and d.event_out["sharing.tlp"] == "AMBER"
     assert "from the event's labels" in d.reasons[0]
 
 
 def test_misp_tags_and_chatham_house_without_sharing_tlp():
     ev = event(extra__misp_tags="tlp:green,tlp:ex:chr,osint:source-type=\"blog-post\"")
-    d = policy.decide(ev, agreement(disclose_source=True, **COMMUNITY))
+    d = decide(ev, agreement(disclose_source=True, **COMMUNITY))
     assert d.allowed
     assert "provenance.originator" not in d.event_out and "feed.name" not in d.event_out
     assert d.event_out["sharing.do_not_disclose_source"] is True
 
 
 def test_unreadable_label_denied():
-    d = policy.decide(event(extra__tlp="PURPLE"), agreement(**OPEN))
+    d = decide(event(extra__tlp="PURPLE"), agreement(**OPEN))
     assert not d.allowed and d.codes == ["tlp-unreadable"]
     assert "extra.tlp" in d.reasons[0]
-    d = policy.decide(event(sharing__tlp="PURPLE"), agreement(**OPEN))
+    d = decide(event(sharing__tlp="PURPLE"), agreement(**OPEN))
     assert not d.allowed and d.codes == ["tlp-unreadable"]
 
 
 def test_no_label_default_denies():
-    d = policy.decide(event(), agreement(**COMMUNITY))
+    d = decide(event(), agreement(**COMMUNITY))
     assert not d.allowed and d.codes == ["tlp-missing"]
 
 
 def test_no_label_rule_assumes_level():
     a = agreement(no_label="AMBER", **CONSTITUENT)
-    d = policy.decide(event(), a)
+    d = decide(event(), a)
     assert d.allowed and d.event_out["sharing.tlp"] == "AMBER"
     assert "no_label rule" in d.reasons[0]
     # an assumed level above the ceiling is still denied
-    d = policy.decide(event(), agreement(no_label="AMBER", **COMMUNITY))
+    d = decide(event(), agreement(no_label="AMBER", **COMMUNITY))
     assert not d.allowed and d.codes == ["tlp-above-ceiling"]
 
 
@@ -249,51 +251,51 @@ def test_no_label_rule_assumes_level():
 
 def test_taxonomies_and_types():
     a = agreement(taxonomies=["vulnerable"], types=["vulnerable-system", "ddos-amplifier"], **OPEN)
-    assert policy.decide(event(sharing__tlp="CLEAR"), a).allowed
-    d = policy.decide(event(sharing__tlp="CLEAR", classification__type="scanner",
+    assert decide(event(sharing__tlp="CLEAR"), a).allowed
+    d = decide(event(sharing__tlp="CLEAR", classification__type="scanner",
                             classification__taxonomy="information-gathering"), a)
     assert not d.allowed and d.codes == ["taxonomy-not-allowed", "type-not-allowed"]
 
 
 def test_origin_countries():
     a = agreement(origin_countries=["AT", "DE"], **OPEN)
-    assert policy.decide(event(sharing__tlp="CLEAR", provenance__origin_country="AT"), a).allowed
-    d = policy.decide(event(sharing__tlp="CLEAR", provenance__origin_country="FR"), a)
+    assert decide(event(sharing__tlp="CLEAR", provenance__origin_country="AT"), a).allowed
+    d = decide(event(sharing__tlp="CLEAR", provenance__origin_country="FR"), a)
     assert not d.allowed and d.codes == ["origin-not-allowed"]
-    d = policy.decide(event(sharing__tlp="CLEAR"), a)
+    d = decide(event(sharing__tlp="CLEAR"), a)
     assert not d.allowed and d.codes == ["origin-unknown"]
-    assert policy.decide(event(sharing__tlp="CLEAR"), agreement(origin_countries=["AT"], unknown_origin="allow",
+    assert decide(event(sharing__tlp="CLEAR"), agreement(origin_countries=["AT"], unknown_origin="allow",
                                                                 **OPEN)).allowed
 
 
 def test_pap_limits():
     a = agreement(max_pap="GREEN", **OPEN)
-    assert policy.decide(event(sharing__tlp="CLEAR", sharing__pap="GREEN"), a).allowed
-    assert policy.decide(event(sharing__tlp="CLEAR"), a).allowed          # missing_pap: allow
-    d = policy.decide(event(sharing__tlp="CLEAR", sharing__pap="AMBER"), a)
+    assert decide(event(sharing__tlp="CLEAR", sharing__pap="GREEN"), a).allowed
+    assert decide(event(sharing__tlp="CLEAR"), a).allowed          # missing_pap: allow
+    d = decide(event(sharing__tlp="CLEAR", sharing__pap="AMBER"), a)
     assert not d.allowed and d.codes == ["pap-above-limit"]
-    d = policy.decide(event(sharing__tlp="CLEAR"), agreement(max_pap="GREEN", missing_pap="deny", **OPEN))
+    d = decide(event(sharing__tlp="CLEAR"), agreement(max_pap="GREEN", missing_pap="deny", **OPEN))
     assert not d.allowed and d.codes == ["pap-missing"]
-    d = policy.decide(event(sharing__tlp="CLEAR", sharing__pap="BLUE"), a)
+    d = decide(event(sharing__tlp="CLEAR", sharing__pap="BLUE"), a)
     assert not d.allowed and d.codes == ["pap-unreadable"]
 
 
 @pytest.mark.parametrize("value,expected", [("PAP:WHITE", "CLEAR"), ("amber", "AMBER"), (" pap:red", "RED")])
 def test_parse_pap(value, expected):
-    assert policy.parse_pap(value) == expected
+    assert parse_pap(value) == expected
 
 
 def test_loop_rule_for_hubs():
     a = agreement(kind="national-hub", hub_id="de-hub", **OPEN)
-    assert policy.decide(event(sharing__tlp="CLEAR", provenance__hub_path="at-hub"), a).allowed
-    d = policy.decide(event(sharing__tlp="CLEAR", provenance__hub_path="de-hub,at-hub"), a)
+    assert decide(event(sharing__tlp="CLEAR", provenance__hub_path="at-hub"), a).allowed
+    d = decide(event(sharing__tlp="CLEAR", provenance__hub_path="de-hub,at-hub"), a)
     assert not d.allowed and d.codes == ["loop"]
-    d = policy.decide(event(sharing__tlp="CLEAR", provenance__origin_hub="de-hub"), a)
+    d = decide(event(sharing__tlp="CLEAR", provenance__origin_hub="de-hub"), a)
     assert not d.allowed and d.codes == ["loop"]
 
 
 def test_all_reasons_collected():
-    d = policy.decide(event(sharing__tlp="RED", classification__type="scanner"),
+    d = decide(event(sharing__tlp="RED", classification__type="scanner"),
                       agreement(types=["phishing"], max_pap="CLEAR", **COMMUNITY))
     assert d.codes == ["tlp-red", "type-not-allowed"]
 
@@ -301,7 +303,7 @@ def test_all_reasons_collected():
 # --- transformations --------------------------------------------------------------
 
 def test_source_not_disclosed_by_default_removes_originator_fields():
-    d = policy.decide(event(sharing__tlp="GREEN"), agreement(**COMMUNITY))
+    d = decide(event(sharing__tlp="GREEN"), agreement(**COMMUNITY))
     assert d.allowed
     for name in ("provenance.originator", "feed.name", "raw"):
         assert name not in d.event_out
@@ -311,26 +313,26 @@ def test_source_not_disclosed_by_default_removes_originator_fields():
 
 def test_source_disclosed_keeps_originator_but_event_flag_wins():
     a = agreement(disclose_source=True, **COMMUNITY)
-    d = policy.decide(event(sharing__tlp="GREEN"), a)
+    d = decide(event(sharing__tlp="GREEN"), a)
     assert d.event_out["provenance.originator"] == "CERT.at" and "raw" not in d.event_out
-    d = policy.decide(event(sharing__tlp="GREEN", sharing__do_not_disclose_source=True), a)
+    d = decide(event(sharing__tlp="GREEN", sharing__do_not_disclose_source=True), a)
     assert "provenance.originator" not in d.event_out and "feed.name" not in d.event_out
 
 
 def test_keep_raw():
-    d = policy.decide(event(sharing__tlp="GREEN"), agreement(disclose_source=True, keep_raw=True, **COMMUNITY))
+    d = decide(event(sharing__tlp="GREEN"), agreement(disclose_source=True, keep_raw=True, **COMMUNITY))
     assert d.event_out["raw"] == "c29tZSByYXcgbGluZQ=="
     # raw would hold redacted values in clear: dropped anyway
-    d = policy.decide(event(sharing__tlp="GREEN"), agreement(keep_raw=True, **COMMUNITY))
+    d = decide(event(sharing__tlp="GREEN"), agreement(keep_raw=True, **COMMUNITY))
     assert "raw" not in d.event_out
 
 
 def test_hide_source_by_pseudonym():
     a = agreement(hide_source="pseudonymise", **COMMUNITY)
-    d = policy.decide(event(sharing__tlp="GREEN"), a, hmac_key=KEY)
+    d = decide(event(sharing__tlp="GREEN"), a, hmac_key=KEY)
     assert d.event_out["provenance.originator"].startswith("pseudo-")
-    assert d.event_out["provenance.originator"] == policy.pseudonym("CERT.at", KEY, "String")
-    assert not policy.decide(event(sharing__tlp="GREEN"), a).allowed  # no key
+    assert d.event_out["provenance.originator"] == pseudonym("CERT.at", KEY, "String")
+    assert not decide(event(sharing__tlp="GREEN"), a).allowed  # no key
 
 
 def test_remove_and_pseudonymise_fields():
@@ -338,7 +340,7 @@ def test_remove_and_pseudonymise_fields():
                   disclose_source=True, **COMMUNITY)
     ev = event(sharing__tlp="GREEN", source__account="alice", source__fqdn="host.example.com",
                extra__note="x", extra__contact="y")
-    d = policy.decide(ev, a, hmac_key=KEY)
+    d = decide(ev, a, hmac_key=KEY)
     out = d.event_out
     assert "source.account" not in out and "extra.note" not in out and "extra.contact" not in out
     assert out["source.ip"].startswith("fd") and out["source.fqdn"].endswith(".pseudonym.invalid")
@@ -349,37 +351,37 @@ def test_remove_and_pseudonymise_fields():
 
 
 def test_pseudonyms_are_stable_and_keyed():
-    assert policy.pseudonym("192.0.2.1", KEY, "IPAddress") == policy.pseudonym("192.0.2.1", KEY, "IPAddress")
-    assert policy.pseudonym("192.0.2.1", KEY, "IPAddress") != policy.pseudonym("192.0.2.1", b"other", "IPAddress")
-    assert policy.pseudonym("192.0.2.1", KEY, "IPAddress") != policy.pseudonym("192.0.2.2", KEY, "IPAddress")
+    assert pseudonym("192.0.2.1", KEY, "IPAddress") == pseudonym("192.0.2.1", KEY, "IPAddress")
+    assert pseudonym("192.0.2.1", KEY, "IPAddress") != pseudonym("192.0.2.1", b"other", "IPAddress")
+    assert pseudonym("192.0.2.1", KEY, "IPAddress") != pseudonym("192.0.2.2", KEY, "IPAddress")
 
 
 def test_pseudonymisation_without_key_is_denied():
-    d = policy.decide(event(sharing__tlp="GREEN"), agreement(pseudonymise_fields=["source.ip"], **COMMUNITY))
+    d = decide(event(sharing__tlp="GREEN"), agreement(pseudonymise_fields=["source.ip"], **COMMUNITY))
     assert not d.allowed and d.codes == ["key-missing"]
 
 
 def test_agreement_and_retention_stamped():
-    d = policy.decide(event(sharing__tlp="GREEN"), agreement(retention_days=90, **COMMUNITY))
+    d = decide(event(sharing__tlp="GREEN"), agreement(retention_days=90, **COMMUNITY))
     assert d.event_out["sharing.agreement"] == "cert-xx"
     assert d.event_out["sharing.retention_days"] == 90
-    d = policy.decide(event(sharing__tlp="GREEN"), agreement(**COMMUNITY))
+    d = decide(event(sharing__tlp="GREEN"), agreement(**COMMUNITY))
     assert "sharing.retention_days" not in d.event_out
 
 
 def test_fingerprint_recomputed_when_identity_redacted():
     ev = event(sharing__tlp="GREEN")
     ev["provenance.fingerprint"] = fingerprint.fingerprint(ev)
-    d = policy.decide(ev, agreement(pseudonymise_fields=["source.ip"], **COMMUNITY), hmac_key=KEY)
+    d = decide(ev, agreement(pseudonymise_fields=["source.ip"], **COMMUNITY), hmac_key=KEY)
     assert d.event_out["provenance.fingerprint"] != ev["provenance.fingerprint"]
     assert d.event_out["provenance.fingerprint"] == fingerprint.fingerprint(d.event_out)
-    d = policy.decide(ev, agreement(**COMMUNITY))   # only originator fields removed: not identity
+    d = decide(ev, agreement(**COMMUNITY))   # only originator fields removed: not identity
     assert d.event_out["provenance.fingerprint"] == ev["provenance.fingerprint"]
 
 
 def test_decide_all_and_json():
     agreements = [agreement(recipient="a", **COMMUNITY), agreement(recipient="b", **OPEN)]
-    decisions = policy.decide_all(event(sharing__tlp="GREEN"), agreements)
+    decisions = decide_all(event(sharing__tlp="GREEN"), agreements)
     assert [(d.recipient, d.allowed) for d in decisions] == [("a", True), ("b", False)]
     assert decisions[1].to_json() == {"recipient": "b", "allowed": False, "reasons": decisions[1].reasons,
                                       "event_out": None}
@@ -389,13 +391,13 @@ def test_decide_accepts_intelmq_event():
     from intelmq.lib.message import Event
     from intelmq_crossborder.harmonization import merged_harmonization
     ev = Event(event(sharing__tlp="GREEN"), harmonization=merged_harmonization())
-    d = policy.decide(ev, agreement(**COMMUNITY))
+    d = decide(ev, agreement(**COMMUNITY))
     assert d.allowed and isinstance(d.event_out, dict) and d.event_out["source.ip"] == "192.0.2.10"
 
 
 def test_redact_function():
-    out, removed, pseudo = policy.redact(event(source__account="bob"), remove=["source.account"],
+    out, removed, pseudo = redact(event(source__account="bob"), remove=["source.account"],
                                          pseudonymise=["source.ip"], key=KEY)
     assert removed == ["source.account", "raw"] and pseudo == ["source.ip"]
     with pytest.raises(ValueError, match="key is required"):
-        policy.redact(event(), pseudonymise=["source.ip"])
+        redact(event(), pseudonymise=["source.ip"])

@@ -131,9 +131,9 @@ def test_help_and_real_entry_point(agreements, tmp_path):
 
 
 def test_shipped_example_agreements_load():
-    from intelmq_crossborder.policy import decide as policy
-    loaded = policy.load_agreements(PIPELINES_DIR / "agreements")
-    assert {a.kind for a in loaded.values()} == set(policy.KINDS)
+    from intelmq_crossborder.policy.agreements import KINDS, load_agreements
+    loaded = load_agreements(PIPELINES_DIR / "agreements")
+    assert {a.kind for a in loaded.values()} == set(KINDS)
 
 
 def test_shipped_sharing_runtime_config_is_consistent(tmp_path):

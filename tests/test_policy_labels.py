@@ -15,10 +15,12 @@ import uuid
 
 import pytest
 
-from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.policy.agreements import _COUNTRY_RE, _FIELD_RE, _ID_RE, agreement_from_dict, AGREEMENT_SCHEMA, AgreementError, load_agreement, load_agreements
+from intelmq_crossborder.policy.decide import decide, decide_all, event_facts, PolicySet
+from intelmq_crossborder.policy.redact import hidden_event_uuid, HIDDEN_UUID_NAMESPACE, holds_pseudonym, label_fields_named, redact, without_source
+from intelmq_crossborder.core.tlp import Level
 
 from intelmq_crossborder.core import tlp
-from intelmq_crossborder.policy.decide import AgreementError, Level
 
 KEY = b"labels-test-key"
 BASE = {"recipient": "cert-xx", "name": "CERT XX", "kind": "csirt", "country": "AT",
@@ -28,7 +30,7 @@ MISP_UUID = "5f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b"
 
 
 def agreement(**overrides):
-    return policy.agreement_from_dict(dict(BASE, **overrides), source="test.yaml")
+    return agreement_from_dict(dict(BASE, **overrides), source="test.yaml")
 
 
 def event(**fields):
@@ -41,11 +43,11 @@ def event(**fields):
 # --- the event's facts: tlp.event_tlp, once ---------------------------------------------
 
 def test_facts_every_label_counts_sharing_tlp_included():
-    facts = policy.event_facts(event(sharing__tlp="GREEN", extra__misp_tags=[{"name": "tlp:amber"}]))
+    facts = event_facts(event(sharing__tlp="GREEN", extra__misp_tags=[{"name": "tlp:amber"}]))
     assert (facts.level, facts.level_from) == (Level.AMBER, "labels")
-    facts = policy.event_facts(event(sharing__tlp="AMBER", tlp="GREEN"))
+    facts = event_facts(event(sharing__tlp="AMBER", tlp="GREEN"))
     assert (facts.level, facts.level_from) == (Level.AMBER, "sharing.tlp")
-    d = policy.decide(event(sharing__tlp="GREEN", extra__tlp="RED"), agreement())
+    d = decide(event(sharing__tlp="GREEN", extra__tlp="RED"), agreement())
     assert not d.allowed and d.codes == ["tlp-red"]
 
 
@@ -57,17 +59,17 @@ def test_facts_every_label_counts_sharing_tlp_included():
     ({"sharing__tlp": "GREEN", "sharing__do_not_disclose_source": "perhaps"}, "sharing.do_not_disclose_source"),
 ])
 def test_unreadable_label_is_denied_for_everyone_naming_the_field(fields, field):
-    facts = policy.event_facts(event(**fields))
+    facts = event_facts(event(**fields))
     assert facts.level is None and facts.level_from == "unreadable" and facts.tlp_error_field == field
     for a in (agreement(), agreement(relation="same-organisation", max_tlp="AMBER+STRICT", no_label="AMBER")):
-        d = policy.decide(event(**fields), a)
+        d = decide(event(**fields), a)
         assert not d.allowed and d.codes == ["tlp-unreadable"] and f"field {field}" in d.reasons[0]
 
 
 def test_facts_value_of_an_unreadable_label_is_cut():
-    facts = policy.event_facts(event(extra__tlp=["RED"] * 10_000))
+    facts = event_facts(event(extra__tlp=["RED"] * 10_000))
     assert facts.tlp_error_field == "extra.tlp" and len(facts.tlp_error_value) <= 200
-    d = policy.decide(event(extra__tlp="TLP:" + "X" * 100_000), agreement())
+    d = decide(event(extra__tlp="TLP:" + "X" * 100_000), agreement())
     assert d.codes == ["tlp-unreadable"] and "extra.tlp" in d.reasons[0] and len(d.reasons[0]) < 400
 
 
@@ -76,15 +78,15 @@ def test_event_tlp_is_called_once_per_event(monkeypatch):
     real = tlp.event_tlp
     monkeypatch.setattr(tlp, "event_tlp", lambda ev: calls.append(1) or real(ev))
     agreements = [agreement(recipient=f"r{i}") for i in range(5)]
-    policy.decide_all(event(sharing__tlp="GREEN"), agreements)
+    decide_all(event(sharing__tlp="GREEN"), agreements)
     assert len(calls) == 1
-    policy.PolicySet(agreements, KEY).decide(event(sharing__tlp="GREEN"))
+    PolicySet(agreements, KEY).decide(event(sharing__tlp="GREEN"))
     assert len(calls) == 2
 
 
 def test_policy_set_cache_keeps_events_with_different_labels_apart():
     # the same classification and country; only the labels differ: the cached plan must not be reused
-    ps = policy.PolicySet([agreement()], KEY)
+    ps = PolicySet([agreement()], KEY)
     assert ps.decide(event(sharing__tlp="GREEN"))[0].allowed
     assert not ps.decide(event(sharing__tlp="GREEN", extra__tags="tlp:amber"))[0].allowed
     assert not ps.decide(event(sharing__tlp="GREEN", extra__tags="tlp:r\u0435d"))[0].allowed
@@ -114,16 +116,16 @@ def test_hidden_source_never_in_a_copy_whatever_originator_fields_says(originato
     if why:      # the event hides its source even where the agreement would disclose it
         overrides["disclose_source"] = True
     ev = source_event(extra__contact="someone", **why)
-    d = policy.decide(ev, agreement(**overrides), hmac_key=KEY)
+    d = decide(ev, agreement(**overrides), hmac_key=KEY)
     assert d.allowed
     text = json.dumps(d.event_out)
     for name in tlp.SOURCE_FIELDS:
-        if name in ev and not (how and policy._holds_pseudonym(name)):
+        if name in ev and not (how and holds_pseudonym(name)):
             assert name not in d.event_out, name
         if name in ev:
             assert str(ev[name]) not in text, name
     assert "originator.example" not in text and MISP_UUID not in text
-    assert d.event_out["provenance.event_uuid"] == policy.hidden_event_uuid(MISP_UUID, KEY)
+    assert d.event_out["provenance.event_uuid"] == hidden_event_uuid(MISP_UUID, KEY)
     if originator_fields and "extra.contact" in originator_fields:
         assert "someone" not in text
 
@@ -137,7 +139,7 @@ def test_agreement_originator_fields_add_to_the_core_list():
 
 def test_disclosed_source_keeps_every_field():
     ev = source_event()
-    d = policy.decide(ev, agreement(disclose_source=True))
+    d = decide(ev, agreement(disclose_source=True))
     for name in tlp.SOURCE_FIELDS + ("provenance.event_uuid",):
         if name in ev:
             assert d.event_out[name] == ev[name]
@@ -145,19 +147,19 @@ def test_disclosed_source_keeps_every_field():
 
 def test_event_uuid_replaced_only_when_it_points_at_the_originator():
     own = "3a1b2c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
-    d = policy.decide(source_event(provenance__event_uuid=own), agreement())
+    d = decide(source_event(provenance__event_uuid=own), agreement())
     assert d.event_out["provenance.event_uuid"] == own          # the hub's own id: nothing to hide
-    d = policy.decide(source_event(provenance__event_uuid=MISP_UUID.upper()), agreement())
+    d = decide(source_event(provenance__event_uuid=MISP_UUID.upper()), agreement())
     assert d.event_out["provenance.event_uuid"] != MISP_UUID.upper()
     assert "pseudonymised: provenance.event_uuid" in d.reasons
 
 
 def test_hidden_event_uuid_is_stable_keyed_and_valid():
-    plain = policy.hidden_event_uuid(MISP_UUID)
-    assert plain == policy.hidden_event_uuid(MISP_UUID.upper()) == str(uuid.uuid5(policy.HIDDEN_UUID_NAMESPACE,
+    plain = hidden_event_uuid(MISP_UUID)
+    assert plain == hidden_event_uuid(MISP_UUID.upper()) == str(uuid.uuid5(HIDDEN_UUID_NAMESPACE,
                                                                                    MISP_UUID))
-    keyed = policy.hidden_event_uuid(MISP_UUID, KEY)
-    assert keyed == policy.hidden_event_uuid(MISP_UUID, KEY) != policy.hidden_event_uuid(MISP_UUID, b"other")
+    keyed = hidden_event_uuid(MISP_UUID, KEY)
+    assert keyed == hidden_event_uuid(MISP_UUID, KEY) != hidden_event_uuid(MISP_UUID, b"other")
     assert keyed != plain and MISP_UUID not in (keyed, plain)
     for value in (plain, keyed):
         assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", value)
@@ -168,7 +170,7 @@ def test_hidden_source_copy_is_a_valid_event():
     from intelmq_crossborder.harmonization import merged_harmonization
     harmonization = merged_harmonization()
     for a in (agreement(), agreement(hide_source="pseudonymise")):
-        out = policy.decide(source_event(), a, hmac_key=KEY).event_out
+        out = decide(source_event(), a, hmac_key=KEY).event_out
         Event(out, harmonization=harmonization)        # raises on a value the harmonization refuses
 
 
@@ -176,13 +178,13 @@ def test_fingerprint_recomputed_when_a_hidden_source_field_is_identifying():
     from intelmq_crossborder.core import fingerprint
     ev = source_event()
     ev["provenance.fingerprint"] = fingerprint.fingerprint(ev)        # event_description.url is identifying
-    out = policy.decide(ev, agreement()).event_out
+    out = decide(ev, agreement()).event_out
     assert out["provenance.fingerprint"] == fingerprint.fingerprint(out) != ev["provenance.fingerprint"]
 
 
 def test_copy_never_pseudonymises_a_label_field():
     ev = event(sharing__tlp="GREEN", extra__tlp="tlp:green", extra__note="n")
-    d = policy.decide(ev, agreement(pseudonymise_fields=["extra.*"], disclose_source=True), hmac_key=KEY)
+    d = decide(ev, agreement(pseudonymise_fields=["extra.*"], disclose_source=True), hmac_key=KEY)
     assert "extra.tlp" not in d.event_out and d.event_out["extra.note"].startswith("pseudo-")
     assert tlp.event_tlp(d.event_out).level == Level.GREEN
     with pytest.raises(AgreementError, match=r"field pseudonymise_fields\[0\]: extra.tlp carries"):
@@ -193,19 +195,19 @@ def test_copy_never_pseudonymises_a_label_field():
 
 def test_redact_keeps_the_effective_label_and_flag():
     ev = event(sharing__tlp="GREEN", extra__tlp="RED", comment="tlp:ex:chr")
-    out, removed, _ = policy.redact(ev, remove=["extra.*", "comment"])
+    out, removed, _ = redact(ev, remove=["extra.*", "comment"])
     assert out["sharing.tlp"] == "RED" and out["sharing.do_not_disclose_source"] is True
     assert tlp.event_tlp(out).level == Level.RED and set(removed) == {"extra.tlp", "comment"}
-    out, _, _ = policy.redact(ev, remove=["sharing.*"])
+    out, _, _ = redact(ev, remove=["sharing.*"])
     assert out["sharing.tlp"] == "RED" and out["sharing.do_not_disclose_source"] is True
-    out, removed, _ = policy.redact(event(tlp="GREEN"), remove=["source.ip"])     # no label touched
+    out, removed, _ = redact(event(tlp="GREEN"), remove=["source.ip"])     # no label touched
     assert "sharing.tlp" not in out and removed == ["source.ip"]
     with pytest.raises(tlp.LabelError):
-        policy.redact(event(extra__tlp="PURPLE"), remove=["source.ip"])
+        redact(event(extra__tlp="PURPLE"), remove=["source.ip"])
 
 
 def test_label_fields_named():
-    assert policy.label_fields_named(["source.ip", "tlp", "extra.*", "sharing.do_not_disclose_source", 3]) == \
+    assert label_fields_named(["source.ip", "tlp", "extra.*", "sharing.do_not_disclose_source", 3]) == \
         ["tlp", "sharing.do_not_disclose_source"]
 
 
@@ -243,8 +245,8 @@ def test_every_schema_pattern_refuses_a_final_newline():
                 patterns.append(node["pattern"])
             for value in node.values():
                 walk(value)
-    walk(policy.AGREEMENT_SCHEMA)
-    samples = {policy._ID_RE: "cert-at", policy._FIELD_RE: "source.ip", policy._COUNTRY_RE: "AT"}
+    walk(AGREEMENT_SCHEMA)
+    samples = {_ID_RE: "cert-at", _FIELD_RE: "source.ip", _COUNTRY_RE: "AT"}
     assert set(samples) <= set(patterns)
     for pattern in patterns:
         sample = samples.get(pattern, "x")
@@ -255,7 +257,7 @@ def test_every_schema_pattern_refuses_a_final_newline():
 
 def test_hub_id_with_white_space_can_no_longer_defeat_the_loop_rule():
     ev = event(sharing__tlp="CLEAR", provenance__hub_path="at-hub,de-hub")
-    d = policy.decide(ev, agreement(kind="national-hub", hub_id="de-hub", max_tlp="CLEAR"))
+    d = decide(ev, agreement(kind="national-hub", hub_id="de-hub", max_tlp="CLEAR"))
     assert not d.allowed and d.codes == ["loop"]
     for spelling in ("de-hub\n", "de-hub ", "de-hub\r\n"):
         with pytest.raises(AgreementError, match="field hub_id"):
@@ -274,7 +276,7 @@ def test_remove_fields_with_a_newline_can_no_longer_silently_not_remove(tmp_path
         remove_fields: ["extra.contact\\n"]
         """))
     with pytest.raises(AgreementError, match=r"field remove_fields\[0\]: 'extra.contact\\n' does not match"):
-        policy.load_agreement(path)
+        load_agreement(path)
 
 
 # --- wrong types at every level ---------------------------------------------------------
@@ -308,7 +310,7 @@ def test_remove_fields_with_a_newline_can_no_longer_silently_not_remove(tmp_path
 ])
 def test_wrong_types_are_agreement_errors(data, field):
     with pytest.raises(AgreementError) as info:
-        policy.agreement_from_dict(data, source="t.yaml")
+        agreement_from_dict(data, source="t.yaml")
     assert info.value.field == field
     assert len(str(info.value)) < 400
 
@@ -342,7 +344,7 @@ def test_hostile_agreement_files(tmp_path, content, reason, line):
     path = tmp_path / "hostile.yaml"
     path.write_bytes(content)
     with pytest.raises(AgreementError) as info:
-        policy.load_agreement(path)
+        load_agreement(path)
     assert str(info.value).startswith(str(path)) and reason in str(info.value)
     assert (info.value.line is not None) is line
     assert len(str(info.value)) < 500
@@ -351,18 +353,18 @@ def test_hostile_agreement_files(tmp_path, content, reason, line):
 def test_directory_and_missing_file(tmp_path):
     (tmp_path / "dir.yaml").mkdir()
     with pytest.raises(AgreementError, match=r"dir.yaml: is a directory, not a YAML agreement file"):
-        policy.load_agreement(tmp_path / "dir.yaml")
+        load_agreement(tmp_path / "dir.yaml")
     with pytest.raises(AgreementError, match=r"missing.yaml: cannot read the YAML agreement file"):
-        policy.load_agreement(tmp_path / "missing.yaml")
+        load_agreement(tmp_path / "missing.yaml")
     (tmp_path / "ok.yaml").write_text(GOOD)
-    assert list(policy.load_agreements(tmp_path)) == ["cert-xx"]      # a directory named *.yaml is no file
+    assert list(load_agreements(tmp_path)) == ["cert-xx"]      # a directory named *.yaml is no file
 
 
 def test_error_names_file_line_and_field(tmp_path):
     path = tmp_path / "dup.yaml"
     path.write_text(GOOD + "remove_fields: [source.ip]\nremove_fields: [source.fqdn]\n")
     with pytest.raises(AgreementError) as info:
-        policy.load_agreement(path)
+        load_agreement(path)
     assert info.value.line == 8 and str(info.value).startswith(f"{path}:8: ")
 
 
@@ -373,7 +375,7 @@ def test_unlistable_directory(tmp_path, monkeypatch):
         raise PermissionError(13, "Permission denied")
     monkeypatch.setattr(Path, "iterdir", refuse)
     with pytest.raises(AgreementError, match="cannot list the directory: Permission denied"):
-        policy.load_agreements(tmp_path)
+        load_agreements(tmp_path)
 
 
 def test_without_source_for_outputs_without_an_agreement():
@@ -385,16 +387,16 @@ def test_without_source_for_outputs_without_an_agreement():
              "provenance.event_uuid": uuid, "provenance.originator": "CERT-Example", "raw": "eyJ4IjoxfQ==",
              "classification.type": "phishing", "sharing.tlp": "GREEN"}
     event["provenance.fingerprint"] = fingerprint(event)
-    out = policy.without_source(event)
+    out = without_source(event)
     text = repr(out)
     for secret in ("misp.cert.example", uuid, "CERT-Example", "eyJ4IjoxfQ=="):
         assert secret not in text
-    assert out["provenance.event_uuid"] == policy.hidden_event_uuid(uuid)
+    assert out["provenance.event_uuid"] == hidden_event_uuid(uuid)
     assert out["sharing.do_not_disclose_source"] is True and out["source.ip"] == "192.0.2.7"
-    assert policy.without_source(event, b"k")["provenance.event_uuid"] == policy.hidden_event_uuid(uuid, b"k")
+    assert without_source(event, b"k")["provenance.event_uuid"] == hidden_event_uuid(uuid, b"k")
     # an event id of the hub's own (not the originator's) stays
     own = dict(event, **{"provenance.event_uuid": "0b7e2c3a-1111-4222-8333-944455556666"})
-    assert policy.without_source(own)["provenance.event_uuid"] == own["provenance.event_uuid"]
+    assert without_source(own)["provenance.event_uuid"] == own["provenance.event_uuid"]
 
 
 @pytest.mark.parametrize("field,value", [
@@ -403,7 +405,7 @@ def test_without_source_for_outputs_without_an_agreement():
 ])
 def test_white_space_or_case_in_the_event_cannot_defeat_the_loop_rule(field, value):
     """Found by the hostile suite: "de-hub\\n" in the event passed IntelMQ's `$` regex and the loop rule."""
-    d = policy.decide(event(sharing__tlp="CLEAR", **{field.replace(".", "__"): value}),
+    d = decide(event(sharing__tlp="CLEAR", **{field.replace(".", "__"): value}),
                       agreement(kind="national-hub", hub_id="de-hub", max_tlp="CLEAR"))
     assert not d.allowed and "loop" in d.codes
 

@@ -15,7 +15,9 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.policy.agreements import agreement_from_dict, KINDS
+from intelmq_crossborder.policy.decide import decide, decide_all, PolicySet
+from intelmq_crossborder.policy.redact import field_type, pseudonym
 
 from intelmq_crossborder.core import tlp
 KEY = b"property-test-key"
@@ -109,7 +111,7 @@ def agreements(draw):
     max_tlp = draw(st.sampled_from([l for l in RANK if RANK[l] <= RANK[RELATION_MAX[relation]]]))
     remove = draw(st.lists(st.sampled_from(REDACTABLE), unique=True, max_size=3))
     pseudo = draw(st.lists(st.sampled_from([f for f in REDACTABLE if f not in remove]), unique=True, max_size=3))
-    data = {"recipient": "r", "name": "R", "kind": draw(st.sampled_from(policy.KINDS)), "country": "AT",
+    data = {"recipient": "r", "name": "R", "kind": draw(st.sampled_from(KINDS)), "country": "AT",
             "relation": relation, "max_tlp": draw(st.sampled_from([max_tlp, max_tlp.lower(), "TLP:" + max_tlp])),
             "remove_fields": remove, "pseudonymise_fields": pseudo,
             "disclose_source": draw(st.booleans()),
@@ -137,8 +139,8 @@ def in_clear(value, out: dict) -> bool:
 @given(events(), agreements())
 def test_no_recipient_gets_more_than_allowed(generated, data):
     event, level = generated
-    agreement = policy.agreement_from_dict(data)
-    decision = policy.decide(event, agreement, hmac_key=KEY)
+    agreement = agreement_from_dict(data)
+    decision = decide(event, agreement, hmac_key=KEY)
     max_tlp = tlp.parse_level(data["max_tlp"]).label
     ceiling = min(RANK[max_tlp], RANK[RELATION_MAX[data["relation"]]])
     effective = level
@@ -178,7 +180,7 @@ def test_no_recipient_gets_more_than_allowed(generated, data):
         assert name not in out
     for name in data["pseudonymise_fields"]:
         if name in event:
-            assert out[name] == policy.pseudonym(event[name], KEY, policy._cached_type(name))
+            assert out[name] == pseudonym(event[name], KEY, field_type(name))
     if "raw" in event and (hidden or not data["keep_raw"]):
         if any(n in event for n in hidden) or not data["keep_raw"]:
             assert "raw" not in out
@@ -189,11 +191,11 @@ def test_no_recipient_gets_more_than_allowed(generated, data):
 def test_decide_all_equals_decide_and_input_untouched(generated, many):
     event, _ = generated
     before = json.dumps(event, sort_keys=True)
-    agreements_ = [policy.agreement_from_dict(dict(d, recipient=f"r{i}")) for i, d in enumerate(many)]
-    together = policy.decide_all(event, agreements_, hmac_key=KEY)
-    alone = [policy.decide(event, a, hmac_key=KEY) for a in agreements_]
+    agreements_ = [agreement_from_dict(dict(d, recipient=f"r{i}")) for i, d in enumerate(many)]
+    together = decide_all(event, agreements_, hmac_key=KEY)
+    alone = [decide(event, a, hmac_key=KEY) for a in agreements_]
     assert [d.to_json() for d in together] == [d.to_json() for d in alone]
-    policy_set = policy.PolicySet(agreements_, KEY, cache_size=2)
+    policy_set = PolicySet(agreements_, KEY, cache_size=2)
     for _ in range(2):      # cold and cached
         assert [d.to_json() for d in policy_set.decide(event)] == [d.to_json() for d in alone]
     assert json.dumps(event, sort_keys=True) == before

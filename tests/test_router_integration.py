@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from intelmq_crossborder.policy import audit, decide as policy
+from intelmq_crossborder.policy import audit
+from intelmq_crossborder.policy.redact import pseudonym
 from intelmq_crossborder.runtime.instance import IntelMQInstance, PipelineError
 
 pytestmark = pytest.mark.integration
@@ -75,7 +76,7 @@ def for_cert(e):
 
 def for_isac(e):
     out = {k: v for k, v in e.items() if k not in ("feed.name", "provenance.originator", "source.account")}
-    out["source.ip"] = policy.pseudonym(e["source.ip"], KEY.encode(), "IPAddress")
+    out["source.ip"] = pseudonym(e["source.ip"], KEY.encode(), "IPAddress")
     out["sharing.agreement"] = "ee-isac"
     return out
 

@@ -81,23 +81,23 @@ def _json_type(value: Any) -> str:
 def _unreadable_label(event: dict, agreements: list, error) -> list:
     """Decisions for an event whose labels cannot be read: denied for every recipient, the field
     named (fail closed; the policy does the same when it catches the error itself)."""
-    from intelmq_crossborder.policy import decide as policy
+    from intelmq_crossborder.policy.decide import Decision
     reason = f"tlp-unreadable: {error}"
-    return [policy.Decision(False, [reason], None, a.recipient) for a in agreements]
+    return [Decision(False, [reason], None, a.recipient) for a in agreements]
 
 
 def _load_agreements(path: str, harmonization: dict):
     """The enabled agreements of ``path``, or an error message naming the path (exit 2)."""
     from intelmq_crossborder.core import inputs
-    from intelmq_crossborder.policy import decide as policy
+    from intelmq_crossborder.policy.agreements import AgreementError, load_agreements
     directory = Path(path)
     try:
         if not directory.exists():
             return None, f"{path}: no such directory of agreements"
         if not directory.is_dir():
             return None, f"{path}: not a directory of agreements (--agreements takes a directory)"
-        return list(policy.load_agreements(directory, harmonization).values()), None
-    except policy.AgreementError as exc:
+        return list(load_agreements(directory, harmonization).values()), None
+    except AgreementError as exc:
         return None, f"bad agreement: {exc}"
     except inputs.InputError as exc:
         return None, f"bad agreement: {exc}"
@@ -107,7 +107,8 @@ def _load_agreements(path: str, harmonization: dict):
 
 def check(args) -> int:
     from intelmq_crossborder.core import inputs, tlp
-    from intelmq_crossborder.policy import decide as policy
+    from intelmq_crossborder.core.secrets import secret_bytes
+    from intelmq_crossborder.policy.decide import decide_all
     from intelmq_crossborder.harmonization import merged_harmonization
 
     def err(text: str) -> None:
@@ -118,7 +119,7 @@ def check(args) -> int:
     if problem:
         err(f"error: {problem}")
         return 2
-    key = policy.key_from(None, args.hmac_key_env)
+    key = secret_bytes(None, args.hmac_key_env)
     needs_key = [a.recipient for a in agreements if a.needs_key]
     if needs_key and not key:
         err(f"warning: agreement(s) of {', '.join(needs_key)} pseudonymise fields and the environment variable "
@@ -151,7 +152,7 @@ def check(args) -> int:
                 err(f"{source}:{lineno}: bad event line skipped: {exc}")
                 continue
             try:
-                decisions = policy.decide_all(event, agreements, hmac_key=key)
+                decisions = decide_all(event, agreements, hmac_key=key)
             except tlp.LabelError as exc:
                 decisions = _unreadable_label(event, agreements, exc)
             if any(r.startswith("tlp-unreadable:") for d in decisions for r in d.reasons):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Optional
 
-from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.policy.redact import without_source
 
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.errors import CrossBorderError
@@ -207,7 +207,7 @@ def build_document(flat: dict, *, level: tlp.Level, prefix: str, rotation: str,
         except tlp.LabelError:
             hide_source = True          # fail closed; the caller refuses such an event anyway
     if hide_source:
-        flat = policy.without_source(flat)
+        flat = without_source(flat)
     days = flat.get("sharing.retention_days", default_retention_days)
     source: dict = {}
     for key, value in flat.items():

@@ -6,7 +6,7 @@ from intelmq.lib.exceptions import ConfigurationError
 
 from tests.botcase import CrossBorderBotTestCase
 
-from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.policy.redact import pseudonym
 from intelmq_crossborder.bots.experts.redaction.expert import CrossBorderRedactionExpertBot
 
 KEY = "redaction-test-key-77ab1"
@@ -28,9 +28,9 @@ class TestCrossBorderRedactionExpertBot(CrossBorderBotTestCase, unittest.TestCas
         self.run_bot()
         k = KEY.encode()
         self.assertMessageEqual(0, {"__type": "Event", "classification.type": "phishing",
-                                    "source.ip": policy.pseudonym("198.51.100.7", k, "IPAddress"),
-                                    "source.fqdn": policy.pseudonym("login.example.net", k, "FQDN"),
-                                    "source.url": policy.pseudonym("http://login.example.net/x", k, "URL")})
+                                    "source.ip": pseudonym("198.51.100.7", k, "IPAddress"),
+                                    "source.fqdn": pseudonym("login.example.net", k, "FQDN"),
+                                    "source.url": pseudonym("http://login.example.net/x", k, "URL")})
         self.assertValidEvents()
         out = self.get_output_queue()[0]
         for clear in ("198.51.100.7", "login.example.net", "victim@example.org", "jane", "cmF3IGxpbmU="):
@@ -64,7 +64,7 @@ class TestCrossBorderRedactionExpertBot(CrossBorderBotTestCase, unittest.TestCas
         finally:
             del os.environ["REDACTION_TEST_KEY"]
         self.assertEqual(self.output_events()[0]["source.ip"],
-                         policy.pseudonym("198.51.100.7", KEY.encode(), "IPAddress"))
+                         pseudonym("198.51.100.7", KEY.encode(), "IPAddress"))
         self.assertNotIn(KEY, self.loglines_buffer)
 
     def test_check(self):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from tests.botcase import CrossBorderBotTestCase
 
-from intelmq_crossborder.policy import audit, decide as policy
+from intelmq_crossborder.policy import audit
+from intelmq_crossborder.policy.redact import hidden_event_uuid, pseudonym
 from intelmq_crossborder.bots.experts.sharing_router.expert import CrossBorderSharingRouterExpertBot
 
 KEY = "router-test-key-5e9f0c"
@@ -99,7 +100,7 @@ class TestCrossBorderSharingRouterExpertBot(CrossBorderBotTestCase, unittest.Tes
 
     def test_green_goes_to_all_three_transformed_per_recipient(self):
         out = self.route(ev(sharing__tlp="GREEN"))
-        pseudo_ip = policy.pseudonym("192.0.2.44", KEY.encode(), "IPAddress")
+        pseudo_ip = pseudonym("192.0.2.44", KEY.encode(), "IPAddress")
         self.assertEqual(out["hub-soc"], [ev(sharing__tlp="GREEN", sharing__agreement="hub-soc")])
         expected_cert = ev(sharing__tlp="GREEN", sharing__agreement="cert-at", sharing__retention_days=730)
         del expected_cert["feed.name"], expected_cert["provenance.originator"]
@@ -180,7 +181,7 @@ class TestCrossBorderSharingRouterExpertBot(CrossBorderBotTestCase, unittest.Tes
                 self.assertNotIn(name, copy)
             self.assertNotIn(misp_uuid, str(copy))
             self.assertNotIn("misp.cert.example", str(copy))
-            self.assertEqual(copy["provenance.event_uuid"], policy.hidden_event_uuid(misp_uuid, KEY.encode()))
+            self.assertEqual(copy["provenance.event_uuid"], hidden_event_uuid(misp_uuid, KEY.encode()))
             self.assertValidEvents(recipient)
         soc = out["hub-soc"][0]                                   # disclose_source: true
         self.assertEqual((soc["misp.event_uuid"], soc["provenance.event_uuid"]), (misp_uuid, misp_uuid))
@@ -205,7 +206,7 @@ class TestCrossBorderSharingRouterExpertBot(CrossBorderBotTestCase, unittest.Tes
                              parameters={"hmac_password": None, "hmac_key_env": "ROUTER_TEST_KEY"})
         finally:
             del os.environ["ROUTER_TEST_KEY"]
-        self.assertEqual(out["ee-isac"][0]["source.ip"], policy.pseudonym("192.0.2.44", KEY.encode(), "IPAddress"))
+        self.assertEqual(out["ee-isac"][0]["source.ip"], pseudonym("192.0.2.44", KEY.encode(), "IPAddress"))
         self.assertNotIn(KEY, self.loglines_buffer)
 
     def test_counts_logged(self):

@@ -19,7 +19,7 @@ from typing import Iterable, Optional
 
 from intelmq_crossborder import __version__
 
-from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.policy.redact import without_source
 
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.formats.csaf.distribution import atomic_write
@@ -155,7 +155,7 @@ def build_advisory(events: list, *, tracking_id: str, publisher: dict, title: Op
     if any(found.level is None for found in labels):
         raise OutputError("sharing.tlp", None, "no TLP label; run the TLP expert first")
     level = max(found.level for found in labels)
-    events = [policy.without_source(e) if found.hide_source else e for e, found in zip(events, labels)]
+    events = [without_source(e) if found.hide_source else e for e, found in zip(events, labels)]
 
     products: dict = {}          # (vendor, name, version) -> product_id
     tree: dict = {}              # vendor -> name -> {version or None: product_id}

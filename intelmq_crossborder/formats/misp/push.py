@@ -36,7 +36,9 @@ from intelmq_crossborder.core import inputs, tlp
 
 from intelmq_crossborder.formats.misp import convert as misp
 
-from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.policy.agreements import AgreementError, load_agreement, tlp_ceiling
+from intelmq_crossborder.policy.decide import decide
+from intelmq_crossborder.core.secrets import secret_bytes
 from intelmq_crossborder.core.retry import Backoff
 from intelmq_crossborder.core.errors import CrossBorderError
 
@@ -152,13 +154,13 @@ def target_event_uuid(event: dict, settings: PushSettings, shown_event: Optional
 
 
 def load_agreement_checked(path: str):
-    """The recipient's agreement (intelmq_crossborder.policy.decide), or ValueError naming the problem."""
+    """The recipient's agreement (intelmq_crossborder.policy.agreements), or ValueError naming the problem."""
     if not path:
         raise ValueError("parameter agreement_file is required: the output refuses to push without the "
                          "recipient's sharing agreement")
     try:
-        return policy.load_agreement(path)
-    except policy.AgreementError as exc:
+        return load_agreement(path)
+    except AgreementError as exc:
         raise ValueError(str(exc)) from None
     except OSError as exc:
         raise ValueError(f"{path}: {exc.strerror}") from None
@@ -168,7 +170,7 @@ def agreement_and_key(agreement_file: str, hmac_key_env: Optional[str]) -> tuple
     """The recipient's agreement and the HMAC key its pseudonyms need (None if it needs
     none); ValueError when the agreement is bad or needs a key that is not set."""
     agreement = load_agreement_checked(agreement_file)
-    key = policy.key_from(None, hmac_key_env or None)
+    key = secret_bytes(None, hmac_key_env or None)
     if agreement.needs_key and not key:
         raise ValueError(f"Agreement {agreement.recipient} pseudonymises fields: set hmac_key_env "
                          "to an environment variable holding the key.")
@@ -196,7 +198,7 @@ def admission(flat: dict, agreement, hmac_key, refused_distributions) -> tuple:
     refusal = _level_refusal(labels, agreement)
     if refusal:
         return (None, *refusal)
-    decision = policy.decide(flat, agreement, hmac_key=hmac_key)
+    decision = decide(flat, agreement, hmac_key=hmac_key)
     if not decision.allowed:
         return None, "sharing.tlp", (f"the agreement of {agreement.recipient} forbids this event "
                                      f"({'; '.join(decision.reasons)})")
@@ -231,9 +233,9 @@ def _recipient_copy(flat: dict, out: dict, labels: tlp.EventTLP, agreement) -> t
     if not levels:
         return None, "sharing.tlp", "the event has no TLP label"
     level = max(levels)
-    if level > policy.tlp_ceiling(agreement):
+    if level > tlp_ceiling(agreement):
         return None, "sharing.tlp", (f"TLP:{level.label} is above what the agreement of {agreement.recipient} "
-                                     f"admits (TLP:{policy.tlp_ceiling(agreement).label})")
+                                     f"admits (TLP:{tlp_ceiling(agreement).label})")
     out = dict(out)
     out["sharing.tlp"] = level.label
     if labels.hide_source or not agreement.disclose_source:

@@ -4,7 +4,9 @@ from __future__ import annotations
 from intelmq.lib.bot import ExpertBot
 from intelmq.lib.exceptions import ConfigurationError, InvalidValue
 
-from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.policy.agreements import agreement_from_dict, AgreementError
+from intelmq_crossborder.policy.redact import FieldSelector, label_fields_named, redact
+from intelmq_crossborder.core.secrets import secret_bytes
 
 from intelmq_crossborder.core import tlp
 def _as_list(value) -> list:
@@ -45,9 +47,9 @@ class CrossBorderRedactionExpertBot(ExpertBot):
         problem = self._check_fields(remove, pseudo)
         if problem:
             raise ConfigurationError("redaction", problem)
-        self._remove = policy.FieldSelector(remove)
-        self._pseudo = policy.FieldSelector(pseudo)
-        self._key = policy.key_from(self.hmac_password, self.hmac_key_env)
+        self._remove = FieldSelector(remove)
+        self._pseudo = FieldSelector(pseudo)
+        self._key = secret_bytes(self.hmac_password, self.hmac_key_env)
         if pseudo and not self._key:
             raise ConfigurationError("redaction", "pseudonymise_fields is set but there is no key: set "
                                                   f"hmac_password or the environment variable {self.hmac_key_env}")
@@ -57,25 +59,24 @@ class CrossBorderRedactionExpertBot(ExpertBot):
     @staticmethod
     def _check_fields(remove: list, pseudo: list):
         for name, fields in (("remove_fields", remove), ("pseudonymise_fields", pseudo)):
-            named = policy.label_fields_named(fields)
+            named = label_fields_named(fields)
             if named:
                 return (f"parameter {name}: {named[0]} carries the event's TLP label or source flag; "
                         "removing or pseudonymising it could lower the label")
         try:
-            policy.agreement_from_dict({"recipient": "redaction-expert", "name": "parameters", "kind": "csirt",
-                                        "country": "EU", "relation": "same-organisation", "max_tlp": "CLEAR",
-                                        "remove_fields": remove, "pseudonymise_fields": pseudo,
-                                        "disclose_source": True}, source="parameters")
-        except policy.AgreementError as exc:
+            agreement_from_dict({"recipient": "redaction-expert", "name": "parameters", "kind": "csirt",
+                                 "country": "EU", "relation": "same-organisation", "max_tlp": "CLEAR",
+                                 "remove_fields": remove, "pseudonymise_fields": pseudo,
+                                 "disclose_source": True}, source="parameters")
+        except AgreementError as exc:
             return str(exc).replace("parameters, field ", "parameter ")
         return None
 
     def process(self):
         message = self.receive_message()
         try:
-            out, removed, pseudonymised = policy.redact(dict(message), remove=self._remove,
-                                                        pseudonymise=self._pseudo, key=self._key,
-                                                        drop_raw=self.drop_raw)
+            out, removed, pseudonymised = redact(dict(message), remove=self._remove, pseudonymise=self._pseudo,
+                                                 key=self._key, drop_raw=self.drop_raw)
         except tlp.LabelError as exc:
             value = exc.value if exc.value is None or isinstance(exc.value, str) else repr(exc.value)
             raise InvalidValue(exc.field, value[:200] if isinstance(value, str) else value,

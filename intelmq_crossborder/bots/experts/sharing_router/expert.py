@@ -9,7 +9,10 @@ from intelmq import VAR_STATE_PATH
 from intelmq.lib.bot import ExpertBot
 from intelmq.lib.exceptions import ConfigurationError, InvalidValue
 
-from intelmq_crossborder.policy import audit, decide as policy
+from intelmq_crossborder.policy import audit
+from intelmq_crossborder.policy.agreements import AgreementError, load_agreements
+from intelmq_crossborder.policy.decide import event_facts, PolicySet
+from intelmq_crossborder.core.secrets import secret_bytes
 
 from intelmq_crossborder.runtime import fanout
 from intelmq_crossborder.core.fingerprint import fingerprint
@@ -22,7 +25,7 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
     Route each event to one named path per recipient whose sharing agreement admits it.
 
     Reads one agreement file per recipient (YAML, see docs/agreements.md) from
-    agreements_dir and applies the rules of intelmq_crossborder.policy.decide to every
+    agreements_dir and applies the rules of intelmq_crossborder.policy to every
     event: the effective TLP 2.0 label, the most restrictive in any field (RED
     never, AMBER+STRICT only to the same organisation, AMBER to constituents,
     GREEN to the community), taxonomies, types, origin countries, PAP, loops. Each
@@ -55,8 +58,8 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         if not self.agreements_dir:
             raise ConfigurationError("sharing router", "parameter agreements_dir is required")
         try:
-            agreements = policy.load_agreements(self.agreements_dir, harmonization=self.harmonization)
-        except policy.AgreementError as exc:
+            agreements = load_agreements(self.agreements_dir, harmonization=self.harmonization)
+        except AgreementError as exc:
             raise ConfigurationError("sharing agreements", str(exc)) from None
         self._agreements = list(agreements.values())
         paths = set(self.destination_queues) if isinstance(self.destination_queues, dict) else set()
@@ -64,7 +67,7 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         if missing:
             raise ConfigurationError("sharing router", "no named path in destination_queues for recipient(s) "
                                                        + ", ".join(missing))
-        self._key = policy.key_from(self.hmac_password, self.hmac_key_env)
+        self._key = secret_bytes(self.hmac_password, self.hmac_key_env)
         needs_key = [a.recipient for a in self._agreements if a.needs_key]
         if needs_key and not self._key:
             raise ConfigurationError("sharing router", "agreement(s) of " + ", ".join(needs_key)
@@ -73,7 +76,7 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         path = self.audit_log or os.path.join(VAR_STATE_PATH, f"{self.bot_id}-audit.jsonl")
         self._audit = audit.AuditTrail(path, max_bytes=self.audit_max_bytes, fsync=self.audit_fsync,
                                        bot=self.bot_id)
-        self._policy = policy.PolicySet(self._agreements, self._key)
+        self._policy = PolicySet(self._agreements, self._key)
         if self.fanout_mode not in fanout.MODES:
             raise ConfigurationError("sharing router", f"fanout_mode must be one of {', '.join(fanout.MODES)}")
         self._sender = fanout.BatchSender(self, self.fanout_mode)
@@ -93,7 +96,7 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
     def process(self):
         message = self.receive_message()
         event = dict(message)
-        facts = policy.event_facts(event)        # the event's labels are read once, here
+        facts = event_facts(event)        # the event's labels are read once, here
         decisions = self._policy.decide(event, facts)
         uuid = event.get("provenance.event_uuid")
         # an event is identified by its UUID; the fingerprint is computed only for events without one
@@ -159,8 +162,8 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
             return [["warning", f"Parameter agreements_dir {directory!r} holds an unexpanded variable: "
                                 "the agreements were not checked."]]
         try:
-            agreements = policy.load_agreements(directory)
-        except policy.AgreementError as exc:
+            agreements = load_agreements(directory)
+        except AgreementError as exc:
             return [["error", f"Sharing agreements: {exc}."]]
         queues = parameters.get("destination_queues", {})
         paths = set(queues) if isinstance(queues, dict) else set()

@@ -10,7 +10,7 @@ from intelmq_crossborder.formats.csaf import document as csaf, provider as csaf_
 
 from intelmq_crossborder.core import inputs, tlp
 
-from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.policy.redact import without_source
 from intelmq_crossborder.formats.csaf.distribution import atomic_write
 
 
@@ -75,7 +75,7 @@ class CrossBorderCSAFOutputBot(OutputBot):
         try:
             if csaf_output.admit(flat, self._max).hide_source:
                 # before grouping: the source's tracking id must not become the advisory's id
-                flat = policy.without_source(flat)
+                flat = without_source(flat)
             try:
                 group = csaf_output.group_value(flat, self.group_by)
             except csaf_output.OutputError:

@@ -15,7 +15,7 @@ from intelmq_crossborder.formats import bundle
 
 from intelmq_crossborder.exchange import transfer as exchange
 
-from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.policy.redact import without_source
 
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.retry import Backoff
@@ -227,7 +227,7 @@ class CrossBorderExchangeOutputBot(OutputBot):
             raise InvalidValue(field, level.label, reason=f"TLP:{level.label} is above max_tlp "
                                f"{self._max_level.label} of the exchange with {self.recipient}; not bundled")
         if labels.hide_source:
-            flat = policy.without_source(flat)
+            flat = without_source(flat)
         flat["sharing.tlp"] = level.label
         return flat
 

@@ -6,7 +6,7 @@ from intelmq.lib.exceptions import InvalidValue
 
 from intelmq_crossborder.formats.misp import push as misp_push
 
-from intelmq_crossborder.policy import decide as policy
+from intelmq_crossborder.policy.agreements import tlp_ceiling
 try:
     from pymisp import PyMISP
 except ImportError:  # pragma: no cover
@@ -66,7 +66,7 @@ class CrossBorderMISPOutputBot(OutputBot):
             extra_tags=list(self.extra_tags or []), uuid_key=self._hmac_key)
         self._sharing_group_resolved = False
         self.logger.info("Pushing to MISP at %s for recipient %s (TLP ceiling %s).", self.misp_url,
-                         self.agreement.recipient, policy.tlp_ceiling(self.agreement).label)
+                         self.agreement.recipient, tlp_ceiling(self.agreement).label)
 
     def _misp(self):
         if self._api is None:
