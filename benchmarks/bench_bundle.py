@@ -37,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from intelmq_crossborder.formats import bundle as b  # noqa: E402
-from intelmq_crossborder.exchange import transfer as x  # noqa: E402
+from intelmq_crossborder.exchange import importer as x  # noqa: E402
 def rss_mib() -> float:
     with open("/proc/self/status") as fh:
         for line in fh:

@@ -1,11 +1,15 @@
 """Sender spool and importer: crash safety, sequence numbers, replay, quarantine, HTTPS with mutual TLS."""
+import datetime as dt
+import hashlib
 import json
+import os
 
 import pytest
 
 from tests.exchange_helpers import ExchangeServer, events, make_pki, resign, write_trust
 from intelmq_crossborder.formats import bundle as b
-from intelmq_crossborder.exchange import transfer as x
+from intelmq_crossborder.exchange import importer as imp, seal, spool as sp, transfer as x
+from intelmq_crossborder.exchange.state import StateError
 def line(i):
     return json.dumps({"extra.n": i, "source.ip": "192.0.2.1"}, sort_keys=True).encode()
 
@@ -21,7 +25,7 @@ def trust(tmp_path, keys):
 
 
 def spool(tmp_path, keys, **kw):
-    return x.Spool(tmp_path / "spool", tmp_path / "outbox", "de-hub", "fr-hub", keys["de-hub"],
+    return sp.Spool(tmp_path / "spool", tmp_path / "outbox", "de-hub", "fr-hub", keys["de-hub"],
                    sent_dir=tmp_path / "sent", **kw)
 
 
@@ -70,14 +74,14 @@ def test_interrupted_seal_is_finished_once(tmp_path, keys, trust, crash_point, m
     for i in range(3):
         s.append(line(i))
     if crash_point == "after_rename":
-        real = x.Spool._finish_seal
-        monkeypatch.setattr(x.Spool, "_finish_seal", lambda self: (_ for _ in ()).throw(SystemExit("killed")))
+        real = sp.Spool._finish_seal
+        monkeypatch.setattr(sp.Spool, "_finish_seal", lambda self: (_ for _ in ()).throw(SystemExit("killed")))
         with pytest.raises(SystemExit):
             s.seal()
-        monkeypatch.setattr(x.Spool, "_finish_seal", real)
+        monkeypatch.setattr(sp.Spool, "_finish_seal", real)
         assert not list((tmp_path / "outbox").glob("*.xbundle"))
     else:
-        monkeypatch.setattr(x.Spool, "_save_state", _crash_on_commit(x.Spool._save_state))
+        monkeypatch.setattr(sp.Spool, "_save_state", _crash_on_commit(sp.Spool._save_state))
         with pytest.raises(SystemExit):
             s.seal()
         monkeypatch.undo()
@@ -108,6 +112,87 @@ def test_leftover_temp_files_removed(tmp_path, keys):
     assert not list((tmp_path / "outbox").iterdir())
 
 
+# --- seal schedule and redelivery (the exchange output's logic, no IntelMQ) -------------------
+
+def _utc(*args):
+    return dt.datetime(*args, tzinfo=dt.timezone.utc).timestamp()
+
+
+def test_last_cut_is_the_latest_daily_cut_at_or_before_now():
+    now = _utc(2026, 11, 23, 1, 30)
+    assert seal.last_cut("02:00", now) == _utc(2026, 11, 22, 2, 0)
+    assert seal.last_cut("01:00", now) == _utc(2026, 11, 23, 1, 0)
+    assert seal.last_cut("01:30", now) == now
+    assert seal.last_cut(" 2:5 ", now) == _utc(2026, 11, 22, 2, 5)
+
+
+@pytest.mark.parametrize("value", ["25:00", "02:60", "2", "aa:bb", "1:2:3", "-1:00", "", None, 200])
+def test_seal_at_must_be_a_time_of_day(value):
+    with pytest.raises(ValueError):
+        seal.parse_seal_at(value)
+
+
+def test_seal_schedule_due():
+    opened = _utc(2026, 11, 22, 12, 0)
+    by_size = seal.SealSchedule(max_events=3, max_age=0)
+    assert not by_size.due(2, opened, opened + 10 ** 6)
+    assert by_size.due(3, opened, opened)
+    by_age = seal.SealSchedule(max_events=100, max_age=3600)
+    assert not by_age.due(0, opened, opened + 7200), "an empty spool is never due"
+    assert not by_age.due(1, opened, opened + 3599)
+    assert by_age.due(1, opened, opened + 3600)
+    nightly = seal.SealSchedule(max_events=100, max_age=0, seal_at="02:00")
+    assert not nightly.due(5, opened, _utc(2026, 11, 23, 1, 59))
+    assert nightly.due(5, opened, _utc(2026, 11, 23, 2, 0))
+    assert not nightly.due(5, _utc(2026, 11, 23, 2, 0), _utc(2026, 11, 23, 2, 1)), "opened at the cut"
+    assert not seal.SealSchedule(max_events=100, max_age=0).due(5, opened, opened + 10 ** 9)
+
+
+def test_seal_schedule_parameters_as_the_manager_saves_them():
+    assert seal.SealSchedule.from_parameters("", "", "") == seal.SealSchedule(100000, 86400, None)
+    assert seal.SealSchedule.from_parameters(None, 0, " 02:00 ") == seal.SealSchedule(100000, 0, "02:00")
+    assert seal.schedule_problems("", "", "") == []
+    assert seal.schedule_problems(0, -1, "25:00") == [
+        "Parameter seal_at must be a UTC time of day HH:MM, e.g. 02:00.",
+        "Parameter max_bundle_events must be a positive integer.",
+        "Parameter max_bundle_age must be a positive integer."]
+    assert seal.schedule_problems(True, 1.5, None) == [
+        "Parameter max_bundle_events must be a positive integer.",
+        "Parameter max_bundle_age must be a positive integer."]
+    with pytest.raises(ValueError, match="seal_at"):
+        seal.SealSchedule(seal_at="24:00")
+
+
+def test_redelivery_digest_of_the_last_spooled_and_the_last_sealed_line(tmp_path, keys):
+    s = spool(tmp_path, keys)
+    s.recover()
+    assert s.redelivery_digest() is None
+    s.append(line(1))
+    s.append(line(2))
+    s.close()
+    s = spool(tmp_path, keys)
+    s.recover()
+    expected = hashlib.sha256(line(2)).hexdigest()
+    assert s.redelivery_digest() == expected
+    s.seal()
+    s = spool(tmp_path, keys)          # the spool is empty now: the digest comes from the state
+    s.recover()
+    assert s.count == 0 and s.redelivery_digest() == expected
+    guard = sp.RedeliveryGuard(s.redelivery_digest())
+    assert guard.is_repeat(line(2))
+    assert not guard.is_repeat(line(2)), "only the first message after a start is compared"
+    guard = sp.RedeliveryGuard(expected)
+    assert not guard.is_repeat(line(3)) and not guard.is_repeat(line(2))
+    assert not sp.RedeliveryGuard(None).is_repeat(line(2))
+
+
+def test_spool_state_with_a_bad_redelivery_digest_is_refused(tmp_path, keys):
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "spool" / "state.json").write_text(json.dumps({"next_sequence": 2, "last_line_sha256": 7}))
+    with pytest.raises(StateError, match="last_line_sha256"):
+        spool(tmp_path, keys)
+
+
 # --- importer -----------------------------------------------------------------------------------
 
 class Sink:
@@ -123,7 +208,7 @@ class Sink:
 
 
 def importer(tmp_path, trust, **kw):
-    return x.Importer("fr-hub", trust, tmp_path / "state", tmp_path / "quarantine", tmp_path / "archive",
+    return imp.Importer("fr-hub", trust, tmp_path / "state", tmp_path / "quarantine", tmp_path / "archive",
                       chunk_lines=kw.pop("chunk_lines", 4), **kw)
 
 
@@ -213,6 +298,27 @@ def test_revoked_key_quarantined(tmp_path, keys):
     trust = write_trust(tmp_path / "t.yaml", keys, revoked={b.key_id_of(keys["de-hub"])})
     send(tmp_path, keys, 1, 2)
     assert importer(tmp_path, trust).run(tmp_path / "inbox", Sink())[0].reason_code == "revoked-key"
+
+
+def test_bundle_names_that_are_not_utf8_are_imported_and_quarantined(tmp_path, keys, trust):
+    """A file name from outside (any bytes) ends up in the reason file and the state as text."""
+    good = send(tmp_path, keys, 1, 3)
+    inbox = os.fsencode(tmp_path / "inbox")
+    os.rename(good, os.path.join(inbox, b"\xff-good.xbundle"))
+    with open(os.path.join(inbox, b"\xfe-bad.xbundle"), "wb") as fh:
+        fh.write(b"not a tar file")
+    sink = Sink(fail_after=0)
+    with pytest.raises(SystemExit):           # stops inside the good bundle: its name is in the state
+        importer(tmp_path, trust).run(tmp_path / "inbox", sink)
+    state = json.loads((tmp_path / "state" / "import-state.json").read_text(encoding="utf-8"))
+    assert state["in_progress"]["file"] == "\\udcff-good.xbundle"
+    (reason,) = (tmp_path / "quarantine").glob("*.reason.json")
+    info = json.loads(reason.read_text(encoding="utf-8"))
+    assert info["file"] == "\\udcfe-bad.xbundle" and info["reason"] == "malformed"
+    assert info["message"].startswith("\\udcfe-bad.xbundle: not a bundle")
+    resumed = Sink()
+    assert [r.status for r in importer(tmp_path, trust).run(tmp_path / "inbox", resumed)] == ["resumed"]
+    assert resumed.lines == [0, 1, 2]
 
 
 @pytest.mark.parametrize("fail_after", [0, 1, 2])
@@ -313,7 +419,7 @@ def test_property_spool_exactly_once(tmp_path_factory, ops):
             s.recover()
         else:
             target = "_finish_seal" if op == "crash-in-seal" else "_save_state"
-            real = getattr(x.Spool, target)
+            real = getattr(sp.Spool, target)
 
             def dying(self, *a, _real=real, _target=target):
                 if _target == "_finish_seal" or self.state.get("last_bundle_pending"):
@@ -321,7 +427,7 @@ def test_property_spool_exactly_once(tmp_path_factory, ops):
                 return _real(self, *a)
             if target == "_save_state":
                 # die at the commit of the sequence number, after the bundle was renamed into the outbox
-                orig_finish = x.Spool._finish_seal
+                orig_finish = sp.Spool._finish_seal
 
                 def finish(self, _orig=orig_finish):
                     self.state["last_bundle_pending"] = True
@@ -329,10 +435,10 @@ def test_property_spool_exactly_once(tmp_path_factory, ops):
                         return _orig(self)
                     finally:
                         self.state.pop("last_bundle_pending", None)
-                patches = [mock.patch.object(x.Spool, "_finish_seal", finish),
-                           mock.patch.object(x.Spool, "_save_state", dying)]
+                patches = [mock.patch.object(sp.Spool, "_finish_seal", finish),
+                           mock.patch.object(sp.Spool, "_save_state", dying)]
             else:
-                patches = [mock.patch.object(x.Spool, "_finish_seal", dying)]
+                patches = [mock.patch.object(sp.Spool, "_finish_seal", dying)]
             for p in patches:
                 p.start()
             try:

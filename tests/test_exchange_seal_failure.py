@@ -4,7 +4,7 @@ import errno
 import pytest
 
 from intelmq_crossborder.formats import bundle as b
-from intelmq_crossborder.exchange import transfer as exchange
+from intelmq_crossborder.exchange import spool as exchange
 def test_failed_seal_is_finished_before_the_next_one(tmp_path, monkeypatch):
     key = b.generate_private_key()
     spool = exchange.Spool(tmp_path / "spool", tmp_path / "outbox", "de-hub", "fr-hub", key)

@@ -14,7 +14,8 @@ import yaml
 
 from tests.exchange_helpers import edit_json, events, read_members, resign, rewrite, write_members, write_trust
 from intelmq_crossborder.formats import bundle as b
-from intelmq_crossborder.exchange import transfer as x
+from intelmq_crossborder.exchange import importer as imp, spool as sp, transfer as x
+from intelmq_crossborder.exchange.state import StateError
 WHITESPACE = ["\n", " ", "\t", "\r\n", "\u00a0", "\u2028"]
 
 
@@ -395,7 +396,7 @@ def test_importer_quarantines_a_non_utf8_bundle_before_any_event(tmp_path, keys)
     path = _resealed(tmp_path, keys, b'{"a": 1}\n{"b": "\xff"}\n', 2)
     path.rename(inbox / path.name)
     got = []
-    importer = x.Importer("fr-hub", trust, tmp_path / "state", tmp_path / "quarantine")
+    importer = imp.Importer("fr-hub", trust, tmp_path / "state", tmp_path / "quarantine")
     [result] = importer.run(inbox, lambda lines, *a: got.extend(lines))
     assert result.status == "rejected" and result.reason_code == "malformed" and got == []
     reason = json.loads((tmp_path / "quarantine" / (path.name + ".reason.json")).read_text())
@@ -420,8 +421,8 @@ def test_import_state_file_with_wrong_shape(tmp_path, keys, text, needle):
     trust = write_trust(tmp_path / "trust.yaml", keys)
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "import-state.json").write_text(text)
-    with pytest.raises(x.StateError) as info:
-        x.Importer("fr-hub", trust, tmp_path / "state", tmp_path / "quarantine")
+    with pytest.raises(StateError) as info:
+        imp.Importer("fr-hub", trust, tmp_path / "state", tmp_path / "quarantine")
     assert "import-state.json" in str(info.value) and needle in str(info.value)
     assert "repair or remove it" in str(info.value)
 
@@ -431,8 +432,8 @@ def test_import_state_file_with_wrong_shape(tmp_path, keys, text, needle):
 def test_spool_state_file_with_wrong_shape(tmp_path, keys, text):
     (tmp_path / "spool").mkdir()
     (tmp_path / "spool" / "state.json").write_text(text)
-    with pytest.raises(x.StateError, match="state.json"):
-        x.Spool(tmp_path / "spool", tmp_path / "outbox", "de-hub", "fr-hub", keys["de-hub"])
+    with pytest.raises(StateError, match="state.json"):
+        sp.Spool(tmp_path / "spool", tmp_path / "outbox", "de-hub", "fr-hub", keys["de-hub"])
 
 
 def test_listing_keeps_only_safe_bundle_names():

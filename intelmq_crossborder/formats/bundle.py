@@ -22,7 +22,7 @@ Verification order (first failure wins, :class:`BundleError` with a ``reason``
 code names it): container structure, manifest fields, sender known and key in
 the trust store, key not revoked, signature(s), recipient, data size and hash,
 event count.  Sequence numbers are checked by the importer
-(:mod:`intelmq_crossborder.exchange.transfer`), which holds the per-sender state.
+(:mod:`intelmq_crossborder.exchange.importer`), which holds the per-sender state.
 """
 from __future__ import annotations
 
@@ -48,11 +48,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from intelmq_crossborder.core import inputs
 from intelmq_crossborder.core.errors import CrossBorderError
+from intelmq_crossborder.core.files import fsync_dir
+from intelmq_crossborder.core.fingerprint import digest
+
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "BUNDLE_SUFFIX", "BundleError", "Manifest", "TrustStore", "TrustedKey",
     "BundleWriter", "VerifiedBundle", "open_bundle", "verify_bundle", "load_private_key",
-    "generate_private_key", "private_key_pem", "public_key_b64", "key_id_of", "bundle_file_name",
-    "atomic_write_json", "valid_hub_id", "HUB_ID_RE", "utcnow", "isoformat",
+    "generate_private_key", "private_key_pem", "signing_key_problem", "public_key_b64", "key_id_of", "bundle_file_name",
+    "valid_hub_id", "HUB_ID_RE", "utcnow", "isoformat",
 ]
 
 FORMAT = "intelmq-crossborder-bundle"
@@ -154,8 +157,8 @@ def private_key_pem(key: Ed25519PrivateKey, passphrase: Optional[bytes] = None) 
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
 
 
-def load_private_key(path: Union[str, Path], passphrase: Optional[bytes] = None) -> Ed25519PrivateKey:
-    """Read an Ed25519 private key (PKCS#8 PEM).  Errors name the file, never the key material."""
+def _read_key_file(path: Union[str, Path]) -> bytes:
+    """The bytes of a signing key file; BundleError naming the file if it cannot be read."""
     try:
         path = Path(path)
         if path.is_dir():
@@ -163,9 +166,30 @@ def load_private_key(path: Union[str, Path], passphrase: Optional[bytes] = None)
         if path.stat().st_size > MAX_KEY_FILE_BYTES:
             raise BundleError("trust-store", f"{path}: cannot read signing key: larger than "
                                              f"{MAX_KEY_FILE_BYTES} bytes, not a PEM key")
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise BundleError("trust-store", f"{path}: cannot read signing key: {exc.strerror or exc}") from None
+
+
+def signing_key_problem(path: Union[str, Path], encrypted: bool = False) -> Optional[str]:
+    """What keeps ``path`` from being used as the signing key, or None.
+
+    An unencrypted key is loaded (it must be an Ed25519 PEM private key); for an
+    ``encrypted`` one, whose passphrase the caller may not have, the file must be readable
+    and hold a PEM private key."""
+    try:
+        if not encrypted:
+            load_private_key(path)
+        elif b"PRIVATE KEY-----" not in _read_key_file(path):
+            return f"{path}: not a PEM private key"
+    except BundleError as exc:
+        return str(exc)
+    return None
+
+
+def load_private_key(path: Union[str, Path], passphrase: Optional[bytes] = None) -> Ed25519PrivateKey:
+    """Read an Ed25519 private key (PKCS#8 PEM).  Errors name the file, never the key material."""
+    data = _read_key_file(path)
     try:
         key = serialization.load_pem_private_key(data, password=passphrase)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
@@ -190,7 +214,7 @@ def key_id_of(key: Union[Ed25519PrivateKey, Ed25519PublicKey]) -> str:
     """Key id = ``ed25519:`` + first 32 hex digits of SHA-256 of the raw public key."""
     if isinstance(key, Ed25519PrivateKey):
         key = key.public_key()
-    return "ed25519:" + hashlib.sha256(_raw_public(key)).hexdigest()[:32]
+    return "ed25519:" + digest(_raw_public(key))[:32]
 
 
 def _verify_ed25519(public: Ed25519PublicKey, signature: bytes, data: bytes) -> bool:
@@ -469,40 +493,6 @@ def bundle_file_name(manifest: Manifest) -> str:
     return f"{manifest.sender}_{manifest.recipient}_{manifest.sequence:010d}_{manifest.bundle_id}{BUNDLE_SUFFIX}"
 
 
-# --- atomic files -----------------------------------------------------------------------------
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(str(path), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_json(path: Union[str, Path], obj) -> None:
-    """Write JSON to ``path`` atomically: temporary file in the same folder, fsync, rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, sort_keys=True, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
 # --- writing ------------------------------------------------------------------------------------
 
 class _HashingWriter(io.RawIOBase):
@@ -615,7 +605,7 @@ class BundleWriter:
         finally:
             _unlink(self._data_tmp)
         if self._fsync:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         self.path = target
         return target
 

@@ -143,6 +143,16 @@ class TestCrossBorderExchangeCollectorBot(CrossBorderBotTestCase, unittest.TestC
         bad = check({**self.sysconfig, "trust_store": str(self.dir / "missing.yaml"), "hub_id": "FR"})
         assert len(bad) == 2 and "missing.yaml" in bad[1][1]
 
+    def test_manager_style_empty_optional_parameters(self):
+        """IntelMQ Manager saves every untouched optional parameter as ''."""
+        empty = {name: "" for name in CrossBorderExchangeCollectorBot.OPTIONAL}
+        assert CrossBorderExchangeCollectorBot.check({**self.sysconfig, **empty}) is None
+        path = self.send(1, 5)
+        self.run_bot(parameters={**empty, "inbox_dir": str(self.inbox), "state_dir": str(self.dir / "state")})
+        reports = self.reports()
+        assert len(reports) == 1 and self.lines() == events(5)      # events_per_report '' is 1000, not 4
+        assert (self.dir / "state" / "archive" / path.name).exists(), "keep_imported '' is the default (true)"
+
     def test_hostile_bundles_quarantined_with_reason_good_one_imported(self):
         """Hardened parsing keeps the collector's contract: a bad bundle goes to quarantine with a
         clear reason (duplicate keys in a signed manifest, a line that is not UTF-8, a bundle to

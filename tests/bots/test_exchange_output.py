@@ -120,11 +120,7 @@ class TestCrossBorderExchangeOutputBot(CrossBorderBotTestCase, unittest.TestCase
         assert [e["source.ip"] for e in events] == ["192.0.2.1"]
 
     def test_nightly_cut_seal_at(self):
-        from intelmq_crossborder.bots.outputs.exchange.output import last_cut
-        import datetime as dt
-        now = dt.datetime(2026, 11, 23, 1, 30, tzinfo=dt.timezone.utc).timestamp()
-        assert last_cut("02:00", now) == dt.datetime(2026, 11, 22, 2, 0, tzinfo=dt.timezone.utc).timestamp()
-        assert last_cut("01:00", now) == dt.datetime(2026, 11, 23, 1, 0, tzinfo=dt.timezone.utc).timestamp()
+        # the schedule itself: tests/test_exchange.py (SealSchedule, last_cut)
         self.run_with([ev(1)], seal_at="02:00")
         assert self.bundles() == []
         state_file = self.dir / "spool" / "state.json"
@@ -242,3 +238,37 @@ class TestCrossBorderExchangeOutputBot(CrossBorderBotTestCase, unittest.TestCase
         assert "signing_key_file" in check({**self.sysconfig, "signing_key_file": None})[0][1]
         assert "same hub" in check({**self.sysconfig, "recipient": self.sysconfig["hub_id"]})[0][1]
         assert "positive integer" in check({**self.sysconfig, "max_bundle_events": True})[0][1]
+
+    def test_check_signing_key_file_exists_and_is_readable(self):
+        check = CrossBorderExchangeOutputBot.check
+        missing = check({**self.sysconfig, "signing_key_file": str(self.dir / "nope.pem")})
+        assert missing and "signing_key_file" in missing[0][1] and "No such file" in missing[0][1]
+        assert "is a directory" in check({**self.sysconfig, "signing_key_file": str(self.dir)})[0][1]
+        (self.dir / "not-a-key.pem").write_text("hello")
+        assert "not a readable PEM private key" in check(
+            {**self.sysconfig, "signing_key_file": str(self.dir / "not-a-key.pem")})[0][1]
+        # an encrypted key needs its passphrase, which may be only in the bot's environment: read, not loaded
+        encrypted = {**self.sysconfig, "signing_key_file": str(KEY_DIR / "de-encrypted.pem")}
+        assert "not a readable PEM private key" in check(encrypted)[0][1]
+        assert check({**encrypted, "signing_key_passphrase_env": "XB_UNSET_IN_CHECK"}) is None
+        assert "not a PEM private key" in check({**self.sysconfig, "signing_key_passphrase_env": "X",
+                                                 "signing_key_file": str(self.dir / "not-a-key.pem")})[0][1]
+        if os.geteuid() != 0:           # root reads any file
+            unreadable = self.dir / "unreadable.pem"
+            unreadable.write_bytes((KEY_DIR / "de.pem").read_bytes())
+            unreadable.chmod(0)
+            assert "Permission denied" in check({**self.sysconfig, "signing_key_file": str(unreadable)})[0][1]
+
+    def test_manager_style_empty_optional_parameters(self):
+        """IntelMQ Manager saves every untouched optional parameter as ''."""
+        empty = {name: "" for name in CrossBorderExchangeOutputBot.OPTIONAL}
+        assert CrossBorderExchangeOutputBot.check({**self.sysconfig, **empty}) is None
+        self.run_with([ev(1), ev(2)], **{**empty, **self.params, "seal_check_interval": 0,
+                                         "max_bundle_events": 2})
+        (manifest, events), = self.bundles()
+        assert manifest.event_count == 2 and [e["sharing.tlp"] for e in events] == ["GREEN", "GREEN"]
+        # defaults, not '' or false: AMBER is allowed (max_tlp), the spool is kept on stop (seal_on_shutdown)
+        self.run_with([ev(3, tlp="AMBER")], **{**empty, **self.params, "seal_check_interval": 0})
+        assert len(self.bundles()) == 1
+        assert len((self.dir / "spool" / "spool.jsonl").read_bytes().splitlines()) == 1
+

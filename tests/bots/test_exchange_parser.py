@@ -54,6 +54,13 @@ class TestCrossBorderExchangeParserBot(CrossBorderBotTestCase, unittest.TestCase
         self.run_bot(parameters={"fill_origin": False})
         assert "provenance.origin_hub" not in self.output_events()[0]
 
+    def test_manager_style_empty_parameters_are_the_defaults(self):
+        """IntelMQ Manager saves an untouched parameter as '': fill_origin and add_raw stay on."""
+        self.input_message = report([{"source.ip": "192.0.2.1", "classification.type": "scanner"}])
+        self.run_bot(parameters={"fill_origin": "", "add_raw": ""})
+        out = self.output_events()[0]
+        assert out["provenance.origin_hub"] == "de-hub" and "raw" in out
+
     def test_bad_lines_dumped_others_forwarded(self):
         self.input_message = report([{"source.ip": "192.0.2.1"}, {"no.such.field": 1}, "[1, 2]", "{not json",
                                      {"source.ip": "192.0.2.2"}])

@@ -1,30 +1,19 @@
 """Cross-border exchange collector: verify signed bundles from peer hubs and hand their events on."""
-import os
 from pathlib import Path
 
 from intelmq import VAR_STATE_PATH
 from intelmq.lib.bot import CollectorBot
 from intelmq.lib.exceptions import ConfigurationError
 
+from intelmq_crossborder.exchange import transfer
+from intelmq_crossborder.exchange.importer import Importer
+from intelmq_crossborder.exchange.state import StateError
 from intelmq_crossborder.formats import bundle
+from intelmq_crossborder.runtime.parameters import is_unset, optional
 
-from intelmq_crossborder.exchange import transfer as exchange
+
 class CrossBorderExchangeCollectorBot(CollectorBot):
-    """
-    Import signed exchange bundles addressed to this hub from inbox_dir (and optionally over HTTPS).
-
-    Each bundle is checked: Ed25519 signature against the trust store (a revoked or
-    unknown key is rejected), SHA-256 and size of the data, event count, that
-    hub_id is the recipient, and the sequence number per sender (the next one
-    expected; a used one is a replay, a gap is out of sequence). A rejected bundle
-    is logged and moved to quarantine_dir with a .reason.json beside it. An accepted
-    bundle is sent on as reports of at most events_per_report JSON lines for the
-    cross-border exchange parser; progress is committed after every report, so a
-    crash resumes where it stopped, and a bundle imported twice adds nothing. With
-    pull_url set, new *.xbundle files listed there (JSON listing, e.g. nginx
-    autoindex_format json) are first downloaded with mutual TLS (client_cert,
-    client_key, ca_bundle). Works in run_mode scheduled (nightly) and continuous.
-    """
+    """Imports the signed exchange bundles addressed to this hub from inbox_dir, optionally pulled over HTTPS with mutual TLS first: signature, data, recipient and sequence number are checked, a rejected bundle goes to quarantine_dir with its reason, an accepted one is sent on in reports for the exchange parser. Details: docs/bots/exchange.md."""
 
     hub_id: str = None
     trust_store: str = None
@@ -43,12 +32,19 @@ class CrossBorderExchangeCollectorBot(CollectorBot):
     name: str = "Cross-border exchange"
     provider: str = "intelmq-crossborder"
 
+    #: Optional parameters: IntelMQ Manager saves an untouched one as '' (= the class default).
+    OPTIONAL = ("state_dir", "quarantine_dir", "archive_dir", "keep_imported", "events_per_report",
+                "accept_first_sequence", "pull_url", "client_cert", "client_key", "ca_bundle", "pull_timeout",
+                "name", "provider")
+
     def init(self):
+        for name in self.OPTIONAL:
+            setattr(self, name, optional(getattr(self, name), getattr(type(self), name)))
         problems = self.check({"hub_id": self.hub_id, "trust_store": self.trust_store, "inbox_dir": self.inbox_dir,
                                "pull_url": self.pull_url, "events_per_report": self.events_per_report})
         if problems:
             raise ConfigurationError("exchange collector", "; ".join(p[1] for p in problems))
-        base = Path(self.state_dir or os.path.join(VAR_STATE_PATH, "crossborder-exchange", self.bot_id))
+        base = Path(self.state_dir or Path(VAR_STATE_PATH) / "crossborder-exchange" / self.bot_id)
         self._state_dir = base
         self._quarantine = Path(self.quarantine_dir) if self.quarantine_dir else base / "quarantine"
         self._archive = (Path(self.archive_dir) if self.archive_dir else base / "archive") if self.keep_imported else None
@@ -62,10 +58,10 @@ class CrossBorderExchangeCollectorBot(CollectorBot):
         except bundle.BundleError as exc:
             raise ConfigurationError("exchange collector", str(exc)) from None
         try:
-            importer = exchange.Importer(self.hub_id, trust, self._state_dir, self._quarantine, self._archive,
-                                         chunk_lines=self.events_per_report,
-                                         accept_first_sequence=self.accept_first_sequence, logger=self.logger)
-        except exchange.StateError as exc:
+            importer = Importer(self.hub_id, trust, self._state_dir, self._quarantine, self._archive,
+                                chunk_lines=self.events_per_report,
+                                accept_first_sequence=self.accept_first_sequence, logger=self.logger)
+        except StateError as exc:
             raise ConfigurationError("exchange collector", str(exc)) from None
         if self.pull_url:
             self._pull(importer)
@@ -94,9 +90,9 @@ class CrossBorderExchangeCollectorBot(CollectorBot):
     def _pull(self, importer):
         import requests
 
-        session = exchange.https_session(self.client_cert or None, self.client_key or None, self.ca_bundle or None)
+        session = transfer.https_session(self.client_cert or None, self.client_key or None, self.ca_bundle or None)
         try:
-            fetched = exchange.pull_bundles(self.pull_url, self._inbox, session, importer.state.get("pulled", []),
+            fetched = transfer.pull_bundles(self.pull_url, self._inbox, session, importer.state.get("pulled", []),
                                             timeout=self.pull_timeout, logger=self.logger)
         except (requests.RequestException, ValueError) as exc:
             self.logger.warning("Pull from %s failed, importing what the inbox holds: %s.", self.pull_url, exc)
@@ -111,7 +107,7 @@ class CrossBorderExchangeCollectorBot(CollectorBot):
         results = []
         if not bundle.valid_hub_id(parameters.get("hub_id")):
             results.append(["error", f"Parameter hub_id must be a hub id matching {bundle.HUB_ID_RE.pattern}."])
-        if not parameters.get("trust_store") or not isinstance(parameters["trust_store"], str):
+        if is_unset(parameters.get("trust_store")) or not isinstance(parameters["trust_store"], str):
             results.append(["error", "Parameter trust_store (path of the YAML file with the peers' public keys) "
                                      "is required."])
         else:
@@ -119,12 +115,12 @@ class CrossBorderExchangeCollectorBot(CollectorBot):
                 bundle.TrustStore.from_file(parameters["trust_store"])
             except bundle.BundleError as exc:
                 results.append(["error", f"Parameter trust_store: {exc}."])
-        if not parameters.get("inbox_dir") or not isinstance(parameters["inbox_dir"], str):
+        if is_unset(parameters.get("inbox_dir")) or not isinstance(parameters["inbox_dir"], str):
             results.append(["error", "Parameter inbox_dir (a folder) is required."])
-        url = parameters.get("pull_url") or ""
+        url = optional(parameters.get("pull_url"), "")
         if url and not (isinstance(url, str) and url.startswith("https://")):
             results.append(["error", "Parameter pull_url must be an https:// URL."])
-        n = parameters.get("events_per_report", 1000)
+        n = optional(parameters.get("events_per_report"), 1000)
         if type(n) is not int or n < 1:
             results.append(["error", "Parameter events_per_report must be a positive integer."])
         return results or None

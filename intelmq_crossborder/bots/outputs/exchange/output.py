@@ -1,8 +1,5 @@
 """Cross-border exchange output: spool events for one recipient hub and seal them into signed bundles."""
-import datetime as dt
-import hashlib
 import json
-import os
 import threading
 import time
 from pathlib import Path
@@ -11,37 +8,18 @@ from intelmq import VAR_STATE_PATH
 from intelmq.lib.bot import OutputBot
 from intelmq.lib.exceptions import ConfigurationError, InvalidValue
 
-from intelmq_crossborder.formats import bundle
-
-from intelmq_crossborder.exchange import transfer as exchange
-
-from intelmq_crossborder.policy.redact import without_source
-
-from intelmq_crossborder.core import tlp
+from intelmq_crossborder.core import secrets, tlp
 from intelmq_crossborder.core.retry import Backoff
+from intelmq_crossborder.exchange import transfer
+from intelmq_crossborder.exchange.seal import SealSchedule, schedule_problems
+from intelmq_crossborder.exchange.spool import RedeliveryGuard, Spool
+from intelmq_crossborder.formats import bundle
+from intelmq_crossborder.policy.redact import without_source
+from intelmq_crossborder.runtime.parameters import is_unset, optional
 
 
 class CrossBorderExchangeOutputBot(OutputBot):
-    """
-    Write the events of one recipient path into signed exchange bundles (format 1.0).
-
-    One instance per recipient hub: connect it to the router path of that recipient.
-    Every event is appended to a spool file and flushed before it is acknowledged,
-    so intelmqctl stop (or a crash) loses nothing that was acknowledged; the spool
-    is kept and reopened at the next start. A bundle is sealed when it holds
-    max_bundle_events events or its first event is max_bundle_age seconds old:
-    gzip JSON lines plus a manifest signed with Ed25519 (signing_key_file), written
-    to a temporary file and renamed into outbox_dir. With push_url set, sealed
-    bundles are PUT over HTTPS with mutual TLS (client_cert, client_key, ca_bundle),
-    in sequence order, and moved to sent_dir. A failed push (peer slow beyond
-    push_timeout, HTTP error, connection dropped) leaves the bundles in the outbox
-    and backs off: push_retry_backoff seconds, doubling up to push_retry_max_backoff;
-    meanwhile events keep being spooled and sealed, and no push is attempted. When the
-    peer answers again every waiting bundle is pushed in sequence order. The level is
-    the effective TLP of the event (tlp.event_tlp), written to sharing.tlp; events without
-    a label, above max_tlp, AMBER+STRICT or RED, or with an unreadable label are dumped,
-    and a hidden source's fields (tlp.SOURCE_FIELDS) are left out of the bundle.
-    """
+    """Writes the events of one recipient hub's router path into signed exchange bundles: each event is spooled durably before it is acknowledged, a bundle is sealed by size, age or a daily cut time and optionally pushed to the peer over HTTPS with mutual TLS; events above max_tlp, RED, AMBER+STRICT or without a readable label are dumped. Details: docs/bots/exchange.md."""
 
     hub_id: str = None
     recipient: str = None
@@ -67,81 +45,83 @@ class CrossBorderExchangeOutputBot(OutputBot):
     push_retry_backoff: float = 60.0
     push_retry_max_backoff: float = 900.0
 
-    _spool: exchange.Spool = None
+    _spool: Spool = None
+    _schedule: SealSchedule = None
+    _redelivery: RedeliveryGuard = None
     _lock = None
     _stop_event = None
     _timer = None
-    _pusher: exchange.Pusher = None
+    _pusher: transfer.Pusher = None
     _wake = None
 
+    #: Optional parameters: IntelMQ Manager saves an untouched one as '' (= the class default).
+    OPTIONAL = ("signing_key_passphrase_env", "spool_dir", "outbox_dir", "sent_dir", "max_bundle_events",
+                "max_bundle_age", "seal_at", "seal_check_interval", "seal_on_shutdown", "seal_empty",
+                "fsync_each_event", "compresslevel", "max_tlp", "push_url", "client_cert", "client_key",
+                "ca_bundle", "push_timeout", "push_retry_backoff", "push_retry_max_backoff")
+
     def init(self):
-        problems = self.check(self._parameters())
+        for name in self.OPTIONAL:
+            setattr(self, name, optional(getattr(self, name), getattr(type(self), name)))
+        problems = self.check({name: getattr(self, name) for name in self.CHECKED})
         if problems:
             raise ConfigurationError("exchange output", "; ".join(p[1] for p in problems))
         passphrase = None
         if self.signing_key_passphrase_env:
-            value = os.environb.get(self.signing_key_passphrase_env.encode("utf-8"))
-            if value is None:
-                raise ConfigurationError("exchange output", f"environment variable "
-                                         f"{self.signing_key_passphrase_env} (signing key passphrase) is not set")
-            passphrase = value
+            passphrase = secrets.secret_bytes(None, self.signing_key_passphrase_env)
+            if passphrase is None:
+                raise ConfigurationError("exchange output", f"environment variable {self.signing_key_passphrase_env} "
+                                                            "(signing key passphrase) is not set or empty")
+            secrets.redact_in_logs(passphrase.decode("utf-8"), self.logger)
         try:
             key = bundle.load_private_key(self.signing_key_file, passphrase)
         except bundle.BundleError as exc:
             raise ConfigurationError("exchange output", str(exc)) from None
-        base = Path(self.spool_dir or os.path.join(VAR_STATE_PATH, "crossborder-exchange", self.bot_id))
+        base = Path(self.spool_dir or Path(VAR_STATE_PATH) / "crossborder-exchange" / self.bot_id)
         self._outbox = Path(self.outbox_dir) if self.outbox_dir else base / "outbox"
         self._sent = Path(self.sent_dir) if self.sent_dir else base / "sent"
         self._max_level = tlp.parse_level(self.max_tlp, "parameter max_tlp")
+        self._schedule = SealSchedule.from_parameters(self.max_bundle_events, self.max_bundle_age, self.seal_at)
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
         self._wake = threading.Event()
         if self.push_url:
-            self._pusher = exchange.Pusher(
+            self._pusher = transfer.Pusher(
                 self._outbox, self.push_url, self._session,
                 Backoff(float(self.push_retry_backoff), float(self.push_retry_max_backoff)),
                 sent_dir=self._sent, timeout=self.push_timeout, logger=self.logger)
-        self._spool = exchange.Spool(base, self._outbox, self.hub_id, self.recipient, key,
-                                     fsync_each=self.fsync_each_event, compresslevel=self.compresslevel,
-                                     sent_dir=self._sent, logger=self.logger)
+        self._spool = Spool(base, self._outbox, self.hub_id, self.recipient, key,
+                            fsync_each=self.fsync_each_event, compresslevel=self.compresslevel,
+                            sent_dir=self._sent, logger=self.logger)
         with self._lock:
             self._spool.recover()
-            # The message IntelMQ may deliver again after a stop between our append and
-            # its acknowledgement: the last spooled (or last sealed) line.
-            last = self._spool.last_line
-            self._redelivery_digest = (hashlib.sha256(last).hexdigest() if last is not None
-                                       else self._spool.state.get("last_line_sha256"))
+            self._redelivery = RedeliveryGuard(self._spool.redelivery_digest())
             self._seal_if_due()
         self._push()
         if self.seal_check_interval and self.seal_check_interval > 0:
             self._timer = threading.Thread(target=self._timer_loop, name="exchange-seal-timer", daemon=True)
             self._timer.start()
 
-    def _parameters(self) -> dict:
-        return {name: getattr(self, name) for name in (
-            "hub_id", "recipient", "signing_key_file", "max_tlp", "max_bundle_events", "max_bundle_age", "seal_at",
-            "push_url", "client_cert", "client_key", "push_retry_backoff", "push_retry_max_backoff")}
+    #: The parameters check() looks at.
+    CHECKED = ("hub_id", "recipient", "signing_key_file", "signing_key_passphrase_env", "max_tlp",
+               "max_bundle_events", "max_bundle_age", "seal_at", "push_url", "client_cert", "client_key",
+               "push_retry_backoff", "push_retry_max_backoff")
 
     # --- sealing and pushing -------------------------------------------------------------
     def _seal_if_due(self, now: float = None) -> bool:
         spool = self._spool
-        now = time.time() if now is None else now
-        due = spool.count >= self.max_bundle_events or (
-            self.max_bundle_age and spool.count and spool.age(now) >= self.max_bundle_age)
-        if not due and self.seal_at and spool.count and spool.opened_at is not None:
-            due = spool.opened_at < last_cut(self.seal_at, now)
-        return self._seal() if due else False
+        if self._schedule.due(spool.count, spool.opened_at, time.time() if now is None else now):
+            return self._seal()
+        return False
 
     def _seal(self) -> bool:
-        if self._spool.last_line is not None:
-            self._spool.state["last_line_sha256"] = hashlib.sha256(self._spool.last_line).hexdigest()
         path = self._spool.seal(seal_empty=self.seal_empty)
         if path is not None and self._pusher is not None:
             self._pusher.mark_pending()
         return path is not None
 
     def _session(self):
-        return exchange.https_session(self.client_cert or None, self.client_key or None, self.ca_bundle or None)
+        return transfer.https_session(self.client_cert or None, self.client_key or None, self.ca_bundle or None)
 
     def _push(self) -> None:
         """One push round now, if one is due (never while backing off after a failure)."""
@@ -149,9 +129,8 @@ class CrossBorderExchangeOutputBot(OutputBot):
             self._pusher.push()
 
     def _push_soon(self) -> None:
-        """After each message, if a round is due (a bundle was sealed, or the backoff after a
-        failure is over): the timer thread pushes, so process() never waits for the peer;
-        without a timer, push here. While backing off this does nothing."""
+        """After each message, if a round is due: the timer thread pushes, so process() never
+        waits for the peer; without a timer, push here. While backing off this does nothing."""
         if self._pusher is None or not self._pusher.due():
             return
         if self._timer is not None:
@@ -183,13 +162,11 @@ class CrossBorderExchangeOutputBot(OutputBot):
         line = json.dumps(self._bundled_copy(event.to_dict(hierarchical=False)), sort_keys=True,
                           separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         with self._lock:
-            if self._redelivery_digest is not None:
-                digest, self._redelivery_digest = self._redelivery_digest, None
-                if hashlib.sha256(line).hexdigest() == digest:
-                    self.logger.info("First message after restart is the last one spooled before the stop; "
-                                     "acknowledged without spooling it twice.")
-                    self.acknowledge_message()
-                    return
+            if self._redelivery is not None and self._redelivery.is_repeat(line):
+                self.logger.info("First message after restart is the last one spooled before the stop; "
+                                 "acknowledged without spooling it twice.")
+                self.acknowledge_message()
+                return
             self._spool.append(line)       # durable: an error here leaves the message unacknowledged
             try:
                 self._seal_if_due()
@@ -254,6 +231,9 @@ class CrossBorderExchangeOutputBot(OutputBot):
 
     @staticmethod
     def check(parameters: dict):
+        def get(name, default=None):
+            return optional(parameters.get(name), default)
+
         results = []
         for name in ("hub_id", "recipient"):
             if not bundle.valid_hub_id(parameters.get(name)):
@@ -261,49 +241,37 @@ class CrossBorderExchangeOutputBot(OutputBot):
         if parameters.get("hub_id") and parameters.get("hub_id") == parameters.get("recipient"):
             results.append(["error", "Parameters hub_id and recipient are the same hub: a hub does not send "
                                      "bundles to itself."])
-        if not parameters.get("signing_key_file"):
+        key_file = parameters.get("signing_key_file")
+        if is_unset(key_file) or not isinstance(key_file, str):
             results.append(["error", "Parameter signing_key_file (Ed25519 private key, PEM) is required."])
+        else:
+            # Without a passphrase the key is loaded whole; an encrypted key's passphrase may live
+            # only in the bot's environment, so then the file is only read.
+            problem = bundle.signing_key_problem(key_file, encrypted=not is_unset(
+                parameters.get("signing_key_passphrase_env")))
+            if problem:
+                results.append(["error", f"Parameter signing_key_file: {problem}."])
         try:
-            level = tlp.parse_level(parameters.get("max_tlp", "AMBER"), "parameter max_tlp")
+            level = tlp.parse_level(get("max_tlp", "AMBER"), "parameter max_tlp")
             if level >= tlp.Level.AMBER_STRICT:
                 results.append(["error", f"Parameter max_tlp: TLP:{level.label} never leaves the organisation "
                                          "through the exchange; use AMBER or lower."])
         except tlp.UnknownTLPError as exc:
             results.append(["error", f"Parameter max_tlp: {exc}."])
-        if parameters.get("seal_at"):
-            try:
-                last_cut(parameters["seal_at"], time.time())
-            except ValueError:
-                results.append(["error", "Parameter seal_at must be a UTC time of day HH:MM, e.g. 02:00."])
-        for name in ("max_bundle_events", "max_bundle_age"):
-            value = parameters.get(name, 1)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0 \
-                    or (name == "max_bundle_events" and value < 1):
-                results.append(["error", f"Parameter {name} must be a positive integer."])
-        url = parameters.get("push_url") or ""
-        if url and not url.startswith("https://"):
+        results.extend(["error", problem] for problem in schedule_problems(
+            parameters.get("max_bundle_events"), parameters.get("max_bundle_age"), parameters.get("seal_at")))
+        url = get("push_url", "")
+        if url and not (isinstance(url, str) and url.startswith("https://")):
             results.append(["error", "Parameter push_url must be an https:// URL."])
-        initial, maximum = parameters.get("push_retry_backoff", 60.0), parameters.get("push_retry_max_backoff", 900.0)
+        initial, maximum = get("push_retry_backoff", 60.0), get("push_retry_max_backoff", 900.0)
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (initial, maximum)):
             results.append(["error", "Parameters push_retry_backoff and push_retry_max_backoff must be positive "
                                      "numbers of seconds."])
         elif maximum < initial:
             results.append(["error", "Parameter push_retry_max_backoff must not be below push_retry_backoff."])
-        if bool(parameters.get("client_cert")) != bool(parameters.get("client_key")) and parameters.get("client_key"):
+        if get("client_key") and not get("client_cert"):
             results.append(["error", "Parameter client_key is set without client_cert."])
         return results or None
-
-
-def last_cut(seal_at: str, now: float) -> float:
-    """The most recent daily cut time ``HH:MM`` (UTC) at or before ``now``, as a timestamp."""
-    hours, minutes = (int(part) for part in seal_at.strip().split(":"))
-    if not (0 <= hours < 24 and 0 <= minutes < 60):
-        raise ValueError(seal_at)
-    current = dt.datetime.fromtimestamp(now, dt.timezone.utc)
-    cut = current.replace(hour=hours, minute=minutes, second=0, microsecond=0)
-    if cut.timestamp() > now:
-        cut -= dt.timedelta(days=1)
-    return cut.timestamp()
 
 
 BOT = CrossBorderExchangeOutputBot

@@ -6,27 +6,19 @@ from intelmq.lib.bot import ParserBot
 from intelmq.lib.exceptions import InvalidValue
 
 from intelmq_crossborder.core import inputs, tlp
-class CrossBorderExchangeParserBot(ParserBot):
-    """
-    Turn the reports of the cross-border exchange collector into events.
+from intelmq_crossborder.runtime.parameters import optional
 
-    Every line is one event as the sending hub had it; all its fields are kept as
-    they came, including sharing.* and provenance.* (the provenance expert of the
-    routing stage stamps provenance.hub_path when events leave this hub). The
-    report's feed fields are not copied into the events. With fill_origin, an
-    event without provenance.origin_hub gets the sending hub, and then, if
-    missing, provenance.origin_country the sender's country from the trust store.
-    Labels are never lowered: an event whose labels cannot be read (the TLP core's
-    one reader), or that would read lower than its line did, is dumped with the
-    field named. A line that is not a JSON object the hub accepts (duplicate keys,
-    not UTF-8...) or has a field this hub's harmonization does not know is dumped
-    with the report, the other lines go on. As every IntelMQ parser does, an event
-    gets the bundle line as raw (unless it already carries one, or add_raw is
-    false) and classification.type undetermined if it has none.
-    """
+
+class CrossBorderExchangeParserBot(ParserBot):
+    """Turns the reports of the cross-border exchange collector into events, every field kept as the sending hub had it; with fill_origin, provenance.origin_hub and origin_country come from the sender. An event whose labels cannot be read, or would read lower than its line did, is dumped with the field named. Details: docs/bots/exchange.md."""
 
     fill_origin: bool = True
     add_raw: bool = True
+
+    def init(self):
+        # IntelMQ Manager saves an untouched parameter as '': the default, not false.
+        self.fill_origin = optional(self.fill_origin, True)
+        self.add_raw = optional(self.add_raw, True)
 
     recover_line = ParserBot.recover_line_json_stream
 
