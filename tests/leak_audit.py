@@ -632,6 +632,7 @@ def output_guards(misp_server=None, artifacts: Optional["_Artifacts"] = None) ->
     from intelmq_crossborder.bots.outputs.exchange.output import CrossBorderExchangeOutputBot
     from intelmq_crossborder.bots.outputs.misp.output import CrossBorderMISPOutputBot
     from intelmq_crossborder.bots.outputs.misp_feed.output import CrossBorderMISPFeedOutputBot
+    from intelmq_crossborder.formats.csaf.spool import AdvisorySpool
 
     # exchange and CSAF: the guard is max_tlp; what passes is spooled as it is.  With
     # ``artifacts`` the exchange output spools and seals real bundles (every recipient) and the
@@ -653,20 +654,17 @@ def output_guards(misp_server=None, artifacts: Optional["_Artifacts"] = None) ->
             return False, "returned without writing", None
         return True, "written", bot._spool
 
+    # the spool of a recipient without advisories: its guard passes the event at grouping
+    guard_spool = AdvisorySpool("", None, AUDIT_PUBLISHER, max_level=_tlp.Level.CLEAR,
+                                group_by=_RaiseOnUse(), fallback_group_by=[])
+
     def csaf_setup(bot):
-        bot.group_by = _RaiseOnUse()
-        bot.fallback_group_by = []
-        bot.tracking_prefix = "HUB"
-        bot._publisher = {"category": "coordinator", "name": "audit hub", "namespace": "https://hub.example"}
+        bot._spool = guard_spool
 
     def csaf_configure(bot, label, agreement, key):
-        max_tlp(bot, label, agreement, key)
         state = artifacts.csaf(agreement.recipient) if artifacts is not None else None
-        if state is None:
-            bot.group_by, bot.fallback_group_by = _RaiseOnUse(), []
-            return
-        bot.group_by, bot.fallback_group_by, bot.write_every = state.group_by, state.fallback, state.write_every
-        bot.state_dir, bot._dir, bot._pending = state.state_dir, state.directory, state.pending
+        bot._spool = guard_spool if state is None else state.spool
+        bot._spool.max_level = _tlp.Level.from_label(label)
 
     def csaf_finish(bot, acked):
         if not acked:
@@ -874,6 +872,8 @@ CSAF_CVES = 37
 #: the end, and one per CVE rewritten every 3 events (so a group's TLP rises between versions).
 CSAF_CONFIGS = [(["classification.taxonomy"], 10 ** 9), (["product.vulnerabilities"], 3)]
 AUDIT_HUB = "audit-hub"
+#: The publisher of the audit's CSAF advisories.
+AUDIT_PUBLISHER = {"category": "coordinator", "name": "audit hub", "namespace": "https://hub.example"}
 
 
 class _LastKey(dict):
@@ -898,13 +898,19 @@ class _CSAFState:
                 written.append(path)
                 return path
 
+        from intelmq_crossborder.core import tlp as _tlp
+        from intelmq_crossborder.formats.csaf.spool import AdvisorySpool
+
         self.group_by, self.write_every = CSAF_CONFIGS[index % len(CSAF_CONFIGS)]
         self.fallback = ["product.vulnerabilities"]
         self.root = root / "csaf" / recipient
         self.state_dir = str(self.root / "spool")
         os.makedirs(self.state_dir)
         self.directory = _Directory(str(self.root / "provider"))
-        self.pending = _LastKey()
+        self.spool = AdvisorySpool(self.state_dir, self.directory, AUDIT_PUBLISHER, max_level=_tlp.Level.CLEAR,
+                                   group_by=self.group_by, fallback_group_by=self.fallback,
+                                   write_every=self.write_every)
+        self.pending = self.spool.pending = _LastKey()
         #: tracking id -> [(original, truth, agreement, redaction, level)] of the events spooled
         self.groups: dict = collections.defaultdict(list)
 
@@ -1542,7 +1548,7 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
                     bundle_graded(recipient, spool)
             for recipient, state in artifacts._csaf.items():     # the bot writes what is pending at its stop
                 bot = guards["csaf"].bot
-                bot.state_dir, bot._dir, bot._pending = state.state_dir, state.directory, state.pending
+                bot._spool = state.spool
                 bot.shutdown()
                 documents_graded(recipient, state, outputs[recipient]["csaf"])
                 grade("csaf", csaf_publication_problems(state.directory.root), {}, {}, {"recipient": recipient},

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 from urllib.parse import urljoin, urlsplit
 
-from intelmq_crossborder.core import inputs, tlp
+from intelmq_crossborder.core import files, inputs, tlp
 from intelmq_crossborder.core.retry import Backoff
 from intelmq_crossborder.formats.csaf.document import normalise_datetime
 from intelmq_crossborder.core.errors import CrossBorderError
@@ -536,25 +536,7 @@ class RunState:
     def save(self) -> None:
         if not self.path:
             return
-        atomic_write(self.path, json.dumps(self.data, sort_keys=True).encode("utf-8"))
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Write a file so that readers see the old or the new content, never a part."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path)[-20:])
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        files.atomic_write(self.path, json.dumps(self.data, sort_keys=True).encode("utf-8"))
 
 
 def _list(value) -> list:

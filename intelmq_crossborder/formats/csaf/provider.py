@@ -22,7 +22,7 @@ from intelmq_crossborder import __version__
 from intelmq_crossborder.policy.redact import without_source
 
 from intelmq_crossborder.core import tlp
-from intelmq_crossborder.formats.csaf.distribution import atomic_write
+from intelmq_crossborder.core.files import atomic_write
 from intelmq_crossborder.core.errors import CrossBorderError
 
 __all__ = ["build_advisory", "ProviderDirectory", "safe_name", "group_value", "events_tlp", "admit",
@@ -34,6 +34,8 @@ REMEDIATION_CATEGORIES = ("mitigation", "no_fix_planned", "none_available", "ven
 STATUS_KEYS = ("first_affected", "first_fixed", "fixed", "known_affected", "known_not_affected",
                "last_affected", "recommended", "under_investigation")
 TLP_URL = "https://www.first.org/tlp/"
+#: A provider directory is published (served by a web server): its files are world-readable.
+PUBLIC_MODE = 0o644
 
 
 class OutputError(CrossBorderError, ValueError):
@@ -303,10 +305,11 @@ class ProviderDirectory:
         name = os.path.basename(path)
         for algo in ("sha256", "sha512"):
             digest = hashlib.new(algo, body).hexdigest()
-            atomic_write(f"{path}.{algo}", f"{digest}  {name}\n".encode("ascii"))
+            atomic_write(f"{path}.{algo}", f"{digest}  {name}\n".encode("ascii"), mode=PUBLIC_MODE)
         if self.signer is not None:
-            atomic_write(path + ".asc", self.signer.sign(body, self.signing_key, self.signing_passphrase))
-        atomic_write(path, body)
+            atomic_write(path + ".asc", self.signer.sign(body, self.signing_key, self.signing_passphrase),
+                         mode=PUBLIC_MODE)
+        atomic_write(path, body, mode=PUBLIC_MODE)
         self._remove_other_tlp_copies(label, rel)
         self._update_listing(folder, rel, document["document"]["tracking"]["current_release_date"])
         return path
@@ -340,6 +343,6 @@ class ProviderDirectory:
         writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
         for path, ts in sorted(rows.items(), key=lambda r: (r[1], r[0]), reverse=True):
             writer.writerow([path, ts])
-        atomic_write(changes_path, out.getvalue().encode("utf-8"))
+        atomic_write(changes_path, out.getvalue().encode("utf-8"), mode=PUBLIC_MODE)
         atomic_write(os.path.join(folder, "index.txt"),
-                     "".join(f"{p}\n" for p in sorted(rows)).encode("utf-8"))
+                     "".join(f"{p}\n" for p in sorted(rows)).encode("utf-8"), mode=PUBLIC_MODE)

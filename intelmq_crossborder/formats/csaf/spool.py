@@ -1,0 +1,146 @@
+"""The CSAF output's spool: each advisory is rebuilt from all the events of its group.
+
+Pure library (no IntelMQ), used by the CSAF output bot.  :meth:`AdvisorySpool.add` checks
+one flat event (TLP admission, grouping, that it alone gives a valid CSAF 2.0 document),
+appends it durably to the spool file of its advisory (``<state_dir>/<id>.jsonl``) and,
+every ``write_every`` events of a group, rebuilds the advisory from the whole spool file
+and writes it into the provider directory.  ``<id>.meta.json`` keeps the version, the
+initial release date and the revision history between writes and restarts.
+
+Every refusal is an :class:`~intelmq_crossborder.formats.csaf.provider.OutputError` naming
+the field; an event refused by :meth:`add` never enters the spool.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+from intelmq_crossborder.core import files, inputs, tlp
+from intelmq_crossborder.formats.csaf import document as csaf
+from intelmq_crossborder.formats.csaf.provider import (OutputError, ProviderDirectory, admit, build_advisory,
+                                                       group_value, safe_name)
+from intelmq_crossborder.policy.redact import without_source
+
+__all__ = ["AdvisorySpool", "Written"]
+
+
+@dataclass(frozen=True)
+class Written:
+    """One advisory written into the provider directory."""
+
+    tracking_id: str
+    version: int
+    path: str
+    events: int
+
+
+class AdvisorySpool:
+    """The spool of a CSAF output under ``state_dir``, writing into ``directory``.
+
+    ``group_by``: the fields whose values name an event's advisory
+    (``<tracking_prefix>-<values>``); ``fallback_group_by`` for events where those are all
+    empty (empty: such events are refused).  ``max_level``: the highest effective TLP
+    admitted (see :func:`~intelmq_crossborder.formats.csaf.provider.admit`).
+    """
+
+    def __init__(self, state_dir: str, directory: ProviderDirectory, publisher: dict, *,
+                 max_level: tlp.Level, group_by: Sequence[str] = ("csaf.tracking_id",),
+                 fallback_group_by: Sequence[str] = ("product.vulnerabilities",),
+                 tracking_prefix: str = "HUB", write_every: int = 1):
+        self.state_dir = state_dir
+        self.directory = directory
+        self.publisher = publisher
+        self.max_level = max_level
+        self.group_by = group_by
+        self.fallback_group_by = fallback_group_by
+        self.tracking_prefix = tracking_prefix
+        self.write_every = max(1, int(write_every))
+        #: tracking id -> events spooled since its advisory was last written
+        self.pending: Dict[str, int] = {}
+
+    # --- files -----------------------------------------------------------------------
+    def spool_path(self, tracking_id: str) -> str:
+        return os.path.join(self.state_dir, safe_name(tracking_id) + ".jsonl")
+
+    def meta_path(self, tracking_id: str) -> str:
+        return os.path.join(self.state_dir, safe_name(tracking_id) + ".meta.json")
+
+    # --- events ----------------------------------------------------------------------
+    def tracking_id(self, event: dict) -> tuple[str, dict]:
+        """``(tracking id, event as it is spooled)``: admitted by its TLP, a hidden source's
+        fields removed (before grouping: the source's tracking id must not become the
+        advisory's id) and ``raw`` dropped.  :class:`OutputError` if it cannot be published."""
+        if admit(event, self.max_level).hide_source:
+            event = without_source(event)
+        try:
+            group = group_value(event, self.group_by)
+        except OutputError:
+            if not self.fallback_group_by:
+                raise
+            group = group_value(event, self.fallback_group_by)
+        if not (event.get("product.vulnerabilities") or event.get("classification.identifier")):
+            raise OutputError("product.vulnerabilities", None,
+                              "not a vulnerability event (no CVE, no classification.identifier)")
+        return f"{self.tracking_prefix}-{group}", {k: v for k, v in event.items() if k != "raw"}
+
+    def add(self, event: dict) -> Optional[Written]:
+        """Spool one flat event; returns the advisory when this event completed ``write_every``.
+
+        An event that cannot be written as CSAF is refused before it enters the spool, where it
+        would break every later rebuild of its group."""
+        tracking_id, event = self.tracking_id(event)
+        alone = build_advisory([event], tracking_id=tracking_id, publisher=self.publisher)
+        problems, _ = csaf.validate(alone)
+        if problems:
+            raise OutputError("csaf", tracking_id, "the event gives no valid CSAF 2.0 document: "
+                                                   + "; ".join(map(str, problems)))
+        if tracking_id not in self.pending:        # the first event of the group in this process
+            os.makedirs(self.state_dir, exist_ok=True)
+        with open(self.spool_path(tracking_id), "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(event, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.pending[tracking_id] = self.pending.get(tracking_id, 0) + 1
+        if self.pending[tracking_id] >= self.write_every:
+            return self.write(tracking_id)
+        return None
+
+    def events(self, tracking_id: str) -> List[dict]:
+        """The spooled events of an advisory; a line that cannot be read is an :class:`OutputError`."""
+        path = self.spool_path(tracking_id)
+        out = []
+        with open(path, encoding="utf-8") as fh:
+            for number, value in inputs.iter_json_lines(fh, path):
+                if isinstance(value, inputs.InputError) or not isinstance(value, dict):
+                    reason = value.reason if isinstance(value, inputs.InputError) else "not a JSON object"
+                    raise OutputError("csaf.spool", f"{path}:{number}", f"spool line unreadable: {reason}; "
+                                      "move the line away to write the advisory again")
+                out.append(value)
+        return out
+
+    def write(self, tracking_id: str) -> Written:
+        """Rebuild the advisory from its whole spool file, validate it and write it (next version)."""
+        events = self.events(tracking_id)
+        meta_path = self.meta_path(tracking_id)
+        meta = inputs.read_json(meta_path, what="CSAF spool state") if os.path.exists(meta_path) else {}
+        version = meta.get("version", 0) + 1
+        document = build_advisory(events, tracking_id=tracking_id, publisher=self.publisher, version=version,
+                                  initial_release_date=meta.get("initial_release_date"),
+                                  history=meta.get("history"))
+        problems, _ = csaf.validate(document)
+        if problems:
+            raise OutputError("csaf", tracking_id, "generated document fails the CSAF 2.0 schema: "
+                                                   + "; ".join(map(str, problems)))
+        path = self.directory.write(document)
+        tracking = document["document"]["tracking"]
+        files.atomic_write_json(meta_path, {"version": version,
+                                            "initial_release_date": tracking["initial_release_date"],
+                                            "history": tracking["revision_history"]}, indent=None)
+        self.pending[tracking_id] = 0
+        return Written(tracking_id, version, path, len(events))
+
+    def flush(self) -> List[Written]:
+        """Write every advisory with spooled events not written yet (at shutdown)."""
+        return [self.write(tracking_id) for tracking_id, count in list(self.pending.items()) if count]
