@@ -12,8 +12,10 @@ on to it and its answer relayed, so the server stands in front of a real fake pe
 (intelmq_crossborder/testing/fake_misp.py, intelmq_crossborder/testing/csaf_provider.py) whose faults can be switched on and off while
 the bots keep the same URL. ``only``: a regular expression; the fault applies to the
 requests whose path matches it, the others are answered as ``ok``.
-``tls``: a dict from ``exchange_helpers.make_pki`` (``server_cert``, ``server_key``, ``ca``):
+``tls``: a dict from ``tests.exchange_helpers.make_pki`` (``server_cert``, ``server_key``, ``ca``):
 HTTPS, requiring a client certificate signed by that CA.
+Life cycle and addresses come from intelmq_crossborder.testing.http.LocalHTTPServer:
+``with FaultServer(...) as fault`` (or ``start()`` / ``stop()``), then ``fault.url``.
 
 ``requests`` records ``(method, path, mode)`` (the mode the request got), ``arrivals`` the
 ``time.monotonic()`` of each, ``received`` the body of each PUT answered 2xx (also late, after
@@ -25,14 +27,23 @@ import socket
 import ssl
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
+
+from intelmq_crossborder.testing.http import LocalHTTPServer
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
-class FaultServer:
+class FaultServer(LocalHTTPServer):
     def __init__(self, forward=None, tls=None):
+        ctx = None
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls["server_cert"], tls["server_key"])
+            ctx.load_verify_locations(tls["ca"])
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        super().__init__(tls=ctx)
         self.mode, self.delay, self.status, self.body = "ok", 5.0, 500, b"{}"
         self.forward = forward
         self.only = None
@@ -41,33 +52,21 @@ class FaultServer:
         self.received = {}
         self._stop = threading.Event()
         self._record = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.scheme = "http"
-        if tls:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(tls["server_cert"], tls["server_key"])
-            ctx.load_verify_locations(tls["ca"])
-            ctx.verify_mode = ssl.CERT_REQUIRED
-            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-            self.scheme = "https"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
 
     @property
     def url(self):
-        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}"
+        return self.base_url
 
-    def close(self):
-        self._stop.set()
-        self.server.shutdown()
-        self.server.server_close()
+    def start(self):
+        self._stop.clear()
+        return super().start()
 
-    def __enter__(self):
-        return self
+    def stop(self):
+        self._stop.set()           # releases the handlers of slow and trickle answers first
+        super().stop()
 
-    def __exit__(self, *exc):
-        self.close()
+    def handler_class(self):
+        return self._handler()
 
     def count(self, mode=None, path=None) -> int:
         """Requests that got ``mode`` (any if None) and whose path contains ``path``."""

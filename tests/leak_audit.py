@@ -1540,7 +1540,7 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
                 refused("router", truth, "dumped: " + text if text.startswith("tlp-unreadable")
                         else "denied: " + text.split(":", 1)[0])
     if server is not None:
-        server.httpd.server_close()
+        server.stop()
     if artifacts is not None:
         try:
             for recipient, spool in artifacts.spools.items():     # the last, partial bundles

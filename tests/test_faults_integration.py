@@ -28,7 +28,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ from intelmq_crossborder.testing import accounting
 
 from intelmq_crossborder.policy import audit
 from intelmq_crossborder.runtime.instance import IntelMQInstance, PipelineError, chown_for_intelmq
+from tests.agreements import write_agreements
 
 pytestmark = pytest.mark.integration
 
@@ -131,10 +131,7 @@ def pipeline():
     own.dir.mkdir()
     own.start()
     root = work / "intelmq"
-    agreements = root / "etc" / "agreements"
-    agreements.mkdir(parents=True)
-    for rid, text in AGREEMENTS.items():
-        (agreements / f"{rid}.yaml").write_text(textwrap.dedent(text))
+    agreements = write_agreements(root / "etc" / "agreements", AGREEMENTS)
     out_dir = root / "var" / "lib" / "out"
     out_dir.mkdir(parents=True)
     runtime = {

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 from tests import fuzzing
 from tests import hostile
+from tests.agreements import write_agreements
 from tests.hostile import AMBER, AMBER_STRICT, CLEAR, GREEN, NAMES, RED, REFUSE, assert_clean, run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -304,11 +305,7 @@ HMAC_ENV = "XB_HOSTILE_HMAC_KEY"
 
 @pytest.fixture(scope="module")
 def agreements(scratch):
-    folder = scratch / "agreements"
-    folder.mkdir()
-    for name, text in AGREEMENTS.items():
-        (folder / name).write_text(textwrap.dedent(text))
-    return folder
+    return write_agreements(scratch / "agreements", AGREEMENTS)
 
 
 @pytest.fixture(autouse=True)

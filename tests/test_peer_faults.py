@@ -25,10 +25,10 @@ FAULTS = ["slow", "error", "drop", "trickle"]
 
 @pytest.fixture
 def server():
-    srv = FaultServer()
+    srv = FaultServer().start()
     srv.delay = 3.0
     yield srv
-    srv.close()
+    srv.stop()
 
 
 def _limit(mode):

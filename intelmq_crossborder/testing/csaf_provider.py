@@ -11,17 +11,19 @@ documents name instead of this server's own, so that every request goes through 
 """
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+
+from intelmq_crossborder.testing.http import LocalHTTPServer
 
 #: the advisories the project's tests serve by default (tests/fixtures/csaf/advisories)
 ADVISORIES = ["bsi-2022-0001.json", "icsa-19-344-03.json", "icsma-17-009-01a.json",
               "va-24-201-01.json", "rhsa-2019_1862.json"]
 
 
-class Provider:
+class Provider(LocalHTTPServer):
     def __init__(self, directory, advisories=ADVISORIES, feed_label="WHITE", with_rolie=True):
+        super().__init__()
         directory = Path(directory)
         self.files = {}        # path -> bytes
         self.hashes = {}       # path -> (sha256, sha512) as served
@@ -40,12 +42,10 @@ class Provider:
             self.files[path] = (directory / name).read_bytes()
             self.updated[path] = f"2024-0{i + 1}-0{i + 1}T10:00:00"     # no timezone (like CPANSA)
             self.rehash(path)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def own_base(self):
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.base_url
 
     @property
     def base(self):
@@ -119,7 +119,7 @@ class Provider:
                 return 200, f"{self.hashes[path[:-len(suffix)]][idx]}  {name}\n".encode()
         return 404, b"not found"
 
-    def _handler(self):
+    def handler_class(self):
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -140,11 +140,3 @@ class Provider:
             def log_message(self, *args):
                 pass
         return Handler
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()

@@ -33,21 +33,23 @@ import re
 import threading
 import time
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Optional
+
+from intelmq_crossborder.testing.http import LocalHTTPServer
 
 VERSIONS = {"elasticsearch9": "9.1.4", "elasticsearch8": "8.19.3", "opensearch2": "2.19.1"}
 
 
-class FakeElasticsearch:
+class FakeElasticsearch(LocalHTTPServer):
     """``with FakeElasticsearch() as es: es.url``; the state is inspectable (``es.docs``)."""
 
     def __init__(self, flavour: str = "elasticsearch9", port: int = 0, store_documents: bool = True,
                  record_exchanges: bool = True):
         if flavour not in VERSIONS:
             raise ValueError(flavour)
+        super().__init__(port=port)
         self.flavour = flavour
-        self.port = port
         self.store_documents = store_documents
         self.record_exchanges = record_exchanges  # off in benchmarks: bodies would pile up in memory
         self.docs: dict = {}            # index -> {_id: source}
@@ -61,36 +63,15 @@ class FakeElasticsearch:
         self.requests: list = []        # (method, path, accept, content-type)
         self.exchanges: list = []       # every request and answer in full (conformance tests)
         self.lock = threading.Lock()
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
         self._seq = 0
 
-    # -- life cycle --
-    def start(self) -> "FakeElasticsearch":
-        handler = type("Handler", (_Handler,), {"fake": self})
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+    # -- life cycle: start(), stop(), ``with`` (LocalHTTPServer) --
+    def handler_class(self) -> type:
+        return type("Handler", (_Handler,), {"fake": self})
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.base_url
 
     def all_docs(self) -> dict:
         """_id -> (index, source) over all indices."""

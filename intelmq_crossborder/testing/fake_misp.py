@@ -39,16 +39,19 @@ import json
 import threading
 import time
 import uuid as _uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from pymisp.abstract import describe_types
 from pymisp import __version__ as PYMISP_VERSION
 
+from intelmq_crossborder.testing.http import LocalHTTPServer
+
 ORG = {"id": "1", "name": "Peer Hub", "uuid": "a1b2c3d4-0000-4000-8000-000000000001", "local": True}
 
 
-class FakeMISP:
+class FakeMISP(LocalHTTPServer):
     def __init__(self, key: str = "test-api-key-0123456789"):
+        super().__init__()
         self.key = key
         self.events: dict = {}          # uuid -> event dict (without wrapper)
         self.sharing_groups = {"7": {"id": "7", "uuid": "5d2e8a6f-1c3b-4f7e-9a11-3c9d8e2f4b10",
@@ -61,18 +64,13 @@ class FakeMISP:
         self._attr_ids = itertools.count(1000)
         self._clock = itertools.count(1_700_000_000)
         self.lock = threading.Lock()
-        handler = type("Handler", (_Handler,), {"misp": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self):
-        self.thread.start()
-        return self
+    def handler_class(self) -> type:
+        return type("Handler", (_Handler,), {"misp": self})
 
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    @property
+    def url(self) -> str:
+        return self.base_url + "/"
 
     # -- test helpers --
     def fail(self, prefix: str, status: int, body=None, times: int = 1, after: bool = False):

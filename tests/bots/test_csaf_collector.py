@@ -126,7 +126,7 @@ class TestCrossBorderCSAFCollectorBot(CrossBorderBotTestCase, unittest.TestCase)
         self.assertTrue(here and all(h.get("Authorization") == secret for h in here))
 
     def test_domain_discovery(self):
-        reports = self.run_collector(csaf_source=f"127.0.0.1:{self.provider.server.server_address[1]}",
+        reports = self.run_collector(csaf_source=f"127.0.0.1:{self.provider.port}",
                                      discovery_scheme="http")
         self.assertEqual(len(reports), 5)
 
