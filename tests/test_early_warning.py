@@ -93,3 +93,70 @@ def test_property_warning_never_names_undisclosed_and_tlp_is_max(inputs):
     for hub in hidden:
         assert hub not in w["comment"] and hub not in w["extra.contributing_hubs"]
         assert countries[hub] not in w["extra.contributing_countries"]
+
+
+# --- the expert's evaluation, without IntelMQ -------------------------------------------
+
+def report(hub, country, ip="192.0.2.1", label="GREEN", **fields):
+    return {"classification.type": "scanner", "source.ip": ip, "sharing.tlp": label,
+            "provenance.origin_hub": hub, "provenance.origin_country": country,
+            **{k.replace("__", "."): v for k, v in fields.items()}}
+
+
+def evaluator(tracker, **params):
+    return ew.Evaluator(ew.Settings.from_parameters({"hub_id": "eu-hub", **params}), tracker)
+
+
+def test_evaluator_raises_one_spread_warning_per_window(tracker):
+    e = evaluator(tracker)
+    assert e.evaluate(report("de-hub", "DE"), now=1000) == []
+    assert e.evaluate(report("fr-hub", "FR", label="AMBER"), now=1001) == []
+    warning, = e.evaluate(report("at-hub", "AT"), now=1002)
+    assert (warning.trigger, warning.level) == ("spread", tlp.Level.AMBER)
+    assert warning.fields["extra.contributing_hubs"] == ["at-hub", "de-hub", "fr-hub"]
+    assert warning.fields["provenance.origin_hub"] == "eu-hub" and warning.fields["time.observation"]
+    assert e.evaluate(report("it-hub", "IT"), now=1003) == []          # claimed for this window
+
+
+def test_evaluator_withholds_inputs_above_max_tlp_and_reads_every_label(tracker):
+    e = evaluator(tracker, min_hubs=2)
+    assert e.evaluate(report("de-hub", "DE", extra__tlp="RED"), now=1000) == []     # sharing.tlp GREEN beside RED
+    assert e.evaluate(report("fr-hub", "FR", label="AMBER+STRICT"), now=1001) == []
+    unlabelled = report("be-hub", "BE")
+    del unlabelled["sharing.tlp"]
+    assert e.evaluate(unlabelled, now=1002) == []                                # default_tlp RED
+    assert e.withheld == 3
+    assert e.evaluate(report("at-hub", "AT"), now=1003) == []                    # the first that counts
+    with pytest.raises(tlp.LabelError):
+        e.evaluate(report("it-hub", "IT", extra__misp_tags=[{"name": "tlp\u200b:red"}]))
+
+
+def test_evaluator_flag_warns_once_and_without_indicator_by_event_uuid(tracker):
+    e = evaluator(tracker, key_fields=["source.fqdn"])
+    flagged = report("de-hub", "DE", extra__large_scale=True, provenance__event_uuid="4f0c")
+    warning, = e.evaluate(flagged)
+    assert warning.trigger == "flag" and warning.fields["extra.early_warning_flag"] == "extra.large_scale"
+    assert e.evaluate(flagged) == []                                             # same event uuid: claimed
+    no_uuid = report("fr-hub", "FR", extra__severity="critical")
+    assert len(e.evaluate(no_uuid)) == len(e.evaluate(no_uuid)) == 1             # nothing to claim it by
+
+
+def test_settings_take_manager_empty_values_as_unset():
+    manager = {name: "" for name in ("min_hubs", "min_countries", "window", "key_fields", "flag_fields",
+                                     "severity_field", "severity_values", "max_tlp", "default_tlp",
+                                     "include_indicator", "hub_id", "country")}
+    assert ew.parameter_problems(manager) == []
+    assert ew.Settings.from_parameters(manager) == ew.Settings()
+    s = ew.Settings.from_parameters({"min_hubs": "2", "key_fields": "source.ip, source.fqdn", "severity_values": []})
+    assert (s.min_hubs, s.key_fields, s.severity_values) == (2, ("source.ip", "source.fqdn"), ())
+
+
+def test_parameter_problems_name_the_parameter():
+    assert "cannot go" in ew.parameter_problems({"max_tlp": "RED"})[0][1]
+    assert "window" in ew.parameter_problems({"window": 0})[0][1]
+    assert "min_hubs" in ew.parameter_problems({"min_hubs": "many"})[0][1]
+    assert ew.parameter_problems({"key_fields": []})[0] == [
+        "error", "Parameter key_fields must be a non-empty list of field names."]
+    assert ew.parameter_problems({"min_hubs": 0, "min_countries": 0})[0][0] == "warning"
+    with pytest.raises(ValueError, match="window"):
+        ew.Settings.from_parameters({"window": -5})

@@ -1,5 +1,9 @@
 """Unit tests of intelmq_crossborder.policy.provenance (no IntelMQ, no Redis)."""
+import hashlib
+import json
 import re
+
+import pytest
 
 from intelmq_crossborder.policy import provenance
 from intelmq_crossborder.core.fingerprint import fingerprint
@@ -60,3 +64,55 @@ def test_parameter_problems():
     problems = provenance.parameter_problems({"direction": "up", "hub_id": "XX Hub", "origin_country": "xx",
                                               "max_hops": -1, "dedup_window": True}, defaults)
     assert [p.split()[1] for p in problems] == ["direction", "hub_id", "origin_country", "max_hops", "dedup_window"]
+
+
+def test_retry_token_is_the_digest_of_the_canonical_json():
+    event = {"source.ip": "203.0.113.9", "comment": "Zürich", "source.port": 443}
+    text = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert provenance.retry_token(event) == hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def test_parameter_problems_take_manager_empty_values_as_unset():
+    manager = {"direction": "", "hub_id": "xx-hub", "originator": "", "origin_country": "", "max_hops": "",
+               "dedup_window": "", "dedup_key_prefix": ""}
+    assert provenance.parameter_problems(manager) == []
+    assert provenance.parameter_problems({"hub_id": ""})[0].startswith("parameter hub_id")
+    assert provenance.parameter_problems({"hub_id": "xx-hub", "max_hops": "4"}) == []     # text from the Manager
+    assert provenance.parameter_problems({"hub_id": "xx-hub", "max_hops": "four"})[0].startswith("parameter max_hops")
+    guard = provenance.ProvenanceGuard.from_parameters(manager)
+    assert (guard.direction, guard.originator, guard.origin_country, guard.max_hops, guard.dedup_window,
+            guard.dedup_key_prefix) == ("inbound", None, None, 8, 86400, "crossborder:fingerprint:")
+
+
+def test_guard_from_bad_parameters_names_the_problem():
+    with pytest.raises(ValueError, match="parameter direction"):
+        provenance.ProvenanceGuard.from_parameters({"direction": "up", "hub_id": "xx-hub"})
+
+
+def test_guard_inbound_drops_loops_and_claims_by_fingerprint():
+    guard = provenance.ProvenanceGuard("inbound", "xx-hub", max_hops=2, dedup_window=60, dedup_key_prefix="p:")
+    assert guard.admit(dict(EVENT, **{"provenance.hub_path": "at-hub,xx-hub"})).drop == "loop"
+    assert guard.admit(dict(EVENT, **{"provenance.hub_path": "a,b,c"})).drop == "hop-limit"
+    received = dict(EVENT, **{"provenance.hub_path": "at-hub"})
+    token = provenance.retry_token(received)
+    event = dict(received)
+    admission = guard.admit(event)
+    assert admission.drop is None
+    assert admission.claim == provenance.Claim("p:inbound:" + fingerprint(EVENT), token, 60)
+    assert event["provenance.fingerprint"] == fingerprint(EVENT)          # stamped in place
+    guard.sent(True)
+    guard.sent(False)
+    assert guard.summary() == ("Provenance inbound: passed 1 (0 without identifying fields, not de-duplicated), "
+                               "dropped duplicate 1, hop-limit 1, loop 1.")
+    assert not guard.pending()
+
+
+def test_guard_claims_nothing_without_window_or_identity():
+    no_window = provenance.ProvenanceGuard("outbound", "xx-hub", dedup_window=0)
+    event = dict(EVENT)
+    assert no_window.admit(event) == provenance.Admission()
+    assert event["provenance.hub_path"] == "xx-hub"
+    guard = provenance.ProvenanceGuard("outbound", "xx-hub", dedup_window=60)
+    assert guard.admit({"feed.name": "no identity"}) == provenance.Admission()
+    assert guard.no_identity == 1
+    assert guard.admit(dict(EVENT)).claim is not None

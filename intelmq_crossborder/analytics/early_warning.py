@@ -34,15 +34,19 @@ What the warning may carry is decided here, never by the recipients:
 """
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Sequence
+from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
 from intelmq_crossborder.core import fingerprint, tlp
-__all__ = ["DEFAULT_KEY_FIELDS", "indicator_key", "Contribution", "Spread", "Tracker", "build_warning",
-           "is_flagged", "PAP_ORDER", "read_level"]
+from intelmq_crossborder.runtime.parameters import as_list, is_unset, optional
+
+__all__ = ["DEFAULT_KEY_FIELDS", "DEFAULT_FLAG_FIELDS", "indicator_key", "Contribution", "Spread", "Tracker",
+           "build_warning", "is_flagged", "PAP_ORDER", "read_level", "Settings", "parameter_problems",
+           "EarlyWarning", "Evaluator"]
 
 #: Fields that identify "the same indicator or incident", in order of preference.
 #: ``fingerprint`` is the event's identity from :mod:`intelmq_crossborder.core.fingerprint`
@@ -53,6 +57,8 @@ DEFAULT_KEY_FIELDS = (
     "source.url", "source.fqdn", "source.ip", "product.vulnerabilities", "csaf.tracking_id",
     "fingerprint",
 )
+#: Fields whose true value flags an event as large-scale on its own.
+DEFAULT_FLAG_FIELDS = ("extra.large_scale", "extra.crossborder_large_scale")
 FINGERPRINT_KEY = "fingerprint"
 _CASE_SENSITIVE = {"source.url", "extra.incident_id", "csaf.tracking_id"}
 PAP_ORDER = ("CLEAR", "WHITE", "GREEN", "AMBER", "RED")
@@ -262,3 +268,155 @@ def build_warning(trigger: str, key: Optional[tuple], spread: Spread, classifica
     if local_country:
         fields["provenance.origin_country"] = local_country
     return fields
+
+
+# --- the expert's evaluation ---------------------------------------------------------
+
+def _number(params: Mapping[str, Any], name: str, default: int) -> Any:
+    """An integer parameter ('' and None: ``default``; "30" as from IntelMQ Manager: 30), or the
+    value as given when it is not one (so that :func:`parameter_problems` can name it)."""
+    value = optional(params.get(name), default)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return value
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The early-warning expert's parameters, read as IntelMQ Manager saves them ('' is unset)."""
+
+    min_hubs: int = 3
+    min_countries: int = 3
+    window: int = 86400
+    key_fields: tuple = DEFAULT_KEY_FIELDS
+    flag_fields: tuple = DEFAULT_FLAG_FIELDS
+    severity_field: Optional[str] = "extra.severity"
+    severity_values: tuple = ("critical",)
+    max_level: tlp.Level = tlp.Level.AMBER
+    default_level: tlp.Level = tlp.Level.RED
+    include_indicator: bool = True
+    hub_id: Optional[str] = None
+    country: Optional[str] = None
+
+    @classmethod
+    def from_parameters(cls, params: Mapping[str, Any]) -> "Settings":
+        """Settings of a parameter mapping; ValueError naming the first problem (:func:`parameter_problems`)."""
+        errors = [text for level, text in parameter_problems(params) if level == "error"]
+        if errors:
+            raise ValueError(errors[0])
+        d = cls()
+
+        def listed(name: str, default: tuple) -> tuple:
+            value = params.get(name)
+            return default if is_unset(value) else tuple(as_list(value))
+        return cls(
+            min_hubs=_number(params, "min_hubs", d.min_hubs), min_countries=_number(params, "min_countries",
+                                                                                      d.min_countries),
+            window=_number(params, "window", d.window), key_fields=listed("key_fields", d.key_fields),
+            flag_fields=listed("flag_fields", d.flag_fields),
+            severity_field=optional(params.get("severity_field"), d.severity_field),
+            severity_values=listed("severity_values", d.severity_values),
+            max_level=tlp.parse_level(optional(params.get("max_tlp"), d.max_level.label), "parameter max_tlp"),
+            default_level=tlp.parse_level(optional(params.get("default_tlp"), d.default_level.label),
+                                          "parameter default_tlp"),
+            include_indicator=bool(optional(params.get("include_indicator"), d.include_indicator)),
+            hub_id=optional(params.get("hub_id")), country=optional(params.get("country")))
+
+
+def parameter_problems(params: Mapping[str, Any]) -> List[list]:
+    """``[level, text]`` for each problem of the expert's parameters (IntelMQ's ``check()`` form)."""
+    d = Settings()
+    results = []
+    for name in ("min_hubs", "min_countries"):
+        value = _number(params, name, getattr(d, name))
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            results.append(["error", f"Parameter {name} must be an integer >= 0 (0 disables it)."])
+    if _number(params, "min_hubs", 1) == 0 and _number(params, "min_countries", 1) == 0:
+        results.append(["warning", "Both min_hubs and min_countries are 0: only flagged events raise warnings."])
+    window = _number(params, "window", d.window)
+    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+        results.append(["error", "Parameter window must be a positive number of seconds."])
+    for name, default in (("max_tlp", d.max_level.label), ("default_tlp", d.default_level.label)):
+        try:
+            level = tlp.parse_level(optional(params.get(name), default), f"parameter {name}")
+            if name == "max_tlp" and level >= tlp.Level.AMBER_STRICT:
+                results.append(["error", f"Parameter max_tlp: TLP:{level.label} cannot go to EU-CyCLONe or the "
+                                         "CSIRTs Network automatically; use AMBER or lower."])
+        except tlp.UnknownTLPError as exc:
+            results.append(["error", f"Parameter {name}: {exc}."])
+    for name in ("key_fields", "flag_fields", "severity_values"):
+        value = params.get(name)
+        if not is_unset(value):
+            try:
+                items = as_list(value)
+            except ValueError:
+                items = None
+            if items is None or not all(isinstance(i, str) for i in items) or (name == "key_fields" and not items):
+                results.append(["error", f"Parameter {name} must be a "
+                                         f"{'non-empty ' if name == 'key_fields' else ''}list of "
+                                         f"{'values' if name == 'severity_values' else 'field names'}."])
+    return results
+
+
+@dataclass(frozen=True)
+class EarlyWarning:
+    """One warning to raise: its trigger (``spread``/``flag``), TLP and fields (flat IntelMQ keys)."""
+
+    trigger: str
+    level: tlp.Level
+    fields: dict
+
+
+class Evaluator:
+    """The early-warning expert's evaluation of one input event, without IntelMQ.
+
+    :meth:`evaluate` reads the event's level (:func:`read_level`; raises
+    :class:`tlp.LabelError` for labels that cannot be read), withholds it above
+    ``max_level``, records its contribution in the :class:`Tracker` and returns the
+    warnings it raises (at most one per key, trigger and window).
+    """
+
+    def __init__(self, settings: Settings, tracker: Tracker):
+        self.settings = settings
+        self.tracker = tracker
+        self.withheld = 0
+
+    def evaluate(self, event: Mapping[str, Any], now: Optional[float] = None) -> List[EarlyWarning]:
+        s = self.settings
+        level, hidden = read_level(event, s.default_level)
+        if level > s.max_level:
+            self.withheld += 1
+            return []
+        key = indicator_key(event, s.key_fields)
+        flag = is_flagged(event, s.flag_fields, s.severity_field, s.severity_values)
+        if key is None and flag is None:
+            return []
+        hub_path = (event.get("provenance.hub_path") or "").split(",")
+        hub = event.get("provenance.origin_hub") or hub_path[0] or s.hub_id or "unknown"
+        country = event.get("provenance.origin_country") or (s.country if hub == s.hub_id else None)
+        contribution = Contribution(hub, country, level, hidden, event.get("sharing.pap"))
+        classification = event.get("classification.type")
+        warnings = []
+        if flag is not None:
+            event_uuid = event.get("provenance.event_uuid")
+            claim_key = key or (("provenance.event_uuid", event_uuid) if event_uuid else None)
+            if claim_key is None or self.tracker.claim(claim_key, "flag"):
+                warnings.append(self._warning("flag", key, Spread([contribution]), classification, flag))
+        if key is not None:
+            spread = self.tracker.record(key, contribution, now)
+            hit = (s.min_hubs and len(spread.hubs) >= s.min_hubs) or \
+                  (s.min_countries and len(spread.countries) >= s.min_countries)
+            if hit and self.tracker.claim(key, "spread"):
+                warnings.append(self._warning("spread", key, spread, classification))
+        return warnings
+
+    def _warning(self, trigger: str, key: Optional[tuple], spread: Spread, classification: Optional[str],
+                 flag: Optional[str] = None) -> EarlyWarning:
+        s = self.settings
+        fields = build_warning(trigger, key, spread, classification, s.window, s.hub_id, s.country,
+                               s.include_indicator, flag)
+        fields["time.observation"] = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+        return EarlyWarning(trigger, tlp.most_restrictive(c.level for c in spread.contributions), fields)
