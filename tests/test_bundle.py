@@ -293,3 +293,138 @@ def test_cli_keygen(tmp_path, capsys):
     store = b.TrustStore.from_dict({"version": 1, "peers": entry})
     assert store.key("de-hub", b.key_id_of(key))
     assert main(["bundle", "keygen", "--private-key", str(key_file)]) == 2
+
+
+# --- trust stores: keygen --trust-store and trust-add ---------------------------------------------
+
+def _keygen_store(tmp_path, hub, country=None, *extra):
+    args = ["bundle", "keygen", "--private-key", str(tmp_path / f"{hub}.pem"), "--hub", hub,
+            "--trust-store", str(tmp_path / f"{hub}-trust.yaml"), *extra]
+    if country:
+        args += ["--country", country]
+    assert main(args) == 0
+    return b.load_private_key(tmp_path / f"{hub}.pem"), tmp_path / f"{hub}-trust.yaml"
+
+
+def test_cli_keygen_writes_a_complete_trust_store(tmp_path, keys, capsys):
+    key, store_file = _keygen_store(tmp_path, "de-hub", "DE")
+    assert oct(store_file.stat().st_mode & 0o777) == "0o644"
+    store = b.TrustStore.from_file(store_file)
+    assert list(store.peers) == ["de-hub"] and store.country_of("de-hub") == "DE"
+    assert store.key("de-hub", b.key_id_of(key)).public_key.public_bytes_raw() == \
+        key.public_key().public_bytes_raw()
+    # a bundle signed with the new key verifies against the written trust store
+    path = b.write_bundle(tmp_path, "de-hub", "fr-hub", 1, key, events(2))
+    assert b.verify_bundle(path, store, "fr-hub").event_count == 2
+    assert "written to" in capsys.readouterr().out
+    # refused: no --hub, an existing file without --force; nothing overwritten
+    before = store_file.read_bytes()
+    assert main(["bundle", "keygen", "--private-key", str(tmp_path / "x.pem"), "--trust-store",
+                 str(tmp_path / "x.yaml")]) == 2
+    assert main(["bundle", "keygen", "--private-key", str(tmp_path / "y.pem"), "--hub", "de-hub",
+                 "--trust-store", str(store_file)]) == 2
+    assert "exists (use --force" in capsys.readouterr().err
+    assert store_file.read_bytes() == before and not (tmp_path / "x.pem").exists()
+    assert not (tmp_path / "y.pem").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_cli_trust_add_from_a_peer_file_keeps_comments(tmp_path, capsys):
+    de_key, de_file = _keygen_store(tmp_path, "de-hub", "DE")
+    fr_key, fr_file = _keygen_store(tmp_path, "fr-hub", "FR")
+    own = tmp_path / "trust.yaml"
+    own.write_text("# our trust store: keep this comment\nversion: 1\npeers:\n    # the first peer\n"
+                   "    at-hub:\n        keys:\n            - public_key: \"%s\"\n"
+                   % b.public_key_b64(b.generate_private_key()))
+    own.chmod(0o640)
+    capsys.readouterr()
+    assert main(["bundle", "trust-add", "--trust", str(own), "--from", str(de_file)]) == 0
+    assert f"added peer de-hub (key {b.key_id_of(de_key)})" in capsys.readouterr().out
+    assert main(["bundle", "trust-add", "--trust", str(own), "--from", str(fr_file)]) == 0
+    text = own.read_text()
+    assert text.startswith("# our trust store: keep this comment\n") and "# the first peer" in text
+    assert oct(own.stat().st_mode & 0o777) == "0o640", "the file's permissions are kept"
+    store = b.TrustStore.from_file(own)
+    assert list(store.peers) == ["at-hub", "de-hub", "fr-hub"]
+    assert store.country_of("fr-hub") == "FR" and store.key("de-hub", b.key_id_of(de_key))
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_cli_trust_add_one_peer_and_a_new_store(tmp_path, capsys):
+    key = b.generate_private_key()
+    target = tmp_path / "new.yaml"
+    assert main(["bundle", "trust-add", "--trust", str(target), "--hub", "it-hub", "--country", "IT",
+                 "--public-key", b.public_key_b64(key), "--comment", "2026 key"]) == 0
+    store = b.TrustStore.from_file(target)
+    assert store.key("it-hub", b.key_id_of(key)) and store.country_of("it-hub") == "IT"
+    assert "comment: 2026 key" in target.read_text()
+
+
+def test_cli_trust_add_refuses_duplicates_and_conflicting_keys(tmp_path, capsys):
+    de_key, de_file = _keygen_store(tmp_path, "de-hub", "DE")
+    target = tmp_path / "trust.yaml"
+    assert main(["bundle", "trust-add", "--trust", str(target), "--from", str(de_file)]) == 0
+    before = target.read_bytes()
+    capsys.readouterr()
+    # the same hub again (even with another key): refused, exit 1, nothing written
+    assert main(["bundle", "trust-add", "--trust", str(target), "--hub", "de-hub",
+                 "--public-key", b.public_key_b64(b.generate_private_key())]) == 1
+    assert "peer 'de-hub' is already listed (key ed25519:" in capsys.readouterr().err
+    # the same key under another hub id
+    assert main(["bundle", "trust-add", "--trust", str(target), "--hub", "it-hub",
+                 "--public-key", b.public_key_b64(de_key)]) == 1
+    err = capsys.readouterr().err
+    assert f"key {b.key_id_of(de_key)} of 'it-hub' is already listed for 'de-hub'" in err
+    assert target.read_bytes() == before and not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--hub", "DE HUB", "--public-key", "AAAA"], "is not a hub id"),
+    (["--hub", "it-hub", "--public-key", "not base64!"], "--public-key is not the base64"),
+    (["--hub", "it-hub", "--public-key", "AAAA"], "--public-key is not the base64"),
+    (["--hub", "it-hub"], "--hub needs --public-key"),
+    (["--hub", "it-hub", "--country", "Italy", "--public-key", "AAAA"], "--country 'Italy'"),
+    ([], "give either --from FILE or --hub HUB"),
+    (["--from", "missing.yaml"], "missing.yaml: no such file"),
+])
+def test_cli_trust_add_bad_input_exits_2(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["bundle", "trust-add", "--trust", "trust.yaml", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "trust.yaml").exists()
+
+
+@pytest.mark.parametrize("content,message", [
+    ("version: 2\npeers: {}\n", "unsupported trust store version"),
+    ("version: 1\npeers:\n  de-hub:\n    keys:\n      - public_key: 12\n", "public_key"),
+    (b"\xff\xfe", "UTF-8"),
+    ("peers: [", "YAML"),
+])
+def test_cli_trust_add_to_an_unusable_store_exits_2(tmp_path, capsys, content, message):
+    target = tmp_path / "trust.yaml"
+    target.write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert main(["bundle", "trust-add", "--trust", str(target), "--hub", "it-hub",
+                 "--public-key", b.public_key_b64(b.generate_private_key())]) == 2
+    assert message in capsys.readouterr().err
+    assert target.read_bytes() == (content if isinstance(content, bytes) else content.encode())
+
+
+def test_trust_store_written_anew_when_it_cannot_be_appended_to(tmp_path):
+    """A flow-style (or otherwise laid out) file is rewritten whole; the result is the merged store."""
+    first, second = b.generate_private_key(), b.generate_private_key()
+    text = '{"version": 1, "peers": {"de-hub": {"keys": [{"public_key": "%s"}]}}}\n' % b.public_key_b64(first)
+    peers = {"fr-hub": {"keys": [{"algorithm": "ed25519", "public_key": b.public_key_b64(second)}]}}
+    new, kept = b.trust_store_with_peers(text, peers, "t.yaml")
+    assert not kept
+    store = b.TrustStore.from_dict(yaml_load(new))
+    assert store.key("de-hub", b.key_id_of(first)) and store.key("fr-hub", b.key_id_of(second))
+    # peers: not the last top-level key: appending would land in the wrong mapping
+    text = "peers:\n  de-hub:\n    keys:\n      - public_key: %s\nversion: 1\n" % b.public_key_b64(first)
+    new, kept = b.trust_store_with_peers(text, peers, "t.yaml")
+    assert not kept and set(b.TrustStore.from_dict(yaml_load(new)).peers) == {"de-hub", "fr-hub"}
+    new, kept = b.trust_store_with_peers(None, peers, "t.yaml")
+    assert kept and set(b.TrustStore.from_dict(yaml_load(new)).peers) == {"fr-hub"}
+
+
+def yaml_load(text):
+    import yaml
+    return yaml.safe_load(text)

@@ -40,7 +40,7 @@ import uuid
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Union
+from typing import Iterable, Iterator, Optional, Tuple, Union
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -54,7 +54,7 @@ from intelmq_crossborder.core.fingerprint import digest
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "BUNDLE_SUFFIX", "BundleError", "Manifest", "TrustStore", "TrustedKey",
     "BundleWriter", "VerifiedBundle", "open_bundle", "verify_bundle", "load_private_key",
-    "generate_private_key", "private_key_pem", "signing_key_problem", "public_key_b64", "key_id_of", "bundle_file_name",
+    "generate_private_key", "private_key_pem", "signing_key_problem", "add_peers", "trust_store_with_peers", "public_key_b64", "key_id_of", "bundle_file_name",
     "valid_hub_id", "HUB_ID_RE", "utcnow", "isoformat",
 ]
 
@@ -384,6 +384,77 @@ class TrustStore:
             why = f" ({trusted.revoked_reason})" if trusted.revoked_reason else ""
             raise BundleError("revoked-key", f"key {key_id} of {hub!r} is revoked{why}")
         return trusted
+
+
+def add_peers(data, peers: dict, path: str = "<trust store>") -> dict:
+    """The trust store ``data`` (a parsed document) with ``peers`` (hub id -> entry) added.
+
+    Both must be valid (:meth:`TrustStore.from_dict`).  A hub already listed, or a public key
+    already listed for any hub, raises :class:`BundleError` (``trust-store``) naming the hub
+    and the key id: nothing is merged or replaced silently."""
+    existing = TrustStore.from_dict(data, path)
+    added = TrustStore.from_dict({"version": 1, "peers": peers}, "<new peers>")
+    owners = {kid: hub for hub, peer in existing.peers.items() for kid in peer["keys"]}
+    for hub, peer in added.peers.items():
+        if hub in existing.peers:
+            listed = ", ".join(existing.peers[hub]["keys"])
+            raise BundleError("trust-store", f"trust store {path}: peer {hub!r} is already listed (key {listed}); "
+                                             "edit its entry by hand to change or rotate its keys")
+        for kid in peer["keys"]:
+            if kid in owners:
+                raise BundleError("trust-store", f"trust store {path}: key {kid} of {hub!r} is already listed for "
+                                                 f"{owners[kid]!r}: a key belongs to one hub only")
+    merged = dict(data)
+    merged["peers"] = {**data["peers"], **peers}
+    TrustStore.from_dict(merged, path)
+    return merged
+
+
+def trust_store_with_peers(text: Optional[str], peers: dict, path: str = "<trust store>") -> Tuple[str, bool]:
+    """The text of a trust store file with ``peers`` added (:func:`add_peers`), and whether
+    the file's own text (its comments) was kept.
+
+    ``text`` None: a new trust store.  Otherwise the entries are appended under ``peers:``
+    when that is the last top-level key in block style, and the result is read back to make
+    sure it says exactly the merged trust store; else the whole file is written anew."""
+    from intelmq_crossborder.formats import trust_skeleton
+
+    if text is None:
+        document = {"version": 1, "peers": dict(peers)}
+        TrustStore.from_dict(document, path)
+        return trust_skeleton.dumps(document), True
+    try:
+        data = inputs.loads_yaml(text, path, max_bytes=MAX_TRUST_STORE_BYTES)
+    except inputs.InputError as exc:
+        raise BundleError("trust-store", f"trust store {_input_error(exc)}") from None
+    except (ValueError, TypeError, OverflowError) as exc:   # a YAML constructor refused a value
+        raise BundleError("trust-store", f"trust store {path}: not valid YAML: {exc}") from None
+    merged = add_peers(data, peers, path)
+    appended = _appended(text, peers)
+    try:
+        if appended is not None and inputs.loads_yaml(appended, path, max_bytes=2 * MAX_TRUST_STORE_BYTES) == merged:
+            return appended, True
+    except (inputs.InputError, ValueError, TypeError, OverflowError):
+        pass
+    return trust_skeleton.dumps(merged), False
+
+
+def _appended(text: str, peers: dict) -> Optional[str]:
+    """``text`` with ``peers`` as YAML appended at the indentation of the entries of a final,
+    block-style ``peers:`` mapping; None when the file is not laid out that way."""
+    import yaml
+
+    lines = text.splitlines()
+    top = [i for i, line in enumerate(lines) if line and not line[0].isspace() and not line.startswith("#")]
+    if not top or re.fullmatch(r"peers:[ \t]*(#.*)?", lines[top[-1]]) is None:
+        return None
+    indent = next((len(line) - len(line.lstrip(" ")) for line in lines[top[-1] + 1:]
+                   if line.strip() and not line.lstrip().startswith("#")), 0)
+    if not indent:
+        return None
+    block = yaml.safe_dump(peers, sort_keys=False, allow_unicode=False)
+    return text + ("" if text.endswith("\n") else "\n") + "".join(
+        (" " * indent + line if line else line) + "\n" for line in block.splitlines())
 
 
 # --- manifest -----------------------------------------------------------------------------------
