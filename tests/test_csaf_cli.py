@@ -51,7 +51,7 @@ def test_usage_errors_exit_2():
 
 def test_help_and_converter_registry():
     assert run("convert", "csaf", "--help").returncode == 0
-    assert "intelmq_crossborder.formats.csaf.document:register_convert" in cli.CONVERTERS
+    assert "intelmq_crossborder.cli.csaf:register_convert_csaf" in cli.CONVERTERS
     parser = cli.build_parser()
     args = parser.parse_args(["convert", "csaf", "x.json"])
     assert args.convert_command == "csaf"

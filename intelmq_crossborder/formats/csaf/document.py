@@ -746,7 +746,7 @@ def _read(path) -> Any:
         return exc
 
 
-# --- IntelMQ events and the CLI -------------------------------------------------
+# --- IntelMQ events -------------------------------------------------
 
 def fill_event(event, flat: dict) -> list:
     """Add the flat fields to an IntelMQ event; returns ``[(key, value)]`` the harmonization rejected.
@@ -758,92 +758,3 @@ def fill_event(event, flat: dict) -> list:
         if event.add(key, value, overwrite=True, raise_failure=False) is False:
             rejected.append((key, value))
     return rejected
-
-
-def _convert(args) -> int:
-    import os
-    import sys
-
-    try:
-        return _convert_files(args)
-    except BrokenPipeError:          # `... | head`: stop quietly, as other CLI tools do
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
-
-
-def _convert_files(args) -> int:
-    import os
-    import sys
-    from pathlib import Path
-    from intelmq.lib.message import Event
-    from intelmq_crossborder.harmonization import merged_harmonization
-
-    def error(message: str) -> None:
-        print(f"intelmq-crossborder: error: {message}", file=sys.stderr)
-
-    try:
-        default = tlp.parse_level(args.default_tlp, "option --default-tlp")
-    except tlp.UnknownTLPError as exc:
-        error(str(exc))
-        return 2
-    status = 0
-    usable = []
-    for name in args.files:             # files that cannot be opened at all: usage, exit 2
-        path = Path(name)
-        if not path.exists():
-            error(f"{name}: no such file or directory")
-            status = 2
-        elif not os.access(path, os.R_OK):
-            error(f"{name}: not readable (permission denied)")
-            status = 2
-        else:
-            usable.append(name)
-    harmonization = merged_harmonization()
-    for path, data in iter_documents(usable):
-        try:
-            if isinstance(data, inputs.InputError):
-                raise input_error(data, path)
-            result = parse_document(data, source=path, default_tlp=default, include_raw=args.raw,
-                                    statuses=ALL_STATUSES if args.all_statuses else AFFECTED_STATUSES)
-        except (CSAFError, tlp.UnknownTLPError) as exc:
-            error(str(exc) if isinstance(exc, CSAFError) else f"{path}: {exc}")
-            status = max(status, 1)
-            continue
-        if result.tlp_source == "default":
-            print(f"intelmq-crossborder: {path}: no document.distribution.tlp.label, "
-                  f"default {result.tlp_level.label} applied", file=sys.stderr)
-        for flat in result.events:
-            event = Event(harmonization=harmonization)
-            for key, value in fill_event(event, flat):
-                print(f"intelmq-crossborder: {path}: field {key} value {_short(value)} rejected by the "
-                      "harmonization, left out", file=sys.stderr)
-            print(json.dumps(event.to_dict(hierarchical=False), sort_keys=True, ensure_ascii=False))
-    return status
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-def register_convert(csub) -> None:
-    """``intelmq-crossborder convert csaf FILE...`` (registered through ``cli.CONVERTERS``)."""
-    p = csub.add_parser(
-        "csaf", help="print the events the CSAF parser bot would emit",
-        description="Validate each CSAF 2.0 (or 2.1) document against the shipped schema and print "
-                    "the events the CSAF parser bot would emit, one JSON object per line in IntelMQ's "
-                    "flat key form. A directory is read for *.json files. An invalid document is named "
-                    "on stderr with the schema error path and its tracking id, as is a file that is not JSON "
-                    "the hub accepts (not UTF-8, duplicate keys, numbers of more than 64 characters, nesting "
-                    "deeper than 128) or carries a TLP label that cannot be read; the exit status is then 1, "
-                    "after all files were processed. A file that does not exist or cannot be read: exit 2.")
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--default-tlp", default="AMBER", metavar="LABEL",
-                   help="TLP for documents without document.distribution.tlp.label (default: AMBER)")
-    p.add_argument("--all-statuses", action="store_true",
-                   help="one event per product in every product status, not only the affected ones "
-                        "(csaf_vex documents always get every status)")
-    p.add_argument("--no-raw", dest="raw", action="store_false",
-                   help="leave out the raw field (the vulnerability object as JSON)")
-    p.set_defaults(func=_convert)
