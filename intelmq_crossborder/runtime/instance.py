@@ -4,6 +4,8 @@ Used by ``make demo``, the integration tests and the benchmarks.  Each
 :class:`IntelMQInstance` has its own ``INTELMQ_ROOT_DIR`` (etc/, var/log, var/run,
 var/lib) and its own Redis database, so instances never touch ``/opt/intelmq``
 or each other.  Bots are real processes started and stopped by ``intelmqctl``.
+:class:`RedisDatabaseLease` claims free Redis databases for one run (a test suite), so two
+runs on one Redis server never share a database.
 
 Runtime configs may use ``${INTELMQ_ROOT_DIR}`` and ``${PIPELINES_DIR}`` (the ready
 pipelines shipped in the package, :data:`PIPELINES_DIR`) in string values; they are
@@ -17,11 +19,14 @@ import os
 import pwd
 import shutil
 import string
+import socket
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Tuple
 
 import yaml
 
@@ -95,6 +100,124 @@ def prefix_queues(runtime: dict, prefix: str) -> dict:
         elif isinstance(dest, list):
             params["destination_queues"] = [prefix + q for q in dest]
     return runtime
+
+
+#: The lock of Redis database ``n`` (in database 0): the owner token of the run that holds it.
+DB_LOCK_KEY = "crossborder:test-db-lock:{}"
+#: Never leased: 0 holds the locks; 2, 3 and 4 are IntelMQ's defaults (pipeline, statistics and
+#: the cache of its BotTestCase), which a local IntelMQ may be using.
+RESERVED_DBS = (0, 2, 3, 4)
+
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+_REFRESH = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end "
+            "return 0")
+
+
+class RedisDatabaseLease:
+    """``count`` Redis databases held for one run, so concurrent runs on one server never share one.
+
+    A database ``n`` is held by the key ``crossborder:test-db-lock:<n>`` in database 0, set with
+    SET NX and an expiry (``ttl`` seconds) to a token naming this host, process and lease.  A run
+    that dies without releasing loses its databases when the keys expire; a live one keeps them
+    with :meth:`refresh` (``keepalive=True`` refreshes from a daemon thread every ``ttl``/3 s).
+    Release deletes only keys that still hold this lease's token.  The databases are not flushed:
+    whoever uses one clears the keys it uses, as before.
+
+    ``exclude``: databases never leased (default :data:`RESERVED_DBS`); the candidates are the
+    others below the server's ``databases`` setting (16 when CONFIG is not allowed).
+    """
+
+    def __init__(self, count: int = 1, *, host: str = "127.0.0.1", port: int = 6379,
+                 password: Optional[str] = None, exclude: Iterable[int] = RESERVED_DBS, ttl: float = 600,
+                 key_format: str = DB_LOCK_KEY, keepalive: bool = False, client=None):
+        if count < 1 or ttl <= 0:
+            raise ValueError("count must be >= 1 and ttl > 0")
+        self.count = count
+        self.exclude = frozenset(exclude) | {0}
+        self.ttl_ms = int(ttl * 1000)
+        self.key_format = key_format
+        self.keepalive = keepalive
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+        self.dbs: Tuple[int, ...] = ()
+        if client is None:
+            import redis
+            client = redis.Redis(host=host, port=port, db=0, password=password, socket_timeout=10)
+        self._redis = client
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def candidates(self) -> list:
+        import redis
+        try:
+            total = int(self._redis.config_get("databases").get("databases", 16))
+        except redis.exceptions.ResponseError:    # CONFIG renamed or refused (managed Redis): the default
+            total = 16
+        return [n for n in range(total) if n not in self.exclude]
+
+    def _key(self, db: int) -> str:
+        return self.key_format.format(db)
+
+    def acquire(self, wait: float = 0, interval: float = 0.5) -> Tuple[int, ...]:
+        """Claim ``count`` free databases (waiting up to ``wait`` seconds for other runs to release
+        some) and return their numbers; :class:`PipelineError` naming the holders if there are not enough."""
+        if self.dbs:
+            return self.dbs
+        candidates = self.candidates()
+        deadline = time.monotonic() + wait
+        held: list = []
+        while True:
+            for db in candidates:
+                if len(held) == self.count:
+                    break
+                if db not in held and self._redis.set(self._key(db), self.token, nx=True, px=self.ttl_ms):
+                    held.append(db)
+            if len(held) == self.count:
+                break
+            if time.monotonic() >= deadline:
+                self.dbs = tuple(held)
+                holders = {db: self._redis.get(self._key(db)) for db in candidates if db not in held}
+                self.release()
+                raise PipelineError(f"need {self.count} free Redis databases, found {len(held)}; "
+                                    f"held by other runs: {holders}")
+            time.sleep(interval)
+        self.dbs = tuple(sorted(held))
+        if self.keepalive:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._keep, name="redis-db-lease", daemon=True)
+            self._thread.start()
+        return self.dbs
+
+    def refresh(self) -> bool:
+        """Extend the expiry of every held lock; False if one is no longer this lease's (expired
+        and taken by another run)."""
+        ok = True
+        for db in self.dbs:
+            ok = bool(self._redis.eval(_REFRESH, 1, self._key(db), self.token, self.ttl_ms)) and ok
+        return ok
+
+    def _keep(self) -> None:
+        import redis
+        while not self._stop.wait(self.ttl_ms / 3000):
+            try:
+                self.refresh()
+            except redis.exceptions.RedisError:    # Redis briefly away: the next round tries again
+                pass
+
+    def release(self) -> None:
+        """Give the databases back (idempotent)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        for db in self.dbs:
+            self._redis.eval(_RELEASE, 1, self._key(db), self.token)
+        self.dbs = ()
+
+    def __enter__(self) -> Tuple[int, ...]:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def process_alive(pid: int) -> bool:
