@@ -2,6 +2,7 @@
 import sqlite3
 import tempfile
 import unittest
+import unittest.mock as mock
 from pathlib import Path
 
 from tests.botcase import CrossBorderBotTestCase
@@ -79,7 +80,26 @@ class TestCrossBorderContributionsExpertBot(CrossBorderBotTestCase, unittest.Tes
         self.assertEqual(conn.execute("SELECT contributor, tlp FROM events").fetchall(), [("cert-b", "GREEN")])
 
     def test_check(self):
-        self.assertEqual(CrossBorderContributionsExpertBot.check({"local_hub": ""})[0][0], "error")
+        # '' is IntelMQ Manager's "not set" (the default hub), a hub id that is not text is an error
+        self.assertEqual(CrossBorderContributionsExpertBot.check({"local_hub": ["hub-lu"]})[0][0], "error")
+        self.assertIsNone(CrossBorderContributionsExpertBot.check(self.sysconfig))
+
+    def test_manager_empty_optional_parameters_are_the_defaults(self):
+        """'' as IntelMQ Manager saves it: the default store, local hub 'local', the default warning id."""
+        manager = {"database": "", "local_hub": "", "warning_identifier": ""}
+        self.assertIsNone(CrossBorderContributionsExpertBot.check(manager))
+        event = {k: v for k, v in ev().items() if k != "provenance.origin_hub"}
+        warning = ev(classification__identifier=contributions.WARNING_IDENTIFIER, source__ip="198.51.100.3")
+        self.input_message = [event, warning]
+        with mock.patch.object(contributions, "default_db_path", return_value=Path(self.db)):
+            self.run_bot(iterations=2, parameters=manager)
+        self.assertMessageEqual(0, event)
+        conn = sqlite3.connect(self.db)
+        try:
+            self.assertEqual(conn.execute("SELECT hub FROM events").fetchall(), [("local",)])
+            self.assertEqual(conn.execute("SELECT COUNT(*) FROM warnings").fetchone(), (1,))
+        finally:
+            conn.close()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import redis
 
 from tests.botcase import CrossBorderBotTestCase
 
+from intelmq_crossborder.analytics import early_warning as ew
 from intelmq_crossborder.bots.experts.early_warning.expert import CrossBorderEarlyWarningExpertBot
 
 REDIS_DB = 14
@@ -141,3 +142,28 @@ class TestCrossBorderEarlyWarningExpertBot(CrossBorderBotTestCase, unittest.Test
         assert check(self.sysconfig) is None
         assert "cannot go" in check({**self.sysconfig, "max_tlp": "RED"})[0][1]
         assert "window" in check({**self.sysconfig, "window": 0})[0][1]
+
+
+    def test_manager_empty_optional_parameters_are_the_defaults(self):
+        """'' as IntelMQ Manager saves it: the defaults, state in Redis db 6 under the default prefix."""
+        manager = {name: "" for name in ("warning_path", "min_hubs", "min_countries", "window", "key_fields",
+                                         "flag_fields", "severity_field", "severity_values", "max_tlp", "default_tlp",
+                                         "include_indicator", "hub_id", "country", "redis_cache_host",
+                                         "redis_cache_port", "redis_cache_db", "redis_cache_password",
+                                         "redis_key_prefix")}
+        check = CrossBorderEarlyWarningExpertBot.check
+        assert check(manager) is None
+        ip = f"198.51.100.{uuid.uuid4().int % 250 + 1}"
+        store = redis.Redis(db=6)
+        tracker = ew.Tracker(store, 86400, "crossborder:ew:")
+        for kind in ("seen", "warned-flag", "warned-spread"):
+            self.addCleanup(store.delete, tracker._key(kind, ("source.ip", ip)))
+        events = [ev("de-hub", "DE", ip=ip, extra__severity="critical"), ev("fr-hub", "FR", ip=ip),
+                  ev("at-hub", "AT", ip=ip, tlp="AMBER")]
+        self.input_message = events
+        self.prepare_bot(parameters=manager, destination_queues=PATHS)
+        self.run_bot(iterations=3, prepare=False)
+        flag, spread = self.output_events("early-warning")
+        assert flag["extra.early_warning_flag"] == "extra.severity=critical" and flag["source.ip"] == ip
+        assert spread["extra.hub_count"] == 3 and spread["sharing.tlp"] == "AMBER"
+        assert spread["extra.window_seconds"] == 86400 and "provenance.origin_hub" not in spread

@@ -123,5 +123,24 @@ class TestCrossBorderProvenanceExpertBot(CrossBorderBotTestCase, unittest.TestCa
         self.assertIn("Parameter direction must be inbound or outbound, not 'sideways'.", result[0][1])
 
 
+    def test_manager_empty_optional_parameters_are_the_defaults(self):
+        """'' as IntelMQ Manager saves it: inbound, 8 hops, a day's window in Redis db 7 under the default prefix."""
+        manager = {name: "" for name in ("direction", "originator", "origin_country", "max_hops", "dedup_window",
+                                         "dedup_key_prefix", "redis_cache_host", "redis_cache_port", "redis_cache_db",
+                                         "redis_cache_password", "counts_interval")}
+        self.assertIsNone(CrossBorderProvenanceExpertBot.check({"hub_id": "xx-hub", **manager}))
+        event = ev(source__ip="198.51.100.77", extra__test_run=str(uuid.uuid4()),
+                   provenance__hub_path="a,b,c,d,e,f,g")          # 7 hops: within the default 8
+        key = "crossborder:fingerprint:inbound:" + fingerprint(event)
+        store = redis.Redis(db=7)
+        self.addCleanup(store.delete, key)
+        self.input_message = [event, {**event, "feed.name": "again"}]
+        self.run_bot(iterations=2, parameters=manager)
+        out = self.output_events()
+        self.assertEqual(len(out), 1)                             # the second is a duplicate
+        self.assertNotIn("provenance.originator", out[0])
+        self.assertTrue(86300 < store.ttl(key) <= 86400)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -131,5 +131,26 @@ class TestCrossBorderRedactionExpertBot(CrossBorderBotTestCase, unittest.TestCas
         self.input_queue = []
 
 
+    def test_manager_empty_optional_parameters_are_the_defaults(self):
+        """'' as IntelMQ Manager saves it: the key from $CROSSBORDER_HMAC_KEY, raw dropped; no fields: untouched."""
+        manager = {"hmac_password": "", "hmac_key_env": "", "drop_raw": ""}
+        self.assertIsNone(CrossBorderRedactionExpertBot.check({**self.sysconfig, **manager}))
+        os.environ["CROSSBORDER_HMAC_KEY"] = KEY
+        try:
+            self.input_message = dict(BASE)
+            self.run_bot(parameters=manager)
+        finally:
+            del os.environ["CROSSBORDER_HMAC_KEY"]
+        out = self.output_events()[0]
+        self.assertEqual(out["source.ip"], pseudonym("198.51.100.7", KEY.encode(), "IPAddress"))
+        self.assertNotIn("raw", out)
+        nothing = {"remove_fields": "", "pseudonymise_fields": ""}
+        self.assertIsNone(CrossBorderRedactionExpertBot.check(nothing))
+        msg = {"__type": "Event", "classification.type": "scanner", "source.ip": "192.0.2.9", "raw": "eA=="}
+        self.input_message = msg
+        self.run_bot(parameters={**manager, **nothing})
+        self.assertMessageEqual(0, msg)
+
+
 if __name__ == "__main__":
     unittest.main()

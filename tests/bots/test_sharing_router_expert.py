@@ -1,8 +1,10 @@
 """BotTestCase tests of the cross-border sharing router."""
+import os
 import shutil
 import tempfile
 import textwrap
 import unittest
+import unittest.mock as mock
 
 from intelmq.lib.exceptions import ConfigurationError
 from pathlib import Path
@@ -11,6 +13,7 @@ from tests.botcase import CrossBorderBotTestCase
 
 from intelmq_crossborder.policy import audit
 from intelmq_crossborder.policy.redact import hidden_event_uuid, pseudonym
+from intelmq_crossborder.bots.experts.sharing_router import expert as router_module
 from intelmq_crossborder.bots.experts.sharing_router.expert import CrossBorderSharingRouterExpertBot
 
 KEY = "router-test-key-5e9f0c"
@@ -248,6 +251,25 @@ class TestCrossBorderSharingRouterExpertBot(CrossBorderBotTestCase, unittest.Tes
         self.assertIn("no named path in destination_queues for recipient(s) ee-isac", self.log_stream.getvalue())
         self.prepare_bot(destination_queues=RECIPIENTS)   # a valid bot again, for IntelMQ's checks in tearDown
         self.input_queue = []
+
+
+    def test_manager_empty_optional_parameters_are_the_defaults(self):
+        """'' as IntelMQ Manager saves it: the key from $CROSSBORDER_HMAC_KEY, the audit trail in IntelMQ's
+        state directory, the pipeline fan-out."""
+        manager = {"hmac_password": "", "hmac_key_env": "", "audit_log": "", "audit_max_bytes": "",
+                   "audit_fsync": "", "counts_interval": "", "fanout_mode": ""}
+        state = self.tmp / "state"
+        state.mkdir(exist_ok=True)
+        os.environ["CROSSBORDER_HMAC_KEY"] = KEY
+        try:
+            self.assertIsNone(CrossBorderSharingRouterExpertBot.check({**self.sysconfig, **manager}))
+            with mock.patch.object(router_module, "VAR_STATE_PATH", str(state)):
+                out = self.route(ev(sharing__tlp="GREEN"), parameters=manager)
+        finally:
+            del os.environ["CROSSBORDER_HMAC_KEY"]
+        self.assertEqual(out["ee-isac"][0]["source.ip"], pseudonym("192.0.2.44", KEY.encode(), "IPAddress"))
+        trail, = state.glob("*-audit.jsonl")
+        self.assertEqual(len(list(audit.read_records(trail))), len(RECIPIENTS))
 
 
 if __name__ == "__main__":

@@ -127,5 +127,12 @@ class TestCrossBorderTLPExpertBot(CrossBorderBotTestCase, unittest.TestCase):
         self.assertEqual(CrossBorderTLPExpertBot.check({"default_tlp": "tlp:ex:chr"})[0][0], "error")
 
 
+    def test_manager_empty_optional_parameters_are_the_defaults(self):
+        """IntelMQ Manager saves an untouched field as '': default_tlp AMBER, set_stock_tlp on."""
+        manager = {"default_tlp": "", "set_stock_tlp": ""}
+        self.assertIsNone(CrossBorderTLPExpertBot.check(manager))
+        self.run_one(ev(), ev(sharing__tlp="AMBER", tlp="AMBER"), **manager)
+
+
 if __name__ == "__main__":
     unittest.main()

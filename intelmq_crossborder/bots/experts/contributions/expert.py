@@ -5,31 +5,21 @@ from intelmq.lib.bot import ExpertBot
 from intelmq.lib.exceptions import InvalidValue
 
 from intelmq_crossborder.analytics import contributions
-
 from intelmq_crossborder.core import tlp
-class CrossBorderContributionsExpertBot(ExpertBot):
-    """
-    Record what each contributing organisation and hub shares, per day, in a SQLite store.
+from intelmq_crossborder.runtime.parameters import optional
 
-    For every event: contributor (provenance.originator, else feed.provider, else
-    feed.name), hub (provenance.origin_hub, else local_hub), the effective TLP (the
-    most restrictive label the event carries), classification.type, the indicator (first of hash, URL, FQDN, IP, CVE), whether
-    the indicator was first seen from another contributor (a duplicate), and the
-    delay from time.source to arrival here. Early warnings (classification.identifier
-    crossborder-early-warning) are recorded as warnings, not as contributions. The
-    event is forwarded unchanged; one whose labels cannot be read is dumped with the
-    field named (stats import-dumps counts it as invalid). Read the store with
-    `intelmq-crossborder stats contributions` and `intelmq-crossborder report daily`;
-    events dropped as invalid are imported from IntelMQ's dump files with
-    `intelmq-crossborder stats import-dumps`.
-    """
+
+class CrossBorderContributionsExpertBot(ExpertBot):
+    """Record per day in a SQLite store what each contributing organisation and hub shares (TLP, type, indicator, duplicates, delay) and forward the event unchanged; read it with intelmq-crossborder stats contributions and report daily (details in docs/bots/early-warning.md)."""
 
     database: str = None          # default: <IntelMQ var/lib>/crossborder/contributions.sqlite
     local_hub: str = "local"
     warning_identifier: str = contributions.WARNING_IDENTIFIER
 
     def init(self):
-        self._path = self.database or str(contributions.default_db_path())
+        self._path = optional(self.database) or str(contributions.default_db_path())
+        self._local_hub = optional(self.local_hub, "local")
+        self._warning_identifier = optional(self.warning_identifier, contributions.WARNING_IDENTIFIER)
         self._conn = contributions.connect(self._path)
         self.logger.info("Recording contributions in %s.", self._path)
 
@@ -38,7 +28,7 @@ class CrossBorderContributionsExpertBot(ExpertBot):
         try:
             recorded = contributions.record_event(
                 self._conn, event.to_dict(hierarchical=False), arrived_at=datetime.now(timezone.utc),
-                local_hub=self.local_hub, warning_identifier=self.warning_identifier)
+                local_hub=self._local_hub, warning_identifier=self._warning_identifier)
         except tlp.LabelError as exc:
             raise InvalidValue(exc.field, exc.value, reason=exc.reason) from None
         except contributions.FieldTypeError as exc:
@@ -57,7 +47,7 @@ class CrossBorderContributionsExpertBot(ExpertBot):
 
     @staticmethod
     def check(parameters: dict):
-        hub = parameters.get("local_hub", "local")
+        hub = optional(parameters.get("local_hub"), "local")
         if not isinstance(hub, str) or not hub:
             return [["error", "Parameter local_hub must be a non-empty hub id."]]
         return None

@@ -4,55 +4,43 @@ from __future__ import annotations
 from intelmq.lib.bot import ExpertBot
 from intelmq.lib.exceptions import ConfigurationError, InvalidValue
 
-from intelmq_crossborder.policy.agreements import agreement_from_dict, AgreementError
-from intelmq_crossborder.policy.redact import FieldSelector, label_fields_named, redact
-from intelmq_crossborder.core.secrets import secret_bytes
-
 from intelmq_crossborder.core import tlp
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return list(value)
+from intelmq_crossborder.core.secrets import secret_bytes
+from intelmq_crossborder.policy.agreements import AgreementError, agreement_from_dict
+from intelmq_crossborder.policy.redact import FieldSelector, label_fields_named, redact
+from intelmq_crossborder.runtime.parameters import as_list, optional
+
+DEFAULT_KEY_ENV = "CROSSBORDER_HMAC_KEY"
 
 
 class CrossBorderRedactionExpertBot(ExpertBot):
-    """
-    Remove chosen fields from events, or replace them with a keyed pseudonym (HMAC-SHA256).
-
-    remove_fields are deleted; pseudonymise_fields are replaced by a pseudonym that
-    fits the field type (an IPv6 unique-local address for an IP, a name under
-    .invalid for a domain, pseudo-<hex> for text). The same value with the same key
-    always gives the same pseudonym, so recipients can still correlate events; without
-    the key it cannot be reversed. The key comes from hmac_password or from the
-    environment variable named in hmac_key_env, and is never logged. A field name may
-    end in .* to select a group (extra.*). raw is dropped when anything was changed,
-    as it would hold the values in clear. A redaction never lowers the event's TLP:
-    the label fields cannot be named, and when a removed field carried a label, the
-    effective label is kept in sharing.tlp; an unreadable label is dumped.
-    """
+    """Remove remove_fields from events and replace pseudonymise_fields with a keyed pseudonym (HMAC-SHA256, key from hmac_password or the environment variable hmac_key_env) that fits the field type, never lowering the event's TLP (details in docs/bots/routing.md)."""
 
     remove_fields: list = []
     pseudonymise_fields: list = []
     hmac_password: str = None
-    hmac_key_env: str = "CROSSBORDER_HMAC_KEY"
+    hmac_key_env: str = DEFAULT_KEY_ENV
     drop_raw: bool = True
 
     _key = None
 
     def init(self):
-        remove = _as_list(self.remove_fields)
-        pseudo = _as_list(self.pseudonymise_fields)
+        try:
+            remove = as_list(self.remove_fields)
+            pseudo = as_list(self.pseudonymise_fields)
+        except ValueError as exc:
+            raise ConfigurationError("redaction", f"remove_fields and pseudonymise_fields: {exc}") from None
         problem = self._check_fields(remove, pseudo)
         if problem:
             raise ConfigurationError("redaction", problem)
         self._remove = FieldSelector(remove)
         self._pseudo = FieldSelector(pseudo)
-        self._key = secret_bytes(self.hmac_password, self.hmac_key_env)
+        key_env = optional(self.hmac_key_env, DEFAULT_KEY_ENV)
+        self._key = secret_bytes(self.hmac_password, key_env)
+        self._drop_raw = bool(optional(self.drop_raw, True))
         if pseudo and not self._key:
             raise ConfigurationError("redaction", "pseudonymise_fields is set but there is no key: set "
-                                                  f"hmac_password or the environment variable {self.hmac_key_env}")
+                                                  f"hmac_password or the environment variable {key_env}")
         self.logger.info("Removing %s; pseudonymising %s.", ", ".join(remove) or "nothing",
                          ", ".join(pseudo) or "nothing")
 
@@ -76,7 +64,7 @@ class CrossBorderRedactionExpertBot(ExpertBot):
         message = self.receive_message()
         try:
             out, removed, pseudonymised = redact(dict(message), remove=self._remove, pseudonymise=self._pseudo,
-                                                 key=self._key, drop_raw=self.drop_raw)
+                                                 key=self._key, drop_raw=self._drop_raw)
         except tlp.LabelError as exc:
             value = exc.value if exc.value is None or isinstance(exc.value, str) else repr(exc.value)
             raise InvalidValue(exc.field, value[:200] if isinstance(value, str) else value,
@@ -92,9 +80,9 @@ class CrossBorderRedactionExpertBot(ExpertBot):
     @staticmethod
     def check(parameters: dict):
         try:
-            remove = _as_list(parameters.get("remove_fields"))
-            pseudo = _as_list(parameters.get("pseudonymise_fields"))
-        except TypeError:
+            remove = as_list(parameters.get("remove_fields"))
+            pseudo = as_list(parameters.get("pseudonymise_fields"))
+        except ValueError:
             return [["error", "Parameters remove_fields and pseudonymise_fields must be lists of field names."]]
         problem = CrossBorderRedactionExpertBot._check_fields(remove, pseudo)
         if problem:

@@ -9,40 +9,27 @@ from intelmq import VAR_STATE_PATH
 from intelmq.lib.bot import ExpertBot
 from intelmq.lib.exceptions import ConfigurationError, InvalidValue
 
+from intelmq_crossborder.core.fingerprint import fingerprint
+from intelmq_crossborder.core.secrets import secret_bytes
 from intelmq_crossborder.policy import audit
 from intelmq_crossborder.policy.agreements import AgreementError, load_agreements
-from intelmq_crossborder.policy.decide import event_facts, PolicySet
-from intelmq_crossborder.core.secrets import secret_bytes
-
+from intelmq_crossborder.policy.decide import PolicySet, event_facts
 from intelmq_crossborder.runtime import fanout
-from intelmq_crossborder.core.fingerprint import fingerprint
+from intelmq_crossborder.runtime.parameters import as_int, is_unset, optional
+
+DEFAULT_KEY_ENV = "CROSSBORDER_HMAC_KEY"
 
 _NOT_RECIPIENTS = ("_default", "_on_error")
 
 
 class CrossBorderSharingRouterExpertBot(ExpertBot):
-    """
-    Route each event to one named path per recipient whose sharing agreement admits it.
-
-    Reads one agreement file per recipient (YAML, see docs/agreements.md) from
-    agreements_dir and applies the rules of intelmq_crossborder.policy to every
-    event: the effective TLP 2.0 label, the most restrictive in any field (RED
-    never, AMBER+STRICT only to the same organisation, AMBER to constituents,
-    GREEN to the community), taxonomies, types, origin countries, PAP, loops. Each
-    permitted recipient gets its own copy, with fields removed or pseudonymised, on
-    the named path that has the recipient's id. A denied recipient gets nothing; an
-    unreadable label is dumped with the field named. Every decision goes to the
-    audit trail (JSON lines) before the event is acknowledged. On Redis all copies
-    and the acknowledgement go in one round trip (fanout_mode). Counts per
-    recipient and per reason are logged every counts_interval seconds.
-    Agreements are re-read on intelmqctl reload.
-    """
+    """Route each event to one named path per recipient whose sharing agreement (one YAML file per recipient in agreements_dir) admits it, as that recipient's copy with fields removed or pseudonymised, and write every decision to the audit trail before the event is acknowledged (details in docs/bots/routing.md and docs/agreements.md)."""
 
     _message_processed_verb = "Routed"
 
     agreements_dir: str = None
     hmac_password: str = None
-    hmac_key_env: str = "CROSSBORDER_HMAC_KEY"
+    hmac_key_env: str = DEFAULT_KEY_ENV
     audit_log: str = None
     audit_max_bytes: int = 100 * 1024 * 1024
     audit_fsync: bool = False
@@ -55,8 +42,15 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
     _sender = None
 
     def init(self):
-        if not self.agreements_dir:
+        if is_unset(self.agreements_dir):
             raise ConfigurationError("sharing router", "parameter agreements_dir is required")
+        try:
+            audit_max_bytes = as_int(self.audit_max_bytes, 100 * 1024 * 1024, "audit_max_bytes")
+            self._counts_interval = as_int(self.counts_interval, 300, "counts_interval")
+        except ValueError as exc:
+            raise ConfigurationError("sharing router", str(exc)) from None
+        key_env = optional(self.hmac_key_env, DEFAULT_KEY_ENV)
+        fanout_mode = optional(self.fanout_mode, "pipeline")
         try:
             agreements = load_agreements(self.agreements_dir, harmonization=self.harmonization)
         except AgreementError as exc:
@@ -67,19 +61,19 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         if missing:
             raise ConfigurationError("sharing router", "no named path in destination_queues for recipient(s) "
                                                        + ", ".join(missing))
-        self._key = secret_bytes(self.hmac_password, self.hmac_key_env)
+        self._key = secret_bytes(self.hmac_password, key_env)
         needs_key = [a.recipient for a in self._agreements if a.needs_key]
         if needs_key and not self._key:
             raise ConfigurationError("sharing router", "agreement(s) of " + ", ".join(needs_key)
                                      + " pseudonymise fields: set hmac_password or the environment variable "
-                                     + str(self.hmac_key_env))
-        path = self.audit_log or os.path.join(VAR_STATE_PATH, f"{self.bot_id}-audit.jsonl")
-        self._audit = audit.AuditTrail(path, max_bytes=self.audit_max_bytes, fsync=self.audit_fsync,
+                                     + key_env)
+        path = optional(self.audit_log) or os.path.join(VAR_STATE_PATH, f"{self.bot_id}-audit.jsonl")
+        self._audit = audit.AuditTrail(path, max_bytes=audit_max_bytes, fsync=bool(optional(self.audit_fsync, False)),
                                        bot=self.bot_id)
         self._policy = PolicySet(self._agreements, self._key)
-        if self.fanout_mode not in fanout.MODES:
+        if fanout_mode not in fanout.MODES:
             raise ConfigurationError("sharing router", f"fanout_mode must be one of {', '.join(fanout.MODES)}")
-        self._sender = fanout.BatchSender(self, self.fanout_mode)
+        self._sender = fanout.BatchSender(self, fanout_mode)
         self._sent = collections.Counter()
         self._denied = collections.defaultdict(collections.Counter)
         self._unrouted = 0
@@ -124,7 +118,7 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
             self._unrouted += 1
             self.logger.debug("Event shared with no recipient (%d so far).", self._unrouted)
         self._sender.send_and_acknowledge(items)
-        if self.counts_interval and time.monotonic() - self._last_counts >= self.counts_interval:
+        if self._counts_interval and time.monotonic() - self._last_counts >= self._counts_interval:
             self.log_counts()
 
     def log_counts(self):
@@ -155,7 +149,7 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
     def check(parameters: dict):
         results = []
         directory = parameters.get("agreements_dir")
-        if not directory:
+        if is_unset(directory):
             return [["error", "Parameter agreements_dir is required."]]
         if "${" in str(directory):
             # a template (intelmq_crossborder/pipelines/*, expanded by the runner or envsubst at deployment)
@@ -174,8 +168,8 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         for path in sorted(paths - set(agreements) - set(_NOT_RECIPIENTS)):
             results.append(["warning", f"Named path {path!r} matches no enabled agreement: it gets nothing."])
         needs_key = [r for r, a in agreements.items() if a.needs_key]
-        env = parameters.get("hmac_key_env", "CROSSBORDER_HMAC_KEY")
-        if needs_key and not parameters.get("hmac_password") and not os.environ.get(env or ""):
+        env = optional(parameters.get("hmac_key_env"), DEFAULT_KEY_ENV)
+        if needs_key and not secret_bytes(parameters.get("hmac_password"), env):
             results.append(["warning", f"Agreement(s) of {', '.join(needs_key)} pseudonymise fields: the bot needs "
                                        f"hmac_password or the environment variable {env} when it runs."])
         return results or None

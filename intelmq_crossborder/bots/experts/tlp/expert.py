@@ -2,21 +2,13 @@
 from intelmq.lib.bot import ExpertBot
 from intelmq.lib.exceptions import InvalidValue
 
-from intelmq_crossborder.runtime import fanout
-
 from intelmq_crossborder.core import tlp
-class CrossBorderTLPExpertBot(ExpertBot):
-    """
-    Write the event's effective TLP (CLEAR, GREEN, AMBER, AMBER+STRICT, RED) into sharing.tlp.
+from intelmq_crossborder.runtime import fanout
+from intelmq_crossborder.runtime.parameters import optional
 
-    The effective TLP is the most restrictive label the event carries in any field or
-    spelling, sharing.tlp included (intelmq_crossborder.core.tlp.event_tlp, docs/tlp.md).
-    No label: default_tlp. Anything label-like that cannot be read: the event is
-    dumped with the field named, never forwarded with a guess. A hidden source (the
-    MISP tag tlp:ex:chr) sets sharing.do_not_disclose_source. With set_stock_tlp the
-    stock tlp field gets the value that is at least as restrictive (CLEAR as WHITE,
-    AMBER+STRICT as RED), so stock bots stay safe.
-    """
+
+class CrossBorderTLPExpertBot(ExpertBot):
+    """Write the event's effective TLP 2.0 label (the most restrictive it carries in any field or spelling, default_tlp when it has none) into sharing.tlp, and with set_stock_tlp a value at least as restrictive into the stock tlp field; an unreadable label is dumped with the field named (details in docs/bots/tlp.md)."""
 
     default_tlp: str = "AMBER"
     set_stock_tlp: bool = True
@@ -25,7 +17,8 @@ class CrossBorderTLPExpertBot(ExpertBot):
     _sender: fanout.BatchSender = None
 
     def init(self):
-        self._default_level = tlp.parse_level(self.default_tlp, "parameter default_tlp")
+        self._default_level = tlp.parse_level(optional(self.default_tlp, "AMBER"), "parameter default_tlp")
+        self._set_stock_tlp = bool(optional(self.set_stock_tlp, True))
         if getattr(self, "label_fields", None) is not None:
             self.logger.warning("Parameter label_fields is ignored: every label field is read (docs/tlp.md).")
         self._defaulted = 0
@@ -46,7 +39,7 @@ class CrossBorderTLPExpertBot(ExpertBot):
             self.logger.debug("Event without TLP label, default %s applied (%d so far).",
                               level.label, self._defaulted)
         event.add("sharing.tlp", level.label, overwrite=True)
-        if self.set_stock_tlp:
+        if self._set_stock_tlp:
             event.add("tlp", tlp.to_intelmq_stock(level), overwrite=True)
         if labels.hide_source:
             event.add(tlp.HIDE_SOURCE_FIELD, True, overwrite=True)
@@ -55,7 +48,7 @@ class CrossBorderTLPExpertBot(ExpertBot):
     @staticmethod
     def check(parameters: dict):
         results = []
-        default = parameters.get("default_tlp", "AMBER")
+        default = optional(parameters.get("default_tlp"), "AMBER")
         try:
             tlp.parse_level(default, "parameter default_tlp")
         except tlp.UnknownTLPError as exc:
