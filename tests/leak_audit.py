@@ -623,7 +623,6 @@ def output_guards(misp_server=None, artifacts: Optional["_Artifacts"] = None) ->
     """name -> _Guard running the real bot's process() up to the point where it would write;
     ``misp_server``: a FakeMISP that keeps the MISP output's events (else each copy makes one);
     ``artifacts``: the exchange and CSAF outputs write there (see :class:`_Artifacts`)."""
-    from collections import OrderedDict
 
     from intelmq_crossborder.formats.misp import push as misp_push
     from intelmq_crossborder.core import tlp as _tlp
@@ -675,18 +674,19 @@ def output_guards(misp_server=None, artifacts: Optional["_Artifacts"] = None) ->
         bot._max_level = bot._max = _tlp.Level.from_label(label)
 
     # MISP API output: its guard is the agreement again and refuse_distributions; what passes
-    # becomes PyMISP requests (init() and _misp() set up what is set here)
+    # becomes PyMISP requests (init() and Pusher.api set up what is set here)
     api = _RecordingMISP(misp_server)
     settings_of: dict = {}
 
     def misp_setup(bot):
-        bot.misp_url, bot.sighting_source, bot.cache_size = "https://misp.peer.example/", "audit", 256
-        bot._call = misp_push.RetryingCaller(0, 0.0, None)
-        bot._api, bot._sharing_group_resolved, bot._cache = api, True, OrderedDict()
+        bot.misp_url = "https://misp.peer.example/"
+        bot._pusher = misp_push.Pusher(lambda: api, None, misp_push.RetryingCaller(0, 0.0, None),
+                                       sighting_source="audit", cache_size=256)
+        bot._pusher._api = api          # connected, the sharing group resolved (SHARING_GROUP)
 
     def misp_configure(bot, cfg, agreement, key):
         bot.agreement, bot._hmac_key, bot.refuse_distributions = agreement, key, cfg["refuse"]
-        bot.distribution, bot.publish = cfg["distribution"], cfg["publish"]
+        bot._pusher.publish = cfg["publish"]
         if agreement.recipient not in settings_of:
             settings = misp_push.PushSettings(
                 recipient=agreement.recipient, grouping=cfg["grouping"], incident_field="extra.incident_id",
@@ -694,9 +694,9 @@ def output_guards(misp_server=None, artifacts: Optional["_Artifacts"] = None) ->
             if cfg["distribution"] == 4:
                 settings.sharing_group_id = SHARING_GROUP
             settings_of[agreement.recipient] = settings
-        bot._settings = settings_of[agreement.recipient]
+        bot._pusher.settings = settings_of[agreement.recipient]
         if misp_server is None:
-            bot._cache.clear()
+            bot._pusher.cache.clear()
         api.sent = []
 
     def misp_finish(bot, acked):
@@ -1453,7 +1453,7 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
                                                               state["chr"])]
             if len(stored["Attribute"]) >= MISP_EVENT_ATTRIBUTES:      # start a new event for this key
                 del server.events[uuid]
-                guards["misp"].bot._cache.pop(uuid, None)
+                guards["misp"].bot._pusher.cache.pop(uuid, None)
                 misp_state.pop((recipient, uuid), None)
         return problems
 

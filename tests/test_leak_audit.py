@@ -235,8 +235,8 @@ def test_oracle_reads_every_value_of_the_misp_json(monkeypatch):
     # the MISP outputs write the hub's copy, not the agreement's (as the event title did with
     # {key} until the audit found it): hidden values reach the MISP JSON when no router is in front
     real = misp_push.merge
-    monkeypatch.setattr(misp_push, "merge", lambda current, event, settings, key_event=None:
-                        real(current, key_event or event, settings, key_event))
+    monkeypatch.setattr(misp_push, "merge", lambda current, event, settings, key_event=None, event_uuid=None:
+                        real(current, key_event or event, settings, key_event, event_uuid))
     kinds = audit(1000, outputs=("misp", "misp_feed"), bypass_every=2)["leaks_by_kind"]
     for output in ("misp", "misp_feed"):
         assert f"bypass {output}: feed.name in clear" in kinds, kinds

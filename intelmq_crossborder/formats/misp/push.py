@@ -24,8 +24,8 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -38,12 +38,16 @@ from intelmq_crossborder.formats.misp import convert as misp
 
 from intelmq_crossborder.policy.agreements import AgreementError, load_agreement, tlp_ceiling
 from intelmq_crossborder.policy.decide import decide
-from intelmq_crossborder.core.secrets import secret_bytes
+from intelmq_crossborder.core.secrets import redact_in_logs, secret, secret_bytes
 from intelmq_crossborder.core.retry import Backoff
 from intelmq_crossborder.core.errors import CrossBorderError
+from intelmq_crossborder.core.files import atomic_write_text
+from intelmq_crossborder.runtime.parameters import as_float, as_int, as_list, optional
 
 __all__ = ["PushSettings", "target_event_uuid", "load_agreement_checked", "Planned", "merge", "projection", "observation_time", "RetryingCaller",
-           "TransientMISPError", "PermanentMISPError", "FeedWriter", "RedactingFilter", "redact_secret"]
+           "TransientMISPError", "PermanentMISPError", "FeedWriter", "Pusher", "PlanError",
+           "pymisp_connector",
+           "refused_distributions", "check_parameters"]
 
 
 @dataclass
@@ -127,9 +131,14 @@ def _info(settings: PushSettings, event: dict, key: str) -> str:
         return f"{values['feed']} {day}".strip()
 
 
-def _tlp_of_tags(names) -> Optional[tlp.Level]:
-    level, _ = tlp.parse_tags(names)
-    return level
+def _tlp_of_tags(names, where: str = "") -> Optional[tlp.Level]:
+    """The most restrictive TLP level among MISP tag names (None: no TLP tag), read by the TLP
+    core's one reader.  Fails closed: a look-alike or unknown TLP tag raises ValueError naming
+    ``where`` (an attribute or event on the recipient's MISP), it is never read as no label."""
+    try:
+        return tlp.event_tlp({tlp.TAG_FIELDS[0]: list(names)}).level
+    except tlp.LabelError as exc:
+        raise ValueError(f"{where or 'MISP tags'}: {exc.reason}") from None
 
 
 def target_event_uuid(event: dict, settings: PushSettings, shown_event: Optional[dict] = None) -> str:
@@ -253,8 +262,8 @@ def api_key(url: Optional[str], token: Optional[str], env_name: Optional[str], l
     """The MISP API key from the parameter or the environment, registered for redaction
     in our, PyMISP's and urllib3's log records.  Raises ValueError when the URL or the
     key is missing."""
-    key = token or os.environ.get(env_name or "", "")
-    redact_secret(key, logger, logging.getLogger("pymisp"), logging.getLogger("urllib3"))
+    key = secret(token, env_name) or ""
+    redact_in_logs(key, logger, logging.getLogger("pymisp"), logging.getLogger("urllib3"))
     if not url:
         raise ValueError("Parameter misp_url is required.")
     if not key:
@@ -295,15 +304,65 @@ def check_agreement_parameter(parameters: dict) -> list:
     return []
 
 
+# --- bot parameters (IntelMQ Manager saves an untouched optional one as '': unset) ----------
+
+def refused_distributions(value: Any) -> list:
+    """The ``refuse_distributions`` parameter as integers; unset (``''``, None) is the default
+    ``[0]`` (an empty list, ``[]``, refuses none).  ValueError for a value that is not 0-5."""
+    items = as_list(optional(value, [0]))
+    out = []
+    for item in items:
+        text = str(item).strip()
+        if isinstance(item, bool) or text not in ("0", "1", "2", "3", "4", "5"):
+            raise ValueError(f"Parameter refuse_distributions: {item!r} is not a MISP distribution level (0-5)")
+        out.append(int(text))
+    return out
+
+
+def check_parameters(parameters: dict, flags: Optional[dict] = None, numbers: Optional[dict] = None) -> list:
+    """check() findings shared by the MISP bots: ``grouping``, ``refuse_distributions`` and
+    ``extra_tags`` when given, each of ``flags`` (name -> default) a boolean, each of
+    ``numbers`` (name -> (int or float, minimum)) a number of at least the minimum.  An unset
+    value (``''``, None, missing) takes the default and is no finding."""
+    results = []
+    if "grouping" in parameters and optional(parameters["grouping"], "feed_day") not in ("feed_day", "incident"):
+        results.append(["error", "Parameter grouping must be feed_day or incident."])
+    if "refuse_distributions" in parameters:
+        try:
+            refused_distributions(parameters["refuse_distributions"])
+        except ValueError as exc:
+            results.append(["error", f"{exc}."])
+    for name in ("extra_tags", "search_tags"):
+        if name in parameters:
+            try:
+                as_list(parameters[name])
+            except ValueError as exc:
+                results.append(["error", f"Parameter {name}: {exc}."])
+    for name, default in (flags or {}).items():
+        if not isinstance(optional(parameters.get(name), default), bool):
+            results.append(["error", f"Parameter {name} must be true or false."])
+    for name, (kind, minimum) in (numbers or {}).items():
+        reader = as_int if kind is int else as_float
+        try:
+            value = reader(parameters.get(name), None, name)
+        except ValueError as exc:
+            results.append(["error", f"{exc}."])
+            continue
+        if value is not None and value < minimum:
+            results.append(["error", f"Parameter {name} must be at least {minimum}."])
+    return results
+
+
 def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
-          key_event: Optional[dict] = None) -> Planned:
+          key_event: Optional[dict] = None, event_uuid: Optional[str] = None) -> Planned:
     """The MISP event that ``current`` must become to hold IntelMQ ``event`` (flat dict).
 
     ``key_event`` (default ``event``) is the event the grouping key is computed
     from: the hub's own copy, when ``event`` is the recipient's copy with the
     originator fields (feed.name...) removed by the agreement.  Nothing of
     ``key_event`` is written: the event title (``{key}`` included) is made from
-    ``event``, the UUIDs are hashes.
+    ``event``, the UUIDs are hashes.  ``event_uuid`` is :func:`target_event_uuid` of the two,
+    when the caller already has it (it looked ``current`` up under it).
 
     The TLP written is the effective TLP of ``event`` (:func:`tlp.event_tlp`); when its
     source is hidden, nothing of :data:`tlp.SOURCE_FIELDS` is read from it.
@@ -323,7 +382,8 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
                          "(" + ", ".join(f for f, _ in misp.FIELD_TYPES) + ")")
     atype, value, category = found
     key = misp.group_key(key_event, settings.grouping, settings.incident_field)
-    event_uuid = target_event_uuid(key_event, settings, shown_event=event)
+    if event_uuid is None:
+        event_uuid = target_event_uuid(key_event, settings, shown_event=event)
     attr_uuid = misp.deterministic_uuid(event_uuid, atype, value)
 
     is_new = current is None
@@ -376,10 +436,10 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
     else:
         # keep what is there; tighten the TLP tag if the new copy is more restrictive
         names = [t.name for t in existing.tags]
-        old_level = _tlp_of_tags(names)
+        old_level = _tlp_of_tags(names, f"attribute {attr_uuid} of MISP event {event_uuid}")
         if old_level is None or level > old_level:
-            existing.tags = [t for t in existing.tags if not t.name.lower().startswith("tlp:")
-                             or t.name == tlp.CHATHAM_HOUSE_TAG]
+            # every tag that reads as a level goes (all of them were readable just above)
+            existing.tags = [t for t in existing.tags if _tlp_of_tags([t.name]) is None]
             existing.add_tag(tlp.to_misp_tag(level))
         for name in wanted_tags[1:]:
             if name not in names:
@@ -396,7 +456,8 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
                 sighting = seen
 
     # event tags: the most restrictive attribute TLP, the classifications, configured extras
-    levels = [_tlp_of_tags([t.name for t in a.tags]) for a in desired.attributes]
+    levels = [_tlp_of_tags([t.name for t in a.tags], f"attribute {a.uuid} of MISP event {event_uuid}")
+              for a in desired.attributes]
     levels = [lvl for lvl in levels if lvl is not None]
     event_tags = [tlp.to_misp_tag(max(levels))] if levels else []
     for a in desired.attributes:
@@ -459,6 +520,8 @@ class TransientMISPError(CrossBorderError, RuntimeError):
 
 class PermanentMISPError(CrossBorderError, RuntimeError):
     """The MISP server refused the request (4xx); ``status`` and ``text`` are the server's."""
+
+    event_uuid: str = ""        # the MISP event written, when the caller knows it (Pusher.push)
 
     def __init__(self, status, text):
         self.status, self.text = status, text
@@ -536,34 +599,135 @@ class RetryingCaller:
                                  f"{type(last).__name__}" + (f": {first_line}" if first_line else ""))
 
 
-class RedactingFilter(logging.Filter):
-    """Replace secrets in log records (message and arguments) with ``***``."""
+class PlanError(CrossBorderError, ValueError):
+    """An IntelMQ event that cannot become (part of) MISP event ``event_uuid``: no indicator,
+    no TLP label, an unreadable TLP tag on the recipient's copy of the MISP event."""
 
-    def __init__(self, secrets):
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
-        text = record.getMessage()
-        if any(s in text for s in self.secrets):
-            for s in self.secrets:
-                text = text.replace(s, "***")
-            record.msg, record.args = text, ()
-        return True
+    def __init__(self, event_uuid: str, reason: str):
+        self.event_uuid = event_uuid
+        super().__init__(reason)
 
 
-_REDACTION = RedactingFilter([])
+class Pusher:
+    """Brings a peer's MISP events, through PyMISP, to the state that holds each incoming event.
+
+    ``connect`` builds the API client (PyMISP, or a stand-in with its methods); it is called
+    through ``call`` (:class:`RetryingCaller`) on first use, and with ``settings.distribution``
+    4 the sharing group (``sharing_group``: an id, else looked up by UUID) is resolved then.
+
+    Plan cache: the desired state of the last ``cache_size`` MISP events written is kept
+    (least recently used first out), so consecutive events of one group cost no lookup; an
+    event that got a sighting or whose write failed is dropped from it and read again.
+
+    :meth:`push` writes only what changed (event creation, attribute creation or update,
+    metadata update), publishes with ``publish`` after a change (or when the server copy is
+    unpublished), and adds the sighting :func:`merge` asks for.  A write refused with 4xx may
+    be a retry of one the server did although its answer was lost (5xx, timeout): the event
+    is read again and planned once more; what is still refused raises.
+    """
+
+    def __init__(self, connect: Callable[[], Any], settings: PushSettings, call: RetryingCaller, *,
+                 sharing_group: str = "", publish: bool = False, sighting_source: str = "intelmq-crossborder",
+                 cache_size: int = 256, logger: Optional[logging.Logger] = None):
+        self.connect, self.settings, self.call = connect, settings, call
+        self.sharing_group, self.publish, self.sighting_source = str(sharing_group or "").strip(), publish, \
+            sighting_source
+        self.cache_size = max(1, int(cache_size))
+        self.logger = logger or logging.getLogger(__name__)
+        self.cache: "OrderedDict[str, MISPEvent]" = OrderedDict()
+        self._api = None
+
+    @property
+    def api(self):
+        """The API client, connected (and the sharing group resolved) on first use."""
+        if self._api is None:
+            api = self.call("connection", self.connect)
+            if self.settings.distribution == 4 and self.settings.sharing_group_id is None:
+                self.settings.sharing_group_id = self._sharing_group_id(api)
+            self._api = api
+        return self._api
+
+    def _sharing_group_id(self, api) -> int:
+        if self.sharing_group.isdigit():
+            return int(self.sharing_group)
+        found = self.call("sharing group lookup", api.get_sharing_group, self.sharing_group)
+        return int(found["SharingGroup"]["id"])
+
+    def push(self, out: dict, flat: dict) -> Planned:
+        """Write ``out`` (the recipient's copy, from :func:`admission`) of ``flat`` (the hub's
+        copy, for the grouping key).  Raises :class:`PlanError`, :class:`PermanentMISPError`
+        (with ``event_uuid`` set) or :class:`TransientMISPError`; the plan cache forgets the
+        event on every error."""
+        event_uuid = target_event_uuid(flat, self.settings, shown_event=out)
+        try:
+            try:
+                return self._apply(event_uuid, out, flat)
+            except PermanentMISPError as exc:
+                self.cache.pop(event_uuid, None)
+                self.logger.info("MISP refused a write for event %s (%s); re-reading it and planning again.",
+                                 event_uuid, exc.status)
+                return self._apply(event_uuid, out, flat)
+        except PermanentMISPError as exc:
+            self.cache.pop(event_uuid, None)
+            exc.event_uuid = event_uuid
+            raise
+        except (TransientMISPError, PlanError):
+            self.cache.pop(event_uuid, None)
+            raise
+
+    def _current(self, event_uuid: str) -> Optional[MISPEvent]:
+        if event_uuid in self.cache:
+            self.cache.move_to_end(event_uuid)
+            return self.cache[event_uuid]
+        return self.call("event lookup", self.api.get_event, event_uuid, pythonify=True, allow=(404,))
+
+    def _remember(self, event: MISPEvent) -> None:
+        self.cache[str(event.uuid)] = event
+        self.cache.move_to_end(str(event.uuid))
+        while len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
+
+    def _apply(self, event_uuid: str, out: dict, flat: dict) -> Planned:
+        current = self._current(event_uuid)
+        try:
+            planned = merge(current, out, self.settings, key_event=flat, event_uuid=event_uuid)
+        except ValueError as exc:
+            raise PlanError(event_uuid, str(exc)) from None
+        api = self.api
+        if planned.is_new:
+            self.call("event creation", api.add_event, planned.event, pythonify=True)
+            self.logger.debug("MISP event %s created.", event_uuid)
+        else:
+            if planned.new_attribute is not None:
+                self.call("attribute creation", api.add_attribute, event_uuid, planned.new_attribute)
+            if planned.changed_attribute is not None:
+                self.call("attribute update", api.update_attribute, planned.changed_attribute,
+                          planned.attribute_uuid)
+            if planned.meta_changed:
+                self.call("event update", api.update_event, planned.metadata_event(),
+                          event_id=event_uuid, metadata=True)
+            if planned.changed:
+                self.logger.debug("MISP event %s updated.", event_uuid)
+        if self.publish and (planned.changed or getattr(current, "published", None) is False):
+            # MISP unpublishes an event on every edit; publish once after what this message changed.
+            # A server copy that is still unpublished (an earlier publish failed) is published too.
+            self.call("event publication", api.publish, event_uuid)
+            planned.event.published = True
+            self.logger.debug("MISP event %s published.", event_uuid)
+        self._remember(planned.event)
+        if planned.sighting:
+            self.call("sighting", api.add_sighting,
+                      sighting_for(planned.attribute_uuid, planned.sighting, self.sighting_source),
+                      planned.attribute_uuid)
+            self.cache.pop(event_uuid, None)
+        return planned
 
 
-def redact_secret(secret: str, *loggers: logging.Logger) -> None:
-    """Hide ``secret`` in every record of ``loggers`` (one shared filter; adding twice is harmless)."""
-    if secret and secret not in _REDACTION.secrets:
-        _REDACTION.secrets.append(secret)
-    for logger in loggers:
-        if _REDACTION not in logger.filters:
-            logger.addFilter(_REDACTION)
+def pymisp_connector(url: str, key: str, verify_ssl: bool = True, timeout: float = 60) -> Callable[[], Any]:
+    """A ``connect`` for :class:`Pusher` (and the collector): builds PyMISP for ``url``."""
+    from pymisp import PyMISP
+
+    return lambda: PyMISP(url, key, ssl=verify_ssl, timeout=timeout, tool="intelmq-crossborder")
 
 
 # --- feed directory --------------------------------------------------------------------
@@ -571,10 +735,14 @@ def redact_secret(secret: str, *loggers: logging.Logger) -> None:
 class FeedWriter:
     """A MISP feed directory: ``manifest.json``, ``<uuid>.json`` per event, ``hashes.csv``.
 
-    Files are replaced atomically (write to a temporary file, then rename), so a
-    MISP instance fetching the feed never reads half a file.  ``hashes.csv`` is
-    rewritten with the event's lines when the event changes.
+    Files are replaced atomically and durably (:func:`intelmq_crossborder.core.files.atomic_write`),
+    so a MISP instance fetching the feed never reads half a file; they are readable by all
+    (0644) for the web server that serves the feed.  ``hashes.csv`` is rewritten with the
+    event's lines when the event changes.
     """
+
+    #: permissions of the files written
+    FILE_MODE = 0o644
 
     def __init__(self, directory, org_name: str, org_uuid: str = ""):
         self.dir = Path(directory)
@@ -601,9 +769,21 @@ class FeedWriter:
         return event
 
     def _write(self, name: str, text: str) -> None:
-        tmp = self.dir / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(self.dir / name)
+        atomic_write_text(self.dir / name, text, mode=self.FILE_MODE)
+
+    def push(self, out: dict, flat: dict, settings: PushSettings) -> Planned:
+        """Merge ``out`` (the recipient's copy, from :func:`admission`) of ``flat`` (the hub's
+        copy) into its feed event and write that when it changed; :class:`PlanError` when it
+        cannot be planned."""
+        event_uuid = target_event_uuid(flat, settings, shown_event=out)
+        current = self.load(event_uuid)
+        try:
+            planned = merge(current, out, settings, key_event=flat, event_uuid=event_uuid)
+        except ValueError as exc:
+            raise PlanError(event_uuid, str(exc)) from None
+        if planned.changed:
+            self.write(planned.event)
+        return planned
 
     def write(self, event: MISPEvent) -> None:
         org = MISPOrganisation()

@@ -1,4 +1,5 @@
-"""State of the MISP collector across runs: the newest event timestamp seen, in a JSON file.
+"""The MISP collector's runs: a paged search (:func:`collect`) and the state kept across runs,
+the newest event timestamp seen, in a JSON file.
 
 The state advances only when a run completes (:meth:`CollectorState.save`), so a
 failed run is repeated next time instead of silently skipping events.  MISP's
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from intelmq_crossborder.core import inputs
+from intelmq_crossborder.core.files import atomic_write_json
+
+
 @dataclass
 class Run:
     newest: Optional[int]
@@ -64,6 +67,9 @@ class State:
 
 
 class CollectorState:
+    """The collector's state in the JSON file ``path``, replaced atomically and durably
+    (:func:`intelmq_crossborder.core.files.atomic_write_json`) when a run completed."""
+
     def __init__(self, path: str, overlap: int = 0):
         self.path, self.overlap = path, overlap
 
@@ -93,10 +99,63 @@ class CollectorState:
         if run.newest is not None:
             floor = run.newest - self.overlap
             keep = {u: t for u, t in run.recent.items() if t is not None and t >= floor}
-        data = {"timestamp": run.newest, "recent": keep}
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".misp-state-", dir=directory)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, sort_keys=True)
-        os.replace(tmp, self.path)
+        atomic_write_json(self.path, {"timestamp": run.newest, "recent": keep}, indent=None)
+
+
+@dataclass
+class Collected:
+    """What one :func:`collect` run did: events sent, already seen, without uuid; pages read."""
+
+    sent: int = 0
+    skipped: int = 0
+    malformed: int = 0
+    pages: int = 0
+    since: Any = None
+
+
+def collect(search: Callable[[dict], Any], state: CollectorState, emit: Callable[[dict], None], *,
+            page_size: int = 50, tags: Optional[list] = None, org: Optional[str] = None,
+            published_only: bool = True, with_attachments: bool = False,
+            initial_since: Optional[str] = None) -> Collected:
+    """One incremental pull: search page by page (``search(query)``: PyMISP's ``search(**query)``
+    through the retrying caller) for events changed since the state's newest
+    timestamp, ``emit`` each event not emitted before (a dict: the MISP event), and save the
+    state only when every page was read.
+
+    Raises ValueError for a state file that cannot be read and
+    :class:`intelmq_crossborder.formats.misp.push.PermanentMISPError` for a search answer
+    that is not a list of events; the state is then left as it was."""
+    from intelmq_crossborder.formats.misp.push import PermanentMISPError
+
+    if page_size < 1:
+        raise ValueError("page_size must be at least 1")
+    current = state.load()
+    done = Collected(since=current.since(initial_since))
+    run = current.start_run()
+    page = 1
+    while True:
+        query = {"controller": "events", "limit": page_size, "page": page, "tags": list(tags or []) or None,
+                 "org": org or None, "published": True if published_only else None,
+                 # the spec types the filter as a string (epoch or time span such as "7d")
+                 "timestamp": None if done.since is None else str(done.since),
+                 "with_attachments": bool(with_attachments)}
+        result = search(query)
+        if not isinstance(result, list):      # an error document instead of a list
+            raise PermanentMISPError("?", json.dumps(result, default=str)[:500])
+        for item in result:
+            event = item.get("Event", item) if isinstance(item, dict) else None
+            if not isinstance(event, dict) or "uuid" not in event:
+                done.malformed += 1
+                continue
+            if not run.is_new(event):
+                done.skipped += 1
+                continue
+            emit(event)
+            run.seen(event)
+            done.sent += 1
+        done.pages = page
+        if len(result) < page_size:
+            break
+        page += 1
+    state.save(run)
+    return done

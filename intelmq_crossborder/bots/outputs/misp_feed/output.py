@@ -3,18 +3,11 @@ from intelmq.lib.bot import OutputBot
 from intelmq.lib.exceptions import InvalidValue
 
 from intelmq_crossborder.formats.misp import push as misp_push
-class CrossBorderMISPFeedOutputBot(OutputBot):
-    """
-    Write a standard MISP feed directory: manifest.json, one <uuid>.json per event and hashes.csv.
+from intelmq_crossborder.runtime.parameters import as_list, optional
 
-    Peers add the directory (served over HTTPS, or synced) in MISP as a feed of type "MISP Feed",
-    with no API access to the hub. The feed is incremental: attributes are grouped into one MISP
-    event per key (feed and day, or incident id) with derived UUIDs, an event file is rewritten
-    only when its content changes, and manifest.json and hashes.csv are updated with it; files are
-    replaced atomically. What may go in follows the same rules as the MISP output: every event is
-    checked against the recipient's sharing agreement and dumped with the reasons when it forbids
-    it; each attribute carries its TLP and RSIT tags, each event the most restrictive TLP tag.
-    """
+
+class CrossBorderMISPFeedOutputBot(OutputBot):
+    """Write a standard MISP feed directory (manifest.json, one <uuid>.json per event, hashes.csv) that peers add in MISP as a feed, incrementally and atomically, after checking each event against the recipient's sharing agreement. Details: docs/bots/misp.md."""
 
     feed_directory: str = ""
     agreement_file: str = ""
@@ -28,15 +21,17 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
     refuse_distributions: list = [0]
 
     def init(self):
-        if not self.feed_directory:
+        if not optional(self.feed_directory):
             raise ValueError("Parameter feed_directory is required.")
-        self.agreement, self._hmac_key = misp_push.agreement_and_key(self.agreement_file, self.hmac_key_env)
-        self._feed = misp_push.FeedWriter(self.feed_directory, self.org_name, self.org_uuid)
+        self.agreement, self._hmac_key = misp_push.agreement_and_key(self.agreement_file, optional(self.hmac_key_env))
+        self.refuse_distributions = misp_push.refused_distributions(self.refuse_distributions)
+        org_name = optional(self.org_name, "intelmq-crossborder hub")
+        self._feed = misp_push.FeedWriter(self.feed_directory, org_name, optional(self.org_uuid, ""))
         self._settings = misp_push.PushSettings(
-            recipient=self.agreement.recipient, grouping=self.grouping, incident_field=self.incident_field,
-            event_info=self.event_info, org_name=self.org_name, org_uuid=self.org_uuid,
-            extra_tags=list(self.extra_tags or []), uuid_key=self._hmac_key)
-        self._written = 0
+            recipient=self.agreement.recipient, grouping=optional(self.grouping, "feed_day"),
+            incident_field=optional(self.incident_field, "extra.incident_id"),
+            event_info=optional(self.event_info, "{feed} {day}"), org_name=org_name,
+            org_uuid=self._feed.org["uuid"], extra_tags=as_list(self.extra_tags), uuid_key=self._hmac_key)
 
     def process(self):
         event = self.receive_message()
@@ -44,27 +39,22 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
         out, field, reason = misp_push.admission(flat, self.agreement, self._hmac_key, self.refuse_distributions)
         if out is None:
             raise InvalidValue(field, flat.get(field), reason=f"{reason}; not written to the MISP feed")
-        event_uuid = misp_push.target_event_uuid(flat, self._settings, shown_event=out)
-        current = self._feed.load(event_uuid)
         try:
-            planned = misp_push.merge(current, out, self._settings, key_event=flat)
-        except ValueError as exc:
-            raise InvalidValue("misp.event_uuid", event_uuid,
+            planned = self._feed.push(out, flat, self._settings)
+        except misp_push.PlanError as exc:
+            raise InvalidValue("misp.event_uuid", exc.event_uuid,
                                reason=f"{exc}; not written to the MISP feed") from None
         if planned.changed:
-            self._feed.write(planned.event)
-            self._written += 1
-            self.logger.debug("Feed event %s %s.", event_uuid, "created" if planned.is_new else "updated")
+            self.logger.debug("Feed event %s %s.", planned.event.uuid, "created" if planned.is_new else "updated")
         self.acknowledge_message()
 
     @staticmethod
     def check(parameters: dict):
         results = []
-        if not parameters.get("feed_directory"):
+        if not optional(parameters.get("feed_directory")):
             results.append(["error", "Parameter feed_directory is required."])
         results += misp_push.check_agreement_parameter(parameters)
-        if parameters.get("grouping", "feed_day") not in ("feed_day", "incident"):
-            results.append(["error", "Parameter grouping must be feed_day or incident."])
+        results += misp_push.check_parameters(parameters)
         return results or None
 
 
