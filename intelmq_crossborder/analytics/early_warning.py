@@ -1,6 +1,6 @@
 """Early warnings towards EU-CyCLONe and the CSIRTs Network.
 
-Two triggers (see docs/bots/exchange.md, "Early-warning expert"):
+Two triggers (see docs/bots/analytics.md, "Cross-border early-warning expert"):
 
 * **Spread**: the same indicator or incident reported by at least ``min_hubs``
   hubs or ``min_countries`` countries within ``window`` seconds.  State is a Redis

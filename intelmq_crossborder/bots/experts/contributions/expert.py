@@ -10,7 +10,7 @@ from intelmq_crossborder.runtime.parameters import optional
 
 
 class CrossBorderContributionsExpertBot(ExpertBot):
-    """Record per day in a SQLite store what each contributing organisation and hub shares (TLP, type, indicator, duplicates, delay) and forward the event unchanged; read it with intelmq-crossborder stats contributions and report daily (details in docs/bots/early-warning.md)."""
+    """Record per day in a SQLite store what each contributing organisation and hub shares (TLP, type, indicator, duplicates, delay) and forward the event unchanged; read it with intelmq-crossborder stats contributions and report daily (details in docs/bots/analytics.md)."""
 
     database: str = None          # default: <IntelMQ var/lib>/crossborder/contributions.sqlite
     local_hub: str = "local"

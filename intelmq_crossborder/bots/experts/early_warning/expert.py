@@ -12,7 +12,7 @@ _SETTINGS = ("min_hubs", "min_countries", "window", "key_fields", "flag_fields",
 
 
 class CrossBorderEarlyWarningExpertBot(ExpertBot):
-    """Raise an early-warning event on the path warning_path when the same indicator is reported by min_hubs hubs or min_countries countries within window seconds, or when an event is flagged large-scale or severe; inputs above max_tlp neither count nor appear, hidden sources are not named, and every input goes on unchanged (details in docs/bots/early-warning.md)."""
+    """Raise an early-warning event on the path warning_path when the same indicator is reported by min_hubs hubs or min_countries countries within window seconds, or when an event is flagged large-scale or severe; inputs above max_tlp neither count nor appear, hidden sources are not named, and every input goes on unchanged (details in docs/bots/analytics.md)."""
 
     warning_path: str = "early-warning"
     min_hubs: int = 3
