@@ -8,21 +8,35 @@ without an ``intelmq`` user; with that user present it would switch the whole
 pytest process to it.  In-process bot tests need neither, so it is patched here.
 Real bot processes (tests marked ``integration``) are started by intelmqctl and
 do drop to the ``intelmq`` user that scripts/ensure-env.sh creates.
+
+Each run claims its own Redis databases and RabbitMQ queue prefix (tests/isolation.py) before any
+test module is imported, and gives them back at the end.
 """
 import shutil
 import tempfile
 from pathlib import Path
 
+import intelmq.lib.test
 import intelmq.lib.utils
 import pytest
+
+from tests import isolation
 
 intelmq.lib.utils.drop_privileges = lambda: True
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "integration: runs real IntelMQ bot processes on Redis")
-    config.addinivalue_line("markers", "amqp: needs RabbitMQ on 127.0.0.1:5672")
-    config.addinivalue_line("markers", "slow: a long run (leak audit, large property runs); not in make test-fast")
+    config._xb_isolation = isolation.claim()
+    # IntelMQ's BotTestCase gives every bot redis_cache_db 4 unless a test sets it: this run's database
+    intelmq.lib.test.BOT_CONFIG["redis_cache_db"] = isolation.REDIS_DB
+
+
+def pytest_report_header(config):
+    return getattr(config, "_xb_isolation", None)
+
+
+def pytest_unconfigure(config):
+    isolation.release()
 
 
 @pytest.fixture
