@@ -160,3 +160,9 @@ def test_parameter_problems_name_the_parameter():
     assert ew.parameter_problems({"min_hubs": 0, "min_countries": 0})[0][0] == "warning"
     with pytest.raises(ValueError, match="window"):
         ew.Settings.from_parameters({"window": -5})
+
+
+def test_most_restrictive_pap_reads_the_policy_spellings():
+    assert ew.most_restrictive_pap(["white", "PAP:GREEN", None, "pap:amber "]) == "AMBER"
+    assert ew.most_restrictive_pap(["WHITE"]) == "CLEAR"
+    assert ew.most_restrictive_pap(["BLUE", ""]) is None

@@ -42,10 +42,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
 from intelmq_crossborder.core import fingerprint, tlp
+from intelmq_crossborder.policy.agreements import PAP_LEVELS
+from intelmq_crossborder.policy.decide import parse_pap
 from intelmq_crossborder.runtime.parameters import as_list, is_unset, optional
 
 __all__ = ["DEFAULT_KEY_FIELDS", "DEFAULT_FLAG_FIELDS", "indicator_key", "Contribution", "Spread", "Tracker",
-           "build_warning", "is_flagged", "PAP_ORDER", "read_level", "Settings", "parameter_problems",
+           "build_warning", "is_flagged", "most_restrictive_pap", "read_level", "Settings", "parameter_problems",
            "EarlyWarning", "Evaluator"]
 
 #: Fields that identify "the same indicator or incident", in order of preference.
@@ -61,7 +63,6 @@ DEFAULT_KEY_FIELDS = (
 DEFAULT_FLAG_FIELDS = ("extra.large_scale", "extra.crossborder_large_scale")
 FINGERPRINT_KEY = "fingerprint"
 _CASE_SENSITIVE = {"source.url", "extra.incident_id", "csaf.tracking_id"}
-PAP_ORDER = ("CLEAR", "WHITE", "GREEN", "AMBER", "RED")
 
 
 def indicator_key(event, fields: Sequence[str] = DEFAULT_KEY_FIELDS) -> Optional[tuple]:
@@ -196,11 +197,16 @@ class Tracker:
 
 
 def most_restrictive_pap(values: Iterable[Optional[str]]) -> Optional[str]:
-    ranked = [v.upper() for v in values if v and v.upper() in PAP_ORDER]
-    if not ranked:
-        return None
-    worst = max(ranked, key=PAP_ORDER.index)
-    return "CLEAR" if worst == "WHITE" else worst
+    """The most restrictive PAP 2.0 label of ``values`` (:func:`policy.decide.parse_pap`
+    spellings; what it cannot read is left out), or None."""
+    ranked = []
+    for value in values:
+        if value:
+            try:
+                ranked.append(parse_pap(value))
+            except ValueError:
+                continue
+    return max(ranked, key=PAP_LEVELS.index) if ranked else None
 
 
 def _human_window(seconds: int) -> str:
