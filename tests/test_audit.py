@@ -1,6 +1,9 @@
 """Unit tests of the audit trail: one line per decision, append across restarts, rotation loses nothing."""
 import json
 
+import pytest
+
+from intelmq_crossborder.core import inputs
 from intelmq_crossborder.policy import audit
 from intelmq_crossborder.policy.decide import Decision
 
@@ -56,3 +59,14 @@ def test_lines_parse_to_record(tmp_path):
         trail.write_decisions([d], event_uuid="u", fingerprint=None)
     rec = json.loads(path.read_text())
     assert rec == audit.record(d, event_uuid="u", fingerprint=None, bot="b", time=rec["time"])
+
+
+def test_a_damaged_record_is_named_not_skipped(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    with audit.AuditTrail(path) as trail:
+        trail.write_decisions(decisions(2), event_uuid="u", fingerprint=None)
+    with open(path, "ab") as fh:
+        fh.write(b'{"recipient": "r9", "allowed": tru\n')
+    with pytest.raises(inputs.InputError) as info:
+        list(audit.read_records(path))
+    assert "audit.jsonl" in str(info.value) and info.value.line == 3

@@ -31,6 +31,9 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
+from intelmq_crossborder.core import inputs
+from intelmq_crossborder.core.files import move_durably
+
 __all__ = ["AuditTrail", "rotated_files", "read_records", "record"]
 
 _enc = json.encoder.encode_basestring_ascii     # str -> JSON string literal (C implementation)
@@ -121,7 +124,7 @@ class AuditTrail:
             while target.exists():
                 n += 1
                 target = self.path.with_name(f"{self.path.name}.{stamp}-{n}")
-            os.replace(self.path, target)
+            move_durably(self.path, target)
         self._open()
         return target
 
@@ -146,9 +149,14 @@ def rotated_files(path) -> list:
 
 
 def read_records(path) -> Iterator[dict]:
-    """Every record of an audit trail (all rotated pieces, oldest first)."""
+    """Every record of an audit trail (all rotated pieces, oldest first), read with the
+    hostile-input reader: a damaged line raises :class:`inputs.InputError` naming the piece
+    and the line (a record is never skipped in silence)."""
     for piece in rotated_files(path):
-        with open(piece, encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    yield json.loads(line)
+        with open(piece, "rb") as fh:
+            for _, value in inputs.iter_json_lines(fh, piece):
+                if isinstance(value, inputs.InputError):
+                    raise value
+                if not isinstance(value, dict):
+                    raise inputs.InputError(piece, "an audit record is a JSON object")
+                yield value
