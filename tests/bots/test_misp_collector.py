@@ -132,6 +132,19 @@ class TestCrossBorderMISPCollectorBot(CrossBorderBotTestCase, unittest.TestCase)
         self.assertRegexpMatchesLog(r"Unable to get the user settings: \(403, .*Authentication failed")
         self.assertNotIn("wrong-key", self.loglines_buffer)
 
+    def test_manager_empty_values_for_every_optional_parameter(self):
+        empty = {name: "" for name in ("misp_api_token", "misp_api_token_env", "misp_verify_ssl", "http_timeout_sec",
+                                       "search_tags", "search_org", "published_only", "page_size", "state_file",
+                                       "initial_since", "overlap_seconds", "with_attachments", "retry_attempts",
+                                       "retry_backoff")}
+        self.assertIsNone(CrossBorderMISPCollectorBot.check(dict(self.sysconfig, **empty)))
+        with mock.patch.dict(os.environ, {"MISP_API_KEY": KEY}), \
+                mock.patch("intelmq_crossborder.bots.collectors.misp.collector.VAR_STATE_PATH", str(self.tmp)):
+            got = self.collect(**empty)
+        self.assertEqual(got, self.uuids[:6])                      # published only, by default
+        self.assertEqual([(q["page"], q["limit"]) for q in self.searches()], [(1, 50)])
+        self.assertTrue((self.tmp / "test-bot.misp-state.json").exists())
+
     def test_check(self):
         self.assertIsNone(CrossBorderMISPCollectorBot.check(self.sysconfig))
         self.assertEqual(CrossBorderMISPCollectorBot.check({"misp_url": "x", "page_size": 0})[0][0], "error")

@@ -140,6 +140,16 @@ class TestCrossBorderMISPFeedOutputBot(CrossBorderBotTestCase, unittest.TestCase
         self.assertNotIn("distribution", event)
         self.assertNotIn("SharingGroup", event)
 
+    def test_manager_empty_values_for_every_optional_parameter(self):
+        empty = {name: "" for name in ("hmac_key_env", "org_name", "org_uuid", "grouping", "incident_field",
+                                       "event_info", "extra_tags", "refuse_distributions")}
+        self.assertIsNone(CrossBorderMISPFeedOutputBot.check(dict(self.sysconfig, **empty)))
+        self.write([ev(), ev("192.0.2.2", misp__distribution=0)], allowed_error_count=1, **empty)
+        (name,) = [n for n in self.files() if n not in ("manifest.json", "hashes.csv")]
+        event = json.loads((self.dir / name).read_text())["Event"]
+        self.assertEqual((event["info"], event["Orgc"]["name"]), ("member-misp 2024-05-01", "intelmq-crossborder hub"))
+        self.assertEqual([a["value"] for a in event["Attribute"]], ["192.0.2.1"])     # distribution 0 refused
+
     def test_check(self):
         self.assertIsNone(CrossBorderMISPFeedOutputBot.check(self.sysconfig))
         self.assertEqual(CrossBorderMISPFeedOutputBot.check({"agreement_file": PEER})[0][0], "error")

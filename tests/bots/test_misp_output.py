@@ -329,6 +329,28 @@ class TestCrossBorderMISPOutputBot(CrossBorderBotTestCase, unittest.TestCase):
         self.assertNotIn(KEY, self.loglines_buffer)
         self.assertIn("misp_api_token", self.loglines_buffer)   # the parameter is logged, hidden
 
+    def test_manager_empty_values_for_every_optional_parameter(self):
+        # IntelMQ Manager saves an untouched optional field as '': each means its default
+        empty = {name: "" for name in ("misp_api_token", "misp_api_token_env", "misp_verify_ssl", "http_timeout_sec",
+                                       "hmac_key_env", "distribution", "sharing_group", "grouping", "incident_field",
+                                       "event_info", "extra_tags", "refuse_distributions", "sighting_source",
+                                       "publish", "retry_attempts", "retry_backoff", "cache_size")}
+        self.assertIsNone(CrossBorderMISPOutputBot.check(dict(self.sysconfig, **empty)))
+        with mock.patch.dict(os.environ, {"MISP_API_KEY": KEY}):           # the default variable
+            self.push([ev(), ev("192.0.2.2", misp__distribution=0)], allowed_error_count=1, **empty)
+        stored = self.only_event()
+        self.assertEqual((stored["info"], str(stored["distribution"]), stored["published"]),
+                         ("member-misp 2024-05-01", "0", False))
+        self.assertEqual([a["value"] for a in stored["Attribute"]], ["192.0.2.1"])   # distribution 0 refused
+        self.assertRegexpMatchesLog(r"the source set MISP distribution 0")
+
+    def test_url_without_scheme_goes_back_as_the_originator_wrote_it(self):
+        event = ev(source__url="http://evil.example/login?id=42", extra__misp_url_scheme_added=True)
+        del event["source.ip"]
+        self.push([event])
+        (attr,) = self.only_event()["Attribute"]
+        self.assertEqual((attr["type"], attr["value"]), ("url", "evil.example/login?id=42"))
+
     def test_check(self):
         self.assertIsNone(CrossBorderMISPOutputBot.check(self.sysconfig))
         errors = CrossBorderMISPOutputBot.check({"misp_url": "x", "agreement_file": "/nonexistent.yaml",

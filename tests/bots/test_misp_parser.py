@@ -115,17 +115,58 @@ class TestCrossBorderMISPParserBot(CrossBorderBotTestCase, unittest.TestCase):
         self.assertEqual({e["extra.misp_object_name"] for e in events} >= {"file"}, True)
 
     def test_tlp_white_and_amber_real_events(self):
-        # long_event has 11 "url" attributes that are no URLs (e.g. 'igfxtray.exe'): each is dumped
-        self.assertEqual({e["sharing.tlp"] for e in self.parse("pymisp/long_event.json", 11)}, {"CLEAR"})
-        self.assertRegexpMatchesLog(r"field Attribute\[[0-9a-f-]+\]\.value: value 'igfxtray\.exe' \(url\) is not a "
-                                    r"valid source\.url")
+        # long_event has 11 "url" attributes without a scheme: 7 are hosts (kept, http:// added), 4 are
+        # no URLs ('igfxtray.exe', 'Data/dtl.dat', 'Data/glp.uin', '107.183.86'): each of those is dumped
+        events = self.parse("pymisp/long_event.json", 4)
+        self.assertEqual({e["sharing.tlp"] for e in events}, {"CLEAR"})
+        self.assertRegexpMatchesLog(r"field Attribute\[[0-9a-f-]+\]\.value: value 'igfxtray\.exe' does not fit type "
+                                    r"url: no scheme, and 'igfxtray\.exe' looks like a file name, not a host")
+        kept = {e["source.url"] for e in events if e.get("extra.misp_url_scheme_added")}
+        self.assertEqual(len(kept), 7)
+        self.assertIn("http://www.kcico.com.tw/data/openwebmail/doc/wthk.txt", kept)
+        self.assertIn("http://www.whitewall.top", kept)
         self.assertEqual({e["sharing.tlp"] for e in self.parse("misp-training/2856-ransomware-exercice.json")},
                          {"AMBER"})
 
     def test_type_classification_parameter(self):
-        events = self.parse("pymisp/long_event.json", 11, type_classification={"md5": "infected-system"})
+        events = self.parse("pymisp/long_event.json", 4, type_classification={"md5": "infected-system"})
         md5 = [e for e in events if e["extra.misp_type"] == "md5"]
         self.assertEqual({e["classification.type"] for e in md5}, {"infected-system"})
+
+    def url_event(self, *values):
+        event = {"Event": {"uuid": "5b646415-7b48-40d5-86b4-c0070acd0835", "info": "urls", "Tag": [{"name": "tlp:green"}],
+                           "Attribute": [{"type": "url", "value": v, "to_ids": True,
+                                          "uuid": f"00000000-0000-4000-8000-{i:012d}"} for i, v in enumerate(values)]}}
+        return {"__type": "Report", "feed.name": "member-misp", "time.observation": "2024-05-01T10:00:00+00:00",
+                "raw": base64.b64encode(json.dumps(event, ensure_ascii=False).encode()).decode()}
+
+    def test_url_without_scheme_is_kept(self):
+        # issue 14: real MISP url attributes often have no scheme; http:// is added and flagged
+        self.input_message = self.url_event("evil.example/login?id=42", "evil.example/x\n", " 192.0.2.7:8080/a ",
+                                            "\u0435vil.example/login", "https://ok.example/")
+        self.run_bot()
+        got = [(e["source.url"], e.get("extra.misp_url_scheme_added")) for e in self.output_events()]
+        self.assertEqual(got, [("http://evil.example/login?id=42", True), ("http://evil.example/x", True),
+                               ("http://192.0.2.7:8080/a", True), ("http://\u0435vil.example/login", True),
+                               ("https://ok.example/", None)])
+
+    def test_url_without_scheme_that_is_no_url_is_dumped(self):
+        # white space inside, a look-alike separator, no host: each dumped alone with the reason, never dropped
+        self.input_message = self.url_event("evil.example/a b", "evil .example/x", "evil\u3002example/x",
+                                            "evil.example\uff0flogin", "Data/dtl.dat", "evil.example/ok")
+        self.run_bot(allowed_error_count=5)
+        self.assertEqual([e["source.url"] for e in self.output_events()], ["http://evil.example/ok"])
+        self.assertRegexpMatchesLog(r"value 'evil\.example/a b' does not fit type url: no scheme, and white space")
+        self.assertRegexpMatchesLog("value 'evil\u3002example/x' does not fit type url: no scheme, and "
+                                    "'evil\u3002example' is not a host")
+        self.assertEqual(self.loglines_buffer.count("does not fit type url"), 5)
+
+    def test_manager_empty_values_for_every_optional_parameter(self):
+        empty = {"keep_non_ids": "", "type_classification": "", "default_classification": "", "include_tags": ""}
+        self.assertIsNone(CrossBorderMISPParserBot.check(empty))
+        events = self.parse("ours/sighting-attribute-tlp-types.json", **empty)
+        self.assertEqual(len(events), 12)                    # keep_non_ids: default true
+        self.assertTrue(all("extra.misp_tags" in e for e in events if e["extra.misp_type"] == "ip-src"))
 
     def test_not_misp_json_is_dumped(self):
         self.input_message = report("ours/malformed-not-misp.json")

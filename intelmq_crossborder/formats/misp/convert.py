@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import collections
 import datetime as _dt
+import ipaddress
 import json
 import re
 import uuid as _uuid
@@ -190,6 +191,74 @@ def _domain_ip(value: str) -> dict:
     return {"source.fqdn": host, "source.ip": ip}
 
 
+#: Set (true) on an event whose MISP ``url`` attribute had no scheme (``evil.example/login?id=1``):
+#: ``source.url`` holds the value with :data:`ADDED_SCHEME` in front (IntelMQ's URL type needs a
+#: scheme), and the MISP outputs write the value back without it (:func:`indicator`).
+URL_SCHEME_ADDED_FIELD = "extra.misp_url_scheme_added"
+ADDED_SCHEME = "http://"
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+#: the last label of a bare name that is a file name, not a host (``igfxtray.exe``); none is a TLD
+_FILE_EXTENSIONS = frozenset("exe dll dat bin sys bat cmd com scr msi lnk ps1 vbs hta jar tmp txt log ini cfg "
+                             "doc docx xls xlsx ppt pptx pdf rtf uin".split()) - {"com"}
+
+
+def _host_problem(host: str) -> str:
+    """Why ``host`` (from a URL without scheme) is not a host name or IP address ('' if it is)."""
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+            return ""
+        except ValueError:
+            return "not an IPv6 address in brackets"
+    try:
+        ipaddress.IPv4Address(host)
+        return ""
+    except ValueError:
+        pass
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if len(labels) < 2:
+        return "no domain name (a host needs at least one dot)"
+    for label in labels:
+        if not label or len(label) > 63 or label.startswith("-") or label.endswith("-") \
+                or not all(ch.isalnum() or ch in "-_" for ch in label):
+            return f"{label!r} is not a label of a host name"
+    tld = labels[-1]
+    if not (tld.isalpha() or tld.lower().startswith("xn--")):
+        return "the last label is not a top-level domain"
+    return ""
+
+
+def _url(value: str) -> dict:
+    """``source.url``; a value without scheme gets :data:`ADDED_SCHEME` and
+    :data:`URL_SCHEME_ADDED_FIELD` when what precedes its path is a host name or IP address
+    (with an optional port), else ValueError saying why it is no URL."""
+    if _SCHEME.match(value):
+        return {"source.url": value}
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ValueError("no scheme, and white space or control characters inside: not read as a URL")
+    authority = re.split(r"[/?#]", value, maxsplit=1)[0]
+    host, port = authority, None
+    if authority.startswith("["):
+        host, bracket, rest = authority.partition("]")
+        if not bracket:
+            raise ValueError(f"no scheme, and {authority!r} is not a host")
+        host += "]"
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"no scheme, and {authority!r} is not a host")
+            port = rest[1:]
+    elif ":" in authority:
+        host, _, port = authority.rpartition(":")
+    if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"no scheme, and {port!r} is not a port")
+    problem = _host_problem(host)
+    if problem:
+        raise ValueError(f"no scheme, and {host!r} is not a host: {problem}")
+    if authority == value and port is None and host.rsplit(".", 1)[-1].lower() in _FILE_EXTENSIONS:
+        raise ValueError(f"no scheme, and {value!r} looks like a file name, not a host")
+    return {"source.url": ADDED_SCHEME + value, URL_SCHEME_ADDED_FIELD: True}
+
+
 #: MISP attribute type -> function(value) -> IntelMQ fields.  The documented
 #: mapping table (docs/bots/misp.md) is generated from the same names.
 TYPE_FIELDS = {
@@ -201,7 +270,7 @@ TYPE_FIELDS = {
     "hostname": lambda v: {"source.fqdn": v},
     "domain|ip": _domain_ip,
     "hostname|port": _host_port,
-    "url": lambda v: {"source.url": v},
+    "url": _url,
     "md5": lambda v: {"malware.hash.md5": v.lower()},
     "sha1": lambda v: {"malware.hash.sha1": v.lower()},
     "sha256": lambda v: {"malware.hash.sha256": v.lower()},
@@ -697,7 +766,10 @@ def indicator(event: dict) -> Optional[tuple]:
         value = event.get(fname)
         if value in (None, ""):
             continue
-        if atype == "vulnerability":
+        if fname == "source.url" and event.get(URL_SCHEME_ADDED_FIELD) is True \
+                and str(value).startswith(ADDED_SCHEME):
+            value = str(value)[len(ADDED_SCHEME):]          # as the originator's MISP had it
+        elif atype == "vulnerability":
             value = str(value).split(";")[0].strip().upper()
         elif atype == "AS":
             value = f"AS{value}"

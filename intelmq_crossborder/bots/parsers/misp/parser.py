@@ -9,6 +9,9 @@ from intelmq.lib.exceptions import InvalidValue
 from intelmq_crossborder.core import inputs, tlp
 
 from intelmq_crossborder.formats.misp import convert as misp
+from intelmq_crossborder.runtime.parameters import optional
+
+
 class _BadInput:
     """A report (or event) that cannot be read; parse_line raises its error."""
 
@@ -17,23 +20,7 @@ class _BadInput:
 
 
 class CrossBorderMISPParserBot(ParserBot):
-    """
-    Parse MISP event JSON into one harmonized event per attribute, keeping TLP, distribution and provenance.
-
-    Reads both wrappers seen in the wild, {"Event": {...}} and {"response": [{"Event": {...}}]},
-    and the attributes of objects as well as the event's own. Attribute types with an IntelMQ
-    field (ip-src/ip-dst incl. ip|port, domain, hostname, url, md5/sha1/sha256, filename|hash,
-    email-src, AS, vulnerability) become events; others are counted and logged, never silently
-    lost. sharing.tlp is the most restrictive of the event's and the attribute's tlp: tags, any
-    other label the attribute carries and the report's (feed's) labels (none: left unset for the
-    TLP expert's default); tlp:ex:chr sets sharing.do_not_disclose_source.
-    misp.distribution is the attribute's effective distribution, misp.sharing_group_uuid its
-    sharing group. classification.type comes from rsit/ecsirt tags, else type_classification,
-    else default_classification. A TLP tag that cannot be read (unknown, a look-alike spelling, a
-    tag that is not MISP's {"name": ...}) or a bad value dumps that attribute (or the event) with
-    the field named; a report that is not MISP JSON the hub accepts (duplicate keys, not UTF-8...)
-    is dumped; the bot goes on with the next.
-    """
+    """Parse MISP event JSON ({"Event": ...} or {"response": [...]}) into one harmonized event per attribute of the event and its objects, keeping TLP, distribution and provenance; attributes without an IntelMQ field are counted and logged, unreadable TLP tags and values are dumped with the field named. Details: docs/bots/misp.md."""
 
     keep_non_ids: bool = True
     type_classification: dict = {}
@@ -41,12 +28,14 @@ class CrossBorderMISPParserBot(ParserBot):
     include_tags: bool = True
 
     def init(self):
-        if isinstance(self.type_classification, str):
-            self.type_classification = inputs.loads_json(self.type_classification or "{}",
-                                                         "parameter type_classification")
+        mapping = optional(self.type_classification, {})
+        if isinstance(mapping, str):
+            mapping = inputs.loads_json(mapping, "parameter type_classification")
+        self.type_classification = mapping
         self._converter = misp.Converter(
-            keep_non_ids=self.keep_non_ids, type_classification=self.type_classification,
-            default_classification=self.default_classification, include_tags=self.include_tags)
+            keep_non_ids=bool(optional(self.keep_non_ids, True)), type_classification=mapping,
+            default_classification=optional(self.default_classification, "undetermined"),
+            include_tags=bool(optional(self.include_tags, True)))
 
     def parse(self, report):
         where = f"report of feed {report.get('feed.name') or '?'}"
@@ -115,19 +104,22 @@ class CrossBorderMISPParserBot(ParserBot):
     @staticmethod
     def check(parameters: dict):
         results = []
-        mapping = parameters.get("type_classification", {})
+        mapping = optional(parameters.get("type_classification"), {})
         if isinstance(mapping, str):
             try:
-                mapping = inputs.loads_json(mapping or "{}", "parameter type_classification")
+                mapping = inputs.loads_json(mapping, "parameter type_classification")
             except ValueError:
                 return [["error", "Parameter type_classification is not a JSON object."]]
         if not isinstance(mapping, dict):
             return [["error", "Parameter type_classification must be a mapping of MISP type to classification.type."]]
         from intelmq.lib.harmonization import ClassificationType
-        values = list(mapping.values()) + [parameters.get("default_classification", "undetermined")]
+        values = list(mapping.values()) + [optional(parameters.get("default_classification"), "undetermined")]
         for value in values:
             if value not in ClassificationType.allowed_values:
                 results.append(["error", f"{value!r} is not an IntelMQ classification.type."])
+        for name in ("keep_non_ids", "include_tags"):
+            if not isinstance(optional(parameters.get(name), True), bool):
+                results.append(["error", f"Parameter {name} must be true or false."])
         return results or None
 
 
