@@ -4,6 +4,7 @@ import json
 import tempfile
 import unittest
 from pathlib import Path
+from unittest import mock
 
 from tests.botcase import CrossBorderBotTestCase
 from intelmq_crossborder.testing.csaf_provider import Provider
@@ -145,6 +146,32 @@ class TestCrossBorderCSAFCollectorBot(CrossBorderBotTestCase, unittest.TestCase)
                                                              "tlp_labels": ["WHITE", "UNLABELED"]}))
         self.assertIn("http_retry_backoff", CrossBorderCSAFCollectorBot.check(
             {"csaf_source": "example.org", "http_retry_backoff": -1})[0][1])
+
+    def test_manager_empty_optional_parameters_mean_the_defaults(self):
+        # IntelMQ Manager saves an untouched optional field as '': every optional parameter
+        empty = {name: "" for name in (
+            "discovery_scheme", "tlp_labels", "require_hash", "verify_signatures", "openpgp_key_files",
+            "use_provider_keys", "gpg_binary", "state_file", "max_age_days", "http_timeout_sec",
+            "http_timeout_max_tries", "http_retry_backoff", "http_header", "auth_header_name",
+            "auth_header_token", "auth_hosts", "ssl_client_certificate", "http_verify_cert", "rate_limit")}
+        self.assertIsNone(CrossBorderCSAFCollectorBot.check({"csaf_source": "example.org", **empty}))
+        state = Path(self.tmp.name) / "var-state"
+        with mock.patch("intelmq_crossborder.bots.collectors.csaf.collector.VAR_STATE_PATH", str(state)):
+            self.run_bot(parameters={"csaf_source": self.provider.metadata_url, **empty})
+        self.assertEqual(len(self.get_output_queue()), 5)
+        self.assertTrue((state / f"{self.bot_id}.csaf-state.json").exists())
+        bot = self.bot
+        self.assertEqual((bot.rate_limit, bot.http_timeout_sec, bot.http_timeout_max_tries, bot.http_retry_backoff,
+                          bot.require_hash, bot.verify_signatures, bot.http_verify_cert),
+                         (86400, 30, 3, 2.0, True, False, True))
+        self.assertEqual(bot.tlp_labels, ["WHITE", "GREEN", "AMBER", "RED", "UNLABELED"])
+
+    def test_check_names_a_bad_parameter_type(self):
+        for params, name in (({"require_hash": "no"}, "require_hash"), ({"max_age_days": "ten"}, "max_age_days"),
+                             ({"http_header": ["X-Key: 1"]}, "http_header")):
+            result = CrossBorderCSAFCollectorBot.check({"csaf_source": "example.org", **params})
+            self.assertEqual(result[0][0], "error")
+            self.assertIn(f"Parameter {name}", result[0][1])
 
     def test_server_errors_retried_with_backoff_then_collected(self):
         # the provider answers 503 twice for one advisory, then serves it; the session's own

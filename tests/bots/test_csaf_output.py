@@ -7,6 +7,7 @@ import subprocess
 import tempfile
 import unittest
 from pathlib import Path
+from unittest import mock
 
 from tests.botcase import CrossBorderBotTestCase
 
@@ -216,6 +217,29 @@ class TestCrossBorderCSAFOutputBot(CrossBorderBotTestCase, unittest.TestCase):
         self.assertEqual(CrossBorderCSAFOutputBot.check({"output_dir": "x", "publisher_name": "y",
                                                          "publisher_namespace": "https://z",
                                                          "max_tlp": "PINK"})[0][0], "error")
+
+    def test_manager_empty_optional_parameters_mean_the_defaults(self):
+        # IntelMQ Manager saves an untouched optional field as '': every optional parameter
+        required = {"output_dir": str(self.out), "publisher_name": "Example Hub",
+                    "publisher_namespace": "https://hub.example.org"}
+        empty = {name: "" for name in ("state_dir", "group_by", "fallback_group_by", "tracking_prefix",
+                                       "publisher_category", "max_tlp", "write_every", "signing_key",
+                                       "signing_key_password", "gpg_binary", "gpg_home")}
+        self.assertIsNone(CrossBorderCSAFOutputBot.check({**required, **empty}))
+        events = parsed_events("icsa-19-344-03.json")
+        fallback = {k: v for k, v in events[0].items() if k != "csaf.tracking_id"}
+        self.input_message = events + [fallback]
+        state = Path(self.tmp.name) / "var-state"
+        with mock.patch("intelmq_crossborder.bots.outputs.csaf.output.VAR_STATE_PATH", str(state)):
+            self.run_bot(iterations=len(events) + 1, parameters={**required, **empty})
+        docs = {d.name: d for d in self.documents()}
+        self.assertEqual(sorted(docs), ["hub-cve-2018-18440.json", "hub-icsa-19-344-03.json"])  # group_by, fallback
+        doc = json.loads(docs["hub-icsa-19-344-03.json"].read_text())
+        self.assertEqual(doc["document"]["publisher"]["category"], "coordinator")
+        self.assertEqual(doc["document"]["tracking"]["version"], str(len(events)))   # written every event
+        self.assertFalse(list(self.out.rglob("*.asc")))                               # not signed
+        self.assertTrue((state / f"{self.bot_id}.csaf-spool" / "hub-icsa-19-344-03.jsonl").exists())
+        self.assertEqual(self.bot._spool.max_level.label, "AMBER")
 
 
 if __name__ == "__main__":

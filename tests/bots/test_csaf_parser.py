@@ -7,6 +7,7 @@ from pathlib import Path
 from tests.botcase import CrossBorderBotTestCase
 
 from intelmq_crossborder.bots.parsers.csaf.parser import CrossBorderCSAFParserBot
+from intelmq_crossborder.formats.csaf import document as csaf
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "csaf"
 
@@ -218,6 +219,18 @@ class TestCrossBorderCSAFParserBot(CrossBorderBotTestCase, unittest.TestCase):
         self.assertEqual(CrossBorderCSAFParserBot.check({"default_tlp": "BLUE"})[0][0], "error")
         self.assertIn("unknown product status(es) affected",
                       CrossBorderCSAFParserBot.check({"statuses": "affected"})[0][1])
+
+    def test_manager_empty_optional_parameters_mean_the_defaults(self):
+        # IntelMQ Manager saves an untouched optional field as '': every optional parameter
+        empty = {"default_tlp": "", "statuses": "", "vex_statuses": ""}
+        self.assertIsNone(CrossBorderCSAFParserBot.check(empty))
+        self.input_message = report("advisories/2022-evd-uc-01-a-001.json")
+        self.run_bot(parameters=empty)
+        events = self.output_events()
+        self.assertTrue(events)
+        self.assertEqual({e["sharing.tlp"] for e in events}, {"AMBER"})           # default_tlp's default
+        self.assertEqual(self.bot.statuses, list(csaf.AFFECTED_STATUSES))
+        self.assertEqual(self.bot.vex_statuses, list(csaf.ALL_STATUSES))
 
 
 if __name__ == "__main__":

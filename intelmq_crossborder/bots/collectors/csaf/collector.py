@@ -6,59 +6,50 @@ from intelmq.lib.bot import CollectorBot
 from intelmq.lib.utils import create_request_session
 from urllib3.util.retry import Retry
 
-from intelmq_crossborder.formats.csaf import distribution as dist
 from intelmq_crossborder.core import tlp
-class CrossBorderCSAFCollectorBot(CollectorBot):
-    """
-    Collect CSAF 2.0 advisories from a provider or an aggregator.
+from intelmq_crossborder.formats.csaf import distribution as dist
+from intelmq_crossborder.runtime.parameters import as_float, as_int, as_list, is_unset, optional
 
-    csaf_source is a provider-metadata.json URL, an aggregator.json URL or a
-    domain (tried as /.well-known/csaf/provider-metadata.json, then
-    security.txt, then csaf.data.security.<domain>). ROLIE feeds are preferred
-    over directories (changes.csv, index.txt). Only advisories new or changed
-    since the last run are downloaded; the state file keeps track across runs and
-    restarts and is written after every advisory, so an interrupted run resumes.
-    Each file's .sha512/.sha256 is checked (require_hash), and with
-    verify_signatures its OpenPGP .asc against the provider's public keys. A file
-    that fails is not emitted; it is logged with its URL and tried again next run.
-    Every request is bounded (http_timeout_sec per read, 10 x that per download);
-    connection errors, timeouts, cut downloads and HTTP 5xx/429 are tried
-    http_timeout_max_tries times in all, waiting http_retry_backoff seconds, then
-    twice that, between attempts.
-    One report per advisory: raw JSON, feed.url the advisory URL, sharing.tlp the
-    feed's TLP label. Feeds labelled AMBER or RED are only read with a client
-    certificate (ssl_client_certificate) or an authentication header configured
-    (auth_header_token; IntelMQ hides it in its logs, unlike http_header). Use
-    run_mode scheduled for nightly runs.
-    """
+#: The defaults of the optional parameters, also for '' (IntelMQ Manager's untouched field) and null.
+DEFAULTS = {"discovery_scheme": "https", "tlp_labels": ["WHITE", "GREEN", "AMBER", "RED", "UNLABELED"],
+            "require_hash": True, "verify_signatures": False, "use_provider_keys": True, "gpg_binary": "gpg",
+            "max_age_days": 0, "http_timeout_sec": 30, "http_timeout_max_tries": 3, "http_retry_backoff": 2.0,
+            "auth_header_name": "Authorization", "http_verify_cert": True, "rate_limit": 86400}
+BOOLEANS = ("require_hash", "verify_signatures", "use_provider_keys", "http_verify_cert")
+
+
+class CrossBorderCSAFCollectorBot(CollectorBot):
+    """Collect CSAF 2.0 advisories from a provider or an aggregator (csaf_source: a provider-metadata.json URL, an aggregator.json URL or a domain), only those new or changed since the last run, each checked against its .sha512/.sha256 (and with verify_signatures its OpenPGP signature) before it is sent as one report with the advisory as raw, its URL as feed.url and the feed's TLP label as sharing.tlp; a file that fails is logged with its URL and tried again at the next run. Details: docs/bots/csaf.md."""
 
     csaf_source: str = None
-    discovery_scheme: str = "https"
-    tlp_labels: list = ["WHITE", "GREEN", "AMBER", "RED", "UNLABELED"]
-    require_hash: bool = True
-    verify_signatures: bool = False
+    discovery_scheme: str = DEFAULTS["discovery_scheme"]
+    tlp_labels: list = DEFAULTS["tlp_labels"]
+    require_hash: bool = DEFAULTS["require_hash"]
+    verify_signatures: bool = DEFAULTS["verify_signatures"]
     openpgp_key_files: list = []
-    use_provider_keys: bool = True
-    gpg_binary: str = "gpg"
+    use_provider_keys: bool = DEFAULTS["use_provider_keys"]
+    gpg_binary: str = DEFAULTS["gpg_binary"]
     state_file: str = None
-    max_age_days: int = 0
-    http_timeout_sec: int = 30
-    http_timeout_max_tries: int = 3
-    http_retry_backoff: float = 2.0
+    max_age_days: int = DEFAULTS["max_age_days"]
+    http_timeout_sec: int = DEFAULTS["http_timeout_sec"]
+    http_timeout_max_tries: int = DEFAULTS["http_timeout_max_tries"]
+    http_retry_backoff: float = DEFAULTS["http_retry_backoff"]
     http_header: dict = {}
-    auth_header_name: str = "Authorization"
+    auth_header_name: str = DEFAULTS["auth_header_name"]
     auth_header_token: str = None
     auth_hosts: list = []
     ssl_client_certificate: str = None
-    http_verify_cert: bool = True
-    rate_limit: int = 86400
+    http_verify_cert: bool = DEFAULTS["http_verify_cert"]
+    rate_limit: int = DEFAULTS["rate_limit"]
 
     _state: dist.RunState = None
     _verifier = None
 
     def init(self):
-        if not self.csaf_source:
+        if is_unset(self.csaf_source):
             raise ValueError("Parameter csaf_source is required.")
+        for name, value in settings({n: getattr(self, n) for n in SETTINGS}).items():
+            setattr(self, name, value)
         self.set_request_parameters()
         self._session = create_request_session(self)
         # The Fetcher retries (with backoff, each retry logged with its URL); IntelMQ's session
@@ -70,17 +61,17 @@ class CrossBorderCSAFCollectorBot(CollectorBot):
             # IntelMQ logs every parameter at DEBUG except those named *password*/*token*:
             # a secret belongs here, not in http_header.
             auth_headers[self.auth_header_name] = self.auth_header_token
-        hosts = _as_list(self.auth_hosts) or sorted(dist.auth_hosts_for(self.csaf_source))
+        hosts = self.auth_hosts or sorted(dist.auth_hosts_for(self.csaf_source))
         if not self.state_file:
             self.state_file = os.path.join(VAR_STATE_PATH, f"{self.bot_id}.csaf-state.json")
         self._state = dist.RunState(self.state_file)
-        self._fetcher = dist.Fetcher(self._session, timeout=self.http_timeout_sec or 30,
+        self._fetcher = dist.Fetcher(self._session, timeout=self.http_timeout_sec or DEFAULTS["http_timeout_sec"],
                                      auth_headers=auth_headers, auth_hosts=hosts,
-                                     attempts=max(1, int(self.http_timeout_max_tries or 1)),
-                                     retry_backoff=float(self.http_retry_backoff), logger=self.logger)
+                                     attempts=max(1, self.http_timeout_max_tries),
+                                     retry_backoff=self.http_retry_backoff, logger=self.logger)
         if self.verify_signatures:
             self._verifier = dist.OpenPGPVerifier(self.gpg_binary)
-            for path in _as_list(self.openpgp_key_files):
+            for path in self.openpgp_key_files:
                 with open(path, "rb") as fh:
                     fprs = self._verifier.import_key(fh.read())
                 self.logger.info("OpenPGP key file %s imported: %s.", path, ", ".join(fprs))
@@ -91,9 +82,9 @@ class CrossBorderCSAFCollectorBot(CollectorBot):
 
     def process(self):
         options = dist.CollectOptions(
-            labels=tuple(_as_list(self.tlp_labels)), have_auth=self._have_auth(),
+            labels=tuple(self.tlp_labels), have_auth=self._have_auth(),
             require_hash=self.require_hash, verifier=self._verifier,
-            use_provider_keys=self.use_provider_keys, max_age_days=int(self.max_age_days or 0),
+            use_provider_keys=self.use_provider_keys, max_age_days=self.max_age_days,
             scheme=self.discovery_scheme)
         try:
             stats = dist.collect(self.csaf_source, self._fetcher, self._state, self._emit, self.logger, options)
@@ -119,31 +110,57 @@ class CrossBorderCSAFCollectorBot(CollectorBot):
     @staticmethod
     def check(parameters: dict):
         results = []
-        if not parameters.get("csaf_source"):
+        if is_unset(parameters.get("csaf_source")):
             results.append(["error", "Parameter csaf_source (provider-metadata.json URL, aggregator.json "
                                      "URL or domain) is required."])
-        for label in _as_list(parameters.get("tlp_labels", [])):
+        try:
+            values = settings(parameters)
+        except ValueError as exc:
+            return results + [["error", f"{exc}."]]
+        for label in values["tlp_labels"]:
             if str(label).upper() == "UNLABELED":
                 continue
             try:
                 tlp.parse_csaf(label, "2.0", "parameter tlp_labels")
             except tlp.UnknownTLPError as exc:
                 results.append(["error", f"Parameter tlp_labels: {exc}."])
-        backoff = parameters.get("http_retry_backoff", 2.0)
-        if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or backoff < 0:
+        if values["http_retry_backoff"] < 0:
             results.append(["error", "Parameter http_retry_backoff must be a number of seconds >= 0."])
-        if parameters.get("verify_signatures"):
+        if values["verify_signatures"]:
             import shutil
-            if not shutil.which(parameters.get("gpg_binary", "gpg")):
+            if not shutil.which(values["gpg_binary"]):
                 results.append(["error", "Parameter verify_signatures needs GnuPG: "
-                                         f"{parameters.get('gpg_binary', 'gpg')} not found."])
+                                         f"{values['gpg_binary']} not found."])
         return results or None
 
 
-def _as_list(value) -> list:
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return list(value or [])
+#: The optional parameters :func:`settings` normalises.
+SETTINGS = tuple(DEFAULTS) + ("openpgp_key_files", "auth_hosts", "http_header", "auth_header_token",
+                              "ssl_client_certificate", "state_file")
+
+
+def settings(parameters: dict) -> dict:
+    """The optional parameters with their defaults for unset ones ('' or null, as IntelMQ Manager
+    saves an untouched field) and their types checked; ValueError names a bad one."""
+    out = {name: optional(parameters.get(name), default) for name, default in DEFAULTS.items()}
+    out["tlp_labels"] = as_list(out["tlp_labels"]) or DEFAULTS["tlp_labels"]
+    for name in ("openpgp_key_files", "auth_hosts"):
+        out[name] = as_list(parameters.get(name))
+    for name in BOOLEANS:
+        if not isinstance(out[name], bool):
+            raise ValueError(f"Parameter {name}: expected true or false, got {out[name]!r}")
+    for name in ("max_age_days", "http_timeout_sec", "http_timeout_max_tries", "rate_limit"):
+        out[name] = as_int(out[name], DEFAULTS[name], name)
+    out["http_retry_backoff"] = as_float(out["http_retry_backoff"], DEFAULTS["http_retry_backoff"],
+                                         "http_retry_backoff")
+    header = optional(parameters.get("http_header"), {})
+    if not isinstance(header, dict):
+        raise ValueError(f"Parameter http_header: expected a mapping of header names to values, "
+                         f"got {type(header).__name__}")
+    out["http_header"] = dict(header)
+    for name in ("auth_header_token", "ssl_client_certificate", "state_file"):
+        out[name] = optional(parameters.get(name))
+    return out
 
 
 BOT = CrossBorderCSAFCollectorBot

@@ -4,41 +4,28 @@ import binascii
 
 from intelmq.lib.bot import ParserBot
 
-from intelmq_crossborder.formats.csaf import document as csaf
-
 from intelmq_crossborder.core import tlp
+from intelmq_crossborder.formats.csaf import document as csaf
+from intelmq_crossborder.runtime.parameters import as_list, optional
+
+#: The defaults of the optional parameters, also for '' (IntelMQ Manager's untouched field) and null.
+DEFAULTS = {"default_tlp": "AMBER", "statuses": list(csaf.AFFECTED_STATUSES), "vex_statuses": list(csaf.ALL_STATUSES)}
+
+
 class CrossBorderCSAFParserBot(ParserBot):
-    """
-    Validate CSAF 2.0 advisories and turn them into vulnerability events.
+    """Validate each CSAF 2.0 (or 2.1) advisory against the shipped schemas and turn it into one vulnerability event per (vulnerability, product) in a selected product status (statuses, vex_statuses for csaf_vex documents), labelled with the most restrictive TLP of the document and the feed (default_tlp when neither has one); an invalid document or an unreadable label dumps the report with the reason. Details: docs/bots/csaf.md."""
 
-    Each report holds one CSAF document in raw (as the CSAF collector sends it).
-    The document is validated against the CSAF 2.0 JSON schema and the FIRST
-    CVSS schemas shipped with the package; an invalid document is dumped with the
-    schema error paths and its tracking id, and the bot goes on. A valid document
-    gives one event per (vulnerability, product) whose product status is in
-    statuses (csaf_vex documents: vex_statuses), with CVE, CWE, CVSS score and
-    vector, severity, product name/vendor/version resolved through the product
-    tree, product status, remediation summary, the csaf.* tracking fields and the
-    TLP of document.distribution.tlp (CSAF 2.0 and 2.1 labels) in sharing.tlp and
-    the stock tlp field. The report's labels (the feed's, read by the TLP core's
-    one reader) are combined with the document's, the most restrictive wins; an
-    event never carries a lower label than its document and feed. A label that
-    cannot be read dumps the report with the field named. No label at all:
-    default_tlp, logged. A document without vulnerabilities gives one informational event.
-    The raw field of an event is the vulnerability object as JSON, not the whole
-    document (a 700 KB advisory with 400 vulnerabilities stays small per event).
-    """
-
-    default_tlp: str = "AMBER"
-    statuses: list = list(csaf.AFFECTED_STATUSES)
-    vex_statuses: list = list(csaf.ALL_STATUSES)
+    default_tlp: str = DEFAULTS["default_tlp"]
+    statuses: list = DEFAULTS["statuses"]
+    vex_statuses: list = DEFAULTS["vex_statuses"]
 
     _default_level: tlp.Level = None
 
     def init(self):
-        self._default_level = tlp.parse_level(self.default_tlp, "parameter default_tlp")
-        self.statuses = _as_list(self.statuses)
-        self.vex_statuses = _as_list(self.vex_statuses)
+        self._default_level = tlp.parse_level(optional(self.default_tlp, DEFAULTS["default_tlp"]),
+                                              "parameter default_tlp")
+        self.statuses = _statuses(self.statuses, "statuses")
+        self.vex_statuses = _statuses(self.vex_statuses, "vex_statuses")
 
     def parse(self, report):
         # the raw bytes, strictly: IntelMQ's base64_decode drops bytes that are not UTF-8
@@ -91,14 +78,15 @@ class CrossBorderCSAFParserBot(ParserBot):
     def check(parameters: dict):
         results = []
         try:
-            tlp.parse_level(parameters.get("default_tlp", "AMBER"), "parameter default_tlp")
+            tlp.parse_level(optional(parameters.get("default_tlp"), DEFAULTS["default_tlp"]), "parameter default_tlp")
         except tlp.UnknownTLPError as exc:
             results.append(["error", f"Parameter default_tlp: {exc}."])
         for name in ("statuses", "vex_statuses"):
-            value = parameters.get(name)
-            if value is None:
+            try:
+                unknown = [s for s in _statuses(parameters.get(name), name) if s not in csaf.ALL_STATUSES]
+            except ValueError as exc:
+                results.append(["error", f"Parameter {name}: {exc}."])
                 continue
-            unknown = [s for s in _as_list(value) if s not in csaf.ALL_STATUSES]
             if unknown:
                 results.append(["error", f"Parameter {name}: unknown product status(es) {', '.join(unknown)}; "
                                          f"allowed: {', '.join(csaf.ALL_STATUSES)}."])
@@ -115,10 +103,9 @@ class _BadRaw:
         return True
 
 
-def _as_list(value) -> list:
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return list(value or [])
+def _statuses(value, name: str) -> list:
+    """statuses / vex_statuses: unset ('' or null) gives the default."""
+    return as_list(value) or list(DEFAULTS[name])
 
 
 BOT = CrossBorderCSAFParserBot
