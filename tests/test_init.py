@@ -25,6 +25,7 @@ from intelmq_crossborder.formats import bundle
 from intelmq_crossborder.runtime.instance import PIPELINES_DIR, IntelMQInstance, intelmq_ids, load_runtime
 from intelmq_crossborder.testing.polling import wait_until
 from tests.clirun import run
+from tests.isolation import REDIS_DB
 
 BIN = Path(sys.executable).parent
 CLI = str(BIN / "intelmq-crossborder")
@@ -326,9 +327,6 @@ def test_an_unwritable_etc_fails_cleanly(intelmq_workdir):
 
 
 # --- bots started with intelmqctl under the root that init wrote --------------------------------
-
-REDIS_DB = 4        # this file's database (the integration tests of other files use others)
-
 
 @pytest.fixture
 def csirt_root():

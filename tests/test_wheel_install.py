@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.isolation import REDIS_DBS
+
 REPO = Path(__file__).resolve().parent.parent
 READY = ("national-hub", "cross-border-hub", "csirt", "consortium/de-hub", "first-pipeline")
 ROLES = ("national-hub", "cross-border-hub", "csirt")
@@ -168,10 +170,11 @@ def test_init_then_check_from_the_wheel(venv, role):
 @pytest.mark.integration
 def test_demo_runs_from_the_wheel(venv):
     """`intelmq-crossborder demo` (what `make demo` runs) from the wheel venv: four IntelMQ instances
-    with real bots on Redis (databases 1, 5, 7, 8, as `make demo`), the nightly exchange, the early
+    with real bots on Redis (this run's four databases, tests/isolation.py), the nightly exchange, the early
     warning; exit 0 means no leak and no lost event.  Run as root, the bots drop to the `intelmq`
     user (scripts/ensure-env.sh creates it), which can enter the venv's folder."""
     workdir = venv.work / "demo"
-    proc = venv.run("intelmq-crossborder", "demo", "--workdir", str(workdir), timeout=1800)
+    proc = venv.run("intelmq-crossborder", "demo", "--workdir", str(workdir),
+                    "--redis-dbs", ",".join(map(str, REDIS_DBS)), timeout=1800)
     assert proc.returncode == 0, (proc.stdout[-5000:], proc.stderr[-3000:])
     assert "Leak count: 0" in proc.stdout and "Lost events: 0" in proc.stdout, proc.stdout[-5000:]
