@@ -19,9 +19,9 @@ import pytest
 import yaml
 
 from intelmq_crossborder import harmonization
-from intelmq_crossborder.cli import init
 from intelmq_crossborder.core import files
 from intelmq_crossborder.formats import bundle
+from intelmq_crossborder.runtime import deploy
 from intelmq_crossborder.runtime.instance import PIPELINES_DIR, IntelMQInstance, intelmq_ids, load_runtime
 from intelmq_crossborder.testing.polling import wait_until
 from tests.clirun import run
@@ -58,14 +58,14 @@ def check_tool(root: Path) -> subprocess.CompletedProcess:
 
 def test_roles_are_the_ready_pipelines_and_their_own_identity():
     """The table of roles names each template's own hub id and country: the ones its bots use."""
-    assert set(init.ROLES) == set(ROLES)
-    for role in init.ROLES.values():
+    assert set(deploy.ROLES) == set(ROLES)
+    for role in deploy.ROLES.values():
         runtime = load_runtime(role.directory / "runtime.yaml", Path("/x"))
         hub_ids = {c["parameters"]["hub_id"] for b, c in runtime.items() if b != "global"
                    and "hub_id" in c.get("parameters", {})}
         assert hub_ids == {role.hub_id}, role.name
         countries = {c["parameters"][n] for b, c in runtime.items() if b != "global"
-                     for n in init.COUNTRY_PARAMETERS if n in c.get("parameters", {})}
+                     for n in deploy.COUNTRY_PARAMETERS if n in c.get("parameters", {})}
         assert countries <= {role.country}, role.name
 
 
@@ -74,7 +74,7 @@ def test_init_writes_a_root_that_passes_both_checks(role, intelmq_workdir, capsy
     root = intelmq_workdir / "root"
     status, out, err = do_init(capsys, role, "--root", root)
     assert status == 0, err
-    spec = init.ROLES[role]
+    spec = deploy.ROLES[role]
     runtime = written_runtime(root)
     template = load_runtime(spec.directory / "runtime.yaml", root)
     assert list(runtime) == list(template)
