@@ -196,6 +196,19 @@ def test_force_keeps_the_mode_of_a_replaced_file_and_leaves_other_files(intelmq_
     assert (root / "etc" / "mine.yaml").read_text() == "keep me\n"
 
 
+def test_a_foreign_agreement_in_the_folder_is_named(intelmq_workdir, capsys):
+    """A router reads every agreement of its folder: one init did not write is pointed out, and
+    the check then names the recipient without a path."""
+    root = intelmq_workdir / "root"
+    (root / "etc" / "agreements").mkdir(parents=True)
+    shutil.copy(PIPELINES_DIR / "national-hub" / "agreements" / "fi-hub.yaml", root / "etc" / "agreements")
+    status, out, err = do_init(capsys, "csirt", "--root", root)
+    assert status == 0, err
+    assert f"note: {root}/etc/agreements/fi-hub.yaml is not from the csirt template" in out
+    proc = check_tool(root)
+    assert proc.returncode == 1 and "Recipient 'fi-hub'" in proc.stderr, proc.stderr
+
+
 def test_an_existing_harmonization_and_state_file_are_merged_not_replaced(intelmq_workdir, capsys):
     root = intelmq_workdir / "root"
     (root / "etc").mkdir(parents=True)

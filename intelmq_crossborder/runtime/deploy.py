@@ -164,6 +164,7 @@ class Plan:
     folders: List[Path] = field(default_factory=list)
     key_id: str = ""
     bots: int = 0
+    agreement_dirs: List[Path] = field(default_factory=list)     # the routers' copies
 
     @property
     def runtime_file(self) -> Path:
@@ -285,6 +286,7 @@ def plan(role_name: str, root: Path, hub_id: Optional[str] = None, country: Opti
         for name, text in texts.items():
             text = _own_country(text, source_dir / name, role.country, country)
             result.files.append((root / "etc" / source_dir.name / name, text.encode("utf-8"), PUBLIC_MODE))
+        result.agreement_dirs.append(root / "etc" / source_dir.name)
     # signing key and trust store
     key = bundle.generate_private_key()
     result.key_id = bundle.key_id_of(key)
@@ -364,6 +366,10 @@ def write(p: Plan, force: bool = False) -> List[str]:
         created.append(path)
         lines.append(f"{'replaced' if replaced else 'wrote'} {path}")
     lines += _intelmq_files(p.root, created)
+    ours = {path for path, _d, _m in p.files}
+    for folder in p.agreement_dirs:       # a router reads every agreement file of its folder
+        lines += [f"note: {other} is not from the {p.role.name} template: the router reads it as well"
+                  for other in sorted(folder.glob("*.yaml")) if other not in ours]
     _give_to_intelmq(created, lines)
     return lines
 
