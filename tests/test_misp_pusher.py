@@ -156,6 +156,8 @@ def test_sharing_group_resolved_once_on_connection():
     stored = next(iter(api.events.values()))
     assert (stored.distribution, stored.sharing_group_id) == (4, 7)
     assert pusher(FakeAPI(), distribution=4, sharing_group=" 12 ").api is not None
+    with pytest.raises(ValueError, match="sharing_group .* is required with distribution 4"):
+        pusher(FakeAPI(), distribution=4, sharing_group="")
 
 
 def test_publish_after_a_change_only():

@@ -626,12 +626,15 @@ class Pusher:
     is read again and planned once more; what is still refused raises.
     """
 
-    def __init__(self, connect: Callable[[], Any], settings: PushSettings, call: RetryingCaller, *,
+    def __init__(self, connect: Callable[[], Any], settings: Optional[PushSettings], call: RetryingCaller, *,
                  sharing_group: str = "", publish: bool = False, sighting_source: str = "intelmq-crossborder",
                  cache_size: int = 256, logger: Optional[logging.Logger] = None):
         self.connect, self.settings, self.call = connect, settings, call
         self.sharing_group, self.publish, self.sighting_source = str(sharing_group or "").strip(), publish, \
             sighting_source
+        if settings is not None and settings.distribution == 4 and settings.sharing_group_id is None \
+                and not self.sharing_group:
+            raise ValueError("Parameter sharing_group (id or uuid) is required with distribution 4.")
         self.cache_size = max(1, int(cache_size))
         self.logger = logger or logging.getLogger(__name__)
         self.cache: "OrderedDict[str, MISPEvent]" = OrderedDict()

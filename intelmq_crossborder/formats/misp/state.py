@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 
 from intelmq_crossborder.core import inputs
 from intelmq_crossborder.core.files import atomic_write_json
+from intelmq_crossborder.formats.misp.push import PermanentMISPError
 
 
 @dataclass
@@ -125,8 +126,6 @@ def collect(search: Callable[[dict], Any], state: CollectorState, emit: Callable
     Raises ValueError for a state file that cannot be read and
     :class:`intelmq_crossborder.formats.misp.push.PermanentMISPError` for a search answer
     that is not a list of events; the state is then left as it was."""
-    from intelmq_crossborder.formats.misp.push import PermanentMISPError
-
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
     current = state.load()
