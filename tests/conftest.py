@@ -20,13 +20,17 @@ import intelmq.lib.test
 import intelmq.lib.utils
 import pytest
 
+from intelmq_crossborder.runtime.instance import PipelineError
 from tests import isolation
 
 intelmq.lib.utils.drop_privileges = lambda: True
 
 
 def pytest_configure(config):
-    config._xb_isolation = isolation.claim()
+    try:
+        config._xb_isolation = isolation.claim()
+    except PipelineError as exc:
+        raise pytest.UsageError(f"{exc}; or choose the databases: XB_TEST_REDIS_DBS=n,n,n,n") from None
     # IntelMQ's BotTestCase gives every bot redis_cache_db 4 unless a test sets it: this run's database
     intelmq.lib.test.BOT_CONFIG["redis_cache_db"] = isolation.REDIS_DB
 
@@ -37,6 +41,13 @@ def pytest_report_header(config):
 
 def pytest_unconfigure(config):
     isolation.release()
+
+
+@pytest.fixture(scope="module")
+def consortium_dbs():
+    """Four distinct Redis databases (one per hub of the consortium) for the tests of a module."""
+    with isolation.redis_dbs(4) as dbs:
+        yield dbs
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The shared harness of the Elasticsearch output's BotTestCase tests: the real bot against
-the fake Elasticsearch server, with its Redis journal (db 15) cleaned around each test."""
+the fake Elasticsearch server, with its Redis journal (in this run's database, tests/isolation.py) cleaned around each test."""
 from unittest import mock
 
 import redis
@@ -7,8 +7,7 @@ from tests.botcase import CrossBorderBotTestCase
 
 from intelmq_crossborder.bots.outputs.elasticsearch.output import JOURNAL_KEY, CrossBorderElasticsearchOutputBot
 from intelmq_crossborder.testing.fake_elasticsearch import FakeElasticsearch
-
-REDIS_DB = 15
+from tests.isolation import REDIS_DB
 
 
 def ev(n=0, **fields):

@@ -6,26 +6,31 @@ then take their database numbers from here, e.g. ``from tests.isolation import R
 * ``REDIS_DBS`` -- :data:`COUNT` databases held for this run by a
   :class:`~intelmq_crossborder.runtime.instance.RedisDatabaseLease` (lock keys
   ``crossborder:test-db-lock:<n>`` in database 0, kept alive while the run lasts, released at its end).
-  ``REDIS_DB`` is the first: the database of the bot and integration tests; a test that needs several
-  (the four-hub consortium, a second database on the same server) takes ``REDIS_DBS[i]``.
+  ``REDIS_DB`` is the first: the database of the bot and integration tests; ``REDIS_DBS[1]`` is a
+  second one on the same server.  A test that needs more (the four-hub consortium) takes
+  :func:`redis_dbs` (the ``consortium_dbs`` fixture), which leases the rest for as long as it runs.
 * ``QUEUE_PREFIX`` -- a prefix unique to the run for queue names on RabbitMQ, where queue names are
   global (``prefix_queues(runtime, QUEUE_PREFIX + "member.")``).
 
 ``XB_TEST_REDIS_DBS=11,12,13,14`` uses those databases without claiming them (a CI job alone on
-its Redis).  Without a reachable Redis nothing is claimed (nothing to collide with) and the
+its Redis; name four for the consortium tests).  Without a reachable Redis nothing is claimed (nothing to collide with) and the
 defaults below are used; the tests that need Redis then fail on their own.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import uuid
-from typing import Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 from intelmq_crossborder.demo.consortium import DEFAULT_DBS
-from intelmq_crossborder.runtime.instance import RESERVED_DBS, RedisDatabaseLease
+from intelmq_crossborder.runtime.instance import RESERVED_DBS, PipelineError, RedisDatabaseLease
 
-#: databases per run: the consortium tests run four hubs, each on its own database
-COUNT = 4
+#: databases per run (a few runs share the 8 candidates); more per test with :func:`redis_dbs`
+COUNT = 2
+#: seconds a lock outlives a run that was killed (a live run refreshes it every third of that)
+TTL = 180
 ENV_DBS = "XB_TEST_REDIS_DBS"
 ENV_PREFIX = "XB_TEST_QUEUE_PREFIX"
 #: never claimed: IntelMQ's defaults and the databases of ``make demo`` (which does not lease)
@@ -47,8 +52,21 @@ def _set(dbs: Tuple[int, ...], prefix: str) -> None:
     os.environ[ENV_PREFIX] = prefix
 
 
-def claim(wait: float = 120) -> str:
-    """Take this run's databases and queue prefix; returns a line for pytest's header."""
+def _lease_or_wait(count: int, exclude, wait: float) -> RedisDatabaseLease:
+    """A lease of ``count`` databases; says on stderr when it has to wait for other runs."""
+    lease = RedisDatabaseLease(count, exclude=exclude, ttl=TTL, keepalive=True)
+    try:
+        lease.acquire()
+    except PipelineError as exc:
+        print(f"tests: waiting up to {wait:g}s for free Redis databases ({exc})", file=sys.stderr, flush=True)
+        lease.acquire(wait=wait)
+    return lease
+
+
+def claim(wait: float = 600) -> str:
+    """Take this run's databases and queue prefix; returns a line for pytest's header.
+
+    :class:`PipelineError` when other runs hold the databases for longer than ``wait`` seconds."""
     global _lease
     import redis
 
@@ -57,18 +75,34 @@ def claim(wait: float = 120) -> str:
     if given:
         dbs = tuple(int(n) for n in given.split(","))
         if len(dbs) < COUNT or len(set(dbs)) != len(dbs) or 0 in dbs:
-            raise ValueError(f"{ENV_DBS} must name {COUNT} distinct Redis databases other than 0, got {given!r}")
+            raise ValueError(f"{ENV_DBS} must name at least {COUNT} distinct Redis databases other than 0, "
+                             f"got {given!r}")
         _set(dbs, prefix)
         return f"Redis databases {dbs} (from {ENV_DBS}, not locked), queue prefix {prefix}"
-    lease = RedisDatabaseLease(COUNT, exclude=EXCLUDE, keepalive=True)
     try:
-        dbs = lease.acquire(wait=wait)
+        lease = _lease_or_wait(COUNT, EXCLUDE, wait)
     except (redis.ConnectionError, redis.TimeoutError):
         _set(FALLBACK, prefix)
         return f"Redis databases {FALLBACK} (no Redis reachable: nothing claimed), queue prefix {prefix}"
     _lease = lease
-    _set(dbs, prefix)
-    return f"Redis databases {dbs} (claimed for this run), queue prefix {prefix}"
+    _set(lease.dbs, prefix)
+    return f"Redis databases {lease.dbs} (claimed for this run), queue prefix {prefix}"
+
+
+@contextlib.contextmanager
+def redis_dbs(count: int, wait: float = 600) -> Iterator[Tuple[int, ...]]:
+    """``count`` distinct databases: this run's, plus others leased until the ``with`` block ends."""
+    extra = count - len(REDIS_DBS)
+    if extra <= 0 or _lease is None:        # enough, or chosen by XB_TEST_REDIS_DBS / no Redis
+        if extra > 0:
+            raise ValueError(f"this run has the Redis databases {REDIS_DBS}; a test needs {count}")
+        yield REDIS_DBS[:count]
+        return
+    lease = _lease_or_wait(extra, EXCLUDE + REDIS_DBS, wait)
+    try:
+        yield REDIS_DBS + lease.dbs
+    finally:
+        lease.release()
 
 
 def release() -> None:

@@ -63,11 +63,11 @@ WITHHELD = {
 
 
 @pytest.fixture(scope="module")
-def result():
+def result(consortium_dbs):
     # not tmp_path: it lives under a 0700 directory the intelmq user (bots drop to it) cannot enter
     workdir = Path(tempfile.mkdtemp(prefix="intelmq-crossborder-consortium-"))
     workdir.chmod(0o755)
-    cons = consortium.Consortium(workdir, consortium.default_members(small=True), dbs=(1, 5, 7, 8), timeout=120)
+    cons = consortium.Consortium(workdir, consortium.default_members(small=True), dbs=consortium_dbs, timeout=120)
     try:
         yield cons.run()
     finally:

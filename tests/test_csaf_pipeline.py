@@ -1,4 +1,4 @@
-"""Real IntelMQ processes: CSAF collector (scheduled) -> CSAF parser -> CSAF output, on Redis db 12."""
+"""Real IntelMQ processes: CSAF collector (scheduled) -> CSAF parser -> CSAF output, on this run's Redis database (tests/isolation.py)."""
 import json
 import time
 from pathlib import Path
@@ -10,8 +10,8 @@ from intelmq_crossborder.testing.csaf_provider import ADVISORIES, Provider
 CSAF_ADVISORIES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "csaf" / "advisories"
 from intelmq_crossborder.formats.csaf import document as csaf
 from intelmq_crossborder.runtime.instance import IntelMQInstance, chown_for_intelmq
+from tests.isolation import REDIS_DB
 
-REDIS_DB = 12
 pytestmark = pytest.mark.integration
 
 

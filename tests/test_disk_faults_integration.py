@@ -1,4 +1,4 @@
-"""Output disk full / read-only, with real bot processes (Redis db 3).
+"""Output disk full / read-only, with real bot processes (this run's Redis database).
 
 * exchange (bundle) output on a small tmpfs that fills up (needs mount privileges: skipped
   without them), and with a read-only outbox (chmod, works for any user);
@@ -25,9 +25,9 @@ import pytest
 from tests.exchange_helpers import wait_for
 from intelmq_crossborder.formats import bundle as b
 from intelmq_crossborder.runtime.instance import IntelMQInstance, chown_for_intelmq
+from tests.isolation import REDIS_DB
 
 pytestmark = pytest.mark.integration
-REDIS_DB = 3
 
 
 def event_json(i, pad=0):

@@ -1,4 +1,4 @@
-"""Early-warning library: indicator identity, flags, warning content rules, Redis tracker (db 14)."""
+"""Early-warning library: indicator identity, flags, warning content rules, Redis tracker (in this run's database, tests/isolation.py)."""
 import uuid
 
 import pytest
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from intelmq_crossborder.analytics import early_warning as ew
 from intelmq_crossborder.core import tlp
-REDIS_DB = 14
+from tests.isolation import REDIS_DB
 
 
 @pytest.fixture()

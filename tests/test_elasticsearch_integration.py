@@ -10,8 +10,8 @@ import pytest
 from intelmq_crossborder.analytics import contributions as cb
 from intelmq_crossborder.testing.fake_elasticsearch import FakeElasticsearch
 from intelmq_crossborder.runtime.instance import IntelMQInstance, chown_for_intelmq
+from tests.isolation import REDIS_DB
 
-REDIS_DB = 15
 BOT_ID = "es-output-it"
 
 

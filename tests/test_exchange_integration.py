@@ -1,4 +1,4 @@
-"""Real IntelMQ processes (intelmqctl, Redis db 14): the exchange output loses nothing on stop, and the
+"""Real IntelMQ processes (intelmqctl, this run's Redis database): the exchange output loses nothing on stop, and the
 collector + parser import a bundle exactly once, also when they are stopped in the middle of it."""
 import json
 import os
@@ -9,9 +9,9 @@ import pytest
 from tests.exchange_helpers import bundle_numbers, wait_for, write_trust
 from intelmq_crossborder.formats import bundle as b
 from intelmq_crossborder.runtime.instance import IntelMQInstance, chown_for_intelmq
+from tests.isolation import REDIS_DB
 
 pytestmark = pytest.mark.integration
-REDIS_DB = 14
 N = 6000  # large enough that intelmqctl stop lands mid-stream on a fast machine
 
 
@@ -22,7 +22,7 @@ def event_json(i):
 
 
 def clean(inst):
-    """Queues and IntelMQ's statistics keys of this test's bots (db 14 is ours alone)."""
+    """Queues and IntelMQ's statistics keys of this test's bots (this run's database is ours alone)."""
     inst.stop()
     inst.clear_queues()
     r = inst.redis()

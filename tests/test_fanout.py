@@ -1,4 +1,4 @@
-"""Unit tests of the batched fan-out on a real IntelMQ Redis pipeline (Redis db 11)."""
+"""Unit tests of the batched fan-out on a real IntelMQ Redis pipeline (this run's Redis database)."""
 import collections
 import logging
 import uuid
@@ -8,7 +8,7 @@ import redis
 from intelmq.lib import pipeline
 
 from intelmq_crossborder.runtime import fanout
-REDIS_DB = 11
+from tests.isolation import REDIS_DB, REDIS_DBS
 
 
 class FakeBot:
@@ -222,7 +222,7 @@ def test_serialize_empty_event():
 
 
 # --- guarded sends (the provenance expert's de-duplication in the same round trip) -------------
-GUARD_DB = 12     # another database on the same server: the script SELECTs it
+GUARD_DB = REDIS_DBS[1]    # another database on the same server: the script SELECTs it
 
 
 @pytest.fixture

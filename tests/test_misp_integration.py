@@ -20,6 +20,7 @@ from intelmq_crossborder.formats.misp import convert as misp
 from intelmq_crossborder.policy.agreements import load_agreement, tlp_ceiling
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.runtime.instance import PIPELINES_DIR, IntelMQInstance, chown_for_intelmq, load_runtime
+from tests.isolation import REDIS_DB
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +66,7 @@ def test_nightly_exchange_twice(monkeypatch):
             runtime["global"]["logging_level"] = "DEBUG"        # the keys must not show even at DEBUG
             feed_dir = Path(runtime["misp-feed"]["parameters"]["feed_directory"])
             state = Path(runtime["misp-collector"]["parameters"]["state_file"])
-            inst = IntelMQInstance(root, runtime, redis_db=13).setup()
+            inst = IntelMQInstance(root, runtime, redis_db=REDIS_DB).setup()
             (root / "etc" / "agreements").mkdir()
             shutil.copy(AGREEMENT, root / "etc" / "agreements" / "peer-hub-de.yaml")
             feed_dir.mkdir(parents=True)

@@ -12,6 +12,7 @@ import pytest
 from intelmq.lib.utils import list_all_bots
 
 from intelmq_crossborder.runtime.instance import IntelMQInstance, chown_for_intelmq
+from tests.isolation import REDIS_DB
 
 REPO = Path(__file__).resolve().parent.parent
 BOTS = REPO / "intelmq_crossborder" / "bots"
@@ -115,7 +116,7 @@ def test_intelmqctl_check_runs_our_check(intelmq_workdir):
         "group": "Expert", "name": "TLP", "module": "intelmq.bots.experts.crossborder.tlp.expert",
         "description": "TLP", "enabled": True,
         "parameters": {"default_tlp": "BLUE", "destination_queues": {"_default": ["out-queue"]}}}}
-    inst = IntelMQInstance(intelmq_workdir / "root", runtime, redis_db=10).setup()
+    inst = IntelMQInstance(intelmq_workdir / "root", runtime, redis_db=REDIS_DB).setup()
     proc = inst.ctl("check", "--no-connections", check=False)
     assert "Parameter default_tlp: unknown TLP label 'BLUE'" in proc.stdout
     inst.runtime["tlp-expert"]["parameters"]["default_tlp"] = "amber"

@@ -19,6 +19,7 @@ from intelmq_crossborder.demo import consortium
 from intelmq_crossborder.runtime.instance import PIPELINES_DIR, IntelMQInstance, chown_for_intelmq, load_runtime, prefix_queues
 
 from tests.test_integration_first_pipeline import require_rabbitmq
+from tests.isolation import QUEUE_PREFIX, REDIS_DB
 
 CLI = str(Path(sys.executable).parent / "intelmq-crossborder")
 
@@ -52,8 +53,8 @@ def test_every_member_config_is_shipped_and_documented():
                 assert paths == {p.stem for p in directory.glob("*.yaml")}, (config, bot_id)
 
 
-def test_intelmq_crossborder_check_and_intelmqctl_check_find_no_error(workdir):
-    cons = consortium.Consortium(workdir, dbs=(1, 5, 7, 8)).setup()
+def test_intelmq_crossborder_check_and_intelmqctl_check_find_no_error(workdir, consortium_dbs):
+    cons = consortium.Consortium(workdir, dbs=consortium_dbs).setup()
     for name, inst in cons.instances.items():
         proc = subprocess.run([CLI, "check", str(inst.etc / "runtime.yaml")], capture_output=True, text=True)
         assert proc.returncode == 0 and "No errors found." in proc.stdout, (name, proc.stderr)
@@ -64,9 +65,9 @@ def test_intelmq_crossborder_check_and_intelmqctl_check_find_no_error(workdir):
         assert report["status"] == "success" and errors == [], (name, errors)
 
 
-def test_check_fails_without_the_trust_store(workdir):
+def test_check_fails_without_the_trust_store(workdir, consortium_dbs):
     """The check is not vacuous: a deployment without its trust store is refused."""
-    cons = consortium.Consortium(workdir, dbs=(1, 5, 7, 8)).setup()
+    cons = consortium.Consortium(workdir, dbs=consortium_dbs).setup()
     inst = cons.instances["at-csirt"]
     (inst.etc / "exchange" / "trust.yaml").unlink()
     proc = subprocess.run([CLI, "check", str(inst.etc / "runtime.yaml")], capture_output=True, text=True)
@@ -101,8 +102,8 @@ def test_csirt_pipeline_on_rabbitmq(workdir):
     runtime = load_runtime(PIPELINES_DIR / "csirt" / "runtime.yaml", root)
     runtime["provenance-inbound"]["parameters"]["redis_cache_db"] = 8     # bot state stays on Redis
     # RabbitMQ queue names are global (others' tests use tlp-expert-queue too): a prefix of our own
-    prefix_queues(runtime, f"test-{os.getpid()}-at-csirt.")
-    inst = IntelMQInstance(root, runtime, redis_db=8, broker="amqp").setup()
+    prefix_queues(runtime, QUEUE_PREFIX + "at-csirt.")
+    inst = IntelMQInstance(root, runtime, redis_db=REDIS_DB, broker="amqp").setup()
     written = yaml.safe_load((inst.etc / "runtime.yaml").read_text())["global"]
     assert written["source_pipeline_broker"] == written["destination_pipeline_broker"] == "amqp"
     key = bundle.generate_private_key()
@@ -114,7 +115,7 @@ def test_csirt_pipeline_on_rabbitmq(workdir):
     for sub in ("output", "audit"):
         (root / "var" / "lib" / sub).mkdir(parents=True, exist_ok=True)
     import redis
-    r = redis.Redis(db=8)
+    r = redis.Redis(db=REDIS_DB)
     for name in r.scan_iter(match="crossborder:fingerprint:*"):
         r.delete(name)
     inst.clear_queues()

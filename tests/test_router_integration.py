@@ -1,4 +1,4 @@
-"""The sharing router as a real IntelMQ bot process on Redis (db 11), with three recipients.
+"""The sharing router as a real IntelMQ bot process on Redis (this run's database), with three recipients.
 
 Events are pushed into the router's source queue; each recipient's destination
 queue must then hold exactly the copies its agreement admits, transformed for
@@ -17,10 +17,11 @@ import pytest
 from intelmq_crossborder.policy import audit
 from intelmq_crossborder.policy.redact import pseudonym
 from intelmq_crossborder.runtime.instance import IntelMQInstance, PipelineError
+from tests.agreements import write_agreements
+from tests.isolation import REDIS_DB
 
 pytestmark = pytest.mark.integration
 
-REDIS_DB = 11
 KEY = "integration-test-key-1f3a"
 AGREEMENTS = {
     "hub-soc": """\
@@ -86,10 +87,7 @@ def instance():
     work = Path(tempfile.mkdtemp(prefix="router-integration-"))
     work.chmod(0o755)
     root = work / "intelmq"
-    agreements = root / "etc" / "agreements"
-    agreements.mkdir(parents=True)
-    for rid, text in AGREEMENTS.items():
-        (agreements / f"{rid}.yaml").write_text(textwrap.dedent(text))
+    agreements = write_agreements(root / "etc" / "agreements", AGREEMENTS)
     audit_path = root / "var" / "lib" / "bots" / "router-audit.jsonl"
     runtime = {
         "global": {"logging_level": "INFO", "error_procedure": "pass", "error_dump_message": True,

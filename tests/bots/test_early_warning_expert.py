@@ -1,4 +1,4 @@
-"""BotTestCase tests of the cross-border early-warning expert (Redis db 14, own key prefix per test)."""
+"""BotTestCase tests of the cross-border early-warning expert (this run's Redis database, own key prefix per test)."""
 import unittest
 import uuid
 
@@ -8,8 +8,8 @@ from tests.botcase import CrossBorderBotTestCase
 
 from intelmq_crossborder.analytics import early_warning as ew
 from intelmq_crossborder.bots.experts.early_warning.expert import CrossBorderEarlyWarningExpertBot
+from tests.isolation import REDIS_DB
 
-REDIS_DB = 14
 PATHS = ["_default", "early-warning"]
 
 

@@ -1,4 +1,4 @@
-"""BotTestCase tests of the cross-border provenance / loop-guard expert (de-duplication on Redis db 11)."""
+"""BotTestCase tests of the cross-border provenance / loop-guard expert (de-duplication in this run's Redis database)."""
 import re
 import unittest
 import uuid
@@ -8,8 +8,8 @@ from tests.botcase import CrossBorderBotTestCase
 
 from intelmq_crossborder.bots.experts.provenance.expert import CrossBorderProvenanceExpertBot
 from intelmq_crossborder.core.fingerprint import fingerprint
+from tests.isolation import REDIS_DB
 
-REDIS_DB = 11   # the database of this area's tests
 BASE = {"__type": "Event", "classification.type": "c2-server", "source.ip": "203.0.113.9", "source.port": 443,
         "time.source": "2026-11-20T10:00:00+00:00"}
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
