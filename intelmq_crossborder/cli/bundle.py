@@ -55,15 +55,17 @@ def _passphrase(variable: Optional[str]):
         return None, None
     if os.environ.get(variable) is None:
         return None, f"environment variable {variable} is not set"
-    value = secrets.secret_bytes(None, variable)
+    value = secrets.secret(None, variable)
     if value is None:
         return None, f"environment variable {variable} is empty (no passphrase)"
-    return value, None
+    return value.encode("utf-8", "surrogateescape"), None      # the variable's bytes, UTF-8 or not
 
 
 def _new_file_problem(target: Path, force: bool, what: str) -> Optional[str]:
     if target.is_dir():
         return f"{target}: is a directory, not a {what}"
+    if not target.parent.is_dir():
+        return f"{target}: cannot write the {what}: no such folder {target.parent}"
     if (target.exists() or target.is_symlink()) and not force:
         return f"{target} exists (use --force to overwrite)"
     return None

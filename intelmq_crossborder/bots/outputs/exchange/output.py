@@ -68,11 +68,12 @@ class CrossBorderExchangeOutputBot(OutputBot):
             raise ConfigurationError("exchange output", "; ".join(p[1] for p in problems))
         passphrase = None
         if self.signing_key_passphrase_env:
-            passphrase = secrets.secret_bytes(None, self.signing_key_passphrase_env)
-            if passphrase is None:
+            text = secrets.secret(None, self.signing_key_passphrase_env)
+            if text is None:
                 raise ConfigurationError("exchange output", f"environment variable {self.signing_key_passphrase_env} "
                                                             "(signing key passphrase) is not set or empty")
-            secrets.redact_in_logs(passphrase.decode("utf-8"), self.logger)
+            secrets.redact_in_logs(text, self.logger)
+            passphrase = text.encode("utf-8", "surrogateescape")      # the variable's bytes, UTF-8 or not
         try:
             key = bundle.load_private_key(self.signing_key_file, passphrase)
         except bundle.BundleError as exc:
