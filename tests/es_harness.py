@@ -5,7 +5,8 @@ from unittest import mock
 import redis
 from tests.botcase import CrossBorderBotTestCase
 
-from intelmq_crossborder.bots.outputs.elasticsearch.output import JOURNAL_KEY, CrossBorderElasticsearchOutputBot
+from intelmq_crossborder.bots.outputs.elasticsearch.output import CrossBorderElasticsearchOutputBot
+from intelmq_crossborder.datalake.journal import JOURNAL_KEY
 from intelmq_crossborder.testing.fake_elasticsearch import FakeElasticsearch
 from tests.isolation import REDIS_DB
 

@@ -1,15 +1,17 @@
-"""Unit tests of intelmq_crossborder.datalake.elastic (mapping, names, documents, bulk results, client flavours)."""
+"""Unit tests of intelmq_crossborder.datalake.elastic (mapping, names, documents, bulk results, client flavours)
+and datalake.lifecycle (templates and policies)."""
 from datetime import datetime, timezone
 
 import pytest
 
-from intelmq_crossborder.datalake import elastic
+from intelmq_crossborder.datalake import elastic, lifecycle
 
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.testing.fake_elasticsearch import FakeElasticsearch
 from intelmq_crossborder.harmonization import merged_harmonization
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+GREEN = elastic.LakeTLP(tlp.Level.GREEN, False)
 
 
 def prop(mapping, dotted):
@@ -52,7 +54,7 @@ def test_document_and_ids():
     flat = {"source.ip": "192.0.2.1", "raw": "aGk=", "extra.foo": 1, "sharing.retention_days": 30,
             "source.geolocation.latitude": 1.5, "source.geolocation.longitude": 2.5,
             "time.observation": "2026-11-20T10:00:00+00:00"}
-    doc = elastic.build_document(flat, level=tlp.Level.GREEN, prefix="lake", rotation="daily",
+    doc = elastic.build_document(flat, label=GREEN, prefix="lake", rotation="daily",
                                  default_retention_days=None, now=NOW)
     assert doc.index == "lake-r30d-2026.11.20"
     assert doc.source["sharing"]["tlp"] == "GREEN"
@@ -65,21 +67,37 @@ def test_document_and_ids():
     assert elastic.document_id({"provenance.fingerprint": "ab" * 32, "source.ip": "1"}) == "ab" * 32
 
 
-def test_event_level_is_the_effective_tlp():
+def test_lake_tlp_is_the_effective_tlp():
     # Regression (leak audit): the lake read sharing.tlp only, so an event labelled RED in its stock
     # tlp field (or AMBER+STRICT in its MISP tags) was stored under default_tlp, below its label.
     default = tlp.Level.GREEN
-    assert elastic.event_level({"tlp": "RED"}, default) is tlp.Level.RED
-    assert elastic.event_level({"extra.misp_tags": ["osint:x", "tlp:amber+strict"], "extra.tlp": "CLEAR"},
-                               default) is tlp.Level.AMBER_STRICT
+    assert elastic.lake_tlp({"tlp": "RED"}, default) == (tlp.Level.RED, False)
+    assert elastic.lake_tlp({"extra.misp_tags": ["osint:x", "tlp:amber+strict"], "extra.tlp": "CLEAR"},
+                            default).level is tlp.Level.AMBER_STRICT
     # issue 12: sharing.tlp no longer wins over a more restrictive label elsewhere
-    assert elastic.event_level({"sharing.tlp": "CLEAR", "tlp": "RED"}, default) is tlp.Level.RED
-    assert elastic.event_level({"sharing.tlp": "GREEN", "extra.misp_tags": [{"name": "tlp:red"}]},
-                               default) is tlp.Level.RED
-    assert elastic.event_level({"source.ip": "192.0.2.1"}, default) is default
+    assert elastic.lake_tlp({"sharing.tlp": "CLEAR", "tlp": "RED"}, default).level is tlp.Level.RED
+    assert elastic.lake_tlp({"sharing.tlp": "GREEN", "extra.misp_tags": [{"name": "tlp:red"}]},
+                            default).level is tlp.Level.RED
+    assert elastic.lake_tlp({"source.ip": "192.0.2.1"}, default) == (default, False)
     with pytest.raises(tlp.UnknownTLPError) as err:
-        elastic.event_level({"extra.tlp": "PURPLE"}, default)
+        elastic.lake_tlp({"extra.tlp": "PURPLE"}, default)
     assert err.value.field == "extra.tlp" and err.value.value == "PURPLE"
+
+
+def test_lake_tlp_reads_the_hidden_source_in_the_same_pass():
+    assert elastic.lake_tlp({"sharing.do_not_disclose_source": True}, tlp.Level.AMBER) == (tlp.Level.AMBER, True)
+    assert elastic.lake_tlp({"extra.misp_tags": [{"name": "tlp:ex:chr"}, {"name": "tlp:green"}]},
+                            tlp.Level.AMBER) == (tlp.Level.GREEN, True)
+
+
+def test_labels_are_read_once_per_document(monkeypatch):
+    calls = []
+    real = tlp.event_tlp
+    monkeypatch.setattr(tlp, "event_tlp", lambda flat: calls.append(1) or real(flat))
+    flat = {"source.ip": "192.0.2.1", "sharing.tlp": "GREEN", "feed.name": "x"}
+    elastic.build_document(flat, label=elastic.lake_tlp(flat, tlp.Level.AMBER), prefix="lake", rotation="daily",
+                           default_retention_days=None, now=NOW)
+    assert len(calls) == 1
 
 
 def test_classify_items():
@@ -95,12 +113,12 @@ def test_classify_items():
 
 def test_templates_and_policies():
     m = {"dynamic": False, "properties": {}}
-    es_tpl = elastic.index_template("lake", 30, m, "elasticsearch9")
+    es_tpl = lifecycle.index_template("lake", 30, m, "elasticsearch9")
     assert es_tpl["index_patterns"][0] == "lake-r30d-*"
     assert es_tpl["template"]["settings"]["index.lifecycle.name"] == "lake-retention-30d"
-    assert "index.lifecycle.name" not in elastic.index_template("lake", 30, m, "opensearch2")["template"]["settings"]
-    assert elastic.ilm_policy(30)["policy"]["phases"]["delete"] == {"min_age": "30d", "actions": {"delete": {}}}
-    ism = elastic.ism_policy("lake", 30)["policy"]
+    assert "index.lifecycle.name" not in lifecycle.index_template("lake", 30, m, "opensearch2")["template"]["settings"]
+    assert lifecycle.ilm_policy(30)["policy"]["phases"]["delete"] == {"min_age": "30d", "actions": {"delete": {}}}
+    ism = lifecycle.ism_policy("lake", 30)["policy"]
     assert ism["states"][0]["transitions"][0]["conditions"] == {"min_index_age": "30d"}
     assert ism["ism_template"][0]["index_patterns"] == ["lake-r30d-*"]
 
@@ -151,12 +169,12 @@ def test_document_of_a_hidden_source_holds_none_of_its_fields():
     for hide in ({"sharing.do_not_disclose_source": True}, {"extra.misp_tags": [{"name": "tlp:ex:chr"}]}):
         flat = {"source.ip": "192.0.2.1", "sharing.tlp": "GREEN", **source, **hide}
         flat["provenance.fingerprint"] = fingerprint(flat)            # over event_description.url
-        doc = elastic.build_document(flat, level=tlp.Level.GREEN, prefix="lake", rotation="daily",
+        doc = elastic.build_document(flat, label=elastic.lake_tlp(flat, tlp.Level.AMBER), prefix="lake", rotation="daily",
                                      default_retention_days=None, now=NOW, drop_fields=())
         written = json.dumps([doc.id, doc.source])
         assert not any(value in written for value in source.values())
         assert doc.id != flat["provenance.fingerprint"] and doc.source["sharing"]["do_not_disclose_source"] is True
-    shown = elastic.build_document({"source.ip": "192.0.2.1", "feed.name": "Public"}, level=tlp.Level.GREEN,
+    shown = elastic.build_document({"source.ip": "192.0.2.1", "feed.name": "Public"}, label=GREEN,
                                    prefix="lake", rotation="daily", default_retention_days=None, now=NOW)
     assert shown.source["feed"]["name"] == "Public"
 
@@ -166,15 +184,18 @@ def test_document_of_a_hidden_source_holds_none_of_its_fields():
     ({"extra.misp_tags": [{"name": "tlp\u200b:red"}]}, "extra.misp_tags[0].name"),
     ({"extra.misp_tags": [{"colour": "#cc0033"}]}, "extra.misp_tags[0]"),
 ])
-def test_event_level_refuses_hostile_labels_naming_the_field(flat, field):
+def test_lake_tlp_refuses_hostile_labels_naming_the_field(flat, field):
     with pytest.raises(tlp.LabelError) as err:
-        elastic.event_level(dict(flat, **{"sharing.tlp": "GREEN"}), tlp.Level.GREEN)
+        elastic.lake_tlp(dict(flat, **{"sharing.tlp": "GREEN"}), tlp.Level.GREEN)
     assert err.value.field == field
 
 
-def test_document_of_an_event_with_unreadable_labels_hides_the_source():
-    # build_document is not the guard (event_level is): it never raises, and fails closed
-    doc = elastic.build_document({"source.ip": "192.0.2.1", "extra.tlp": ["RED"], "feed.url": "https://x.example/"},
-                                 level=tlp.Level.RED, prefix="lake", rotation="daily",
+def test_document_follows_the_label_it_is_given():
+    # build_document reads no label itself: the level and the hidden source are lake_tlp's
+    flat = {"source.ip": "192.0.2.1", "sharing.tlp": "GREEN", "feed.url": "https://x.example/"}
+    doc = elastic.build_document(flat, label=elastic.LakeTLP(tlp.Level.RED, True), prefix="lake",
+                                 rotation="daily", default_retention_days=None, now=NOW)
+    assert "feed" not in doc.source and doc.source["sharing"]["tlp"] == "RED" and doc.level is tlp.Level.RED
+    doc = elastic.build_document(flat, label=GREEN, prefix="lake", rotation="daily",
                                  default_retention_days=None, now=NOW)
-    assert "feed" not in doc.source and doc.source["sharing"]["tlp"] == "RED"
+    assert doc.source["feed"]["url"] == "https://x.example/"

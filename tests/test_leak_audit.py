@@ -252,7 +252,7 @@ def test_oracle_catches_a_lake_that_reads_only_sharing_tlp(monkeypatch):
 
 
 def test_oracle_catches_a_lake_without_its_ceiling(monkeypatch):
-    monkeypatch.setattr(elastic, "event_level", lambda flat, default: Level.CLEAR)
+    monkeypatch.setattr(elastic, "lake_tlp", lambda flat, default: elastic.LakeTLP(Level.CLEAR, True))
     kinds = audit(outputs=("elasticsearch",), lake=True)["leaks_by_kind"]
     assert any(k.startswith("lake: TLP:") and "indexed above the ceiling" in k for k in kinds), kinds
     assert any(k.startswith("elasticsearch: TLP:") and "above the output's max_tlp" in k for k in kinds), kinds

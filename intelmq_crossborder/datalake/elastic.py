@@ -1,7 +1,9 @@
-"""Elasticsearch / OpenSearch data lake: mapping, index names, documents and bulk results.
+"""Elasticsearch / OpenSearch data lake: mapping, index names, documents, bulk results, client.
 
-Plain functions used by the cross-border Elasticsearch output bot
-(``intelmq_crossborder/bots/outputs/elasticsearch``); everything here is testable without IntelMQ.
+Plain functions, testable without IntelMQ; the rest of the lake is in :mod:`.lifecycle`
+(templates, ILM/ISM policies), :mod:`.indexer` (the bulk loop with its retries) and
+:mod:`.journal` (the batch and its Redis journal).  The Elasticsearch output bot
+(``intelmq_crossborder/bots/outputs/elasticsearch``) only adapts them to IntelMQ.
 
 * :func:`mapping_from_harmonization` turns the cross-border harmonization into an
   index mapping (``IPAddress`` -> ``ip``, ``DateTime`` -> ``date``, strings ->
@@ -9,10 +11,10 @@ Plain functions used by the cross-border Elasticsearch output bot
   built from latitude/longitude).
 * :func:`index_name` gives the index of an event: ``<prefix>-r<days>d-<period>`` or
   ``<prefix>-rkeep-<period>``; the retention part selects the lifecycle policy.
-* :func:`event_level` is the TLP level a document is filtered and stored with: the
-  event's effective TLP (:func:`intelmq_crossborder.core.tlp.event_tlp`), or the output's
-  default when it carries no label.
-* :func:`build_document` turns an event dict into the document, with its
+* :func:`lake_tlp` reads the event's labels once (:func:`intelmq_crossborder.core.tlp.event_tlp`):
+  the level a document is filtered and stored with (the output's default when the event carries
+  no label) and whether its source is hidden.
+* :func:`build_document` turns an event dict and that reading into the document, with its
   deterministic ``_id`` (re-indexing is idempotent).
 * :func:`classify_item` sorts one bulk result item into indexed / retry / reject.
 * :func:`make_client` builds the official client for ``elasticsearch9``,
@@ -21,17 +23,18 @@ Plain functions used by the cross-border Elasticsearch output bot
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from intelmq_crossborder.policy.redact import without_source
 
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.errors import CrossBorderError
+from intelmq_crossborder.core.fingerprint import digest
+
 FLAVOURS = ("elasticsearch9", "elasticsearch8", "opensearch2")
 ROTATIONS = ("daily", "monthly", "none")
 
@@ -89,14 +92,6 @@ def retention_label(days: Optional[int]) -> str:
     return "rkeep" if not days else f"r{int(days)}d"
 
 
-def policy_name(prefix: str, days: int) -> str:
-    return f"{prefix}-retention-{int(days)}d"
-
-
-def template_name(prefix: str, days: Optional[int]) -> str:
-    return f"{prefix}-{retention_label(days)}"
-
-
 def index_name(prefix: str, rotation: str, days: Optional[int], when: datetime) -> str:
     """Index of a document; ``when`` is the time the document enters the lake (UTC)."""
     base = f"{prefix}-{retention_label(days)}"
@@ -117,44 +112,6 @@ def check_prefix(prefix: str) -> Optional[str]:
     return None
 
 
-def index_template(prefix: str, days: Optional[int], mapping: dict, flavour: str,
-                   shards: int = 1, replicas: int = 1) -> dict:
-    """The composable index template (``PUT _index_template/<name>``) for one retention value."""
-    settings = {"number_of_shards": shards, "number_of_replicas": replicas}
-    if days and flavour != "opensearch2":
-        settings["index.lifecycle.name"] = policy_name(prefix, days)
-    return {
-        "index_patterns": [f"{prefix}-{retention_label(days)}-*", f"{prefix}-{retention_label(days)}"],
-        "priority": 200,
-        "template": {"settings": settings, "mappings": mapping},
-        "_meta": {"managed_by": "intelmq-crossborder", "retention_days": days or None},
-    }
-
-
-def ilm_policy(days: int) -> dict:
-    """Elasticsearch ILM policy: delete ``days`` days after the index was created."""
-    return {"policy": {
-        "_meta": {"managed_by": "intelmq-crossborder", "retention_days": days},
-        "phases": {
-            "hot": {"min_age": "0ms", "actions": {}},
-            "delete": {"min_age": f"{int(days)}d", "actions": {"delete": {}}},
-        }}}
-
-
-def ism_policy(prefix: str, days: int) -> dict:
-    """OpenSearch ISM policy with the same meaning; attached to new indices by ``ism_template``."""
-    return {"policy": {
-        "description": f"intelmq-crossborder: delete {int(days)} days after creation",
-        "default_state": "hot",
-        "states": [
-            {"name": "hot", "actions": [],
-             "transitions": [{"state_name": "delete", "conditions": {"min_index_age": f"{int(days)}d"}}]},
-            {"name": "delete", "actions": [{"delete": {}}], "transitions": []},
-        ],
-        "ism_template": [{"index_patterns": [f"{prefix}-{retention_label(days)}-*"], "priority": 100}],
-    }}
-
-
 # --- documents -----------------------------------------------------------------
 
 @dataclass
@@ -171,42 +128,41 @@ class Doc:
         return {"_op_type": "index", "_index": self.index, "_id": self.id, "_source": self.source}
 
 
-def event_level(flat, default: tlp.Level) -> tlp.Level:
-    """The TLP level of an event (flat dict) for the lake: its effective TLP
-    (:func:`intelmq_crossborder.core.tlp.event_tlp`: the most restrictive label in any field);
-    ``default`` only when the event carries no label at all.
+class LakeTLP(NamedTuple):
+    """How the lake stores and filters one event: its level and whether its source is hidden."""
+
+    level: tlp.Level
+    hide_source: bool
+
+
+def lake_tlp(flat, default: tlp.Level) -> LakeTLP:
+    """The event's labels, read once (:func:`intelmq_crossborder.core.tlp.event_tlp`): the level is
+    its effective TLP (the most restrictive label in any field), ``default`` only when it carries
+    no label at all; ``hide_source`` from the flag or a ``tlp:ex:chr`` tag.
 
     Raises :class:`intelmq_crossborder.core.tlp.LabelError` (an ``UnknownTLPError``) for anything
     label-like that cannot be read; its ``field`` attribute names the field."""
-    level = tlp.event_tlp(flat).level
-    return default if level is None else level
+    read = tlp.event_tlp(flat)
+    return LakeTLP(default if read.level is None else read.level, read.hide_source)
 
 
 def document_id(flat: dict, id_fields=("provenance.fingerprint", "provenance.event_uuid")) -> str:
-    """Deterministic ``_id``: the first of ``id_fields`` present, else sha256 of the canonical event."""
+    """Deterministic ``_id``: the first of ``id_fields`` present, else the library's digest
+    (:func:`intelmq_crossborder.core.fingerprint.digest`) of the event without ``time.observation``."""
     for field in id_fields:
         value = flat.get(field)
         if value:
             return str(value)
-    canonical = json.dumps({k: v for k, v in flat.items() if k != "time.observation"},
-                           sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return digest({k: v for k, v in flat.items() if k != "time.observation"})
 
 
-def build_document(flat: dict, *, level: tlp.Level, prefix: str, rotation: str,
+def build_document(flat: dict, *, label: LakeTLP, prefix: str, rotation: str,
                    default_retention_days: Optional[int], now: datetime,
-                   drop_fields=("raw",), id_fields=("provenance.fingerprint", "provenance.event_uuid"),
-                   hide_source: Optional[bool] = None) -> Doc:
-    """The document of one event (``flat``: the event as a flat dict).  When its source is
-    hidden (``hide_source``; None: read with :func:`tlp.event_tlp`, and hidden when its labels
-    cannot be read), nothing of :data:`tlp.SOURCE_FIELDS` goes into the document or its id.
-    The level is the caller's (:func:`event_level`)."""
-    if hide_source is None:
-        try:
-            hide_source = tlp.event_tlp(flat).hide_source
-        except tlp.LabelError:
-            hide_source = True          # fail closed; the caller refuses such an event anyway
-    if hide_source:
+                   drop_fields=("raw",), id_fields=("provenance.fingerprint", "provenance.event_uuid")) -> Doc:
+    """The document of one event (``flat``: the event as a flat dict) with ``label`` as
+    :func:`lake_tlp` read it.  When its source is hidden, nothing of :data:`tlp.SOURCE_FIELDS`
+    goes into the document or its id."""
+    if label.hide_source:
         flat = without_source(flat)
     days = flat.get("sharing.retention_days", default_retention_days)
     source: dict = {}
@@ -217,14 +173,14 @@ def build_document(flat: dict, *, level: tlp.Level, prefix: str, rotation: str,
             source.setdefault("extra", {})[key[6:]] = value
             continue
         _set(source, key.split("."), value)
-    _set(source, ["sharing", "tlp"], level.label)
+    _set(source, ["sharing", "tlp"], label.level.label)
     for side in GEO_SIDES:
         lat, lon = flat.get(f"{side}.geolocation.latitude"), flat.get(f"{side}.geolocation.longitude")
         if lat is not None and lon is not None:
             _set(source, [side, "geolocation", "location"], {"lat": lat, "lon": lon})
     _set(source, ["lake", "indexed_at"], now.astimezone(timezone.utc).isoformat())
     return Doc(id=document_id(flat, id_fields), index=index_name(prefix, rotation, days, now),
-               source=source, level=level)
+               source=source, level=label.level)
 
 
 def _set(tree: dict, path: list, value) -> None:

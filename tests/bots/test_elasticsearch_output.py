@@ -4,9 +4,10 @@ import socket
 import time
 import unittest
 
-from tests.es_harness import ElasticsearchOutputTestCase, ev
+from tests.es_harness import REDIS_DB, ElasticsearchOutputTestCase, ev
 
-from intelmq_crossborder.bots.outputs.elasticsearch.output import JOURNAL_KEY, CrossBorderElasticsearchOutputBot
+from intelmq_crossborder.bots.outputs.elasticsearch.output import PARAMETERS, CrossBorderElasticsearchOutputBot
+from intelmq_crossborder.datalake.journal import JOURNAL_KEY
 from intelmq_crossborder.testing.fake_elasticsearch import FakeElasticsearch
 
 FP = "a" * 64
@@ -255,6 +256,33 @@ class TestCrossBorderElasticsearchOutputBot(ElasticsearchOutputTestCase, unittes
         self.assertEqual(check({"index_prefix": "Bad_Prefix"})[0][0], "error")
         self.assertEqual(check({"server_flavour": "solr"})[0][0], "error")
 
+
+    def test_manager_empty_values_pass_check_and_start(self):
+        # issue 14 §1: IntelMQ Manager saves an untouched parameter as ''; default_retention_days ''
+        # failed check() and the bot did not start.  '' is the default for every optional parameter.
+        empty = {name: "" for name in PARAMETERS}
+        self.assertIsNone(CrossBorderElasticsearchOutputBot.check(empty))
+        e = ev(0)
+        del e["sharing.retention_days"]
+        self.run_es([e], **dict(empty, hosts=[self.es.url], journal_redis_db=REDIS_DB))
+        docs = self.es.all_docs()
+        self.assertEqual(docs[f"{0:064x}"][0], "crossborder-events-rkeep-2026.11.20")  # defaults, no retention
+        self.assertEqual(docs[f"{0:064x}"][1]["sharing"]["tlp"], "GREEN")
+        self.assertNotIn("raw", self.es.templates["crossborder-events-rkeep"]["template"]["mappings"]["properties"])
+        self.assertEqual(self.bot.bulk_size, 500)
+        self.assertEqual((self.bot.api_token, self.bot.ca_certs, self.bot.journal_redis_password), (None, None, None))
+
+    def test_check_reads_values_as_the_manager_saves_them(self):
+        check = CrossBorderElasticsearchOutputBot.check
+        self.assertIsNone(check({"default_retention_days": "365", "bulk_size": "100", "hosts": "http://a:9200, http://b:9200",
+                                 "verify_certs": "false", "password": 12345}))
+        self.assertEqual(check({"default_retention_days": "a year"}),
+                         [["error", "Parameter default_retention_days: expected an integer, got 'a year'."]])
+        self.assertEqual(check({"default_retention_days": -1}),
+                         [["error", "Parameter default_retention_days must be at least 0, not -1."]])
+        self.assertEqual(check({"bulk_size": 0})[0][0], "error")
+        self.assertEqual(check({"initial_backoff": 10, "max_backoff": 1})[0][0], "error")
+        self.assertEqual(check({"journal": "sometimes"})[0][0], "error")
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,8 +1,6 @@
 """Cross-border Elasticsearch / OpenSearch output: bulk-index events into the hub's data lake."""
 from __future__ import annotations
 
-import threading
-import time
 import traceback
 from datetime import datetime, timezone
 
@@ -10,38 +8,20 @@ from intelmq.lib.bot import OutputBot
 from intelmq.lib.exceptions import ConfigurationError, InvalidValue
 from intelmq.lib.message import MessageFactory
 
-from intelmq_crossborder.datalake import elastic
-
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.retry import Backoff
+from intelmq_crossborder.datalake import elastic
+from intelmq_crossborder.datalake.indexer import BulkIndexer, BulkRequestRefused, Refused
+from intelmq_crossborder.datalake.journal import Batch, Journal, journal_key
+from intelmq_crossborder.datalake.lifecycle import Lifecycle
+from intelmq_crossborder.runtime.parameters import as_float, as_int, as_list, is_unset
+from intelmq_crossborder.runtime.state_store import redis_client
 
-JOURNAL_KEY = "intelmq-crossborder:es-journal:{bot_id}"
-
-
-class FlushFailed(RuntimeError):
-    """The lake did not take the batch after all retries; the batch is kept and retried later."""
+__all__ = ["CrossBorderElasticsearchOutputBot", "BOT", "PARAMETERS"]
 
 
 class CrossBorderElasticsearchOutputBot(OutputBot):
-    """
-    Bulk-index events into Elasticsearch 8/9 or OpenSearch 2 (the hub's data lake).
-
-    Uses the official elasticsearch client and its bulk helpers. Events are batched
-    (bulk_size events or bulk_max_seconds, whichever comes first); a buffered event
-    is first written to a Redis journal, then acknowledged, so a crash loses
-    nothing: the journal is indexed again at the next start (document ids are
-    deterministic, so that is idempotent). Documents the server throttles (429) or
-    cannot take right now are retried one by one with exponential backoff; a
-    document the server refuses (mapping error) is dumped with the server's reason.
-    Index names rotate daily or monthly and carry the retention period of the
-    sharing agreement (sharing.retention_days) which selects an ILM (Elasticsearch)
-    or ISM (OpenSearch) delete policy. An index template is generated from the
-    cross-border harmonization. sharing.tlp is stored on every document (the event's
-    effective TLP, tlp.event_tlp; default_tlp when it has no label; an unreadable label is
-    dumped); events above tlp_ceiling never enter the index (filtered, counted, logged at
-    debug, or sent to the optional path "above_ceiling"). A hidden source's fields
-    (tlp.SOURCE_FIELDS) are left out of the document.
-    """
+    """Bulk-index events into Elasticsearch 8/9 or OpenSearch 2, the hub's data lake: batches are journaled in Redis so that no acknowledged event is lost, document ids are deterministic, throttled documents are retried, and each sharing agreement's retention period selects an ILM/ISM delete policy; events above tlp_ceiling are not indexed. Details: docs/bots/elasticsearch.md."""
 
     hosts: list = ["http://127.0.0.1:9200"]
     server_flavour: str = "elasticsearch9"
@@ -73,94 +53,78 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
     journal_redis_db: int = 2
     journal_redis_password: str = None
 
-    _client = None
+    _batch: Batch = None          # None: bulk_size 1, each event indexed, then acknowledged
+    _shut_down = True             # until init() has run
 
     def init(self):
-        params = {name: getattr(self, name) for name in (
-            "tlp_ceiling", "default_tlp", "server_flavour", "rotation", "index_prefix", "bulk_size",
-            "max_retries", "default_retention_days")}
-        for problem in self.check(params) or []:
-            raise ConfigurationError("elasticsearch output", problem[1])
-        if isinstance(self.hosts, str):
-            self.hosts = [h.strip() for h in self.hosts.split(",") if h.strip()]
-        try:
-            self._backoff = Backoff(self.initial_backoff, self.max_backoff)
-        except ValueError as exc:
-            raise ConfigurationError("elasticsearch output", f"parameters initial_backoff/max_backoff: {exc}") from None
+        values, problems = _read_parameters({name: getattr(self, name) for name in PARAMETERS})
+        if problems:
+            raise ConfigurationError("elasticsearch output", "; ".join(problems))
+        for name, value in values.items():
+            setattr(self, name, value)
         self._ceiling = tlp.parse_level(self.tlp_ceiling, "parameter tlp_ceiling")
         self._default_level = tlp.parse_level(self.default_tlp, "parameter default_tlp")
-        self._mapping = elastic.mapping_from_harmonization(
-            {"event": {k: v for k, v in self.harmonization["event"].items()}}, drop_fields=self.drop_fields)
-        self._templates_done: set = set()
-        self._buffer: list = []
-        self._buffer_since = None
-        self._lock = threading.RLock()
-        self._stop_timer = threading.Event()
-        self._shut_down = False
         self.filtered = 0
-        self.indexed = 0
-        self.rejected = 0
-        self._redis = None
-        self._journal_key = JOURNAL_KEY.format(bot_id=self.bot_id)
-        self._client = elastic.make_client(
+        mapping = elastic.mapping_from_harmonization(
+            {"event": dict(self.harmonization["event"])}, drop_fields=self.drop_fields)
+        lifecycle = Lifecycle(self.index_prefix, mapping, self.server_flavour, shards=self.number_of_shards,
+                              replicas=self.number_of_replicas, default_retention_days=self.default_retention_days,
+                              manage=self.manage_templates, logger=self.logger)
+        self._indexer = BulkIndexer(
+            self._connect, Backoff(self.initial_backoff, self.max_backoff), max_retries=self.max_retries,
+            chunk_size=self.bulk_size, max_chunk_bytes=self.max_chunk_bytes, lifecycle=lifecycle, logger=self.logger)
+        if self.server_flavour != "opensearch2":
+            self._indexer.client()      # no request yet; opensearch2 reads GET / at the first flush
+        if self.bulk_size > 1:
+            journal = None
+            if self.journal:
+                journal = Journal(redis_client(self.journal_redis_host, self.journal_redis_port,
+                                               self.journal_redis_db, self.journal_redis_password),
+                                  journal_key(self.bot_id))
+            self._batch = Batch(self.bulk_size, self.bulk_max_seconds, journal)
+            recovered = self._batch.recover(self._recovered_document)
+            if recovered:
+                self.logger.info("Recovered %d buffered events from the journal; they are indexed first.", recovered)
+            self._batch.start_timer(self._flush, self._timed_flush_failed)
+        self._shut_down = False
+
+    def _connect(self):
+        return elastic.make_client(
             self.hosts, self.server_flavour, api_key=self.api_token, username=self.username,
             password=self.password, verify_certs=self.verify_certs, ca_certs=self.ca_certs,
-            request_timeout=self.request_timeout) if self.server_flavour != "opensearch2" else None
-        if self.bulk_size > 1 and self.journal:
-            import redis
-            self._redis = redis.Redis(host=self.journal_redis_host, port=self.journal_redis_port,
-                                      db=self.journal_redis_db, password=self.journal_redis_password)
-            self._recover_journal()
-        if self.bulk_size > 1:
-            self._timer = threading.Thread(target=self._timer_loop, name="es-flush-timer", daemon=True)
-            self._timer.start()
+            request_timeout=self.request_timeout)
 
-    # -- client ------------------------------------------------------------------
-    def _get_client(self):
-        # opensearch2 reads GET / first; done lazily so a lake that is down at
-        # start-up is retried like any other refused connection.
-        if self._client is None:
-            self._client = elastic.make_client(
-                self.hosts, self.server_flavour, api_key=self.api_token, username=self.username,
-                password=self.password, verify_certs=self.verify_certs, ca_certs=self.ca_certs,
-                request_timeout=self.request_timeout)
-        return self._client
-
-    # -- messages ----------------------------------------------------------------
     def process(self):
-        # A batch that is due (or left over from a failed flush) goes first: while
-        # the lake is down no new message is taken from the queue.
-        if self._buffer and (len(self._buffer) >= self.bulk_size or self._due()):
-            self.flush()
+        # A batch that is due (or left over from a failed flush) goes first: while the lake is
+        # down no new message is taken from the queue.
+        if self._batch is not None and self._batch.ready():
+            self._flush()
         event = self.receive_message()
         doc = self._document(event)
         if doc is None:
             return
-        if self.bulk_size <= 1:
-            self._index_now(doc)
+        if self._batch is None:
+            refused = self._send_batch([doc], dump=False)
+            if refused:
+                raise InvalidValue("document", doc.id, reason=f"the lake refused the document: {refused[0].reason}")
             self.acknowledge_message()
             return
-        with self._lock:
-            if self._redis is not None:
-                self._redis.lpush(self._journal_key, MessageFactory.serialize(event))
-            self.acknowledge_message()
-            self._buffer.append(doc)
-            if self._buffer_since is None:
-                self._buffer_since = time.monotonic()
-        if len(self._buffer) >= self.bulk_size:
-            self.flush()
+        self._batch.add(doc, MessageFactory.serialize(event), self.acknowledge_message)
+        if self._batch.full():
+            self._flush()
 
     def _document(self, event, recovering: bool = False):
+        """The document of ``event``; None when it is above the ceiling (sent to "above_ceiling")."""
         flat = event.to_dict(hierarchical=False)
         try:
-            level = elastic.event_level(flat, self._default_level)
+            label = elastic.lake_tlp(flat, self._default_level)
         except tlp.UnknownTLPError as exc:
             field = getattr(exc, "field", "sharing.tlp")
             raise InvalidValue(field, exc.value, reason=f"{exc}; the event is dumped") from None
-        if level > self._ceiling:
+        if label.level > self._ceiling:
             self.filtered += 1
             self.logger.debug("Event with TLP %s is above the index ceiling %s: not indexed (%d so far).",
-                              level.label, self._ceiling.label, self.filtered)
+                              label.level.label, self._ceiling.label, self.filtered)
             if recovering:   # from the journal: already acknowledged, the ceiling was lowered since
                 return None
             self.send_message(event, path="above_ceiling", path_permissive=True)
@@ -172,213 +136,138 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
         except ValueError:
             when = datetime.now(timezone.utc)
         doc = elastic.build_document(
-            flat, level=level, prefix=self.index_prefix, rotation=self.rotation,
+            flat, label=label, prefix=self.index_prefix, rotation=self.rotation,
             default_retention_days=self.default_retention_days, now=when,
             drop_fields=self.drop_fields, id_fields=self.id_fields)
         doc.event = event
         return doc
 
-    def _index_now(self, doc):
-        """bulk_size 1: index, retry, and acknowledge only afterwards; a refused document is dumped."""
-        rejected = self._send_batch([doc], dump=False)
-        if rejected:
-            reason = rejected[0][1]
-            raise InvalidValue("document", doc.id, reason=f"the lake refused the document: {reason}")
-
-    # -- batches -----------------------------------------------------------------
-    def _due(self) -> bool:
-        return self._buffer_since is not None and time.monotonic() - self._buffer_since >= self.bulk_max_seconds
-
-    def _timer_loop(self):
-        tick = max(0.05, min(1.0, self.bulk_max_seconds / 4))
-        while not self._stop_timer.wait(tick):
-            if self._buffer and self._due():
-                try:
-                    self.flush()
-                except Exception as exc:  # kept in the buffer; retried at the next tick/message
-                    self.logger.warning("Timed flush failed, %d events kept for the next attempt: %s.",
-                                        len(self._buffer), exc)
-
-    def flush(self):
-        """Index the buffer. Raises FlushFailed (buffer and journal kept) when the lake stays unavailable."""
-        with self._lock:
-            if not self._buffer:
-                return
-            batch = list(self._buffer)
-            try:
-                self._send_batch(batch, dump=True)
-            except FlushFailed as exc:
-                self._buffer_since = time.monotonic()  # wait a full period before the timer tries again
-                raise exc
-            self._buffer.clear()
-            self._buffer_since = None
-            if self._redis is not None:
-                self._redis.delete(self._journal_key)
+    def _recovered_document(self, raw: bytes):
+        event = MessageFactory.unserialize(raw, harmonization=self.harmonization)
+        try:
+            return self._document(event, recovering=True)
+        except InvalidValue as exc:
+            self.logger.warning("A journaled event is not indexed, its labels cannot be read: %s.", exc)
+            return None
 
     def _send_batch(self, batch: list, dump: bool) -> list:
-        """Index ``batch``; retries what is retryable; returns [(doc, reason)] refused by the lake."""
-        from elasticsearch import ApiError, helpers
-        from elastic_transport import TransportError
+        """Index ``batch`` (the library's retry loop); ``dump``: dump each refused document at once."""
+        try:
+            return self._indexer.send(batch, on_refused=self._dump_refused if dump else None)
+        except BulkRequestRefused as exc:
+            raise ConfigurationError("elasticsearch output", str(exc)) from None
 
-        pending, refused, attempt = list(batch), [], 0
-        while pending:
-            results, failure = [], None
-            try:
-                client = self._get_client()
-                self._ensure_templates(client, pending)
-                for _ok, item in helpers.streaming_bulk(
-                        client, (d.action() for d in pending), chunk_size=max(1, self.bulk_size),
-                        max_chunk_bytes=self.max_chunk_bytes, raise_on_error=False,
-                        raise_on_exception=True, max_retries=0, yield_ok=True):
-                    results.append(item)
-            except ApiError as exc:
-                if exc.status_code not in elastic.RETRY_STATUSES and exc.status_code < 500:
-                    raise ConfigurationError("elasticsearch output",
-                                             f"the lake refused the bulk request ({exc.status_code}: {exc.message})") from None
-                failure = f"HTTP {exc.status_code} {exc.message}"
-            except (TransportError, elastic.ElasticConfigError) as exc:
-                failure = f"{type(exc).__name__}: {exc}"
-            retry = []
-            for i, doc in enumerate(pending):
-                if i >= len(results):
-                    retry.append(doc)
-                    continue
-                outcome, status, reason = elastic.classify_item(results[i])
-                if outcome == elastic.INDEXED:
-                    self.indexed += 1
-                elif outcome == elastic.RETRY:
-                    retry.append(doc)
-                    failure = failure or f"status {status} {reason}"
-                else:
-                    self.rejected += 1
-                    refused.append((doc, reason))
-                    if dump:
-                        self._dump_refused(doc, status, reason)
-            pending = retry
-            if not pending:
-                break
-            attempt += 1
-            if attempt > self.max_retries:
-                # keep only the unindexed documents (the journal is rewritten to match)
-                self._keep(pending)
-                raise FlushFailed(f"{len(pending)} of {len(batch)} events not indexed after "
-                                  f"{self.max_retries} retries, kept for later: {failure}")
-            delay = self._backoff.delay(attempt)
-            self.logger.info("Lake busy or unreachable (%s), retrying %d events in %.2f s.",
-                             failure, len(pending), delay)
-            time.sleep(delay)
-        return refused
+    def _flush(self):
+        """Index the batch; raises FlushFailed (batch and journal kept) when the lake stays unavailable."""
+        self._batch.flush(lambda docs: self._send_batch(docs, dump=True))
 
-    def _keep(self, pending: list):
-        if self._buffer is None or pending is None:
-            return
-        ids = {id(d) for d in pending}
-        if not any(id(d) in ids for d in self._buffer):
-            return   # bulk_size 1: the message is not acknowledged, IntelMQ retries it
-        self._buffer[:] = [d for d in self._buffer if id(d) in ids]
-        if self._redis is not None:
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.delete(self._journal_key)
-            for doc in self._buffer:
-                pipe.lpush(self._journal_key, MessageFactory.serialize(doc.event))
-            pipe.execute()
+    def _timed_flush_failed(self, exc: Exception):
+        self.logger.warning("Timed flush failed, %d events kept for the next attempt: %s.", len(self._batch), exc)
 
-    def _dump_refused(self, doc, status, reason):
+    def _dump_refused(self, refused: Refused):
+        doc, status, reason = refused
         self.logger.error("The lake refused document %s in %s (status %s): %s; the event is dumped.",
                           doc.id, doc.index, status, reason.rstrip("."))
         exc = InvalidValue("document", doc.id, reason=f"the lake refused the document (status {status}): {reason}")
         self._dump_message(traceback.format_exception_only(type(exc), exc), message=doc.event)
 
-    def _ensure_templates(self, client, docs):
-        if not self.manage_templates:
-            return
-        for days in sorted({d.source.get("sharing", {}).get("retention_days", self.default_retention_days) or 0
-                            for d in docs}):
-            if days in self._templates_done:
-                continue
-            if days:
-                if self.server_flavour == "opensearch2":
-                    from elasticsearch import ConflictError
-                    try:
-                        client.perform_request(
-                            "PUT", f"/_plugins/_ism/policies/{elastic.policy_name(self.index_prefix, days)}",
-                            headers={"accept": "application/json", "content-type": "application/json"},
-                            body=elastic.ism_policy(self.index_prefix, days))
-                    except ConflictError:
-                        pass  # exists already (ISM answers 409); never overwritten here
-                else:
-                    body = elastic.ilm_policy(days)
-                    client.ilm.put_lifecycle(name=elastic.policy_name(self.index_prefix, days),
-                                             policy=body["policy"])
-            tpl = elastic.index_template(self.index_prefix, days or None, self._mapping, self.server_flavour,
-                                         self.number_of_shards, self.number_of_replicas)
-            client.indices.put_index_template(name=elastic.template_name(self.index_prefix, days or None),
-                                              index_patterns=tpl["index_patterns"], priority=tpl["priority"],
-                                              template=tpl["template"], meta=tpl["_meta"])
-            self._templates_done.add(days)
-            self.logger.info("Index template %s is in place.", elastic.template_name(self.index_prefix, days or None))
-
-    def _recover_journal(self):
-        raw = self._redis.lrange(self._journal_key, 0, -1)
-        if not raw:
-            return
-        for item in reversed(raw):      # LPUSH: oldest at the right
-            event = MessageFactory.unserialize(item, harmonization=self.harmonization)
-            doc = self._document_for_recovery(event)
-            if doc is not None:
-                self._buffer.append(doc)
-        self._buffer_since = time.monotonic() - self.bulk_max_seconds
-        self.logger.info("Recovered %d buffered events from the journal; they are indexed first.",
-                         len(self._buffer))
-
-    def _document_for_recovery(self, event):
-        try:
-            return self._document(event, recovering=True)
-        except InvalidValue:
-            return None
-
     def shutdown(self):
         # IntelMQ may call this twice (stop(), then Bot.__del__ at interpreter exit): once is enough,
         # and a second flush at exit could block on a half-torn-down connection pool.
-        if getattr(self, "_shut_down", True):
+        if self._shut_down:
             return
         self._shut_down = True
-        self._stop_timer.set()
-        if self._buffer:
-            try:
-                self.flush()
-            except Exception as exc:
-                self.logger.warning("%d buffered events not indexed at shutdown; they stay in the journal "
-                                    "and are indexed at the next start: %s.", len(self._buffer), exc)
+        if self._batch is not None:
+            self._batch.stop_timer()
+            if len(self._batch):
+                try:
+                    self._flush()
+                except Exception as exc:  # noqa: BLE001 - the journal keeps them for the next start
+                    self.logger.warning("%d buffered events not indexed at shutdown; they stay in the journal "
+                                        "and are indexed at the next start: %s.", len(self._batch), exc)
         self.logger.info("Indexed %d, refused and dumped %d, filtered above TLP %s: %d.",
-                         self.indexed, self.rejected, self._ceiling.label, self.filtered)
+                         self._indexer.indexed, self._indexer.rejected, self._ceiling.label, self.filtered)
 
     @staticmethod
     def check(parameters: dict):
-        results = []
-        for name in ("tlp_ceiling", "default_tlp"):
-            if name in parameters and parameters[name] is not None:
-                try:
-                    tlp.parse_level(parameters[name], f"parameter {name}")
-                except tlp.UnknownTLPError as exc:
-                    results.append(["error", f"Parameter {name}: {exc}."])
-        flavour = parameters.get("server_flavour", "elasticsearch9")
-        if flavour not in elastic.FLAVOURS:
-            results.append(["error", f"Parameter server_flavour must be one of {', '.join(elastic.FLAVOURS)}."])
-        rotation = parameters.get("rotation", "daily")
-        if rotation not in elastic.ROTATIONS:
-            results.append(["error", f"Parameter rotation must be one of {', '.join(elastic.ROTATIONS)}."])
-        problem = elastic.check_prefix(parameters.get("index_prefix", "crossborder-events"))
-        if problem:
-            results.append(["error", f"Parameter {problem}."])
-        for name in ("bulk_size", "max_retries"):
-            value = parameters.get(name)
-            if value is not None and (not isinstance(value, int) or value < (1 if name == "bulk_size" else 0)):
-                results.append(["error", f"Parameter {name} must be a positive integer."])
-        days = parameters.get("default_retention_days")
-        if days is not None and (not isinstance(days, int) or days < 0):
-            results.append(["error", "Parameter default_retention_days must be a positive integer or null."])
-        return results or None
+        _, problems = _read_parameters(parameters)
+        return [["error", problem] for problem in problems] or None
 
 
 BOT = CrossBorderElasticsearchOutputBot
+
+#: every parameter and how it is read; an unset value ('' from IntelMQ Manager, null, missing) is the default
+PARAMETERS = {
+    "hosts": list, "server_flavour": str, "api_token": str, "username": str, "password": str,
+    "verify_certs": bool, "ca_certs": str, "request_timeout": float, "index_prefix": str, "rotation": str,
+    "tlp_ceiling": str, "default_tlp": str, "default_retention_days": int, "manage_templates": bool,
+    "number_of_shards": int, "number_of_replicas": int, "drop_fields": list, "id_fields": list,
+    "bulk_size": int, "bulk_max_seconds": float, "max_chunk_bytes": int, "max_retries": int,
+    "initial_backoff": float, "max_backoff": float, "journal": bool, "journal_redis_host": str,
+    "journal_redis_port": int, "journal_redis_db": int, "journal_redis_password": str,
+}
+_MINIMUM = {"bulk_size": 1, "max_retries": 0, "default_retention_days": 0, "number_of_shards": 1,
+            "number_of_replicas": 0, "max_chunk_bytes": 1, "journal_redis_port": 1, "journal_redis_db": 0,
+            "bulk_max_seconds": 0}
+
+
+def _read_parameters(parameters: dict) -> tuple:
+    """(values, problems): every parameter of ``parameters`` typed, unset ones as the class default."""
+    values, problems = {}, []
+    for name, kind in PARAMETERS.items():
+        default = getattr(CrossBorderElasticsearchOutputBot, name)
+        raw = parameters.get(name)
+        try:
+            values[name] = _typed(name, kind, raw, default)
+        except ValueError as exc:
+            problems.append(f"{exc}.")
+            values[name] = default
+    for name, low in _MINIMUM.items():
+        if values[name] is not None and values[name] < low:
+            problems.append(f"Parameter {name} must be at least {low}, not {values[name]}.")
+    if values["request_timeout"] <= 0:
+        problems.append(f"Parameter request_timeout must be above 0, not {values['request_timeout']}.")
+    for name in ("tlp_ceiling", "default_tlp"):
+        try:
+            tlp.parse_level(values[name], f"parameter {name}")
+        except tlp.UnknownTLPError as exc:
+            problems.append(f"Parameter {name}: {exc}.")
+    if values["server_flavour"] not in elastic.FLAVOURS:
+        problems.append(f"Parameter server_flavour must be one of {', '.join(elastic.FLAVOURS)}.")
+    if values["rotation"] not in elastic.ROTATIONS:
+        problems.append(f"Parameter rotation must be one of {', '.join(elastic.ROTATIONS)}.")
+    problem = elastic.check_prefix(values["index_prefix"])
+    if problem:
+        problems.append(f"Parameter {problem}.")
+    try:
+        Backoff(values["initial_backoff"], values["max_backoff"])
+    except ValueError as exc:
+        problems.append(f"Parameters initial_backoff/max_backoff: {exc}.")
+    if not values["hosts"]:
+        problems.append("Parameter hosts must name at least one URL.")
+    return values, problems
+
+
+def _typed(name: str, kind: type, raw, default):
+    if kind is int:
+        return as_int(raw, default, name)
+    if kind is float:
+        return as_float(raw, default, name)
+    if is_unset(raw):
+        return list(default) if isinstance(default, list) else default
+    if kind is list:
+        try:
+            return as_list(raw)
+        except ValueError as exc:
+            raise ValueError(f"Parameter {name}: {exc}") from None
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
+            return raw.strip().lower() == "true"
+        raise ValueError(f"Parameter {name}: expected true or false, got {raw!r}")
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return str(raw)             # a password or host name YAML read as a number
+    if not isinstance(raw, str):
+        raise ValueError(f"Parameter {name}: expected a string, got {type(raw).__name__}")
+    return raw
