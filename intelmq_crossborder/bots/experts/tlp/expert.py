@@ -18,7 +18,7 @@ class CrossBorderTLPExpertBot(ExpertBot):
 
     def init(self):
         self._default_level = tlp.parse_level(optional(self.default_tlp, "AMBER"), "parameter default_tlp")
-        self._set_stock_tlp = bool(optional(self.set_stock_tlp, True))
+        self.set_stock_tlp = bool(optional(self.set_stock_tlp, True))
         if getattr(self, "label_fields", None) is not None:
             self.logger.warning("Parameter label_fields is ignored: every label field is read (docs/tlp.md).")
         self._defaulted = 0
@@ -39,7 +39,7 @@ class CrossBorderTLPExpertBot(ExpertBot):
             self.logger.debug("Event without TLP label, default %s applied (%d so far).",
                               level.label, self._defaulted)
         event.add("sharing.tlp", level.label, overwrite=True)
-        if self._set_stock_tlp:
+        if self.set_stock_tlp:
             event.add("tlp", tlp.to_intelmq_stock(level), overwrite=True)
         if labels.hide_source:
             event.add(tlp.HIDE_SOURCE_FIELD, True, overwrite=True)
