@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint env bench check-security clean
+.PHONY: demo test test-fast test-fuzz lint env bench check-security clean
 
 env:
 	@VENV=$(VENV) ENSURE_RABBITMQ=$(ENSURE_RABBITMQ) bash scripts/ensure-env.sh
@@ -17,9 +17,18 @@ test: ENSURE_RABBITMQ = 1
 test: env
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The fast lane while you work: no real bot processes (integration) and no long runs (slow).
+# The fast lane while you work (under 5 minutes on 2 cores): no real bot processes (integration), no
+# long runs (slow), and the fuzz and hostile-input suites (fuzz) at smoke size: the same derandomized
+# cases, the first FAST_FUZZ_EXAMPLES / FAST_HOSTILE_EXAMPLES of them. See docs/testing.md.
+FAST_FUZZ_EXAMPLES ?= 200
+FAST_HOSTILE_EXAMPLES ?= 20
 test-fast: env
-	$(PY) -m pytest -q -m "not integration and not slow" $(PYTEST_ARGS)
+	XB_FUZZ_EXAMPLES=$(FAST_FUZZ_EXAMPLES) XB_HOSTILE_EXAMPLES=$(FAST_HOSTILE_EXAMPLES) \
+		$(PY) -m pytest -q -m "not integration and not slow" $(PYTEST_ARGS)
+
+# Only the fuzz and hostile-input suites, at full size (XB_FUZZ_EXAMPLES=100000 for a longer run).
+test-fuzz: env
+	$(PY) -m pytest -q -m fuzz $(PYTEST_ARGS)
 
 # ruff with the rules of pyproject.toml ([tool.ruff]); CI runs it after the tests.
 lint: env

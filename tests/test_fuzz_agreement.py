@@ -15,6 +15,8 @@ from intelmq_crossborder.policy.agreements import AgreementError, load_agreement
 from intelmq_crossborder.policy.decide import decide
 from intelmq_crossborder.runtime.instance import PIPELINES_DIR
 
+pytestmark = pytest.mark.fuzz     # full size in make test, smoke size in make test-fast (docs/testing.md)
+
 SEED_FILES = sorted((PIPELINES_DIR / "agreements").glob("*.yaml"))
 SEED_TEXT = [p.read_bytes() for p in SEED_FILES]
 SEED_DOCS = [yaml.safe_load(t) for t in SEED_TEXT]

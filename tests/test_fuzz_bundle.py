@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 
 from tests import fuzzing
 from intelmq_crossborder.formats import bundle as b
+
+pytestmark = pytest.mark.fuzz     # full size in make test, smoke size in make test-fast (docs/testing.md)
 # A fixed test key (derived from a constant, so the cases are the same on every run; it signs nothing real).
 KEY = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"intelmq-crossborder fuzz test key").digest())
 TRUST = b.TrustStore.from_dict({"version": 1, "peers": {"de-hub": {"country": "DE", "keys": [

@@ -18,6 +18,8 @@ from intelmq_crossborder.formats.csaf import document as csaf
 from intelmq_crossborder.core import tlp
 from tests import fuzzing
 
+pytestmark = pytest.mark.fuzz     # full size in make test, smoke size in make test-fast (docs/testing.md)
+
 FIXTURES = Path(__file__).parent / "fixtures" / "csaf"
 SEED_FILES = [FIXTURES / "advisories" / n for n in ("2022-evd-uc-01-a-001.json", "rhsa-2019_1862.json",
                                                     "avendor-advisory-0004.json")] + \

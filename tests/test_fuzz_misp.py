@@ -15,6 +15,8 @@ from intelmq.lib.message import Event
 from tests import fuzzing
 from intelmq_crossborder import harmonization
 from intelmq_crossborder.formats.misp import convert as misp
+
+pytestmark = pytest.mark.fuzz     # full size in make test, smoke size in make test-fast (docs/testing.md)
 FIX = Path(__file__).parent / "fixtures" / "misp"
 SEED_FILES = [FIX / "misp-core" / "feed" / "56bf399d-c46c-4fdb-a9cf-d9bb02de0b81.json",
               FIX / "ours" / "sighting-attribute-tlp-types.json"]

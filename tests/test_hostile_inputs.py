@@ -34,6 +34,8 @@ from tests import hostile
 from tests.agreements import write_agreements
 from tests.hostile import AMBER, AMBER_STRICT, CLEAR, GREEN, NAMES, RED, REFUSE, assert_clean, run_cli
 
+pytestmark = pytest.mark.fuzz     # full size in make test, smoke size in make test-fast (docs/testing.md)
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 

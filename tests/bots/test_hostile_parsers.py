@@ -18,6 +18,8 @@ import json
 import unittest
 from pathlib import Path
 
+import pytest
+
 from tests.botcase import CrossBorderBotTestCase
 from hypothesis import given
 from hypothesis import strategies as st
@@ -27,6 +29,8 @@ from tests.hostile import CHR, NAMES, REFUSE
 from intelmq_crossborder.bots.parsers.csaf.parser import CrossBorderCSAFParserBot
 from intelmq_crossborder.bots.parsers.exchange.parser import CrossBorderExchangeParserBot
 from intelmq_crossborder.bots.parsers.misp.parser import CrossBorderMISPParserBot
+
+pytestmark = pytest.mark.fuzz     # full size in make test, smoke size in make test-fast (docs/testing.md)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
