@@ -156,6 +156,10 @@ def test_sharing_group_resolved_once_on_connection():
     stored = next(iter(api.events.values()))
     assert (stored.distribution, stored.sharing_group_id) == (4, 7)
     assert pusher(FakeAPI(), distribution=4, sharing_group=" 12 ").api is not None
+    odd = FakeAPI()
+    odd.get_sharing_group = lambda value: {"SharingGroup": []}
+    with pytest.raises(misp_push.PermanentMISPError, match="answer names no sharing group id"):
+        pusher(odd, distribution=4, sharing_group="5d2e8a6f-1c3b-4f7e-9a11-3c9d8e2f4b10").push(ev(), ev())
     with pytest.raises(ValueError, match="sharing_group .* is required with distribution 4"):
         pusher(FakeAPI(), distribution=4, sharing_group="")
 

@@ -654,7 +654,11 @@ class Pusher:
         if self.sharing_group.isdigit():
             return int(self.sharing_group)
         found = self.call("sharing group lookup", api.get_sharing_group, self.sharing_group)
-        return int(found["SharingGroup"]["id"])
+        try:
+            return int(found["SharingGroup"]["id"])
+        except (TypeError, KeyError, ValueError):
+            raise PermanentMISPError("?", f"sharing group {self.sharing_group}: the answer names no sharing "
+                                          "group id") from None
 
     def push(self, out: dict, flat: dict) -> Planned:
         """Write ``out`` (the recipient's copy, from :func:`admission`) of ``flat`` (the hub's
