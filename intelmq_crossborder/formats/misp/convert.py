@@ -198,8 +198,8 @@ URL_SCHEME_ADDED_FIELD = "extra.misp_url_scheme_added"
 ADDED_SCHEME = "http://"
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 #: the last label of a bare name that is a file name, not a host (``igfxtray.exe``); none is a TLD
-_FILE_EXTENSIONS = frozenset("exe dll dat bin sys bat cmd com scr msi lnk ps1 vbs hta jar tmp txt log ini cfg "
-                             "doc docx xls xlsx ppt pptx pdf rtf uin".split()) - {"com"}
+_FILE_EXTENSIONS = frozenset("exe dll dat bin sys bat cmd scr msi lnk ps1 vbs hta jar tmp txt log ini cfg "
+                             "doc docx xls xlsx ppt pptx pdf rtf uin".split())
 
 
 def _host_problem(host: str) -> str:
