@@ -2,7 +2,6 @@
 indexes the rest, and the contributions store counts the dump as an invalid event."""
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from intelmq_crossborder.analytics import contributions as cb
 from intelmq_crossborder.testing.fake_elasticsearch import FakeElasticsearch
 from intelmq_crossborder.runtime.instance import IntelMQInstance, chown_for_intelmq
 from tests.isolation import REDIS_DB
+from intelmq_crossborder.testing.polling import wait_until
 
 BOT_ID = "es-output-it"
 
@@ -47,9 +47,7 @@ def test_real_process_dumps_refused_document_with_reason():
                                              "source.geolocation.longitude": 10.0}), event(3))
         inst.start([BOT_ID])
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and not (len(es.all_docs()) == 2 and inst.dumps()):
-                time.sleep(0.1)
+            wait_until(lambda: len(es.all_docs()) == 2 and inst.dumps(), 60, "two documents indexed and one dumped")
         finally:
             inst.stop([BOT_ID])
         assert sorted(es.all_docs()) == [f"{1:064x}", f"{3:064x}"]

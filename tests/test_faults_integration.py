@@ -40,6 +40,7 @@ from intelmq_crossborder.testing import accounting
 from intelmq_crossborder.policy import audit
 from intelmq_crossborder.runtime.instance import IntelMQInstance, PipelineError, chown_for_intelmq
 from tests.agreements import write_agreements
+from intelmq_crossborder.testing.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -90,13 +91,14 @@ class OwnRedis:
              "--logfile", str(self.dir / "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port)
-        for _ in range(100):
+
+        def answers():
             try:
-                if client.ping():
-                    return
+                return client.ping()
             except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("own redis-server did not start")
+                return False
+
+        wait_until(answers, 5, "the own redis-server to start", interval=0.05)
 
     def crash(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -191,11 +193,11 @@ class Feeder(threading.Thread):
 
 
 def wait_fed(feeder, fraction, timeout=120):
-    deadline = time.monotonic() + timeout
-    while feeder.pushed < fraction * len(feeder.items):
-        assert time.monotonic() < deadline, "feeder stalled"
+    def fed():
         assert feeder.error is None, feeder.error
-        time.sleep(0.05)
+        return feeder.pushed >= fraction * len(feeder.items)
+
+    wait_until(fed, timeout, f"the feeder to push {fraction:.0%} of the events (stalled)", interval=0.05)
 
 
 def read_output(path: Path) -> list:
@@ -262,13 +264,9 @@ def check(result, events, max_output_duplicates=0):
 
 def wait_flowing(inst, timeout=120):
     """Wait until events come out of the outputs, so a fault hits bots that are connected."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any((inst.out_dir / f"{r}.jsonl").exists() and (inst.out_dir / f"{r}.jsonl").stat().st_size
-               for r in RECIPIENTS):
-            return
-        time.sleep(0.1)
-    raise AssertionError("no event came out of the pipeline: the bots did not start")
+    wait_until(lambda: any((inst.out_dir / f"{r}.jsonl").exists() and (inst.out_dir / f"{r}.jsonl").stat().st_size
+                           for r in RECIPIENTS),
+               timeout, "an event out of the pipeline (did the bots start?)")
 
 
 def pid_of(inst, bot_id) -> int:
@@ -285,7 +283,7 @@ def test_redis_crash_and_restart_mid_stream(pipeline):
     wait_flowing(inst)                       # the bots are connected and working, not still starting
     inst.crash_at = feeder.pushed
     inst.own_redis.crash()                   # SIGKILL: no shutdown save, only the AOF survives
-    time.sleep(1.5)
+    time.sleep(1.5)                          # deliberate: Redis stays down a while, the bots see the outage
     inst.own_redis.start()
     feeder.join(180)
     assert not feeder.is_alive() and feeder.error is None
@@ -309,11 +307,11 @@ def test_bots_sigkilled_and_restarted_mid_stream(pipeline):
     feeder.start()
     wait_fed(feeder, 0.3)
     os.kill(pid_of(inst, "sharing-router"), signal.SIGKILL)
-    time.sleep(1)
+    time.sleep(1)                            # deliberate: the bot stays down while the feeder goes on
     inst.ctl("start", "sharing-router")
     wait_fed(feeder, 0.6)
     os.kill(pid_of(inst, "beta-output"), signal.SIGKILL)
-    time.sleep(1)
+    time.sleep(1)                            # deliberate: the bot stays down while the feeder goes on
     inst.ctl("start", "beta-output")
     feeder.join(180)
     assert not feeder.is_alive() and feeder.error is None

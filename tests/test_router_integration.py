@@ -9,16 +9,16 @@ import json
 import shutil
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from intelmq_crossborder.policy import audit
 from intelmq_crossborder.policy.redact import pseudonym
-from intelmq_crossborder.runtime.instance import IntelMQInstance, PipelineError
+from intelmq_crossborder.runtime.instance import IntelMQInstance
 from tests.agreements import write_agreements
 from tests.isolation import REDIS_DB
+from intelmq_crossborder.testing.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -120,15 +120,14 @@ def push(inst, events):
 
 def wait_processed(inst, expected_audit_lines, timeout=60):
     r = inst.redis()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def processed():
         busy = r.llen("sharing-router-queue") + r.llen("sharing-router-queue-internal")
         lines = len(list(audit.read_records(inst.audit_path))) if inst.audit_path.exists() else 0
-        if not busy and lines >= expected_audit_lines:
-            return
-        time.sleep(0.2)
-    raise PipelineError(f"router did not process the events in {timeout}s; logs in {inst.log_dir}: "
-                        + "".join(p.read_text()[-2000:] for p in inst.log_dir.glob("*.log")))
+        return not busy and lines >= expected_audit_lines
+
+    wait_until(processed, timeout, lambda: f"the router to process the events; logs in {inst.log_dir}: "
+               + "".join(p.read_text()[-2000:] for p in inst.log_dir.glob("*.log")), interval=0.2)
 
 
 def queue_content(inst, recipient):

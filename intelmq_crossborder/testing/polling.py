@@ -1,6 +1,6 @@
 """The one way tests (and test doubles) wait for a condition: poll it, never sleep a fixed time.
 
-``wait_until(lambda: queue_empty(), 30, message="the queue to drain")`` returns the first truthy
+``wait_until(lambda: queue_empty(), 30, "the queue to drain")`` returns the first truthy
 value of the predicate, or raises :class:`WaitTimeout` naming what it waited for.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ class WaitTimeout(CrossBorderError, AssertionError):
     """The condition did not hold in time; an AssertionError, so a test reports it as a failure."""
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.05,
-               message: Union[str, Callable[[], str]] = "the condition") -> T:
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0,
+               message: Union[str, Callable[[], str]] = "the condition", *, interval: float = 0.1) -> T:
     """Call ``predicate`` every ``interval`` seconds until it returns a truthy value; return that value.
 
     The predicate is called once more at the deadline, so a condition that becomes true during the

@@ -12,6 +12,7 @@ from tests.exchange_helpers import ExchangeServer, make_pki, write_trust
 
 from intelmq_crossborder.formats import bundle as b
 from intelmq_crossborder.bots.outputs.exchange.output import CrossBorderExchangeOutputBot
+from intelmq_crossborder.testing.polling import wait_until
 
 KEY_DIR = Path(tempfile.mkdtemp(prefix="xb-output-keys-"))
 atexit.register(shutil.rmtree, KEY_DIR, True)
@@ -107,13 +108,10 @@ class TestCrossBorderExchangeOutputBot(CrossBorderBotTestCase, unittest.TestCase
         assert manifest.window_start < manifest.window_end
 
     def test_timer_seals_a_quiet_bundle(self):
-        import time
         self.input_message = [ev(1)]
         self.run_bot(parameters={**self.params, "seal_check_interval": 1, "max_bundle_age": 1}, stop_bot=False)
         try:
-            deadline = time.monotonic() + 10
-            while not self.bundles() and time.monotonic() < deadline:
-                time.sleep(0.2)
+            wait_until(self.bundles, 10, "the timer to seal the quiet bundle", interval=0.2)
         finally:
             self.bot.stop(exitcode=0)
         (_, events), = self.bundles()
