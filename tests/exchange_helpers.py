@@ -5,7 +5,6 @@ import io
 import ipaddress
 import json
 import tarfile
-import time
 from pathlib import Path
 
 import yaml
@@ -15,6 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from intelmq_crossborder.formats import bundle as b
+from intelmq_crossborder.testing.http import LocalHTTPServer
+from intelmq_crossborder.testing.polling import wait_until
+
 COUNTRIES = {"de-hub": "DE", "fr-hub": "FR", "at-hub": "AT", "it-hub": "IT"}
 
 
@@ -154,17 +156,28 @@ def make_pki(directory):
     return {k: str(v) for k, v in paths.items()}
 
 
-class ExchangeServer:
+class ExchangeServer(LocalHTTPServer):
     """HTTPS server requiring a client certificate: PUT stores a bundle, GET / lists (nginx autoindex json)."""
 
     def __init__(self, pki, directory):
-        import http.server
         import ssl
-        import threading
 
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(pki["server_cert"], pki["server_key"])
+        ctx.load_verify_locations(pki["ca"])
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        super().__init__(tls=ctx)
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.requests = []
+
+    @property
+    def url(self) -> str:
+        return self.base_url + "/exchange"
+
+    def handler_class(self) -> type:
+        import http.server
+
         server_self = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -199,29 +212,9 @@ class ExchangeServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(pki["server_cert"], pki["server_key"])
-        ctx.load_verify_locations(pki["ca"])
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}/exchange"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        return Handler
 
 
 def wait_for(cond, timeout, what):
-    """Poll ``cond`` every 0.2 s until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    """:func:`intelmq_crossborder.testing.polling.wait_until` every 0.2 s, naming ``what`` on a timeout."""
+    wait_until(cond, timeout, interval=0.2, message=what)
