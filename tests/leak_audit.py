@@ -630,6 +630,7 @@ def output_guards(misp_server=None, artifacts: Optional["_Artifacts"] = None) ->
     from intelmq_crossborder.bots.outputs.elasticsearch.output import CrossBorderElasticsearchOutputBot
     from intelmq_crossborder.bots.outputs.exchange.output import CrossBorderExchangeOutputBot
     from intelmq_crossborder.bots.outputs.misp.output import CrossBorderMISPOutputBot
+    from intelmq_crossborder.exchange.seal import SealSchedule
     from intelmq_crossborder.bots.outputs.misp_feed.output import CrossBorderMISPFeedOutputBot
     from intelmq_crossborder.formats.csaf.spool import AdvisorySpool
 
@@ -639,9 +640,8 @@ def output_guards(misp_server=None, artifacts: Optional["_Artifacts"] = None) ->
     def exchange_setup(bot):
         bot.recipient = "audit"
         bot._lock = _RaiseOnUse() if artifacts is None else threading.Lock()
-        bot._redelivery_digest = bot._pusher = bot._timer = None
-        bot.max_bundle_events, bot.max_bundle_age = EXCHANGE_BUNDLE_EVENTS, 0
-        bot.seal_at, bot.seal_empty = "", False
+        bot._redelivery = bot._pusher = bot._timer = None
+        bot._schedule, bot.seal_empty = SealSchedule(EXCHANGE_BUNDLE_EVENTS, 0), False
 
     def exchange_configure(bot, label, agreement, key):
         max_tlp(bot, label, agreement, key)
@@ -792,7 +792,7 @@ def solo_guards() -> dict:
 
     def exchange_setup(bot):
         bot.recipient, bot._lock, bot._spool = "audit", threading.Lock(), _Spool()
-        bot._redelivery_digest = bot._pusher = bot._timer = None
+        bot._redelivery = bot._pusher = bot._timer = None
 
     def exchange_configure(bot, label, agreement, key):
         bot._max_level = bot._max = _tlp.Level.from_label(label)
@@ -936,7 +936,7 @@ class _Artifacts:
     def spool(self, recipient: str):
         spool = self.spools.get(recipient)
         if spool is None:
-            from intelmq_crossborder.exchange import transfer as exchange
+            from intelmq_crossborder.exchange import spool as exchange
             spool = self.spools[recipient] = exchange.Spool(
                 self.root / "exchange" / recipient, self.root / "outbox" / recipient, AUDIT_HUB, recipient,
                 self.key, compresslevel=1, logger=_QUIET)
