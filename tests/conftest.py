@@ -9,34 +9,24 @@ pytest process to it.  In-process bot tests need neither, so it is patched here.
 Real bot processes (tests marked ``integration``) are started by intelmqctl and
 do drop to the ``intelmq`` user that scripts/ensure-env.sh creates.
 
-Each run claims its own Redis databases and RabbitMQ queue prefix (tests/isolation.py) before any
-test module is imported, and gives them back at the end.
+A run claims its own Redis database and RabbitMQ queue prefix when a test first needs them
+(tests/isolation.py) and gives them back at the end.
 """
 import shutil
 import tempfile
 from pathlib import Path
 
-import intelmq.lib.test
 import intelmq.lib.utils
 import pytest
 
-from intelmq_crossborder.runtime.instance import PipelineError
 from tests import isolation
 
 intelmq.lib.utils.drop_privileges = lambda: True
 
 
-def pytest_configure(config):
-    try:
-        config._xb_isolation = isolation.claim()
-    except PipelineError as exc:
-        raise pytest.UsageError(f"{exc}; or choose the databases: XB_TEST_REDIS_DBS=n,n,n,n") from None
-    # IntelMQ's BotTestCase gives every bot redis_cache_db 4 unless a test sets it: this run's database
-    intelmq.lib.test.BOT_CONFIG["redis_cache_db"] = isolation.REDIS_DB
-
-
-def pytest_report_header(config):
-    return getattr(config, "_xb_isolation", None)
+def pytest_terminal_summary(terminalreporter):
+    if isolation.header():
+        terminalreporter.write_line(isolation.header())
 
 
 def pytest_unconfigure(config):

@@ -1,20 +1,21 @@
 """Per-run Redis databases and queue names, so two test runs on one machine never collide.
 
-``conftest.pytest_configure`` calls :func:`claim` before any test module is imported; test modules
-then take their database numbers from here, e.g. ``from tests.isolation import REDIS_DB``:
+Test modules take their database from here, e.g. ``from tests.isolation import REDIS_DB``; the first
+such access claims it (a run that never touches Redis claims nothing), and ``conftest`` gives it back
+when the run ends:
 
-* ``REDIS_DBS`` -- :data:`COUNT` databases held for this run by a
-  :class:`~intelmq_crossborder.runtime.instance.RedisDatabaseLease` (lock keys
-  ``crossborder:test-db-lock:<n>`` in database 0, kept alive while the run lasts, released at its end).
-  ``REDIS_DB`` is the first: the database of the bot and integration tests; ``REDIS_DBS[1]`` is a
-  second one on the same server.  A test that needs more (the four-hub consortium) takes
-  :func:`redis_dbs` (the ``consortium_dbs`` fixture), which leases the rest for as long as it runs.
+* ``REDIS_DB`` -- a database held for this run by a
+  :class:`~intelmq_crossborder.runtime.instance.RedisDatabaseLease` (lock key
+  ``crossborder:test-db-lock:<n>`` in database 0, kept alive while the run lasts).  ``REDIS_DBS`` is
+  the tuple of this run's databases.  A test that needs more (the four-hub consortium, a second
+  database on the same server) takes :func:`redis_dbs` (the ``consortium_dbs`` fixture), which leases
+  the others for as long as it runs.
 * ``QUEUE_PREFIX`` -- a prefix unique to the run for queue names on RabbitMQ, where queue names are
   global (``prefix_queues(runtime, QUEUE_PREFIX + "member.")``).
 
-``XB_TEST_REDIS_DBS=11,12,13,14`` uses those databases without claiming them (a CI job alone on
-its Redis; name four for the consortium tests).  Without a reachable Redis nothing is claimed (nothing to collide with) and the
-defaults below are used; the tests that need Redis then fail on their own.
+``XB_TEST_REDIS_DBS=11,12,13,14`` uses those databases without claiming them (a CI job alone on its
+Redis; name four for the consortium tests).  Without a reachable Redis nothing is claimed (nothing to
+collide with) and :data:`FALLBACK` is used; the tests that need Redis then fail on their own.
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ from typing import Iterator, Optional, Tuple
 from intelmq_crossborder.demo.consortium import DEFAULT_DBS
 from intelmq_crossborder.runtime.instance import RESERVED_DBS, PipelineError, RedisDatabaseLease
 
-#: databases per run (a few runs share the 8 candidates); more per test with :func:`redis_dbs`
-COUNT = 2
+#: databases per run (the 8 candidates serve 8 runs at once); more per test with :func:`redis_dbs`
+COUNT = 1
 #: seconds a lock outlives a run that was killed (a live run refreshes it every third of that)
 TTL = 180
 ENV_DBS = "XB_TEST_REDIS_DBS"
@@ -38,18 +39,29 @@ EXCLUDE = tuple(sorted(set(RESERVED_DBS) | set(DEFAULT_DBS)))
 #: without Redis (nothing claimed)
 FALLBACK = (11, 12, 13, 14)
 
-REDIS_DBS: Tuple[int, ...] = FALLBACK
-REDIS_DB: int = FALLBACK[0]
-QUEUE_PREFIX: str = "xbtest."
-
 _lease: Optional[RedisDatabaseLease] = None
+_claimed: dict = {}          # REDIS_DBS, REDIS_DB, QUEUE_PREFIX once claimed
+_header: Optional[str] = None
+
+
+def __getattr__(name: str):
+    """``REDIS_DB``, ``REDIS_DBS`` and ``QUEUE_PREFIX``, claimed on first use."""
+    if name not in ("REDIS_DB", "REDIS_DBS", "QUEUE_PREFIX"):
+        raise AttributeError(name)
+    if not _claimed:
+        claim()
+    return _claimed[name]
 
 
 def _set(dbs: Tuple[int, ...], prefix: str) -> None:
-    global REDIS_DBS, REDIS_DB, QUEUE_PREFIX
-    REDIS_DBS, REDIS_DB, QUEUE_PREFIX = dbs, dbs[0], prefix
+    _claimed.update(REDIS_DBS=dbs, REDIS_DB=dbs[0], QUEUE_PREFIX=prefix)
     os.environ[ENV_DBS] = ",".join(map(str, dbs))     # for subprocesses started by the tests
     os.environ[ENV_PREFIX] = prefix
+
+
+def header() -> Optional[str]:
+    """What this run claimed, for pytest's summary (None if it claimed nothing)."""
+    return _header
 
 
 def _lease_or_wait(count: int, exclude, wait: float) -> RedisDatabaseLease:
@@ -64,9 +76,16 @@ def _lease_or_wait(count: int, exclude, wait: float) -> RedisDatabaseLease:
 
 
 def claim(wait: float = 600) -> str:
-    """Take this run's databases and queue prefix; returns a line for pytest's header.
+    """Take this run's databases and queue prefix (idempotent); returns a line saying what it took.
 
     :class:`PipelineError` when other runs hold the databases for longer than ``wait`` seconds."""
+    global _header
+    if _header is None:
+        _header = _claim(wait)
+    return _header
+
+
+def _claim(wait: float) -> str:
     global _lease
     import redis
 
@@ -92,15 +111,17 @@ def claim(wait: float = 600) -> str:
 @contextlib.contextmanager
 def redis_dbs(count: int, wait: float = 600) -> Iterator[Tuple[int, ...]]:
     """``count`` distinct databases: this run's, plus others leased until the ``with`` block ends."""
-    extra = count - len(REDIS_DBS)
+    claim()
+    own = _claimed["REDIS_DBS"]
+    extra = count - len(own)
     if extra <= 0 or _lease is None:        # enough, or chosen by XB_TEST_REDIS_DBS / no Redis
         if extra > 0:
-            raise ValueError(f"this run has the Redis databases {REDIS_DBS}; a test needs {count}")
-        yield REDIS_DBS[:count]
+            raise ValueError(f"this run has the Redis databases {own}; a test needs {count}")
+        yield own[:count]
         return
-    lease = _lease_or_wait(extra, EXCLUDE + REDIS_DBS, wait)
+    lease = _lease_or_wait(extra, EXCLUDE + own, wait)
     try:
-        yield REDIS_DBS + lease.dbs
+        yield own + lease.dbs
     finally:
         lease.release()
 

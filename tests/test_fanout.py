@@ -8,7 +8,7 @@ import redis
 from intelmq.lib import pipeline
 
 from intelmq_crossborder.runtime import fanout
-from tests.isolation import REDIS_DB, REDIS_DBS
+from tests.isolation import REDIS_DB, redis_dbs
 
 
 class FakeBot:
@@ -222,19 +222,24 @@ def test_serialize_empty_event():
 
 
 # --- guarded sends (the provenance expert's de-duplication in the same round trip) -------------
-GUARD_DB = REDIS_DBS[1]    # another database on the same server: the script SELECTs it
+@pytest.fixture(scope="module")
+def guard_dbs():
+    """The pipeline's database and another one on the same server: the script SELECTs it."""
+    with redis_dbs(2) as dbs:
+        yield dbs
 
 
 @pytest.fixture
-def guard_key():
+def guard_key(guard_dbs):
     key = f"test-fanout-guard:{uuid.uuid4()}"
     yield key
-    for db in (REDIS_DB, GUARD_DB):
+    for db in guard_dbs:
         redis.Redis(db=db).delete(key)
 
 
-@pytest.mark.parametrize("guard_db", [REDIS_DB, GUARD_DB])
-def test_guard_new_duplicate_and_retry_in_one_round_trip(queues, guard_key, monkeypatch, guard_db):
+@pytest.mark.parametrize("other_db", [False, True], ids=["same-db", "other-db"])
+def test_guard_new_duplicate_and_retry_in_one_round_trip(queues, guard_key, monkeypatch, guard_dbs, other_db):
+    guard_db = guard_dbs[1] if other_db else REDIS_DB
     r, names = queues
     src, dst = make_pipelines(names)
     store = redis.Redis(host="127.0.0.1", db=guard_db)

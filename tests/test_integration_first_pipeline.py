@@ -8,7 +8,7 @@ import redis
 import yaml
 
 from intelmq_crossborder.demo.first_pipeline import FIRST_SAMPLE, run_first_pipeline
-from tests.isolation import REDIS_DBS
+from tests.isolation import REDIS_DB
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def require_rabbitmq():
 def test_first_pipeline_real_processes(intelmq_workdir, broker):
     if broker == "amqp":
         require_rabbitmq()
-    db = REDIS_DBS[0] if broker == "redis" else REDIS_DBS[1]
+    db = REDIS_DB
     redis.Redis(db=db).delete("json-parser-queue", "tlp-expert-queue", "file-output-queue")
     result = run_first_pipeline(intelmq_workdir, redis_db=db, timeout=120, broker=broker)
     runtime = yaml.safe_load((result["root"] / "etc" / "runtime.yaml").read_text())

@@ -34,11 +34,11 @@ from tests.exchange_helpers import bundle_numbers, events, make_pki, wait_for, w
 from intelmq_crossborder.testing.fake_misp import FakeMISP
 from tests.fault_server import FaultServer
 from intelmq_crossborder.runtime.instance import IntelMQInstance, chown_for_intelmq, process_alive
-from tests.isolation import REDIS_DBS
+from tests.isolation import REDIS_DB
 
 pytestmark = pytest.mark.integration
 
-MISP_DB, CSAF_DB, EXCHANGE_DB = REDIS_DBS[0], REDIS_DBS[1], REDIS_DBS[0]
+MISP_DB = CSAF_DB = EXCHANGE_DB = REDIS_DB
 GLOBAL = {"logging_level": "INFO", "error_procedure": "pass", "error_dump_message": True,
           "error_max_retries": 0, "error_retry_delay": 0, "rate_limit": 0}
 FIX = Path(__file__).resolve().parent / "fixtures"

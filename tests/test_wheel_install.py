@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.isolation import REDIS_DBS
 
 REPO = Path(__file__).resolve().parent.parent
 READY = ("national-hub", "cross-border-hub", "csirt", "consortium/de-hub", "first-pipeline")
@@ -168,13 +167,13 @@ def test_init_then_check_from_the_wheel(venv, role):
 
 
 @pytest.mark.integration
-def test_demo_runs_from_the_wheel(venv):
+def test_demo_runs_from_the_wheel(venv, consortium_dbs):
     """`intelmq-crossborder demo` (what `make demo` runs) from the wheel venv: four IntelMQ instances
-    with real bots on Redis (this run's four databases, tests/isolation.py), the nightly exchange, the early
+    with real bots on Redis (four databases leased for the test, tests/isolation.py), the nightly exchange, the early
     warning; exit 0 means no leak and no lost event.  Run as root, the bots drop to the `intelmq`
     user (scripts/ensure-env.sh creates it), which can enter the venv's folder."""
     workdir = venv.work / "demo"
     proc = venv.run("intelmq-crossborder", "demo", "--workdir", str(workdir),
-                    "--redis-dbs", ",".join(map(str, REDIS_DBS)), timeout=1800)
+                    "--redis-dbs", ",".join(map(str, consortium_dbs)), timeout=1800)
     assert proc.returncode == 0, (proc.stdout[-5000:], proc.stderr[-3000:])
     assert "Leak count: 0" in proc.stdout and "Lost events: 0" in proc.stdout, proc.stdout[-5000:]
