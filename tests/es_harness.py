@@ -30,9 +30,13 @@ class ElasticsearchOutputTestCase(CrossBorderBotTestCase):
         cls.sysconfig = {"hosts": ["http://127.0.0.1:9"], "journal_redis_db": REDIS_DB,
                          "initial_backoff": 0.01, "max_retries": 3, "tlp_ceiling": "AMBER"}
 
+    def start_lake(self):
+        """The server the bot indexes into (``self.es``): the project's fake unless a subclass says otherwise."""
+        return FakeElasticsearch().start()
+
     def setUp(self):
         super().setUp()
-        self.es = FakeElasticsearch().start()
+        self.es = self.start_lake()
         self.redis = redis.Redis(db=REDIS_DB)
         self.redis.delete(JOURNAL_KEY.format(bot_id="test-bot"))
 

@@ -286,3 +286,15 @@ def test_timer_tick_is_bounded():
     batch.stop_timer()
     batch._timer.join(2)
     assert not batch._timer.is_alive() and time.monotonic() - started < 2
+
+
+def test_a_refused_policy_put_is_named():
+    # a server without the ILM API (noida-db, see docs/bots/elasticsearch.md) answers 400 "no handler
+    # found": a configuration problem, reported with the request it refused, not as a bulk error
+    with FakeElasticsearch("opensearch2") as no_ilm:
+        client = elastic.make_client([no_ilm.url], "opensearch2")
+        ix = BulkIndexer(lambda: client, Backoff(0.0), lifecycle=Lifecycle("lake", MAPPING, "elasticsearch9"))
+        with pytest.raises(BulkRequestRefused, match=r"the lake refused PUT _ilm/policy/lake-retention-30d "
+                                                     r"\(400: no handler found"):
+            ix.send([doc(0)])
+        assert no_ilm.bulk_requests == 0

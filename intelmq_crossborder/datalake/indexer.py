@@ -11,8 +11,8 @@ with the official client's ``helpers.streaming_bulk``.  Each item of the answer 
 * refused (any other 4xx, e.g. a mapping error): returned with the server's reason, and handed
   to ``on_refused`` at once when given.
 
-A 4xx answer to the whole request (401, 403, 400) is :class:`BulkRequestRefused`: a
-configuration problem, not something a retry fixes.
+A 4xx answer to the whole request, or to a template or policy put before it (401, 403, 400), is
+:class:`BulkRequestRefused`: a configuration problem, not something a retry fixes.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Callable, List, NamedTuple, Optional
 from intelmq_crossborder.core.errors import CrossBorderError
 from intelmq_crossborder.core.retry import Backoff
 from intelmq_crossborder.datalake import elastic
-from intelmq_crossborder.datalake.lifecycle import Lifecycle
+from intelmq_crossborder.datalake.lifecycle import Lifecycle, LifecycleRefused
 
 __all__ = ["BulkIndexer", "Refused", "FlushFailed", "BulkRequestRefused"]
 
@@ -37,7 +37,8 @@ class FlushFailed(CrossBorderError, RuntimeError):
 
 
 class BulkRequestRefused(CrossBorderError):
-    """The lake refused the whole ``_bulk`` request with a 4xx other than 429 (credentials, rights)."""
+    """The lake refused the whole ``_bulk`` request, or a template or policy put before it, with a 4xx
+    other than 429 (credentials, rights, an API the server does not have)."""
 
 
 class Refused(NamedTuple):
@@ -94,10 +95,14 @@ class BulkIndexer:
                         raise_on_exception=True, max_retries=0, yield_ok=True):
                     results.append(item)
             except ApiError as exc:
-                if exc.status_code not in elastic.RETRY_STATUSES and exc.status_code < 500:
+                if not _retryable(exc.status_code):
                     raise BulkRequestRefused(f"the lake refused the bulk request ({exc.status_code}: "
                                              f"{exc.message})") from None
                 failure = f"HTTP {exc.status_code} {exc.message}"
+            except LifecycleRefused as exc:
+                if not _retryable(exc.status):
+                    raise BulkRequestRefused(f"the lake refused {exc}") from None
+                failure = str(exc)
             except (TransportError, elastic.ElasticConfigError) as exc:
                 failure = f"{type(exc).__name__}: {exc}"
             retry = []
@@ -129,3 +134,7 @@ class BulkIndexer:
                              failure, len(pending), delay)
             self.sleep(delay)
         return refused
+
+
+def _retryable(status: int) -> bool:
+    return status in elastic.RETRY_STATUSES or status >= 500

@@ -10,9 +10,19 @@ from __future__ import annotations
 import logging
 from typing import Iterable, Optional
 
+from intelmq_crossborder.core.errors import CrossBorderError
 from intelmq_crossborder.datalake.elastic import retention_label
 
-__all__ = ["policy_name", "template_name", "index_template", "ilm_policy", "ism_policy", "Lifecycle"]
+__all__ = ["policy_name", "template_name", "index_template", "ilm_policy", "ism_policy", "Lifecycle",
+           "LifecycleRefused"]
+
+
+class LifecycleRefused(CrossBorderError):
+    """The lake answered a template or policy request with an error; names the request."""
+
+    def __init__(self, request: str, status: int, message: str):
+        super().__init__(f"{request} ({status}: {message})")
+        self.request, self.status = request, status
 
 
 def policy_name(prefix: str, days: int) -> str:
@@ -92,21 +102,29 @@ class Lifecycle:
                 self.done.add(days)
 
     def _put(self, client, days: int) -> None:
-        if days:
-            name = policy_name(self.prefix, days)
-            if self.flavour == "opensearch2":
-                from elasticsearch import ConflictError
-                try:
-                    client.perform_request(
-                        "PUT", f"/_plugins/_ism/policies/{name}",
-                        headers={"accept": "application/json", "content-type": "application/json"},
-                        body=ism_policy(self.prefix, days))
-                except ConflictError:
-                    pass  # exists already; never overwritten here
-            else:
-                client.ilm.put_lifecycle(name=name, policy=ilm_policy(days)["policy"])
-        tpl = index_template(self.prefix, days or None, self.mapping, self.flavour, self.shards, self.replicas)
-        name = template_name(self.prefix, days or None)
-        client.indices.put_index_template(name=name, index_patterns=tpl["index_patterns"],
-                                          priority=tpl["priority"], template=tpl["template"], meta=tpl["_meta"])
+        from elasticsearch import ApiError, ConflictError
+
+        request = ""
+        try:
+            if days:
+                name = policy_name(self.prefix, days)
+                if self.flavour == "opensearch2":
+                    request = f"PUT _plugins/_ism/policies/{name}"
+                    try:
+                        client.perform_request(
+                            "PUT", f"/_plugins/_ism/policies/{name}",
+                            headers={"accept": "application/json", "content-type": "application/json"},
+                            body=ism_policy(self.prefix, days))
+                    except ConflictError:
+                        pass  # exists already; never overwritten here
+                else:
+                    request = f"PUT _ilm/policy/{name}"
+                    client.ilm.put_lifecycle(name=name, policy=ilm_policy(days)["policy"])
+            tpl = index_template(self.prefix, days or None, self.mapping, self.flavour, self.shards, self.replicas)
+            name = template_name(self.prefix, days or None)
+            request = f"PUT _index_template/{name}"
+            client.indices.put_index_template(name=name, index_patterns=tpl["index_patterns"],
+                                              priority=tpl["priority"], template=tpl["template"], meta=tpl["_meta"])
+        except ApiError as exc:
+            raise LifecycleRefused(request, exc.status_code, exc.message) from None
         self.logger.info("Index template %s is in place.", name)

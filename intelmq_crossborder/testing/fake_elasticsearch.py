@@ -216,6 +216,9 @@ def _refuses(ftype: str, value) -> Optional[str]:
     elif ftype in ("long", "integer"):
         if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).lstrip("-").isdigit():
             return f"For input string: \"{value}\""
+        bits = 63 if ftype == "long" else 31
+        if not -2 ** bits <= int(value) < 2 ** bits:
+            return f"Numeric value ({value}) out of range of {ftype}"
     elif ftype in ("double", "float"):
         try:
             float(value)

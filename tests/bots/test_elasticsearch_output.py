@@ -3,6 +3,7 @@ import json
 import socket
 import time
 import unittest
+from unittest import mock
 
 from tests.es_harness import REDIS_DB, ElasticsearchOutputTestCase, ev
 
@@ -123,6 +124,18 @@ class TestCrossBorderElasticsearchOutputBot(ElasticsearchOutputTestCase, unittes
         self.assertLogMatches(r"The lake refused document 0+1 in crossborder-events-r30d-2026.11.20 \(status 400\): "
                               r"document_parsing_exception: .*illegal latitude value .*; the event is dumped\.",
                               "ERROR")
+
+    def test_number_out_of_range_dumped_with_server_reason(self):
+        # the same refusal tests/test_elasticsearch_noida.py gets from an independent server
+        dumped = []
+        with mock.patch.object(CrossBorderElasticsearchOutputBot, "_dump_message",
+                               lambda bot, tb, message: dumped.append((tb, message))):
+            self.input_message = [ev(0), ev(1, rtir_id=2 ** 70)]
+            self.run_bot(iterations=2, parameters={"hosts": [self.es.url]}, allowed_error_count=1)
+        self.assertEqual(sorted(self.es.all_docs()), [f"{0:064x}"])
+        (tb, message), = dumped
+        self.assertIn("failed to parse field [rtir_id] of type [long]", "".join(tb))
+        self.assertIn("out of range of long", "".join(tb))
 
     def test_partial_429_retried_per_document(self):
         self.es.item_failures[f"{1:064x}"] = [429, 429]
