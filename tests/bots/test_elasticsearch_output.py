@@ -1,7 +1,6 @@
 """BotTestCase tests of the cross-border Elasticsearch output against the local fake REST API."""
 import json
 import socket
-import time
 import unittest
 from unittest import mock
 
@@ -10,6 +9,7 @@ from tests.es_harness import REDIS_DB, ElasticsearchOutputTestCase, ev
 from intelmq_crossborder.bots.outputs.elasticsearch.output import PARAMETERS, CrossBorderElasticsearchOutputBot
 from intelmq_crossborder.datalake.journal import JOURNAL_KEY
 from intelmq_crossborder.testing.fake_elasticsearch import FakeElasticsearch
+from intelmq_crossborder.testing.polling import wait_until
 
 FP = "a" * 64
 #: What names or points at a source that must stay hidden (tlp.SOURCE_FIELDS), with values to search for.
@@ -62,10 +62,8 @@ class TestCrossBorderElasticsearchOutputBot(ElasticsearchOutputTestCase, unittes
         self.run_bot(parameters={"hosts": [self.es.url], "bulk_max_seconds": 0.2}, stop_bot=False)
         self.assertEqual(self.es.all_docs(), {})            # buffered, acknowledged, journaled
         self.assertEqual(self.redis.llen(JOURNAL_KEY.format(bot_id="test-bot")), 1)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and (
-                not self.es.all_docs() or self.redis.llen(JOURNAL_KEY.format(bot_id="test-bot"))):
-            time.sleep(0.05)
+        wait_until(lambda: self.es.all_docs() and not self.redis.llen(JOURNAL_KEY.format(bot_id="test-bot")), 5,
+                   "the timer to flush the buffer", interval=0.05)
         self.assertEqual(len(self.es.all_docs()), 1)       # flushed by the timer, no new message needed
         self.assertEqual(self.redis.llen(JOURNAL_KEY.format(bot_id="test-bot")), 0)
         self.bot.stop(exitcode=0)
