@@ -80,7 +80,7 @@ def test_collector_parser_output_pipeline(intelmq_workdir):
             run_scheduled(inst, "csaf-collector")
             inst.wait_until_drained(timeout=60, done=lambda: len(docs()) >= 5)
             assert "hub-icsa-19-344-03.json" in [p.name for p in docs()]
-            time.sleep(0.5)
+            time.sleep(0.5)                   # deliberate: a rewrite of the unchanged files would show in their mtime
             assert {p.name: p.stat().st_mtime for p in written} == before
             log = (root / "var" / "log" / "csaf-collector.log").read_text()
             assert log.count("CSAF run done") == 2
