@@ -1,5 +1,6 @@
 """BotTestCase tests of the cross-border early-warning expert (this run's Redis database, own key prefix per test)."""
 import unittest
+import unittest.mock as mock
 import uuid
 
 import redis
@@ -7,7 +8,9 @@ import redis
 from tests.botcase import CrossBorderBotTestCase
 
 from intelmq_crossborder.analytics import early_warning as ew
+from intelmq_crossborder.bots.experts.early_warning import expert as early_warning_expert
 from intelmq_crossborder.bots.experts.early_warning.expert import CrossBorderEarlyWarningExpertBot
+from intelmq_crossborder.runtime import state_store
 from tests.isolation import REDIS_DB
 
 PATHS = ["_default", "early-warning"]
@@ -145,7 +148,8 @@ class TestCrossBorderEarlyWarningExpertBot(CrossBorderBotTestCase, unittest.Test
 
 
     def test_manager_empty_optional_parameters_are_the_defaults(self):
-        """'' as IntelMQ Manager saves it: the defaults, state in Redis db 6 under the default prefix."""
+        """'' as IntelMQ Manager saves it: the defaults, state under the default prefix in the default Redis
+        (127.0.0.1:6379, db 6; redirected to this run's database for the test)."""
         manager = {name: "" for name in ("warning_path", "min_hubs", "min_countries", "window", "key_fields",
                                          "flag_fields", "severity_field", "severity_values", "max_tlp", "default_tlp",
                                          "include_indicator", "hub_id", "country", "redis_cache_host",
@@ -154,15 +158,23 @@ class TestCrossBorderEarlyWarningExpertBot(CrossBorderBotTestCase, unittest.Test
         check = CrossBorderEarlyWarningExpertBot.check
         assert check(manager) is None
         ip = f"198.51.100.{uuid.uuid4().int % 250 + 1}"
-        store = redis.Redis(db=6)
+        store = redis.Redis(db=REDIS_DB)
         tracker = ew.Tracker(store, 86400, "crossborder:ew:")
         for kind in ("seen", "warned-flag", "warned-spread"):
             self.addCleanup(store.delete, tracker._key(kind, ("source.ip", ip)))
+        asked = []
+
+        def this_runs_redis(host, port, db, password, socket_timeout):
+            asked.append((state_store.redis_client(host, port, db, password).connection_pool.connection_kwargs, db))
+            return store
         events = [ev("de-hub", "DE", ip=ip, extra__severity="critical"), ev("fr-hub", "FR", ip=ip),
                   ev("at-hub", "AT", ip=ip, tlp="AMBER")]
         self.input_message = events
-        self.prepare_bot(parameters=manager, destination_queues=PATHS)
-        self.run_bot(iterations=3, prepare=False)
+        with mock.patch.object(early_warning_expert, "redis_client", this_runs_redis):
+            self.prepare_bot(parameters=manager, destination_queues=PATHS)
+            self.run_bot(iterations=3, prepare=False)
+        (kwargs, db), = asked
+        assert (kwargs["host"], kwargs["port"], db, kwargs["password"]) == ("127.0.0.1", 6379, 6, None)
         flag, spread = self.output_events("early-warning")
         assert flag["extra.early_warning_flag"] == "extra.severity=critical" and flag["source.ip"] == ip
         assert spread["extra.hub_count"] == 3 and spread["sharing.tlp"] == "AMBER"

@@ -1,13 +1,16 @@
 """BotTestCase tests of the cross-border provenance / loop-guard expert (de-duplication in this run's Redis database)."""
 import re
 import unittest
+import unittest.mock as mock
 import uuid
 
 import redis
 from tests.botcase import CrossBorderBotTestCase
 
+from intelmq_crossborder.bots.experts.provenance import expert as provenance_expert
 from intelmq_crossborder.bots.experts.provenance.expert import CrossBorderProvenanceExpertBot
 from intelmq_crossborder.core.fingerprint import fingerprint
+from intelmq_crossborder.runtime import state_store
 from tests.isolation import REDIS_DB
 
 BASE = {"__type": "Event", "classification.type": "c2-server", "source.ip": "203.0.113.9", "source.port": 443,
@@ -124,23 +127,31 @@ class TestCrossBorderProvenanceExpertBot(CrossBorderBotTestCase, unittest.TestCa
 
 
     def test_manager_empty_optional_parameters_are_the_defaults(self):
-        """'' as IntelMQ Manager saves it: inbound, 8 hops, a day's window in Redis db 7 under the default prefix."""
+        """'' as IntelMQ Manager saves it: inbound, 8 hops, a day's window under the default prefix, and the
+        default Redis (127.0.0.1:6379, db 7; redirected to this run's database for the test)."""
         manager = {name: "" for name in ("direction", "originator", "origin_country", "max_hops", "dedup_window",
                                          "dedup_key_prefix", "redis_cache_host", "redis_cache_port", "redis_cache_db",
                                          "redis_cache_password", "counts_interval")}
         self.assertIsNone(CrossBorderProvenanceExpertBot.check({"hub_id": "xx-hub", **manager}))
-        event = ev(source__ip="198.51.100.77", extra__test_run=str(uuid.uuid4()),
+        event = ev(source__port=uuid.uuid4().int % 60000 + 1024,       # a fingerprint of this test run
                    provenance__hub_path="a,b,c,d,e,f,g")          # 7 hops: within the default 8
         key = "crossborder:fingerprint:inbound:" + fingerprint(event)
-        store = redis.Redis(db=7)
+        store = redis.Redis(db=REDIS_DB)
         self.addCleanup(store.delete, key)
+        asked = []
+
+        def this_runs_redis(host, port, db, password, socket_timeout):
+            asked.append((state_store.redis_client(host, port, db, password).connection_pool.connection_kwargs, db))
+            return store
         self.input_message = [event, {**event, "feed.name": "again"}]
-        self.run_bot(iterations=2, parameters=manager)
+        with mock.patch.object(provenance_expert, "redis_client", this_runs_redis):
+            self.run_bot(iterations=2, parameters=manager)
+        (kwargs, db), = asked
+        self.assertEqual((kwargs["host"], kwargs["port"], db, kwargs["password"]), ("127.0.0.1", 6379, 7, None))
         out = self.output_events()
         self.assertEqual(len(out), 1)                             # the second is a duplicate
         self.assertNotIn("provenance.originator", out[0])
         self.assertTrue(86300 < store.ttl(key) <= 86400)
-
 
 if __name__ == "__main__":
     unittest.main()
