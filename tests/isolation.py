@@ -42,6 +42,7 @@ FALLBACK = (11, 12, 13, 14)
 _lease: Optional[RedisDatabaseLease] = None
 _claimed: dict = {}          # REDIS_DBS, REDIS_DB, QUEUE_PREFIX once claimed
 _header: Optional[str] = None
+_failure: Optional[PipelineError] = None
 
 
 def __getattr__(name: str):
@@ -79,9 +80,15 @@ def claim(wait: float = 600) -> str:
     """Take this run's databases and queue prefix (idempotent); returns a line saying what it took.
 
     :class:`PipelineError` when other runs hold the databases for longer than ``wait`` seconds."""
-    global _header
+    global _header, _failure
+    if _failure is not None:              # no second long wait for every module that asks
+        raise _failure
     if _header is None:
-        _header = _claim(wait)
+        try:
+            _header = _claim(wait)
+        except PipelineError as exc:
+            _failure = exc
+            raise
     return _header
 
 
