@@ -61,9 +61,9 @@ def atomic_write_text(path: PathLike, text: str, *, mode: Optional[int] = None) 
 
 
 def atomic_write_json(path: PathLike, obj: Any, *, mode: Optional[int] = None, indent: Optional[int] = 1) -> None:
-    """:func:`atomic_write` of ``obj`` as JSON (sorted keys, so the same state gives the same bytes)."""
-    atomic_write(path, json.dumps(obj, sort_keys=True, indent=indent, ensure_ascii=False).encode("utf-8"),
-                 mode=mode)
+    """:func:`atomic_write` of ``obj`` as JSON (sorted keys, so the same state gives the same bytes;
+    non-ASCII escaped, so a lone surrogate from a file name that is not UTF-8 is written too)."""
+    atomic_write(path, json.dumps(obj, sort_keys=True, indent=indent).encode("ascii"), mode=mode)
 
 
 def move_durably(source: PathLike, target: PathLike) -> None:

@@ -31,11 +31,12 @@ def secret(value: Optional[Union[str, bytes]], env_var: Optional[str] = None) ->
 
 
 def secret_bytes(value: Optional[Union[str, bytes]], env_var: Optional[str] = None) -> Optional[bytes]:
-    """:func:`secret` as UTF-8 bytes (HMAC keys)."""
+    """:func:`secret` as bytes (HMAC keys, passphrases): UTF-8, and an environment value that
+    is not UTF-8 as the bytes it was (Python hands it over with surrogate escapes)."""
     if isinstance(value, bytes) and value:
         return value
     text = secret(value, env_var)
-    return None if text is None else text.encode("utf-8")
+    return None if text is None else text.encode("utf-8", "surrogateescape")
 
 
 class _Redactor(logging.Filter):
