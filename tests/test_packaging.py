@@ -2,13 +2,11 @@
 import importlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-import pytest
 from intelmq.lib.utils import list_all_bots
 
 from intelmq_crossborder.runtime.instance import IntelMQInstance, chown_for_intelmq
@@ -123,35 +121,3 @@ def test_intelmqctl_check_runs_our_check(intelmq_workdir):
     inst.setup()
     proc = inst.ctl("check", "--no-connections", check=False)
     assert "default_tlp" not in proc.stdout and '"status": "success"' in proc.stdout, proc.stdout
-
-
-@pytest.mark.skipif(os.environ.get("SKIP_FRESH_VENV") == "1", reason="SKIP_FRESH_VENV=1")
-def test_plain_pip_install_in_fresh_venv(tmp_path):
-    """`pip install .` (not editable) in a new venv: IntelMQ lists our bots, the schema ships."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    py = str(venv / "bin" / "python")
-    # build from a copy: setuptools writes build/ and *.egg-info into the source tree
-    src = tmp_path / "src"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "build", "*.egg-info", "__pycache__", ".hypothesis", ".pytest_cache"))
-    proc = subprocess.run([py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(src)],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    code = ("import json; from intelmq.lib.utils import list_all_bots; "
-            "from intelmq_crossborder.harmonization import load_schema; "
-            "b = list_all_bots(); print(json.dumps({t: sorted(v) for t, v in b.items()})); "
-            "assert 'sharing.tlp' in load_schema()['event']; "
-            "from intelmq_crossborder.runtime.instance import PIPELINES_DIR; "
-            "assert (PIPELINES_DIR / 'national-hub' / 'runtime.yaml').is_file(), PIPELINES_DIR; "
-            "assert (PIPELINES_DIR / 'samples' / 'consortium' / 'misp' / 'endor.json').is_file(); "
-            "from intelmq_crossborder.formats.csaf import document; document.validator()")
-    proc = subprocess.run([py, "-c", code], capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
-    assert proc.returncode == 0, proc.stderr
-    listing = json.loads(proc.stdout)
-    for ep in our_entry_points():
-        cls = importlib.import_module(ep.value.replace(":BOT.run", "")).BOT.__name__
-        key = cls
-        for suffix in ("CollectorBot", "ParserBot", "ExpertBot", "OutputBot"):
-            key = key.replace(suffix, "")
-        assert key in listing[TYPES[ep.value.split(".")[2]]]
