@@ -1,4 +1,5 @@
 """Early-warning library: indicator identity, flags, warning content rules, Redis tracker (in this run's database, tests/isolation.py)."""
+import hashlib
 import uuid
 
 import pytest
@@ -166,3 +167,9 @@ def test_most_restrictive_pap_reads_the_policy_spellings():
     assert ew.most_restrictive_pap(["white", "PAP:GREEN", None, "pap:amber "]) == "AMBER"
     assert ew.most_restrictive_pap(["WHITE"]) == "CLEAR"
     assert ew.most_restrictive_pap(["BLUE", ""]) is None
+
+
+def test_tracker_key_names_stay_as_they_were():
+    # state written by an earlier release must still be found: "<prefix><kind>:" + sha256("<field>\0<value>")
+    name = ew.Tracker(None, 60, "p:")._key("seen", ("source.ip", "192.0.2.1"))
+    assert name == "p:seen:" + hashlib.sha256(b"source.ip\x00192.0.2.1").hexdigest()

@@ -35,7 +35,6 @@ What the warning may carry is decided here, never by the recipients:
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -171,8 +170,8 @@ class Tracker:
         self.prefix = prefix
 
     def _key(self, kind: str, key: tuple) -> str:
-        digest = hashlib.sha256(f"{key[0]}\x00{key[1]}".encode("utf-8")).hexdigest()
-        return f"{self.prefix}{kind}:{digest}"
+        hashed = fingerprint.digest(f"{key[0]}\x00{key[1]}".encode("utf-8"))    # the Redis key names: keep
+        return f"{self.prefix}{kind}:{hashed}"
 
     def record(self, key: tuple, contribution: Contribution, now: Optional[float] = None) -> Spread:
         now = time.time() if now is None else now
