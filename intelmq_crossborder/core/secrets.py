@@ -18,9 +18,14 @@ MASK = "***"
 
 def secret(value: Optional[Union[str, bytes]], env_var: Optional[str] = None) -> Optional[str]:
     """The secret from ``value``, else from the environment variable ``env_var``; None if
-    neither is set. An empty string (as IntelMQ Manager saves an untouched field) is unset."""
+    neither is set. An empty string (as IntelMQ Manager saves an untouched field) is unset; an
+    integer is taken as its digits; any other type raises ValueError (the caller names the parameter)."""
     if isinstance(value, bytes):
-        value = value.decode("utf-8")
+        value = value.decode("utf-8", "surrogateescape")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)      # `hmac_password: 12345678` in YAML: the operator meant these digits
+    elif value is not None and not isinstance(value, str):
+        raise ValueError(f"a secret must be a string, not {type(value).__name__}")
     if value:
         return value
     if env_var:

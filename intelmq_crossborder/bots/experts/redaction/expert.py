@@ -36,7 +36,10 @@ class CrossBorderRedactionExpertBot(ExpertBot):
         self._remove = FieldSelector(remove)
         self._pseudo = FieldSelector(pseudo)
         key_env = optional(self.hmac_key_env, DEFAULT_KEY_ENV)
-        self._key = secret_bytes(self.hmac_password, key_env)
+        try:
+            self._key = secret_bytes(self.hmac_password, key_env)
+        except ValueError as exc:
+            raise ConfigurationError("redaction", f"hmac_password: {exc}") from None
         self._drop_raw = bool(optional(self.drop_raw, True))
         if pseudo and not self._key:
             raise ConfigurationError("redaction", "pseudonymise_fields is set but there is no key: set "
@@ -87,6 +90,10 @@ class CrossBorderRedactionExpertBot(ExpertBot):
         problem = CrossBorderRedactionExpertBot._check_fields(remove, pseudo)
         if problem:
             return [["error", problem + "."]]
+        try:
+            secret_bytes(parameters.get("hmac_password"))
+        except ValueError as exc:
+            return [["error", f"Parameter hmac_password: {exc}."]]
         return None
 
 

@@ -61,7 +61,10 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         if missing:
             raise ConfigurationError("sharing router", "no named path in destination_queues for recipient(s) "
                                                        + ", ".join(missing))
-        self._key = secret_bytes(self.hmac_password, key_env)
+        try:
+            self._key = secret_bytes(self.hmac_password, key_env)
+        except ValueError as exc:
+            raise ConfigurationError("sharing router", f"hmac_password: {exc}") from None
         needs_key = [a.recipient for a in self._agreements if a.needs_key]
         if needs_key and not self._key:
             raise ConfigurationError("sharing router", "agreement(s) of " + ", ".join(needs_key)
@@ -169,7 +172,11 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
             results.append(["warning", f"Named path {path!r} matches no enabled agreement: it gets nothing."])
         needs_key = [r for r, a in agreements.items() if a.needs_key]
         env = optional(parameters.get("hmac_key_env"), DEFAULT_KEY_ENV)
-        if needs_key and not secret_bytes(parameters.get("hmac_password"), env):
+        try:
+            key = secret_bytes(parameters.get("hmac_password"), env)
+        except ValueError as exc:
+            return results + [["error", f"Parameter hmac_password: {exc}."]]
+        if needs_key and not key:
             results.append(["warning", f"Agreement(s) of {', '.join(needs_key)} pseudonymise fields: the bot needs "
                                        f"hmac_password or the environment variable {env} when it runs."])
         return results or None
