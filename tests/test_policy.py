@@ -401,3 +401,50 @@ def test_redact_function():
     assert removed == ["source.account", "raw"] and pseudo == ["source.ip"]
     with pytest.raises(ValueError, match="key is required"):
         redact(event(), pseudonymise=["source.ip"])
+
+
+# --- pinned outputs (the router's optimisations must not change a byte) -----------------
+
+def _bench_events(n: int) -> list:
+    """The benchmark's events, with some variations the benchmark lacks (no label, loops, bad PAP)."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import bench_router
+    out = []
+    for i, e in enumerate(bench_router.make_events(n)):
+        e = {k: v for k, v in e.items() if k != "__type"}
+        if i % 7 == 3:
+            del e["sharing.tlp"]
+        if i % 11 == 5:
+            e["provenance.hub_path"] = " DE-hub ,fr-hub"
+        if i % 13 == 6:
+            e["sharing.pap"] = "PAP:PURPLE"
+        out.append(e)
+    return out
+
+
+def test_decisions_and_copies_pinned(tmp_path):
+    """decide_all and PolicySet give the same decisions, and the same bytes as recorded before the
+    router's cost was cut (issue 14 §4): reasons, and every copy as serialised for the queue."""
+    import hashlib
+    import json
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import bench_router
+    from intelmq_crossborder.policy.decide import PolicySet
+    from intelmq_crossborder.runtime.fanout import serialize_event
+    bench_router.make_agreements(tmp_path)
+    agreements = list(load_agreements(tmp_path).values())
+    key = b"benchmark-key-not-a-secret"
+    policy = PolicySet(agreements, key)
+    h = hashlib.sha256()
+    for e in _bench_events(1500):
+        for x, y in zip(decide_all(e, agreements, hmac_key=key), policy.decide(e), strict=True):
+            assert (x.recipient, x.allowed, x.reasons, x.event_out) == (y.recipient, y.allowed, y.reasons,
+                                                                        y.event_out)
+            h.update(json.dumps([x.recipient, x.allowed, x.reasons]).encode() + b"\n")
+            if x.allowed:
+                h.update(serialize_event(x.event_out).encode() + b"\n")
+    assert h.hexdigest() == "84b550d9809febaf7d8f0aee72907298b46202b0367a28ac264d24cd5bd4ac12"
