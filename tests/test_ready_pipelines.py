@@ -16,6 +16,7 @@ import yaml
 from intelmq_crossborder.formats import bundle
 
 from intelmq_crossborder.demo import consortium
+from intelmq_crossborder.policy import audit as audit_trail
 from intelmq_crossborder.runtime.instance import PIPELINES_DIR, IntelMQInstance, chown_for_intelmq, load_runtime, prefix_queues
 
 from tests.test_integration_first_pipeline import require_rabbitmq
@@ -141,7 +142,7 @@ def test_csirt_pipeline_on_rabbitmq(workdir):
     assert not any(k.startswith("extra.") or k == "comment" for e in operator.values() for k in e)
     assert {e["sharing.agreement"] for e in operator.values()} == {"at-grid-operator"}
     assert not [k for k in r.keys("*queue*")]            # nothing went through Redis queues
-    audit = [json.loads(l) for l in (root / "var" / "lib" / "audit" / "router-audit.jsonl").read_text().splitlines()]
+    audit = list(audit_trail.read_records(root / "var" / "lib" / "audit" / "router-audit.jsonl"))
     assert sorted((a["event_uuid"], a["recipient"], a["allowed"]) for a in audit) == [
         (U1, "at-grid-operator", True), (U1, "soc", True), (U2, "at-grid-operator", False),
         (U2, "soc", True), (U3, "at-grid-operator", True), (U3, "soc", True)]

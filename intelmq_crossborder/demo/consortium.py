@@ -53,6 +53,7 @@ from intelmq_crossborder.formats import bundle
 
 from intelmq_crossborder.core import inputs, tlp
 
+from intelmq_crossborder.policy import audit
 from intelmq_crossborder.policy.agreements import Agreement, load_agreements, tlp_ceiling
 from intelmq_crossborder.policy.redact import FieldSelector
 from intelmq_crossborder.runtime.instance import (PIPELINES_DIR, IntelMQInstance, PipelineError, chown_for_intelmq, load_runtime,
@@ -320,8 +321,10 @@ def _audit_records(inst: IntelMQInstance) -> List[dict]:
     out = []
     for router in _router_ids(inst.runtime):
         path = Path(inst.runtime[router]["parameters"]["audit_log"])
-        for p in sorted(path.parent.glob(path.name + "*")):
-            out.extend(dict(record, router=router) for record in read_jsonl(p, what="audit record"))
+        try:
+            out.extend(dict(record, router=router) for record in audit.read_records(path))
+        except inputs.InputError as exc:
+            raise PipelineError(f"an audit record cannot be read: {exc}") from None
     return out
 
 

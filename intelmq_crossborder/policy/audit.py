@@ -1,10 +1,19 @@
 """The audit trail of share decisions: JSON lines that rotate and lose nothing.
 
-One line per (event, recipient) decision::
+One line per event, listing its decision for every recipient (in the agreements' order)::
 
     {"time": "2026-11-23T03:50:01.123456+00:00", "event_uuid": "…"|null,
-     "fingerprint": "<sha256 hex>", "recipient": "cert-at", "allowed": false,
-     "reasons": ["tlp-above-ceiling: TLP:AMBER is above …"], "bot": "sharing-router"}
+     "fingerprint": "<sha256 hex>"|null, "bot": "sharing-router",
+     "tlp": "AMBER"|null, "tlp_from": "sharing.tlp"|"labels"|"none"|"unreadable",
+     "decisions": [{"recipient": "cert-at", "allowed": false,
+                    "reasons": ["tlp-above-ceiling: TLP:AMBER is above …"]}, …]}
+
+(``tlp``/``tlp_from``: the event's TLP as :func:`intelmq_crossborder.core.tlp.event_tlp`
+read it, and where from; an allowed decision's first reason states the effective TLP
+for that recipient.)  Files written before (up to 2026-12) hold one line per
+(event, recipient) decision: ``{"time", "event_uuid", "fingerprint", "recipient",
+"allowed", "reasons", "bot"}``.  :func:`read_records` reads both and yields one such
+per-decision dict per decision.
 
 It is a library used by the sharing router, not a bot of its own: the router
 writes the decisions of an event *before* it sends the copies and acknowledges
@@ -13,7 +22,7 @@ decision cannot be lost between two bots.  (A crash after the write and before
 the acknowledgement means the message is processed again after the restart:
 its decisions then appear twice, never zero times.)
 
-Durability: each event's lines are written with one ``write()`` on a file opened
+Durability: each event's record is written with one ``write()`` on a file opened
 in append mode, so they are in the operating system's hands before the message
 is acknowledged; ``fsync=True`` also forces them to disk (power loss).
 
@@ -45,7 +54,8 @@ def _enc_opt(value) -> str:
 
 def record(decision, *, event_uuid: Optional[str], fingerprint: Optional[str], bot: Optional[str] = None,
            time: Optional[str] = None) -> dict:
-    """The audit record of one :class:`intelmq_crossborder.policy.decide.Decision`."""
+    """The per-decision record of one :class:`intelmq_crossborder.policy.decide.Decision`, as
+    :func:`read_records` yields it."""
     return {"time": time or _dt.datetime.now(_dt.timezone.utc).isoformat(), "event_uuid": event_uuid,
             "fingerprint": fingerprint, "recipient": decision.recipient, "allowed": decision.allowed,
             "reasons": list(decision.reasons), "bot": bot}
@@ -71,32 +81,35 @@ class AuditTrail:
         self._size = self._fh.seek(0, os.SEEK_END)
 
     def write_decisions(self, decisions: Iterable, *, event_uuid: Optional[str],
-                        fingerprint: Optional[str]) -> int:
-        """Append one line per decision with a single write; returns the number of lines.
+                        fingerprint: Optional[str], tlp: Optional[str] = None,
+                        tlp_from: Optional[str] = None) -> int:
+        """Append the event's record (one line, one write) listing every decision; returns the
+        number of decisions (nothing is written for none).
 
-        The lines are assembled from JSON-encoded pieces (the router writes about
-        20 per event; ``json.dumps`` per record was the router's largest cost).
-        They parse to exactly :func:`record`'s dict.
+        ``tlp``/``tlp_from``: the event's TLP and where it came from (the keys are written
+        when ``tlp_from`` is given).  The line is assembled from JSON-encoded pieces (a
+        denial of :class:`~intelmq_crossborder.policy.decide.PolicySet` is a cached, shared
+        object and keeps its encoding); it parses to what the docstring of this module shows.
         """
+        parts = []
+        for d in decisions:
+            part = d.__dict__.get("_audit_json")
+            if part is None:
+                part = ('{"recipient":' + _enc_opt(d.recipient)
+                        + (',"allowed":true,"reasons":[' if d.allowed else ',"allowed":false,"reasons":[')
+                        + ",".join(map(_enc, d.reasons)) + "]}")
+                if not d.allowed:
+                    d._audit_json = part
+            parts.append(part)
+        if not parts:
+            return 0
         now = _dt.datetime.now(_dt.timezone.utc).isoformat()
         head = ('{"time":' + _enc(now) + ',"event_uuid":' + _enc_opt(event_uuid)
-                + ',"fingerprint":' + _enc_opt(fingerprint) + ',"recipient":')
-        tail = ',"bot":' + _enc_opt(self.bot) + "}"
-        middles = []
-        for d in decisions:
-            # A denial of policy.PolicySet is a cached, shared object: its encoding is kept on it.
-            middle = d.__dict__.get("_audit_json")
-            if middle is None:
-                middle = (_enc_opt(d.recipient)
-                          + (',"allowed":true,"reasons":[' if d.allowed else ',"allowed":false,"reasons":[')
-                          + ",".join(map(_enc, d.reasons)) + "]")
-                if not d.allowed:
-                    d._audit_json = middle
-            middles.append(middle)
-        if not middles:
-            return 0
-        self._write((head + (tail + "\n" + head).join(middles) + tail + "\n").encode("utf-8"))
-        return len(middles)
+                + ',"fingerprint":' + _enc_opt(fingerprint) + ',"bot":' + _enc_opt(self.bot))
+        if tlp_from is not None:
+            head += ',"tlp":' + _enc_opt(tlp) + ',"tlp_from":' + _enc(tlp_from)
+        self._write((head + ',"decisions":[' + ",".join(parts) + "]}\n").encode("utf-8"))
+        return len(parts)
 
     def write_lines(self, lines: list) -> None:
         """Append already encoded JSON lines (without newlines) with a single write."""
@@ -149,14 +162,30 @@ def rotated_files(path) -> list:
 
 
 def read_records(path) -> Iterator[dict]:
-    """Every record of an audit trail (all rotated pieces, oldest first), read with the
-    hostile-input reader: a damaged line raises :class:`inputs.InputError` naming the piece
-    and the line (a record is never skipped in silence)."""
+    """Every decision of an audit trail (all rotated pieces, oldest first) as a per-decision
+    dict (:func:`record`'s keys, plus ``tlp``/``tlp_from`` when the event's record has them),
+    from per-event records and from the per-decision lines of older files alike.  Read with
+    the hostile-input reader: a damaged line raises :class:`inputs.InputError` naming the
+    piece and the line (a record is never skipped in silence)."""
     for piece in rotated_files(path):
         with open(piece, "rb") as fh:
-            for _, value in inputs.iter_json_lines(fh, piece):
+            for line, value in inputs.iter_json_lines(fh, piece):
                 if isinstance(value, inputs.InputError):
                     raise value
                 if not isinstance(value, dict):
-                    raise inputs.InputError(piece, "an audit record is a JSON object")
-                yield value
+                    raise inputs.InputError(piece, "an audit record is a JSON object", line=line)
+                if "decisions" not in value:
+                    yield value                     # a per-decision line (older files)
+                    continue
+                decisions = value["decisions"]
+                if not isinstance(decisions, list):
+                    raise inputs.InputError(piece, "decisions is not a list", line=line, field="decisions")
+                head = {"time": value.get("time"), "event_uuid": value.get("event_uuid"),
+                        "fingerprint": value.get("fingerprint")}
+                extra = {k: value[k] for k in ("tlp", "tlp_from") if k in value}
+                for d in decisions:
+                    if not isinstance(d, dict):
+                        raise inputs.InputError(piece, "a decision is not a JSON object", line=line,
+                                                field="decisions")
+                    yield {**head, "recipient": d.get("recipient"), "allowed": d.get("allowed"),
+                           "reasons": d.get("reasons"), "bot": value.get("bot"), **extra}

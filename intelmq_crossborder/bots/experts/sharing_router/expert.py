@@ -98,7 +98,8 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         uuid = event.get("provenance.event_uuid")
         # an event is identified by its UUID; the fingerprint is computed only for events without one
         self._audit.write_decisions(decisions, event_uuid=uuid, fingerprint=event.get("provenance.fingerprint")
-                                    or (None if uuid else fingerprint(event)))
+                                    or (None if uuid else fingerprint(event)),
+                                    tlp=None if facts.level is None else facts.level.label, tlp_from=facts.level_from)
         if facts.tlp_error is not None:
             raise InvalidValue(facts.tlp_error_field, facts.tlp_error_value,
                                reason=f"{facts.tlp_error}; denied for every recipient and dumped")
