@@ -406,7 +406,8 @@ def test_redact_function():
 # --- pinned outputs (the router's optimisations must not change a byte) -----------------
 
 def _bench_events(n: int) -> list:
-    """The benchmark's events, with some variations the benchmark lacks (no label, loops, bad PAP)."""
+    """The benchmark's events, with some variations the benchmark lacks (no label, loops, bad PAP, the
+    originator's id as event id, a fingerprint, the source flag)."""
     import sys
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -420,6 +421,12 @@ def _bench_events(n: int) -> list:
             e["provenance.hub_path"] = " DE-hub ,fr-hub"
         if i % 13 == 6:
             e["sharing.pap"] = "PAP:PURPLE"
+        if i % 17 == 8:            # the originator's own id: derived in a copy that hides the source
+            e["misp.event_uuid"] = e["provenance.event_uuid"].upper()
+        if i % 19 == 9:
+            e["provenance.fingerprint"] = "ab" * 32
+        if i % 23 == 4:
+            e["sharing.do_not_disclose_source"] = True
         out.append(e)
     return out
 
@@ -447,4 +454,4 @@ def test_decisions_and_copies_pinned(tmp_path):
             h.update(json.dumps([x.recipient, x.allowed, x.reasons]).encode() + b"\n")
             if x.allowed:
                 h.update(serialize_event(x.event_out).encode() + b"\n")
-    assert h.hexdigest() == "84b550d9809febaf7d8f0aee72907298b46202b0367a28ac264d24cd5bd4ac12"
+    assert h.hexdigest() == "29bfd95acd8d790a1fa90ce73fc654133b2ba09235fdf3bc0a522a88d4b8c2f8"

@@ -37,7 +37,8 @@ from typing import Any, Iterable, Mapping, Optional
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.tlp import Level
 from intelmq_crossborder.policy.agreements import PAP_LEVELS, Agreement, tlp_ceiling
-from intelmq_crossborder.policy.redact import LABEL_CARRYING, field_type, holds_pseudonym, pseudonym, rederive_ids
+from intelmq_crossborder.policy.redact import (LABEL_CARRYING, field_type, holds_pseudonym, originator_names, pseudonym,
+                                              rederive_ids)
 
 __all__ = ["Decision", "EventFacts", "event_facts", "decide", "decide_all", "parse_pap", "PolicySet"]
 
@@ -303,6 +304,92 @@ def decide_all(event: Mapping[str, Any], agreements: Iterable[Agreement], *,
     return [decide(event, a, hmac_key=hmac_key, facts=facts) for a in agreements]
 
 
+class _FieldPlan:
+    """What :func:`_transform` does to an event with given field names (in that order), for one
+    agreement: the same steps, worked out once per set of names (:meth:`PolicySet.decide`).
+    Only the values, the derived ``provenance.event_uuid`` and the fingerprint are left for
+    each event."""
+
+    __slots__ = ("delete", "pseudonymise", "touched", "orig_names", "raw", "keep_raw", "removed", "pseudonymised",
+                 "texts")
+
+    def __init__(self, keys: tuple, a: Agreement, hide: bool):
+        out = dict.fromkeys(keys)
+        removed, pseudonymised, pseudos = [], [], []
+        rm, ps, orig = a._remove, a._pseudo, a._originator
+        for name in rm.exact:
+            if name in out:
+                del out[name]
+                removed.append(name)
+        if rm.prefixes:
+            for name in [k for k in out if k.startswith(rm.prefixes)]:
+                del out[name]
+                removed.append(name)
+        if ps:
+            names = [n for n in ps.exact if n in out]
+            if ps.prefixes:
+                names += [k for k in out if k.startswith(ps.prefixes) and k not in ps.exact]
+            for name in names:
+                if name in LABEL_CARRYING:
+                    del out[name]
+                    removed.append(name)
+                else:
+                    pseudos.append((name, field_type(name)))
+                    pseudonymised.append(name)
+        if hide:
+            names = originator_names(list(out), orig).difference(pseudonymised)
+            for name in sorted(names):
+                if a.hide_source == "pseudonymise" and holds_pseudonym(name):
+                    pseudos.append((name, field_type(name)))
+                    pseudonymised.append(name)
+                else:
+                    del out[name]
+                    removed.append(name)
+        self.delete = tuple(removed)
+        self.pseudonymise = tuple(pseudos)
+        self.touched = tuple(removed + pseudonymised)
+        self.orig_names = originator_names(keys, orig) if hide else None
+        self.raw = "raw" in out
+        self.keep_raw = a.keep_raw
+        self.removed, self.pseudonymised = removed, pseudonymised
+        self.texts: dict = {}
+
+    def reasons(self, raw_dropped: bool, derived: bool) -> tuple:
+        """The ``removed:``/``pseudonymised:`` reasons of :func:`_allow` (cached)."""
+        texts = self.texts.get((raw_dropped, derived))
+        if texts is None:
+            removed = self.removed + ["raw"] if raw_dropped else self.removed
+            pseudonymised = self.pseudonymised + ["provenance.event_uuid"] if derived else self.pseudonymised
+            texts = ((("removed: " + ", ".join(sorted(removed)),) if removed else ())
+                     + (("pseudonymised: " + ", ".join(sorted(pseudonymised)),) if pseudonymised else ()))
+            self.texts[(raw_dropped, derived)] = texts
+        return texts
+
+
+def _allow_planned(event: Mapping[str, Any], a: Agreement, plan: _FieldPlan, facts: EventFacts, level: Level,
+                   hmac_key: Optional[bytes]) -> Decision:
+    """:func:`_allow` (same copy, same reasons) from a :class:`_FieldPlan` of the event's names."""
+    out = dict(event)
+    for name in plan.delete:
+        del out[name]
+    for name, ftype in plan.pseudonymise:
+        out[name] = pseudonym(out[name], hmac_key, ftype)
+    derived = rederive_ids(out, event, plan.touched, hmac_key, a._originator if plan.orig_names is not None else None,
+                           plan.orig_names)
+    raw_dropped = plan.raw and (not plan.keep_raw or bool(plan.touched) or derived)
+    if raw_dropped:
+        del out["raw"]
+    out["sharing.tlp"] = _LABELS[level]
+    out["sharing.agreement"] = a.recipient
+    if a.retention_days is not None:
+        out["sharing.retention_days"] = a.retention_days
+    if facts.chatham_house:
+        out[tlp.HIDE_SOURCE_FIELD] = True
+    reasons = [_allowed_text(a, level, facts.level_from)]
+    reasons.extend(plan.reasons(raw_dropped, derived))
+    return Decision(True, reasons, out, a.recipient)
+
+
 class PolicySet:
     """A set of agreements and a key, deciding an event for every recipient at once.
 
@@ -319,6 +406,7 @@ class PolicySet:
         self.hmac_key = hmac_key
         self.cache_size = cache_size
         self._cache: dict = {}
+        self._fields: dict = {}        # (field names, hide flag) -> {agreement index: _FieldPlan}
 
     def _plan(self, event: Mapping[str, Any], facts: EventFacts) -> list:
         get = event.get
@@ -326,10 +414,10 @@ class PolicySet:
         plan = self._cache.get(key)
         if plan is None:
             plan = []
-            for a in self.agreements:
+            for i, a in enumerate(self.agreements):
                 reasons, level = _deny_reasons(facts, event, a, self.hmac_key)
                 denial = Decision(False, reasons, None, a.recipient) if reasons else None
-                plan.append((a, denial, level))
+                plan.append((i, a, denial, level))
             if len(self._cache) >= self.cache_size:
                 self._cache.clear()
             self._cache[key] = plan
@@ -344,6 +432,20 @@ class PolicySet:
         if facts is None:
             facts = event_facts(event)
         key = self.hmac_key
-        return [denial if denial is not None else _allow(event, a, facts, level, key)
-                for a, denial, level in self._plan(event, facts)]
+        names = (tuple(event), facts.chatham_house)
+        fields = self._fields.get(names)
+        if fields is None:
+            if len(self._fields) >= self.cache_size:
+                self._fields.clear()
+            fields = self._fields[names] = {}
+        out = []
+        for i, a, denial, level in self._plan(event, facts):
+            if denial is not None:
+                out.append(denial)
+                continue
+            plan = fields.get(i)
+            if plan is None:
+                plan = fields[i] = _FieldPlan(names[0], a, (not a.disclose_source) or facts.chatham_house)
+            out.append(_allow_planned(event, a, plan, facts, level, key))
+        return out
 

@@ -239,15 +239,24 @@ def redact(event: Mapping[str, Any], *, remove: Iterable[str] = (), pseudonymise
 
 # --- hiding the source -----------------------------------------------------------------
 
-def names_originator(value: str, event: Mapping[str, Any], originator: FieldSelector) -> bool:
+def originator_names(keys: Iterable[str], originator: FieldSelector) -> frozenset:
+    """The names among ``keys`` that ``originator`` selects."""
+    names = originator.exact.intersection(keys)
+    if originator.prefixes:
+        names = names.union([k for k in keys if k.startswith(originator.prefixes)])
+    return frozenset(names)
+
+
+def names_originator(value: str, event: Mapping[str, Any], originator: FieldSelector,
+                     names: Optional[Iterable[str]] = None) -> bool:
     """Whether ``value`` is also the value of a field that names the originator (case and
-    surrounding blanks ignored, as uuids are compared)."""
+    surrounding blanks ignored, as uuids are compared).  ``names``: ``originator_names`` of
+    the event's keys, when the caller has them already."""
     wanted = value.strip().lower()
     if not wanted:
         return False
-    names = originator.exact.intersection(event.keys())
-    if originator.prefixes:
-        names = names.union([k for k in event.keys() if k.startswith(originator.prefixes)])
+    if names is None:
+        names = originator_names(event.keys(), originator)
     for name in names:
         other = event[name]
         if isinstance(other, str) and other.strip().lower() == wanted:
@@ -271,7 +280,8 @@ def hidden_event_uuid(value: str, key: Optional[bytes] = None) -> str:
 
 
 def rederive_ids(out: MutableMapping[str, Any], event: Mapping[str, Any], touched: Iterable[str],
-                 key: Optional[bytes], originator: Optional[FieldSelector]) -> bool:
+                 key: Optional[bytes], originator: Optional[FieldSelector],
+                 originator_fields: Optional[Iterable[str]] = None) -> bool:
     """The id steps of a copy ``out`` of ``event`` whose fields ``touched`` were removed or
     pseudonymised; returns whether ``provenance.event_uuid`` was derived.
 
@@ -280,11 +290,13 @@ def rederive_ids(out: MutableMapping[str, Any], event: Mapping[str, Any], touche
       :func:`hidden_event_uuid`, which still lets the recipient de-duplicate.
     - A clear-text ``provenance.fingerprint`` over a touched identifying field would let a
       recipient test guesses of the hidden value: it is recomputed over the copy.
+
+    ``originator_fields``: :func:`originator_names` of the event's keys, when known.
     """
     derived = False
     if originator is not None:
         event_uuid = out.get("provenance.event_uuid")
-        if isinstance(event_uuid, str) and names_originator(event_uuid, event, originator):
+        if isinstance(event_uuid, str) and names_originator(event_uuid, event, originator, originator_fields):
             out["provenance.event_uuid"] = hidden_event_uuid(event_uuid, key)
             derived = True
     if "provenance.fingerprint" in out and not _fingerprint.FINGERPRINT_FIELD_SET.isdisjoint(touched):
