@@ -440,6 +440,7 @@ def test_decisions_and_copies_pinned(tmp_path):
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     import bench_router
+    from intelmq_crossborder.policy.audit import encode_decision
     from intelmq_crossborder.policy.decide import PolicySet
     from intelmq_crossborder.runtime.fanout import serialize_event
     bench_router.make_agreements(tmp_path)
@@ -448,7 +449,10 @@ def test_decisions_and_copies_pinned(tmp_path):
     policy = PolicySet(agreements, key)
     h = hashlib.sha256()
     for e in _bench_events(1500):
-        for x, y in zip(decide_all(e, agreements, hmac_key=key), policy.decide(e), strict=True):
+        expected, got = decide_all(e, agreements, hmac_key=key), policy.decide(e)
+        assert got.audit_parts == [encode_decision(d.recipient, d.allowed, d.reasons) for d in expected]
+        assert got.denials == tuple((d.recipient, tuple(d.codes)) for d in expected if not d.allowed)
+        for x, y in zip(expected, got, strict=True):
             assert (x.recipient, x.allowed, x.reasons, x.event_out) == (y.recipient, y.allowed, y.reasons,
                                                                         y.event_out)
             h.update(json.dumps([x.recipient, x.allowed, x.reasons]).encode() + b"\n")

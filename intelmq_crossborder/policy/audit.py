@@ -43,7 +43,7 @@ from typing import Iterable, Iterator, Optional
 from intelmq_crossborder.core import inputs
 from intelmq_crossborder.core.files import move_durably
 
-__all__ = ["AuditTrail", "rotated_files", "read_records", "record"]
+__all__ = ["AuditTrail", "rotated_files", "read_records", "record", "encode_decision"]
 
 _enc = json.encoder.encode_basestring_ascii     # str -> JSON string literal (C implementation)
 
@@ -59,6 +59,13 @@ def record(decision, *, event_uuid: Optional[str], fingerprint: Optional[str], b
     return {"time": time or _dt.datetime.now(_dt.timezone.utc).isoformat(), "event_uuid": event_uuid,
             "fingerprint": fingerprint, "recipient": decision.recipient, "allowed": decision.allowed,
             "reasons": list(decision.reasons), "bot": bot}
+
+
+def encode_decision(recipient: Optional[str], allowed: bool, reasons: Iterable[str]) -> str:
+    """One entry of a record's ``decisions``, JSON-encoded."""
+    return ('{"recipient":' + _enc_opt(recipient)
+            + (',"allowed":true,"reasons":[' if allowed else ',"allowed":false,"reasons":[')
+            + ",".join(map(_enc, reasons)) + "]}")
 
 
 class AuditTrail:
@@ -87,20 +94,21 @@ class AuditTrail:
         number of decisions (nothing is written for none).
 
         ``tlp``/``tlp_from``: the event's TLP and where it came from (the keys are written
-        when ``tlp_from`` is given).  The line is assembled from JSON-encoded pieces (a
-        denial of :class:`~intelmq_crossborder.policy.decide.PolicySet` is a cached, shared
-        object and keeps its encoding); it parses to what the docstring of this module shows.
+        when ``tlp_from`` is given).  The line is assembled from JSON-encoded pieces
+        (:func:`encode_decision`; the result of
+        :meth:`~intelmq_crossborder.policy.decide.PolicySet.decide` carries them as
+        ``audit_parts``); it parses to what the docstring of this module shows.
         """
-        parts = []
-        for d in decisions:
-            part = d.__dict__.get("_audit_json")
-            if part is None:
-                part = ('{"recipient":' + _enc_opt(d.recipient)
-                        + (',"allowed":true,"reasons":[' if d.allowed else ',"allowed":false,"reasons":[')
-                        + ",".join(map(_enc, d.reasons)) + "]}")
-                if not d.allowed:
-                    d._audit_json = part
-            parts.append(part)
+        parts = getattr(decisions, "audit_parts", None)      # encoded by PolicySet.decide already
+        if parts is None:
+            parts = []
+            for d in decisions:
+                part = d.__dict__.get("_audit_json")
+                if part is None:
+                    part = encode_decision(d.recipient, d.allowed, d.reasons)
+                    if not d.allowed:
+                        d._audit_json = part
+                parts.append(part)
         if not parts:
             return 0
         now = _dt.datetime.now(_dt.timezone.utc).isoformat()

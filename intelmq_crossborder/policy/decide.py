@@ -36,11 +36,12 @@ from typing import Any, Iterable, Mapping, Optional
 
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.tlp import Level
+from intelmq_crossborder.policy.audit import encode_decision
 from intelmq_crossborder.policy.agreements import PAP_LEVELS, Agreement, tlp_ceiling
 from intelmq_crossborder.policy.redact import (LABEL_CARRYING, field_type, holds_pseudonym, originator_names, pseudonym,
                                               rederive_ids)
 
-__all__ = ["Decision", "EventFacts", "event_facts", "decide", "decide_all", "parse_pap", "PolicySet"]
+__all__ = ["Decision", "Decisions", "EventFacts", "event_facts", "decide", "decide_all", "parse_pap", "PolicySet"]
 
 _PAP_ORDER = {name: i for i, name in enumerate(PAP_LEVELS)}
 
@@ -311,7 +312,7 @@ class _FieldPlan:
     each event."""
 
     __slots__ = ("delete", "pseudonymise", "touched", "orig_names", "raw", "keep_raw", "removed", "pseudonymised",
-                 "texts")
+                 "texts", "parts")
 
     def __init__(self, keys: tuple, a: Agreement, hide: bool):
         out = dict.fromkeys(keys)
@@ -353,6 +354,16 @@ class _FieldPlan:
         self.keep_raw = a.keep_raw
         self.removed, self.pseudonymised = removed, pseudonymised
         self.texts: dict = {}
+        self.parts: dict = {}          # reasons -> audit entry (encode_decision)
+
+    def audit_part(self, d: Decision) -> str:
+        key = tuple(d.reasons)
+        part = self.parts.get(key)
+        if part is None:
+            if len(self.parts) > 64:
+                self.parts.clear()
+            part = self.parts[key] = encode_decision(d.recipient, True, key)
+        return part
 
     def reasons(self, raw_dropped: bool, derived: bool) -> tuple:
         """The ``removed:``/``pseudonymised:`` reasons of :func:`_allow` (cached)."""
@@ -390,14 +401,38 @@ def _allow_planned(event: Mapping[str, Any], a: Agreement, plan: _FieldPlan, fac
     return Decision(True, reasons, out, a.recipient)
 
 
+class Decisions(list):
+    """The :class:`Decision` of each agreement, in the agreements' order, as
+    :meth:`PolicySet.decide` returns them, with ``audit_parts`` (each decision encoded for
+    :meth:`intelmq_crossborder.policy.audit.AuditTrail.write_decisions`) and ``denials``
+    (``(recipient, reason codes)`` of each denial: the same object for every event that
+    got the same denials, to count them by)."""
+
+    __slots__ = ("audit_parts", "denials")
+
+
+class _Plan:
+    """The allow/deny part of the decisions for one combination of facts (see :class:`PolicySet`)."""
+
+    __slots__ = ("entries", "parts", "denials")
+
+    def __init__(self, entries: list):
+        self.entries = entries          # (index, agreement, cached denial or None, effective level)
+        self.parts = [None if denial is None else encode_decision(denial.recipient, False, denial.reasons)
+                      for _, _, denial, _ in entries]
+        self.denials = tuple((denial.recipient, tuple(denial.codes)) for _, _, denial, _ in entries
+                             if denial is not None)
+
+
 class PolicySet:
     """A set of agreements and a key, deciding an event for every recipient at once.
 
     Same results as :func:`decide` for each agreement (a test holds it to that),
     faster: the allow/deny part of a decision depends only on the event's
     :class:`EventFacts`, classification and country of origin, so it is computed
-    once per such combination and cached (bounded); only the copies for the
-    permitted recipients are built per event.  The sharing router uses it.
+    once per such combination and cached (bounded), as are the field steps of a
+    copy per agreement and set of field names (:class:`_FieldPlan`); only the copies
+    for the permitted recipients are built per event.  The sharing router uses it.
     """
 
     def __init__(self, agreements: Iterable[Agreement], hmac_key: Optional[bytes] = None,
@@ -408,23 +443,24 @@ class PolicySet:
         self._cache: dict = {}
         self._fields: dict = {}        # (field names, hide flag) -> {agreement index: _FieldPlan}
 
-    def _plan(self, event: Mapping[str, Any], facts: EventFacts) -> list:
+    def _plan(self, event: Mapping[str, Any], facts: EventFacts) -> _Plan:
         get = event.get
         key = (facts, get("classification.taxonomy"), get("classification.type"), get("provenance.origin_country"))
         plan = self._cache.get(key)
         if plan is None:
-            plan = []
+            entries = []
             for i, a in enumerate(self.agreements):
                 reasons, level = _deny_reasons(facts, event, a, self.hmac_key)
                 denial = Decision(False, reasons, None, a.recipient) if reasons else None
-                plan.append((i, a, denial, level))
+                entries.append((i, a, denial, level))
+            plan = _Plan(entries)
             if len(self._cache) >= self.cache_size:
                 self._cache.clear()
             self._cache[key] = plan
         return plan
 
-    def decide(self, event: Mapping[str, Any], facts: Optional[EventFacts] = None) -> list:
-        """One :class:`Decision` per agreement, in the agreements' order.
+    def decide(self, event: Mapping[str, Any], facts: Optional[EventFacts] = None) -> Decisions:
+        """One :class:`Decision` per agreement, in the agreements' order (a :class:`Decisions`).
 
         ``facts``: :func:`event_facts` of this event, when the caller already has them.
         Denials are shared, cached objects: read them, do not modify them.
@@ -438,14 +474,18 @@ class PolicySet:
             if len(self._fields) >= self.cache_size:
                 self._fields.clear()
             fields = self._fields[names] = {}
-        out = []
-        for i, a, denial, level in self._plan(event, facts):
+        plan = self._plan(event, facts)
+        out = Decisions()
+        parts = out.audit_parts = plan.parts.copy()
+        out.denials = plan.denials
+        for i, a, denial, level in plan.entries:
             if denial is not None:
                 out.append(denial)
                 continue
-            plan = fields.get(i)
-            if plan is None:
-                plan = fields[i] = _FieldPlan(names[0], a, (not a.disclose_source) or facts.chatham_house)
-            out.append(_allow_planned(event, a, plan, facts, level, key))
+            fplan = fields.get(i)
+            if fplan is None:
+                fplan = fields[i] = _FieldPlan(names[0], a, (not a.disclose_source) or facts.chatham_house)
+            d = _allow_planned(event, a, fplan, facts, level, key)
+            parts[i] = fplan.audit_part(d)
+            out.append(d)
         return out
-

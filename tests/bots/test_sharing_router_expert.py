@@ -1,4 +1,5 @@
 """BotTestCase tests of the cross-border sharing router."""
+import json
 import os
 import shutil
 import tempfile
@@ -126,8 +127,13 @@ class TestCrossBorderSharingRouterExpertBot(CrossBorderBotTestCase, unittest.Tes
         self.assertEqual(out["cert-at"] + out["ee-isac"], [])
         self.assertLogMatches(r"Event shared with no recipient \(1 so far\)\.", "DEBUG")
 
-    def test_audit_trail_one_line_per_decision(self):
+    def test_audit_trail_one_record_per_event(self):
         self.route(ev(sharing__tlp="AMBER"))
+        lines = self.audit_path.read_text().splitlines()
+        self.assertEqual(len(lines), 1)
+        record = json.loads(lines[0])
+        self.assertEqual((record["tlp"], record["tlp_from"]), ("AMBER", "sharing.tlp"))
+        self.assertEqual([d["recipient"] for d in record["decisions"]], RECIPIENTS)
         records = self.audit_records()
         self.assertEqual([(r["recipient"], r["allowed"]) for r in records],
                          [("cert-at", True), ("ee-isac", False), ("hub-soc", True)])
@@ -216,6 +222,14 @@ class TestCrossBorderSharingRouterExpertBot(CrossBorderBotTestCase, unittest.Tes
         self.route(ev(sharing__tlp="GREEN"), ev(sharing__tlp="AMBER"), parameters={"counts_interval": 1})
         self.bot.log_counts()
         self.assertRegexpMatchesLog(r"Sharing counts: cert-at sent \d+ denied 0; ee-isac sent \d+ denied \d+")
+
+    def test_counts_per_reason_code(self):
+        self.route(ev(sharing__tlp="AMBER"), ev(sharing__tlp="RED"), ev(sharing__tlp="RED"),
+                   ev(sharing__tlp="GREEN"), parameters={"counts_interval": 0})
+        self.bot.log_counts()
+        self.assertRegexpMatchesLog(r"Sharing counts: cert-at sent 2 denied 2 \(tlp-red 2\); "
+                                    r"ee-isac sent 1 denied 3 \(tlp-above-ceiling 1, tlp-red 2\); "
+                                    r"hub-soc sent 2 denied 2 \(tlp-red 2\); shared with nobody 2;")
 
     def test_reload_rereads_agreements(self):
         self.prepare_bot(destination_queues=RECIPIENTS)

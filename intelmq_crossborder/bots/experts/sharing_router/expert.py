@@ -79,8 +79,8 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         self._sender = fanout.BatchSender(self, fanout_mode)
         self._sent = collections.Counter()
         self._denied = collections.defaultdict(collections.Counter)
+        self._denial_sets = {}       # id(Decisions.denials) -> [denials, number of events]
         self._unrouted = 0
-        self._codes = {}
         self._last_counts = time.monotonic()
         self.logger.info("Loaded %d sharing agreement(s) from %s: %s; audit trail %s.", len(self._agreements),
                          self.agreements_dir, ", ".join(a.recipient for a in self._agreements) or "none", path)
@@ -103,21 +103,19 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         if facts.tlp_error is not None:
             raise InvalidValue(facts.tlp_error_field, facts.tlp_error_value,
                                reason=f"{facts.tlp_error}; denied for every recipient and dumped")
-        items = []
-        for d in decisions:
-            if d.allowed:
-                self._sent[d.recipient] += 1
-                items.append((d.recipient, fanout.serialize_event(d.event_out)))
-            else:
-                denied = self._denied[d.recipient]
-                codes = self._codes
-                for reason in d.reasons:
-                    code = codes.get(reason)
-                    if code is None:
-                        if len(codes) > 8192:
-                            codes.clear()
-                        code = codes[reason] = reason.split(":", 1)[0]
-                    denied[code] += 1
+        sent = self._sent
+        items = [(d.recipient, fanout.serialize_event(d.event_out)) for d in decisions if d.allowed]
+        for recipient, _ in items:
+            sent[recipient] += 1
+        # the denials are counted per combination (decisions.denials is shared), expanded when logged
+        counts = self._denial_sets
+        entry = counts.get(id(decisions.denials))
+        if entry is None:
+            if len(counts) >= 4096:
+                self._fold_denials()
+            counts[id(decisions.denials)] = [decisions.denials, 1]
+        else:
+            entry[1] += 1
         if not items:
             self._unrouted += 1
             self.logger.debug("Event shared with no recipient (%d so far).", self._unrouted)
@@ -125,8 +123,18 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         if self._counts_interval and time.monotonic() - self._last_counts >= self._counts_interval:
             self.log_counts()
 
+    def _fold_denials(self):
+        """Add the counted combinations of denials to the counts per recipient and reason code."""
+        for denials, n in self._denial_sets.values():
+            for recipient, codes in denials:
+                denied = self._denied[recipient]
+                for code in codes:
+                    denied[code] += n
+        self._denial_sets.clear()
+
     def log_counts(self):
         """Log (and reset) the counts per recipient and per denial reason."""
+        self._fold_denials()
         parts = []
         for a in self._agreements:
             denied = self._denied.get(a.recipient, {})
@@ -144,7 +152,7 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
 
     def shutdown(self):
         if self._audit is not None:
-            if self._sent or self._denied or self._unrouted:
+            if self._sent or self._denied or self._denial_sets or self._unrouted:
                 self.log_counts()
             self._audit.close()
             self._audit = None
