@@ -414,10 +414,12 @@ class Decisions(list):
 class _Plan:
     """The allow/deny part of the decisions for one combination of facts (see :class:`PolicySet`)."""
 
-    __slots__ = ("entries", "parts", "denials")
+    __slots__ = ("decisions", "allowed", "parts", "denials")
 
     def __init__(self, entries: list):
-        self.entries = entries          # (index, agreement, cached denial or None, effective level)
+        # entries: (index, agreement, cached denial or None, effective level)
+        self.decisions = [denial for _, _, denial, _ in entries]      # None where allowed
+        self.allowed = [(i, a, level) for i, a, denial, level in entries if denial is None]
         self.parts = [None if denial is None else encode_decision(denial.recipient, False, denial.reasons)
                       for _, _, denial, _ in entries]
         self.denials = tuple((denial.recipient, tuple(denial.codes)) for _, _, denial, _ in entries
@@ -475,17 +477,13 @@ class PolicySet:
                 self._fields.clear()
             fields = self._fields[names] = {}
         plan = self._plan(event, facts)
-        out = Decisions()
+        out = Decisions(plan.decisions)
         parts = out.audit_parts = plan.parts.copy()
         out.denials = plan.denials
-        for i, a, denial, level in plan.entries:
-            if denial is not None:
-                out.append(denial)
-                continue
+        for i, a, level in plan.allowed:
             fplan = fields.get(i)
             if fplan is None:
                 fplan = fields[i] = _FieldPlan(names[0], a, (not a.disclose_source) or facts.chatham_house)
-            d = _allow_planned(event, a, fplan, facts, level, key)
+            d = out[i] = _allow_planned(event, a, fplan, facts, level, key)
             parts[i] = fplan.audit_part(d)
-            out.append(d)
         return out
