@@ -5,7 +5,7 @@ The wait after the n-th consecutive failure is ``initial * 2**(n-1)`` seconds, c
 
 * a loop that retries one call a bounded number of times asks :meth:`Backoff.delay` for the
   wait before each retry (the MISP calls in ``misp_push.RetryingCaller``, the CSAF downloads
-  in ``csaf_distribution.Fetcher``, the Elasticsearch output's bulk retries);
+  in ``csaf_distribution.Fetcher``, the data lake's bulk retries in ``datalake.indexer.BulkIndexer``);
 * a component that keeps a peer's state between calls (the exchange push,
   ``exchange.Pusher``) records :meth:`failed` and :meth:`succeeded` and asks :meth:`ready`
   before it contacts the peer again.
