@@ -459,3 +459,24 @@ def test_decisions_and_copies_pinned(tmp_path):
             if x.allowed:
                 h.update(serialize_event(x.event_out).encode() + b"\n")
     assert h.hexdigest() == "29bfd95acd8d790a1fa90ce73fc654133b2ba09235fdf3bc0a522a88d4b8c2f8"
+
+
+def test_policy_set_shares_denials_between_events(tmp_path):
+    """Denials are cached: the same facts give the same objects, and so does a different
+    combination of facts that gives an agreement the same denial (what keeps the router cheap)."""
+    from intelmq_crossborder.policy.decide import PolicySet
+    agreements = [agreement(recipient="a", taxonomies=["vulnerable"]), agreement(recipient="b", max_tlp="AMBER",
+                                                                                relation="constituent")]
+    policy = PolicySet(agreements, KEY)
+    red_vuln, red_vuln_again = policy.decide(event(sharing__tlp="RED")), policy.decide(event(sharing__tlp="RED"))
+    assert red_vuln[0] is red_vuln_again[0] and red_vuln.denials is red_vuln_again.denials
+    red_fraud = policy.decide(event(sharing__tlp="RED", classification__taxonomy="fraud"))
+    assert red_fraud[1] is red_vuln[1]            # b: tlp-red either way
+    assert red_fraud[0] is not red_vuln[0]        # a: also taxonomy-not-allowed
+    assert red_fraud.denials == (("a", ("tlp-red", "taxonomy-not-allowed")), ("b", ("tlp-red",)))
+    # another combination of facts (a PAP no agreement limits), the same denials: shared audit entries and counts
+    red_vuln_pap = policy.decide(event(sharing__tlp="RED", sharing__pap="GREEN"))
+    assert red_vuln_pap[0] is red_vuln[0] and red_vuln_pap[1] is red_vuln[1]
+    assert red_vuln_pap.denials is red_vuln.denials and red_vuln_pap.audit_parts == red_vuln.audit_parts
+    green_fraud = policy.decide(event(sharing__tlp="GREEN", classification__taxonomy="fraud"))
+    assert green_fraud[1].allowed and green_fraud.denials == (("a", ("taxonomy-not-allowed",)),)

@@ -416,10 +416,13 @@ class _Plan:
 
     __slots__ = ("decisions", "allowed", "parts", "denials")
 
-    def __init__(self, entries: list):
+    def __init__(self, entries: list, shared: Optional[tuple] = None):
         # entries: (index, agreement, cached denial or None, effective level)
         self.decisions = [denial for _, _, denial, _ in entries]      # None where allowed
         self.allowed = [(i, a, level) for i, a, denial, level in entries if denial is None]
+        if shared is not None:          # (parts, denials) of a plan with the same denials
+            self.parts, self.denials = shared
+            return
         self.parts = [None if denial is None else encode_decision(denial.recipient, False, denial.reasons)
                       for _, _, denial, _ in entries]
         self.denials = tuple((denial.recipient, tuple(denial.codes)) for _, _, denial, _ in entries
@@ -438,24 +441,41 @@ class PolicySet:
     """
 
     def __init__(self, agreements: Iterable[Agreement], hmac_key: Optional[bytes] = None,
-                 cache_size: int = 1024):
+                 cache_size: int = 4096):
         self.agreements = list(agreements)
         self.hmac_key = hmac_key
         self.cache_size = cache_size
         self._cache: dict = {}
         self._fields: dict = {}        # (field names, hide flag) -> {agreement index: _FieldPlan}
+        self._denials: dict = {}       # (agreement index, reasons) -> the one Decision of that denial
+        self._shared: dict = {}        # the denials' keys of a plan -> (_Plan.parts, _Plan.denials)
 
     def _plan(self, event: Mapping[str, Any], facts: EventFacts) -> _Plan:
         get = event.get
         key = (facts, get("classification.taxonomy"), get("classification.type"), get("provenance.origin_country"))
         plan = self._cache.get(key)
         if plan is None:
-            entries = []
+            entries, keys = [], []
+            denials = self._denials
+            if len(denials) >= 8 * self.cache_size:
+                denials.clear()
+                self._shared.clear()
             for i, a in enumerate(self.agreements):
                 reasons, level = _deny_reasons(facts, event, a, self.hmac_key)
-                denial = Decision(False, reasons, None, a.recipient) if reasons else None
+                denial = None
+                if reasons:
+                    # many combinations of facts give an agreement the same denial: one object each
+                    dkey = (i, *reasons)
+                    keys.append(dkey)
+                    denial = denials.get(dkey)
+                    if denial is None:
+                        denial = denials[dkey] = Decision(False, reasons, None, a.recipient)
                 entries.append((i, a, denial, level))
-            plan = _Plan(entries)
+            # ... and many give the same set of denials: their audit entries and counts are shared too
+            shared = self._shared.get(tuple(keys))
+            plan = _Plan(entries, shared)
+            if shared is None:
+                self._shared[tuple(keys)] = (plan.parts, plan.denials)
             if len(self._cache) >= self.cache_size:
                 self._cache.clear()
             self._cache[key] = plan
