@@ -6,13 +6,14 @@ over the target, and the folder is fsynced so that the rename itself is durable.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, BinaryIO, Iterator, Optional, Union
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "fsync_dir", "move_durably"]
+__all__ = ["atomic_output", "atomic_write", "atomic_write_text", "atomic_write_json", "fsync_dir", "move_durably"]
 
 PathLike = Union[str, Path]
 
@@ -31,18 +32,20 @@ def fsync_dir(path: PathLike) -> None:
         os.close(fd)
 
 
-def atomic_write(path: PathLike, data: bytes, *, mode: Optional[int] = None) -> None:
-    """Replace ``path`` with ``data`` atomically and durably; creates missing parent folders.
-
-    ``mode`` sets the file's permissions (default: mkstemp's 0600)."""
+@contextlib.contextmanager
+def atomic_output(path: PathLike, *, mode: Optional[int] = None, fsync: bool = True) -> Iterator[BinaryIO]:
+    """A binary file to stream into; on a clean exit it replaces ``path`` atomically (and, with
+    ``fsync``, durably), on an exception it is removed and ``path`` is left as it was.
+    Creates missing parent folders; ``mode`` sets the permissions (default: mkstemp's 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".tmp", dir=str(path.parent))
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                os.fsync(fh.fileno())
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
@@ -52,7 +55,14 @@ def atomic_write(path: PathLike, data: bytes, *, mode: Optional[int] = None) -> 
         except OSError:
             pass
         raise
-    fsync_dir(path.parent)
+    if fsync:
+        fsync_dir(path.parent)
+
+
+def atomic_write(path: PathLike, data: bytes, *, mode: Optional[int] = None) -> None:
+    """Replace ``path`` with ``data`` atomically and durably (:func:`atomic_output`)."""
+    with atomic_output(path, mode=mode) as fh:
+        fh.write(data)
 
 
 def atomic_write_text(path: PathLike, text: str, *, mode: Optional[int] = None) -> None:

@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from intelmq_crossborder.core import inputs
 from intelmq_crossborder.core.errors import CrossBorderError
-from intelmq_crossborder.core.files import fsync_dir
+from intelmq_crossborder.core.files import atomic_output
 from intelmq_crossborder.core.fingerprint import digest
 
 __all__ = [
@@ -652,10 +652,9 @@ class BundleWriter:
             "value": base64.b64encode(self._key.sign(manifest_bytes)).decode("ascii")}]}
         sig_bytes = (json.dumps(signatures, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8")
         target = self.directory / bundle_file_name(self.manifest)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.bundle_id}.", suffix=".xbundle.tmp", dir=str(self.directory))
         try:
             mtime = int(now.timestamp())
-            with os.fdopen(fd, "wb") as out:
+            with atomic_output(target, mode=0o644, fsync=self._fsync) as out:
                 with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
                     for name, payload in ((MEMBERS[0], manifest_bytes), (MEMBERS[1], sig_bytes)):
                         info = tarfile.TarInfo(name)
@@ -665,18 +664,8 @@ class BundleWriter:
                     info.size, info.mtime, info.mode = self._hasher.size, mtime, 0o644
                     with open(self._data_tmp, "rb") as data:
                         tar.addfile(info, data)
-                out.flush()
-                if self._fsync:
-                    os.fsync(out.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            _unlink(tmp)
-            raise
         finally:
             _unlink(self._data_tmp)
-        if self._fsync:
-            fsync_dir(self.directory)
         self.path = target
         return target
 

@@ -33,6 +33,7 @@ import yaml
 from intelmq_crossborder import harmonization
 
 from intelmq_crossborder.core import inputs
+from intelmq_crossborder.runtime.state_store import redis_client
 from intelmq_crossborder.core.errors import CrossBorderError
 #: The ready pipelines, agreement templates and samples: package data, so that they are
 #: there in a wheel install as in a checkout.
@@ -140,8 +141,7 @@ class RedisDatabaseLease:
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
         self.dbs: Tuple[int, ...] = ()
         if client is None:
-            import redis
-            client = redis.Redis(host=host, port=port, db=0, password=password, socket_timeout=10)
+            client = redis_client(host, port, 0, password, socket_timeout=10)
         self._redis = client
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -391,8 +391,7 @@ class IntelMQInstance:
 
     # --- queues -------------------------------------------------------------------
     def redis(self):
-        import redis
-        return redis.Redis(host=self.redis_host, port=self.redis_port, db=self.redis_db)
+        return redis_client(self.redis_host, self.redis_port, self.redis_db)
 
     def queues(self) -> set:
         names = set()
