@@ -43,7 +43,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence
 from intelmq_crossborder.core import fingerprint, tlp
 from intelmq_crossborder.policy.agreements import PAP_LEVELS
 from intelmq_crossborder.policy.decide import parse_pap
-from intelmq_crossborder.runtime.parameters import as_list, is_unset, optional
+from intelmq_crossborder.core.parameters import as_list, is_unset, optional
 
 __all__ = ["DEFAULT_KEY_FIELDS", "DEFAULT_FLAG_FIELDS", "indicator_key", "Contribution", "Spread", "Tracker",
            "build_warning", "is_flagged", "most_restrictive_pap", "read_level", "Settings", "parameter_problems",

@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
-from intelmq_crossborder.runtime.parameters import is_unset
+from intelmq_crossborder.core.parameters import is_unset
 
 __all__ = ["SealSchedule", "last_cut", "parse_seal_at", "schedule_problems"]
 

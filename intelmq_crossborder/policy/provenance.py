@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, MutableMapping, Optional
 
 from intelmq_crossborder.core.fingerprint import digest, fingerprint, has_identity
-from intelmq_crossborder.runtime.parameters import as_int, is_unset, optional
+from intelmq_crossborder.core.parameters import as_int, is_unset, optional
 
 __all__ = ["DIRECTIONS", "DEFAULTS", "hub_path", "loop_reason", "stamp", "retry_token", "dedup_key",
            "parameter_problems", "Claim", "Admission", "ProvenanceGuard"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from intelmq_crossborder.runtime.parameters import as_int, optional
+from intelmq_crossborder.core.parameters import as_int, optional
 
 __all__ = ["redis_client"]
 

@@ -42,7 +42,7 @@ from intelmq_crossborder.core.secrets import redact_in_logs, secret, secret_byte
 from intelmq_crossborder.core.retry import Backoff
 from intelmq_crossborder.core.errors import CrossBorderError
 from intelmq_crossborder.core.files import atomic_write_text
-from intelmq_crossborder.runtime.parameters import as_float, as_int, as_list, optional
+from intelmq_crossborder.core.parameters import as_float, as_int, as_list, optional
 
 __all__ = ["PushSettings", "target_event_uuid", "load_agreement_checked", "Planned", "merge", "projection", "observation_time", "RetryingCaller",
            "TransientMISPError", "PermanentMISPError", "FeedWriter", "Pusher", "PlanError",

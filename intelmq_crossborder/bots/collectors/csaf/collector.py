@@ -8,7 +8,7 @@ from urllib3.util.retry import Retry
 
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.formats.csaf import distribution as dist
-from intelmq_crossborder.runtime.parameters import as_float, as_int, as_list, is_unset, optional
+from intelmq_crossborder.core.parameters import as_float, as_int, as_list, is_unset, optional
 
 #: The defaults of the optional parameters, also for '' (IntelMQ Manager's untouched field) and null.
 DEFAULTS = {"discovery_scheme": "https", "tlp_labels": ["WHITE", "GREEN", "AMBER", "RED", "UNLABELED"],

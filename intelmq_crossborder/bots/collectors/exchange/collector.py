@@ -9,7 +9,7 @@ from intelmq_crossborder.exchange import transfer
 from intelmq_crossborder.exchange.importer import Importer
 from intelmq_crossborder.exchange.state import StateError
 from intelmq_crossborder.formats import bundle
-from intelmq_crossborder.runtime.parameters import is_unset, optional
+from intelmq_crossborder.core.parameters import is_unset, optional
 
 
 class CrossBorderExchangeCollectorBot(CollectorBot):

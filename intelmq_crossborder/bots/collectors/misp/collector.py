@@ -7,7 +7,7 @@ from intelmq.lib.bot import CollectorBot
 
 from intelmq_crossborder.formats.misp import push as misp_push
 from intelmq_crossborder.formats.misp.state import CollectorState, collect
-from intelmq_crossborder.runtime.parameters import as_float, as_int, as_list, optional
+from intelmq_crossborder.core.parameters import as_float, as_int, as_list, optional
 
 
 class CrossBorderMISPCollectorBot(CollectorBot):

@@ -6,7 +6,7 @@ from intelmq.lib.exceptions import InvalidValue
 
 from intelmq_crossborder.analytics import contributions
 from intelmq_crossborder.core import tlp
-from intelmq_crossborder.runtime.parameters import optional
+from intelmq_crossborder.core.parameters import optional
 
 
 class CrossBorderContributionsExpertBot(ExpertBot):

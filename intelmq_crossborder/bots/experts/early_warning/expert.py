@@ -4,7 +4,7 @@ from intelmq.lib.exceptions import ConfigurationError, InvalidValue
 
 from intelmq_crossborder.analytics import early_warning as ew
 from intelmq_crossborder.core import tlp
-from intelmq_crossborder.runtime.parameters import optional
+from intelmq_crossborder.core.parameters import optional
 from intelmq_crossborder.runtime.state_store import redis_client
 
 _SETTINGS = ("min_hubs", "min_countries", "window", "key_fields", "flag_fields", "severity_field", "severity_values",

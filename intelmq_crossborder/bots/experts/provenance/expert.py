@@ -8,7 +8,7 @@ from intelmq.lib.exceptions import ConfigurationError
 
 from intelmq_crossborder.policy import provenance
 from intelmq_crossborder.runtime import fanout
-from intelmq_crossborder.runtime.parameters import as_int, optional
+from intelmq_crossborder.core.parameters import as_int, optional
 from intelmq_crossborder.runtime.state_store import redis_client
 
 _PARAMETERS = ("direction", "hub_id", "originator", "origin_country", "max_hops", "dedup_window", "dedup_key_prefix")

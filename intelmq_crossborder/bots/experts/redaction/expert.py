@@ -8,7 +8,7 @@ from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.secrets import secret_bytes
 from intelmq_crossborder.policy.agreements import AgreementError, agreement_from_dict
 from intelmq_crossborder.policy.redact import FieldSelector, label_fields_named, redact
-from intelmq_crossborder.runtime.parameters import as_list, optional
+from intelmq_crossborder.core.parameters import as_list, optional
 
 DEFAULT_KEY_ENV = "CROSSBORDER_HMAC_KEY"
 

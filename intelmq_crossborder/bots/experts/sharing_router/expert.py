@@ -15,7 +15,7 @@ from intelmq_crossborder.policy import audit
 from intelmq_crossborder.policy.agreements import AgreementError, load_agreements
 from intelmq_crossborder.policy.decide import PolicySet, event_facts
 from intelmq_crossborder.runtime import fanout
-from intelmq_crossborder.runtime.parameters import as_int, is_unset, optional
+from intelmq_crossborder.core.parameters import as_int, is_unset, optional
 
 DEFAULT_KEY_ENV = "CROSSBORDER_HMAC_KEY"
 

@@ -4,7 +4,7 @@ from intelmq.lib.exceptions import InvalidValue
 
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.runtime import fanout
-from intelmq_crossborder.runtime.parameters import optional
+from intelmq_crossborder.core.parameters import optional
 
 
 class CrossBorderTLPExpertBot(ExpertBot):

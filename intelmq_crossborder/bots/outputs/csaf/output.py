@@ -8,7 +8,7 @@ from intelmq.lib.exceptions import InvalidValue
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.formats.csaf.provider import OutputError, ProviderDirectory
 from intelmq_crossborder.formats.csaf.spool import AdvisorySpool
-from intelmq_crossborder.runtime.parameters import as_int, as_list, is_unset, optional
+from intelmq_crossborder.core.parameters import as_int, as_list, is_unset, optional
 
 PUBLISHER_CATEGORIES = ("coordinator", "discoverer", "other", "translator", "user", "vendor")
 DEFAULTS = {"group_by": ["csaf.tracking_id"], "fallback_group_by": ["product.vulnerabilities"],

@@ -14,7 +14,7 @@ from intelmq_crossborder.datalake import elastic
 from intelmq_crossborder.datalake.indexer import BulkIndexer, BulkRequestRefused, Refused
 from intelmq_crossborder.datalake.journal import Batch, Journal, journal_key
 from intelmq_crossborder.datalake.lifecycle import Lifecycle
-from intelmq_crossborder.runtime.parameters import as_float, as_int, as_list, is_unset
+from intelmq_crossborder.core.parameters import as_float, as_int, as_list, is_unset
 from intelmq_crossborder.runtime.state_store import redis_client
 
 __all__ = ["CrossBorderElasticsearchOutputBot", "BOT", "PARAMETERS"]

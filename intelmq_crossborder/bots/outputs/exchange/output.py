@@ -15,7 +15,7 @@ from intelmq_crossborder.exchange.seal import SealSchedule, schedule_problems
 from intelmq_crossborder.exchange.spool import RedeliveryGuard, Spool
 from intelmq_crossborder.formats import bundle
 from intelmq_crossborder.policy.redact import without_source
-from intelmq_crossborder.runtime.parameters import is_unset, optional
+from intelmq_crossborder.core.parameters import is_unset, optional
 
 
 class CrossBorderExchangeOutputBot(OutputBot):

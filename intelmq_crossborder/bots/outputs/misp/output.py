@@ -4,7 +4,7 @@ from intelmq.lib.exceptions import InvalidValue
 
 from intelmq_crossborder.formats.misp import push as misp_push
 from intelmq_crossborder.policy.agreements import tlp_ceiling
-from intelmq_crossborder.runtime.parameters import as_float, as_int, as_list, optional
+from intelmq_crossborder.core.parameters import as_float, as_int, as_list, optional
 
 
 class CrossBorderMISPOutputBot(OutputBot):

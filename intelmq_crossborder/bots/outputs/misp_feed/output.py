@@ -3,7 +3,7 @@ from intelmq.lib.bot import OutputBot
 from intelmq.lib.exceptions import InvalidValue
 
 from intelmq_crossborder.formats.misp import push as misp_push
-from intelmq_crossborder.runtime.parameters import as_list, optional
+from intelmq_crossborder.core.parameters import as_list, optional
 
 
 class CrossBorderMISPFeedOutputBot(OutputBot):

@@ -6,7 +6,7 @@ from intelmq.lib.bot import ParserBot
 
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.formats.csaf import document as csaf
-from intelmq_crossborder.runtime.parameters import as_list, optional
+from intelmq_crossborder.core.parameters import as_list, optional
 
 #: The defaults of the optional parameters, also for '' (IntelMQ Manager's untouched field) and null.
 DEFAULTS = {"default_tlp": "AMBER", "statuses": list(csaf.AFFECTED_STATUSES), "vex_statuses": list(csaf.ALL_STATUSES)}

@@ -6,7 +6,7 @@ from intelmq.lib.bot import ParserBot
 from intelmq.lib.exceptions import InvalidValue
 
 from intelmq_crossborder.core import inputs, tlp
-from intelmq_crossborder.runtime.parameters import optional
+from intelmq_crossborder.core.parameters import optional
 
 
 class CrossBorderExchangeParserBot(ParserBot):

@@ -9,7 +9,7 @@ from intelmq.lib.exceptions import InvalidValue
 from intelmq_crossborder.core import inputs, tlp
 
 from intelmq_crossborder.formats.misp import convert as misp
-from intelmq_crossborder.runtime.parameters import optional
+from intelmq_crossborder.core.parameters import optional
 
 
 class _BadInput:
