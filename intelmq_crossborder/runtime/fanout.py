@@ -176,6 +176,8 @@ class BatchSender:
         self._guarded = None
         self._guarded_client = None
         self._guarded_disabled = False
+        self._pipe = None
+        self._pipe_client = None
 
     @property
     def use_script(self) -> bool:
@@ -198,8 +200,14 @@ class BatchSender:
                     raise
                 self.mode = "transaction"      # scripts disabled on this server
         if self.mode == "pipeline":
-            # send, then acknowledge (IntelMQ's order), then move the next message in
-            pipe = client.pipeline(transaction=False)
+            # send, then acknowledge (IntelMQ's order), then move the next message in; the
+            # pipeline object is reused (execute() empties it, also when it fails)
+            pipe = self._pipe
+            if pipe is None or self._pipe_client is not client:
+                pipe = self._pipe = client.pipeline(transaction=False)
+                self._pipe_client = client
+            elif pipe.command_stack:          # left over from a call that failed before execute()
+                pipe.reset()
             for key, data in zip(keys, args):
                 pipe.lpush(key, data)
             pipe.rpop(keys[-2])
