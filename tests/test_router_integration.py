@@ -118,13 +118,13 @@ def push(inst, events):
         r.lpush("sharing-router-queue", json.dumps(dict(e, __type="Event")))
 
 
-def wait_processed(inst, expected_audit_lines, timeout=60):
+def wait_processed(inst, expected_decisions, timeout=60):
     r = inst.redis()
 
     def processed():
         busy = r.llen("sharing-router-queue") + r.llen("sharing-router-queue-internal")
-        lines = len(list(audit.read_records(inst.audit_path))) if inst.audit_path.exists() else 0
-        return not busy and lines >= expected_audit_lines
+        decisions = len(list(audit.read_records(inst.audit_path))) if inst.audit_path.exists() else 0
+        return not busy and decisions >= expected_decisions
 
     wait_until(processed, timeout, lambda: f"the router to process the events; logs in {inst.log_dir}: "
                + "".join(p.read_text()[-2000:] for p in inst.log_dir.glob("*.log")), interval=0.2)
