@@ -70,6 +70,10 @@ def test_list_all_bots_shows_each_bot_under_its_type():
         assert entry["module"] == ep.name
         assert entry["description"] != "Missing description"
         assert "\n    " not in entry["description"], "docstring must start on a new line so dedent works"
+        # IntelMQ Manager shows the description in a one-line field and glues lines together:
+        # one short paragraph, no line breaks; the details belong in docs/bots/
+        assert "\n" not in entry["description"].strip(), f"{cls.__name__}: docstring is more than one line"
+        assert len(entry["description"]) <= 600, f"{cls.__name__}: docstring longer than a short paragraph"
         assert entry["parameters"], f"{cls.__name__} lists no parameters"
         assert cls.__name__.startswith("CrossBorder"), cls.__name__
 
