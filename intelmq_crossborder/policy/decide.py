@@ -196,62 +196,6 @@ def _deny_reasons(facts: EventFacts, event: Mapping[str, Any], a: Agreement,
     return reasons, level
 
 
-def _transform(event: Mapping[str, Any], a: Agreement, facts: EventFacts, level: Level,
-               hmac_key: Optional[bytes]) -> tuple:
-    """The copy for the recipient.  Precedence per field: remove, then pseudonymise,
-    then the originator rule (a field already pseudonymised is not touched again).
-    A field that carries a label is removed where it would be pseudonymised: the copy
-    carries the effective label in ``sharing.tlp``."""
-    out = dict(event)
-    removed, pseudonymised = [], []
-    hide = (not a.disclose_source) or facts.chatham_house
-    rm, ps, orig = a._remove, a._pseudo, a._originator
-    for name in rm.exact:
-        if name in out:
-            del out[name]
-            removed.append(name)
-    if rm.prefixes:
-        for name in [k for k in out if k.startswith(rm.prefixes)]:
-            del out[name]
-            removed.append(name)
-    if ps:
-        names = [n for n in ps.exact if n in out]
-        if ps.prefixes:
-            names += [k for k in out if k.startswith(ps.prefixes) and k not in ps.exact]
-        for name in names:
-            if name in LABEL_CARRYING:
-                del out[name]
-                removed.append(name)
-            else:
-                out[name] = pseudonym(out[name], hmac_key, field_type(name))
-                pseudonymised.append(name)
-    if hide:
-        names = orig.exact.intersection(out)
-        if orig.prefixes:
-            names = names.union([k for k in out if k.startswith(orig.prefixes)])
-        if pseudonymised:
-            names = names.difference(pseudonymised)
-        for name in names:
-            if a.hide_source == "pseudonymise" and holds_pseudonym(name):
-                out[name] = pseudonym(out[name], hmac_key, field_type(name))
-                pseudonymised.append(name)
-            else:
-                del out[name]
-                removed.append(name)
-    if rederive_ids(out, event, removed + pseudonymised, hmac_key, orig if hide else None):
-        pseudonymised.append("provenance.event_uuid")
-    if "raw" in out and (not a.keep_raw or removed or pseudonymised):
-        del out["raw"]
-        removed.append("raw")
-    out["sharing.tlp"] = _LABELS[level]
-    out["sharing.agreement"] = a.recipient
-    if a.retention_days is not None:
-        out["sharing.retention_days"] = a.retention_days
-    if facts.chatham_house:
-        out[tlp.HIDE_SOURCE_FIELD] = True
-    return out, removed, pseudonymised
-
-
 def decide(event: Mapping[str, Any], agreement: Agreement, *, hmac_key: Optional[bytes] = None,
            facts: Optional[EventFacts] = None) -> Decision:
     """Allow or deny one event for one recipient, with every reason, and the copy to send.
@@ -289,13 +233,10 @@ def _allowed_text(agreement: Agreement, level: Level, level_from: str) -> str:
 
 
 def _allow(event, agreement: Agreement, facts: EventFacts, level: Level, hmac_key) -> Decision:
-    out, removed, pseudonymised = _transform(event, agreement, facts, level, hmac_key)
-    allowed = [_allowed_text(agreement, level, facts.level_from)]
-    if removed:
-        allowed.append("removed: " + ", ".join(sorted(removed)))
-    if pseudonymised:
-        allowed.append("pseudonymised: " + ", ".join(sorted(pseudonymised)))
-    return Decision(True, allowed, out, agreement.recipient)
+    """The copy for the recipient and the reasons, through the same :class:`_FieldPlan` that
+    :meth:`PolicySet.decide` caches (one implementation of the copy)."""
+    plan = _FieldPlan(tuple(event.keys()), agreement, (not agreement.disclose_source) or facts.chatham_house)
+    return _allow_planned(event, agreement, plan, facts, level, hmac_key)
 
 
 def decide_all(event: Mapping[str, Any], agreements: Iterable[Agreement], *,
@@ -306,10 +247,12 @@ def decide_all(event: Mapping[str, Any], agreements: Iterable[Agreement], *,
 
 
 class _FieldPlan:
-    """What :func:`_transform` does to an event with given field names (in that order), for one
-    agreement: the same steps, worked out once per set of names (:meth:`PolicySet.decide`).
-    Only the values, the derived ``provenance.event_uuid`` and the fingerprint are left for
-    each event."""
+    """The copy of an event with given field names (in that order) for one agreement, worked out
+    once per set of names (:meth:`PolicySet.decide` caches it). Precedence per field: remove, then
+    pseudonymise, then the originator rule (a field already pseudonymised is not touched again).
+    A field that carries a label is removed where it would be pseudonymised: the copy carries the
+    effective label in ``sharing.tlp``. Only the values, the derived ``provenance.event_uuid`` and
+    the fingerprint are left for each event (:func:`_allow_planned`)."""
 
     __slots__ = ("delete", "pseudonymise", "touched", "orig_names", "raw", "keep_raw", "removed", "pseudonymised",
                  "texts", "parts")
