@@ -18,6 +18,12 @@ def printable(value) -> str:
     return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def short(value, limit: int = 200) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for a value named in an error line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def unusable(path: Path, *, file_only: bool = True, what: str = "file") -> Optional[str]:
     """Why ``path`` cannot be read as input (missing, a directory where a file is needed,
     permission denied), or None when it can."""

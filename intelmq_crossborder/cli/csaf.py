@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from intelmq_crossborder.cli.common import fail, unusable
+from intelmq_crossborder.cli.common import fail, unusable, short
 from intelmq_crossborder.core import inputs, tlp
 from intelmq_crossborder.formats.csaf import document as csaf
 
@@ -54,15 +54,10 @@ def _convert_files(args) -> int:
         for flat in result.events:
             event = Event(harmonization=harmonization)
             for key, value in csaf.fill_event(event, flat):
-                print(f"intelmq-crossborder: {path}: field {key} value {_short(value)} rejected by the "
+                print(f"intelmq-crossborder: {path}: field {key} value {short(value)} rejected by the "
                       "harmonization, left out", file=sys.stderr)
             print(json.dumps(event.to_dict(hierarchical=False), sort_keys=True, ensure_ascii=False))
     return status
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def register_convert_csaf(convert_sub) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
+from intelmq_crossborder.cli.common import short
+
 
 def _convert_misp(args) -> int:
     from intelmq.lib.exceptions import InvalidValue
@@ -24,7 +26,7 @@ def _convert_misp(args) -> int:
     from intelmq.lib.harmonization import ClassificationType
     for ctype in list(mapping.values()) + [args.default_classification]:
         if ctype not in ClassificationType.allowed_values:
-            print(f"intelmq-crossborder: error: {_short(ctype)} is not an IntelMQ classification.type",
+            print(f"intelmq-crossborder: error: {short(ctype)} is not an IntelMQ classification.type",
                   file=sys.stderr)
             return 2
     status = 0
@@ -61,7 +63,7 @@ def _convert_misp(args) -> int:
                             ev.add(key, value)
                         except InvalidValue:
                             raise misp.MISPFormatError(
-                                f"value {_short(value)} ({_short(row.attribute.get('type'))}) is not a valid "
+                                f"value {short(value)} ({short(row.attribute.get('type'))}) is not a valid "
                                 f"{key}", path, f"{row.path}.value") from None
                 except misp.MISPFormatError as exc:
                     print(f"intelmq-crossborder: error: {exc}", file=sys.stderr)
@@ -87,11 +89,6 @@ def _unusable(path: str) -> str:
     if not os.access(path, os.R_OK):
         return "not readable (permission denied)"
     return ""
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def register_convert_misp(convert_sub) -> None:
