@@ -136,3 +136,23 @@ def test_published_files_are_world_readable_the_spool_is_not(tmp_path):
                  folder / "index.txt", folder / "changes.csv"):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o644, path
     assert stat.S_IMODE(os.stat(spool.meta_path(written.tracking_id)).st_mode) & 0o077 == 0
+
+
+def test_a_message_handed_over_again_after_a_failed_write_is_spooled_once(tmp_path, monkeypatch):
+    spool = make(tmp_path, group_by=["product.vulnerabilities"])
+    real_write = spool.directory.write
+
+    def disk_full(document):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spool.directory, "write", disk_full)
+    with pytest.raises(OSError):
+        spool.add(vuln())                          # spooled, then the advisory write failed
+    monkeypatch.setattr(spool.directory, "write", real_write)
+    written = spool.add(vuln())                    # IntelMQ hands the same message over again
+    assert (written.version, written.events) == (1, 1)
+    assert len(spooled(spool, "HUB-CVE-2024-3094")) == 1
+    # a different event of the same group is still spooled
+    assert spool.add(vuln(version="5.6.1")).events == 2
+    # and so is a later repetition of the first event (it is not the last line any more)
+    assert spool.add(vuln()).events == 3

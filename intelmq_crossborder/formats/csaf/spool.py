@@ -98,11 +98,18 @@ class AdvisorySpool:
                                                    + "; ".join(map(str, problems)))
         if tracking_id not in self.pending:        # the first event of the group in this process
             os.makedirs(self.state_dir, exist_ok=True)
-        with open(self.spool_path(tracking_id), "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(event, sort_keys=True) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        self.pending[tracking_id] = self.pending.get(tracking_id, 0) + 1
+        path = self.spool_path(tracking_id)
+        line = (json.dumps(event, sort_keys=True) + "\n").encode("utf-8")
+        # IntelMQ hands a message over again when process() failed after the append (e.g. the
+        # advisory could not be written): the spool already holds it, as its last line
+        if not _ends_with(path, line):
+            with open(path, "ab") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+            self.pending[tracking_id] = self.pending.get(tracking_id, 0) + 1
+        else:
+            self.pending.setdefault(tracking_id, 1)
         if self.pending[tracking_id] >= self.write_every:
             return self.write(tracking_id)
         return None
@@ -144,3 +151,16 @@ class AdvisorySpool:
     def flush(self) -> List[Written]:
         """Write every advisory with spooled events not written yet (at shutdown)."""
         return [self.write(tracking_id) for tracking_id, count in list(self.pending.items()) if count]
+
+
+def _ends_with(path: str, line: bytes) -> bool:
+    """Whether the file at ``path`` ends with ``line`` (False when there is no file)."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size < len(line):
+                return False
+            fh.seek(size - len(line))
+            return fh.read() == line
+    except FileNotFoundError:
+        return False
