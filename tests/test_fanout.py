@@ -150,16 +150,62 @@ def test_pipeline_is_one_write(queues, monkeypatch):
     r, names = queues
     src, dst = make_pipelines(names)
     receive_next(r, src, names, b"{}")
-    calls = []
-    original = redis.client.Pipeline.execute
+    packed, writes, reads = [], [], []
+    conn_class = redis.connection.Connection
+    pack, send, read = conn_class.pack_commands, conn_class.send_packed_command, conn_class.read_response
 
-    def counting(self, *a, **k):
-        calls.append([c[0][0] for c in self.command_stack])
-        return original(self, *a, **k)
-    monkeypatch.setattr(redis.client.Pipeline, "execute", counting)
+    def packing(self, commands):
+        commands = list(commands)
+        packed.append([c[0] for c in commands])
+        return pack(self, commands)
+    monkeypatch.setattr(conn_class, "pack_commands", packing)
+    monkeypatch.setattr(conn_class, "send_packed_command", lambda self, *a, **k: writes.append(1) or send(self, *a, **k))
+    monkeypatch.setattr(conn_class, "read_response", lambda self, *a, **k: reads.append(1) or read(self, *a, **k))
+    monkeypatch.setattr(conn_class, "send_command", lambda *a, **k: pytest.fail("single command sent"))
     monkeypatch.setattr(dst.pipe, "execute_command", lambda *a, **k: pytest.fail("single command sent"))
     fanout.BatchSender(FakeBot(src, dst)).send_and_acknowledge([("a", "1"), ("b", "2")])
-    assert calls == [["LPUSH", "LPUSH", "LPUSH", "RPOP", "RPOPLPUSH"]]   # sends before the acknowledgement
+    monkeypatch.undo()
+    assert packed == [["LPUSH", "LPUSH", "LPUSH", "RPOP", "RPOPLPUSH"]]   # sends before the acknowledgement
+    assert len(writes) == 1 and len(reads) == 5       # one write, every reply read
+    assert r.lrange(names["b2"], 0, -1) == [b"2"] and r.llen(names["in"] + "-internal") == 0
+
+
+def test_pipeline_lost_connection_fails_once_and_is_not_retried(queues, monkeypatch):
+    r, names = queues
+    src, dst = make_pipelines(names)
+    receive_next(r, src, names, b"first")
+    writes = []
+    conn_class = redis.connection.Connection
+    send = conn_class.send_packed_command
+
+    def lost(self, *a, **k):
+        raise redis.exceptions.ConnectionError("Connection closed by server.")
+    monkeypatch.setattr(conn_class, "send_packed_command", lambda self, *a, **k: writes.append(1) or send(self, *a, **k))
+    monkeypatch.setattr(conn_class, "read_response", lost)     # the commands ran, the replies are lost
+    bot = FakeBot(src, dst)
+    with pytest.raises(fanout.PipelineError, match="Connection closed by server"):
+        fanout.BatchSender(bot).send_and_acknowledge([("a", "1")])
+    monkeypatch.undo()
+    assert writes == [1]                                  # not sent a second time
+    assert r.lrange(names["a"], 0, -1) == [b"1"] and r.llen(names["in"] + "-internal") == 0
+    assert bot._Bot__current_message == {"x": 1} and src._has_message is True    # IntelMQ sees the failure
+    assert all(c._sock is None for c in dst.pipe.connection_pool._available_connections)   # dropped
+
+
+def test_pipeline_error_reply_raises_after_every_reply_is_read(queues):
+    r, names = queues
+    src, dst = make_pipelines(names)
+    receive_next(r, src, names, b"first")
+    r.set(names["b1"], "not a list")
+    try:
+        with pytest.raises(fanout.PipelineError, match=r"Command # 2 \(LPUSH .*WRONGTYPE"):
+            fanout.BatchSender(FakeBot(src, dst)).send_and_acknowledge([("a", "1"), ("b", "2")])
+        # as a redis-py pipeline: the other commands ran, and the connection is in step
+        assert r.lrange(names["a"], 0, -1) == [b"1"] and r.lrange(names["b2"], 0, -1) == [b"2"]
+        assert r.llen(names["in"] + "-internal") == 0
+        assert dst.pipe.ping() is True and dst.pipe.llen(names["a"]) == 1
+    finally:
+        r.delete(names["b1"])
 
 
 @pytest.mark.parametrize("mode", ["pipeline", "transaction"])

@@ -25,6 +25,7 @@ supported IntelMQ versions (setup.cfg) and names the one that changed.
 """
 from __future__ import annotations
 
+import inspect as _inspect
 import json as _json
 from datetime import datetime, timedelta
 from typing import Iterable, Optional
@@ -32,7 +33,9 @@ from typing import Iterable, Optional
 from intelmq.lib import pipeline as _pipeline
 from intelmq.lib import utils as _utils
 from intelmq.lib.exceptions import PipelineError
+import redis as _redis
 from redis import exceptions as _redis_errors
+from redis.utils import safe_str as _safe_str
 
 __all__ = ["BatchSender", "Guard", "serialize_event"]
 
@@ -50,6 +53,47 @@ def serialize_event(event: dict) -> str:
         return '{"__type": "Event"}'
     return _json.dumps(event)[:-1] + ', "__type": "Event"}'
 
+
+
+#: What ``Pipeline.execute`` passes to ``ConnectionPool.get_connection``: redis-py 4 needs a
+#: command name, redis-py 5.3 warns about one.
+_GET_CONNECTION_ARGS: tuple = () if _inspect.signature(_redis.ConnectionPool.get_connection).parameters[
+    "command_name"].default is not _inspect.Parameter.empty else ("MULTI", None)
+
+
+def _disconnect_raise(conn, error: Exception) -> None:
+    """What ``Pipeline.execute`` does when a round trip fails (``_disconnect_raise_reset``): drop
+    the connection, and raise unless the client was configured to retry this error (IntelMQ's
+    clients are not, and redis-py < 6 retries nothing by default: a lost reply is never retried)."""
+    conn.disconnect()
+    retry_on = getattr(conn, "retry_on_error", None)
+    if retry_on is None:                  # redis-py 4.0/4.1: only timeouts, only when asked
+        if getattr(conn, "retry_on_timeout", False) and isinstance(error, _redis_errors.TimeoutError):
+            return
+        raise error
+    if not isinstance(error, tuple(retry_on)):
+        raise error
+
+
+def _round_trip(conn, commands: list) -> list:
+    """Write ``commands`` packed into one write and read a reply per command (redis-py's
+    ``Pipeline._execute_pipeline`` without its per-command objects and response callbacks).
+    Every reply is read before an error reply is raised, so the connection stays in step."""
+    conn.send_packed_command(conn.pack_commands(commands))
+    replies, error = [], None
+    read = conn.read_response
+    for i, command in enumerate(commands):
+        try:
+            replies.append(read())
+        except _redis_errors.ResponseError as exc:
+            if error is None:
+                exc.args = (f"Command # {i + 1} ({' '.join(map(_safe_str, command))}) of pipeline "
+                            f"caused error: {exc.args[0]}",) + exc.args[1:]
+                error = exc
+            replies.append(exc)
+    if error is not None:
+        raise error
+    return replies
 
 
 #: KEYS = destination queue of each message, then the internal queue, then the source queue;
@@ -151,7 +195,9 @@ class BatchSender:
 
     - ``pipeline`` (the router's default): the ``LPUSH``es, the acknowledging ``RPOP``
       and the ``RPOPLPUSH`` of the next message sent together in one write, without
-      ``MULTI``: no Lua on the server, a reply per command, and exactly the
+      ``MULTI`` (what a redis-py ``Pipeline`` sends, on a connection of the client's
+      pool with redis-py's ``pack_commands``/``read_response``, without the
+      ``Pipeline`` object's per-command cost): no Lua on the server, a reply per command, and exactly the
       guarantee of IntelMQ's own send-then-acknowledge (an interruption in the
       middle can repeat copies, never lose the message).  Measured the cheapest in
       bot and Redis CPU on the 2-core benchmark machine.
@@ -176,8 +222,6 @@ class BatchSender:
         self._guarded = None
         self._guarded_client = None
         self._guarded_disabled = False
-        self._pipe = None
-        self._pipe_client = None
 
     @property
     def use_script(self) -> bool:
@@ -200,20 +244,20 @@ class BatchSender:
                     raise
                 self.mode = "transaction"      # scripts disabled on this server
         if self.mode == "pipeline":
-            # send, then acknowledge (IntelMQ's order), then move the next message in; the
-            # pipeline object is reused (execute() empties it, also when it fails)
-            pipe = self._pipe
-            if pipe is None or self._pipe_client is not client:
-                pipe = self._pipe = client.pipeline(transaction=False)
-                self._pipe_client = client
-            elif pipe.command_stack:          # left over from a call that failed before execute()
-                pipe.reset()
-            for key, data in zip(keys, args):
-                pipe.lpush(key, data)
-            pipe.rpop(keys[-2])
-            pipe.rpoplpush(keys[-1], keys[-2])
-            results = pipe.execute()
-            return 1 if results[-2] is not None else 0
+            # send, then acknowledge (IntelMQ's order), then move the next message in: one write on
+            # a connection of the client's pool, as Pipeline.execute() does, with the same handling
+            # of a failed round trip (_disconnect_raise) and the connection released afterwards
+            commands = [("LPUSH", key, data) for key, data in zip(keys, args)]
+            commands.append(("RPOP", keys[-2]))
+            commands.append(("RPOPLPUSH", keys[-1], keys[-2]))
+            pool = client.connection_pool
+            conn = pool.get_connection(*_GET_CONNECTION_ARGS)
+            try:
+                replies = conn.retry.call_with_retry(lambda: _round_trip(conn, commands),
+                                                     lambda error: _disconnect_raise(conn, error))
+            finally:
+                pool.release(conn)
+            return 1 if replies[-2] is not None else 0
         tx = client.pipeline(transaction=True)
         for key, data in zip(keys, args):
             tx.lpush(key, data)
