@@ -10,9 +10,10 @@ copy), or arrived where it must not.
 IntelMQ's delivery guarantee on Redis is *at least once*: a bot takes a message into
 ``<queue>-internal`` (BRPOPLPUSH), processes it, sends, and only then acknowledges (RPOP
 of the internal queue).  A bot killed between sending and acknowledging re-processes the
-message on restart, so the next queue may see it twice; nothing is lost.  Bots that send
-and acknowledge in one MULTI/EXEC transaction (our router: :mod:`intelmq_crossborder.runtime.fanout`)
-never duplicate.
+message on restart, so the next queue may see it twice; nothing is lost.  Our router sends
+and acknowledges in one round trip (:mod:`intelmq_crossborder.runtime.fanout`): in its
+``transaction`` and ``script`` modes atomically (it never duplicates), in the default
+``pipeline`` mode not (an interruption inside the round trip can repeat copies).
 """
 from __future__ import annotations
 
