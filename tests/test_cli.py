@@ -141,3 +141,15 @@ def test_check_shipped_runtime_configs():
     assert configs
     proc = run("check", *configs)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_check_of_a_template_names_placeholders_and_creates_nothing(tmp_path, monkeypatch, capsys):
+    """The stock file output's check() creates the folder of its path: for a template that is a
+    folder literally named ${INTELMQ_ROOT_DIR} wherever the command runs."""
+    monkeypatch.chdir(tmp_path)
+    template = PIPELINES_DIR / "first-pipeline" / "runtime.yaml"
+    assert cli.main(["check", str(template)]) == 0
+    assert list(tmp_path.iterdir()) == []
+    err = capsys.readouterr().err
+    assert "bot file-output: parameter file: ${INTELMQ_ROOT_DIR} is not expanded" in err
+    assert "has now been created" not in err

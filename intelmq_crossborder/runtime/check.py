@@ -10,7 +10,11 @@ not UTF-8, an alias bomb, duplicate keys, ...) exits 2.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import re
+import tempfile
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -90,9 +94,19 @@ def check_runtime(path: Path) -> list:
         except Exception as exc:  # ImportError of optional deps, LookupError
             findings.append((bot_id, "error", f"{where}: {exc}"))
             continue
+        merged = {**glob, **params}
+        placeholders = _placeholders(merged)
+        for name, found in placeholders:
+            findings.append((bot_id, "warning", f"{where}: parameter {name}: {found} is not expanded "
+                                                "(a template: expand it, as intelmq-crossborder init does)"))
         try:
-            results = cls.check({**glob, **params}) or []
+            # some stock checks create the folders their paths name (the file output does): a
+            # template's unexpanded paths must not turn up as folders where the command runs
+            with _scratch_cwd() if placeholders else contextlib.nullcontext():
+                results = cls.check(merged) or []
             results = [(str(level).lower(), str(msg)) for level, msg in results]
+            if placeholders:      # "... has now been created": in the scratch folder, not here
+                results = [(level, msg) for level, msg in results if level != "info"]
         except Exception as exc:  # a bot's check() must not end the whole check
             results = [("error", f"check() raised {type(exc).__name__}: {exc}")]
         for level, msg in results:
@@ -102,3 +116,29 @@ def check_runtime(path: Path) -> list:
         from intelmq_crossborder import harmonization
         findings += [("-", "error", p) for p in harmonization.check(harm)]
     return findings
+
+
+_PLACEHOLDER = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+
+
+def _placeholders(parameters: dict) -> list:
+    """``[(parameter, placeholder)]`` of the string parameters with an unexpanded ``${NAME}``."""
+    out = []
+    for name, value in parameters.items():
+        if isinstance(value, str):
+            match = _PLACEHOLDER.search(value)
+            if match:
+                out.append((str(name), match.group(0)))
+    return out
+
+
+@contextlib.contextmanager
+def _scratch_cwd():
+    """Run in a temporary working directory, removed afterwards."""
+    before = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="xb-check-") as scratch:
+        os.chdir(scratch)
+        try:
+            yield
+        finally:
+            os.chdir(before)
