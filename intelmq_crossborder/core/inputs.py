@@ -48,6 +48,17 @@ class InputError(CrossBorderError, ValueError):
         super().__init__(f"{where}: {'field ' + field + ': ' if field else ''}{reason}")
 
 
+_KINDS = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+          float: "a number"}
+
+
+def kind_of(value: Any, none: str = "nothing") -> str:
+    """What a JSON/YAML value is, for error messages ("a mapping", "a list", ...); ``none`` names null."""
+    if value is None:
+        return none
+    return _KINDS.get(type(value), f"a {type(value).__name__}")
+
+
 def _path(parent: str, key) -> str:
     if isinstance(key, int):
         return f"{parent}[{key}]"

@@ -131,12 +131,6 @@ def _input_error(exc: "inputs.InputError") -> str:
     return text + " (nested too deeply)" if "nest" in exc.reason and "too deeply" not in text else text
 
 
-def _kind(value) -> str:
-    """What a JSON/YAML value is, for messages ("a list", "a string", "nothing")."""
-    if value is None:
-        return "nothing"
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-            float: "a number"}.get(type(value), f"a {type(value).__name__}")
 
 
 def _shown(value, limit: int = 80) -> str:
@@ -295,14 +289,14 @@ class TrustStore:
                                                 f"(allowed: {', '.join(sorted(allowed))})")
 
         if not isinstance(data, dict):
-            raise bad("top level", f"must be a mapping with 'version' and 'peers', not {_kind(data)}")
+            raise bad("top level", f"must be a mapping with 'version' and 'peers', not {inputs.kind_of(data)}")
         only(data, cls.TOP_KEYS, "")
         version = data.get("version")
         if type(version) is not int or version != 1:      # exact: True == 1 in Python
             raise bad("version", f"unsupported trust store version {_shown(version)} (expected the integer 1)")
         peers = data.get("peers")
         if not isinstance(peers, dict) or not peers:
-            raise bad("peers", f"must be a non-empty mapping of hub id to peer, not {_kind(peers)}")
+            raise bad("peers", f"must be a non-empty mapping of hub id to peer, not {inputs.kind_of(peers)}")
         store = cls(path=path)
         owner: dict = {}          # raw public key -> hub
         revoked: dict = {}        # key id -> reason, from every entry that marks it revoked
@@ -312,22 +306,22 @@ class TrustStore:
                 raise bad(f"peers.{_shown(hub)}", "hub id must match " + HUB_ID_RE.pattern +
                           " (the whole value: no whitespace or newline)")
             if not isinstance(peer, dict):
-                raise bad(where, f"must be a mapping with 'keys' (and 'country'), not {_kind(peer)}")
+                raise bad(where, f"must be a mapping with 'keys' (and 'country'), not {inputs.kind_of(peer)}")
             only(peer, cls.PEER_KEYS, where)
             if not isinstance(peer.get("keys"), list) or not peer["keys"]:
-                raise bad(f"{where}.keys", f"must be a non-empty list of keys, not {_kind(peer.get('keys'))}")
+                raise bad(f"{where}.keys", f"must be a non-empty list of keys, not {inputs.kind_of(peer.get('keys'))}")
             country = peer.get("country")
             if country is not None and not valid_country(country):
                 raise bad(f"{where}.country", f"must be an ISO 3166-1 alpha-2 code such as FR "
                                               f"(nothing around it), not {_shown(country)}")
             comment = peer.get("comment")
             if comment is not None and not isinstance(comment, str):
-                raise bad(f"{where}.comment", f"must be a string, not {_kind(comment)}")
+                raise bad(f"{where}.comment", f"must be a string, not {inputs.kind_of(comment)}")
             keys = {}
             for i, entry in enumerate(peer["keys"]):
                 at = f"{where}.keys[{i}]"
                 if not isinstance(entry, dict):
-                    raise bad(at, f"must be a mapping with 'public_key', not {_kind(entry)}")
+                    raise bad(at, f"must be a mapping with 'public_key', not {inputs.kind_of(entry)}")
                 only(entry, cls.ENTRY_KEYS, at)
                 algorithm = entry.get("algorithm", "ed25519")
                 if algorithm != "ed25519":
@@ -348,10 +342,10 @@ class TrustStore:
                 if reason is None:
                     reason = ""
                 if not isinstance(reason, str):
-                    raise bad(f"{at}.revoked_reason", f"must be a string, not {_kind(reason)}")
+                    raise bad(f"{at}.revoked_reason", f"must be a string, not {inputs.kind_of(reason)}")
                 comment = entry.get("comment")
                 if comment is not None and not isinstance(comment, str):
-                    raise bad(f"{at}.comment", f"must be a string, not {_kind(comment)}")
+                    raise bad(f"{at}.comment", f"must be a string, not {inputs.kind_of(comment)}")
                 if owner.setdefault(raw, hub) != hub:
                     raise bad(f"{at}.public_key", f"the same public key is already listed under "
                                                   f"{owner[raw]!r}: a key belongs to one hub only")
@@ -500,7 +494,7 @@ class Manifest:
         except inputs.InputError as exc:
             raise BundleError("malformed", _input_error(exc)) from None
         if not isinstance(doc, dict):
-            raise BundleError("malformed", f"manifest.json must be a JSON object, not {_kind(doc)}")
+            raise BundleError("malformed", f"manifest.json must be a JSON object, not {inputs.kind_of(doc)}")
         if doc.get("format") != FORMAT:
             raise BundleError("malformed", f"manifest field format must be {FORMAT!r}, got {_shown(doc.get('format'))}")
         version = doc.get("format_version")
@@ -881,7 +875,7 @@ def iter_events(bundle: VerifiedBundle, start: int = 0) -> Iterator[tuple]:
             raise BundleError("malformed", _input_error(exc)) from None
         if not isinstance(event, dict):
             raise BundleError("malformed", f"{bundle.path.name}: event line {index + 1} is not a JSON object "
-                                           f"but {_kind(event)}")
+                                           f"but {inputs.kind_of(event)}")
         yield index, event
 
 

@@ -216,8 +216,7 @@ _TYPE_NAMES = {"string": "a string", "boolean": "a boolean (true or false)", "in
 
 
 def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-            float: "a number", type(None): "empty (null)"}.get(type(value), f"a {type(value).__name__}")
+    return inputs.kind_of(value, none="empty (null)")
 
 
 def _check_types(data: dict, source) -> None:

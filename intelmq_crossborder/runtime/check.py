@@ -42,8 +42,7 @@ def read_runtime(path: Path):
 
 
 def _kind(value) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", type(None): "empty"}.get(
-        type(value), f"a {type(value).__name__}")
+    return inputs.kind_of(value, none="empty")
 
 
 def check_runtime(path: Path) -> list:
