@@ -356,3 +356,42 @@ def test_dumps_with_wrong_shape(tmp_path):
         (inst.log_dir / "bot.dump").write_text(text)
         with pytest.raises(runner.PipelineError, match=needle):
             inst.dumps()
+
+
+def test_dumps_waits_for_a_bot_rewriting_its_dump(tmp_path, monkeypatch):
+    """IntelMQ rewrites a dump in place under an exclusive flock (and creates it empty before locking):
+    a reader polling while a bot dumps sees the finished file, not a half-written one (a CI failure)."""
+    import fcntl
+    import threading
+    inst = runner.IntelMQInstance(tmp_path, {})
+    inst.log_dir.mkdir(parents=True)
+    path = inst.log_dir / "bot.dump"
+    path.write_text("")                               # created by the writer, not yet locked
+    locked, result = threading.Event(), {}
+
+    def writer():
+        with open(path, "r+") as fp:
+            fcntl.flock(fp, fcntl.LOCK_EX)
+            locked.set()
+            fp.write('{"a": ')                        # half-written while the reader waits
+            fp.flush()
+            time.sleep(0.4)
+            fp.write('{"x": 1}}')
+            fp.flush()
+            fcntl.flock(fp, fcntl.LOCK_UN)
+
+    def reader():
+        result["dumps"] = inst.dumps()
+    read = threading.Thread(target=reader)
+    read.start()                                      # sees the empty file and reads again
+    time.sleep(0.2)
+    write = threading.Thread(target=writer)
+    write.start()
+    write.join()
+    read.join()
+    assert result["dumps"] == {"bot": [{"x": 1}]}
+    path.write_text("")                               # empty for good: named after the wait
+    monkeypatch.setattr(runner, "_read_dump_locked",
+                        lambda p, wait=5.0, real=runner._read_dump_locked: real(p, wait=0.1))
+    with pytest.raises(runner.PipelineError, match="bot.dump"):
+        inst.dumps()

@@ -14,6 +14,7 @@ deployment).
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pwd
@@ -44,6 +45,27 @@ PIPELINES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
 #: ``broker="redis"`` / ``broker="amqp"`` put into runtime.yaml (AMQP credentials
 #: from INTELMQ_AMQP_USERNAME / INTELMQ_AMQP_PASSWORD, default guest/guest).
 BROKERS = ("redis", "amqp")
+
+
+def _read_dump_locked(path: Path, wait: float = 5.0) -> bytes:
+    """The bytes of a dump file that a running bot may be rewriting.
+
+    IntelMQ rewrites ``<bot>.dump`` in place under an exclusive ``flock``; a shared lock waits for that
+    write to finish. A file that is still empty was created by a writer that has not taken the lock yet,
+    so it is read again until ``wait`` seconds have passed."""
+    deadline = time.monotonic() + wait
+    while True:
+        with open(path, "rb") as fp:
+            fcntl.flock(fp, fcntl.LOCK_SH)
+            try:
+                data = fp.read(inputs.MAX_FILE_BYTES + 1)
+            finally:
+                fcntl.flock(fp, fcntl.LOCK_UN)
+        if len(data) > inputs.MAX_FILE_BYTES:
+            raise PipelineError(f"{path}: dump file larger than {inputs.MAX_FILE_BYTES} bytes")
+        if data.strip() or time.monotonic() >= deadline:
+            return data
+        time.sleep(0.05)
 
 
 class PipelineError(CrossBorderError, RuntimeError):
@@ -482,7 +504,7 @@ class IntelMQInstance:
         out = {}
         for path in self.log_dir.glob("*.dump"):
             try:
-                dump = inputs.read_json(path, what="dump file")
+                dump = inputs.loads_json(_read_dump_locked(path), path)
             except inputs.InputError as exc:
                 raise PipelineError(str(exc)) from None
             if not isinstance(dump, dict):
