@@ -3,7 +3,7 @@
 Every spelling of a TLP label that the hub meets in the wild is a row of
 ``SPELLINGS``: plain and prefixed TLP 2.0 and 1.0 labels, MISP ``tlp`` taxonomy
 tags, CSAF 2.0/2.1 ``document.distribution.tlp.label`` values, STIX 2.1
-marking-definition ids (TLP 1.0 and the TLP 2.0 extension) and IntelMQ's stock
+marking-definition ids (TLP 1.0, the TLP 2.0 extension and OpenCTI's own) and IntelMQ's stock
 ``tlp`` values.  Parsing and the conversions back out both read that table, so a
 spelling cannot be understood in one direction and forgotten in the other.
 
@@ -27,7 +27,7 @@ from intelmq_crossborder.core.errors import CrossBorderError
 __all__ = [
     "Level", "ParsedTLP", "UnknownTLPError", "SPELLINGS", "CHATHAM_HOUSE_TAG",
     "parse", "parse_level", "parse_csaf", "parse_tags", "most_restrictive",
-    "to_misp_tag", "to_csaf_label", "to_stix_marking_id", "to_intelmq_stock",
+    "to_misp_tag", "to_csaf_label", "to_stix_marking_id", "to_intelmq_stock", "STIX_MARKING_VERSIONS",
     "STANDARDS", "LABEL_FIELDS", "TAG_FIELDS", "HIDE_SOURCE_FIELD", "SOURCE_FIELDS", "LabelError",
     "EventTLP", "event_tlp", "skeleton", "is_label_like",
 ]
@@ -77,8 +77,9 @@ CSAF20 = "csaf-2.0"
 CSAF21 = "csaf-2.1"
 STIX_TLP1 = "stix-tlp-1.0"
 STIX_TLP2 = "stix-tlp-2.0"
+STIX_OPENCTI = "stix-opencti"
 INTELMQ = "intelmq"
-STANDARDS = (TLP2, TLP1, TLP_ANY, MISP, CSAF20, CSAF21, STIX_TLP1, STIX_TLP2, INTELMQ)
+STANDARDS = (TLP2, TLP1, TLP_ANY, MISP, CSAF20, CSAF21, STIX_TLP1, STIX_TLP2, STIX_OPENCTI, INTELMQ)
 
 #: The MISP ``tlp`` taxonomy tag that is not a level but the Chatham House
 #: flag: the information may be used, its source must not be disclosed.
@@ -116,6 +117,13 @@ _TLP2_STIX = {
     L.AMBER_STRICT: "marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003",
     L.RED: "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1",
 }
+# OpenCTI's own TLP marking ids: OpenCTI-Platform/opencti,
+# opencti-platform/opencti-graphql/src/schema/identifier.js (MARKING_TLP_* and
+# STATIC_STANDARD_IDS, commit 001c3155be1d20533b822f24c413f307a8ee906d).  OpenCTI keeps the
+# TLP 1.0 ids for CLEAR (the WHITE id, renamed), GREEN, AMBER and RED and has an id of its own
+# for TLP:AMBER+STRICT; it does not use the OASIS TLP 2.0 extension ids.
+_OPENCTI_AMBER_STRICT = "marking-definition--826578e1-40ad-459f-bc73-ede076f81f37"
+_OPENCTI_STIX = {**_TLP1_STIX, L.AMBER_STRICT: _OPENCTI_AMBER_STRICT}
 
 SPELLINGS: tuple[Spelling, ...] = (
     # TLP 2.0 plain labels (prefix, case and "AMBER STRICT" handled by normalisation)
@@ -153,6 +161,8 @@ SPELLINGS: tuple[Spelling, ...] = (
     *(Spelling(STIX_TLP1, mid, lvl) for lvl, mid in _TLP1_STIX.items()),
     Spelling(STIX_TLP1, _TLP1_STIX[L.RED], L.AMBER_STRICT, parse=False),
     *(Spelling(STIX_TLP2, mid, lvl) for lvl, mid in _TLP2_STIX.items()),
+    # OpenCTI: only its AMBER+STRICT id is its own; the others are read as the TLP 1.0 rows above
+    *(Spelling(STIX_OPENCTI, mid, lvl, parse=lvl is L.AMBER_STRICT) for lvl, mid in _OPENCTI_STIX.items()),
     # IntelMQ's stock `tlp` field (harmonization type TLP): WHITE/GREEN/AMBER/RED
     Spelling(INTELMQ, "WHITE", L.CLEAR),
     Spelling(INTELMQ, "GREEN", L.GREEN),
@@ -195,7 +205,7 @@ def _build_index():
             continue
         if row.standard == MISP:
             misp[row.text] = row
-        elif row.standard in (STIX_TLP1, STIX_TLP2):
+        elif row.standard in (STIX_TLP1, STIX_TLP2, STIX_OPENCTI):
             stix[row.text] = row
         elif row.standard in (CSAF20, CSAF21):
             csaf[(row.standard, row.text)] = row
@@ -306,9 +316,18 @@ def to_csaf_label(level, csaf_version: str = "2.0") -> str:
     return _export(CSAF21 if str(csaf_version).startswith("2.1") else CSAF20, level)
 
 
+STIX_MARKING_VERSIONS = {"2.0": STIX_TLP2, "2": STIX_TLP2, "1.0": STIX_TLP1, "1": STIX_TLP1,
+                         "opencti": STIX_OPENCTI}
+
+
 def to_stix_marking_id(level, tlp_version: str = "2.0") -> str:
-    """STIX 2.1 marking-definition id of the TLP 2.0 extension (default) or of TLP 1.0."""
-    return _export(STIX_TLP1 if str(tlp_version).startswith("1") else STIX_TLP2, level)
+    """STIX 2.1 marking-definition id: ``"2.0"`` the TLP 2.0 extension's (default), ``"1.0"``
+    TLP 1.0's (AMBER+STRICT is RED), ``"opencti"`` OpenCTI's (its own id for AMBER+STRICT)."""
+    standard = STIX_MARKING_VERSIONS.get(str(tlp_version).strip().lower())
+    if standard is None:
+        raise ValueError(f"unknown STIX TLP marking version {tlp_version!r}; "
+                         f"one of {', '.join(sorted(STIX_MARKING_VERSIONS))}")
+    return _export(standard, level)
 
 
 def to_intelmq_stock(level) -> str:
