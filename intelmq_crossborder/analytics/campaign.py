@@ -70,6 +70,7 @@ MAX_KEY_CHARS = 256           # a longer value is cut (the key stays distinct th
 MAX_KEYS_PER_EVENT = 16
 MAX_MEMBERS = 512             # distinct (hub, country, level, hidden, pap) per key and per cluster
 REBUILDS_PER_WINDOW = 16
+HISTORY_FACTOR = 4            # sightings remembered: this many times max_keys
 
 _PSL = None
 
@@ -213,7 +214,8 @@ class CampaignSettings:
     max_level: tlp.Level = tlp.Level.AMBER
     default_level: tlp.Level = tlp.Level.RED
     max_keys: int = 100_000
-    warm_up: int = 0
+    warm_up: int = 3 * 86400
+    common_after: int = 2 * 86400
 
     @classmethod
     def from_parameters(cls, params: Optional[Mapping[str, Any]]) -> "CampaignSettings":
@@ -229,12 +231,14 @@ class CampaignSettings:
                    link_keys=d.link_keys if is_unset(keys) else tuple(as_list(keys)),
                    max_level=tlp.parse_level(optional(params.get("max_tlp"), d.max_level.label)),
                    default_level=tlp.parse_level(optional(params.get("default_tlp"), d.default_level.label)),
-                   max_keys=_int(params, "max_keys", d.max_keys), warm_up=_int(params, "warm_up", d.warm_up))
+                   max_keys=_int(params, "max_keys", d.max_keys), warm_up=_int(params, "warm_up", d.warm_up),
+                   common_after=_int(params, "common_after", d.common_after))
 
     def as_parameters(self) -> dict:
         return {"window": self.window, "min_countries": self.min_countries, "min_hubs": self.min_hubs,
                 "link_keys": list(self.link_keys), "max_tlp": self.max_level.label,
-                "default_tlp": self.default_level.label, "max_keys": self.max_keys, "warm_up": self.warm_up}
+                "default_tlp": self.default_level.label, "max_keys": self.max_keys, "warm_up": self.warm_up,
+                "common_after": self.common_after}
 
 
 def _int(params: Mapping[str, Any], name: str, default: int) -> Any:
@@ -264,7 +268,8 @@ def parameter_problems(params: Mapping[str, Any], prefix: str = "") -> List[list
                                 ("min_countries", 0, "an integer >= 0 (0 turns it off)"),
                                 ("min_hubs", 0, "an integer >= 0 (0 turns it off)"),
                                 ("max_keys", 100, "an integer >= 100"),
-                                ("warm_up", 0, "a number of seconds >= 0")):
+                                ("warm_up", 0, "a number of seconds >= 0"),
+                                ("common_after", 0, "a number of seconds >= 0 (0 turns it off)")):
         if not is_int(_int(params, name, getattr(d, name)), minimum):
             out.append(["error", f"Parameter {prefix}{name} must be {what}."])
     countries, hubs = _int(params, "min_countries", 1), _int(params, "min_hubs", 1)
@@ -373,6 +378,7 @@ class CampaignDetector:
         self.salt = salt or secrets.token_hex(16)
         self.keys: Dict[str, _Key] = {}
         self.edges: Dict[Tuple[str, str], float] = {}
+        self.seen: Dict[str, List[float]] = {}    # every key's first and last sighting, beyond the window
         self.campaigns: Dict[str, dict] = {}      # id -> {"first": t, "alerted": bool, "baseline": bool}
         self.clock = -math.inf                    # the latest event time (or advance) seen
         self.started: Optional[float] = None
@@ -429,8 +435,15 @@ class CampaignDetector:
         if when < self.clock - s.window:
             self.counts["late"] += 1
             return [], self._campaign_for(keys, level)
+        for name in keys:
+            self._touch(name, when)
+        linking = [name for name in keys if not self._common(name)]
+        if not linking:                           # only background keys: nothing to link
+            self.counts["common"] += 1
+            return [], None
+        keys = linking
         contribution = ew.Contribution(hub, country, level, hidden, pap)
-        own = self._touch(keys[0], when)
+        own = self.keys[keys[0]]
         own.events += 1
         own.types[ctype] += 1
         if own.members.get(contribution, -math.inf) < when:
@@ -445,7 +458,6 @@ class CampaignDetector:
         _merge_members(root.c_members, {contribution: when})
         root.c_level = max(root.c_level, level)
         for other in keys[1:]:
-            self._touch(other, when)
             self.edges[(keys[0], other) if keys[0] < other else (other, keys[0])] = when
             root_name = self._union(root_name, self._find(other))
         root = self.keys[root_name]
@@ -454,7 +466,22 @@ class CampaignDetector:
             self._rebuild()
         return alerts, self._campaign_for(keys, level)
 
+    def _common(self, name: str) -> bool:
+        """A background key: first seen more than ``common_after`` ago (a malware family, a CVE,
+        a network that has been around): it links nothing.  Campaign infrastructure is new."""
+        after = self.settings.common_after
+        seen = self.seen.get(name)
+        return bool(after) and seen is not None and self.clock - seen[0] >= after
+
     def _touch(self, name: str, when: float) -> _Key:
+        seen = self.seen.get(name)
+        if seen is None:
+            self.seen[name] = [when, when]
+        else:
+            if when > seen[1]:
+                seen[1] = when
+            if when < seen[0]:
+                seen[0] = when
         key = self.keys.get(name)
         if key is None:
             key = self.keys[name] = _Key(when)
@@ -533,7 +560,7 @@ class CampaignDetector:
         """The campaign id an event of ``level`` with ``keys`` may carry: its cluster's, when the
         cluster is a campaign (not one already there in the warm-up) and its TLP is at most ``level``."""
         for name in keys:
-            if name in self.keys:
+            if name in self.keys and not self._common(name):
                 root = self.keys[self._find(name)]
                 cid = root.campaign
                 if cid is None or root.c_level > level or self.campaigns.get(cid, {}).get("baseline", False):
@@ -555,20 +582,28 @@ class CampaignDetector:
         s = self.settings
         cutoff = self.clock - s.window
         for name, key in self.keys.items():          # each key remembers its cluster's campaign
-            key.campaign = self.keys[self._find(name)].campaign
+            cid = self.keys[self._find(name)].campaign
+            key.campaign = None if self.campaigns.get(cid, {}).get("baseline", False) else cid
         live = {name: key for name, key in self.keys.items() if key.last >= cutoff}
         if len(live) > s.max_keys:
             keep = sorted(live.items(), key=lambda kv: kv[1].last, reverse=True)[:max(1, int(s.max_keys * 0.9))]
             self.counts["evicted"] += len(live) - len(keep)
             live = dict(keep)
-        for key in live.values():
-            if any(when < cutoff for when in key.members.values()):
+        for name, key in live.items():
+            if self._common(name):                     # a background key keeps only its times
+                key.members, key.events, key.types, key.level, key.campaign = {}, 0, Counter(), tlp.Level.CLEAR, None
+            elif any(when < cutoff for when in key.members.values()):
                 key.members = {c: when for c, when in key.members.items() if when >= cutoff}
                 if not key.members:
                     key.events, key.types, key.level = 0, Counter(), tlp.Level.CLEAR
         self.keys = live
         self.edges = {edge: when for edge, when in self.edges.items()
-                      if when >= cutoff and edge[0] in live and edge[1] in live}
+                      if when >= cutoff and edge[0] in live and edge[1] in live
+                      and not self._common(edge[0]) and not self._common(edge[1])}
+        if len(self.seen) > s.max_keys * HISTORY_FACTOR:     # the oldest sightings go first
+            keep = sorted(self.seen.items(), key=lambda kv: kv[1][1], reverse=True)[:s.max_keys * HISTORY_FACTOR
+                                                                                      * 9 // 10]
+            self.seen = dict(keep)
         self._relink()
         self.next_rebuild = self.clock + max(1.0, s.window / REBUILDS_PER_WINDOW)
 
@@ -598,6 +633,7 @@ class CampaignDetector:
                             "members": [[c.member(), when] for c, when in k.members.items()]}
                      for name, k in self.keys.items()},
             "edges": [[a, b, when] for (a, b), when in self.edges.items()],
+            "seen": [[name, first, last] for name, (first, last) in self.seen.items()],
             "campaigns": {cid: dict(rec) for cid, rec in self.campaigns.items()},
         }
 
@@ -676,6 +712,16 @@ class CampaignDetector:
                 raise StateError("[key, key, time] of two known keys expected", f"edges[{i}]")
             a, b = sorted((item[0], item[1]))
             det.edges[(a, b)] = float(item[2])
+        seen = want(state, "seen", list)
+        if len(seen) > settings.max_keys * HISTORY_FACTOR * 2:
+            raise StateError(f"more than {settings.max_keys * HISTORY_FACTOR * 2} sightings", "seen")
+        for i, item in enumerate(seen):
+            if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)
+                    and len(item[0]) <= MAX_KEY_CHARS and all(_finite(x) for x in item[1:])):
+                raise StateError("[key, first, last] expected", f"seen[{i}]")
+            det.seen[item[0]] = [float(item[1]), float(item[2])]
+        for name, key in det.keys.items():
+            det.seen.setdefault(name, [key.first, key.last])
         campaigns = want(state, "campaigns", dict)
         for cid, rec in campaigns.items():
             where = f"campaigns[{cid[:80]!r}]"
@@ -686,6 +732,10 @@ class CampaignDetector:
                                   "baseline": want(rec, "baseline", bool, where)}
         det._relink()
         return det
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _optional_time(state: Mapping[str, Any], name: str, default: Any) -> Any:
