@@ -20,6 +20,11 @@ threat_level_id, analysis and timestamps are strings, flags are booleans.
 - ``POST /attributes/add/<event id|uuid>`` -> ``{"Attribute": {...}}``; 403 for a duplicate
 - ``PUT|POST /attributes/edit/<attribute id|uuid>`` -> ``{"Attribute": {...}}``
 - ``POST /sightings/add/<attribute id|uuid>`` -> the Sighting (``{"id", "attribute_id", ...}``)
+- ``POST /attributes/delete/<attribute id|uuid>`` (body ``{"hard": 1}`` for a hard delete) and
+  ``POST /events/delete/<event id|uuid>`` -> MISP's success answer (``{"saved", "success",
+  "name", "message", "url"}``).  A soft delete marks the attribute ``deleted`` (it keeps its
+  sightings; views and searches leave it out, as MISP does without ``deleted``); a hard delete
+  removes it with its sightings.  Not in the OpenAPI subset of tests/fixtures/misp/openapi.
 - ``GET /sharing_groups/view/<id|uuid>`` -> ``{"SharingGroup": {...}, "Organisation": {...}, ...}``
 
 A ``.json`` suffix on a path is accepted as MISP does. Adding or editing an attribute
@@ -149,6 +154,10 @@ class FakeMISP(LocalHTTPServer):
             return self.add_attribute(parts[2], body or {})
         if parts[:2] == ["attributes", "edit"] and len(parts) >= 3 and writing:
             return self.edit_attribute(parts[2], body or {})
+        if parts[:2] == ["attributes", "delete"] and len(parts) >= 3 and method == "POST":
+            return self.delete_attribute(parts[2], bool((body or {}).get("hard")) or parts[3:4] == ["1"])
+        if parts[:2] == ["events", "delete"] and len(parts) >= 3 and method == "POST":
+            return self.delete_event(parts[2])
         if parts[:2] == ["sightings", "add"] and method == "POST":
             return self.sighting(parts[2] if len(parts) > 2 else None, body or {})
         if parts[:2] == ["sharing_groups", "view"] and len(parts) >= 3:
@@ -252,7 +261,32 @@ class FakeMISP(LocalHTTPServer):
         return ev
 
     def _out(self, ev: dict) -> dict:
-        return copy.deepcopy(ev)
+        out = copy.deepcopy(ev)
+        out["Attribute"] = [a for a in out.get("Attribute", []) if not a.get("deleted")]
+        return out
+
+    def delete_attribute(self, ident, hard: bool):
+        for ev in self.events.values():
+            for a in ev["Attribute"]:
+                if ident in (a["uuid"], a["id"]) and (hard or not a.get("deleted")):
+                    if hard:
+                        ev["Attribute"].remove(a)
+                    else:
+                        a["deleted"] = True
+                    ev["published"] = False
+                    ev["timestamp"] = str(next(self._clock))
+                    ev["attribute_count"] = str(len([x for x in ev["Attribute"] if not x.get("deleted")]))
+                    return 200, {"saved": True, "success": True, "name": "Attribute deleted.",
+                                 "message": "Attribute deleted.", "url": f"/attributes/delete/{ident}"}
+        return 404, {"name": "Invalid attribute", "message": "Invalid attribute", "url": f"/attributes/delete/{ident}"}
+
+    def delete_event(self, ident):
+        ev = self.find(ident)
+        if ev is None:
+            return 404, {"name": "Invalid event", "message": "Invalid event", "url": f"/events/delete/{ident}"}
+        del self.events[ev["uuid"]]
+        return 200, {"saved": True, "success": True, "name": "Event deleted.", "message": "Event deleted.",
+                     "url": f"/events/delete/{ident}"}
 
     def _normalise(self, ev: dict) -> dict:
         ev.setdefault("Attribute", [])

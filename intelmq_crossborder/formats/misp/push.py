@@ -38,6 +38,7 @@ from intelmq_crossborder.formats.misp import convert as misp
 
 from intelmq_crossborder.policy.agreements import AgreementError, load_agreement, tlp_ceiling
 from intelmq_crossborder.policy.decide import decide
+from intelmq_crossborder.policy import retraction as policy
 from intelmq_crossborder.core.secrets import redact_in_logs, secret, secret_bytes
 from intelmq_crossborder.core.retry import Backoff
 from intelmq_crossborder.core.errors import CrossBorderError
@@ -46,7 +47,8 @@ from intelmq_crossborder.core.parameters import as_float, as_int, as_list, optio
 
 __all__ = ["PushSettings", "target_event_uuid", "load_agreement_checked", "Planned", "merge", "projection", "observation_time", "RetryingCaller",
            "TransientMISPError", "PermanentMISPError", "FeedWriter", "Pusher", "PlanError",
-           "pymisp_connector",
+           "pymisp_connector", "apply_retraction", "holder_instruction", "RetractionOutcome", "RETRACTION_WAYS",
+           "WITHDRAW_MODES", "RETRACTED_TAG",
            "refused_distributions", "check_parameters"]
 
 
@@ -455,17 +457,7 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
             if seen not in dates:
                 sighting = seen
 
-    # event tags: the most restrictive attribute TLP, the classifications, configured extras
-    levels = [_tlp_of_tags([t.name for t in a.tags], f"attribute {a.uuid} of MISP event {event_uuid}")
-              for a in desired.attributes]
-    levels = [lvl for lvl in levels if lvl is not None]
-    event_tags = [tlp.to_misp_tag(max(levels))] if levels else []
-    for a in desired.attributes:
-        for t in a.tags:
-            if (t.name.startswith("rsit:") or t.name == tlp.CHATHAM_HOUSE_TAG) and t.name not in event_tags:
-                event_tags.append(t.name)
-    event_tags += [t for t in settings.extra_tags if t not in event_tags]
-    desired.tags = _misp_tags(event_tags)
+    desired.tags = _misp_tags(_event_tags(desired, settings.extra_tags, event_uuid))
 
     if existing is not None and _attr_projection(existing) != before:
         changed_attribute = existing
@@ -473,6 +465,21 @@ def merge(current: Optional[MISPEvent], event: dict, settings: PushSettings,
     changed = is_new or projection(current) != projection(desired)
     return Planned(desired, is_new, changed, attr_uuid, sighting,
                    new_attribute if not is_new else None, changed_attribute, meta_changed)
+
+
+def _event_tags(desired: MISPEvent, extra_tags, event_uuid: str, floor: Optional[tlp.Level] = None) -> list:
+    """The tags of a MISP event: the most restrictive TLP of its attributes (at least ``floor``),
+    the classifications and the Chatham House flag of its attributes, the configured extras."""
+    levels = [_tlp_of_tags([t.name for t in a.tags], f"attribute {a.uuid} of MISP event {event_uuid}")
+              for a in desired.attributes]
+    levels = [lvl for lvl in levels + [floor] if lvl is not None]
+    event_tags = [tlp.to_misp_tag(max(levels))] if levels else []
+    for a in desired.attributes:
+        for t in a.tags:
+            if (t.name.startswith("rsit:") or t.name == tlp.CHATHAM_HOUSE_TAG) and t.name not in event_tags:
+                event_tags.append(t.name)
+    event_tags += [t for t in extra_tags if t not in event_tags]
+    return event_tags
 
 
 def _misp_tags(names) -> list:
@@ -639,6 +646,7 @@ class Pusher:
         self.logger = logger or logging.getLogger(__name__)
         self.cache: "OrderedDict[str, MISPEvent]" = OrderedDict()
         self._api = None
+        self.retraction_tag = RETRACTED_TAG
 
     @property
     def api(self):
@@ -730,6 +738,58 @@ class Pusher:
         return planned
 
 
+    def retract(self, event_uuid: str, attributes: set, how: str, level: Optional[tlp.Level] = None,
+                hide: bool = False) -> int:
+        """Apply one retraction to ``attributes`` (UUIDs) of MISP event ``event_uuid`` on the
+        peer's MISP; ``how`` is one of :data:`RETRACTION_WAYS` (:func:`apply_retraction`).
+        Returns how many attributes it changed (0: none left there).  Raises like :meth:`push`;
+        the plan cache forgets the event either way."""
+        self.cache.pop(event_uuid, None)
+        try:
+            return self._retract(event_uuid, attributes, how, level, hide)
+        except PermanentMISPError as exc:
+            exc.event_uuid = event_uuid
+            raise
+        finally:
+            self.cache.pop(event_uuid, None)
+
+    def _retract(self, event_uuid: str, attributes: set, how: str, level: Optional[tlp.Level], hide: bool) -> int:
+        current = self._current(event_uuid)
+        if current is None:
+            return 0
+        api = self.api
+        present = [a for a in current.attributes if str(a.uuid) in attributes and not getattr(a, "deleted", False)]
+        if how in (DELETE, ERASE):
+            for attr in present:
+                # a hard delete takes the attribute's sightings with it: nothing of the value remains
+                self.call("attribute deletion", api.delete_attribute, str(attr.uuid), hard=how == ERASE,
+                          allow=(404,))
+            left = [a for a in current.attributes if str(a.uuid) not in attributes and not getattr(a, "deleted", False)]
+            if how == ERASE and not left:
+                self.call("event deletion", api.delete_event, event_uuid, allow=(404,))
+                return len(present)
+        else:
+            where = f"MISP event {event_uuid}"
+            floor = _tlp_of_tags([t.name for t in current.tags], where)
+            desired = MISPEvent()
+            desired.from_dict(**json.loads(current.to_json()))
+            for attr in desired.attributes:
+                if str(attr.uuid) not in attributes or getattr(attr, "deleted", False):
+                    continue
+                if _retract_attribute(attr, how, level, hide, self.retraction_tag, where):
+                    self.call("attribute update", api.update_attribute, attr, str(attr.uuid))
+            tags = _event_tags(desired, self.settings.extra_tags if self.settings else [], event_uuid, floor)
+            # a retraction adds tags, it never takes one away (but the old TLP tag, now higher)
+            tags += [name for name in _tagset(current) if name not in tags and _tlp_of_tags([name]) is None]
+            if sorted(tags) != _tagset(current):
+                desired.tags = _misp_tags(tags)
+                self.call("event update", api.update_event, Planned(desired, False, True, "").metadata_event(),
+                          event_id=event_uuid, metadata=True)
+        if present and self.publish:
+            self.call("event publication", api.publish, event_uuid)
+        return len(present)
+
+
 def pymisp_connector(url: str, key: str, verify_ssl: bool = True, timeout: float = 60) -> Callable[[], Any]:
     """A ``connect`` for :class:`Pusher` (and the collector): builds PyMISP for ``url``."""
     from pymisp import PyMISP
@@ -805,3 +865,150 @@ class FeedWriter:
         self._write("manifest.json", json.dumps(self.manifest, indent=1, sort_keys=True))
         self.hashes[str(event.uuid)] = list(hashes)
         self._write("hashes.csv", "".join(f"{h},{u}\n" for u, hs in self.hashes.items() for h in hs))
+
+    def retract(self, event_uuid: str, attributes: set, how: str, level: Optional[tlp.Level] = None,
+                hide: bool = False) -> int:
+        """Apply one retraction to ``attributes`` of feed event ``event_uuid``: removed (every
+        way but :data:`RELABEL`: a feed has no soft delete), or relabelled.  An event left
+        without attributes is removed from the feed with its manifest entry and hashes.
+        Returns how many attributes it changed."""
+        event = self.load(event_uuid)
+        if event is None:
+            return 0
+        present = [a for a in event.attributes if str(a.uuid) in attributes]
+        if not present:
+            return 0
+        if how == RELABEL:
+            where = f"feed event {event_uuid}"
+            floor = _tlp_of_tags([t.name for t in event.tags], where)
+            for attr in present:
+                _retract_attribute(attr, how, level, hide, RETRACTED_TAG, where)
+            tags = _event_tags(event, [], event_uuid, floor)
+            tags += [name for name in _tagset(event) if name not in tags and _tlp_of_tags([name]) is None]
+            event.tags = _misp_tags(tags)
+            self.write(event)
+            return len(present)
+        event.attributes = [a for a in event.attributes if str(a.uuid) not in attributes]
+        if event.attributes:
+            self.write(event)
+            return len(present)
+        self.remove(event_uuid)
+        return len(present)
+
+    def remove(self, event_uuid: str) -> None:
+        """Take event ``event_uuid`` out of the feed: its file, its manifest entry, its hashes."""
+        self.manifest.pop(event_uuid, None)
+        self._write("manifest.json", json.dumps(self.manifest, indent=1, sort_keys=True))
+        self.hashes.pop(event_uuid, None)
+        self._write("hashes.csv", "".join(f"{h},{u}\n" for u, hs in self.hashes.items() for h in hs))
+        try:
+            (self.dir / f"{event_uuid}.json").unlink()
+        except FileNotFoundError:
+            pass
+
+
+# --- retractions (docs/retraction.md, "What each output does") ----------------------------
+
+#: How a MISP output applies a retraction to an attribute: soft delete (MISP keeps a deleted
+#: attribute and syncs the deletion), tag it and clear ``to_ids``, hard delete (with its
+#: sightings; the event too when it is left empty), or write the new, higher labels.
+DELETE, TAG, ERASE, RELABEL = "delete", "tag", "erase", "relabel"
+RETRACTION_WAYS = (DELETE, TAG, ERASE, RELABEL)
+#: ``withdraw_mode`` values of the MISP output: what a withdraw does on the peer's MISP
+WITHDRAW_MODES = (DELETE, TAG)
+#: The tag a withdrawn attribute gets in ``withdraw_mode: tag``
+RETRACTED_TAG = "crossborder:retracted"
+
+
+def _retract_attribute(attr: MISPAttribute, how: str, level: Optional[tlp.Level], hide: bool, tag: str,
+                       where: str) -> bool:
+    """Change ``attr`` in place for ``how`` (:data:`TAG` or :data:`RELABEL`); whether it changed."""
+    before = _attr_projection(attr)
+    names = [t.name for t in attr.tags]
+    if how == TAG:
+        attr.to_ids = False
+        if tag not in names:
+            attr.add_tag(tag)
+    elif how == RELABEL:
+        old = _tlp_of_tags(names, f"attribute {attr.uuid} of {where}")
+        if level is not None and (old is None or level > old):
+            attr.tags = [t for t in attr.tags if _tlp_of_tags([t.name]) is None]
+            attr.add_tag(tlp.to_misp_tag(level))
+        if hide and tlp.CHATHAM_HOUSE_TAG not in names:
+            attr.add_tag(tlp.CHATHAM_HOUSE_TAG)
+    return _attr_projection(attr) != before
+
+
+@dataclass
+class RetractionOutcome:
+    """What one retraction did at one MISP output: the holder's instruction
+    (:func:`intelmq_crossborder.policy.retraction.instruction`), the way it was applied, the
+    events it named that this output held, the attributes changed, and the attributes left in
+    place because another event, not retracted, still holds the same indicator."""
+
+    instruction: str
+    way: Optional[str]
+    held: int = 0
+    changed: int = 0
+    shared: int = 0
+    misp_events: list = field(default_factory=list)
+
+
+def holder_instruction(retraction, agreement) -> str:
+    """What this recipient's copy of the retraction's target becomes (ids only, no content):
+    the policy's :func:`~intelmq_crossborder.policy.retraction.instruction` under the
+    agreement's TLP ceiling; a relabel whose new PAP is above the agreement's ``max_pap``, or
+    that hides a source the agreement discloses (the MISP event title and the feed name may
+    name it), removes the copy."""
+    what = policy.instruction(retraction, event_uuid=retraction.target_event_uuid,
+                              fingerprint=retraction.target_fingerprint, ceiling=tlp_ceiling(agreement))
+    if what == policy.RELABEL:
+        if retraction.new_pap and agreement.max_pap and \
+                policy.PAP_ORDER[retraction.new_pap] > policy.PAP_ORDER[agreement.max_pap]:
+            return policy.REMOVE
+        if retraction.new_do_not_disclose_source and agreement.disclose_source:
+            return policy.REMOVE
+    return what
+
+
+def apply_retraction(retraction, holdings, agreement, apply: Callable[..., int],
+                     withdraw_mode: str = DELETE) -> RetractionOutcome:
+    """Apply ``retraction`` (:class:`~intelmq_crossborder.policy.retraction.Retraction`) to
+    what this output holds (``holdings``: :class:`~intelmq_crossborder.formats.misp.holdings.Holdings`).
+
+    ``apply(misp_event_uuid, attribute_uuids, way, level, hide)`` is :meth:`Pusher.retract` or
+    :meth:`FeedWriter.retract`.  The ways: a withdraw deletes (``withdraw_mode`` ``delete``)
+    or tags (``tag``) the attribute; an erase, or a relabel the recipient is no longer
+    entitled to, hard-deletes it; a relabel within the entitlement writes the new labels.
+    An attribute another live event still holds (the same indicator from another event) is
+    left as it is for a withdraw or a removal, and counted as ``shared``.
+
+    The holdings are marked (and the tombstone written) only after ``apply`` succeeded: a
+    retraction that failed half-way (the MISP server went down) is applied again in full
+    when IntelMQ hands it over again."""
+    what = holder_instruction(retraction, agreement)
+    if what == policy.KEEP:
+        return RetractionOutcome(what, None)
+    rows = holdings.targets(retraction.scope, retraction.target_event_uuid, retraction.target_fingerprint)
+    way = {policy.TOMBSTONE: withdraw_mode, policy.REMOVE: ERASE, policy.RELABEL: RELABEL}[what]
+    keys = {(r.event_uuid, r.fingerprint, r.attribute) for r in rows}
+    by_event: dict = {}
+    shared = 0
+    for row in rows:
+        if way != RELABEL and holdings.still_held(row.attribute, excluding=keys):
+            shared += 1
+            continue
+        by_event.setdefault(row.misp_event, set()).add(row.attribute)
+    level = retraction.new_tlp if way == RELABEL else None
+    hide = bool(retraction.new_do_not_disclose_source) if way == RELABEL else False
+    changed = sum(apply(event_uuid, attributes, way, level, hide) for event_uuid, attributes in sorted(by_event.items()))
+    state = {policy.TOMBSTONE: "withdrawn", policy.REMOVE: "erased" if retraction.action == "erase" else "removed",
+             policy.RELABEL: "relabelled"}[what]
+    holdings.mark(rows, state, retraction.id)
+    if what != policy.RELABEL:
+        if retraction.scope == "indicator":
+            holdings.bury("indicator", retraction.target_fingerprint, retraction.id, retraction.action)
+        else:
+            for event_uuid in {r.event_uuid for r in rows if r.event_uuid} | {retraction.target_event_uuid} - {None}:
+                holdings.bury("event", event_uuid, retraction.id, retraction.action)
+    return RetractionOutcome(what, way, len(rows), changed, shared, sorted(by_event))

@@ -1,14 +1,19 @@
 """Cross-border MISP output: create or update events on a peer hub's MISP, idempotently."""
+import os
+
+from intelmq import VAR_STATE_PATH
 from intelmq.lib.bot import OutputBot
 from intelmq.lib.exceptions import InvalidValue
 
 from intelmq_crossborder.formats.misp import push as misp_push
+from intelmq_crossborder.formats.misp.holdings import Holdings
+from intelmq_crossborder.policy.retraction import Retraction, RetractionError, is_retraction
 from intelmq_crossborder.policy.agreements import tlp_ceiling
 from intelmq_crossborder.core.parameters import as_float, as_int, as_list, optional
 
 
 class CrossBorderMISPOutputBot(OutputBot):
-    """Create or update MISP events on a peer hub's MISP through PyMISP, idempotently (derived UUIDs), after checking each event against the recipient's sharing agreement; the API key comes from misp_api_token or the environment and never appears in logs. Details: docs/bots/misp.md."""
+    """Create or update MISP events on a peer hub's MISP through PyMISP, idempotently (derived UUIDs), after checking each event against the recipient's sharing agreement, and apply retractions to what it wrote (withdraw: delete or tag, erase: hard delete, relabel); the API key comes from misp_api_token or the environment and never appears in logs. Details: docs/bots/misp.md."""
 
     misp_url: str = ""
     misp_api_token: str = ""
@@ -29,6 +34,8 @@ class CrossBorderMISPOutputBot(OutputBot):
     retry_attempts: int = 3
     retry_backoff: float = 2.0
     cache_size: int = 256
+    holdings_file: str = ""
+    withdraw_mode: str = "delete"
 
     def init(self):
         key = misp_push.api_key(self.misp_url, optional(self.misp_api_token),
@@ -51,23 +58,64 @@ class CrossBorderMISPOutputBot(OutputBot):
             publish=bool(optional(self.publish, False)),
             sighting_source=optional(self.sighting_source, "intelmq-crossborder"),
             cache_size=as_int(self.cache_size, 256, "cache_size"), logger=self.logger)
+        self._withdraw_mode = optional(self.withdraw_mode, "delete")
+        if self._withdraw_mode not in misp_push.WITHDRAW_MODES:
+            raise ValueError("Parameter withdraw_mode must be delete or tag.")
+        self._pusher.retraction_tag = misp_push.RETRACTED_TAG
+        self._holdings = Holdings(optional(self.holdings_file) or
+                                  os.path.join(VAR_STATE_PATH, f"{self.bot_id}.holdings.sqlite"))
+        self.filtered = 0
         self.logger.info("Pushing to MISP at %s for recipient %s (TLP ceiling %s).", self.misp_url,
                          self.agreement.recipient, tlp_ceiling(self.agreement).label)
 
     def process(self):
         event = self.receive_message()
         flat = event.to_dict(hierarchical=False)
+        if is_retraction(flat):
+            self._retract(flat)
+            self.acknowledge_message()
+            return
+        ids = flat.get("provenance.event_uuid"), flat.get("provenance.fingerprint")
+        buried = self._holdings.tombstone(*ids)
+        if buried:
+            self.filtered += 1
+            self.logger.info("Event %s was retracted (%s, retraction %s): not pushed again (%d so far).",
+                             ids[0] or ids[1], buried[1], buried[0], self.filtered)
+            self.acknowledge_message()
+            return
         out, field, reason = misp_push.admission(flat, self.agreement, self._hmac_key, self.refuse_distributions)
         if out is None:
             raise InvalidValue(field, flat.get(field), reason=f"{reason}; not pushed to MISP")
         try:
-            self._pusher.push(out, flat)
+            planned = self._pusher.push(out, flat)
         except misp_push.PlanError as exc:
             raise InvalidValue("misp.event_uuid", exc.event_uuid, reason=f"{exc}; not pushed to MISP") from None
         except misp_push.PermanentMISPError as exc:
             raise InvalidValue("misp.event_uuid", exc.event_uuid,
                                reason=f"MISP at {self.misp_url} refused it: {exc}") from None
+        if any(ids):
+            self._holdings.record(*ids, str(planned.event.uuid), planned.attribute_uuid)
         self.acknowledge_message()
+
+    def _retract(self, flat: dict):
+        try:
+            retraction = Retraction.from_event(flat)
+        except RetractionError as exc:
+            raise InvalidValue(exc.field or "retraction.id", flat.get(exc.field or "retraction.id"),
+                               reason=f"{exc.reason}; the retraction is not applied") from None
+        try:
+            done = misp_push.apply_retraction(retraction, self._holdings, self.agreement, self._pusher.retract,
+                                              self._withdraw_mode)
+        except misp_push.PermanentMISPError as exc:
+            raise InvalidValue("retraction.id", retraction.id,
+                               reason=f"MISP at {self.misp_url} refused to apply it to event {exc.event_uuid}: "
+                                      f"{exc}") from None
+        except ValueError as exc:          # an unreadable TLP tag on the peer's copy
+            raise InvalidValue("retraction.id", retraction.id, reason=f"{exc}; the retraction is not applied") \
+                from None
+        self.logger.info("Retraction %s (%s, %s) applied: %s; %d held event(s), %d attribute(s) changed, "
+                         "%d kept for another event with the same indicator.", retraction.id, retraction.action,
+                         retraction.target, done.way or "not held here", done.held, done.changed, done.shared)
 
     @staticmethod
     def check(parameters: dict):
@@ -80,6 +128,8 @@ class CrossBorderMISPOutputBot(OutputBot):
             results.append(["error", "Parameter distribution must be 0-4 (4: sharing group)."])
         elif str(dist).strip() == "4" and not optional(parameters.get("sharing_group")):
             results.append(["error", "Parameter sharing_group (id or uuid) is required with distribution 4."])
+        if optional(parameters.get("withdraw_mode"), "delete") not in misp_push.WITHDRAW_MODES:
+            results.append(["error", "Parameter withdraw_mode must be delete or tag."])
         results += misp_push.check_parameters(
             parameters, flags={"publish": False, "misp_verify_ssl": True},
             numbers={"http_timeout_sec": (float, 0), "retry_attempts": (int, 0), "retry_backoff": (float, 0),

@@ -1,13 +1,18 @@
 """Cross-border MISP feed output: a standard MISP feed directory that peers add as a feed."""
+import os
+
+from intelmq import VAR_STATE_PATH
 from intelmq.lib.bot import OutputBot
 from intelmq.lib.exceptions import InvalidValue
 
 from intelmq_crossborder.formats.misp import push as misp_push
+from intelmq_crossborder.formats.misp.holdings import Holdings
+from intelmq_crossborder.policy.retraction import Retraction, RetractionError, is_retraction
 from intelmq_crossborder.core.parameters import as_list, optional
 
 
 class CrossBorderMISPFeedOutputBot(OutputBot):
-    """Write a standard MISP feed directory (manifest.json, one <uuid>.json per event, hashes.csv) that peers add in MISP as a feed, incrementally and atomically, after checking each event against the recipient's sharing agreement. Details: docs/bots/misp.md."""
+    """Write a standard MISP feed directory (manifest.json, one <uuid>.json per event, hashes.csv) that peers add in MISP as a feed, incrementally and atomically, after checking each event against the recipient's sharing agreement; a retraction removes (or relabels) the attributes it wrote and rewrites the manifest. Details: docs/bots/misp.md."""
 
     feed_directory: str = ""
     agreement_file: str = ""
@@ -19,6 +24,7 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
     event_info: str = "{feed} {day}"
     extra_tags: list = []
     refuse_distributions: list = [0]
+    holdings_file: str = ""
 
     def init(self):
         if not optional(self.feed_directory):
@@ -32,10 +38,26 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
             incident_field=optional(self.incident_field, "extra.incident_id"),
             event_info=optional(self.event_info, "{feed} {day}"), org_name=org_name,
             org_uuid=self._feed.org["uuid"], extra_tags=as_list(self.extra_tags), uuid_key=self._hmac_key)
+        # in IntelMQ's state folder, never in the feed directory (which is served to the peers)
+        self._holdings = Holdings(optional(self.holdings_file) or
+                                  os.path.join(VAR_STATE_PATH, f"{self.bot_id}.holdings.sqlite"))
+        self.filtered = 0
 
     def process(self):
         event = self.receive_message()
         flat = event.to_dict(hierarchical=False)
+        if is_retraction(flat):
+            self._retract(flat)
+            self.acknowledge_message()
+            return
+        ids = flat.get("provenance.event_uuid"), flat.get("provenance.fingerprint")
+        buried = self._holdings.tombstone(*ids)
+        if buried:
+            self.filtered += 1
+            self.logger.info("Event %s was retracted (%s, retraction %s): not written again (%d so far).",
+                             ids[0] or ids[1], buried[1], buried[0], self.filtered)
+            self.acknowledge_message()
+            return
         out, field, reason = misp_push.admission(flat, self.agreement, self._hmac_key, self.refuse_distributions)
         if out is None:
             raise InvalidValue(field, flat.get(field), reason=f"{reason}; not written to the MISP feed")
@@ -46,7 +68,25 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
                                reason=f"{exc}; not written to the MISP feed") from None
         if planned.changed:
             self.logger.debug("Feed event %s %s.", planned.event.uuid, "created" if planned.is_new else "updated")
+        if any(ids):
+            self._holdings.record(*ids, str(planned.event.uuid), planned.attribute_uuid)
         self.acknowledge_message()
+
+    def _retract(self, flat: dict):
+        try:
+            retraction = Retraction.from_event(flat)
+        except RetractionError as exc:
+            raise InvalidValue(exc.field or "retraction.id", flat.get(exc.field or "retraction.id"),
+                               reason=f"{exc.reason}; the retraction is not applied") from None
+        try:
+            done = misp_push.apply_retraction(retraction, self._holdings, self.agreement, self._feed.retract,
+                                              misp_push.ERASE)
+        except ValueError as exc:          # an unreadable TLP tag in the feed event
+            raise InvalidValue("retraction.id", retraction.id, reason=f"{exc}; the retraction is not applied") \
+                from None
+        self.logger.info("Retraction %s (%s, %s) applied: %s; %d held event(s), %d attribute(s) changed, "
+                         "%d kept for another event with the same indicator.", retraction.id, retraction.action,
+                         retraction.target, done.way or "not held here", done.held, done.changed, done.shared)
 
     @staticmethod
     def check(parameters: dict):
