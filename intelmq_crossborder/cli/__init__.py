@@ -34,6 +34,7 @@ COMMANDS = [
     "intelmq_crossborder.cli.demo:register",             # demo
     "intelmq_crossborder.cli.init:register",             # init ROLE --root DIR
     "intelmq_crossborder.cli.stats:register",            # stats contributions / record / import-dumps, report daily
+    "intelmq_crossborder.cli.analytics:register",        # analytics simulate / evaluate
     "intelmq_crossborder.cli.stix_export:register",      # export stix
 ]
 
