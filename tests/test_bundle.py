@@ -124,28 +124,38 @@ def test_count_mismatch_signed_by_sender(tmp_path, keys, trust):
 
 
 def test_unknown_additional_algorithm_is_tolerated(tmp_path, keys, trust):
-    """A future sender adds a post-quantum signature: old readers still verify the Ed25519 one."""
+    """A future sender adds a signature algorithm this reader does not know: the Ed25519 one is
+    still verified and the other reported as not checked."""
     path = make(tmp_path, keys)
-    resign(path, keys["de-hub"], lambda m: m["signature"].update(algorithms=["ed25519", "ml-dsa-65"]))
+    resign(path, keys["de-hub"], lambda m: m["signature"].update(algorithms=["ed25519", "slh-dsa-shake-128s"]))
     with b.open_bundle(path, trust, "fr-hub") as opened:
-        assert opened.unverified_algorithms == ("ml-dsa-65",)
+        assert opened.unverified_algorithms == ("slh-dsa-shake-128s",)
+        assert opened.verified_algorithms == ("ed25519",)
 
 
 def test_only_unknown_algorithm_is_rejected(tmp_path, keys, trust):
     path = make(tmp_path, keys)
-    resign(path, keys["de-hub"], lambda m: m["signature"].update(algorithms=["ml-dsa-65"]))
+    resign(path, keys["de-hub"], lambda m: m["signature"].update(algorithms=["slh-dsa-shake-128s"]))
     assert reason(path, trust)[0] == "unsupported-version"
+
+
+def test_required_ed25519_not_listed_is_a_downgrade(tmp_path, keys, trust):
+    """The trust store requires ed25519 of de-hub (the default): a manifest listing only another
+    algorithm is a downgrade, even one this reader supports."""
+    path = make(tmp_path, keys)
+    resign(path, keys["de-hub"], lambda m: m["signature"].update(algorithms=["ml-dsa-65"]))
+    assert reason(path, trust)[0] == "downgrade"
 
 
 def test_signature_stripped_for_listed_algorithm(tmp_path, keys, trust):
     path = make(tmp_path, keys)
     rewrite(path, signatures=lambda raw: b'{"signatures": []}')
-    assert reason(path, trust)[0] == "bad-signature"
+    assert reason(path, trust)[0] == "missing-signature"
 
 
 def test_future_major_version_rejected(tmp_path, keys, trust):
     path = make(tmp_path, keys)
-    resign(path, keys["de-hub"], lambda m: m.update(format_version="2.0"))
+    resign(path, keys["de-hub"], lambda m: m.update(format_version="3.0"))
     assert reason(path, trust)[0] == "unsupported-version"
 
 

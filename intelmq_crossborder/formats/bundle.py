@@ -42,27 +42,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Tuple, Union
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from intelmq_crossborder.core import inputs
 from intelmq_crossborder.core.errors import CrossBorderError
 from intelmq_crossborder.core.files import atomic_output
-from intelmq_crossborder.core.fingerprint import digest
+from intelmq_crossborder.formats import bundle_crypto as bc
+from intelmq_crossborder.formats.bundle_crypto import DecryptionKeys, SigningKeys
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "BUNDLE_SUFFIX", "BundleError", "Manifest", "TrustStore", "TrustedKey",
     "BundleWriter", "VerifiedBundle", "open_bundle", "verify_bundle", "load_private_key",
     "generate_private_key", "private_key_pem", "signing_key_problem", "add_peers", "trust_store_with_peers", "public_key_b64", "key_id_of", "bundle_file_name",
-    "valid_hub_id", "HUB_ID_RE", "utcnow", "isoformat",
+    "valid_hub_id", "HUB_ID_RE", "utcnow", "isoformat", "SigningKeys", "DecryptionKeys", "load_signing_keys",
+    "load_decryption_keys", "FORMAT_VERSION_HYBRID", "FORMAT_VERSION_ENCRYPTED", "iter_events", "write_bundle",
 ]
 
 FORMAT = "intelmq-crossborder-bundle"
-FORMAT_VERSION = "1.0"
-SUPPORTED_MAJOR = 1
+FORMAT_VERSION = "1.0"                  # Ed25519 only, data in clear: what a 1.0 reader reads
+FORMAT_VERSION_HYBRID = "1.1"           # more signature algorithms (ML-DSA-65), data in clear
+FORMAT_VERSION_ENCRYPTED = "2.0"        # data encrypted to the recipient: a 1.x reader must refuse it
+SUPPORTED_MAJORS = (1, 2)
 BUNDLE_SUFFIX = ".xbundle"
 MEMBERS = ("manifest.json", "signatures.json", "data.jsonl.gz")
+ENCRYPTED_MEMBER = "data.jsonl.gz.enc"
+#: The container members of each major version.
+MEMBERS_OF = {1: MEMBERS, 2: MEMBERS[:2] + (ENCRYPTED_MEMBER,)}
 MAX_MANIFEST_BYTES = 64 * 1024
 MAX_TRUST_STORE_BYTES = 1024 * 1024
 MAX_KEY_FILE_BYTES = 64 * 1024
@@ -87,11 +94,16 @@ class BundleError(CrossBorderError):
     ``unknown-sender``, ``unknown-key``, ``revoked-key``, ``bad-signature``,
     ``wrong-recipient``, ``hash-mismatch``, ``count-mismatch``, ``replay``,
     ``out-of-sequence``, ``trust-store``, ``state`` for an exchange state file that
-    cannot be used); ``str()`` is the human-readable reason.
+    cannot be used; for hybrid and encrypted bundles also ``downgrade``,
+    ``missing-signature``, ``wrong-encryption-key``, ``no-decryption-key``,
+    ``decryption-failed``); ``str()`` is the human-readable reason.
     """
 
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: str, message: str, algorithm: str = ""):
         self.reason = reason
+        #: the signature or encryption algorithm concerned, if any (``ml-dsa-65`` for a stripped
+        #: ML-DSA signature, ``ed25519`` for a stripped Ed25519 one)
+        self.algorithm = algorithm
         super().__init__(message)
 
 
@@ -166,14 +178,27 @@ def _read_key_file(path: Union[str, Path]) -> bytes:
 
 
 def signing_key_problem(path: Union[str, Path], encrypted: bool = False) -> Optional[str]:
-    """What keeps ``path`` from being used as the signing key, or None.
+    """What keeps ``path`` from being used as the signing key file, or None.
 
-    An unencrypted key is loaded (it must be an Ed25519 PEM private key); for an
+    An unencrypted file is loaded (one Ed25519 and/or one ML-DSA-65 PEM private key); for an
     ``encrypted`` one, whose passphrase the caller may not have, the file must be readable
     and hold a PEM private key."""
     try:
         if not encrypted:
-            load_private_key(path)
+            load_signing_keys(path)
+        elif b"PRIVATE KEY-----" not in _read_key_file(path):
+            return f"{path}: not a PEM private key"
+    except BundleError as exc:
+        return str(exc)
+    return None
+
+
+def decryption_key_problem(path: Union[str, Path], encrypted: bool = False) -> Optional[str]:
+    """What keeps ``path`` from being used as the decryption key file, or None (see
+    :func:`signing_key_problem`)."""
+    try:
+        if not encrypted:
+            load_decryption_keys(path)
         elif b"PRIVATE KEY-----" not in _read_key_file(path):
             return f"{path}: not a PEM private key"
     except BundleError as exc:
@@ -193,35 +218,38 @@ def load_private_key(path: Union[str, Path], passphrase: Optional[bytes] = None)
     return key
 
 
-def _raw_public(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def public_key_b64(key: Union[Ed25519PrivateKey, Ed25519PublicKey]) -> str:
-    """The raw 32-byte public key, base64: the form the trust store holds."""
-    if isinstance(key, Ed25519PrivateKey):
-        key = key.public_key()
-    return base64.b64encode(_raw_public(key)).decode("ascii")
-
-
-def key_id_of(key: Union[Ed25519PrivateKey, Ed25519PublicKey]) -> str:
-    """Key id = ``ed25519:`` + first 32 hex digits of SHA-256 of the raw public key."""
-    if isinstance(key, Ed25519PrivateKey):
-        key = key.public_key()
-    return "ed25519:" + digest(_raw_public(key))[:32]
-
-
-def _verify_ed25519(public: Ed25519PublicKey, signature: bytes, data: bytes) -> bool:
+def load_signing_keys(path: Union[str, Path], passphrase: Optional[bytes] = None) -> SigningKeys:
+    """The signing key file of a sender: one Ed25519 and/or one ML-DSA-65 key (PKCS#8 PEM blocks).
+    Errors (``trust-store``) name the file, never the key material."""
+    _read_key_file(path)          # the messages of a missing, huge or folder path
     try:
-        public.verify(signature, data)
-    except InvalidSignature:
-        return False
-    return True
+        return SigningKeys.from_file(path, passphrase)
+    except bc.KeyFileError as exc:
+        raise BundleError("trust-store", str(exc)) from None
 
 
-#: Signature algorithms this implementation can verify.  A post-quantum algorithm
-#: (e.g. "ml-dsa-65") is added here and in the trust store; see docs/exchange-format.md.
-VERIFIERS = {"ed25519": _verify_ed25519}
+def load_decryption_keys(path: Union[str, Path], passphrase: Optional[bytes] = None) -> DecryptionKeys:
+    """The decryption key file of a receiver: one or more MLKEM768-X25519 HPKE keys."""
+    _read_key_file(path)
+    try:
+        return DecryptionKeys.from_file(path, passphrase)
+    except bc.KeyFileError as exc:
+        raise BundleError("trust-store", str(exc)) from None
+
+
+def public_key_b64(key) -> str:
+    """The raw public key, base64: the form the trust store holds (32 bytes for Ed25519)."""
+    return bc.public_b64(key)
+
+
+def key_id_of(key) -> str:
+    """Key id = ``<algorithm>:`` + first 32 hex digits of SHA-256 of the raw public key."""
+    return bc.key_id(key)
+
+
+#: Signature algorithms this implementation verifies (docs/exchange-format.md).
+VERIFIERS = {a: (lambda public, signature, data, _a=a: bc.verify(_a, public, signature, data))
+             for a in bc.SIGNATURE_ALGORITHMS}
 
 
 # --- trust store --------------------------------------------------------------------------------
@@ -264,7 +292,7 @@ class TrustStore:
     peers: dict = field(default_factory=dict)        # hub -> {"country": str|None, "keys": {key_id: TrustedKey}}
 
     TOP_KEYS = frozenset({"version", "peers"})
-    PEER_KEYS = frozenset({"country", "keys", "comment"})
+    PEER_KEYS = frozenset({"country", "keys", "comment", "signature_algorithms"})
     ENTRY_KEYS = frozenset({"algorithm", "public_key", "revoked", "revoked_reason", "comment"})
 
     @classmethod
@@ -324,16 +352,18 @@ class TrustStore:
                     raise bad(at, f"must be a mapping with 'public_key', not {inputs.kind_of(entry)}")
                 only(entry, cls.ENTRY_KEYS, at)
                 algorithm = entry.get("algorithm", "ed25519")
-                if algorithm != "ed25519":
-                    raise bad(f"{at}.algorithm", f"unsupported algorithm {_shown(algorithm)} (supported: ed25519)")
+                if algorithm not in bc.KEY_ALGORITHMS:
+                    raise bad(f"{at}.algorithm", f"unsupported algorithm {_shown(algorithm)} "
+                                                 f"(supported: {', '.join(bc.KEY_ALGORITHMS)})")
                 encoded = entry.get("public_key")
                 try:
                     if not isinstance(encoded, str):
                         raise TypeError("not a string")
                     raw = base64.b64decode(encoded, validate=True)
-                    public = Ed25519PublicKey.from_public_bytes(raw)
+                    public = bc.public_from_raw(algorithm, raw)
                 except (ValueError, TypeError):
-                    raise bad(f"{at}.public_key", "must be the base64 of a raw 32-byte Ed25519 public key "
+                    size = bc._PUBLIC_LENGTHS[algorithm]
+                    raise bad(f"{at}.public_key", f"must be the base64 of a raw {size}-byte {algorithm} public key "
                                                   "(a string, nothing around it)") from None
                 flag = entry.get("revoked", False)
                 if not isinstance(flag, bool):
@@ -355,7 +385,21 @@ class TrustStore:
                 elif kid in keys:
                     continue          # listed again without the flag: the first entry stands
                 keys[kid] = TrustedKey(hub, algorithm, kid, public, flag, " ".join(reason.split()))
-            store.peers[hub] = {"country": country, "keys": keys}
+            required = peer.get("signature_algorithms", ["ed25519"])
+            if not (isinstance(required, list) and required and all(isinstance(a, str) for a in required)):
+                raise bad(f"{where}.signature_algorithms", "must be a non-empty list of signature algorithms "
+                                                           f"({', '.join(bc.SIGNATURE_ALGORITHMS)}), not "
+                                                           f"{inputs.kind_of(required)}")
+            for i, algorithm in enumerate(required):
+                if algorithm not in bc.SIGNATURE_ALGORITHMS:
+                    raise bad(f"{where}.signature_algorithms[{i}]", f"unsupported signature algorithm "
+                              f"{_shown(algorithm)} (supported: {', '.join(bc.SIGNATURE_ALGORITHMS)})")
+                if required.index(algorithm) != i:
+                    raise bad(f"{where}.signature_algorithms[{i}]", f"{algorithm} is listed twice")
+                if "signature_algorithms" in peer and not any(k.algorithm == algorithm for k in keys.values()):
+                    raise bad(f"{where}.signature_algorithms[{i}]", f"requires {algorithm} but the peer lists no "
+                                                                    f"{algorithm} key")
+            store.peers[hub] = {"country": country, "keys": keys, "signature_algorithms": tuple(required)}
         # Revocation is global: a key marked revoked in any entry stays revoked in every entry.
         for peer in store.peers.values():
             for kid, key in list(peer["keys"].items()):
@@ -366,6 +410,32 @@ class TrustStore:
     def country_of(self, hub: str) -> Optional[str]:
         peer = self.peers.get(hub)
         return peer["country"] if peer else None
+
+    def required_algorithms(self, hub: str) -> Tuple[str, ...]:
+        """The signature algorithms every bundle of ``hub`` must carry (``signature_algorithms``
+        of its entry; ``ed25519`` when the entry does not say)."""
+        peer = self.peers.get(hub)
+        return peer["signature_algorithms"] if peer else ("ed25519",)
+
+    def has_keys_of(self, hub: str, algorithm: str) -> bool:
+        """Whether the trust store lists any key (revoked or not) of ``algorithm`` for ``hub``."""
+        peer = self.peers.get(hub)
+        return bool(peer) and any(k.algorithm == algorithm for k in peer["keys"].values())
+
+    def encryption_key(self, hub: str) -> Optional[TrustedKey]:
+        """The key to encrypt bundles for ``hub`` to: its last listed encryption key that is not
+        revoked, or None when it announces none.  A hub whose every encryption key is revoked
+        raises :class:`BundleError` (``revoked-key``): sending it data in clear instead would be
+        a silent downgrade."""
+        peer = self.peers.get(hub)
+        keys = [k for k in (peer["keys"].values() if peer else ()) if k.algorithm in bc.ENCRYPTION_ALGORITHMS]
+        live = [k for k in keys if not k.revoked]
+        if live:
+            return live[-1]
+        if keys:
+            raise BundleError("revoked-key", f"every encryption key of {hub!r} in the trust store {self.path} is "
+                                             "revoked: add its new key (no bundle is sent in clear instead)")
+        return None
 
     def key(self, hub: str, key_id: str) -> TrustedKey:
         peer = self.peers.get(hub)
@@ -453,6 +523,57 @@ def _appended(text: str, peers: dict) -> Optional[str]:
 
 # --- manifest -----------------------------------------------------------------------------------
 
+_KEY_ID_RE = re.compile(r"(ed25519|ml-dsa-65|mlkem768-x25519):[0-9a-f]{32}")
+_B64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+@dataclass(frozen=True)
+class Encryption:
+    """The ``encryption`` object of a 2.x manifest: to which key the data is encrypted, and the
+    HPKE encapsulated key and sealed content key (docs/exchange-format.md)."""
+
+    recipient_key_id: str
+    enc: bytes
+    wrapped_key: bytes
+
+    def to_dict(self) -> dict:
+        return {**bc.ENCRYPTION_PARAMETERS, "chunk_size": bc.CHUNK_PLAIN, "recipient_key_id": self.recipient_key_id,
+                "enc": base64.b64encode(self.enc).decode("ascii"),
+                "wrapped_key": base64.b64encode(self.wrapped_key).decode("ascii")}
+
+    @classmethod
+    def from_dict(cls, doc) -> "Encryption":
+        def need(cond, name, what):
+            if not cond:
+                raise BundleError("malformed", f"manifest field encryption{'.' + name if name else ''} {what}",
+                                  bc.HPKE_KEM)
+
+        need(isinstance(doc, dict), "", "must be an object")
+        for name, value in bc.ENCRYPTION_PARAMETERS.items():
+            if doc.get(name) != value:
+                raise BundleError("unsupported-version", f"manifest field encryption.{name} is "
+                                                         f"{_shown(doc.get(name))}; this reader supports {value!r}",
+                                  bc.HPKE_KEM)
+        need(type(doc.get("chunk_size")) is int and doc["chunk_size"] == bc.CHUNK_PLAIN, "chunk_size",
+             f"must be {bc.CHUNK_PLAIN}")
+        kid = doc.get("recipient_key_id")
+        need(isinstance(kid, str) and _KEY_ID_RE.fullmatch(kid) is not None and kid.startswith(bc.HPKE_KEM + ":"),
+             "recipient_key_id", f"must be an {bc.HPKE_KEM} key id, not {_shown(kid)}")
+        raw = {}
+        for name, size in (("enc", bc.ENC_LENGTH), ("wrapped_key", bc.WRAPPED_KEY_LENGTH)):
+            value = doc.get(name)
+            try:
+                if not (isinstance(value, str) and _B64_RE.fullmatch(value)):
+                    raise ValueError
+                raw[name] = base64.b64decode(value, validate=True)
+            except ValueError:
+                need(False, name, "must be base64")
+            need(len(raw[name]) == size, name, f"must be {size} bytes, not {len(raw[name])}")
+        unknown = sorted(set(doc) - set(cls(kid, b"", b"").to_dict()))
+        need(not unknown, "", f"has unknown field {_shown(unknown[0]) if unknown else ''}")
+        return cls(kid, raw["enc"], raw["wrapped_key"])
+
+
 @dataclass(frozen=True)
 class Manifest:
     bundle_id: str
@@ -467,8 +588,30 @@ class Manifest:
     data_size: int
     algorithms: tuple
     format_version: str = FORMAT_VERSION
+    encryption: Optional[Encryption] = None
+
+    @property
+    def major(self) -> int:
+        return int(self.format_version.split(".")[0])
+
+    @property
+    def data_member(self) -> str:
+        return MEMBERS_OF[self.major][2]
+
+    def binding(self) -> bytes:
+        """What binds an encrypted data member to this bundle (HPKE info, chunk associated data)."""
+        if self.encryption is None:
+            raise ValueError("the bundle is not encrypted")
+        return bc.binding(self.major, self.bundle_id, self.sender, self.recipient, self.sequence,
+                          self.encryption.recipient_key_id)
 
     def to_dict(self) -> dict:
+        doc = self._dict()
+        if self.encryption is not None:
+            doc["encryption"] = self.encryption.to_dict()
+        return doc
+
+    def _dict(self) -> dict:
         return {
             "format": FORMAT,
             "format_version": self.format_version,
@@ -479,7 +622,7 @@ class Manifest:
             "created": self.created,
             "window": {"start": self.window_start, "end": self.window_end},
             "event_count": self.event_count,
-            "data": {"member": MEMBERS[2], "encoding": "jsonl", "compression": "gzip",
+            "data": {"member": self.data_member, "encoding": "jsonl", "compression": "gzip",
                      "sha256": self.data_sha256, "size": self.data_size},
             "signature": {"algorithms": list(self.algorithms)},
         }
@@ -500,9 +643,11 @@ class Manifest:
         version = doc.get("format_version")
         if not isinstance(version, str) or _VERSION_RE.fullmatch(version) is None:
             raise BundleError("malformed", f"manifest field format_version is not 'MAJOR.MINOR': {_shown(version)}")
-        if int(version.split(".")[0]) != SUPPORTED_MAJOR:
+        major = int(version.split(".")[0])
+        if major not in SUPPORTED_MAJORS:
             raise BundleError("unsupported-version",
-                              f"bundle format version {version} is not supported (this reader: {FORMAT_VERSION})")
+                              f"bundle format version {version} is not supported (this reader: "
+                              f"{', '.join(f'{m}.x' for m in SUPPORTED_MAJORS)})")
 
         def need(cond, name, what):
             if not cond:
@@ -532,9 +677,10 @@ class Manifest:
         _parse_time(doc.get("created"), "created")
         data = doc.get("data")
         need(isinstance(data, dict), "data", "must be an object")
-        need(data.get("member") == MEMBERS[2] and data.get("encoding") == "jsonl"
+        member = MEMBERS_OF[major][2]
+        need(data.get("member") == member and data.get("encoding") == "jsonl"
              and data.get("compression") == "gzip", "data",
-             f"must describe member {MEMBERS[2]} with encoding jsonl and compression gzip")
+             f"must describe member {member} with encoding jsonl and compression gzip")
         need(isinstance(data.get("sha256"), str) and _HEX64.fullmatch(data["sha256"]) is not None, "data.sha256",
              "must be 64 lowercase hex digits")
         need(type(data.get("size")) is int and 0 <= data["size"] <= MAX_SEQUENCE, "data.size",
@@ -543,14 +689,33 @@ class Manifest:
         need(isinstance(sig, dict) and isinstance(sig.get("algorithms"), list) and sig["algorithms"]
              and all(isinstance(a, str) for a in sig["algorithms"]),
              "signature.algorithms", "must be a non-empty list of algorithm names")
+        need(len(set(sig["algorithms"])) == len(sig["algorithms"]), "signature.algorithms",
+             "must not list an algorithm twice")
+        # 2.x: the data is encrypted, the manifest says to which key; 1.x: never (a 1.x reader
+        # would ignore the field and read ciphertext as data)
+        encryption = None
+        if major >= 2:
+            need("encryption" in doc, "encryption", f"is required in format {major}.x")
+            encryption = Encryption.from_dict(doc["encryption"])
+        else:
+            need("encryption" not in doc, "encryption", "needs format 2.x: a 1.x bundle's data is not encrypted")
         return cls(bundle_id=bundle_id, sender=doc["sender"], recipient=doc["recipient"], sequence=seq,
                    created=doc["created"], window_start=window["start"], window_end=window["end"],
                    event_count=count, data_sha256=data["sha256"], data_size=data["size"],
-                   algorithms=tuple(sig["algorithms"]), format_version=version)
+                   algorithms=tuple(sig["algorithms"]), format_version=version, encryption=encryption)
 
     def summary(self) -> str:
         return (f"bundle {self.bundle_id} from {self.sender} to {self.recipient}, sequence {self.sequence}, "
                 f"{self.event_count} events, window {self.window_start}..{self.window_end}")
+
+    def readable_metadata(self) -> dict:
+        """What anyone holding the bundle (a relay, a spool) can read: the manifest minus the
+        sealed content key (docs/exchange-format.md, "What stays readable")."""
+        return {"sender": self.sender, "recipient": self.recipient, "sequence": self.sequence,
+                "bundle_id": self.bundle_id, "event_count": self.event_count, "created": self.created,
+                "window": {"start": self.window_start, "end": self.window_end}, "data_size": self.data_size,
+                "algorithms": list(self.algorithms),
+                "recipient_key_id": self.encryption.recipient_key_id if self.encryption else None}
 
 
 def bundle_file_name(manifest: Manifest) -> str:
@@ -586,13 +751,17 @@ class BundleWriter:
                 w.write_event(event)            # or w.write_line(b'{"...": ...}')
         w.path, w.manifest                       # the sealed bundle
 
-    Nothing is visible in ``directory`` until :meth:`close` renames the finished
-    file into place; an exception (or ``abort()``) removes the temporary files.
+    ``signing_key`` is an Ed25519 key or a :class:`SigningKeys` set (Ed25519 and ML-DSA-65:
+    a hybrid bundle, format 1.1).  With ``encrypt_to`` (the recipient's ``mlkem768-x25519``
+    key from the trust store, :meth:`TrustStore.encryption_key`) the data member is encrypted
+    to it (format 2.0).  Nothing is visible in ``directory`` until :meth:`close` renames the
+    finished file into place; an exception (or ``abort()``) removes the temporary files.
     """
 
     def __init__(self, directory: Union[str, Path], sender: str, recipient: str, sequence: int,
-                 signing_key: Ed25519PrivateKey, window_start: Optional[dt.datetime] = None,
-                 compresslevel: int = 6, bundle_id: Optional[str] = None, fsync: bool = True):
+                 signing_key, window_start: Optional[dt.datetime] = None,
+                 compresslevel: int = 6, bundle_id: Optional[str] = None, fsync: bool = True,
+                 encrypt_to: Optional[TrustedKey] = None):
         for name, value in (("sender", sender), ("recipient", recipient)):
             if not valid_hub_id(value):
                 raise ValueError(f"{name} {value!r} is not a hub id matching {HUB_ID_RE.pattern}")
@@ -604,13 +773,18 @@ class BundleWriter:
         self.sender, self.recipient, self.sequence = sender, recipient, sequence
         self.bundle_id = bundle_id or str(uuid.uuid4())
         self.window_start = window_start or utcnow()
-        self._key = signing_key
+        self._keys = SigningKeys.of(signing_key)
+        if encrypt_to is not None and (encrypt_to.algorithm not in bc.ENCRYPTION_ALGORITHMS or encrypt_to.revoked):
+            raise ValueError(f"{encrypt_to.key_id} is not a usable encryption key (revoked or not "
+                             f"{'/'.join(bc.ENCRYPTION_ALGORITHMS)})")
+        self._encrypt_to = encrypt_to
         self._fsync = fsync
         self.count = 0
         self.path: Optional[Path] = None
         self.manifest: Optional[Manifest] = None
         fd, self._data_tmp = tempfile.mkstemp(prefix=f".{self.bundle_id}.", suffix=".data.tmp",
                                               dir=str(self.directory))
+        self._enc_tmp = self._data_tmp[:-len(".data.tmp")] + ".enc.tmp"
         self._raw = os.fdopen(fd, "wb")
         self._hasher = _HashingWriter(self._raw)
         self._gzip = gzip.GzipFile(filename="", mode="wb", fileobj=self._hasher,
@@ -635,15 +809,26 @@ class BundleWriter:
         self._raw.close()
         now = utcnow()
         end = window_end or now
+        algorithms = self._keys.algorithms
+        data_file, data_sha256, data_size, encryption = self._data_tmp, self._hasher.sha256.hexdigest(), \
+            self._hasher.size, None
+        if self._encrypt_to is not None:
+            version = FORMAT_VERSION_ENCRYPTED
+            kid = self._encrypt_to.key_id
+            info = bc.binding(int(version.split(".")[0]), self.bundle_id, self.sender, self.recipient,
+                              self.sequence, kid)
+            content_key, enc, wrapped = bc.wrap_content_key(self._encrypt_to.public_key, info)
+            encryption = Encryption(kid, enc, wrapped)
+            data_file, data_sha256, data_size = self._encrypt(content_key, info)
+        else:
+            version = FORMAT_VERSION if algorithms == ("ed25519",) else FORMAT_VERSION_HYBRID
         self.manifest = Manifest(
             bundle_id=self.bundle_id, sender=self.sender, recipient=self.recipient, sequence=self.sequence,
             created=isoformat(now), window_start=isoformat(min(self.window_start, end)), window_end=isoformat(end),
-            event_count=self.count, data_sha256=self._hasher.sha256.hexdigest(), data_size=self._hasher.size,
-            algorithms=("ed25519",))
+            event_count=self.count, data_sha256=data_sha256, data_size=data_size,
+            algorithms=algorithms, format_version=version, encryption=encryption)
         manifest_bytes = self.manifest.to_bytes()
-        signatures = {"signatures": [{
-            "algorithm": "ed25519", "key_id": key_id_of(self._key),
-            "value": base64.b64encode(self._key.sign(manifest_bytes)).decode("ascii")}]}
+        signatures = {"signatures": self._keys.sign_all(manifest_bytes)}
         sig_bytes = (json.dumps(signatures, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8")
         target = self.directory / bundle_file_name(self.manifest)
         try:
@@ -654,14 +839,28 @@ class BundleWriter:
                         info = tarfile.TarInfo(name)
                         info.size, info.mtime, info.mode = len(payload), mtime, 0o644
                         tar.addfile(info, io.BytesIO(payload))
-                    info = tarfile.TarInfo(MEMBERS[2])
-                    info.size, info.mtime, info.mode = self._hasher.size, mtime, 0o644
-                    with open(self._data_tmp, "rb") as data:
+                    info = tarfile.TarInfo(self.manifest.data_member)
+                    info.size, info.mtime, info.mode = data_size, mtime, 0o644
+                    with open(data_file, "rb") as data:
                         tar.addfile(info, data)
         finally:
             _unlink(self._data_tmp)
+            _unlink(self._enc_tmp)
         self.path = target
         return target
+
+    def _encrypt(self, content_key: bytes, associated: bytes) -> Tuple[str, str, int]:
+        """Encrypt the compressed data (streaming) into a second temporary file: its path,
+        SHA-256 and size."""
+        path = self._enc_tmp
+        with open(self._data_tmp, "rb") as source, open(path, "wb") as out:
+            hashing = _HashingWriter(out)
+            for chunk in bc.encrypt_chunks(content_key, associated, source, self._hasher.size):
+                hashing.write(chunk)
+            out.flush()
+            if self._fsync:
+                os.fsync(out.fileno())
+        return path, hashing.sha256.hexdigest(), hashing.size
 
     def abort(self) -> None:
         try:
@@ -669,6 +868,7 @@ class BundleWriter:
             self._raw.close()
         finally:
             _unlink(self._data_tmp)
+            _unlink(self._enc_tmp)
 
     def __enter__(self):
         return self
@@ -691,31 +891,61 @@ def _unlink(path) -> None:
 # --- reading and verifying ----------------------------------------------------------------------
 
 class VerifiedBundle:
-    """A bundle whose container, manifest, signature and recipient were checked.
+    """A bundle whose container, manifest, signatures and recipient were checked.
 
-    Use :func:`open_bundle`.  :meth:`verify_data` checks the data hash, size and
-    event count (streaming); :meth:`iter_lines` yields the event lines.  Close it
-    (or use ``with``) to release the file.
+    Use :func:`open_bundle`.  :meth:`verify_data` checks the data hash and size (of the member
+    as stored: the ciphertext of an encrypted bundle), then decrypts (an encrypted bundle) and
+    counts the events, streaming; :meth:`iter_lines` yields the event lines.  Close it (or use
+    ``with``) to release the file.
+
+    ``verified_algorithms`` are the signature algorithms that verified; ``unverified_algorithms``
+    those listed in the manifest that were not checked (not supported by this reader, or no key
+    of that algorithm in the trust store for the sender and not required for it).
+    ``decrypted`` tells whether the data was decrypted (set by :meth:`verify_data`).
     """
 
     def __init__(self, path: Path, tar: tarfile.TarFile, manifest: Manifest, key: TrustedKey,
-                 unverified_algorithms: tuple):
+                 unverified_algorithms: tuple, verified_algorithms: tuple = (),
+                 content_key: Optional[bytes] = None, verified_keys: tuple = ()):
         self.path = path
         self._tar = tar
         self.manifest = manifest
         self.key = key
+        self.keys = verified_keys or (key,)
         self.unverified_algorithms = unverified_algorithms
+        self.verified_algorithms = verified_algorithms or (key.algorithm,)
+        self._content_key = content_key
+        self.hash_verified = False
         self.data_verified = False
+        self.decrypted = False
+
+    @property
+    def encrypted(self) -> bool:
+        return self.manifest.encryption is not None
+
+    def _member(self):
+        return self._tar.extractfile(self._tar.getmember(self.manifest.data_member))
 
     def _data(self):
-        return self._tar.extractfile(self._tar.getmember(MEMBERS[2]))
+        """The compressed data: the member itself, or its plaintext (only once its hash, signed in
+        the manifest, was checked: nothing unauthenticated is ever decrypted)."""
+        if not self.encrypted:
+            return self._member()
+        if not self.hash_verified:
+            raise RuntimeError("the ciphertext's hash must be verified before it is decrypted")
+        if self._content_key is None:
+            raise BundleError("no-decryption-key", f"{self.path.name}: the data is encrypted to "
+                                                   f"{self.manifest.encryption.recipient_key_id}; no decryption "
+                                                   "key was given", bc.HPKE_KEM)
+        return bc.DecryptingReader(self._member(), self._content_key, self.manifest.binding(), self.manifest.data_size)
 
-    def verify_data(self, count_events: bool = True) -> None:
+    def verify_hash(self) -> None:
+        """Size and SHA-256 of the data member as stored, against the signed manifest."""
         m = self.manifest
         sha = hashlib.sha256()
         size = 0
         try:
-            fh = self._data()
+            fh = self._member()
             while True:
                 chunk = fh.read(CHUNK)
                 if not chunk:
@@ -729,11 +959,17 @@ class VerifiedBundle:
                               f"{self.path.name}: data does not match the signed manifest "
                               f"(sha256 {sha.hexdigest()}, {size} bytes; manifest says {m.data_sha256}, "
                               f"{m.data_size} bytes): tampered or truncated")
-        if count_events:
+        self.hash_verified = True
+
+    def verify_data(self, count_events: bool = True) -> None:
+        m = self.manifest
+        self.verify_hash()
+        if count_events or self.encrypted:
             count = sum(1 for _ in self.iter_lines(check=False))
-            if count != m.event_count:
+            if count_events and count != m.event_count:
                 raise BundleError("count-mismatch", f"{self.path.name}: data holds {count} events, "
                                                     f"the manifest says {m.event_count}")
+        self.decrypted = self.encrypted
         self.data_verified = True
 
     def iter_lines(self, start: int = 0, check: bool = True) -> Iterator[tuple]:
@@ -741,7 +977,7 @@ class VerifiedBundle:
 
         A line longer than :data:`MAX_LINE_BYTES` or not UTF-8 raises :class:`BundleError`
         (``malformed``, naming the line): the format says UTF-8, and one huge line must
-        not exhaust memory."""
+        not exhaust memory.  Encrypted data that does not decrypt raises ``decryption-failed``."""
         if check and not self.data_verified:
             raise RuntimeError("verify_data() must succeed before the events are read")
         try:
@@ -764,8 +1000,12 @@ class VerifiedBundle:
                         raise BundleError("malformed", f"{self.path.name}: event line {index + 1} is not UTF-8 "
                                                        f"(invalid byte at offset {exc.start})") from None
                     yield index, line
+        except bc.DecryptionError as exc:
+            raise BundleError("decryption-failed", f"{self.path.name}: the data does not decrypt: {exc}",
+                              bc.HPKE_KEM) from None
         except (OSError, EOFError, gzip.BadGzipFile, zlib.error, tarfile.TarError) as exc:
-            raise BundleError("malformed", f"{self.path.name}: data.jsonl.gz is not valid gzip: {exc}") from None
+            raise BundleError("malformed", f"{self.path.name}: {self.manifest.data_member} is not valid gzip: "
+                                           f"{exc}") from None
 
     def close(self) -> None:
         self._tar.close()
@@ -778,8 +1018,18 @@ class VerifiedBundle:
         return False
 
 
-def open_bundle(path: Union[str, Path], trust: TrustStore, recipient: Optional[str] = None) -> VerifiedBundle:
-    """Open a bundle and check structure, manifest, trust, signature and (if given) recipient.
+def open_bundle(path: Union[str, Path], trust: TrustStore, recipient: Optional[str] = None,
+                decryption_keys: Optional[DecryptionKeys] = None) -> VerifiedBundle:
+    """Open a bundle and check structure, manifest, trust, signatures and (if given) recipient.
+
+    Every signature algorithm the trust store requires for the sender must be listed in the
+    manifest (else ``downgrade``) and have its signature (else ``missing-signature``); every
+    listed algorithm this reader supports is verified when the trust store has keys of it for
+    the sender (a failure is ``bad-signature``): a bundle is never accepted on the remaining
+    signature.  An encrypted bundle's content key is unwrapped with ``decryption_keys``
+    (``wrong-encryption-key`` if none of them is the one it was encrypted to,
+    ``decryption-failed`` if HPKE refuses); without ``decryption_keys`` it can be verified
+    but not read.
 
     Raises :class:`BundleError`.  The data is not read yet: call
     :meth:`VerifiedBundle.verify_data` before using the events.
@@ -795,9 +1045,10 @@ def open_bundle(path: Union[str, Path], trust: TrustStore, recipient: Optional[s
         except (tarfile.TarError, OSError) as exc:     # truncated or damaged after the first header
             raise BundleError("malformed", f"{path.name}: not a bundle (tar container damaged: {exc})") from None
         names = tuple(m.name for m in members)
-        if names != MEMBERS or not all(m.isreg() for m in members):
+        if names not in MEMBERS_OF.values() or not all(m.isreg() for m in members):
             raise BundleError("malformed", f"{path.name}: container must hold exactly the regular files "
-                                           f"{', '.join(MEMBERS)} in that order, found {', '.join(names) or 'none'}")
+                                           f"{', '.join(MEMBERS)} (or {MEMBERS_OF[2][2]} for encrypted data) in "
+                                           f"that order, found {', '.join(names) or 'none'}")
         if members[0].size > MAX_MANIFEST_BYTES or members[1].size > MAX_MANIFEST_BYTES:
             raise BundleError("malformed", f"{path.name}: manifest or signatures larger than {MAX_MANIFEST_BYTES} bytes")
         try:
@@ -808,7 +1059,10 @@ def open_bundle(path: Union[str, Path], trust: TrustStore, recipient: Optional[s
         try:
             manifest = Manifest.from_bytes(manifest_bytes)
         except BundleError as exc:          # name the file, as every other check does
-            raise BundleError(exc.reason, f"{path.name}: {exc}") from None
+            raise BundleError(exc.reason, f"{path.name}: {exc}", exc.algorithm) from None
+        if names[2] != manifest.data_member:
+            raise BundleError("malformed", f"{path.name}: a format {manifest.format_version} bundle holds "
+                                           f"{manifest.data_member}, not {names[2]}")
         shape = '{"signatures": [{"algorithm", "key_id", "value"}, ...]}'
         try:
             sig_doc = inputs.loads_json(sig_bytes, "signatures.json", max_depth=8)
@@ -821,47 +1075,93 @@ def open_bundle(path: Union[str, Path], trust: TrustStore, recipient: Optional[s
         if not known:
             raise BundleError("unsupported-version", f"{path.name}: none of the signature algorithms "
                                                      f"{list(manifest.algorithms)} is supported")
-        trusted = None
-        for algorithm in known:
+        if manifest.sender not in trust.peers:
+            trust.key(manifest.sender, "")              # unknown-sender, with the trust store's wording
+        required = trust.required_algorithms(manifest.sender)
+        for algorithm in required:
+            if algorithm not in manifest.algorithms:
+                raise BundleError("downgrade", f"{path.name}: the manifest lists the signature algorithms "
+                                               f"{list(manifest.algorithms)}, but the trust store requires "
+                                               f"{', '.join(required)} for {manifest.sender!r}: rejected as a "
+                                               "downgrade, never accepted on the remaining signature", algorithm)
+        listed = [s.get("algorithm") for s in sigs]
+        for algorithm in listed:
+            if algorithm not in manifest.algorithms:
+                raise BundleError("bad-signature", f"{path.name}: signatures.json has a {_shown(algorithm)} "
+                                                   "signature the signed manifest does not list")
+        trusted, verified, unverified = [], [], []
+        for algorithm in manifest.algorithms:
+            if algorithm not in VERIFIERS:
+                unverified.append(algorithm)
+                continue
             entries = [s for s in sigs if s.get("algorithm") == algorithm]
+            if not entries:
+                raise BundleError("missing-signature", f"{path.name}: the manifest lists algorithm {algorithm} but "
+                                                       f"signatures.json has no {algorithm} signature (stripped?)",
+                                  algorithm)
             if len(entries) != 1:
                 raise BundleError("bad-signature", f"{path.name}: the manifest lists algorithm {algorithm} "
-                                                   f"but signatures.json has {len(entries)} signatures for it")
+                                                   f"but signatures.json has {len(entries)} signatures for it",
+                                  algorithm)
+            if algorithm not in required and not trust.has_keys_of(manifest.sender, algorithm):
+                unverified.append(algorithm)     # migration: the receiver has no key of it yet
+                continue
             entry = entries[0]
             key_id = entry.get("key_id")
             if not isinstance(key_id, str):
                 raise BundleError("bad-signature", f"{path.name}: signatures.json: the {algorithm} signature has "
-                                                   f"no key_id string")
+                                                   f"no key_id string", algorithm)
             try:
                 key = trust.key(manifest.sender, key_id)
             except BundleError as exc:  # unknown sender/key, revoked key: name the bundle too
-                raise BundleError(exc.reason, f"{path.name}: {exc}") from None
+                raise BundleError(exc.reason, f"{path.name}: {exc}", algorithm) from None
             if key.algorithm != algorithm:
-                raise BundleError("bad-signature", f"{path.name}: key {key.key_id} is not an {algorithm} key")
+                raise BundleError("bad-signature", f"{path.name}: key {key.key_id} is not an {algorithm} key",
+                                  algorithm)
             try:
                 encoded = entry.get("value")
                 if not isinstance(encoded, str):
                     raise ValueError("not a string")
                 value = base64.b64decode(encoded, validate=True)
             except ValueError:
-                raise BundleError("bad-signature", f"{path.name}: {algorithm} signature is not base64") from None
+                raise BundleError("bad-signature", f"{path.name}: {algorithm} signature is not base64",
+                                  algorithm) from None
             if not VERIFIERS[algorithm](key.public_key, value, manifest_bytes):
                 raise BundleError("bad-signature", f"{path.name}: {algorithm} signature by {key.key_id} does not "
-                                                   f"verify: the manifest was altered or not signed by {manifest.sender}")
-            trusted = trusted or key
+                                                   f"verify: the manifest was altered or not signed by "
+                                                   f"{manifest.sender}", algorithm)
+            trusted.append(key)
+            verified.append(algorithm)
+        if not trusted:
+            raise BundleError("unknown-key", f"{path.name}: none of the signatures {list(manifest.algorithms)} "
+                                             f"is by a key of {manifest.sender!r} in {trust.path}")
         if recipient is not None and manifest.recipient != recipient:
             raise BundleError("wrong-recipient", f"{path.name}: bundle is addressed to {manifest.recipient!r}, "
                                                  f"this hub is {recipient!r}")
-        unverified = tuple(a for a in manifest.algorithms if a not in VERIFIERS)
-        return VerifiedBundle(path, tar, manifest, trusted, unverified)
+        content_key = None
+        if manifest.encryption is not None and decryption_keys is not None:
+            kid = manifest.encryption.recipient_key_id
+            private = decryption_keys.get(kid)
+            if private is None:
+                raise BundleError("wrong-encryption-key", f"{path.name}: the data is encrypted to {kid}, which is "
+                                                          f"none of this hub's decryption keys "
+                                                          f"({', '.join(decryption_keys.keys)})", bc.HPKE_KEM)
+            content_key = bc.unwrap_content_key(private, manifest.encryption.enc, manifest.encryption.wrapped_key,
+                                                manifest.binding())
+            if content_key is None:
+                raise BundleError("decryption-failed", f"{path.name}: the content key does not decrypt with {kid} "
+                                                       "(encapsulated key or sealed key altered)", bc.HPKE_KEM)
+        return VerifiedBundle(path, tar, manifest, trusted[0], tuple(unverified), tuple(verified), content_key,
+                              tuple(trusted))
     except BaseException:
         tar.close()
         raise
 
 
-def verify_bundle(path: Union[str, Path], trust: TrustStore, recipient: Optional[str] = None) -> Manifest:
-    """Full verification (signature, recipient, hash, count), streaming; returns the manifest."""
-    with open_bundle(path, trust, recipient) as bundle:
+def verify_bundle(path: Union[str, Path], trust: TrustStore, recipient: Optional[str] = None,
+                  decryption_keys: Optional[DecryptionKeys] = None) -> Manifest:
+    """Full verification (signature, recipient, hash, decryption, count), streaming; returns the manifest."""
+    with open_bundle(path, trust, recipient, decryption_keys) as bundle:
         bundle.verify_data()
         return bundle.manifest
 
