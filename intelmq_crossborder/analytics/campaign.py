@@ -22,6 +22,15 @@ carries) inside a sliding ``window`` of event time.  Links expire: every ``windo
 structure is rebuilt from the keys and links still inside the window, and memory is bounded
 by ``max_keys`` (the least recently seen keys go first, counted in ``evicted``).
 
+**Background keys link nothing.**  A key first seen more than ``common_after`` seconds ago
+(two days by default; remembered for ``4 x max_keys`` keys beyond the window) is background:
+the malware families, CVEs, networks and domains every country reports every day.  Campaign
+infrastructure is new; without this rule ``family:mirai`` would tie every country's infected
+systems into one permanent cluster.  A campaign that lasts longer keeps its id, but its keys
+stop linking new events after ``common_after``.  Clusters that already span the countries in
+the first ``warmup`` seconds (three days by default) are the background the detector starts
+in: they raise no alert and give no id.
+
 A cluster whose events in the window come from at least ``min_countries`` countries or
 ``min_hubs`` hubs becomes a **campaign**: it gets a stable id (``campaign_id``; kept when
 the cluster grows, merges or is rebuilt: the older campaign's id wins) and raises one
@@ -45,7 +54,6 @@ import ipaddress
 import math
 import re
 import secrets
-import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
@@ -214,8 +222,9 @@ class CampaignSettings:
     max_level: tlp.Level = tlp.Level.AMBER
     default_level: tlp.Level = tlp.Level.RED
     max_keys: int = 100_000
-    warm_up: int = 3 * 86400
+    warmup: int = 3 * 86400
     common_after: int = 2 * 86400
+    max_ahead: int = 3600
 
     @classmethod
     def from_parameters(cls, params: Optional[Mapping[str, Any]]) -> "CampaignSettings":
@@ -231,14 +240,15 @@ class CampaignSettings:
                    link_keys=d.link_keys if is_unset(keys) else tuple(as_list(keys)),
                    max_level=tlp.parse_level(optional(params.get("max_tlp"), d.max_level.label)),
                    default_level=tlp.parse_level(optional(params.get("default_tlp"), d.default_level.label)),
-                   max_keys=_int(params, "max_keys", d.max_keys), warm_up=_int(params, "warm_up", d.warm_up),
-                   common_after=_int(params, "common_after", d.common_after))
+                   max_keys=_int(params, "max_keys", d.max_keys), warmup=_int(params, "warmup", d.warmup),
+                   common_after=_int(params, "common_after", d.common_after),
+                   max_ahead=_int(params, "max_ahead", d.max_ahead))
 
     def as_parameters(self) -> dict:
         return {"window": self.window, "min_countries": self.min_countries, "min_hubs": self.min_hubs,
                 "link_keys": list(self.link_keys), "max_tlp": self.max_level.label,
-                "default_tlp": self.default_level.label, "max_keys": self.max_keys, "warm_up": self.warm_up,
-                "common_after": self.common_after}
+                "default_tlp": self.default_level.label, "max_keys": self.max_keys, "warmup": self.warmup,
+                "common_after": self.common_after, "max_ahead": self.max_ahead}
 
 
 def _int(params: Mapping[str, Any], name: str, default: int) -> Any:
@@ -268,8 +278,9 @@ def parameter_problems(params: Mapping[str, Any], prefix: str = "") -> List[list
                                 ("min_countries", 0, "an integer >= 0 (0 turns it off)"),
                                 ("min_hubs", 0, "an integer >= 0 (0 turns it off)"),
                                 ("max_keys", 100, "an integer >= 100"),
-                                ("warm_up", 0, "a number of seconds >= 0"),
-                                ("common_after", 0, "a number of seconds >= 0 (0 turns it off)")):
+                                ("warmup", 0, "a number of seconds >= 0"),
+                                ("common_after", 0, "a number of seconds >= 0 (0 turns it off)"),
+                                ("max_ahead", 0, "a number of seconds >= 0")):
         if not is_int(_int(params, name, getattr(d, name)), minimum):
             out.append(["error", f"Parameter {prefix}{name} must be {what}."])
     countries, hubs = _int(params, "min_countries", 1), _int(params, "min_hubs", 1)
@@ -368,7 +379,7 @@ class CampaignDetector:
     :meth:`observe` counts one event and returns the alerts it raises; :meth:`assign` does the
     same and also returns the campaign id the event may carry (or None).  ``counts`` holds
     ``events``, ``withheld`` (above ``max_tlp``), ``unlinked`` (no key), ``late`` (older than
-    the window), ``future`` (clamped to the wall clock), ``evicted`` (keys beyond ``max_keys``)
+    the window), ``common`` (only background keys), ``evicted`` (keys beyond ``max_keys``)
     and ``baseline`` (campaigns already there in the warm-up: no alert, no id)."""
 
     name = NAME
@@ -384,14 +395,11 @@ class CampaignDetector:
         self.started: Optional[float] = None
         self.next_rebuild = -math.inf
         self.counts: Counter = Counter()
-        #: set by the expert: an event time more than this many seconds after the wall clock is
-        #: taken as the wall clock (one wrong ``time.source`` must not expire the window)
-        self.max_future: Optional[float] = None
 
     # -- the Detector protocol --
 
-    def observe(self, event: Mapping[str, Any]) -> List[Alert]:
-        return self.assign(event)[0]
+    def observe(self, event: Mapping[str, Any], now: Optional[float] = None) -> List[Alert]:
+        return self.assign(event, now)[0]
 
     def advance(self, now: float) -> List[Alert]:
         if now > self.clock:
@@ -402,9 +410,11 @@ class CampaignDetector:
 
     # -- the work --
 
-    def assign(self, event: Mapping[str, Any]) -> Tuple[List[Alert], Optional[str]]:
-        """``(alerts, the campaign id this event may carry or None)``.  Raises :class:`EventError`
-        (time, a key field) and ``tlp.LabelError`` (labels that cannot be read): nothing counted."""
+    def assign(self, event: Mapping[str, Any], now: Optional[float] = None) -> Tuple[List[Alert], Optional[str]]:
+        """``(alerts, the campaign id this event may carry or None)``.  ``now`` (the expert's wall
+        clock): an event dated more than ``max_ahead`` seconds after it is refused, a later one
+        counts as now.  Raises :class:`EventError` (time, a key field) and ``tlp.LabelError``
+        (labels that cannot be read): nothing is counted then."""
         s = self.settings
         level, hidden = ew.read_level(event, s.default_level)
         keys = infrastructure_keys(event, s.link_keys)
@@ -414,11 +424,10 @@ class CampaignDetector:
         hub = _hub(event)
         pap = event.get("sharing.pap")
         pap = pap if isinstance(pap, str) else None
-        if self.max_future is not None:
-            wall = time.time()
-            if when > wall + self.max_future:
-                self.counts["future"] += 1
-                when = wall
+        if now is not None:
+            if when > now + s.max_ahead:
+                raise EventError("time.source", f"more than {s.max_ahead} s in the future")
+            when = min(when, now)
         self.counts["events"] += 1
         if self.started is None:
             self.started = when
@@ -536,7 +545,7 @@ class CampaignDetector:
         start = min((when for when in root.c_members.values() if when >= cutoff), default=root.c_first)
         campaign_id = "campaign-" + hmac.new(self.salt.encode(), f"{root_name}\x00{start!r}".encode(),
                                              "sha256").hexdigest()[:20]
-        baseline = self.started is not None and now < self.started + s.warm_up
+        baseline = self.started is not None and now < self.started + s.warmup
         self.campaigns[campaign_id] = {"first": start, "alerted": not baseline, "baseline": baseline}
         root.campaign = campaign_id
         if baseline:
