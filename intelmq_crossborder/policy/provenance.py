@@ -195,6 +195,10 @@ class ProvenanceGuard:
             if reason is not None:
                 self.dropped[reason] += 1
                 return Admission(drop=reason)
+        if "retraction.id" in event:
+            # a retraction (docs/retraction.md): the loop rule only; never stamped with ids of its own
+            # (it names its target's) nor de-duplicated; the sharing router extends its hub path
+            return Admission()
         token = None
         if self.deduplicates:
             if has_identity(event):
