@@ -425,3 +425,109 @@ class Evaluator:
                                s.include_indicator, flag)
         fields["time.observation"] = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
         return EarlyWarning(trigger, tlp.most_restrictive(c.level for c in spread.contributions), fields)
+
+
+# --- warnings of the detectors (analytics.surge, analytics.campaign) -------------------------
+
+DETECTION_TRIGGERS = ("surge", "campaign")
+_MAX_EVIDENCE_CHARS = 16_000
+
+
+def _iso_time(seconds: float) -> str:
+    return _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """A JSON-safe copy of an alert's evidence (numbers, texts, lists, mappings with text keys)."""
+    if depth > 8:
+        raise ValueError("alert evidence nested too deeply")
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return round(value, 4) if value == value and abs(value) != float("inf") else None
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, depth + 1) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
+    raise ValueError(f"alert evidence holds {type(value).__name__}")
+
+
+def build_detection_warning(alert: Any, local_hub: Optional[str] = None, local_country: Optional[str] = None,
+                            max_level: tlp.Level = tlp.Level.AMBER) -> dict:
+    """The early-warning event (flat IntelMQ keys) of a detector's cross-border incident candidate,
+    an :class:`intelmq_crossborder.analytics.alerts.Alert` of kind ``surge`` or ``campaign``.
+
+    The same rules as :func:`build_warning`: the warning's TLP is the alert's (the most
+    restrictive level of the events that counted; the detectors count none above their
+    ``max_tlp``), and an alert without a level or above ``max_level`` raises ValueError (it is
+    never sent: fail closed); hubs are counted, never named, and hidden contributors are a
+    number only (``extra.undisclosed_contributors``); countries are those the alert names.  It
+    carries the evidence only: the type, the countries, expected versus observed counts, no
+    indicator and no event content."""
+    if alert.kind not in DETECTION_TRIGGERS:
+        raise ValueError(f"not a detector alert: kind {alert.kind!r}")
+    if not alert.tlp:
+        raise ValueError("an alert without a TLP level is not sent")
+    level = tlp.Level.from_label(alert.tlp)
+    if level > max_level:
+        raise ValueError(f"an alert at TLP:{level.label} is above the early warning's TLP:{max_level.label}")
+    evidence = _plain(alert.evidence or {})
+    if len(json.dumps(evidence)) > _MAX_EVIDENCE_CHARS:
+        evidence = {k: v for k, v in evidence.items() if not isinstance(v, (dict, list))}
+    countries = sorted(alert.countries)
+    hidden_countries = evidence.get("undisclosed_countries") if alert.kind == "surge" else None
+    if alert.kind == "campaign":
+        country_count = max(len(countries), int(evidence.get("observed_countries") or 0))
+    else:
+        country_count = len(countries) + (hidden_countries if isinstance(hidden_countries, int) else 0)
+    named = ", ".join(countries)
+    unnamed = country_count - len(countries)
+    where = f"{country_count} countries" + (f" ({named}" + (f" and {unnamed} not named" if unnamed else "") + ")"
+                                            if named else "")
+    hubs = f"{alert.hubs} hub{'s' if alert.hubs != 1 else ''}" + \
+        (f", {alert.undisclosed} of them undisclosed" if alert.undisclosed else "")
+    window = int(evidence.get("window_s") or evidence.get("window_seconds") or 0)
+    if alert.kind == "surge":
+        summary = (f"Early warning: surge of {alert.classification_type} in {where}, reported by {hubs}: "
+                   f"observed {evidence.get('observed')} against {evidence.get('expected')} expected "
+                   f"{evidence.get('count', 'indicators')} since {_iso_time(alert.start)}.")
+    else:
+        summary = (f"Early warning: campaign candidate ({alert.classification_type}): infrastructure shared by "
+                   f"events of {where}, reported by {hubs}"
+                   + (f" within {_human_window(window)}" if window else "") + ".")
+    fields = {
+        "classification.taxonomy": "other",
+        "classification.type": "other",
+        "classification.identifier": "crossborder-early-warning",
+        "comment": summary,
+        "event_description.text": summary,
+        "feed.name": "Cross-border early warning",
+        "sharing.tlp": level.label,
+        "tlp": tlp.to_intelmq_stock(level),
+        "extra.early_warning_trigger": alert.kind,
+        "extra.detector": alert.detector,
+        "extra.reported_classification_type": alert.classification_type,
+        "extra.contributing_countries": countries,
+        "extra.undisclosed_contributors": int(alert.undisclosed),
+        "extra.hub_count": int(alert.hubs),
+        "extra.country_count": country_count,
+        "extra.incident_start": _iso_time(alert.start),
+        "extra.detected_at": _iso_time(alert.raised),
+        "extra.detection_delay_seconds": int(round(alert.raised - alert.start)),
+        "extra.detection_evidence": evidence,
+    }
+    if window:
+        fields["extra.window_seconds"] = window
+    for name in ("expected", "observed"):
+        if isinstance(evidence.get(name), (int, float)) and not isinstance(evidence.get(name), bool):
+            fields[f"extra.{name}_count"] = evidence[name]
+    if alert.kind == "campaign" and isinstance(evidence.get("campaign_id"), str):
+        fields["extra.campaign_id"] = evidence["campaign_id"]
+    pap = most_restrictive_pap([evidence.get("pap")] if isinstance(evidence.get("pap"), str) else [])
+    if pap:
+        fields["sharing.pap"] = pap
+    if local_hub:
+        fields["provenance.origin_hub"] = local_hub
+    if local_country:
+        fields["provenance.origin_country"] = local_country
+    return fields
