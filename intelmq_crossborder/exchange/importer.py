@@ -66,6 +66,7 @@ class ImportResult:
     lines_sent: int = 0
     reason: str = ""
     reason_code: str = ""
+    security: str = ""          # e.g. "signed ed25519+ml-dsa-65, decrypted"
 
 
 class Importer:
@@ -82,7 +83,7 @@ class Importer:
     def __init__(self, hub_id: str, trust: b.TrustStore, state_dir: PathLike, quarantine_dir: PathLike,
                  archive_dir: Optional[PathLike] = None,
                  chunk_lines: int = 1000, accept_first_sequence: bool = False,
-                 logger: Optional[logging.Logger] = None):
+                 logger: Optional[logging.Logger] = None, decryption_keys: Optional[b.DecryptionKeys] = None):
         self.hub_id = hub_id
         self.trust = trust
         self.state_dir = Path(state_dir)
@@ -90,6 +91,8 @@ class Importer:
         self.archive_dir = Path(archive_dir) if archive_dir else None
         self.chunk_lines = max(1, int(chunk_lines))
         self.accept_first_sequence = accept_first_sequence
+        #: this hub's HPKE keys; without them an encrypted bundle is rejected (no-decryption-key)
+        self.decryption_keys = decryption_keys
         self.log = logger or logging.getLogger(__name__)
         for folder in filter(None, (self.state_dir, self.quarantine_dir, self.archive_dir)):
             folder.mkdir(parents=True, exist_ok=True)
@@ -114,6 +117,8 @@ class Importer:
         _move(path, target)
         info = {"file": _printable(path.name), "reason": error.reason, "message": _printable(str(error)),
                 "quarantined_at": b.isoformat(b.utcnow())}
+        if getattr(error, "algorithm", ""):
+            info["algorithm"] = error.algorithm
         if manifest:
             info["manifest"] = manifest.to_dict()
         atomic_write_json(target.with_name(target.name + ".reason.json"), info)
@@ -137,7 +142,7 @@ class Importer:
         results, ready = [], []
         for path in self.pending(inbox):
             try:
-                with b.open_bundle(path, self.trust, self.hub_id) as opened:
+                with b.open_bundle(path, self.trust, self.hub_id, self.decryption_keys) as opened:
                     ready.append((opened.manifest.sender, opened.manifest.sequence, path))
             except b.BundleError as exc:
                 results.append(self.quarantine(path, exc))
@@ -148,7 +153,7 @@ class Importer:
     def import_bundle(self, path: PathLike, emit: Emit) -> ImportResult:
         path = Path(path)
         try:
-            opened = b.open_bundle(path, self.trust, self.hub_id)
+            opened = b.open_bundle(path, self.trust, self.hub_id, self.decryption_keys)
         except b.BundleError as exc:
             return self.quarantine(path, exc)
         with opened:
@@ -207,9 +212,12 @@ class Importer:
                 peer["recent"].pop(next(iter(peer["recent"])))
             self.state["in_progress"] = None
             self.save()
+            security = "signed " + "+".join(opened.verified_algorithms) + (
+                ", decrypted" if opened.decrypted else ", in clear")
         self._finish_file(path)
-        self.log.info("Imported %s: %d events from %s (sequence %d).", path.name, sent, m.sender, m.sequence)
-        return ImportResult(path, "resumed" if resuming else "imported", m, sent)
+        self.log.info("Imported %s: %d events from %s (sequence %d; %s).", path.name, sent, m.sender, m.sequence,
+                      security)
+        return ImportResult(path, "resumed" if resuming else "imported", m, sent, security=security)
 
     def _emit(self, emit: Emit, batch: List[bytes], manifest: b.Manifest, first: int, chunk_no: int) -> int:
         emit(batch, manifest, first, chunk_no)

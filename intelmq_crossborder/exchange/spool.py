@@ -20,9 +20,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import Callable, List, Optional, Tuple, Union
 
 from intelmq_crossborder.core.files import atomic_write_json, move_durably
 from intelmq_crossborder.core.fingerprint import digest
@@ -53,13 +51,21 @@ class Spool:
     STATE = "state.json"
 
     def __init__(self, directory: Union[str, Path], outbox: Union[str, Path], sender: str, recipient: str,
-                 signing_key: Ed25519PrivateKey, fsync_each: bool = False, compresslevel: int = 6,
-                 sent_dir: Optional[Union[str, Path]] = None, logger: Optional[logging.Logger] = None):
+                 signing_key, fsync_each: bool = False, compresslevel: int = 6,
+                 sent_dir: Optional[Union[str, Path]] = None, logger: Optional[logging.Logger] = None,
+                 encryption_key: Optional[Callable[[], Optional[b.TrustedKey]]] = None):
+        """``signing_key``: an Ed25519 key or a :class:`~intelmq_crossborder.formats.bundle.SigningKeys`
+        set (hybrid).  ``encryption_key``: called at every seal, returns the recipient's
+        encryption key (:meth:`~intelmq_crossborder.formats.bundle.TrustStore.encryption_key`,
+        the trust store read again) or None to seal the data in clear; a
+        :class:`~intelmq_crossborder.formats.bundle.BundleError` it raises fails the seal (the
+        events stay in the spool)."""
         self.dir = Path(directory)
         self.outbox = Path(outbox)
         self.sent_dir = Path(sent_dir) if sent_dir else None
         self.sender, self.recipient = sender, recipient
         self._key = signing_key
+        self._encryption_key = encryption_key
         self.fsync_each = fsync_each
         self.compresslevel = compresslevel
         self.log = logger or logging.getLogger(__name__)
@@ -197,8 +203,10 @@ class Spool:
         if path is None:
             opened = self.state.get("sealing_opened_at") or sealing.stat().st_mtime
             window_start = dt.datetime.fromtimestamp(opened, dt.timezone.utc)
+            encrypt_to = self._encryption_key() if self._encryption_key is not None else None
             writer = b.BundleWriter(self.outbox, self.sender, self.recipient, sequence, self._key,
-                                    window_start=window_start, compresslevel=self.compresslevel)
+                                    window_start=window_start, compresslevel=self.compresslevel,
+                                    encrypt_to=encrypt_to)
             try:
                 with open(sealing, "rb") as fh:
                     for line in fh:
