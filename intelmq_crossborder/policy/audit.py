@@ -43,7 +43,8 @@ from typing import Iterable, Iterator, Optional
 from intelmq_crossborder.core import inputs
 from intelmq_crossborder.core.files import move_durably
 
-__all__ = ["AuditTrail", "rotated_files", "read_records", "record", "encode_decision"]
+__all__ = ["AuditTrail", "rotated_files", "read_records", "read_retractions", "record", "encode_decision",
+           "encode_copies"]
 
 _enc = json.encoder.encode_basestring_ascii     # str -> JSON string literal (C implementation)
 
@@ -89,7 +90,7 @@ class AuditTrail:
 
     def write_decisions(self, decisions: Iterable, *, event_uuid: Optional[str],
                         fingerprint: Optional[str], tlp: Optional[str] = None,
-                        tlp_from: Optional[str] = None) -> int:
+                        tlp_from: Optional[str] = None, extra: str = "") -> int:
         """Append the event's record (one line, one write) listing every decision; returns the
         number of decisions (nothing is written for none).
 
@@ -98,6 +99,8 @@ class AuditTrail:
         (:func:`encode_decision`; the result of
         :meth:`~intelmq_crossborder.policy.decide.PolicySet.decide` carries them as
         ``audit_parts``); it parses to what the docstring of this module shows.
+        ``extra``: JSON members (``,"peer":"at-hub"``...) for the holdings index, see
+        :func:`encode_copies`.
         """
         parts = getattr(decisions, "audit_parts", None)      # encoded by PolicySet.decide already
         if parts is None:
@@ -116,8 +119,17 @@ class AuditTrail:
                 + ',"fingerprint":' + _enc_opt(fingerprint) + ',"bot":' + _enc_opt(self.bot))
         if tlp_from is not None:
             head += ',"tlp":' + _enc_opt(tlp) + ',"tlp_from":' + _enc(tlp_from)
+        if extra:
+            head += extra
         self._write((head + ',"decisions":[' + ",".join(parts) + "]}\n").encode("utf-8"))
         return len(parts)
+
+    def write_retraction(self, entry: dict) -> None:
+        """Append the record of a retraction the router handled (one line, no ``decisions``:
+        :func:`read_records` skips it, :func:`read_retractions` reads it).  ``entry`` holds
+        ids, recipients, actions and reasons, never an event's values."""
+        entry = {"time": _dt.datetime.now(_dt.timezone.utc).isoformat(), "bot": self.bot, **entry}
+        self._write((json.dumps(entry, ensure_ascii=True, separators=(",", ":")) + "\n").encode("utf-8"))
 
     def write_lines(self, lines: list) -> None:
         """Append already encoded JSON lines (without newlines) with a single write."""
@@ -162,6 +174,21 @@ class AuditTrail:
         self.close()
 
 
+def encode_copies(peer: Optional[str], copies: dict, pap: Optional[str] = None) -> str:
+    """The ``extra`` of :meth:`AuditTrail.write_decisions` for the holdings index: the peer hub
+    the event was imported from, its PAP, and per recipient whose copy has ids of its own
+    (derived uuid, recomputed fingerprint) or a hidden source ``{"u": uuid, "f": fingerprint,
+    "h": 1}``.  Empty when there is nothing to say."""
+    out = ""
+    if peer:
+        out += ',"peer":' + _enc(peer)
+    if pap:
+        out += ',"pap":' + _enc(pap)
+    if copies:
+        out += ',"copies":' + json.dumps(copies, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
+    return out
+
+
 def rotated_files(path) -> list:
     """The rotated pieces of an audit file, oldest first, then the current file."""
     path = Path(path)
@@ -182,6 +209,8 @@ def read_records(path) -> Iterator[dict]:
                     raise value
                 if not isinstance(value, dict):
                     raise inputs.InputError(piece, "an audit record is a JSON object", line=line)
+                if "retraction" in value:
+                    continue                        # a retraction's record: read_retractions
                 if "decisions" not in value:
                     yield value                     # a per-decision line (older files)
                     continue
@@ -190,10 +219,29 @@ def read_records(path) -> Iterator[dict]:
                     raise inputs.InputError(piece, "decisions is not a list", line=line, field="decisions")
                 head = {"time": value.get("time"), "event_uuid": value.get("event_uuid"),
                         "fingerprint": value.get("fingerprint")}
-                extra = {k: value[k] for k in ("tlp", "tlp_from") if k in value}
+                extra = {k: value[k] for k in ("tlp", "tlp_from", "peer", "pap") if k in value}
+                copies = value.get("copies")
+                if not isinstance(copies, dict):
+                    copies = {}
                 for d in decisions:
                     if not isinstance(d, dict):
                         raise inputs.InputError(piece, "a decision is not a JSON object", line=line,
                                                 field="decisions")
-                    yield {**head, "recipient": d.get("recipient"), "allowed": d.get("allowed"),
+                    out = {**head, "recipient": d.get("recipient"), "allowed": d.get("allowed"),
                            "reasons": d.get("reasons"), "bot": value.get("bot"), **extra}
+                    copy = copies.get(d.get("recipient")) if isinstance(d.get("recipient"), str) else None
+                    if isinstance(copy, dict):
+                        out.update(sent_uuid=copy.get("u"), sent_fingerprint=copy.get("f"), hidden=bool(copy.get("h")))
+                    yield out
+
+
+def read_retractions(path) -> Iterator[dict]:
+    """The records of the retractions a router handled (:meth:`AuditTrail.write_retraction`),
+    oldest first, read like :func:`read_records`."""
+    for piece in rotated_files(path):
+        with open(piece, "rb") as fh:
+            for _line, value in inputs.iter_json_lines(fh, piece):
+                if isinstance(value, inputs.InputError):
+                    raise value
+                if isinstance(value, dict) and "retraction" in value:
+                    yield value

@@ -41,7 +41,8 @@ from intelmq_crossborder.policy.agreements import PAP_LEVELS, Agreement, tlp_cei
 from intelmq_crossborder.policy.redact import (LABEL_CARRYING, field_type, holds_pseudonym, originator_names, pseudonym,
                                               rederive_ids)
 
-__all__ = ["Decision", "Decisions", "EventFacts", "event_facts", "decide", "decide_all", "parse_pap", "PolicySet"]
+__all__ = ["Decision", "Decisions", "EventFacts", "event_facts", "decide", "decide_all", "parse_pap", "PolicySet",
+           "label_denials"]
 
 _PAP_ORDER = {name: i for i, name in enumerate(PAP_LEVELS)}
 
@@ -194,6 +195,16 @@ def _deny_reasons(facts: EventFacts, event: Mapping[str, Any], a: Agreement,
     if (a.pseudonymise_fields or hide_by_pseudonym) and not hmac_key:
         reasons.append("key-missing: the agreement pseudonymises fields and no HMAC key is configured")
     return reasons, level
+
+
+def label_denials(agreement: Agreement, level: Optional[Level], pap: Optional[str] = None) -> list:
+    """The denials of ``agreement`` that depend only on an event's labels (TLP, PAP): the rules
+    of :func:`decide`, applied to a copy a recipient already holds when a retraction relabels
+    it (:mod:`intelmq_crossborder.policy.retraction`); the other rules (taxonomy, country, loop)
+    were passed when the copy was sent."""
+    facts = EventFacts(level, "labels" if level is not None else "none", pap=pap)
+    reasons, _ = _deny_reasons(facts, {}, agreement, b"-")
+    return [r for r in reasons if r.startswith(("tlp-", "pap-", "disabled"))]
 
 
 def decide(event: Mapping[str, Any], agreement: Agreement, *, hmac_key: Optional[bytes] = None,

@@ -138,12 +138,11 @@ class Retraction:
     @property
     def target(self) -> str:
         """The target as one short text for logs (ids only)."""
-        parts = []
+        if self.scope == "indicator":
+            return f"indicator {self.target_fingerprint}"
         if self.target_event_uuid:
-            parts.append(f"event {self.target_event_uuid}")
-        if self.target_fingerprint:
-            parts.append(f"fingerprint {self.target_fingerprint[:16]}...")
-        return f"{self.scope} " + ", ".join(parts)
+            return f"event {self.target_event_uuid}"
+        return f"event with fingerprint {self.target_fingerprint}"
 
     # --- reading ---------------------------------------------------------------------------
     @classmethod

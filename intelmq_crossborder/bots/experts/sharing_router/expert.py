@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import time
 
 from intelmq import VAR_STATE_PATH
@@ -12,12 +13,17 @@ from intelmq.lib.exceptions import ConfigurationError, InvalidValue
 from intelmq_crossborder.core.fingerprint import fingerprint
 from intelmq_crossborder.core.secrets import secret_bytes
 from intelmq_crossborder.policy import audit
+from intelmq_crossborder.policy.holdings import Holdings, HoldingsError
+from intelmq_crossborder.policy.provenance import hub_path
+from intelmq_crossborder.policy.retraction import Retraction, RetractionError, is_retraction
+from intelmq_crossborder.policy.retraction_router import RetractionRouter, peer_of
 from intelmq_crossborder.policy.agreements import AgreementError, load_agreements
 from intelmq_crossborder.policy.decide import PolicySet, event_facts
 from intelmq_crossborder.runtime import fanout
 from intelmq_crossborder.core.parameters import as_int, is_unset, optional
 
 DEFAULT_KEY_ENV = "CROSSBORDER_HMAC_KEY"
+HUB_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 _NOT_RECIPIENTS = ("_default", "_on_error")
 
@@ -35,6 +41,9 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
     audit_fsync: bool = False
     counts_interval: int = 300
     fanout_mode: str = "pipeline"
+    hub_id: str = None
+    holdings_db: str = None
+    holdings_max_rows: int = 20_000_000
 
     _agreements: list = []
     _key = None
@@ -74,6 +83,18 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         self._audit = audit.AuditTrail(path, max_bytes=audit_max_bytes, fsync=bool(optional(self.audit_fsync, False)),
                                        bot=self.bot_id)
         self._policy = PolicySet(self._agreements, self._key)
+        self._hub_id = optional(self.hub_id)
+        if self._hub_id is not None and not HUB_ID.fullmatch(str(self._hub_id)):
+            raise ConfigurationError("sharing router", f"hub_id {self._hub_id!r} is not a hub id like 'at-hub'")
+        holdings_path = optional(self.holdings_db) or os.path.join(os.path.dirname(path) or ".",
+                                                                   f"{self.bot_id}-holdings.sqlite")
+        try:
+            self._holdings = Holdings(holdings_path, max_rows=as_int(self.holdings_max_rows, 20_000_000,
+                                                                     "holdings_max_rows"))
+        except (HoldingsError, ValueError) as exc:
+            raise ConfigurationError("sharing router", f"holdings_db: {exc}") from None
+        self._retract = RetractionRouter(self._holdings, self._agreements, self._hub_id, paths)
+        self._retractions = collections.Counter()
         if fanout_mode not in fanout.MODES:
             raise ConfigurationError("sharing router", f"fanout_mode must be one of {', '.join(fanout.MODES)}")
         self._sender = fanout.BatchSender(self, fanout_mode)
@@ -93,13 +114,22 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
     def process(self):
         message = self.receive_message()
         event = dict(message)
+        if is_retraction(event):          # never label-read, never decided: routed to the holders
+            return self._process_retraction(event)
         facts = event_facts(event)        # the event's labels are read once, here
         decisions = self._policy.decide(event, facts)
         uuid = event.get("provenance.event_uuid")
         # an event is identified by its UUID; the fingerprint is computed only for events without one
-        self._audit.write_decisions(decisions, event_uuid=uuid, fingerprint=event.get("provenance.fingerprint")
-                                    or (None if uuid else fingerprint(event)),
-                                    tlp=None if facts.level is None else facts.level.label, tlp_from=facts.level_from)
+        event_fp = event.get("provenance.fingerprint") or (None if uuid else fingerprint(event))
+        peer = peer_of(hub_path(event), self._hub_id)
+        copies = self._retract.copies(decisions, facts.level, facts.chatham_house)
+        pap = facts.pap
+        self._audit.write_decisions(decisions, event_uuid=uuid, fingerprint=event_fp,
+                                    tlp=None if facts.level is None else facts.level.label, tlp_from=facts.level_from,
+                                    extra=self._retract.audit_extra(uuid, event_fp, copies, peer, pap)
+                                    if (copies or peer) else "")
+        if copies or peer:
+            self._retract.record(uuid, event_fp, copies, peer, pap)
         if facts.tlp_error is not None:
             raise InvalidValue(facts.tlp_error_field, facts.tlp_error_value,
                                reason=f"{facts.tlp_error}; denied for every recipient and dumped")
@@ -123,6 +153,32 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         if self._counts_interval and time.monotonic() - self._last_counts >= self._counts_interval:
             self.log_counts()
 
+    def _process_retraction(self, event: dict):
+        """A retraction goes to exactly the recipients holding its target (docs/retraction.md);
+        a confirmation from a peer is recorded.  The audit trail has it before anything is sent."""
+        try:
+            msg = Retraction.from_event(event)
+        except RetractionError as exc:
+            raise InvalidValue(exc.field or "retraction.id", str(event.get(exc.field or "retraction.id"))[:100],
+                               reason=f"{exc.reason}; the retraction is dumped") from None
+        plan = self._retract.plan(msg)
+        self._audit.write_retraction(plan.audit_entry())
+        self._retract.commit(plan)
+        items = [(recipient, fanout.serialize_event(out)) for recipient, out in plan.items]
+        conf = self._retract.confirmation_event(plan)
+        if conf is not None:
+            items.append((conf[0], fanout.serialize_event(conf[1])))
+        elif plan.from_peer is not None and plan.outcome not in ("confirmation", "loop") and not msg.is_confirmation:
+            self.logger.warning("Retraction %s from peer hub %r: no named path to that hub (an agreement with "
+                                "hub_id %r), so it gets no confirmation.", msg.id, plan.from_peer, plan.from_peer)
+        self._retractions[plan.outcome.split(":")[0].split(" ")[0]] += 1
+        what = "Confirmation of retraction" if msg.is_confirmation else f"Retraction {msg.action}"
+        if plan.refused or plan.outcome == "loop":
+            self.logger.warning("%s %s of %s %s: %s.", what, msg.id, msg.target, plan.outcome, plan.log)
+        else:
+            self.logger.info("%s %s of %s: %s.", what, msg.id, msg.target, plan.log)
+        self._sender.send_and_acknowledge(items)
+
     def _fold_denials(self):
         """Add the counted combinations of denials to the counts per recipient and reason code."""
         for denials, n in self._denial_sets.values():
@@ -141,9 +197,11 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
             reasons = ", ".join(f"{code} {n}" for code, n in sorted(denied.items()))
             parts.append(f"{a.recipient} sent {self._sent.get(a.recipient, 0)} denied {sum(denied.values())}"
                          + (f" ({reasons})" if reasons else ""))
+        retractions = ", ".join(f"{k} {v}" for k, v in sorted(self._retractions.items())) or "none"
         self.logger.info("Sharing counts: %s; shared with nobody %d; events fanned out in one Redis "
-                         "transaction %d, through send_message %d.", "; ".join(parts) or "no agreements",
-                         self._unrouted, self._sender.batched, self._sender.fallback)
+                         "transaction %d, through send_message %d; retractions %s.", "; ".join(parts) or "no agreements",
+                         self._unrouted, self._sender.batched, self._sender.fallback, retractions)
+        self._retractions.clear()
         self._sender.batched = self._sender.fallback = 0
         self._sent.clear()
         self._denied.clear()
@@ -152,10 +210,13 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
 
     def shutdown(self):
         if self._audit is not None:
-            if self._sent or self._denied or self._denial_sets or self._unrouted:
+            if self._sent or self._denied or self._denial_sets or self._unrouted or self._retractions:
                 self.log_counts()
             self._audit.close()
             self._audit = None
+        if getattr(self, "_holdings", None) is not None:
+            self._holdings.close()
+            self._holdings = None
 
     @staticmethod
     def check(parameters: dict):
@@ -179,6 +240,12 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
                                          "named path in destination_queues."])
         for path in sorted(paths - set(agreements) - set(_NOT_RECIPIENTS)):
             results.append(["warning", f"Named path {path!r} matches no enabled agreement: it gets nothing."])
+        hub = parameters.get("hub_id")
+        if not is_unset(hub) and "${" not in str(hub) and not HUB_ID.fullmatch(str(hub)):
+            results.append(["error", f"Parameter hub_id {hub!r} is not a hub id like 'at-hub'."])
+        if is_unset(hub) and any(a.hub_id for a in agreements.values()):
+            results.append(["warning", "Parameter hub_id is not set: retractions from peer hubs are refused and "
+                                       "imported events are not recorded with the peer they came from."])
         needs_key = [r for r, a in agreements.items() if a.needs_key]
         env = optional(parameters.get("hmac_key_env"), DEFAULT_KEY_ENV)
         try:
