@@ -78,7 +78,9 @@ MAX_KEY_CHARS = 256           # a longer value is cut (the key stays distinct th
 MAX_KEYS_PER_EVENT = 16
 MAX_MEMBERS = 512             # distinct (hub, country, level, hidden, pap) per key and per cluster
 REBUILDS_PER_WINDOW = 16
-HISTORY_FACTOR = 4            # sightings remembered: this many times max_keys
+HISTORY_FACTOR = 4
+#: parameters the analytics expert gives every detector under one name
+SHARED_PARAMETERS = ("max_tlp", "default_tlp", "max_ahead")            # sightings remembered: this many times max_keys
 
 _PSL = None
 
@@ -267,9 +269,11 @@ def _int(params: Mapping[str, Any], name: str, default: int) -> Any:
 
 def parameter_problems(params: Mapping[str, Any], prefix: str = "") -> List[list]:
     """``[level, text]`` per problem of the campaign parameters (IntelMQ's ``check()`` form).
-    ``prefix`` is put before each parameter name (the analytics expert's ``campaign_``)."""
+    ``prefix`` is put before each parameter name the detector has alone (the analytics
+    expert's ``campaign_``), not before :data:`SHARED_PARAMETERS`."""
     d = CampaignSettings()
     out: List[list] = []
+    prefix_of = (lambda name: "" if name in SHARED_PARAMETERS else prefix)  # noqa: E731
 
     def is_int(value: Any, minimum: int) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= 10 ** 9
@@ -282,7 +286,7 @@ def parameter_problems(params: Mapping[str, Any], prefix: str = "") -> List[list
                                 ("common_after", 0, "a number of seconds >= 0 (0 turns it off)"),
                                 ("max_ahead", 0, "a number of seconds >= 0")):
         if not is_int(_int(params, name, getattr(d, name)), minimum):
-            out.append(["error", f"Parameter {prefix}{name} must be {what}."])
+            out.append(["error", f"Parameter {prefix_of(name)}{name} must be {what}."])
     countries, hubs = _int(params, "min_countries", 1), _int(params, "min_hubs", 1)
     if countries == 0 and hubs == 0:
         out.append(["error", f"Parameters {prefix}min_countries and {prefix}min_hubs are both 0: no cluster "
@@ -301,12 +305,12 @@ def parameter_problems(params: Mapping[str, Any], prefix: str = "") -> List[list
                                  f"{', '.join(KEY_KINDS)}."])
     for name, default in (("max_tlp", d.max_level.label), ("default_tlp", d.default_level.label)):
         try:
-            level = tlp.parse_level(optional(params.get(name), default), f"parameter {prefix}{name}")
+            level = tlp.parse_level(optional(params.get(name), default), f"parameter {prefix_of(name)}{name}")
             if name == "max_tlp" and level >= tlp.Level.AMBER_STRICT:
-                out.append(["error", f"Parameter {prefix}max_tlp: TLP:{level.label} cannot go to EU-CyCLONe or "
+                out.append(["error", f"Parameter max_tlp: TLP:{level.label} cannot go to EU-CyCLONe or "
                                      "the CSIRTs Network automatically; use AMBER or lower."])
         except (tlp.UnknownTLPError, TypeError, AttributeError):
-            out.append(["error", f"Parameter {prefix}{name} must be a TLP label "
+            out.append(["error", f"Parameter {prefix_of(name)}{name} must be a TLP label "
                                  "(CLEAR, GREEN, AMBER, AMBER+STRICT, RED)."])
     return out
 

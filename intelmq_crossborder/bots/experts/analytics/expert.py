@@ -1,0 +1,152 @@
+"""Cross-border analytics expert: detect cross-border surges and campaigns, tag campaign events and send the candidates to the early warning."""
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from intelmq.lib.bot import ExpertBot
+from intelmq.lib.exceptions import ConfigurationError, InvalidValue
+
+from intelmq_crossborder.analytics import campaign as campaign_detector
+from intelmq_crossborder.analytics import early_warning as ew
+from intelmq_crossborder.analytics import stage as analytics_stage
+from intelmq_crossborder.analytics.alerts import EventError, StateError
+from intelmq_crossborder.analytics.contributions import default_db_path
+from intelmq_crossborder.core import tlp
+from intelmq_crossborder.core.parameters import as_int, optional
+
+_KEYS = (("detectors", "max_tlp", "default_tlp", "max_ahead")
+         + tuple(f"surge_{p}" for p in analytics_stage.SURGE_PARAMETERS)
+         + tuple(f"campaign_{p}" for p in analytics_stage.CAMPAIGN_PARAMETERS))
+
+
+class CrossBorderAnalyticsExpertBot(ExpertBot):
+    """Run the surge and campaign detectors on the pooled events, add extra.campaign_id to the events of a campaign and send each cross-border incident candidate (evidence only, TLP-capped, hubs never named) on the path warning_path; every event goes on (details in docs/bots/analytics.md)."""
+
+    detectors: list = list(analytics_stage.DETECTORS)
+    warning_path: str = "early-warning"
+    max_tlp: str = "AMBER"
+    default_tlp: str = "RED"
+    max_ahead: int = 3600
+    surge_model: str = None
+    surge_bucket: int = 3600
+    surge_warmup: int = 7 * 86400
+    surge_sensitivity: float = None
+    surge_min_countries: int = 2
+    surge_window: int = 6 * 3600
+    surge_min_count: int = 3
+    surge_count: str = "indicators"
+    surge_max_keys: int = 20000
+    campaign_window: int = 86400
+    campaign_min_countries: int = 3
+    campaign_min_hubs: int = 3
+    campaign_link_keys: list = list(campaign_detector.KEY_KINDS)
+    campaign_max_keys: int = 100000
+    campaign_warmup: int = 3 * 86400
+    campaign_common_after: int = 2 * 86400
+    campaign_field: str = "extra.campaign_id"
+    state_file: str = None          # default: <IntelMQ var/lib/bots>/<bot id>.analytics-state.json
+    state_interval: int = 300
+    alerts_file: str = None         # default: beside the contributions store, analytics-alerts.jsonl
+    hub_id: str = None
+    country: str = None
+
+    _stage: analytics_stage.AnalyticsStage = None
+
+    def init(self):
+        params = {name: getattr(self, name) for name in _KEYS}
+        errors = [text for level, text in self.check(params) or () if level == "error"]
+        if errors:
+            raise ConfigurationError("analytics", errors[0])
+        self._stage = analytics_stage.AnalyticsStage.from_parameters(params)
+        self._max_level = tlp.parse_level(optional(self.max_tlp, "AMBER"))
+        self._warning_path = optional(self.warning_path, "early-warning")
+        if self._warning_path not in (self.destination_queues or {}):
+            raise ConfigurationError("analytics", f"destination_queues has no path {self._warning_path!r} "
+                                                  "(warning_path); incident candidates would be lost")
+        self._campaign_field = optional(self.campaign_field, "extra.campaign_id")
+        self._interval = as_int(self.state_interval, 300, "state_interval")
+        self._state_path = Path(optional(self.state_file) or self._default_state_file())
+        self._journal = analytics_stage.AlertJournal(
+            Path(optional(self.alerts_file) or default_db_path().parent / "analytics-alerts.jsonl"))
+        try:
+            for note in analytics_stage.load_state(self._stage, self._state_path):
+                self.logger.info("%s.", note[0].upper() + note[1:])
+        except StateError as exc:
+            aside = self._state_path.with_name(
+                f"{self._state_path.name}.bad-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}")
+            try:
+                self._state_path.replace(aside)
+                kept = f"kept as {aside}"
+            except OSError as move:
+                kept = f"could not be moved aside ({move.strerror or move})"
+            self.logger.error("Analytics state not usable, the detectors start afresh with their warm-up; the file "
+                              "%s: %s.", kept, str(exc).rstrip("."))
+        self._saved_at = time.monotonic()
+        self.logger.info("Analytics detectors %s; state in %s, alerts in %s.", ", ".join(self._stage.detectors),
+                         self._state_path, self._journal.path)
+
+    def _default_state_file(self) -> str:
+        from intelmq import VAR_STATE_PATH
+        return str(Path(VAR_STATE_PATH) / f"{self.bot_id}.analytics-state.json")
+
+    def process(self):
+        event = self.receive_message()
+        try:
+            alerts, campaign_id = self._stage.observe(event, time.time())
+        except tlp.LabelError as exc:
+            raise InvalidValue(exc.field, exc.value, reason=exc.reason) from None
+        except EventError as exc:
+            raise InvalidValue(exc.field, event.get(exc.field), reason=exc.reason) from None
+        for alert in alerts:
+            self._raise(alert)
+        if campaign_id is not None:
+            event.add(self._campaign_field, campaign_id, overwrite=True)
+        self.send_message(event)
+        self.acknowledge_message()
+        if self._interval == 0 or time.monotonic() - self._saved_at >= self._interval:
+            self._save()
+
+    def _raise(self, alert):
+        try:
+            fields = ew.build_detection_warning(alert, optional(self.hub_id), optional(self.country),
+                                                self._max_level)
+        except ValueError as exc:
+            self.logger.warning("Alert of detector %s not sent to the early warning: %s.", alert.detector, exc)
+            self._journal.append(alert, self._stage.series_of(alert), sent=False)
+            return
+        out = self.new_event()
+        for name, value in fields.items():
+            out.add(name, value)
+        out.add("time.observation", datetime.now(timezone.utc).replace(microsecond=0).isoformat())
+        self.send_message(out, path=self._warning_path)
+        self._journal.append(alert, self._stage.series_of(alert))
+        self.logger.info("Raised %s candidate (TLP:%s, delay %d s): %s", alert.kind, fields["sharing.tlp"],
+                         fields["extra.detection_delay_seconds"], fields["comment"])
+
+    def _save(self):
+        try:
+            self._stage.save(self._state_path)
+        except (OSError, ValueError) as exc:
+            self.logger.error("Could not save the analytics state to %s: %s.", self._state_path, exc)
+        self._saved_at = time.monotonic()
+
+    def shutdown(self):
+        if self._stage is not None:
+            self._save()
+
+    @staticmethod
+    def check(parameters: dict):
+        results = analytics_stage.parameter_problems(parameters)
+        interval = parameters.get("state_interval")
+        try:
+            if as_int(interval, 300, "state_interval") < 0:
+                raise ValueError
+        except ValueError:
+            results.append(["error", "Parameter state_interval must be a number of seconds >= 0."])
+        field = optional(parameters.get("campaign_field"), "extra.campaign_id")
+        if not isinstance(field, str) or not field.startswith("extra.") or field != field.strip().lower():
+            results.append(["error", "Parameter campaign_field must be an extra.* field (lower case)."])
+        return results or None
+
+
+BOT = CrossBorderAnalyticsExpertBot
