@@ -231,7 +231,7 @@ def read_key_file(path: Union[str, Path], passphrase: Optional[bytes] = None, wh
         raise KeyFileError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
     blocks = [m.group(0) for m in _PEM_BLOCK.finditer(data)]
     if not blocks:
-        raise KeyFileError(f"{path}: not a PEM private key file ({what})")
+        raise KeyFileError(f"{path}: not a readable PEM private key file ({what}): no PEM private key block")
     rest = _PEM_BLOCK.sub(b"", data)
     if rest.strip():
         raise KeyFileError(f"{path}: text outside the PEM private key blocks ({what})")

@@ -5,6 +5,7 @@ from intelmq import VAR_STATE_PATH
 from intelmq.lib.bot import CollectorBot
 from intelmq.lib.exceptions import ConfigurationError
 
+from intelmq_crossborder.core import secrets
 from intelmq_crossborder.exchange import transfer
 from intelmq_crossborder.exchange.importer import Importer
 from intelmq_crossborder.exchange.state import StateError
@@ -18,6 +19,8 @@ class CrossBorderExchangeCollectorBot(CollectorBot):
     hub_id: str = None
     trust_store: str = None
     inbox_dir: str = None
+    decryption_key_file: str = ""
+    decryption_key_passphrase_env: str = ""
     state_dir: str = ""
     quarantine_dir: str = ""
     archive_dir: str = ""
@@ -33,7 +36,7 @@ class CrossBorderExchangeCollectorBot(CollectorBot):
     provider: str = "intelmq-crossborder"
 
     #: Optional parameters: IntelMQ Manager saves an untouched one as '' (= the class default).
-    OPTIONAL = ("state_dir", "quarantine_dir", "archive_dir", "keep_imported", "events_per_report",
+    OPTIONAL = ("decryption_key_file", "decryption_key_passphrase_env", "state_dir", "quarantine_dir", "archive_dir", "keep_imported", "events_per_report",
                 "accept_first_sequence", "pull_url", "client_cert", "client_key", "ca_bundle", "pull_timeout",
                 "name", "provider")
 
@@ -41,9 +44,26 @@ class CrossBorderExchangeCollectorBot(CollectorBot):
         for name in self.OPTIONAL:
             setattr(self, name, optional(getattr(self, name), getattr(type(self), name)))
         problems = self.check({"hub_id": self.hub_id, "trust_store": self.trust_store, "inbox_dir": self.inbox_dir,
-                               "pull_url": self.pull_url, "events_per_report": self.events_per_report})
+                               "pull_url": self.pull_url, "events_per_report": self.events_per_report,
+                               "decryption_key_file": self.decryption_key_file,
+                               "decryption_key_passphrase_env": self.decryption_key_passphrase_env})
         if problems:
             raise ConfigurationError("exchange collector", "; ".join(p[1] for p in problems))
+        self._decryption_keys = None
+        if self.decryption_key_file:
+            passphrase = None
+            if self.decryption_key_passphrase_env:
+                text = secrets.secret(None, self.decryption_key_passphrase_env)
+                if text is None:
+                    raise ConfigurationError("exchange collector", f"environment variable "
+                                             f"{self.decryption_key_passphrase_env} (decryption key passphrase) is "
+                                             "not set or empty")
+                secrets.redact_in_logs(text, self.logger)
+                passphrase = text.encode("utf-8", "surrogateescape")
+            try:
+                self._decryption_keys = bundle.load_decryption_keys(self.decryption_key_file, passphrase)
+            except bundle.BundleError as exc:
+                raise ConfigurationError("exchange collector", str(exc)) from None
         base = Path(self.state_dir or Path(VAR_STATE_PATH) / "crossborder-exchange" / self.bot_id)
         self._state_dir = base
         self._quarantine = Path(self.quarantine_dir) if self.quarantine_dir else base / "quarantine"
@@ -60,7 +80,8 @@ class CrossBorderExchangeCollectorBot(CollectorBot):
         try:
             importer = Importer(self.hub_id, trust, self._state_dir, self._quarantine, self._archive,
                                 chunk_lines=self.events_per_report,
-                                accept_first_sequence=self.accept_first_sequence, logger=self.logger)
+                                accept_first_sequence=self.accept_first_sequence, logger=self.logger,
+                                decryption_keys=self._decryption_keys)
         except StateError as exc:
             raise ConfigurationError("exchange collector", str(exc)) from None
         if self.pull_url:
@@ -115,6 +136,14 @@ class CrossBorderExchangeCollectorBot(CollectorBot):
                 bundle.TrustStore.from_file(parameters["trust_store"])
             except bundle.BundleError as exc:
                 results.append(["error", f"Parameter trust_store: {exc}."])
+        key_file = optional(parameters.get("decryption_key_file"), "")
+        if key_file and not isinstance(key_file, str):
+            results.append(["error", "Parameter decryption_key_file must be the path of the HPKE key file (PEM)."])
+        elif key_file:
+            problem = bundle.decryption_key_problem(key_file, encrypted=not is_unset(
+                parameters.get("decryption_key_passphrase_env")))
+            if problem:
+                results.append(["error", f"Parameter decryption_key_file: {problem}."])
         if is_unset(parameters.get("inbox_dir")) or not isinstance(parameters["inbox_dir"], str):
             results.append(["error", "Parameter inbox_dir (a folder) is required."])
         url = optional(parameters.get("pull_url"), "")

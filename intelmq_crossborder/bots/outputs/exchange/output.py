@@ -19,12 +19,14 @@ from intelmq_crossborder.core.parameters import is_unset, optional
 
 
 class CrossBorderExchangeOutputBot(OutputBot):
-    """Writes the events of one recipient hub's router path into signed exchange bundles: each event is spooled durably before it is acknowledged, a bundle is sealed by size, age or a daily cut time and optionally pushed to the peer over HTTPS with mutual TLS; events above max_tlp, RED, AMBER+STRICT or without a readable label are dumped. Details: docs/bots/exchange.md."""
+    """Writes the events of one recipient hub's router path into signed (optionally hybrid post-quantum signed and encrypted) exchange bundles: each event is spooled durably before it is acknowledged, a bundle is sealed by size, age or a daily cut time and optionally pushed to the peer over HTTPS with mutual TLS; events above max_tlp, RED, AMBER+STRICT or without a readable label are dumped. Details: docs/bots/exchange.md."""
 
     hub_id: str = None
     recipient: str = None
     signing_key_file: str = None
     signing_key_passphrase_env: str = ""
+    trust_store: str = ""
+    require_encryption: bool = False
     spool_dir: str = ""
     outbox_dir: str = ""
     sent_dir: str = ""
@@ -55,7 +57,7 @@ class CrossBorderExchangeOutputBot(OutputBot):
     _wake = None
 
     #: Optional parameters: IntelMQ Manager saves an untouched one as '' (= the class default).
-    OPTIONAL = ("signing_key_passphrase_env", "spool_dir", "outbox_dir", "sent_dir", "max_bundle_events",
+    OPTIONAL = ("signing_key_passphrase_env", "trust_store", "require_encryption", "spool_dir", "outbox_dir", "sent_dir", "max_bundle_events",
                 "max_bundle_age", "seal_at", "seal_check_interval", "seal_on_shutdown", "seal_empty",
                 "fsync_each_event", "compresslevel", "max_tlp", "push_url", "client_cert", "client_key",
                 "ca_bundle", "push_timeout", "push_retry_backoff", "push_retry_max_backoff")
@@ -75,9 +77,10 @@ class CrossBorderExchangeOutputBot(OutputBot):
             secrets.redact_in_logs(text, self.logger)
             passphrase = text.encode("utf-8", "surrogateescape")      # the variable's bytes, UTF-8 or not
         try:
-            key = bundle.load_private_key(self.signing_key_file, passphrase)
+            key = bundle.load_signing_keys(self.signing_key_file, passphrase)
         except bundle.BundleError as exc:
             raise ConfigurationError("exchange output", str(exc)) from None
+        self.logger.info("Signing bundles for %s with %s.", self.recipient, ", ".join(key.key_ids()))
         base = Path(self.spool_dir or Path(VAR_STATE_PATH) / "crossborder-exchange" / self.bot_id)
         self._outbox = Path(self.outbox_dir) if self.outbox_dir else base / "outbox"
         self._sent = Path(self.sent_dir) if self.sent_dir else base / "sent"
@@ -93,7 +96,9 @@ class CrossBorderExchangeOutputBot(OutputBot):
                 sent_dir=self._sent, timeout=self.push_timeout, logger=self.logger)
         self._spool = Spool(base, self._outbox, self.hub_id, self.recipient, key,
                             fsync_each=self.fsync_each_event, compresslevel=self.compresslevel,
-                            sent_dir=self._sent, logger=self.logger)
+                            sent_dir=self._sent, logger=self.logger,
+                            encryption_key=self._encryption_key if self.trust_store or self.require_encryption
+                            else None)
         with self._lock:
             self._spool.recover()
             self._redelivery = RedeliveryGuard(self._spool.redelivery_digest())
@@ -104,11 +109,24 @@ class CrossBorderExchangeOutputBot(OutputBot):
             self._timer.start()
 
     #: The parameters check() looks at.
-    CHECKED = ("hub_id", "recipient", "signing_key_file", "signing_key_passphrase_env", "max_tlp",
+    CHECKED = ("hub_id", "recipient", "signing_key_file", "signing_key_passphrase_env", "trust_store",
+               "require_encryption", "max_tlp",
                "max_bundle_events", "max_bundle_age", "seal_at", "push_url", "client_cert", "client_key",
                "push_retry_backoff", "push_retry_max_backoff")
 
     # --- sealing and pushing -------------------------------------------------------------
+    def _encryption_key(self):
+        """The recipient's encryption key, from the trust store read again at every seal (a key
+        added or revoked takes effect at the next bundle), or None: data in clear."""
+        key = None
+        if self.trust_store:
+            key = bundle.TrustStore.from_file(self.trust_store).encryption_key(self.recipient)
+        if key is None and self.require_encryption:
+            raise bundle.BundleError("trust-store", f"require_encryption is set but the trust store "
+                                                    f"{self.trust_store or '(none)'} has no encryption key of "
+                                                    f"{self.recipient}: the bundle is not sealed in clear")
+        return key
+
     def _seal_if_due(self, now: float = None) -> bool:
         spool = self._spool
         if self._schedule.due(spool.count, spool.opened_at, time.time() if now is None else now):
@@ -244,7 +262,7 @@ class CrossBorderExchangeOutputBot(OutputBot):
                                      "bundles to itself."])
         key_file = parameters.get("signing_key_file")
         if is_unset(key_file) or not isinstance(key_file, str):
-            results.append(["error", "Parameter signing_key_file (Ed25519 private key, PEM) is required."])
+            results.append(["error", "Parameter signing_key_file (Ed25519 and optionally ML-DSA-65 private keys, PEM) is required."])
         else:
             # Without a passphrase the key is loaded whole; an encrypted key's passphrase may live
             # only in the bot's environment, so then the file is only read.
@@ -252,6 +270,22 @@ class CrossBorderExchangeOutputBot(OutputBot):
                 parameters.get("signing_key_passphrase_env")))
             if problem:
                 results.append(["error", f"Parameter signing_key_file: {problem}."])
+        store = get("trust_store", "")
+        if store and not isinstance(store, str):
+            results.append(["error", "Parameter trust_store must be the path of the trust store (YAML)."])
+        elif store:
+            try:
+                trust = bundle.TrustStore.from_file(store)
+                if trust.encryption_key(parameters.get("recipient")) is None and get("require_encryption", False):
+                    results.append(["error", f"Parameter require_encryption: the trust store {store} has no "
+                                             f"encryption key of {parameters.get('recipient')}."])
+            except bundle.BundleError as exc:
+                results.append(["error", f"Parameter trust_store: {exc}."])
+        elif get("require_encryption", False):
+            results.append(["error", "Parameter require_encryption needs trust_store (where the recipient's "
+                                     "encryption key is listed)."])
+        if not isinstance(get("require_encryption", False), bool):
+            results.append(["error", "Parameter require_encryption must be true or false."])
         try:
             level = tlp.parse_level(get("max_tlp", "AMBER"), "parameter max_tlp")
             if level >= tlp.Level.AMBER_STRICT:
