@@ -70,6 +70,6 @@ def _export_stix(args) -> int:
         print(f"intelmq-crossborder: not exported: {where}: field {field}: {reason}", file=sys.stderr)
     bundle = builder.bundle()
     sys.stdout.write(json.dumps(bundle, indent=2, ensure_ascii=False) + "\n")
-    print(f"exported {builder.exported} event(s) as {len(bundle['objects'])} STIX object(s); "
+    print(f"exported {builder.exported} event(s) as {len(bundle.get('objects', []))} STIX object(s); "
           f"{len(builder.refused)} not exported", file=sys.stderr)
     return status

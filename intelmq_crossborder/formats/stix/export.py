@@ -36,13 +36,13 @@ import stix2
 
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.errors import CrossBorderError
-from intelmq_crossborder.core.fingerprint import fingerprint
+from intelmq_crossborder.core.fingerprint import canonical_json, fingerprint
 from intelmq_crossborder.formats.misp import convert as misp
 from intelmq_crossborder.formats.stix import markings
 from intelmq_crossborder.policy.redact import without_source
 
 __all__ = ["KINDS", "PROFILES", "ExportSettings", "ExportRefused", "Exported", "admit", "event_objects",
-           "marking_ids", "BundleBuilder", "revoked", "validation_errors", "stix_timestamp"]
+           "marking_ids", "BundleBuilder", "revoked", "relabelled", "make_bundle", "object_id", "identity_id", "validation_errors", "stix_timestamp"]
 
 KINDS = ("indicator", "observed-data")
 #: Recipient profiles: which marking-definition ids label the objects.  ``oasis``: the TLP 2.0
@@ -239,9 +239,11 @@ def _sco(observable: tuple, markings: list):
 
 # --- ids and markings ---------------------------------------------------------------------
 
-def object_id(stix_type: str, hub_id: str, event: Mapping[str, Any]) -> str:
-    """``<type>--uuid5`` of the hub and the event's identity (its fingerprint)."""
-    return f"{stix_type}--{misp.deterministic_uuid(hub_id, 'stix', stix_type, fingerprint(event))}"
+def object_id(stix_type: str, hub_id: str, event: Mapping[str, Any], observables: Iterable = ()) -> str:
+    """``<type>--uuid5`` of the hub, the event's identity (its fingerprint) and the observables the
+    object carries (the fingerprint leaves some out, such as ``source.network`` and ``source.asn``)."""
+    carried = canonical_json([list(o) for o in observables])
+    return f"{stix_type}--{misp.deterministic_uuid(hub_id, 'stix', stix_type, fingerprint(event), carried)}"
 
 
 def identity_id(name: str) -> str:
@@ -314,7 +316,7 @@ def event_objects(copy: Mapping[str, Any], level: tlp.Level, settings: ExportSet
     try:
         if settings.kind == "indicator":
             primary = stix2.v21.Indicator(
-                id=object_id("indicator", settings.hub_id, copy), pattern=_pattern(first), pattern_type="stix",
+                id=object_id("indicator", settings.hub_id, copy, [first]), pattern=_pattern(first), pattern_type="stix",
                 valid_from=created, indicator_types=[kind], name=f"{ctype or 'indicator'}: {shown}"[:256],
                 description=description if isinstance(description, str) and description else
                 f"{first[1]} reported as {ctype or 'an indicator'}", **common)
@@ -324,7 +326,7 @@ def event_objects(copy: Mapping[str, Any], level: tlp.Level, settings: ExportSet
             scos.append(_sco(observable, markings))
         refs = {s.type + ":" + s.id: s for s in scos}
         primary = stix2.v21.ObservedData(
-            id=object_id("observed-data", settings.hub_id, copy), first_observed=created, last_observed=created,
+            id=object_id("observed-data", settings.hub_id, copy, observables), first_observed=created, last_observed=created,
             number_observed=1, object_refs=[s.id for s in refs.values()], **common)
     except stix2.exceptions.STIXError as exc:
         raise ExportRefused(first[0], shown, f"no valid STIX object holds it: {exc}") from None
@@ -342,6 +344,16 @@ def revoked(obj: Mapping[str, Any], now: Optional[_dt.datetime] = None) -> dict:
         # the clock has not moved past the version being revoked: one millisecond later
         when = _dt.datetime.fromisoformat(out["modified"].replace("Z", "+00:00")) + _dt.timedelta(milliseconds=1)
         out["modified"] = stix_timestamp(when)
+    return out
+
+
+def relabelled(obj: Mapping[str, Any], level: tlp.Level, profile: str, now: Optional[_dt.datetime] = None) -> dict:
+    """A new version of an exported SDO marked with ``level`` (a retraction that relabels)."""
+    out = revoked(obj, now)
+    out.pop("revoked")
+    if "revoked" in obj:
+        out["revoked"] = obj["revoked"]
+    out["object_marking_refs"] = marking_ids(level, profile)
     return out
 
 
@@ -397,8 +409,10 @@ def make_bundle(objects: List[dict], hub_id: str) -> dict:
     """A bundle of ``objects`` whose id is derived from their ids and versions."""
     key = fingerprint({"event_description.text": "|".join(f"{o.get('id')}@{o.get('modified', '')}"
                                                           for o in objects)})
-    return {"type": "bundle", "id": f"bundle--{misp.deterministic_uuid(hub_id, 'stix-bundle', key)}",
-            "objects": list(objects)}
+    bundle = {"type": "bundle", "id": f"bundle--{misp.deterministic_uuid(hub_id, 'stix-bundle', key)}"}
+    if objects:                    # STIX 2.1: objects, when present, holds at least one
+        bundle["objects"] = list(objects)
+    return bundle
 
 
 def validation_errors(bundle: Mapping[str, Any]) -> list:

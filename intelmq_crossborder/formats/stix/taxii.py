@@ -37,11 +37,13 @@ from requests.adapters import HTTPAdapter
 from intelmq_crossborder.core import inputs
 from intelmq_crossborder.core.errors import CrossBorderError
 from intelmq_crossborder.core.files import atomic_write_json
+from intelmq_crossborder.core.parameters import as_float, as_int, is_unset, optional
 from intelmq_crossborder.core.retry import Backoff
 from intelmq_crossborder.core.secrets import redact_in_logs
 
 __all__ = ["MEDIA_TYPE", "TAXIIError", "TAXIIUnavailable", "Connection", "Page", "pages", "CollectorState",
-           "collect", "Pusher", "PushResult", "object_version", "just_before"]
+           "collect", "Pusher", "PushResult", "object_version", "just_before", "Outgoing", "BatchOutcome",
+           "push_batch", "PushedStore", "read_parameters"]
 
 MEDIA_TYPE = "application/taxii+json;version=2.1"
 _TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -507,3 +509,197 @@ class Pusher:
         except TAXIIError:
             return False
         return any(o.get("id") == object_id and object_version(o) == version for o in objects)
+
+
+# --- the output's batches -------------------------------------------------------------------
+
+@dataclass
+class Outgoing:
+    """One event's STIX objects on their way to a collection: ``objects`` (the indicator or
+    observed-data first, then its SCOs), ``support`` (the identities they reference), the
+    ``level`` they are marked with and the ids of the hub's event (``event_uuid``,
+    ``fingerprint``) under which a retraction finds them.  ``message``: the bot's message."""
+
+    objects: List[dict]
+    level: Any = None
+    support: List[dict] = field(default_factory=list)
+    event_uuid: Optional[str] = None
+    fingerprint: Optional[str] = None
+    message: Any = None
+
+    @property
+    def primary(self) -> dict:
+        return self.objects[0]
+
+
+@dataclass
+class BatchOutcome:
+    """``done``: every object of the item is in the collection; ``refused``: ``(item, reason)``,
+    the server refused one of its objects (dump it); ``pending``: push again later (``error``
+    says why: the server unavailable, statuses not final)."""
+
+    done: list = field(default_factory=list)
+    refused: list = field(default_factory=list)
+    pending: list = field(default_factory=list)
+    error: Optional[str] = None
+
+
+#: Whole-request refusals that may come from one object of the envelope: pushed one by one.
+_SPLIT_STATUS = frozenset({400, 413, 422})
+
+
+def push_batch(pusher: Pusher, items: List[Outgoing], definitions: List[dict],
+               known: Optional[set] = None) -> BatchOutcome:
+    """Push ``items`` in one envelope with the marking/extension ``definitions`` the collection
+    is not ``known`` to hold yet (ids accepted are added to ``known``).
+
+    The server unavailable (after the connection's retries): every item pending.  A whole
+    envelope refused with 400/413/422: each item pushed alone, and an item still refused alone is
+    refused with the server's reason.  Another refusal (401, 403, 404: configuration) raises
+    :class:`TAXIIError`."""
+    known = known if known is not None else set()
+    outcome = BatchOutcome()
+    if not items:
+        return outcome
+    envelope: dict = {}
+    for obj in definitions:
+        if obj["id"] not in known:
+            envelope.setdefault(obj["id"], obj)
+    shared = list(envelope)
+    for item in items:
+        for obj in item.support + item.objects:
+            envelope.setdefault(obj["id"], obj)
+    try:
+        result = pusher.push(list(envelope.values()))
+    except TAXIIUnavailable as exc:
+        outcome.pending, outcome.error = list(items), str(exc)
+        return outcome
+    except TAXIIError as exc:
+        if exc.status not in _SPLIT_STATUS:
+            raise
+        if len(items) == 1:
+            outcome.refused.append((items[0], str(exc)))
+            return outcome
+        for item in items:
+            one = push_batch(pusher, [item], definitions, known)
+            outcome.done += one.done
+            outcome.refused += one.refused
+            outcome.pending += one.pending
+            outcome.error = one.error or outcome.error
+        return outcome
+    known.update(oid for oid in shared if oid in result.accepted)
+    for item in items:
+        ids = [o["id"] for o in item.support + item.objects] + [oid for oid in shared]
+        refused = [f"{oid}: {result.refused[oid]}" for oid in ids if oid in result.refused]
+        if refused:
+            outcome.refused.append((item, "; ".join(refused)[:1000]))
+        elif any(oid in result.pending for oid in ids):
+            outcome.pending.append(item)
+        else:
+            outcome.done.append(item)
+    if outcome.pending and not outcome.error:
+        outcome.error = f"{len(result.pending)} object(s) still pending after polling their status"
+    return outcome
+
+
+class PushedStore:
+    """What an output pushed to its collection, for retractions: the latest version of each
+    indicator or observed-data (``<prefix>:objects``, a Redis hash by STIX id, with its level) and
+    the STIX ids per hub event uuid and fingerprint (``<prefix>:uuid:<uuid>``, ``<prefix>:fp:<fp>``)."""
+
+    def __init__(self, redis, prefix: str):
+        self.redis, self.prefix = redis, prefix
+
+    def record(self, item: Outgoing) -> None:
+        primary = item.primary
+        pipe = self.redis.pipeline(transaction=True)
+        level = getattr(item.level, "label", item.level)
+        pipe.hset(f"{self.prefix}:objects", primary["id"], json.dumps({"level": level, "object": primary}))
+        if item.event_uuid:
+            pipe.sadd(f"{self.prefix}:uuid:{item.event_uuid}", primary["id"])
+        if item.fingerprint:
+            pipe.sadd(f"{self.prefix}:fp:{item.fingerprint}", primary["id"])
+        pipe.execute()
+
+    def replace(self, obj: dict, level: Any) -> None:
+        self.redis.hset(f"{self.prefix}:objects", obj["id"],
+                        json.dumps({"level": getattr(level, "label", level), "object": obj}))
+
+    def held(self, event_uuid: Optional[str] = None, fingerprint: Optional[str] = None) -> list:
+        """``(level label, latest object)`` of what was pushed under either id."""
+        ids: set = set()
+        if event_uuid:
+            ids |= {i.decode() if isinstance(i, bytes) else i for i in self.redis.smembers(f"{self.prefix}:uuid:{event_uuid}")}
+        if fingerprint:
+            ids |= {i.decode() if isinstance(i, bytes) else i for i in self.redis.smembers(f"{self.prefix}:fp:{fingerprint}")}
+        out = []
+        for oid in sorted(ids):
+            raw = self.redis.hget(f"{self.prefix}:objects", oid)
+            if raw:
+                entry = json.loads(raw)
+                out.append((entry["level"], entry["object"]))
+        return out
+
+
+# --- the bots' parameters -----------------------------------------------------------------
+
+def read_parameters(parameters: Mapping[str, Any], defaults: Mapping[str, Any], minimum: Mapping[str, float],
+                    required: Iterable[str]) -> tuple:
+    """``(values, problems)`` of a TAXII bot's parameters: each of ``defaults`` typed like its
+    default, an unset one ('' from IntelMQ Manager, null, missing) as the default; numbers at
+    least ``minimum``; ``required`` set; the URL, TLP, profile, kind and backoff checked."""
+    from intelmq_crossborder.core import tlp
+    from intelmq_crossborder.formats.stix import export
+    values: dict = {}
+    problems: list = []
+    for name, default in defaults.items():
+        raw = parameters.get(name)
+        try:
+            if isinstance(default, bool):
+                if is_unset(raw):
+                    values[name] = default
+                elif isinstance(raw, bool):
+                    values[name] = raw
+                else:
+                    raise ValueError(f"Parameter {name} must be true or false, not {raw!r}")
+            elif isinstance(default, int):
+                values[name] = as_int(raw, default, name)
+            elif isinstance(default, float):
+                values[name] = as_float(raw, default, name)
+            else:
+                value = optional(raw, default)
+                if not isinstance(value, str):
+                    raise ValueError(f"Parameter {name} must be a string, not {type(value).__name__}")
+                if value != value.strip():
+                    raise ValueError(f"Parameter {name} {value!r} has blanks around it")
+                values[name] = value
+        except ValueError as exc:
+            problems.append(str(exc).rstrip(".") + ".")
+            values[name] = default
+    for name, low in minimum.items():
+        if name in values and values[name] < low:
+            problems.append(f"Parameter {name} must be at least {low}, not {values[name]}.")
+    for name in required:
+        if not values.get(name):
+            problems.append(f"Parameter {name} is required.")
+    url = values.get("taxii_url", "")
+    if url and not url.startswith(("http://", "https://")):
+        problems.append(f"Parameter taxii_url {url!r} must be an http:// or https:// URL.")
+    if "max_tlp" in values:
+        try:
+            level = tlp.parse_level(values["max_tlp"], "parameter max_tlp")
+            if level >= tlp.Level.AMBER_STRICT:
+                problems.append(f"Parameter max_tlp: TLP:{level.label} is never pushed automatically; use AMBER or "
+                                "lower.")
+        except tlp.UnknownTLPError as exc:
+            problems.append(f"Parameter max_tlp: {exc}.")
+    if values.get("recipient_profile", "oasis") not in export.PROFILES:
+        problems.append(f"Parameter recipient_profile must be one of {', '.join(export.PROFILES)}.")
+    if values.get("export_kind", "indicator") not in export.KINDS:
+        problems.append(f"Parameter export_kind must be one of {', '.join(export.KINDS)}.")
+    if "retry_backoff" in values and "retry_max_backoff" in values:
+        try:
+            Backoff(values["retry_backoff"], values["retry_max_backoff"])
+        except ValueError as exc:
+            problems.append(f"Parameters retry_backoff/retry_max_backoff: {exc}.")
+    return values, problems
