@@ -10,11 +10,10 @@ from intelmq.lib.exceptions import ConfigurationError, InvalidValue
 
 from intelmq_crossborder.core import secrets, tlp
 from intelmq_crossborder.core.retry import Backoff
-from intelmq_crossborder.exchange import transfer
+from intelmq_crossborder.exchange import outgoing, transfer
 from intelmq_crossborder.exchange.seal import SealSchedule, schedule_problems
 from intelmq_crossborder.exchange.spool import RedeliveryGuard, Spool
 from intelmq_crossborder.formats import bundle
-from intelmq_crossborder.policy.redact import without_source
 from intelmq_crossborder.core.parameters import is_unset, optional
 
 
@@ -100,9 +99,12 @@ class CrossBorderExchangeOutputBot(OutputBot):
                             encryption_key=self._encryption_key if self.trust_store or self.require_encryption
                             else None)
         with self._lock:
-            self._spool.recover()
-            self._redelivery = RedeliveryGuard(self._spool.redelivery_digest())
-            self._seal_if_due()
+            try:
+                self._spool.recover()
+                self._redelivery = RedeliveryGuard(self._spool.redelivery_digest())
+                self._seal_if_due()
+            except bundle.BundleError as exc:       # the trust store (recipient's key) cannot be used
+                raise ConfigurationError("exchange output", str(exc)) from None
         self._push()
         if self.seal_check_interval and self.seal_check_interval > 0:
             self._timer = threading.Thread(target=self._timer_loop, name="exchange-seal-timer", daemon=True)
@@ -118,14 +120,7 @@ class CrossBorderExchangeOutputBot(OutputBot):
     def _encryption_key(self):
         """The recipient's encryption key, from the trust store read again at every seal (a key
         added or revoked takes effect at the next bundle), or None: data in clear."""
-        key = None
-        if self.trust_store:
-            key = bundle.TrustStore.from_file(self.trust_store).encryption_key(self.recipient)
-        if key is None and self.require_encryption:
-            raise bundle.BundleError("trust-store", f"require_encryption is set but the trust store "
-                                                    f"{self.trust_store or '(none)'} has no encryption key of "
-                                                    f"{self.recipient}: the bundle is not sealed in clear")
-        return key
+        return outgoing.encryption_key_for(self.trust_store or None, self.recipient, self.require_encryption)
 
     def _seal_if_due(self, now: float = None) -> bool:
         spool = self._spool
@@ -189,7 +184,7 @@ class CrossBorderExchangeOutputBot(OutputBot):
             self._spool.append(line)       # durable: an error here leaves the message unacknowledged
             try:
                 self._seal_if_due()
-            except OSError as exc:
+            except (OSError, bundle.BundleError) as exc:       # disk, or a trust store that cannot be used
                 # The event is safe in the spool: acknowledge it (dumping it too would duplicate it)
                 # and seal again at the next event or timer tick.
                 self.logger.error("Sealing a bundle for %s failed, the events stay in the spool and the "
@@ -198,34 +193,12 @@ class CrossBorderExchangeOutputBot(OutputBot):
         self._push_soon()
 
     def _bundled_copy(self, flat: dict) -> dict:
-        """The copy of an event that goes into the bundle, or InvalidValue naming the field.
-
-        The level is the effective TLP of tlp.event_tlp (the most restrictive label in any
-        field); the copy carries it in sharing.tlp. A hidden source (sharing.do_not_disclose_source
-        or tlp:ex:chr) leaves every field of tlp.SOURCE_FIELDS out of the copy."""
+        """The copy of an event that goes into the bundle (exchange.outgoing.bundled_copy, the
+        code bundle seal uses too), or InvalidValue naming the field."""
         try:
-            labels = tlp.event_tlp(flat)
-        except tlp.LabelError as exc:
-            raise InvalidValue(exc.field, exc.value, reason=f"{exc.reason}; not bundled for "
-                                                            f"{self.recipient}") from None
-        level = labels.level
-        if level is None:
-            raise InvalidValue("sharing.tlp", None, reason="event without a TLP label is not bundled for "
-                               f"{self.recipient}; run the cross-border TLP expert before this bot")
-        field = labels.field
-        if level is tlp.Level.RED:
-            raise InvalidValue(field, level.label, reason="TLP:RED is never forwarded automatically; "
-                                                          f"not bundled for {self.recipient}")
-        if level is tlp.Level.AMBER_STRICT:
-            raise InvalidValue(field, level.label, reason="TLP:AMBER+STRICT never leaves the organisation; "
-                                                          f"not bundled for {self.recipient}")
-        if level > self._max_level:
-            raise InvalidValue(field, level.label, reason=f"TLP:{level.label} is above max_tlp "
-                               f"{self._max_level.label} of the exchange with {self.recipient}; not bundled")
-        if labels.hide_source:
-            flat = without_source(flat)
-        flat["sharing.tlp"] = level.label
-        return flat
+            return outgoing.bundled_copy(flat, self._max_level, self.recipient)
+        except outgoing.NotBundled as exc:
+            raise InvalidValue(exc.field, exc.value, reason=exc.reason) from None
 
     def shutdown(self):
         if self._stop_event is not None:
