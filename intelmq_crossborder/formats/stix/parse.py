@@ -408,6 +408,9 @@ class Converter:
             self.stats.revoked += 1
             return Item(path, obj, note="revoked")
         if otype == "indicator":
+            ptype = obj.get("pattern_type")
+            if ptype is not None and ptype != "stix":
+                return self._not_converted(path, obj, f"pattern_type {str(ptype)[:40]}")
             alternatives, unconverted = self._indicator(path, obj, ctx)
         else:
             alternatives, unconverted = self._observed(path, obj, ctx)
@@ -433,9 +436,6 @@ class Converter:
 
     def _indicator(self, path: str, obj: dict, ctx: _Context) -> tuple:
         ptype = obj.get("pattern_type")
-        if ptype is not None and ptype != "stix":
-            self.stats.not_converted[f"pattern_type {str(ptype)[:40]}"] += 1
-            return [], []
         version = obj.get("pattern_version") or obj.get("spec_version") or ctx.bundle.spec_version \
             or ("2.1" if ptype else "2.0")
         version = "2.0" if str(version).startswith("2.0") else "2.1"
