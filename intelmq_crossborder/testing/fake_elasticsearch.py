@@ -13,6 +13,11 @@ request and response shapes of the REST API specification:
   checked against the mapping of the matching index template (``ip``, ``date``,
   ``long``, ``double``, ``boolean``, ``geo_point``), so a bad value fails with a
   ``document_parsing_exception`` item (status 400) while the others are indexed.
+  A ``delete`` action removes the document (``result: deleted``, or ``not_found`` with 404);
+* ``GET|POST /<index pattern>/_search`` with the query subset the retractions use (``bool``
+  with ``should``/``filter``/``must``, ``term``, ``terms``, ``ids``, ``match_all``) ->
+  ``hits.hits`` with ``_index``, ``_id``, ``_source``; ``size`` (default 10);
+* ``POST /<index pattern>/_refresh`` -> ``{"_shards": ...}`` (documents are searchable at once).
 
 Media types are checked as the servers do: Elasticsearch 8 refuses
 ``compatible-with=9``; OpenSearch refuses ``application/vnd.elasticsearch+json``
@@ -26,6 +31,7 @@ against an excerpt of the official specifications (``tests/fixtures/elasticsearc
 """
 from __future__ import annotations
 
+import copy
 import fnmatch
 import ipaddress
 import json
@@ -118,7 +124,7 @@ class FakeElasticsearch(LocalHTTPServer):
             i += 2 if source is not None else 1
             index = meta.get("_index", default_index)
             doc_id = meta.get("_id")
-            item = self._one(op, index, doc_id, source)
+            item = self._delete(index, doc_id) if op == "delete" else self._one(op, index, doc_id, source)
             errors = errors or "error" in item
             items.append({op: item})
         self.bulk_batches.append(len(items))
@@ -159,6 +165,68 @@ class FakeElasticsearch(LocalHTTPServer):
                     "result": "updated" if existed else "created",
                     "_shards": {"total": 2, "successful": 1, "failed": 0},
                     "_seq_no": seq, "_primary_term": 1, "status": 200 if existed else 201}
+
+
+    def _delete(self, index: str, doc_id: str) -> dict:
+        with self.lock:
+            self._seq += 1
+            found = self.docs.get(index, {}).pop(doc_id, None) is not None
+            return {"_index": index, "_id": doc_id, "_version": 2 if found else 1,
+                    "result": "deleted" if found else "not_found",
+                    "_shards": {"total": 2, "successful": 1, "failed": 0},
+                    "_seq_no": self._seq, "_primary_term": 1, "status": 200 if found else 404}
+
+    def search(self, patterns: str, body: dict) -> dict:
+        """The hits of ``body["query"]`` over the indices matching ``patterns`` (comma-separated)."""
+        wanted = [p for p in patterns.split(",") if p]
+        query = (body or {}).get("query") or {"match_all": {}}
+        size = int((body or {}).get("size", 10))
+        with self.lock:
+            hits = [{"_index": index, "_id": doc_id, "_score": 1.0, "_source": copy.deepcopy(source)}
+                    for index, docs in sorted(self.docs.items())
+                    if any(fnmatch.fnmatchcase(index, p) for p in wanted)
+                    for doc_id, source in docs.items() if _matches(query, doc_id, source)]
+        return {"took": 1, "timed_out": False, "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
+                "hits": {"total": {"value": len(hits), "relation": "eq"}, "max_score": 1.0 if hits else None,
+                         "hits": hits[:size]}}
+
+
+def _field(source, name: str):
+    node = source
+    for part in name.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _matches(query: dict, doc_id: str, source) -> bool:
+    """The query subset of :meth:`FakeElasticsearch.search` (ValueError for anything else)."""
+    (kind, spec), = query.items()
+    if kind == "match_all":
+        return True
+    if kind == "ids":
+        return doc_id in spec.get("values", [])
+    if kind == "term":
+        (name, value), = spec.items()
+        value = value.get("value") if isinstance(value, dict) else value
+        return isinstance(source, dict) and _field(source, name) == value
+    if kind == "terms":
+        (name, values), = spec.items()
+        return isinstance(source, dict) and _field(source, name) in values
+    if kind == "bool":
+        for clause in ("must", "filter"):
+            if not all(_matches(q, doc_id, source) for q in _as_list(spec.get(clause))):
+                return False
+        should = _as_list(spec.get("should"))
+        if should and not any(_matches(q, doc_id, source) for q in should):
+            return False
+        return not any(_matches(q, doc_id, source) for q in _as_list(spec.get("must_not")))
+    raise ValueError(f"query {kind} is not supported by the fake")
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value] if value else []
 
 
 def _error_body(status: int) -> dict:
@@ -312,6 +380,18 @@ class _Handler(BaseHTTPRequestHandler):
         if parts and parts[-1] == "_bulk" and self.command in ("POST", "PUT"):
             status, out = fake.bulk(body, parts[0] if len(parts) == 2 else None)
             return self._send(status, out)
+        if len(parts) == 2 and parts[1] == "_search" and self.command in ("GET", "POST"):
+            try:
+                query = json.loads(body) if body else {}
+                args = dict(a.split("=", 1) for a in self._exchange["query"].split("&") if "=" in a)
+                if "size" in args:
+                    query["size"] = int(args["size"])
+                return self._send(200, fake.search(parts[0], query))
+            except (ValueError, TypeError) as exc:
+                return self._send(400, {"error": {"root_cause": [{"type": "parsing_exception", "reason": str(exc)}],
+                                                  "type": "parsing_exception", "reason": str(exc)}, "status": 400})
+        if len(parts) == 2 and parts[1] == "_refresh" and self.command in ("GET", "POST"):
+            return self._send(200, {"_shards": {"total": 1, "successful": 1, "failed": 0}})
         if len(parts) == 2 and parts[0] == "_index_template":
             if self.command == "PUT":
                 fake.templates[parts[1]] = json.loads(body)

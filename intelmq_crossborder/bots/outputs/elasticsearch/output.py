@@ -10,18 +10,19 @@ from intelmq.lib.message import MessageFactory
 
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.retry import Backoff
-from intelmq_crossborder.datalake import elastic
+from intelmq_crossborder.datalake import elastic, retract
 from intelmq_crossborder.datalake.indexer import BulkIndexer, BulkRequestRefused, Refused
 from intelmq_crossborder.datalake.journal import Batch, Journal, journal_key
 from intelmq_crossborder.datalake.lifecycle import Lifecycle
 from intelmq_crossborder.core.parameters import as_float, as_int, as_list, is_unset
+from intelmq_crossborder.policy.retraction import Retraction, RetractionError, is_retraction
 from intelmq_crossborder.runtime.state_store import redis_client
 
 __all__ = ["CrossBorderElasticsearchOutputBot", "BOT", "PARAMETERS"]
 
 
 class CrossBorderElasticsearchOutputBot(OutputBot):
-    """Bulk-index events into Elasticsearch 8/9 or OpenSearch 2, the hub's data lake: batches are journaled in Redis so that no acknowledged event is lost, document ids are deterministic, throttled documents are retried, and each sharing agreement's retention period selects an ILM/ISM delete policy; events above tlp_ceiling are not indexed. Details: docs/bots/elasticsearch.md."""
+    """Bulk-index events into Elasticsearch 8/9 or OpenSearch 2, the hub's data lake: batches are journaled in Redis so that no acknowledged event is lost, document ids are deterministic, throttled documents are retried, and each sharing agreement's retention period selects an ILM/ISM delete policy; events above tlp_ceiling are not indexed; a retraction deletes (or relabels) the documents it names and leaves a tombstone. Details: docs/bots/elasticsearch.md."""
 
     hosts: list = ["http://127.0.0.1:9200"]
     server_flavour: str = "elasticsearch9"
@@ -100,6 +101,10 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
         if self._batch is not None and self._batch.ready():
             self._flush()
         event = self.receive_message()
+        if is_retraction(event):
+            self._retract(event.to_dict(hierarchical=False))
+            self.acknowledge_message()
+            return
         doc = self._document(event)
         if doc is None:
             return
@@ -141,6 +146,23 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
             drop_fields=self.drop_fields, id_fields=self.id_fields)
         doc.event = event
         return doc
+
+    def _retract(self, flat: dict):
+        """Apply a retraction: the batch goes first (a target still in it, or in the journal, is
+        indexed and then deleted with the others), then :func:`retract.apply`."""
+        try:
+            retraction = Retraction.from_event(flat)
+        except RetractionError as exc:
+            raise InvalidValue(exc.field or "retraction.id", flat.get(exc.field or "retraction.id"),
+                               reason=f"{exc.reason}; the retraction is not applied") from None
+        if self._batch is not None and len(self._batch):
+            self._flush()
+        deleted, relabelled = retract.apply(
+            self._indexer.client(), retraction, prefix=self.index_prefix, ceiling=self._ceiling,
+            default=self._default_level, drop_fields=self.drop_fields)
+        self.logger.info("Retraction %s (%s, %s) applied: %d document(s) deleted, %d relabelled; tombstone in "
+                         "%s-%s.", retraction.id, retraction.action, retraction.target, deleted, relabelled,
+                         self.index_prefix, retract.TOMBSTONE_INDEX)
 
     def _recovered_document(self, raw: bytes):
         event = MessageFactory.unserialize(raw, harmonization=self.harmonization)
