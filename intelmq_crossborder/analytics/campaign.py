@@ -287,7 +287,7 @@ def parameter_problems(params: Mapping[str, Any], prefix: str = "") -> List[list
                                 ("max_ahead", 0, "a number of seconds >= 0")):
         if not is_int(_int(params, name, getattr(d, name)), minimum):
             out.append(["error", f"Parameter {prefix_of(name)}{name} must be {what}."])
-    countries, hubs = _int(params, "min_countries", 1), _int(params, "min_hubs", 1)
+    countries, hubs = _int(params, "min_countries", d.min_countries), _int(params, "min_hubs", d.min_hubs)
     if countries == 0 and hubs == 0:
         out.append(["error", f"Parameters {prefix}min_countries and {prefix}min_hubs are both 0: no cluster "
                              "could ever be a campaign."])

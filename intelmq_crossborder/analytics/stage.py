@@ -218,7 +218,7 @@ class AnalyticsStage:
 
 def load_state(stage: AnalyticsStage, path: Path) -> List[str]:
     """Restore ``stage`` from the file ``path`` (nothing to do when it does not exist); the notes
-    to log.  :class:`StateError` (its text names the file and field) when the file is unusable."""
+    to log.  :class:`StateError` naming the field (or the file and line) when it is unusable."""
     path = Path(path)
     if not path.exists():
         return [f"no state file {path}: the detectors start afresh (with their warm-up)"]
@@ -228,10 +228,7 @@ def load_state(stage: AnalyticsStage, path: Path) -> List[str]:
         raise StateError(str(exc)) from None
     except OSError as exc:
         raise StateError(f"{path}: {exc.strerror or exc}") from None
-    try:
-        return stage.restore(data)
-    except StateError as exc:
-        raise StateError(f"{path}: {exc.reason}", exc.field) from None
+    return stage.restore(data)
 
 
 # --- the alert journal ---------------------------------------------------------------------

@@ -79,8 +79,8 @@ class CrossBorderAnalyticsExpertBot(ExpertBot):
                 kept = f"kept as {aside}"
             except OSError as move:
                 kept = f"could not be moved aside ({move.strerror or move})"
-            self.logger.error("Analytics state not usable, the detectors start afresh with their warm-up; the file "
-                              "%s: %s.", kept, str(exc).rstrip("."))
+            self.logger.error("Analytics state %s not usable (%s); the detectors start afresh with their warm-up; "
+                              "the file %s.", self._state_path, str(exc).rstrip("."), kept)
         self._saved_at = time.monotonic()
         self.logger.info("Analytics detectors %s; state in %s, alerts in %s.", ", ".join(self._stage.detectors),
                          self._state_path, self._journal.path)
