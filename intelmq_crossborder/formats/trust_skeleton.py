@@ -6,27 +6,40 @@ is returned, so what is written is always a trust store the collector accepts.
 """
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Optional, Sequence
 
 import yaml
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from intelmq_crossborder.formats import bundle
+from intelmq_crossborder.formats import bundle_crypto as bc
 
-__all__ = ["skeleton", "dumps"]
+__all__ = ["skeleton", "peer_entry", "dumps"]
 
 
-def skeleton(hub: str, country: Optional[str], key: Union[Ed25519PrivateKey, Ed25519PublicKey],
-             comment: str = "") -> dict:
-    """``{"version": 1, "peers": {hub: {...own public key...}}}``."""
-    entry = {"algorithm": "ed25519", "public_key": bundle.public_key_b64(key)}
-    if comment:
-        entry["comment"] = comment
+def peer_entry(country: Optional[str], keys, comment: str = "") -> dict:
+    """A peer's trust store entry with the public keys of ``keys`` (one key, private or public,
+    or a sequence: Ed25519, ML-DSA-65, MLKEM768-X25519).  With an ML-DSA-65 key the entry
+    requires both signature algorithms (``signature_algorithms``)."""
+    keys = list(keys) if isinstance(keys, Sequence) else [keys]
+    entries = []
+    for key in keys:
+        entry = {"algorithm": bc.algorithm_of(key), "public_key": bundle.public_key_b64(key)}
+        if comment:
+            entry["comment"] = f"{comment} ({bc.algorithm_of(key)})" if len(keys) > 1 else comment
+        entries.append(entry)
     peer: dict = {}
     if country is not None:
         peer["country"] = country
-    peer["keys"] = [entry]
-    return {"version": 1, "peers": {hub: peer}}
+    signing = [bc.algorithm_of(k) for k in keys if bc.algorithm_of(k) in bc.SIGNATURE_ALGORITHMS]
+    if signing and signing != [bc.ED25519]:
+        peer["signature_algorithms"] = signing
+    peer["keys"] = entries
+    return peer
+
+
+def skeleton(hub: str, country: Optional[str], key, comment: str = "") -> dict:
+    """``{"version": 1, "peers": {hub: {...own public key(s)...}}}``."""
+    return {"version": 1, "peers": {hub: peer_entry(country, key, comment)}}
 
 
 def dumps(data: dict, header: str = "") -> str:
