@@ -6,7 +6,8 @@ user.  ``with TAXIIServer(["csirt-a", "isac-b"]) as server:`` then ``server.disc
 ``server.collection_id("csirt-a")``, ``server.objects("csirt-a")``.
 
 medallion keeps its Flask application in a module global, so each server runs in its own
-process (``python -m medallion.scripts.run``); stopping it stops the process (its id only).
+process (medallion's ``scripts.run`` with the fix of :data:`_RUN`); stopping it stops that
+process (its id only).
 """
 from __future__ import annotations
 
@@ -27,6 +28,32 @@ __all__ = ["TAXIIServer", "free_port"]
 
 MEDIA_TYPE = "application/taxii+json;version=2.1"
 _NAMESPACE = uuid.UUID("2b0c8d0e-6f0b-5b7a-9d43-6b1f3c5e8a21")
+
+
+#: medallion 3.0.0 reads an object's ``version`` property as its TAXII version (``common.find_att``);
+#: the TLP 2.0 extension-definition has ``"version": "1.0.0"``, after which every read of the
+#: collection fails with HTTP 500.  The server here runs medallion with a ``find_att`` that takes
+#: the first of version/modified/created/date added that is a timestamp (docs/bots/stix.md).
+_RUN = """
+import sys
+import medallion.common as common
+import medallion.backends.memory_backend as memory
+import medallion.filters.basic_filter as basic
+
+def find_att(obj):
+    for key in ("version", "modified", "created", "_date_added"):
+        if key in obj:
+            try:
+                return common.string_to_datetime(obj[key])
+            except (TypeError, ValueError):
+                continue
+    raise ValueError("object without a version: " + str(obj.get("id")))
+
+common.find_att = memory.find_att = basic.find_att = find_att
+from medallion.scripts.run import main
+sys.argv = ["medallion"] + sys.argv[1:]
+main()
+"""
 
 
 def free_port() -> int:
@@ -99,7 +126,7 @@ class TAXIIServer:
         log = open(self.workdir / "medallion.log", "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "medallion.scripts.run", "--host", "127.0.0.1", "--port", str(self.port),
+            [sys.executable, "-c", _RUN, "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "ERROR", str(config)], stdout=log, stderr=log, env=env, cwd=str(self.workdir))
         log.close()
         deadline = time.monotonic() + timeout
