@@ -709,17 +709,20 @@ class CampaignDetector:
                         and math.isfinite(item[1])):
                     raise StateError("[member, time] expected", spot)
                 try:
+                    if len(item[0]) > 2048:
+                        raise ValueError
                     contribution = ew.Contribution.from_member(item[0])
-                except (ValueError, TypeError, tlp.UnknownTLPError, AttributeError):
+                except (ValueError, TypeError, tlp.UnknownTLPError, AttributeError, RecursionError):
                     raise StateError("not a contribution", spot) from None
-                if not isinstance(contribution.hub, str) or not (contribution.country is None
-                                                                 or isinstance(contribution.country, str)):
+                if not (isinstance(contribution.hub, str) and all(
+                        v is None or isinstance(v, str) for v in (contribution.country, contribution.pap))):
                     raise StateError("not a contribution", spot)
                 key.members[contribution] = float(item[1])
             det.keys[name] = key
         edges = want(state, "edges", list)
         for i, item in enumerate(edges):
-            if not (isinstance(item, list) and len(item) == 3 and item[0] in det.keys and item[1] in det.keys
+            if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)
+                    and isinstance(item[1], str) and item[0] in det.keys and item[1] in det.keys
                     and isinstance(item[2], (int, float)) and not isinstance(item[2], bool)
                     and math.isfinite(item[2])):
                 raise StateError("[key, key, time] of two known keys expected", f"edges[{i}]")
