@@ -285,8 +285,10 @@ def score(name: str, alerts: Sequence[Alert], incidents: Sequence[Incident], wee
     wide = [i for i in incidents if len(i.countries) >= 3]
     by_kind = {}
     for kind in ("surge", "campaign"):
-        of_kind = [i for i in incidents if i.kind == kind]
-        by_kind[kind] = _ratio(sum(1 for i in of_kind if i.id in result.delays), len(of_kind))
+        of_kind = [result.delays.get(i.id) for i in incidents if i.kind == kind]
+        found = [d for d in of_kind if d is not None]
+        by_kind[kind] = {"recall": _ratio(len(found), len(of_kind)),
+                         "delay_median_s": _round(statistics.median(found)) if found else None}
     false_alarms = len(alerts) - matched
     result.metrics = {
         "precision": _ratio(matched, len(alerts)),
@@ -295,7 +297,7 @@ def score(name: str, alerts: Sequence[Alert], incidents: Sequence[Incident], wee
         "delay_p90_s": _round(quantile(delays, 0.9)),
         "false_alarms_per_week": round(false_alarms / weeks, 3) if weeks > 0 else None,
         "recall_3plus_countries": _ratio(sum(1 for i in wide if i.id in result.delays), len(wide)),
-        "recall_by_kind": by_kind,
+        "by_kind": by_kind,
         "alerts": len(alerts),
         "false_alarms": false_alarms,
         "detected": sorted(result.delays),
@@ -401,3 +403,77 @@ def write_json(report: Mapping[str, Any], path) -> None:
     files.atomic_write_text(Path(path), json.dumps(slim, indent=1, sort_keys=True) + "\n")
 
 
+
+
+#: The figures :func:`compare` summarises over the seeds.
+SUMMARY = ("precision", "recall", "recall_3plus_countries", "delay_median_s", "delay_p90_s", "false_alarms_per_week")
+
+
+def compare(seeds: Sequence[int], settings: Optional[Mapping[str, Any]] = None,
+            names: Optional[Iterable[str]] = None,
+            params: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Dict[str, Any]:
+    """Simulate each seed (:mod:`.simulate`, ``settings`` as its keyword arguments), evaluate it,
+    and summarise each detector's figures over the seeds: mean, standard deviation, min, max
+    (a seed where a figure is undefined, such as a delay with nothing detected, is left out
+    of that figure and counted in ``n``).  ``per_seed`` holds each seed's report."""
+    from intelmq_crossborder.analytics import simulate as sim
+    per_seed = {}
+    for seed in seeds:
+        events, truth = sim.simulate(sim.Settings(**{**dict(settings or {}), "seed": seed}))
+        timed = [(event_time(e), i + 1, e) for i, e in enumerate(events)]
+        incidents = [_truth_line(t, f"seed {seed}", i + 1) for i, t in enumerate(truth)]
+        report = evaluate(timed, incidents, names, params)
+        report.pop("alerts")
+        per_seed[str(seed)] = report
+    summary: Dict[str, Any] = {}
+    for name in next(iter(per_seed.values()))["detectors"] if per_seed else ():
+        figures = {}
+        for key in SUMMARY + ("surge", "campaign", "delay_surge"):
+            if key in ("surge", "campaign"):
+                values = [r["detectors"][name]["by_kind"][key]["recall"] for r in per_seed.values()]
+                key = f"recall_{key}"
+            elif key == "delay_surge":
+                values = [r["detectors"][name]["by_kind"]["surge"]["delay_median_s"] for r in per_seed.values()]
+                key = "delay_median_s_surges"
+            else:
+                values = [r["detectors"][name][key] for r in per_seed.values()]
+            values = [v for v in values if v is not None]
+            figures[key] = {"mean": _round4(statistics.fmean(values)) if values else None,
+                            "sd": _round4(statistics.stdev(values)) if len(values) > 1 else None,
+                            "min": min(values) if values else None, "max": max(values) if values else None,
+                            "n": len(values)}
+        vs = [r["detectors"][name].get("versus_rule") for r in per_seed.values()]
+        pairs = [v for v in vs if v and v["incidents_both_detect"]]
+        if pairs:
+            figures["versus_rule"] = {
+                "incidents_both_detect": sum(v["incidents_both_detect"] for v in pairs),
+                "delay_median_s_mean": _round4(statistics.fmean(v["delay_median_s"] for v in pairs)),
+                "rule_delay_median_s_mean": _round4(statistics.fmean(v["rule_delay_median_s"] for v in pairs)),
+                "seeds": len(pairs)}
+        summary[name] = figures
+    return {"seeds": list(seeds), "settings": dict(settings or {}), "detectors": summary, "per_seed": per_seed}
+
+
+def _round4(value: float) -> float:
+    return round(value, 4)
+
+
+def summary_table(result: Mapping[str, Any]) -> str:
+    """:func:`compare`'s summary as text: mean ± sd (min..max) per figure."""
+    head = ("detector",) + SUMMARY[:3] + ("recall_surge", "recall_campaign") + SUMMARY[3:5] \
+        + ("delay_median_s_surges",) + SUMMARY[5:]
+    rows = [head]
+    for name, figures in result["detectors"].items():
+        row = [name]
+        for key in head[1:]:
+            f = figures[key]
+            if f["mean"] is None:
+                row.append("-")
+            elif key.startswith("delay"):
+                row.append(f"{_duration(f['mean'])}±{_duration(f['sd'] or 0)}")
+            else:
+                row.append(f"{f['mean']:.2f}±{f['sd'] or 0:.2f}")
+        rows.append(tuple(row))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                     for r in rows)

@@ -60,7 +60,7 @@ MODELS = ("seasonal", "cusum", "river")
 #: The model ``surge`` (the default) uses: the best of the comparison in docs/analytics.md.
 BEST_MODEL = "cusum"
 #: Default sensitivity per model (z threshold for seasonal/river, decision interval h for cusum).
-DEFAULT_SENSITIVITY = {"seasonal": 4.0, "cusum": 5.0, "river": 4.0}
+DEFAULT_SENSITIVITY = {"seasonal": 2.0, "cusum": 3.0, "river": 4.0}
 STATE_VERSION = 1
 _MAX_INDICATORS = 50_000      # distinct indicators kept per key and bucket; more count as events
 _MAX_GAP_BUCKETS = 2 * 168    # a longer silence is a gap in the data: no scoring across it
@@ -225,10 +225,14 @@ class _Key:
     sig_hubs: Set[str] = field(default_factory=set)
     sig_hidden: Set[str] = field(default_factory=set)
     sig_disclosed: bool = False
+    sig_alerted: bool = False                         # named in an alert of this episode
+    early: Optional[List[float]] = None               # [expected, observed]: the open bucket signalled early
 
 
 _ALPHA, _GAMMA, _DELTA, _BETA = 0.02, 0.1, 0.01, 0.02
 _RIVER_LR = 0.03
+#: the variance of a count is never taken below this: one event where 0.05 are expected is no surge
+_VAR_FLOOR = 0.5
 
 
 def _features(start: float) -> Dict[str, float]:
@@ -249,7 +253,6 @@ class SurgeDetector:
         self._default = tlp.parse_level(s.default_tlp, "parameter default_tlp")
         self.keys: Dict[Tuple[str, str], _Key] = {}
         self.clock: Optional[float] = None            # start of the open bucket
-        self.alerted: Dict[str, float] = {}           # type -> time of its episode's alert
         self.withheld = self.dropped = self.late = 0
         self._river: Dict[Tuple[str, str], Any] = {}
 
@@ -303,7 +306,46 @@ class SurgeDetector:
             b.hidden.add(hub)
         else:
             b.disclosed = True
+        if state.early is None and self.clock is not None and b.value(s.count) >= s.min_count:
+            alerts += self._early(key, state, max(when, self.clock))
         return alerts
+
+    def _test(self, k: _Key, x: int, expected: float) -> Tuple[bool, float]:
+        """``(anomalous, new CUSUM)`` of a count ``x`` against ``expected`` for this key."""
+        s = self.settings
+        sd = math.sqrt(max(expected, _VAR_FLOOR) + k.phi * expected * expected)
+        z = (x - expected) / sd
+        if k.n < s.warmup_buckets:
+            return False, 0.0
+        if s.model == "cusum":
+            value = max(0.0, k.cusum + min(z, 8.0) - 0.5)
+            return value >= s.threshold and x > expected, value
+        return x >= s.min_count and z >= s.threshold, k.cusum
+
+    def _early(self, key: Tuple[str, str], k: _Key, now: float) -> List[Alert]:
+        """The open bucket already holds more than the whole bucket may: signal now, not at
+        its end (counts only grow, so the closed bucket will signal too)."""
+        assert self.clock is not None
+        x = k.open.value(self.settings.count)
+        expected = self._expected(key, k, self.clock)
+        anomalous, _ = self._test(k, x, expected)
+        if not anomalous:
+            return []
+        k.early = [expected, float(x)]
+        self._signal(k, self.clock, self.clock + self.settings.bucket, 0.0, 0, k.open)
+        return self._cross_border(now)
+
+    def _signal(self, k: _Key, start: float, end: float, expected: float, x: int, b: _Bucket) -> None:
+        if k.since is None:
+            k.since, k.expected, k.observed = start, 0.0, 0
+            k.sig_level, k.sig_hubs, k.sig_hidden, k.sig_disclosed, k.sig_alerted = -1, set(), set(), False, False
+        k.last = end
+        k.expected += expected
+        k.observed += x
+        k.sig_level = max(k.sig_level, b.level)
+        k.sig_hubs |= b.hubs
+        k.sig_hidden |= b.hidden
+        k.sig_disclosed = k.sig_disclosed or b.disclosed
 
     def advance(self, now: float) -> List[Alert]:
         """Close every bucket that ended by ``now``; the alerts that raises."""
@@ -331,7 +373,7 @@ class SurgeDetector:
         for (kind, country), k in sorted(self.keys.items()):
             d = {name: getattr(k, name) for name in ("n", "level", "hod", "hod_n", "dow", "phi", "cusum",
                                                      "intercept", "since", "last", "expected", "observed",
-                                                     "sig_level", "sig_disclosed")}
+                                                     "sig_level", "sig_disclosed", "sig_alerted", "early")}
             d["weights"] = dict(sorted(k.weights.items()))
             d["sig_hubs"], d["sig_hidden"] = sorted(k.sig_hubs), sorted(k.sig_hidden)
             b = k.open
@@ -340,7 +382,7 @@ class SurgeDetector:
                          "disclosed": b.disclosed}
             keys.append([kind, country, d])
         return {"name": self.name, "version": STATE_VERSION, "settings": self.settings.as_dict(),
-                "clock": self.clock, "alerted": dict(sorted(self.alerted.items())), "keys": keys,
+                "clock": self.clock, "keys": keys,
                 "counters": {"withheld": self.withheld, "dropped": self.dropped, "late": self.late}}
 
     @classmethod
@@ -366,9 +408,6 @@ class SurgeDetector:
         if clock is not None:
             clock = want(state, "clock", float)
         detector.clock = clock
-        alerted = want(state, "alerted", dict)
-        for kind in alerted:
-            detector.alerted[kind] = want(alerted, kind, float, "alerted")
         counters = want(state, "counters", dict)
         for c in ("withheld", "dropped", "late"):
             setattr(detector, c, want(counters, c, int, "counters", minimum=0))
@@ -389,7 +428,7 @@ class SurgeDetector:
         for k in self.keys.values():
             k.since, k.cusum = None, 0.0
             k.open = _Bucket()
-        self.alerted.clear()
+            k.early = None
 
     def _expected(self, key: Tuple[str, str], k: _Key, start: float) -> float:
         if self.settings.model == "river":
@@ -443,32 +482,19 @@ class SurgeDetector:
             b = k.open
             x = b.value(s.count)
             expected = self._expected(key, k, start)
-            sd = math.sqrt(expected + k.phi * expected * expected)
-            z = (x - expected) / sd
-            warm = k.n >= s.warmup_buckets
-            if s.model == "cusum":
-                k.cusum = max(0.0, k.cusum + min(z, 8.0) - 0.5) if warm else 0.0
-                anomalous = warm and k.cusum >= s.threshold and x > expected
-            else:
-                anomalous = warm and x >= s.min_count and z >= s.threshold
+            sd = math.sqrt(max(expected, _VAR_FLOOR) + k.phi * expected * expected)
+            anomalous, k.cusum = self._test(k, x, expected)
+            anomalous = anomalous or k.early is not None
             # robust: a surge barely moves the baseline
             self._learn(key, k, start, min(float(x), expected + 2 * sd), expected)
             if anomalous:
-                if k.since is None:
-                    k.since, k.expected, k.observed = start, 0.0, 0
-                    k.sig_level, k.sig_hubs, k.sig_hidden, k.sig_disclosed = -1, set(), set(), False
-                k.last = end
-                k.expected += expected
-                k.observed += x
-                k.sig_level = max(k.sig_level, b.level)
-                k.sig_hubs |= b.hubs
-                k.sig_hidden |= b.hidden
-                k.sig_disclosed = k.sig_disclosed or b.disclosed
+                self._signal(k, start, end, expected, x, b)
             elif k.since is not None and end - k.last >= s.window:
                 k.since = None
                 if s.model == "cusum":
                     k.cusum = 0.0
             k.open = _Bucket()
+            k.early = None
         return self._cross_border(end)
 
     def _cross_border(self, now: float) -> List[Alert]:
@@ -477,24 +503,23 @@ class SurgeDetector:
         for (kind, country), k in self.keys.items():
             if k.since is not None and now - k.last < s.window:
                 by_type.setdefault(kind, []).append((country, k))
-        for kind in list(self.alerted):
-            if kind not in by_type:
-                del self.alerted[kind]          # the episode is over
         alerts = []
         for kind, signals in sorted(by_type.items()):
-            if len(signals) < s.min_countries or kind in self.alerted:
+            # one alert per episode: again only when min_countries countries signal that no alert named yet
+            if sum(1 for _, k in signals if not k.sig_alerted) < s.min_countries:
                 continue
-            self.alerted[kind] = now
+            for _, k in signals:
+                k.sig_alerted = True
             named = sorted((c, k) for c, k in signals if k.sig_disclosed)
             hubs = set().union(*(k.sig_hubs for _, k in signals))
             hidden = set().union(*(k.sig_hidden for _, k in signals))
             level = max(k.sig_level for _, k in signals)
             evidence = {
                 "model": s.model, "count": s.count, "bucket_s": s.bucket, "window_s": s.window,
-                "countries": {c: {"expected": round(k.expected, 2), "observed": k.observed,
+                "countries": {c: {"expected": round(_pending(k)[0], 2), "observed": int(_pending(k)[1]),
                                   "since": k.since} for c, k in named},
-                "expected": round(sum(k.expected for _, k in signals), 2),
-                "observed": sum(k.observed for _, k in signals),
+                "expected": round(sum(_pending(k)[0] for _, k in signals), 2),
+                "observed": int(sum(_pending(k)[1] for _, k in signals)),
                 "undisclosed_countries": len(signals) - len(named),
             }
             alerts.append(Alert(self.name, "surge", min(k.since for _, k in signals), now, kind,
@@ -502,6 +527,12 @@ class SurgeDetector:
                                 undisclosed=len(hidden),
                                 tlp=tlp.Level(level).label if level >= 0 else None))
         return alerts
+
+
+def _pending(k: _Key) -> Tuple[float, float]:
+    """Expected and observed counts of a signal, with the open bucket that signalled early."""
+    extra = k.early or [0.0, 0.0]
+    return k.expected + extra[0], k.observed + extra[1]
 
 
 def _text(event: Mapping[str, Any], name: str) -> Optional[str]:
@@ -553,6 +584,10 @@ def _load_key(d: Mapping[str, Any], where: str) -> _Key:
     if k.sig_level > int(tlp.Level.RED):
         raise StateError("a TLP level index expected", f"{where}.sig_level")
     k.sig_disclosed = want(d, "sig_disclosed", bool, where)
+    k.sig_alerted = want(d, "sig_alerted", bool, where)
+    early = d.get("early")
+    if early is not None:
+        k.early = _floats(d, "early", where, 2)
     k.sig_hubs, k.sig_hidden = _strings(d, "sig_hubs", where, 10_000), _strings(d, "sig_hidden", where, 10_000)
     weights = want(d, "weights", dict, where)
     if len(weights) > 64:
