@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple, Union
 
-from intelmq_crossborder.core.files import atomic_write_json, move_durably
+from intelmq_crossborder.core.files import atomic_write, atomic_write_json, move_durably
 from intelmq_crossborder.core.fingerprint import digest
 from intelmq_crossborder.exchange.state import is_count, is_time, load_state, remove_temp_files
 from intelmq_crossborder.formats import bundle as b
@@ -150,6 +150,39 @@ class Spool:
             os.fsync(fh.fileno())
         self.count += 1
         self.last_line = line
+
+    def rewrite(self, change: Callable[[bytes], Optional[bytes]]) -> Tuple[int, int]:
+        """Rewrite the open spool (and the spool of an interrupted seal) line by line, for a
+        retraction: ``change(line)`` returns the line, a new line, or None to delete it.  The
+        new spool replaces the old atomically (the deleted values are gone from the file, not
+        only hidden); returns (lines deleted, lines changed)."""
+        self.close()
+        deleted = changed = 0
+        for name in (self.SEALING, self.SPOOL):
+            path = self.dir / name
+            if not path.exists():
+                continue
+            kept: list = []
+            with open(path, "rb") as fh:
+                for raw in fh:
+                    if not raw.endswith(b"\n"):
+                        break                      # a half-written last line: never acknowledged
+                    line = raw[:-1]
+                    new = change(line)
+                    if new is None:
+                        deleted += 1
+                        continue
+                    if new != line:
+                        changed += 1
+                    kept.append(new)
+            if deleted or changed:
+                atomic_write(path, b"".join(line + b"\n" for line in kept))
+            if name == self.SPOOL:
+                self.count = len(kept)
+                self.last_line = kept[-1] if kept else None
+                if not kept:
+                    self.opened_at = None
+        return deleted, changed
 
     def age(self, now: Optional[float] = None) -> float:
         """Seconds since the first event of the open spool (0 when it is empty)."""

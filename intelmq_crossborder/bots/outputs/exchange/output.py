@@ -10,11 +10,12 @@ from intelmq.lib.exceptions import ConfigurationError, InvalidValue
 
 from intelmq_crossborder.core import secrets, tlp
 from intelmq_crossborder.core.retry import Backoff
-from intelmq_crossborder.exchange import outgoing, transfer
+from intelmq_crossborder.exchange import outgoing, retractions, transfer
 from intelmq_crossborder.exchange.seal import SealSchedule, schedule_problems
 from intelmq_crossborder.exchange.spool import RedeliveryGuard, Spool
 from intelmq_crossborder.formats import bundle
 from intelmq_crossborder.core.parameters import is_unset, optional
+from intelmq_crossborder.policy.retraction import RetractionError, is_retraction
 
 
 class CrossBorderExchangeOutputBot(OutputBot):
@@ -173,7 +174,10 @@ class CrossBorderExchangeOutputBot(OutputBot):
     # --- messages ------------------------------------------------------------------------
     def process(self):
         event = self.receive_message()
-        line = json.dumps(self._bundled_copy(event.to_dict(hierarchical=False)), sort_keys=True,
+        flat = event.to_dict(hierarchical=False)
+        if is_retraction(flat):
+            return self._process_retraction(flat)
+        line = json.dumps(self._bundled_copy(flat), sort_keys=True,
                           separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         with self._lock:
             if self._redelivery is not None and self._redelivery.is_repeat(line):
@@ -189,6 +193,31 @@ class CrossBorderExchangeOutputBot(OutputBot):
                 # and seal again at the next event or timer tick.
                 self.logger.error("Sealing a bundle for %s failed, the events stay in the spool and the "
                                   "seal is retried: %s.", self.recipient, exc)
+        self.acknowledge_message()
+        self._push_soon()
+
+    def _process_retraction(self, flat: dict) -> None:
+        """A retraction (or confirmation) for this peer: applied to the events not sealed yet, then
+        spooled itself for the next bundle (docs/retraction.md)."""
+        try:
+            msg, line = retractions.retraction_line(flat)
+        except RetractionError as exc:
+            raise InvalidValue(exc.field or "retraction.id", str(flat.get(exc.field or "retraction.id"))[:100],
+                               reason=f"{exc.reason}; not bundled for {self.recipient}") from None
+        with self._lock:
+            if self._redelivery is not None and self._redelivery.is_repeat(line):
+                self.acknowledge_message()
+                return
+            deleted, changed = retractions.apply_to_spool(self._spool, msg, self._max_level)
+            self._spool.append(line)
+            try:
+                self._seal_if_due()
+            except (OSError, bundle.BundleError) as exc:
+                self.logger.error("Sealing a bundle for %s failed, the events stay in the spool and the "
+                                  "seal is retried: %s.", self.recipient, exc)
+        what = "Confirmation of retraction" if msg.is_confirmation else f"Retraction {msg.action}"
+        self.logger.info("%s %s spooled for %s; events not sealed yet: %d deleted, %d relabelled.", what, msg.id,
+                         self.recipient, deleted, changed)
         self.acknowledge_message()
         self._push_soon()
 

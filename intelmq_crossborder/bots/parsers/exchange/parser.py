@@ -7,18 +7,28 @@ from intelmq.lib.exceptions import InvalidValue
 
 from intelmq_crossborder.core import inputs, tlp
 from intelmq_crossborder.core.parameters import optional
+from intelmq_crossborder.exchange.retractions import check_received
+from intelmq_crossborder.policy.retraction import RetractionError, is_retraction
+
+#: The named path retractions and confirmations take to the sharing router (docs/retraction.md).
+RETRACTIONS_PATH = "retractions"
 
 
 class CrossBorderExchangeParserBot(ParserBot):
     """Turns the reports of the cross-border exchange collector into events, every field kept as the sending hub had it; with fill_origin, provenance.origin_hub and origin_country come from the sender. An event whose labels cannot be read, or would read lower than its line did, is dumped with the field named. Details: docs/bots/exchange.md."""
 
     fill_origin: bool = True
+    _retractions_path = None
+    _warned = False
     add_raw: bool = True
 
     def init(self):
         # IntelMQ Manager saves an untouched parameter as '': the default, not false.
         self.fill_origin = optional(self.fill_origin, True)
         self.add_raw = optional(self.add_raw, True)
+        queues = self.destination_queues if isinstance(self.destination_queues, dict) else {}
+        self._retractions_path = RETRACTIONS_PATH if RETRACTIONS_PATH in queues else None
+        self._warned = False
 
     recover_line = ParserBot.recover_line_json_stream
 
@@ -42,6 +52,9 @@ class CrossBorderExchangeParserBot(ParserBot):
         if not isinstance(value, dict):
             raise ValueError(f"{self._source}:{self._lineno}: exchange line is a JSON {type(value).__name__}, "
                              "not an object")
+        if is_retraction(value):
+            yield self._retraction(value, report)
+            return
         came = _read_labels(_flat_extra(value))
         event = self.new_event()
         for key, field_value in value.items():
@@ -70,6 +83,35 @@ class CrossBorderExchangeParserBot(ParserBot):
             raise InvalidValue(tlp.HIDE_SOURCE_FIELD, None, reason="the event came with its source hidden and "
                                                                    "would lose that here")
         yield event
+
+    def _retraction(self, value: dict, report):
+        """A retraction or confirmation of the sending hub: only its own fields, never label-read."""
+        try:
+            msg = check_received({k: v for k, v in value.items() if k not in ("__type", "sharing.agreement")},
+                                 report.get("extra.exchange_sender"))
+        except RetractionError as exc:
+            raise InvalidValue(exc.field or "retraction.id", str(value.get(exc.field or "retraction.id"))[:100],
+                               reason=exc.reason) from None
+        event = self.new_event()
+        for key, field_value in msg.to_event().items():
+            event.add(key, field_value)
+        return event
+
+    def send_message(self, *messages, path: str = "_default", **kwargs):
+        """Retractions and confirmations take the named path ``retractions`` when it exists."""
+        if path == "_default" and any(is_retraction(m) for m in messages):
+            if self._retractions_path is None:
+                if not self._warned:
+                    self._warned = True
+                    self.logger.warning("No named path %r: retractions from peers go to the default path, through "
+                                        "bots that may not pass them; point %r at the sharing router "
+                                        "(docs/retraction.md).", RETRACTIONS_PATH, RETRACTIONS_PATH)
+                super().send_message(*messages, path=path, **kwargs)
+                return
+            for m in messages:
+                super().send_message(m, path=self._retractions_path if is_retraction(m) else path, **kwargs)
+            return
+        super().send_message(*messages, path=path, **kwargs)
 
 
 def _read_labels(flat: dict) -> tlp.EventTLP:
