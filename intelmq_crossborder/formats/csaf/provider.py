@@ -25,8 +25,8 @@ from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.files import atomic_write
 from intelmq_crossborder.core.errors import CrossBorderError
 
-__all__ = ["build_advisory", "ProviderDirectory", "safe_name", "group_value", "events_tlp", "admit",
-           "OutputError"]
+__all__ = ["build_advisory", "withdrawn_advisory", "ProviderDirectory", "safe_name", "group_value", "events_tlp",
+           "admit", "OutputError"]
 
 CVE_RE = re.compile(r"^CVE-[0-9]{4}-[0-9]{4,}$")
 CWE_RE = re.compile(r"^CWE-[1-9]\d{0,5}$")
@@ -139,7 +139,8 @@ def _remediations(summary: str) -> list:
 
 def build_advisory(events: list, *, tracking_id: str, publisher: dict, title: Optional[str] = None,
                    initial_release_date: Optional[str] = None, version: int = 1,
-                   history: Optional[list] = None, now: Optional[str] = None) -> dict:
+                   history: Optional[list] = None, now: Optional[str] = None,
+                   summary: Optional[str] = None) -> dict:
     """A CSAF 2.0 ``csaf_security_advisory`` from flat event dicts (IntelMQ field names).
 
     One vulnerability per CVE (``product.vulnerabilities``, else
@@ -148,7 +149,8 @@ def build_advisory(events: list, *, tracking_id: str, publisher: dict, title: Op
     The TLP is the most restrictive effective TLP (:func:`tlp.event_tlp`) of the
     events, mapped to a CSAF 2.0 label (AMBER+STRICT becomes RED).  Nothing of
     :data:`tlp.SOURCE_FIELDS` of an event whose source is hidden goes into the
-    document (title, references).
+    document (title, references).  ``summary``: the revision history's text for this version
+    (default: "Initial version." / "Update N: events added.").
     """
     if not events:
         raise OutputError("events", [], "no events to write")
@@ -238,8 +240,8 @@ def build_advisory(events: list, *, tracking_id: str, publisher: dict, title: Op
     first = events[0]
     title = title or first.get("csaf.tracking_id") or tracking_id
     history = list(history or [])
-    history.append({"date": now, "number": str(version),
-                    "summary": "Initial version." if version == 1 else f"Update {version}: events added."})
+    history.append({"date": now, "number": str(version), "summary": summary or (
+        "Initial version." if version == 1 else f"Update {version}: events added.")})
     document = {
         "document": {
             "category": "csaf_security_advisory",
@@ -270,6 +272,41 @@ def build_advisory(events: list, *, tracking_id: str, publisher: dict, title: Op
     if branches:
         document["product_tree"] = {"branches": branches}
     return document
+
+
+def withdrawn_advisory(*, tracking_id: str, publisher: dict, level: tlp.Level, version: int,
+                       initial_release_date: Optional[str], history: Optional[list], reason: str,
+                       now: Optional[str] = None) -> dict:
+    """The last revision of an advisory whose every event was retracted: CSAF 2.0 has no
+    withdrawn status, so this is a ``csaf_base`` document (the profile that asks for no
+    product tree and no vulnerabilities) under the same tracking id, next version, ``final``,
+    with a note "Reasoning for Withdrawal" (the shape CSAF 2.1 gives its ``csaf_withdrawn``
+    profile) and the revision history continued.  It replaces the advisory's file: nothing of
+    the withdrawn content stays in the provider directory.  ``level`` is the advisory's TLP
+    (it stays in its folder)."""
+    now = now or _now()
+    history = list(history or [])
+    history.append({"date": now, "number": str(version), "summary": f"Update {version}: advisory withdrawn."})
+    return {
+        "document": {
+            "category": "csaf_base",
+            "csaf_version": "2.0",
+            "distribution": {"tlp": {"label": tlp.to_csaf_label(level, "2.0"), "url": TLP_URL}},
+            "lang": "en",
+            "notes": [{"category": "description", "title": "Reasoning for Withdrawal", "text": reason}],
+            "publisher": publisher,
+            "title": f"Withdrawn: {tracking_id}",
+            "tracking": {
+                "current_release_date": now,
+                "generator": {"engine": {"name": "intelmq-crossborder", "version": __version__}},
+                "id": tracking_id,
+                "initial_release_date": initial_release_date or now,
+                "revision_history": history,
+                "status": "final",
+                "version": str(version),
+            },
+        },
+    }
 
 
 class ProviderDirectory:

@@ -20,10 +20,11 @@ from typing import Dict, List, Optional, Sequence
 from intelmq_crossborder.core import files, inputs, tlp
 from intelmq_crossborder.formats.csaf import document as csaf
 from intelmq_crossborder.formats.csaf.provider import (OutputError, ProviderDirectory, admit, build_advisory,
-                                                       group_value, safe_name)
-from intelmq_crossborder.policy.redact import without_source
+                                                       events_tlp, group_value, safe_name, withdrawn_advisory)
+from intelmq_crossborder.policy import retraction as policy
+from intelmq_crossborder.policy.redact import hidden_event_uuid, without_source
 
-__all__ = ["AdvisorySpool", "Written"]
+__all__ = ["AdvisorySpool", "Written", "Retracted"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,29 @@ class Written:
     version: int
     path: str
     events: int
+
+
+@dataclass(frozen=True)
+class Retracted:
+    """What one retraction did to one advisory: the version written, the events removed and
+    relabelled, and whether the advisory was withdrawn (no event left)."""
+
+    tracking_id: str
+    version: int
+    path: str
+    removed: int
+    relabelled: int
+    withdrawn: bool
+
+
+def _holds(retraction: policy.Retraction, event: dict) -> bool:
+    """Whether a spooled event is the retraction's target (:meth:`policy.Retraction.matches`; a
+    spooled event whose source was hidden carries the uuid :func:`hidden_event_uuid` derived)."""
+    uuid, fingerprint = event.get("provenance.event_uuid"), event.get("provenance.fingerprint")
+    if retraction.matches(uuid, fingerprint):
+        return True
+    return (retraction.scope == "event" and bool(retraction.target_event_uuid) and isinstance(uuid, str)
+            and uuid == hidden_event_uuid(retraction.target_event_uuid))
 
 
 class AdvisorySpool:
@@ -74,16 +98,21 @@ class AdvisorySpool:
         advisory's id) and ``raw`` dropped.  :class:`OutputError` if it cannot be published."""
         if admit(event, self.max_level).hide_source:
             event = without_source(event)
+        tracking_id = self._group_id(event)
+        if not (event.get("product.vulnerabilities") or event.get("classification.identifier")):
+            raise OutputError("product.vulnerabilities", None,
+                              "not a vulnerability event (no CVE, no classification.identifier)")
+        return tracking_id, {k: v for k, v in event.items() if k != "raw"}
+
+    def _group_id(self, event: dict) -> str:
+        """The tracking id of the advisory of an (admitted, spooled) event."""
         try:
             group = group_value(event, self.group_by)
         except OutputError:
             if not self.fallback_group_by:
                 raise
             group = group_value(event, self.fallback_group_by)
-        if not (event.get("product.vulnerabilities") or event.get("classification.identifier")):
-            raise OutputError("product.vulnerabilities", None,
-                              "not a vulnerability event (no CVE, no classification.identifier)")
-        return f"{self.tracking_prefix}-{group}", {k: v for k, v in event.items() if k != "raw"}
+        return f"{self.tracking_prefix}-{group}"
 
     def add(self, event: dict) -> Optional[Written]:
         """Spool one flat event; returns the advisory when this event completed ``write_every``.
@@ -116,7 +145,9 @@ class AdvisorySpool:
 
     def events(self, tracking_id: str) -> List[dict]:
         """The spooled events of an advisory; a line that cannot be read is an :class:`OutputError`."""
-        path = self.spool_path(tracking_id)
+        return self._read(self.spool_path(tracking_id))
+
+    def _read(self, path: str) -> List[dict]:
         out = []
         with open(path, encoding="utf-8") as fh:
             for number, value in inputs.iter_json_lines(fh, path):
@@ -127,26 +158,99 @@ class AdvisorySpool:
                 out.append(value)
         return out
 
-    def write(self, tracking_id: str) -> Written:
-        """Rebuild the advisory from its whole spool file, validate it and write it (next version)."""
-        events = self.events(tracking_id)
+    def _meta(self, tracking_id: str) -> dict:
         meta_path = self.meta_path(tracking_id)
-        meta = inputs.read_json(meta_path, what="CSAF spool state") if os.path.exists(meta_path) else {}
+        return inputs.read_json(meta_path, what="CSAF spool state") if os.path.exists(meta_path) else {}
+
+    def write(self, tracking_id: str, summary: Optional[str] = None) -> Written:
+        """Rebuild the advisory from its whole spool file, validate it and write it (next version);
+        ``summary``: the revision history's text for this version."""
+        events = self.events(tracking_id)
+        meta = self._meta(tracking_id)
         version = meta.get("version", 0) + 1
         document = build_advisory(events, tracking_id=tracking_id, publisher=self.publisher, version=version,
                                   initial_release_date=meta.get("initial_release_date"),
-                                  history=meta.get("history"))
+                                  history=meta.get("history"), summary=summary)
+        return self._publish(tracking_id, document, len(events))
+
+    def _publish(self, tracking_id: str, document: dict, events: int) -> Written:
         problems, _ = csaf.validate(document)
         if problems:
             raise OutputError("csaf", tracking_id, "generated document fails the CSAF 2.0 schema: "
                                                    + "; ".join(map(str, problems)))
         path = self.directory.write(document)
         tracking = document["document"]["tracking"]
-        files.atomic_write_json(meta_path, {"version": version,
-                                            "initial_release_date": tracking["initial_release_date"],
-                                            "history": tracking["revision_history"]}, indent=None)
+        files.atomic_write_json(self.meta_path(tracking_id), {
+            "tracking_id": tracking_id, "version": int(tracking["version"]),
+            "initial_release_date": tracking["initial_release_date"],
+            "history": tracking["revision_history"]}, indent=None)
         self.pending[tracking_id] = 0
-        return Written(tracking_id, version, path, len(events))
+        return Written(tracking_id, int(tracking["version"]), path, events)
+
+    # --- retractions (docs/retraction.md) ------------------------------------------------
+    def retract(self, retraction: policy.Retraction) -> List[Retracted]:
+        """Apply ``retraction`` to every advisory that holds its target.
+
+        Per spooled event it names (:func:`_holds`), the policy's
+        :func:`~intelmq_crossborder.policy.retraction.instruction` under ``max_level``: a relabel
+        within it raises the event's ``sharing.tlp`` (the advisory's TLP follows, and the
+        advisory moves to the more restrictive folder); a withdraw, an erase, a relabel above
+        it, and a relabel that hides the source (the advisory's id may be the source's) take the
+        event out.  The spool file is rewritten atomically without the removed events (an erased
+        value is nowhere in the state folder afterwards), then the advisory is written as its
+        next revision, or, with no event left, withdrawn (:func:`withdrawn_advisory`)."""
+        done: List[Retracted] = []
+        if not os.path.isdir(self.state_dir):
+            return done
+        for name in sorted(os.listdir(self.state_dir)):
+            if not name.endswith(".jsonl"):
+                continue
+            path = os.path.join(self.state_dir, name)
+            events = self._read(path)
+            if not any(_holds(retraction, e) for e in events):
+                continue
+            meta = inputs.read_json(path[:-len(".jsonl")] + ".meta.json", what="CSAF spool state") \
+                if os.path.exists(path[:-len(".jsonl")] + ".meta.json") else {}
+            tracking_id = meta.get("tracking_id") if isinstance(meta.get("tracking_id"), str) else \
+                self._group_id(events[0])
+            was = events_tlp(events)
+            keep: List[dict] = []
+            removed = relabelled = 0
+            for event in events:
+                if not _holds(retraction, event):
+                    keep.append(event)
+                    continue
+                held = events_tlp([event])
+                what = policy.instruction(retraction, event_uuid=retraction.target_event_uuid,
+                                          fingerprint=retraction.target_fingerprint, level=held,
+                                          ceiling=self.max_level)
+                if what == policy.RELABEL and not retraction.new_do_not_disclose_source:
+                    event = dict(event)
+                    event["sharing.tlp"] = retraction.new_level(held).label
+                    keep.append(event)
+                    relabelled += 1
+                else:
+                    removed += 1
+            if keep:
+                files.atomic_write(path, b"".join((json.dumps(e, sort_keys=True) + "\n").encode("utf-8")
+                                                  for e in keep))
+                version = meta.get("version", 0) + 1
+                what = (f"{removed} event(s) {'erased' if retraction.action == 'erase' else 'withdrawn'}"
+                        if removed else "") + (", " if removed and relabelled else "") + \
+                    (f"{relabelled} event(s) relabelled" if relabelled else "")
+                written = self.write(tracking_id, summary=f"Update {version}: {what} (retraction {retraction.id}).")
+            else:
+                os.unlink(path)
+                version = meta.get("version", 0) + 1
+                document = withdrawn_advisory(
+                    tracking_id=tracking_id, publisher=self.publisher, level=was, version=version,
+                    initial_release_date=meta.get("initial_release_date"), history=meta.get("history"),
+                    reason=f"Every event of this advisory was retracted by its originator (retraction "
+                           f"{retraction.id}, {retraction.action}); its content must no longer be used.")
+                written = self._publish(tracking_id, document, 0)
+                self.pending.pop(tracking_id, None)
+            done.append(Retracted(tracking_id, written.version, written.path, removed, relabelled, not keep))
+        return done
 
     def flush(self) -> List[Written]:
         """Write every advisory with spooled events not written yet (at shutdown)."""

@@ -9,6 +9,7 @@ from intelmq_crossborder.core import tlp
 from intelmq_crossborder.formats.csaf.provider import OutputError, ProviderDirectory
 from intelmq_crossborder.formats.csaf.spool import AdvisorySpool
 from intelmq_crossborder.core.parameters import as_int, as_list, is_unset, optional
+from intelmq_crossborder.policy.retraction import Retraction, RetractionError, is_retraction
 
 PUBLISHER_CATEGORIES = ("coordinator", "discoverer", "other", "translator", "user", "vendor")
 DEFAULTS = {"group_by": ["csaf.tracking_id"], "fallback_group_by": ["product.vulnerabilities"],
@@ -17,7 +18,7 @@ DEFAULTS = {"group_by": ["csaf.tracking_id"], "fallback_group_by": ["product.vul
 
 
 class CrossBorderCSAFOutputBot(OutputBot):
-    """Write the vulnerability events the hub shares onwards as CSAF 2.0 security advisories in the directory layout of a CSAF provider (output_dir), one advisory per group of events (by default the source advisory, else the CVE), rebuilt from all its spooled events, validated against the CSAF 2.0 schema and labelled with the most restrictive TLP of its events; an event above max_tlp, AMBER+STRICT, RED, without a readable TLP label or without a CVE is dumped. Details: docs/bots/csaf.md."""
+    """Write the vulnerability events the hub shares onwards as CSAF 2.0 security advisories in the directory layout of a CSAF provider (output_dir), one advisory per group of events (by default the source advisory, else the CVE), rebuilt from all its spooled events, validated against the CSAF 2.0 schema and labelled with the most restrictive TLP of its events; an event above max_tlp, AMBER+STRICT, RED, without a readable TLP label or without a CVE is dumped; a retraction takes its event out of the advisory (a new revision) or withdraws an advisory left empty. Details: docs/bots/csaf.md."""
 
     output_dir: str = None
     state_dir: str = None
@@ -59,6 +60,10 @@ class CrossBorderCSAFOutputBot(OutputBot):
 
     def process(self):
         event = self.receive_message()
+        if is_retraction(event):
+            self._retract(event.to_dict(hierarchical=False))
+            self.acknowledge_message()
+            return
         try:
             written = self._spool.add(event.to_dict(hierarchical=False))
         except OutputError as exc:
@@ -66,6 +71,23 @@ class CrossBorderCSAFOutputBot(OutputBot):
         if written is not None:
             self._log_written(written)
         self.acknowledge_message()
+
+    def _retract(self, flat: dict):
+        try:
+            retraction = Retraction.from_event(flat)
+        except RetractionError as exc:
+            raise InvalidValue(exc.field or "retraction.id", flat.get(exc.field or "retraction.id"),
+                               reason=f"{exc.reason}; the retraction is not applied") from None
+        try:
+            done = self._spool.retract(retraction)
+        except OutputError as exc:
+            raise InvalidValue(exc.field, exc.value, reason=f"{exc.reason}; the retraction is not applied") from None
+        for one in done:
+            self.logger.info("Retraction %s (%s): advisory %s %s as version %d (%d event(s) removed, %d relabelled).",
+                             retraction.id, retraction.action, one.tracking_id,
+                             "withdrawn" if one.withdrawn else "revised", one.version, one.removed, one.relabelled)
+        if not done:
+            self.logger.info("Retraction %s (%s): no advisory holds its target.", retraction.id, retraction.action)
 
     def _log_written(self, written):
         self.logger.debug("Advisory %s version %d written to %s (%d events).", written.tracking_id,
