@@ -52,6 +52,7 @@ def _registered(spec: str):
 CONVERTERS = [
     "intelmq_crossborder.cli.csaf:register_convert_csaf",
     "intelmq_crossborder.cli.misp:register_convert_misp",
+    "intelmq_crossborder.cli.stix:register_convert_stix",
 ]
 
 

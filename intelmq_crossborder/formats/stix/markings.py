@@ -193,7 +193,7 @@ def read_definition(obj: Mapping, where: str = "marking-definition") -> Marking:
         return Marking(mid, "other", text=name)
     levels = [_level_of(path, value) for path, value in values]
     if known is None:
-        said = f" (says {', '.join(lvl.label for lvl in levels)})" if levels else ""
+        said = f" (says {', '.join(sorted({lvl.label for lvl in levels}))})" if levels else ""
         raise _refuse(f"{where_id}.id", mid, f"a TLP marking definition whose id the table of TLP marking ids "
                                              f"does not know{said}; refused, not read as a known level")
     return Marking(mid, "tlp", max([known, *levels]))

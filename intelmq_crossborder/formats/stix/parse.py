@@ -107,7 +107,7 @@ def loads(raw, where: str = "") -> Bundle:
     try:
         data = inputs.loads_json(raw, where or "<input>")
     except inputs.InputError as exc:
-        raise STIXFormatError(exc.reason, where, exc.field or "") from None
+        raise STIXFormatError(exc.reason, where + (f":{exc.line}" if exc.line else ""), exc.field or "") from None
     return load(data, where)
 
 
@@ -115,7 +115,7 @@ def load_file(path) -> Bundle:
     try:
         data = inputs.read_json(path)
     except inputs.InputError as exc:
-        raise STIXFormatError(exc.reason, str(path), exc.field or "") from None
+        raise STIXFormatError(exc.reason, str(path) + (f":{exc.line}" if exc.line else ""), exc.field or "") from None
     return load(data, str(path))
 
 
@@ -331,7 +331,12 @@ class Converter:
 
     def __init__(self, default_tlp=None, default_classification: str = "undetermined",
                  type_classification: Optional[Mapping] = None, where: str = ""):
-        self.default_tlp = None if default_tlp in (None, "") else tlp.parse_level(default_tlp, "default_tlp")
+        if isinstance(default_tlp, tlp.Level):
+            self.default_tlp: Optional[tlp.Level] = default_tlp
+        elif default_tlp is None or default_tlp == "":
+            self.default_tlp = None
+        else:
+            self.default_tlp = tlp.parse_level(default_tlp, "default_tlp")
         self.default_classification = default_classification
         self.type_classification = dict(type_classification or {})
         self.where = where
@@ -592,6 +597,15 @@ class Converter:
         if when:
             out["time.source"] = when
         labels = _strings(obj.get("labels"), f"{path}.labels", self.where)
+        for i, label in enumerate(labels):
+            # labels are the tags of STIX (MISP's export writes its tlp: tags there): one that
+            # looks like a TLP label must be one; it then counts through event_tlp
+            if tlp.is_label_like(label):
+                try:
+                    tlp.parse(label)
+                except tlp.UnknownTLPError:
+                    raise tlp.LabelError(f"{path}.labels[{i}]", label, f"{label[:80]!r} looks like a TLP label "
+                                         "but is not one the hub knows; refused, not read as unlabelled") from None
         if labels:
             out["extra.stix_labels"] = labels
         name, description = _text(obj.get("name")), _text(obj.get("description"))
