@@ -27,7 +27,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pstats
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -133,7 +136,41 @@ def cpu_seconds(inst) -> dict:
     return out
 
 
-def run_pipeline(name: str, build, n: int, db: int, cpu: bool = False) -> dict:
+#: Run a bot's executable under cProfile counting CPU time (process_time), not wall-clock time: a
+#: bot waits for Redis most of the time, and that wait is not its cost on a shared machine.
+_PROFILE = """\
+import cProfile, runpy, sys, time
+out = sys.argv[1]
+sys.argv = sys.argv[2:]
+profile = cProfile.Profile(time.process_time)
+try:
+    profile.runcall(runpy.run_path, sys.argv[0], run_name="__main__")
+except SystemExit:
+    pass
+finally:
+    profile.dump_stats(out)
+"""
+
+
+def start_profiled(inst, bot_id: str, out: Path) -> subprocess.Popen:
+    """Start ``bot_id`` under cProfile, CPU time (its stats go to ``out`` when it stops)."""
+    module = inst.runtime[bot_id]["module"]
+    exe = shutil.which(module, path=str(Path(sys.executable).parent))
+    if exe is None:
+        raise RuntimeError(f"no executable for bot module {module}")
+    return subprocess.Popen([sys.executable, "-c", _PROFILE, str(out), exe, bot_id], env=inst.env(),
+                            cwd=str(inst.root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def print_profile(path: Path, n: int, limit: int = 25) -> None:
+    stats = pstats.Stats(str(path))
+    total = stats.total_tt
+    print(f"    cProfile: {1e6 * total / n:.0f} us CPU/event in the profiled process (profiler overhead included)")
+    stats.sort_stats("tottime").print_stats(limit)
+    stats.sort_stats("cumulative").print_stats(limit)
+
+
+def run_pipeline(name: str, build, n: int, db: int, cpu: bool = False, profile: str = None) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"xb-bench-{name}-"))
     work.chmod(0o755)
     try:
@@ -149,8 +186,14 @@ def run_pipeline(name: str, build, n: int, db: int, cpu: bool = False) -> dict:
             r.delete(key)
         first = f"{inst.bot_ids()[0]}-queue"
         payload = events(n)
+        profiled = None
+        profile_out = work / "profile.out"
         try:
-            inst.start()
+            if profile in inst.bot_ids():
+                inst.start([b for b in inst.bot_ids() if b != profile])
+                profiled = start_profiled(inst, profile, profile_out)
+            else:
+                inst.start()
             time.sleep(2)
             cpu_before = cpu_seconds(inst) if cpu else {}
             started = time.perf_counter()
@@ -164,10 +207,15 @@ def run_pipeline(name: str, build, n: int, db: int, cpu: bool = False) -> dict:
             peak = peak_rss_mib(inst)
             cpu_used = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_seconds(inst).items()} if cpu else {}
         finally:
-            inst.stop()
+            if profiled is not None:
+                profiled.send_signal(signal.SIGTERM)
+                profiled.wait(timeout=60)
+            inst.stop([b for b in inst.bot_ids() if b != profile])
             inst.clear_queues()
             for key in r.scan_iter("bench:fp:*"):
                 r.delete(key)
+        if profiled is not None:
+            print_profile(profile_out, n)
         return {"name": name, "events": n, "seconds": seconds, "eps": n / seconds, "peak_mib": peak,
                 "bots": len(inst.bot_ids()), "cpu_us": {k: 1e6 * v / n for k, v in cpu_used.items()}}
     finally:
@@ -182,6 +230,8 @@ def main(argv=None) -> int:
     ap.add_argument("--redis-db", type=int, default=3, help="Redis database for queues and de-duplication (3)")
     ap.add_argument("--json", metavar="FILE", help="write the result rows as JSON to FILE")
     ap.add_argument("--cpu", action="store_true", help="print CPU microseconds per event of every bot and Redis")
+    ap.add_argument("--profile", metavar="BOT_ID",
+                    help="run this bot (e.g. b-provenance, a-tlp, stock-1) under cProfile and print where its time goes")
     args = ap.parse_args(argv)
     n = 2_000 if args.quick else args.events
     rounds = args.rounds or 3
@@ -189,8 +239,8 @@ def main(argv=None) -> int:
     # at the mercy of whatever else runs at that moment; the median ratio of the pairs is robust.
     pairs = []
     for i in range(rounds):
-        base = run_pipeline("baseline", baseline, n, args.redis_db, args.cpu)
-        mine = run_pipeline("ours", ours, n, args.redis_db, args.cpu)
+        base = run_pipeline("baseline", baseline, n, args.redis_db, args.cpu, args.profile)
+        mine = run_pipeline("ours", ours, n, args.redis_db, args.cpu, args.profile)
         pairs.append((base, mine))
         for res in (base, mine):
             print(f"round {i + 1} {res['name']:9} {res['bots']} bots {res['events']:>7,} events "

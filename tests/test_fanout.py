@@ -371,3 +371,173 @@ def test_counts_like_send_message_and_logs_processed_messages(queues, caplog):
         sender.send_and_acknowledge([("a", str(i))])
     assert bot._Bot__message_counter["path"]["a"] == 4 and bot._Bot__message_counter["since"] == 1
     assert [rec.getMessage() for rec in caplog.records] == ["Processed 3 messages since last logging."]
+
+
+# --- EventReader: receive_message() with a memo of the values IntelMQ accepted as they are ----------
+import json  # noqa: E402
+
+from hypothesis import given, settings, HealthCheck  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from intelmq.lib.exceptions import InvalidValue  # noqa: E402
+from intelmq.lib.message import Event, MessageFactory  # noqa: E402
+
+from intelmq_crossborder.harmonization import merged_harmonization  # noqa: E402
+
+HARM = merged_harmonization()
+
+
+class ReadingBot(FakeBot):
+    """FakeBot with what EventReader reads: harmonization, logger and IntelMQ's receive_message."""
+
+    def __init__(self, src, dst, level=logging.INFO):
+        super().__init__(src, dst)
+        self._Bot__current_message = None
+        self.harmonization = HARM
+        self.logger = logging.getLogger("test-fanout-reader")
+        self.logger.setLevel(level)
+        self.stock = 0
+
+    def receive_message(self):           # what Bot.receive_message does on a Redis pipeline
+        self.stock += 1
+        raw = self._Bot__source_pipeline.receive()
+        self._Bot__current_message = MessageFactory.unserialize(raw, harmonization=self.harmonization)
+        return self._Bot__current_message
+
+
+def stock_event(raw):
+    """What IntelMQ makes of ``raw``: the Event, or the exception it raises."""
+    try:
+        return MessageFactory.unserialize(raw, harmonization=HARM)
+    except Exception as exc:      # noqa: BLE001 - the outcome is compared, whatever it is
+        return type(exc)
+
+
+VALUES = {
+    "source.ip": st.sampled_from(["192.0.2.1", "2001:db8::1", "192.0.2.256", "192.0.2.1 ", "::ffff:192.0.2.1",
+                                  "", "-", "N/A", "1.2.3.4/24", "10.0.0.1"]),
+    "source.port": st.one_of(st.integers(-5, 70000), st.sampled_from(["80", 80.0, True, None])),
+    "source.fqdn": st.sampled_from(["example.org", "Example.ORG", "example.org.", "xn--bcher-kva.example",
+                                    "bücher.example", "-bad-.example", ""]),
+    "sharing.tlp": st.sampled_from(["GREEN", "green", "AMBER+STRICT", "TLP:RED", "CLEAR ", "RED", 1]),
+    "time.observation": st.sampled_from(["2026-11-20T01:02:03+00:00", "2026-11-20 01:02:03",
+                                         "2026-11-20T01:02:03Z", "yesterday", 1700000000]),
+    "classification.type": st.sampled_from(["infected-system", "phishing", "Phishing", "nonsense"]),
+    "provenance.hub_path": st.sampled_from(["hub-a", "hub-a,hub-b", "HUB-A", "hub-a,,hub-b", ""]),
+    "provenance.event_uuid": st.sampled_from(["801e5ea9-d982-41c0-94c8-03190f64d3a7",
+                                              "801E5EA9-D982-41C0-94C8-03190F64D3A7", "not-a-uuid"]),
+    "extra.n": st.one_of(st.integers(), st.text(max_size=5), st.booleans(), st.floats(allow_nan=False),
+                         st.just({"nested": [1]}), st.just([])),
+    "extra": st.sampled_from(['{"a": 1}', {"a": 1}, "not json"]),
+    "feed.name": st.text(max_size=8),
+    "no.such_field": st.just("x"),
+    "__type": st.sampled_from(["Event", "Report", "event", 7]),
+}
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(sorted(VALUES)), max_size=8, unique=True).flatmap(
+    lambda keys: st.fixed_dictionaries({k: VALUES[k] for k in keys})), st.booleans())
+def test_reader_builds_exactly_the_event_intelmq_builds_or_leaves_it_to_intelmq(fields, with_type):
+    if with_type:
+        fields.setdefault("__type", "Event")
+    raw = json.dumps(fields)
+    reader = fanout.EventReader(ReadingBot(None, None))
+    for _ in range(2):                      # the second time from the memo
+        built = reader._build(raw.encode())
+        stock = stock_event(raw)
+        if built is not None:
+            assert type(built) is Event and isinstance(stock, Event)
+            assert list(built.items()) == list(stock.items())          # the same fields, values, order
+            assert built.serialize() == stock.serialize()
+            assert built.harmonization_config is stock.harmonization_config or \
+                built.harmonization_config == stock.harmonization_config
+
+
+def test_reader_leaves_sanitised_ignored_and_invalid_values_to_intelmq():
+    reader = fanout.EventReader(ReadingBot(None, None))
+    for fields in ({"source.ip": "192.0.2.1 "}, {"source.fqdn": "Example.ORG"}, {"feed.name": ""},
+                   {"source.ip": "192.0.2.256"}, {"extra": '{"a": 1}'}, {"extra.a": {"b": 1}}, {"no.such": 1}):
+        assert reader._build(json.dumps(dict(fields, __type="Event")).encode()) is None, fields
+    for raw in (b'{"__type": "Report", "feed.name": "x"}', b'{"feed.name": "x"}', b"[1]", b"\xff",
+                b'{"__type": "Event", "feed.name": "x"', b"[" * 100000):
+        assert reader._build(raw) is None, raw[:40]
+    built = reader._build(b'{"__type": "Event", "feed.name": "x", "extra.n": 1, "source.port": 80}')
+    assert dict(built) == {"feed.name": "x", "extra.n": 1, "source.port": 80}
+    # True == 1 and 1.0 == 1 in Python, not for the memo: each type is validated on its own
+    assert reader._valid("source.port", 80) and not reader._valid("source.port", True)
+
+
+def test_reader_memo_is_bounded():
+    reader = fanout.EventReader(ReadingBot(None, None), limit=10)
+    for i in range(25):
+        assert reader._valid("source.port", i + 1)
+        assert len(reader.memo) <= 10
+
+
+def test_reader_receives_from_the_internal_queue_and_acknowledges_as_intelmq(queues):
+    r, names = queues
+    src, dst = make_pipelines(names)
+    bot = ReadingBot(src, dst)
+    reader = fanout.EventReader(bot)
+    sender = fanout.BatchSender(bot)
+    raws = [json.dumps({"__type": "Event", "feed.name": "f", "source.ip": f"192.0.2.{i}"}) for i in range(3)]
+    r.lpush(names["in"], *raws)
+    first = reader.receive()                 # the internal queue is empty: IntelMQ's own (blocking) receive
+    assert (reader.fast, reader.slow, bot.stock) == (0, 1, 1) and first["source.ip"] == "192.0.2.0"
+    assert reader.receive() is first         # the current message again, as receive_message() does
+    sender.send_and_acknowledge([("a", fanout.serialize_event(dict(first)))])   # moves the next one in
+    second = reader.receive()
+    assert (reader.fast, reader.slow) == (1, 1) and second == stock_event(raws[1])
+    assert bot._Bot__current_message is second and src._has_message is True
+    assert r.llen(names["in"] + "-internal") == 1
+    sender.send_and_acknowledge([("a", fanout.serialize_event(dict(second)))])
+    third = reader.receive()
+    assert third["source.ip"] == "192.0.2.2" and reader.fast == 2
+    bot.logger.setLevel(logging.DEBUG)       # IntelMQ logs every received message at DEBUG: its own path
+    sender.send_and_acknowledge([])
+    r.lpush(names["in"], raws[0])
+    bot._Bot__current_message = None
+    assert reader.receive() == stock_event(raws[0]) and reader.slow == 2
+    assert [json.loads(x)["source.ip"] for x in reversed(r.lrange(names["a"], 0, -1))] == \
+        ["192.0.2.0", "192.0.2.1"]
+
+
+def test_reader_leaves_a_message_intelmq_refuses_to_intelmq(queues):
+    r, names = queues
+    src, dst = make_pipelines(names)
+    bot = ReadingBot(src, dst)
+    reader = fanout.EventReader(bot)
+    r.lpush(names["in"] + "-internal", b'{"__type": "Event", "source.ip": "192.0.2.300"}')
+    with pytest.raises(InvalidValue, match="source.ip"):
+        reader.receive()
+    assert bot.stock == 1 and reader.fast == 0
+
+
+def test_reader_falls_back_without_a_redis_pipeline():
+    class Bot:
+        harmonization = HARM
+        logger = logging.getLogger("x")
+        _Bot__source_pipeline = object()
+        _Bot__current_message = None
+
+        def receive_message(self):
+            return "stock"
+    assert fanout.EventReader(Bot()).receive() == "stock"
+
+
+def test_harmonize_stores_what_event_add_would():
+    reader = fanout.EventReader(ReadingBot(None, None))
+    received = reader._build(b'{"__type": "Event", "feed.name": "x", "source.fqdn": "example.org"}')
+    for key, value in [("provenance.hub_path", "hub-a,hub-b"), ("source.fqdn", "Example.ORG."),
+                       ("provenance.origin_country", "de"), ("feed.name", ""), ("sharing.tlp", "amber"),
+                       ("extra", '{"k": 1}'), ("tlp", "GREEN")]:
+        fields = dict(received)
+        fields[key] = value
+        stock = Event(dict(received), harmonization=HARM)
+        stock.add(key, value, overwrite=True)
+        reader.harmonize(fields, received)
+        assert list(fields.items()) == list(stock.items()), key
+    fields = dict(received, **{"provenance.hub_path": "HUB A"})
+    with pytest.raises(InvalidValue, match="provenance.hub_path") as info:
+        reader.harmonize(fields, received)
+    assert info.value.object is None         # IntelMQ dumps the received message, not a probe

@@ -33,6 +33,7 @@ class CrossBorderProvenanceExpertBot(ExpertBot):
     _guard: provenance.ProvenanceGuard = None
     _redis = None
     _sender = None
+    _reader = None
 
     def init(self):
         try:
@@ -47,18 +48,21 @@ class CrossBorderProvenanceExpertBot(ExpertBot):
         except ValueError as exc:
             raise ConfigurationError("provenance", str(exc)) from None
         self._sender = fanout.BatchSender(self, "pipeline")
+        self._reader = fanout.EventReader(self)
         self._last_counts = time.monotonic()
 
     def process(self):
-        event = self.receive_message()
+        received = self._reader.receive()
+        event = dict(received)               # stamped as a plain dict, checked by the reader
         admission = self._guard.admit(event)
         if admission.drop is not None:
             self._dropped(event, admission.drop)
             self.acknowledge_message()
         else:
+            self._reader.harmonize(event, received)
             claim = admission.claim
             guard = None if claim is None else fanout.Guard(claim.key, claim.token, claim.ttl, self._redis)
-            passed = self._sender.send_one_and_acknowledge(event, guard=guard)
+            passed = self._sender.send_and_acknowledge([("_default", fanout.serialize_event(event))], guard=guard)
             self._guard.sent(passed)
             if not passed:
                 self._dropped(event, "duplicate")

@@ -15,6 +15,7 @@ class CrossBorderTLPExpertBot(ExpertBot):
 
     _default_level: tlp.Level = None
     _sender: fanout.BatchSender = None
+    _reader: fanout.EventReader = None
 
     def init(self):
         self._default_level = tlp.parse_level(optional(self.default_tlp, "AMBER"), "parameter default_tlp")
@@ -23,11 +24,12 @@ class CrossBorderTLPExpertBot(ExpertBot):
             self.logger.warning("Parameter label_fields is ignored: every label field is read (docs/tlp.md).")
         self._defaulted = 0
         self._sender = fanout.BatchSender(self, "pipeline")   # send + acknowledge in one round trip
+        self._reader = fanout.EventReader(self)                # receive without validating known values again
 
     def process(self):
-        event = self.receive_message()
+        received = self._reader.receive()
         try:
-            labels = tlp.event_tlp(event)
+            labels = tlp.event_tlp(received)
         except tlp.LabelError as exc:
             value = exc.value if exc.value is None or isinstance(exc.value, str) else repr(exc.value)
             raise InvalidValue(exc.field, value[:200] if isinstance(value, str) else value,
@@ -38,12 +40,14 @@ class CrossBorderTLPExpertBot(ExpertBot):
             self._defaulted += 1
             self.logger.debug("Event without TLP label, default %s applied (%d so far).",
                               level.label, self._defaulted)
-        event.add("sharing.tlp", level.label, overwrite=True)
+        event = dict(received)
+        event["sharing.tlp"] = level.label
         if self.set_stock_tlp:
-            event.add("tlp", tlp.to_intelmq_stock(level), overwrite=True)
+            event["tlp"] = tlp.to_intelmq_stock(level)
         if labels.hide_source:
-            event.add(tlp.HIDE_SOURCE_FIELD, True, overwrite=True)
-        self._sender.send_one_and_acknowledge(event)
+            event[tlp.HIDE_SOURCE_FIELD] = True
+        self._reader.harmonize(event, received)       # what event.add(..., overwrite=True) would store
+        self._sender.send_and_acknowledge([("_default", fanout.serialize_event(event))])
 
     @staticmethod
     def check(parameters: dict):
