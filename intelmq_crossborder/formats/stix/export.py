@@ -42,7 +42,7 @@ from intelmq_crossborder.formats.stix import markings
 from intelmq_crossborder.policy.redact import without_source
 
 __all__ = ["KINDS", "PROFILES", "ExportSettings", "ExportRefused", "Exported", "admit", "event_objects",
-           "marking_ids", "BundleBuilder", "revoked", "relabelled", "make_bundle", "object_id", "identity_id", "validation_errors", "stix_timestamp"]
+           "marking_ids", "BundleBuilder", "revoked", "relabelled", "definitions", "make_bundle", "object_id", "identity_id", "validation_errors", "stix_timestamp"]
 
 KINDS = ("indicator", "observed-data")
 #: Recipient profiles: which marking-definition ids label the objects.  ``oasis``: the TLP 2.0
@@ -359,7 +359,7 @@ def relabelled(obj: Mapping[str, Any], level: tlp.Level, profile: str, now: Opti
 
 # --- bundles ------------------------------------------------------------------------------
 
-def _definitions(profile: str, levels: Iterable[tlp.Level]) -> list:
+def definitions(profile: str, levels: Iterable[tlp.Level]) -> list:
     """The marking-definition objects (and the TLP 2.0 extension definition) that the objects
     reference, built by ``formats.stix.markings``."""
     return markings.bundle_objects(sorted(set(levels)), _MARKING_PROFILES[profile])
@@ -400,7 +400,7 @@ class BundleBuilder:
     def bundle(self) -> dict:
         """The bundle: definitions and identities first, then the objects (ids deterministic:
         the bundle id is derived from the object ids and versions)."""
-        objects = _definitions(self.settings.profile, self.levels) if self.levels else []
+        objects = definitions(self.settings.profile, self.levels) if self.levels else []
         objects += list(self.identities.values()) + list(self.objects.values())
         return make_bundle(objects, self.settings.hub_id)
 

@@ -37,6 +37,7 @@ class CrossBorderTAXIIOutputBot(OutputBot):
     recipient_profile: str = "oasis"
     export_kind: str = "indicator"
     max_tlp: str = "AMBER"
+    push_extension_definition: bool = True
     batch_size: int = 100
     batch_max_seconds: float = 5.0
     poll_interval: float = 1.0
@@ -139,8 +140,7 @@ class CrossBorderTAXIIOutputBot(OutputBot):
         self._batch.flush(self._send)
 
     def _send(self, items: list) -> None:
-        definitions = export.markings.bundle_objects(sorted({i.level for i in items}),
-                                                     export._MARKING_PROFILES[self.recipient_profile])
+        definitions = self._definitions({i.level for i in items})
         try:
             outcome = taxii.push_batch(self._pusher, items, definitions, self._known)
         except taxii.TAXIIError as exc:
@@ -152,6 +152,14 @@ class CrossBorderTAXIIOutputBot(OutputBot):
             self._dump_refused(item, reason)
         if outcome.pending:
             raise FlushFailed(outcome.error or "objects pending", outcome.pending)
+
+    def _definitions(self, levels: set) -> list:
+        """The marking definitions of ``levels`` (and the TLP 2.0 extension definition, unless
+        push_extension_definition is false)."""
+        objects = export.definitions(self.recipient_profile, levels)
+        if not self.push_extension_definition:
+            objects = [o for o in objects if o["type"] != "extension-definition"]
+        return objects
 
     def _dump_refused(self, item: taxii.Outgoing, reason: str) -> None:
         self.refused += 1
@@ -191,8 +199,7 @@ class CrossBorderTAXIIOutputBot(OutputBot):
                              notice.target)
             return
         items = [taxii.Outgoing([obj], level) for obj, level in updates]
-        definitions = export.markings.bundle_objects(sorted({lvl for _, lvl in updates}),
-                                                     export._MARKING_PROFILES[self.recipient_profile])
+        definitions = self._definitions({lvl for _, lvl in updates})
         outcome = taxii.push_batch(self._pusher, items, definitions, self._known)
         if outcome.pending or outcome.refused:
             reasons = outcome.error or "; ".join(r for _, r in outcome.refused)
@@ -230,6 +237,7 @@ PARAMETERS = {
     "taxii_url": str, "api_root": str, "collection": str, "username": str, "password": str, "password_env": str,
     "api_token": str, "api_token_env": str, "api_key_header": str, "api_key_prefix": str, "verify_ssl": bool,
     "http_timeout_sec": float, "hub_id": str, "recipient_profile": str, "export_kind": str, "max_tlp": str,
+    "push_extension_definition": bool,
     "batch_size": int, "batch_max_seconds": float, "poll_interval": float, "poll_timeout": float,
     "retry_attempts": int, "retry_backoff": float, "retry_max_backoff": float, "journal": bool,
     "redis_host": str, "redis_port": int, "redis_db": int, "redis_password": str,
