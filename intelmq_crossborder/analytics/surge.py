@@ -213,6 +213,7 @@ class _Key:
     dow: List[float] = field(default_factory=lambda: [1.0] * 7)
     phi: float = 0.0                                  # over-dispersion
     cusum: float = 0.0
+    rise: Optional[float] = None                      # CUSUM: start of the bucket where it left 0
     weights: Dict[str, float] = field(default_factory=dict)   # river model
     intercept: float = 0.0
     open: _Bucket = field(default_factory=_Bucket)
@@ -337,7 +338,9 @@ class SurgeDetector:
 
     def _signal(self, k: _Key, start: float, end: float, expected: float, x: int, b: _Bucket) -> None:
         if k.since is None:
-            k.since, k.expected, k.observed = start, 0.0, 0
+            # CUSUM's change point: where the sum left 0 (at most a window back)
+            rise = k.rise if k.rise is not None and start - k.rise <= self.settings.window else start
+            k.since, k.expected, k.observed = min(start, rise), 0.0, 0
             k.sig_level, k.sig_hubs, k.sig_hidden, k.sig_disclosed, k.sig_alerted = -1, set(), set(), False, False
         k.last = end
         k.expected += expected
@@ -372,7 +375,7 @@ class SurgeDetector:
         keys = []
         for (kind, country), k in sorted(self.keys.items()):
             d = {name: getattr(k, name) for name in ("n", "level", "hod", "hod_n", "dow", "phi", "cusum",
-                                                     "intercept", "since", "last", "expected", "observed",
+                                                     "intercept", "since", "rise", "last", "expected", "observed",
                                                      "sig_level", "sig_disclosed", "sig_alerted", "early")}
             d["weights"] = dict(sorted(k.weights.items()))
             d["sig_hubs"], d["sig_hidden"] = sorted(k.sig_hubs), sorted(k.sig_hidden)
@@ -483,7 +486,12 @@ class SurgeDetector:
             x = b.value(s.count)
             expected = self._expected(key, k, start)
             sd = math.sqrt(max(expected, _VAR_FLOOR) + k.phi * expected * expected)
+            before = k.cusum
             anomalous, k.cusum = self._test(k, x, expected)
+            if k.cusum <= 0:
+                k.rise = None
+            elif before <= 0 or k.rise is None:
+                k.rise = start
             anomalous = anomalous or k.early is not None
             # robust: a surge barely moves the baseline
             self._learn(key, k, start, min(float(x), expected + 2 * sd), expected)
@@ -579,6 +587,7 @@ def _load_key(d: Mapping[str, Any], where: str) -> _Key:
         raise StateError("24 integers >= 0 expected", f"{where}.hod_n")
     k.hod_n = list(hod_n)
     k.since = None if d.get("since") is None else want(d, "since", float, where)
+    k.rise = None if d.get("rise") is None else want(d, "rise", float, where)
     k.observed = want(d, "observed", int, where, minimum=0)
     k.sig_level = want(d, "sig_level", int, where, minimum=-1)
     if k.sig_level > int(tlp.Level.RED):
