@@ -246,7 +246,8 @@ def test_provenance_and_related_malware_and_attack_pattern():
     rels = [{"type": "relationship", "id": f"relationship--{i}", "relationship_type": "indicates",
              "source_ref": ind["id"], "target_ref": t} for i, t in enumerate(("attack-pattern--1", "malware--1"))]
     (event,) = stix.Converter().convert([ident, ind, ap, mw, *rels])
-    assert event["provenance.originator"] == "CERT-XY" and event["extra.stix_created_by_ref"] == "identity--1"
+    assert event["provenance.originator"] == "CERT-XY"
+    assert not any("identity--1" in json.dumps(v) for k, v in event.items() if k != "provenance.originator")
     assert event["classification.type"] == "phishing" and event["malware.name"] == "emotet"
     assert event["extra.stix_modified"] == "2024-02-01T00:00:00+00:00"
     (event,) = stix.Converter().convert([_ind(2, "[ipv4-addr:value = '192.0.2.1']", created_by_ref="identity--9")])
@@ -281,3 +282,21 @@ def test_hostile_bytes_are_refused_with_the_reason():
                          "number")):
         with pytest.raises(stix.STIXFormatError, match=reason):
             stix.loads(raw, "r")
+
+
+def test_a_hidden_source_is_named_in_source_fields_only():
+    """tlp:ex:chr among the labels hides the source: the creator only in provenance.originator (which the
+    redaction hides), the publisher's terms of use (statements) dropped, no identity of a sighting."""
+    from intelmq_crossborder.core.tlp import SOURCE_FIELDS
+    statement = {"type": "marking-definition", "id": "marking-definition--d81f86b9-975b-4c0b-875e-810c5ad45a4f",
+                 "definition_type": "statement", "definition": {"statement": "Copyright (c) CERT-XY"}}
+    ident = {"type": "identity", "id": "identity--5df15c12-89fc-45a7-9620-0044ac110004", "name": "CERT-XY"}
+    ind = _ind(1, "[ipv4-addr:value = '192.0.2.1']", created_by_ref=ident["id"], labels=["tlp:ex:chr"],
+               object_marking_refs=[statement["id"]])
+    sighting = {"type": "sighting", "id": "sighting--1", "sighting_of_ref": ind["id"], "count": 2,
+                "where_sighted_refs": [ident["id"]]}
+    (event,) = stix.Converter().convert([statement, ident, ind, sighting])
+    assert event["sharing.do_not_disclose_source"] is True and event["extra.stix_sighting_count"] == 2
+    for key, value in event.items():
+        if key not in SOURCE_FIELDS:
+            assert "CERT-XY" not in json.dumps(value) and ident["id"] not in json.dumps(value), key

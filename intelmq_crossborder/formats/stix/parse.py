@@ -12,8 +12,8 @@ Per object (:meth:`Converter.items` yields one :class:`Item` per object, in docu
     - ``observed-data``: its SCOs (``object_refs`` to objects of the bundle, or the older inline
       ``objects`` form): one event per address, domain, URL, hashed file, e-mail address or AS;
       a ``network-traffic`` becomes one event with the addresses and ports of both ends.
-    - ``sighting``: adds ``extra.stix_sighting_count``, ``..._first_seen``, ``..._last_seen`` and
-      ``..._where_sighted`` to the events of the indicator or observed-data it is about (its
+    - ``sighting``: adds ``extra.stix_sighting_count``, ``..._first_seen`` and ``..._last_seen``
+      to the events of the indicator or observed-data it is about (its
       markings count for them too); a sighting of an object not in the bundle is counted.
     - ``revoked: true`` objects: counted (``Stats.revoked``) and not converted.
     - everything else: no event (counted per type in ``Stats.skipped_types``).
@@ -29,8 +29,8 @@ TLP (docs/bots/stix.md, "Markings")
 
 Provenance
     ``provenance.originator``: the name of the ``created_by_ref`` identity (its id when the
-    bundle does not define it); ``extra.stix_id``, ``extra.stix_modified``, ``extra.stix_type``,
-    ``extra.stix_created_by_ref``.
+    bundle does not define it), and nowhere else (a ``tlp.SOURCE_FIELDS`` field, hidden by the
+    redaction); ``extra.stix_id``, ``extra.stix_modified``, ``extra.stix_type``.
 """
 from __future__ import annotations
 
@@ -579,7 +579,8 @@ class Converter:
             if not isinstance(creator, str):
                 raise STIXFormatError(f"must be a string, not {inputs.kind_of(creator)}", self.where,
                                       f"{path}.created_by_ref")
-            out["extra.stix_created_by_ref"] = creator
+            # only in provenance.originator (a tlp.SOURCE_FIELDS field the redaction hides), never
+            # in a second field that would point at a hidden source
             out["provenance.originator"] = _text(ctx.identities.get(creator)) or creator
         if obj["type"] == "indicator":
             when = _timestamp(obj.get("valid_from"), f"{path}.valid_from", self.where)
@@ -639,7 +640,7 @@ class Converter:
         return out
 
     def _sightings(self, out: dict, sight: list) -> None:
-        count, first, last, where = 0, [], [], []
+        count, first, last = 0, [], []
         for spath, s in sight:
             n = s.get("count")
             count += n if isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 10 ** 9 else 1
@@ -647,16 +648,11 @@ class Converter:
                 when = _timestamp(s.get(key), f"{spath}.{key}", self.where)
                 if when:
                     bucket.append(when)
-            for ref in s.get("where_sighted_refs") or []:
-                if isinstance(ref, str):
-                    where.append(ref)
         out["extra.stix_sighting_count"] = count
         if first:
             out["extra.stix_sighting_first_seen"] = min(first)
         if last:
             out["extra.stix_sighting_last_seen"] = max(last)
-        if where:
-            out["extra.stix_sighting_where_sighted"] = sorted(set(where))[:50]
 
     def _classify(self, out: dict, obj: dict, ctx: _Context) -> str:
         types = list(out.get("extra.stix_indicator_types", [])) + list(out.get("extra.stix_labels", []))
@@ -679,3 +675,4 @@ class Converter:
             out["extra.stix_default_label"] = True
         if read.hide_source or (self.feed is not None and self.feed.hide_source):
             out["sharing.do_not_disclose_source"] = True
+            out.pop("extra.stix_statements", None)      # terms of use name their publisher
