@@ -249,7 +249,8 @@ def _background(w: _World, settings: Settings, hours: int) -> List[dict]:
 
 
 def _incident_countries(w: _World, few: bool) -> List[str]:
-    n = w.rng.randint(2, 3) if few else w.rng.randint(4, min(6, len(w.countries)))
+    most = len(w.countries)
+    n = w.rng.randint(2, min(3, most)) if few else w.rng.randint(min(4, most), min(6, most))
     return sorted(w.rng.sample(list(w.countries), n))
 
 
