@@ -43,7 +43,7 @@ from intelmq_crossborder.core.secrets import redact_in_logs
 
 __all__ = ["MEDIA_TYPE", "TAXIIError", "TAXIIUnavailable", "Connection", "Page", "pages", "CollectorState",
            "collect", "Pusher", "PushResult", "object_version", "just_before", "Outgoing", "BatchOutcome",
-           "push_batch", "PushedStore", "read_parameters"]
+           "push_batch", "PushedStore", "read_parameters", "with_default_tlp"]
 
 MEDIA_TYPE = "application/taxii+json;version=2.1"
 _TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -410,6 +410,41 @@ def collect(connection: Connection, collection, state: CollectorState, emit: Cal
     return stats
 
 
+def with_default_tlp(objects: List[dict], level) -> tuple:
+    """``(objects, n)``: the objects of a page where each object that carries no TLP marking of
+    its own gets the marking of ``level`` (a collection's default TLP), with its marking
+    definition (and the TLP 2.0 extension definition) put in front; ``n`` objects got it.
+
+    Markings are only added, never removed: an object inheriting a lower label from a container
+    ends at the default at most, never below what it says.  An object whose markings cannot be
+    read is left as it is (the parser refuses it, naming the field)."""
+    from intelmq_crossborder.core import tlp
+    from intelmq_crossborder.formats.stix import markings
+    try:
+        defined = markings.definitions(objects)
+    except tlp.LabelError:
+        defined = {}
+    ref = markings.marking_ref(level, "2.0")
+    out, added = [], 0
+    for obj in objects:
+        if obj.get("type") in ("marking-definition", "extension-definition", "language-content"):
+            out.append(obj)
+            continue
+        try:
+            resolved = markings.resolve(markings.object_refs(obj), defined)
+        except tlp.LabelError:
+            out.append(obj)
+            continue
+        if resolved.level is None:
+            obj = dict(obj)
+            obj["object_marking_refs"] = list(obj.get("object_marking_refs") or []) + [ref]
+            added += 1
+        out.append(obj)
+    if added:
+        out = markings.bundle_objects([level], ("2.0",)) + out
+    return out, added
+
+
 # --- pushing ---------------------------------------------------------------------------------
 
 @dataclass
@@ -680,7 +715,7 @@ def read_parameters(parameters: Mapping[str, Any], defaults: Mapping[str, Any], 
         if name in values and values[name] < low:
             problems.append(f"Parameter {name} must be at least {low}, not {values[name]}.")
     for name in required:
-        if not values.get(name):
+        if not values.get(name) and not any(p.startswith(f"Parameter {name} ") for p in problems):
             problems.append(f"Parameter {name} is required.")
     url = values.get("taxii_url", "")
     if url and not url.startswith(("http://", "https://")):

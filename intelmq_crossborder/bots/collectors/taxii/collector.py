@@ -69,11 +69,14 @@ class CrossBorderTAXIICollectorBot(CollectorBot):
         return self._collection
 
     def _emit(self, objects: list) -> None:
+        if self.default_tlp:
+            objects, added = taxii.with_default_tlp(objects, tlp.parse_level(self.default_tlp))
+            if added:
+                self.logger.debug("%d object(s) without a TLP marking got the collection's TLP:%s.", added,
+                                  tlp.parse_level(self.default_tlp).label)
         report = self.new_report()
         report.add("raw", json.dumps(make_bundle(objects, "taxii-collector"), ensure_ascii=False))
         report.add("feed.url", self._collection.objects_url, overwrite=True)
-        if self.default_tlp:
-            report.add("extra.stix_default_level", tlp.parse_level(self.default_tlp).label)
         self.send_message(report)
 
     def process(self):
