@@ -88,7 +88,7 @@ def test_cli_formats(tmp_path, capsys):
     assert main(["stats", "contributions", "--db", db, "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("day,contributor,hub,events,tlp_CLEAR,tlp_GREEN,tlp_AMBER,tlp_AMBER+STRICT,tlp_RED")
-    assert lines[2] == "2026-11-20,cert-b,hub-be,2,0,1,0,0,1,0,c2-server=1;scanner=1,2,1,1,7200.0"
+    assert lines[2] == "2026-11-20,cert-b,hub-be,2,0,1,0,0,1,0,c2-server=1;scanner=1,2,1,1,7200.0,"   # no retraction
     assert main(["stats", "contributions", "--db", db]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() [:4] == ["day", "contributor", "hub", "events"]

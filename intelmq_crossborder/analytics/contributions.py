@@ -25,6 +25,12 @@ Tables:
 ``warnings``
     early warnings (events with ``classification.identifier``
     ``crossborder-early-warning``, written by the early-warning expert).
+``retractions``
+    one row per retraction (docs/retraction.md) and contributor whose events it named
+    (:func:`record_retraction`): the quality indicator "retracted".  An ``erase`` also takes
+    the indicator value of the events it names out of ``events``, ``indicators`` and
+    ``warnings``; the events table keeps each event's ``event_uuid`` and ``fingerprint`` (ids
+    only) to find them.
 
 The indicators per (day, contributor, hub) are computed on read by
 :func:`contributions`: events by TLP and by classification, unique indicators,
@@ -47,6 +53,8 @@ from typing import Iterable, Optional
 
 from intelmq_crossborder.core import inputs, tlp
 from intelmq_crossborder.core.errors import CrossBorderError
+from intelmq_crossborder.policy import retraction as policy
+from intelmq_crossborder.policy.redact import hidden_event_uuid
 UNKNOWN = "(unknown)"
 NO_TLP = "(none)"
 #: The level recorded for an event whose labels cannot be read (refused, see tlp.event_tlp).
@@ -76,9 +84,23 @@ CREATE TABLE IF NOT EXISTS events (
     first_tlp TEXT,
     delay_seconds REAL,
     country TEXT NOT NULL,
-    origin_country TEXT
+    origin_country TEXT,
+    event_uuid TEXT,
+    fingerprint TEXT
 );
 CREATE INDEX IF NOT EXISTS events_day ON events(day);
+CREATE TABLE IF NOT EXISTS retractions (
+    retraction_id TEXT NOT NULL,
+    contributor TEXT NOT NULL,
+    hub TEXT NOT NULL,
+    day TEXT NOT NULL,
+    arrived_at TEXT NOT NULL,
+    action TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    tlp TEXT NOT NULL,
+    events INTEGER NOT NULL,
+    PRIMARY KEY (retraction_id, contributor, hub)
+);
 CREATE TABLE IF NOT EXISTS indicators (
     indicator TEXT PRIMARY KEY,
     contributor TEXT NOT NULL,
@@ -127,7 +149,11 @@ _COLUMNS = {"events": {"day", "arrived_at", "contributor", "hub", "tlp", "classi
                        "duplicate", "first_tlp", "delay_seconds", "country", "origin_country"},
             "indicators": {"indicator", "contributor", "hub", "tlp", "first_seen"},
             "invalid": {"dump_key", "day", "contributor", "hub", "tlp", "bot_id", "reason"},
-            "warnings": {"day", "arrived_at", "tlp", "trigger", "classification", "description", "indicator"}}
+            "warnings": {"day", "arrived_at", "tlp", "trigger", "classification", "description", "indicator"},
+            "retractions": {"retraction_id", "contributor", "hub", "day", "arrived_at", "action", "scope", "tlp",
+                            "events"}}
+#: columns added since the first release: a store without them gets them (ALTER TABLE)
+_ADDED = {"events": (("event_uuid", "TEXT"), ("fingerprint", "TEXT"))}
 
 
 def connect(path, create: bool = True) -> sqlite3.Connection:
@@ -154,6 +180,11 @@ def connect(path, create: bool = True) -> sqlite3.Connection:
             if not wanted <= have:
                 raise StoreError(f"{path}: not a contributions store: table {table} lacks the columns "
                                  f"{', '.join(sorted(wanted - have))}")
+            for column, kind in _ADDED.get(table, ()):
+                if column not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        conn.execute("CREATE INDEX IF NOT EXISTS events_event_uuid ON events(event_uuid)")
+        conn.execute("CREATE INDEX IF NOT EXISTS events_fingerprint ON events(fingerprint)")
     except sqlite3.Error as exc:
         conn.close()
         raise StoreError(f"{path}: not a usable contributions store (SQLite): {exc}") from None
@@ -276,6 +307,7 @@ def record_event(conn: sqlite3.Connection, flat: dict, *, arrived_at: datetime, 
     classification = _text(flat, "classification.type") or UNKNOWN
     country = _text(flat, "source.geolocation.cc") or UNKNOWN
     origin_country = _text(flat, "provenance.origin_country")
+    ids = _text(flat, "provenance.event_uuid"), _text(flat, "provenance.fingerprint")
     source_time = _parse_time(_text(flat, "time.source"))
     duplicate, first_tlp = False, None
     if indicator is not None:
@@ -288,12 +320,78 @@ def record_event(conn: sqlite3.Connection, flat: dict, *, arrived_at: datetime, 
             first_tlp = row[1] if duplicate else None
     delay = (arrived_at - source_time).total_seconds() if source_time else None
     conn.execute("INSERT INTO events(day, arrived_at, contributor, hub, tlp, classification, indicator, duplicate, "
-                 "first_tlp, delay_seconds, country, origin_country) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                 "first_tlp, delay_seconds, country, origin_country, event_uuid, fingerprint) "
+                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                  (day, arrived_at.isoformat(), contributor, hub, label, classification, indicator, int(duplicate),
-                  first_tlp, delay, country, origin_country))
+                  first_tlp, delay, country, origin_country, ids[0], ids[1]))
     if commit:
         conn.commit()
     return Recorded(duplicate=duplicate, indicator=indicator)
+
+
+@dataclass
+class RecordedRetraction:
+    """What :func:`record_retraction` found: the events it named per (contributor, hub), and
+    how many indicator values an erase took out of the store."""
+
+    holders: dict
+    erased_values: int = 0
+
+
+def _level_of_labels(labels: Iterable[str]) -> str:
+    """The most restrictive of the store's recorded labels (a label that is not a level wins:
+    such a row is never shown under a ceiling)."""
+    levels = []
+    for label in labels:
+        try:
+            levels.append(tlp.Level.from_label(label))
+        except tlp.UnknownTLPError:
+            return label
+    return max(levels).label if levels else UNKNOWN
+
+
+def record_retraction(conn: sqlite3.Connection, retraction, *, arrived_at: datetime,
+                      commit: bool = True) -> RecordedRetraction:
+    """Record one retraction (:class:`intelmq_crossborder.policy.retraction.Retraction`): one row
+    per contributor and hub whose recorded events it names (by ``event_uuid``, the uuid a hidden
+    source gets, or ``fingerprint``; ids only), under the most restrictive level of those events,
+    so that a reader under a TLP ceiling learns nothing of events above it.  A retraction that
+    names no recorded event is counted for contributor ``(unknown)`` of the retracting hub,
+    level ``(unknown)`` (shown without a ceiling only).  Recording it again changes nothing.
+
+    An ``erase`` takes the indicator values of those events out of the store (``events``; and
+    ``indicators`` and ``warnings`` where no other event still holds the value)."""
+    arrived_at = _parse_time(arrived_at)
+    day = arrived_at.date().isoformat()
+    if retraction.scope == "indicator" or not retraction.target_event_uuid:
+        rows = conn.execute("SELECT id, contributor, hub, tlp, indicator FROM events WHERE fingerprint = ?",
+                            (retraction.target_fingerprint,)).fetchall()
+    else:
+        uuid = retraction.target_event_uuid
+        rows = conn.execute("SELECT id, contributor, hub, tlp, indicator FROM events WHERE event_uuid IN (?, ?)",
+                            (uuid, hidden_event_uuid(uuid))).fetchall()
+    holders: dict = defaultdict(list)
+    for _, contributor, hub, label, _ in rows:
+        holders[(contributor, hub)].append(label)
+    if not holders:
+        holders[(UNKNOWN, retraction.originator)] = []
+    for (contributor, hub), labels in holders.items():
+        conn.execute("INSERT OR IGNORE INTO retractions(retraction_id, contributor, hub, day, arrived_at, action, "
+                     "scope, tlp, events) VALUES (?,?,?,?,?,?,?,?,?)",
+                     (retraction.id, contributor, hub, day, arrived_at.isoformat(), retraction.action,
+                      retraction.scope, _level_of_labels(labels), len(labels)))
+    erased = 0
+    if retraction.action == "erase" and rows:
+        values = {row[4] for row in rows if row[4]}
+        conn.executemany("UPDATE events SET indicator = NULL WHERE id = ?", [(row[0],) for row in rows])
+        for value in values:
+            if conn.execute("SELECT 1 FROM events WHERE indicator = ? LIMIT 1", (value,)).fetchone() is None:
+                conn.execute("DELETE FROM indicators WHERE indicator = ?", (value,))
+                conn.execute("UPDATE warnings SET indicator = NULL WHERE indicator = ?", (value,))
+            erased += 1
+    if commit:
+        conn.commit()
+    return RecordedRetraction({k: len(v) for k, v in holders.items()}, erased)
 
 
 def record_refused(conn: sqlite3.Connection, key: str, day: str, flat: dict, reason: str,
@@ -330,6 +428,13 @@ def record_jsonl(conn: sqlite3.Connection, path, local_hub: str = "local",
         for lineno, obj in inputs.iter_json_lines(handle, source):
             try:
                 flat, arrived = _event_line(obj, source, lineno, now)
+                if policy.is_retraction(flat):
+                    try:
+                        record_retraction(conn, policy.Retraction.from_event(flat), arrived_at=arrived, commit=False)
+                    except policy.RetractionError as exc:
+                        raise inputs.InputError(source, exc.reason, line=lineno, field=exc.field) from None
+                    n += 1
+                    continue
                 try:
                     record_event(conn, flat, arrived_at=arrived, local_hub=local_hub, commit=False)
                 except FieldTypeError as exc:
@@ -498,13 +603,20 @@ class Contribution:
     duplicates: int = 0
     invalid: int = 0
     median_delay_seconds: Optional[float] = None
+    #: retractions of this contributor's events that arrived this day, by action
+    retracted: dict = field(default_factory=dict)
+
+    @property
+    def retractions(self) -> int:
+        return sum(self.retracted.values())
 
     def as_dict(self) -> dict:
         return {"day": self.day, "contributor": self.contributor, "hub": self.hub, "events": self.events,
                 "by_tlp": dict(sorted(self.by_tlp.items())),
                 "by_classification": dict(sorted(self.by_classification.items())),
                 "unique_indicators": self.unique_indicators, "duplicates": self.duplicates,
-                "invalid": self.invalid, "median_delay_seconds": self.median_delay_seconds}
+                "invalid": self.invalid, "median_delay_seconds": self.median_delay_seconds,
+                "retracted": dict(sorted(self.retracted.items()))}
 
 
 def tlp_allowed(label: str, ceiling: Optional[tlp.Level], default_tlp: tlp.Level = tlp.Level.AMBER) -> bool:
@@ -514,6 +626,8 @@ def tlp_allowed(label: str, ceiling: Optional[tlp.Level], default_tlp: tlp.Level
         return True
     if label == NO_TLP:
         level = default_tlp
+    elif label == UNKNOWN:
+        return False            # a retraction of nothing recorded: its level is not known
     else:
         try:
             level = tlp.Level.from_label(label)
@@ -582,6 +696,9 @@ def contributions(conn: sqlite3.Connection, since: Optional[str] = None, until: 
     for day, contributor, hub, label in conn.execute(sql, args):
         if tlp_allowed(label, ceiling, default_tlp):
             group(day, contributor, hub).invalid += 1
+    for r in _rows(conn, "retractions", "arrived_at", since, until, ceiling, default_tlp):
+        c = group(r["day"], r["contributor"], r["hub"])
+        c.retracted[r["action"]] = c.retracted.get(r["action"], 0) + 1
     for key, c in groups.items():
         c.unique_indicators = len(indicators.get(key, ()))
         if delays.get(key):

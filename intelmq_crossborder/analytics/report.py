@@ -193,13 +193,13 @@ is above it) are not read into any plot, table or number. Period: {e(data.since)
     if data.contributions:
         parts.append("<table><tr><th>day</th><th>contributor</th><th>hub</th><th>events</th><th>by TLP</th>"
                      "<th>by classification</th><th>unique indicators</th><th>duplicates</th><th>invalid</th>"
-                     "<th>median delay</th></tr>")
+                     "<th>median delay</th><th>retracted</th></tr>")
         for c in data.contributions:
             parts.append(
                 f"<tr><td>{e(c.day)}</td><td>{e(c.contributor)}</td><td>{e(c.hub)}</td><td>{c.events}</td>"
                 f"<td>{e(mix(c.by_tlp) or '-')}</td><td>{e(mix(c.by_classification) or '-')}</td>"
                 f"<td>{c.unique_indicators}</td><td>{c.duplicates}</td><td>{c.invalid}</td>"
-                f"<td>{e(format_delay(c.median_delay_seconds))}</td></tr>")
+                f"<td>{e(format_delay(c.median_delay_seconds))}</td><td>{e(mix(c.retracted) or '-')}</td></tr>")
         parts.append("</table>")
     else:
         parts.append("<p>None.</p>")

@@ -36,9 +36,10 @@ def mix(counts: dict) -> str:
 
 def render_table(rows: list) -> str:
     header = ["day", "contributor", "hub", "events", "by TLP", "by classification", "unique", "duplicates",
-              "invalid", "median delay"]
+              "invalid", "median delay", "retracted"]
     body = [[r.day, r.contributor, r.hub, str(r.events), mix(r.by_tlp) or "-", mix(r.by_classification) or "-",
-             str(r.unique_indicators), str(r.duplicates), str(r.invalid), format_delay(r.median_delay_seconds)]
+             str(r.unique_indicators), str(r.duplicates), str(r.invalid), format_delay(r.median_delay_seconds),
+             mix(r.retracted) or "-"]
             for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
     out = ["  ".join(h.ljust(w) for h, w in zip(header, widths)),
@@ -51,10 +52,12 @@ def render_csv(rows: list) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["day", "contributor", "hub", "events"] + [f"tlp_{t}" for t in TLP_COLUMNS] +
-               ["by_classification", "unique_indicators", "duplicates", "invalid", "median_delay_seconds"])
+               ["by_classification", "unique_indicators", "duplicates", "invalid", "median_delay_seconds",
+                "retracted"])
     for r in rows:
         w.writerow([r.day, r.contributor, r.hub, r.events] + [r.by_tlp.get(t, 0) for t in TLP_COLUMNS] +
                    [";".join(f"{k}={v}" for k, v in sorted(r.by_classification.items())),
                     r.unique_indicators, r.duplicates, r.invalid,
-                    "" if r.median_delay_seconds is None else r.median_delay_seconds])
+                    "" if r.median_delay_seconds is None else r.median_delay_seconds,
+                    ";".join(f"{k}={v}" for k, v in sorted(r.retracted.items()))])
     return buf.getvalue()

@@ -7,10 +7,11 @@ from intelmq.lib.exceptions import InvalidValue
 from intelmq_crossborder.analytics import contributions
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.parameters import optional
+from intelmq_crossborder.policy.retraction import Retraction, RetractionError, is_confirmation, is_retraction
 
 
 class CrossBorderContributionsExpertBot(ExpertBot):
-    """Record per day in a SQLite store what each contributing organisation and hub shares (TLP, type, indicator, duplicates, delay) and forward the event unchanged; read it with intelmq-crossborder stats contributions and report daily (details in docs/bots/analytics.md)."""
+    """Record per day in a SQLite store what each contributing organisation and hub shares (TLP, type, indicator, duplicates, delay, retractions of their events) and forward the event unchanged; read it with intelmq-crossborder stats contributions and report daily (details in docs/bots/analytics.md)."""
 
     database: str = None          # default: <IntelMQ var/lib>/crossborder/contributions.sqlite
     local_hub: str = "local"
@@ -25,6 +26,11 @@ class CrossBorderContributionsExpertBot(ExpertBot):
 
     def process(self):
         event = self.receive_message()
+        if is_retraction(event):
+            self._retraction(event.to_dict(hierarchical=False))
+            self.send_message(event)
+            self.acknowledge_message()
+            return
         try:
             recorded = contributions.record_event(
                 self._conn, event.to_dict(hierarchical=False), arrived_at=datetime.now(timezone.utc),
@@ -39,6 +45,20 @@ class CrossBorderContributionsExpertBot(ExpertBot):
                               recorded.indicator)
         self.send_message(event)
         self.acknowledge_message()
+
+    def _retraction(self, flat: dict):
+        """Count a retraction for the contributors of the events it names (an erase also takes
+        their indicator values out of the store); a confirmation is only forwarded."""
+        if is_confirmation(flat):
+            return
+        try:
+            retraction = Retraction.from_event(flat)
+        except RetractionError as exc:
+            raise InvalidValue(exc.field or "retraction.id", flat.get(exc.field or "retraction.id"),
+                               reason=f"{exc.reason}; the retraction is not forwarded") from None
+        recorded = contributions.record_retraction(self._conn, retraction, arrived_at=datetime.now(timezone.utc))
+        self.logger.info("Retraction %s (%s) recorded for %d contributor(s); %d indicator value(s) erased.",
+                         retraction.id, retraction.action, len(recorded.holders), recorded.erased_values)
 
     def shutdown(self):
         conn = getattr(self, "_conn", None)
