@@ -36,6 +36,7 @@ COMMANDS = [
     "intelmq_crossborder.cli.stats:register",            # stats contributions / record / import-dumps, report daily
     "intelmq_crossborder.cli.analytics:register",        # analytics simulate / evaluate
     "intelmq_crossborder.cli.stix_export:register",      # export stix
+    "intelmq_crossborder.cli.retract:register",          # retract, retraction status / list
 ]
 
 
