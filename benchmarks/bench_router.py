@@ -36,7 +36,8 @@ sys.path.insert(0, str(REPO))
 from intelmq_crossborder.policy import audit  # noqa: E402
 from intelmq_crossborder.policy.agreements import load_agreements  # noqa: E402
 from intelmq_crossborder.policy.decide import decide_all  # noqa: E402
-from intelmq_crossborder.runtime.instance import IntelMQInstance  # noqa: E402
+from intelmq_crossborder.runtime.instance import IntelMQInstance, PipelineError  # noqa: E402
+from intelmq_crossborder.runtime.redis_dbs import BENCH_ENV, HeldDatabases  # noqa: E402
 
 TYPES = [("malicious-code", "infected-system"), ("malicious-code", "c2-server"),
          ("information-gathering", "scanner"), ("vulnerable", "vulnerable-system"),
@@ -167,7 +168,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=20000, help="number of events (default 20000)")
     parser.add_argument("--quick", action="store_true", help="3000 events")
-    parser.add_argument("--redis-db", type=int, default=11, help="Redis database (default 11)")
+    parser.add_argument("--redis-db", type=int, help="Redis database (default: BENCH_REDIS_DB, else a free one "
+                                                      "leased for the run)")
     parser.add_argument("--rounds", type=int, default=None,
                         help="alternating rounds filter, router, filter, router, ...; the best of each and the "
                              "median of the per-round ratios are reported (default 3, --quick 1): on a shared "
@@ -180,7 +182,21 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the result rows for benchmarks/run_all.py")
     args = parser.parse_args(argv)
     n = 3000 if args.quick else args.events
+    held = HeldDatabases(1, given=None if args.redis_db is None else [args.redis_db], env=BENCH_ENV,
+                         option="--redis-db", wait=600)
+    try:
+        (db,) = held.acquire()
+    except (ValueError, PipelineError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(held.describe(), flush=True)
+    try:
+        return bench(args, n, db)
+    finally:
+        held.release()
 
+
+def bench(args, n: int, db: int) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-router-"))
     work.chmod(0o755)
     root = work / "intelmq"
@@ -212,7 +228,7 @@ def main(argv=None) -> int:
                                           "fanout_mode": args.fanout,
                                           "destination_queues": {r: [f"bench-{r}"] for r in agreements}}},
     }
-    inst = IntelMQInstance(root, runtime, redis_db=args.redis_db).setup()
+    inst = IntelMQInstance(root, runtime, redis_db=db).setup()
     inst.clear_queues()
     r = inst.redis()
     try:
@@ -245,7 +261,7 @@ def main(argv=None) -> int:
     cpu_base = min(x["cpu_us_per_event"] for x in bases)
     cpu_router = min(x["cpu_us_per_event"] for x in routers)
     print(textwrap.dedent(f"""\
-        Sharing router benchmark: {n} events, {len(agreements)} agreements, Redis db {args.redis_db}, {rounds} round(s), fan-out {args.fanout}
+        Sharing router benchmark: {n} events, {len(agreements)} agreements, Redis db {db}, {rounds} round(s), fan-out {args.fanout}
           copies per event (router output):  {sent / n:.2f}   (policy on a 2000-event sample: {copies / len(sample):.2f})
           audit trail records:               {audit_lines} ({rounds} round(s) x {n} events, one record per event listing its {len(agreements)} decisions)
           per round, events/s:  filter {", ".join(f"{x['events_per_s']:.0f}" for x in bases)};  router {", ".join(f"{x['events_per_s']:.0f}" for x in routers)}

@@ -9,7 +9,9 @@ Each script is run as its own process with ``--json FILE`` and returns rows
 ``{stage, rate, unit, events_per_s, peak_mib, baseline, baseline_rate, ratio}``; every
 ratio compares a stage with its baseline measured in the same run of that script. A
 script that fails is reported in the document with its exit code, never silently left
-out. Scripts that take a Redis database get ``--redis-db`` (BENCH_REDIS_DB, default 3).
+out. Scripts that take a Redis database get ``--redis-db``: BENCH_REDIS_DB, else one free
+database leased for the whole run (runtime.redis_dbs; released at the end), so a benchmark
+never writes into the queues of a test run or a demo on the same Redis.
 """
 from __future__ import annotations
 
@@ -26,13 +28,19 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from intelmq_crossborder.runtime.instance import PipelineError  # noqa: E402
+from intelmq_crossborder.runtime.redis_dbs import BENCH_ENV, HeldDatabases  # noqa: E402
 OUT = REPO / "docs" / "performance.md"
-TAKES_REDIS_DB = {"bench_elasticsearch.py", "bench_consortium.py", "bench_router.py"}
+TAKES_REDIS_DB = {"bench_elasticsearch.py", "bench_consortium.py", "bench_router.py", "bench_analytics.py"}
 #: extra arguments: the consortium run also prints each bot's CPU per event (the profile of that stage)
 EXTRA_ARGS = {"bench_consortium.py": ["--cpu"]}
 
 
-def run(script: Path, quick: bool, redis_db: str) -> dict:
+def run(script: Path, quick: bool, redis_db: str, show_db: bool = True) -> dict:
+    """Run one script; ``show_db=False``: its command in the document leaves the leased database
+    out (run alone, the script leases one of its own)."""
     with tempfile.TemporaryDirectory() as tmp:
         rows_file = Path(tmp) / "rows.json"
         cmd = [sys.executable, str(script), "--json", str(rows_file)]
@@ -48,6 +56,9 @@ def run(script: Path, quick: bool, redis_db: str) -> dict:
     shown = [c if not c.startswith(tempfile.gettempdir()) else "rows.json" for c in cmd]
     shown[0] = ".venv/bin/python"
     shown[1] = os.path.relpath(script, REPO)
+    if not show_db and "--redis-db" in shown:
+        at = shown.index("--redis-db")
+        del shown[at:at + 2]
     return {"script": script.name, "command": " ".join(shown[:2] + shown[4:] + (["--json", "rows.json"])),
             "rc": proc.returncode, "rows": rows, "seconds": took, "stdout": proc.stdout,
             "stderr": proc.stderr[-2000:]}
@@ -105,12 +116,23 @@ def main(argv=None) -> int:
     scripts = sorted(HERE.glob("bench_*.py"))
     if args.only:
         scripts = [s for s in scripts if s.name in args.only]
+    held = HeldDatabases(1, env=BENCH_ENV, wait=600)
+    try:
+        (db,) = held.acquire() if any(s.name in TAKES_REDIS_DB for s in scripts) else (0,)
+    except (ValueError, PipelineError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     results = []
-    for script in scripts:
-        print(f"running {script.name} ...", flush=True)
-        res = run(script, args.quick, os.environ.get("BENCH_REDIS_DB", "3"))
-        print(f"  exit {res['rc']}, {len(res['rows'])} row(s), {res['seconds']:.0f} s", flush=True)
-        results.append(res)
+    try:
+        if held.dbs:
+            print(held.describe(), flush=True)
+        for script in scripts:
+            print(f"running {script.name} ...", flush=True)
+            res = run(script, args.quick, str(db), show_db=held.source != "lease")
+            print(f"  exit {res['rc']}, {len(res['rows'])} row(s), {res['seconds']:.0f} s", flush=True)
+            results.append(res)
+    finally:
+        held.release()
     write_doc(results, args.quick)
     print(f"wrote {OUT.relative_to(REPO)}")
     return 0 if all(r["rc"] == 0 and r["rows"] for r in results) else 1

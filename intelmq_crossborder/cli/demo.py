@@ -19,8 +19,10 @@ def _add_arguments(parser) -> None:
                         help="run only the first pipeline (file collector, JSON parser, TLP expert, file output)")
     parser.add_argument("--small", action="store_true",
                         help="consortium with the sensor feeds and one CSAF advisory only")
-    parser.add_argument("--redis-dbs", default="1,5,7,8", metavar="A,B,C,D",
-                        help="Redis databases of at-hub, de-hub, fi-hub, at-csirt (default: 1,5,7,8)")
+    parser.add_argument("--redis-dbs", metavar="A,B,C,D",
+                        help="Redis databases of at-hub, de-hub, fi-hub, at-csirt, used as given (default: "
+                             "those of XB_DEMO_REDIS_DBS, else four free ones leased for the run; "
+                             "--small needs as many)")
 
 
 def _run(args) -> int:
@@ -29,12 +31,8 @@ def _run(args) -> int:
     workdir.chmod(0o755)  # bots run as the intelmq user when started by root
     if not args.first_pipeline:
         from intelmq_crossborder.demo import consortium
-        try:
-            dbs = [int(x) for x in args.redis_dbs.split(",")]
-        except ValueError:
-            print("--redis-dbs must be four integers, e.g. 1,5,7,8")
-            return 2
-        return consortium.run_demo(workdir, keep=args.keep, broker=args.broker, small=args.small, dbs=dbs)
+        return consortium.run_demo(workdir, keep=args.keep, broker=args.broker, small=args.small,
+                                   dbs=args.redis_dbs)
     from intelmq_crossborder.demo import first_pipeline
     try:
         result = first_pipeline.run_first_pipeline(workdir, broker=args.broker)

@@ -97,7 +97,8 @@ def default_members(small: bool = False) -> List[Member]:
     ]
 
 
-#: Redis databases of the members, in the order of :func:`default_members`.
+#: Redis databases of the members, in the order of :func:`default_members`, of a
+#: :class:`Consortium` made without ``dbs``.  ``make demo`` (:func:`run_demo`) leases free ones instead.
 DEFAULT_DBS = (1, 5, 7, 8)
 #: Key prefixes of the bots' Redis state (loop guard, early warning): cleared before and after a run.
 STATE_PREFIXES = ("crossborder:",)
@@ -557,23 +558,41 @@ def report(result: dict) -> str:
 
 
 def run_demo(workdir: Path, *, keep: bool = False, broker: str = "redis", small: bool = False,
-             dbs: Iterable[int] = DEFAULT_DBS) -> int:
-    """``make demo``: run, print the report, stop and clean up; 0 only without leaks and losses."""
+             dbs: Optional[Iterable[int]] = None) -> int:
+    """``make demo``: run, print the report, stop and clean up; 0 only without leaks and losses.
+
+    ``dbs``: the members' Redis databases; by default those of ``XB_DEMO_REDIS_DBS``, else four
+    free ones leased for the run (runtime.redis_dbs), so two demos, or a demo and a test run,
+    never share one.  2 when they cannot be had."""
+    from intelmq_crossborder.runtime.redis_dbs import DEMO_ENV, HeldDatabases
+
+    members = default_members(small)
+    held = HeldDatabases(len(members), given=dbs, env=DEMO_ENV, option="--redis-dbs", wait=300)
     try:
-        cons = Consortium(workdir, default_members(small), dbs=dbs, broker=broker)
-    except ValueError as exc:
+        held.acquire()
+    except (ValueError, PipelineError) as exc:
         print(f"ERROR: {exc}")
         return 2
-    started = time.monotonic()
     try:
-        result = cons.run()
-    except PipelineError as exc:
-        print(f"ERROR: {exc}")
-        return 1
+        print(held.describe() + ": " + ", ".join(f"{m.name} {db}" for m, db in zip(members, held.dbs)),
+              flush=True)
+        try:
+            cons = Consortium(workdir, members, dbs=held.dbs, broker=broker)
+        except ValueError as exc:
+            print(f"ERROR: {exc}")
+            return 2
+        started = time.monotonic()
+        try:
+            result = cons.run()
+        except PipelineError as exc:
+            print(f"ERROR: {exc}")
+            return 1
+        finally:
+            cons.cleanup()
+            if not keep:
+                shutil.rmtree(workdir, ignore_errors=True)
     finally:
-        cons.cleanup()
-        if not keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+        held.release()
     print(report(result))
     print(f"\nAll bots stopped; finished in {time.monotonic() - started:.0f}s."
           + (f" Scratch directory kept: {workdir}" if keep else " Scratch directory removed."))
