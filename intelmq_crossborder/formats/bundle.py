@@ -207,8 +207,14 @@ def decryption_key_problem(path: Union[str, Path], encrypted: bool = False) -> O
 
 
 def load_private_key(path: Union[str, Path], passphrase: Optional[bytes] = None) -> Ed25519PrivateKey:
-    """Read an Ed25519 private key (PKCS#8 PEM).  Errors name the file, never the key material."""
+    """Read an Ed25519 private key (PKCS#8 PEM; of a hybrid signing key file, its Ed25519 key).
+    Errors name the file, never the key material."""
     data = _read_key_file(path)
+    if data.count(b"PRIVATE KEY-----") > 2:           # several PEM blocks: a signing key set
+        keys = load_signing_keys(path, passphrase).keys
+        if bc.ED25519 not in keys:
+            raise BundleError("trust-store", f"{path}: the signing key file holds no Ed25519 key")
+        return keys[bc.ED25519]
     try:
         key = serialization.load_pem_private_key(data, password=passphrase)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:

@@ -9,7 +9,8 @@ installation); :func:`write` writes it:
   ``${PIPELINES_DIR}`` expanded; the routers' ``agreements_dir`` point at the copies below;
 - ``etc/agreements/`` (and ``etc/agreements-early-warning/`` for the cross-border hub): the
   role's agreement templates, one file per router path;
-- ``etc/exchange/signing-key.pem``: a new Ed25519 signing key (PKCS#8 PEM, mode 0600);
+- ``etc/exchange/signing-key.pem``: new Ed25519 and ML-DSA-65 signing keys (PKCS#8 PEM, mode 0600) and
+  ``etc/exchange/decryption-key.pem``: the HPKE MLKEM768-X25519 decryption key (mode 0600);
 - ``etc/exchange/trust.yaml``: a trust store holding this hub's own public key
   (:mod:`intelmq_crossborder.formats.trust_skeleton`); the peers' keys are added to it;
 - the folders the bots use (spool, state, output, audit), ``etc/harmonization.conf`` with the
@@ -37,7 +38,7 @@ import yaml
 
 from intelmq_crossborder.core import files, inputs
 from intelmq_crossborder.core.errors import CrossBorderError
-from intelmq_crossborder.formats import bundle, trust_skeleton
+from intelmq_crossborder.formats import bundle, bundle_crypto, trust_skeleton
 from intelmq_crossborder.runtime.instance import (PIPELINES_DIR, PipelineError, chown_for_intelmq, intelmq_ids,
                                                   load_runtime, upgrade_state)
 
@@ -287,16 +288,20 @@ def plan(role_name: str, root: Path, hub_id: Optional[str] = None, country: Opti
             text = _own_country(text, source_dir / name, role.country, country)
             result.files.append((root / "etc" / source_dir.name / name, text.encode("utf-8"), PUBLIC_MODE))
         result.agreement_dirs.append(root / "etc" / source_dir.name)
-    # signing key and trust store
-    key = bundle.generate_private_key()
-    result.key_id = bundle.key_id_of(key)
+    # keys (hybrid: Ed25519 + ML-DSA-65 signing, MLKEM768-X25519 decryption) and trust store
+    signing = [bundle.generate_private_key(), bundle_crypto.generate(bundle_crypto.ML_DSA_65)]
+    decryption = bundle_crypto.generate(bundle_crypto.HPKE_KEM)
+    result.key_id = ", ".join(bundle.key_id_of(k) for k in signing + [decryption])
     exchange = root / "etc" / "exchange"
-    trust = trust_skeleton.skeleton(hub_id, country, key, "this hub's own signing key (intelmq-crossborder init)")
+    trust = trust_skeleton.skeleton(hub_id, country, signing + [decryption],
+                                    "this hub's own key (intelmq-crossborder init)")
     header = (f"Trust store of {hub_id}: the peers' public keys (docs/exchange-format.md).\n"
               "Written by intelmq-crossborder init with this hub's own key: add each peer's entry "
               "under peers (their `bundle keygen` prints it).")
     result.files.append((exchange / "trust.yaml", trust_skeleton.dumps(trust, header).encode("utf-8"), PUBLIC_MODE))
-    result.files.append((exchange / "signing-key.pem", bundle.private_key_pem(key), KEY_MODE))
+    result.files.append((exchange / "signing-key.pem", b"".join(bundle_crypto.private_pem(k) for k in signing),
+                         KEY_MODE))
+    result.files.append((exchange / "decryption-key.pem", bundle_crypto.private_pem(decryption), KEY_MODE))
     # runtime.yaml, last: it names all of the above
     result.bots = len([b for b in runtime if b != "global"])
     head = (f"# Written by intelmq-crossborder init {role.name} --hub-id {hub_id} --country {country}\n"
@@ -338,6 +343,7 @@ def write(p: Plan, force: bool = False) -> List[str]:
         if os.path.lexists(path):
             existing.append(path)
     if existing and not force:
+        existing.sort(key=lambda x: x != p.runtime_file)       # the runtime file named first
         shown = ", ".join(str(x) for x in existing[:5]) + (f" and {len(existing) - 5} more" if len(existing) > 5 else "")
         raise InitError(f"{shown} exist{'s' if len(existing) == 1 else ''} (use --force to overwrite)")
     for folder in dict.fromkeys(p.folders + [path.parent for path, _d, _m in p.files]):
