@@ -221,8 +221,69 @@ def test_revoked_and_relabelled_versions():
 
 # --- round trip with the STIX parser (helper B's formats.stix.parse, when present) --------------------
 
-def _parser():
-    return pytest.importorskip("intelmq_crossborder.formats.stix.parse")
+OBSERVABLE_FIELDS = ("source.url", "source.fqdn", "source.ip", "source.network", "destination.ip",
+                     "malware.hash.md5", "malware.hash.sha1", "malware.hash.sha256", "source.account", "source.asn")
+
+
+def _parsed(bundle):
+    from intelmq_crossborder.formats.stix import parse as stix_parse
+    converter = stix_parse.Converter(default_tlp=None)
+    events = []
+    for item in converter.items(json.loads(json.dumps(bundle))):
+        assert item.error is None, item.error
+        events += item.events
+    return events
+
+
+def _observed(event, fields=OBSERVABLE_FIELDS):
+    out = set()
+    for name in fields:
+        if event.get(name) not in (None, ""):
+            out.add((name.split(".")[-1] if name.startswith(("source.", "destination.")) else name,
+                     str(event[name]).lower()))
+    return out
+
+
+ROUND_TRIP = [
+    ev(source__fqdn=None, source__ip=None),
+    ev(source__url=None, source__ip=None, sharing__tlp="CLEAR"),
+    ev(source__url=None, source__fqdn=None, source__ip="2001:db8::7", sharing__tlp="AMBER"),
+    ev(source__url=None, source__fqdn=None, source__ip=None, source__network="198.51.100.0/24"),
+    ev(source__url=None, source__fqdn=None, source__ip=None, malware__hash__sha256="a" * 64,
+       malware__hash__md5="b" * 32, classification__type="malware-distribution",
+       classification__taxonomy="malicious-code"),
+    ev(source__url=None, source__fqdn=None, source__ip=None, source__account="phisher@evil.example"),
+    ev(source__url=None, source__fqdn=None, source__ip=None, source__asn=64500, classification__type="scanner",
+       classification__taxonomy="information-gathering"),
+    ev(source__fqdn=None, source__ip=None, sharing__tlp="GREEN", extra__misp_tags=["tlp:amber"],
+       source__url="http://evil.example/tagged"),
+]
+
+
+@pytest.mark.parametrize("kind", x.KINDS)
+@pytest.mark.parametrize("profile", x.PROFILES)
+def test_round_trip_keeps_every_indicator_and_never_lowers_a_label(kind, profile):
+    pytest.importorskip("intelmq_crossborder.formats.stix.parse")
+    for event in ROUND_TRIP:
+        _, bundle = one_bundle([event], kind=kind, profile=profile)
+        back = _parsed(bundle)
+        assert back, event
+        sent_level = tlp.event_tlp(event).level
+        for got in back:
+            assert tlp.event_tlp(got).level >= sent_level, (event, got)
+        sent = _observed(event)
+        received = set().union(*(_observed(e) for e in back))
+        if kind == "indicator":      # the pattern carries the first observable (all hashes of the file)
+            field, _, _, value = x._observables(event)[0]
+            if field == "malware.hash":
+                expected = {v for v in sent if v[0].startswith("malware.hash")}
+            else:
+                expected = {(field.split(".")[-1], str(value).lower())}
+            assert expected <= received, (expected, received)
+        else:
+            assert sent <= received, (sent, received)
+        assert all(e.get("provenance.originator") == "CERT-AT" for e in back)
+        assert all(e.get("classification.type") == event["classification.type"] for e in back), back
 
 
 # --- hypothesis: any event is exported validly or refused with a named field ----------------------
@@ -268,3 +329,12 @@ def test_export_stix_command(tmp_path, capsys):
     for argv in (["export", "stix", str(tmp_path / "missing.jsonl")], ["export", "stix", str(ok), "--max-tlp", "RED"],
                  ["export", "stix", str(tmp_path)]):
         assert run(argv, capsys)[0] == 2
+
+
+@pytest.mark.xfail(strict=True, reason="formats/stix/patterns.py keeps the STIX string literal's escapes "
+                                       "(\\' and \\\\) in the value; remove this mark when it unescapes them")
+def test_round_trip_of_a_value_with_a_quote_and_a_backslash():
+    pytest.importorskip("intelmq_crossborder.formats.stix.parse")
+    url = "http://evil.example/x'y\\z"
+    _, bundle = one_bundle([ev(source__fqdn=None, source__ip=None, source__url=url)])
+    assert [e["source.url"] for e in _parsed(bundle)] == [url]
