@@ -37,6 +37,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import time
+import uuid as _uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
@@ -47,7 +48,7 @@ from intelmq_crossborder.core.parameters import as_list, is_unset, optional
 
 __all__ = ["DEFAULT_KEY_FIELDS", "DEFAULT_FLAG_FIELDS", "indicator_key", "Contribution", "Spread", "Tracker",
            "build_warning", "is_flagged", "most_restrictive_pap", "read_level", "Settings", "parameter_problems",
-           "EarlyWarning", "Evaluator"]
+           "EarlyWarning", "Evaluator", "event_ids", "build_correction", "CORRECTION_IDENTIFIER"]
 
 #: Fields that identify "the same indicator or incident", in order of preference.
 #: ``fingerprint`` is the event's identity from :mod:`intelmq_crossborder.core.fingerprint`
@@ -193,6 +194,49 @@ class Tracker:
     def claim(self, key: tuple, kind: str) -> bool:
         """True the first time in a window a warning of ``kind`` is raised for ``key``."""
         return bool(self.redis.set(self._key("warned-" + kind, key), "1", nx=True, ex=self.window))
+
+    # --- what a warning was raised on, for corrections after a retraction (docs/retraction.md) ---
+    def remember_ids(self, key: tuple, ids: str, now: Optional[float] = None) -> None:
+        """Remember that an event (``ids``: :func:`event_ids`) counted for ``key`` in the window."""
+        now = time.time() if now is None else now
+        zkey = self._key("ids", key)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zadd(zkey, {ids: now})
+        pipe.zremrangebyscore(zkey, "-inf", now - self.window)
+        pipe.expire(zkey, self.window + 60)
+        pipe.execute()
+
+    def ids_of(self, key: tuple) -> list:
+        return [m.decode() if isinstance(m, bytes) else m for m in self.redis.zrange(self._key("ids", key), 0, -1)]
+
+    def mark_warned(self, ids: Iterable[str], record: dict, ttl: int) -> None:
+        """Remember, for ``ttl`` seconds, that warning ``record`` was raised on the events ``ids``."""
+        text = json.dumps(record, sort_keys=True, separators=(",", ":"))
+        pipe = self.redis.pipeline(transaction=False)
+        for one in ids:
+            for part in one.split(" "):
+                if part:
+                    name = f"{self.prefix}raised-on:{part}"
+                    pipe.sadd(name, text)
+                    pipe.expire(name, ttl)
+        pipe.execute()
+
+    def warned(self, ids: Iterable[str]) -> list:
+        """The warning records raised on any of ``ids`` (event uuids or fingerprints)."""
+        found: dict = {}
+        for part in ids:
+            for raw in self.redis.smembers(f"{self.prefix}raised-on:{part}"):
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and isinstance(record.get("id"), str):
+                    found[record["id"]] = record
+        return [found[k] for k in sorted(found)]
+
+    def claim_correction(self, warning_id: str, retraction_id: str, ttl: int) -> bool:
+        """True the first time a correction of ``warning_id`` for ``retraction_id`` is sent."""
+        return bool(self.redis.set(f"{self.prefix}corrected:{warning_id}:{retraction_id}", "1", nx=True, ex=ttl))
 
 
 def most_restrictive_pap(values: Iterable[Optional[str]]) -> Optional[str]:
@@ -384,6 +428,9 @@ class Evaluator:
     warnings it raises (at most one per key, trigger and window).
     """
 
+    #: how long the events a warning was raised on are remembered for corrections (30 days)
+    correction_ttl: int = 30 * 86400
+
     def __init__(self, settings: Settings, tracker: Tracker):
         self.settings = settings
         self.tracker = tracker
@@ -404,19 +451,53 @@ class Evaluator:
         country = event.get("provenance.origin_country") or (s.country if hub == s.hub_id else None)
         contribution = Contribution(hub, country, level, hidden, event.get("sharing.pap"))
         classification = event.get("classification.type")
+        ids = event_ids(event)
         warnings = []
         if flag is not None:
             event_uuid = event.get("provenance.event_uuid")
             claim_key = key or (("provenance.event_uuid", event_uuid) if event_uuid else None)
             if claim_key is None or self.tracker.claim(claim_key, "flag"):
                 warnings.append(self._warning("flag", key, Spread([contribution]), classification, flag))
+                self._raised_on(warnings[-1], [ids])
         if key is not None:
             spread = self.tracker.record(key, contribution, now)
+            if ids:
+                self.tracker.remember_ids(key, ids, now)
             hit = (s.min_hubs and len(spread.hubs) >= s.min_hubs) or \
                   (s.min_countries and len(spread.countries) >= s.min_countries)
             if hit and self.tracker.claim(key, "spread"):
                 warnings.append(self._warning("spread", key, spread, classification))
+                self._raised_on(warnings[-1], self.tracker.ids_of(key))
         return warnings
+
+    def _raised_on(self, warning: "EarlyWarning", ids: Iterable[str]) -> None:
+        """Remember which events ``warning`` was raised on (ids only), for :meth:`correct`."""
+        record = {"id": warning.fields["extra.early_warning_id"], "time": warning.fields["time.observation"],
+                  "trigger": warning.trigger, "level": warning.level.label,
+                  "pap": warning.fields.get("sharing.pap"), "indicator_type": warning.fields.get("extra.indicator_type")}
+        self.tracker.mark_warned([i for i in ids if i], record, self.correction_ttl)
+
+    def correct(self, retraction) -> List["EarlyWarning"]:
+        """The corrections to send after ``retraction`` (a
+        :class:`~intelmq_crossborder.policy.retraction.Retraction`): one per warning raised on an
+        event it names (by uuid, or by fingerprint for an indicator-wide one), once per warning and
+        retraction.  A relabel corrects only when the new level is above ``max_tlp`` (the warning
+        told the recipients what they may no longer see); a confirmation corrects nothing."""
+        s = self.settings
+        if retraction.is_confirmation:
+            return []
+        if retraction.action == "relabel" and (retraction.new_tlp is None or retraction.new_tlp <= s.max_level):
+            return []
+        if retraction.scope == "event" and retraction.target_event_uuid:
+            names = [retraction.target_event_uuid]
+        else:
+            names = [f"fp:{retraction.target_fingerprint}"] if retraction.target_fingerprint else []
+        out = []
+        for record in self.tracker.warned(names):
+            if self.tracker.claim_correction(record["id"], retraction.id, self.correction_ttl):
+                fields = build_correction(record, retraction, s.hub_id, s.country)
+                out.append(EarlyWarning("correction", tlp.Level.from_label(record["level"]), fields))
+        return out
 
     def _warning(self, trigger: str, key: Optional[tuple], spread: Spread, classification: Optional[str],
                  flag: Optional[str] = None) -> EarlyWarning:
@@ -424,7 +505,54 @@ class Evaluator:
         fields = build_warning(trigger, key, spread, classification, s.window, s.hub_id, s.country,
                                s.include_indicator, flag)
         fields["time.observation"] = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+        fields["extra.early_warning_id"] = str(_uuid.uuid4())
         return EarlyWarning(trigger, tlp.most_restrictive(c.level for c in spread.contributions), fields)
+
+
+CORRECTION_IDENTIFIER = "crossborder-early-warning-correction"
+
+
+def event_ids(event: Mapping[str, Any]) -> str:
+    """An event's ids as the tracker keeps them: ``"<uuid> fp:<fingerprint>"`` (either may be
+    missing; empty when it has none)."""
+    uuid, fp = event.get("provenance.event_uuid"), event.get("provenance.fingerprint")
+    return " ".join(x for x in ((uuid if isinstance(uuid, str) else ""),
+                                (f"fp:{fp}" if isinstance(fp, str) and fp else "")) if x)
+
+
+def build_correction(record: Mapping[str, Any], retraction, local_hub: Optional[str],
+                     local_country: Optional[str]) -> dict:
+    """The correction of a warning (``record``: what :meth:`Evaluator._raised_on` kept) after
+    ``retraction``: sent where the warning went (EU-CyCLONe, the CSIRTs Network), at the
+    warning's TLP and PAP, naming the warning and the retraction by id.  It repeats nothing of
+    the warning's content (no indicator: after an erase that would be a copy of the erased value)."""
+    level = tlp.Level.from_label(record["level"])
+    what = {"withdraw": "withdrawn as a false positive or an error",
+            "erase": "erased (personal data): delete the indicator the warning carried",
+            "relabel": "relabelled above what the warning's recipients may see: delete the warning"}
+    fields = {
+        "classification.taxonomy": "other",
+        "classification.type": "other",
+        "classification.identifier": CORRECTION_IDENTIFIER,
+        "comment": (f"Correction of early warning {record['id']} ({record.get('trigger')}, {record.get('time')}): "
+                    f"data it was raised on was {what.get(retraction.action, retraction.action)} by its "
+                    f"originator (retraction {retraction.id}). Re-assess the warning."),
+        "feed.name": "Cross-border early warning",
+        "sharing.tlp": level.label,
+        "tlp": tlp.to_intelmq_stock(level),
+        "extra.early_warning_trigger": "correction",
+        "extra.corrects_early_warning": record["id"],
+        "extra.retraction_id": retraction.id,
+        "extra.retraction_action": retraction.action,
+        "time.observation": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+    }
+    if record.get("pap"):
+        fields["sharing.pap"] = record["pap"]
+    if local_hub:
+        fields["provenance.origin_hub"] = local_hub
+    if local_country:
+        fields["provenance.origin_country"] = local_country
+    return fields
 
 
 # --- warnings of the detectors (analytics.surge, analytics.campaign) -------------------------

@@ -5,6 +5,7 @@ from intelmq.lib.exceptions import ConfigurationError, InvalidValue
 from intelmq_crossborder.analytics import early_warning as ew
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.parameters import optional
+from intelmq_crossborder.policy.retraction import Retraction, RetractionError, is_retraction
 from intelmq_crossborder.runtime.state_store import redis_client
 
 _SETTINGS = ("min_hubs", "min_countries", "window", "key_fields", "flag_fields", "severity_field", "severity_values",
@@ -12,7 +13,7 @@ _SETTINGS = ("min_hubs", "min_countries", "window", "key_fields", "flag_fields",
 
 
 class CrossBorderEarlyWarningExpertBot(ExpertBot):
-    """Raise an early-warning event on the path warning_path when the same indicator is reported by min_hubs hubs or min_countries countries within window seconds, or when an event is flagged large-scale or severe; inputs above max_tlp neither count nor appear, hidden sources are not named, and every input goes on unchanged (details in docs/bots/analytics.md)."""
+    """Raise an early-warning event on the path warning_path when the same indicator is reported by min_hubs hubs or min_countries countries within window seconds, or when an event is flagged large-scale or severe; inputs above max_tlp neither count nor appear, hidden sources are not named, a warning raised on data later retracted is followed by a correction on the same path, and every input goes on unchanged (details in docs/bots/analytics.md)."""
 
     warning_path: str = "early-warning"
     min_hubs: int = 3
@@ -51,6 +52,11 @@ class CrossBorderEarlyWarningExpertBot(ExpertBot):
 
     def process(self):
         event = self.receive_message()
+        if is_retraction(event):
+            self._correct(event.to_dict(hierarchical=False))
+            self.send_message(event)
+            self.acknowledge_message()
+            return
         withheld = self._evaluator.withheld
         try:
             warnings = self._evaluator.evaluate(event)
@@ -68,6 +74,21 @@ class CrossBorderEarlyWarningExpertBot(ExpertBot):
                              warning.fields["comment"])
         self.send_message(event)
         self.acknowledge_message()
+
+    def _correct(self, flat: dict):
+        """Send a correction for every warning raised on data the retraction names."""
+        try:
+            retraction = Retraction.from_event(flat)
+        except RetractionError as exc:
+            raise InvalidValue(exc.field or "retraction.id", flat.get(exc.field or "retraction.id"),
+                               reason=f"{exc.reason}; the retraction is not forwarded") from None
+        for correction in self._evaluator.correct(retraction):
+            out = self.new_event()
+            for name, value in correction.fields.items():
+                out.add(name, value)
+            self.send_message(out, path=self._warning_path)
+            self.logger.info("Sent a correction of early warning %s after retraction %s (%s).",
+                             correction.fields["extra.corrects_early_warning"], retraction.id, retraction.action)
 
     @staticmethod
     def check(parameters: dict):
