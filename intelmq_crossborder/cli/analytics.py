@@ -53,6 +53,22 @@ def _param(value: str) -> tuple:
     return detector, parameter.strip(), setting
 
 
+def _seeds(value: str) -> list:
+    seeds: list = []
+    try:
+        for part in value.split(","):
+            low, dash, high = part.strip().partition("-")
+            first, last = int(low), int(high if dash else low)
+            if not 0 <= first <= last <= 2**31 - 1 or last - first > 50:
+                raise ValueError
+            seeds.extend(range(first, last + 1))
+    except ValueError:
+        seeds = []
+    if not seeds or len(seeds) > 50:
+        raise argparse.ArgumentTypeError(f"not a list of 1 to 50 seeds such as 1,2,3 or 1-5: {value[:40]!r}")
+    return list(dict.fromkeys(seeds))
+
+
 def register(sub) -> None:
     p = sub.add_parser("analytics", help="simulate labelled traffic and evaluate the detectors",
                        description="Detection analytics on pooled data: simulate labelled traffic, and evaluate "
@@ -97,6 +113,20 @@ def register(sub) -> None:
     e.add_argument("--alerts", metavar="FILE", help="also write every alert, one JSON object per line")
     e.set_defaults(func=_evaluate)
 
+    c = asub.add_parser("compare", help="simulate several seeds, evaluate each, print mean and spread",
+                        description="The model comparison of docs/analytics.md: for each seed, simulate "
+                                    "(as 'analytics simulate' with that seed), evaluate (as 'analytics evaluate') "
+                                    "and print each figure's mean ± standard deviation over the seeds.")
+    c.add_argument("--seeds", type=_seeds, default=[1, 2, 3, 4, 5], metavar="LIST",
+                   help="comma-separated seeds or a range such as 1-5 (default 1-5; at most 50)")
+    c.add_argument("--weeks", type=_int_in(2, 52), default=d.weeks, help=f"weeks per seed (default {d.weeks})")
+    c.add_argument("--detector", action="append", choices=sorted(DETECTORS), metavar="NAME",
+                   help="compare only this detector (repeatable; default all)")
+    c.add_argument("--param", action="append", type=_param, default=[], metavar="DETECTOR.PARAMETER=VALUE",
+                   help="a detector parameter (repeatable)")
+    c.add_argument("--json", metavar="FILE", help="also write the summary and every seed's figures as JSON")
+    c.set_defaults(func=_compare)
+
 
 def _simulate(args) -> int:
     if args.warmup_weeks >= args.weeks:
@@ -122,9 +152,7 @@ def _evaluate(args) -> int:
     problems = unusable_paths([Path(args.events), Path(args.truth)])
     if problems:
         return fail(printable(problems[0]))
-    params: dict = {}
-    for detector, name, value in args.param:
-        params.setdefault(detector, {})[name] = value
+    params = _params(args)
     try:
         incidents = ev.load_truth(args.truth)
     except inputs.InputError as exc:
@@ -164,4 +192,32 @@ def _evaluate(args) -> int:
             print(f"intelmq-crossborder: ... and {len(bad) - MAX_PROBLEMS_SHOWN} more bad event lines",
                   file=sys.stderr)
         return fail(f"{len(bad)} event line(s) of {printable(args.events)} skipped or refused", 1)
+    return 0
+
+
+def _params(args) -> dict:
+    params: dict = {}
+    for detector, name, value in args.param:
+        params.setdefault(detector, {})[name] = value
+    return params
+
+
+def _compare(args) -> int:
+    try:
+        result = ev.compare(args.seeds, {"weeks": args.weeks}, args.detector, _params(args))
+    except ValueError as exc:           # a bad --param
+        return fail(printable(exc))
+    print(f"seeds {','.join(map(str, args.seeds))}, {args.weeks} weeks each: mean ± sd over the seeds")
+    print(ev.summary_table(result))
+    for name, figures in result["detectors"].items():
+        vs = figures.get("versus_rule")
+        if vs:
+            print(f"{name} vs rule on the {vs['incidents_both_detect']} incidents both detect ({vs['seeds']} seeds): "
+                  f"median delay {vs['delay_median_s_mean']:.0f} s vs {vs['rule_delay_median_s_mean']:.0f} s")
+    if args.json:
+        from intelmq_crossborder.core import files
+        try:
+            files.atomic_write_text(Path(args.json), json.dumps(result, indent=1, sort_keys=True) + "\n")
+        except OSError as exc:
+            return fail(f"cannot write: {printable(args.json)}: {exc.strerror or exc}")
     return 0
