@@ -121,3 +121,54 @@ def test_compare(tmp_path, capsys):
     for seeds in ("a-b", "5-1", "1-99", "", "1,,2"):
         status, _, err = run(["analytics", "compare", "--seeds", seeds], capsys)
         assert status == 2 and err, seeds
+
+
+# --- hostile files (tests/hostile.py): any line, any field of any type --------------------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tests import hostile  # noqa: E402
+
+TRUTH_LINE = {"id": "s1", "kind": "surge", "start": "2026-01-19T10:00:00Z", "end": "2026-01-19T12:00:00Z",
+              "classification.type": "scanner", "countries": ["DE", "FR"]}
+EVENT_LINE = {"time.source": "2026-01-19T10:30:00+00:00", "classification.type": "scanner",
+              "source.geolocation.cc": "DE", "provenance.origin_hub": "hub-de", "provenance.origin_country": "DE",
+              "source.ip": "192.0.2.1", "sharing.tlp": "GREEN", "extra.list": [1, {"a": "b"}]}
+
+
+def _hostile_run(tmp, truth_lines, event_lines):
+    (tmp / "t").write_bytes(b"\n".join(truth_lines) + b"\n")
+    (tmp / "e").write_bytes(b"\n".join(event_lines) + b"\n")
+    with hostile.guard(60):
+        result = hostile.run_cli(["analytics", "evaluate", "--events", tmp / "e", "--truth", tmp / "t",
+                                  "--detector", "rule", "--detector", "surge", "--detector", "surge-river"])
+    hostile.assert_clean(result, {0, 1})
+    return result
+
+
+@pytest.mark.fuzz
+@hostile.hostile_settings(25)
+@given(data=st.data())
+def test_hostile_truth_and_event_lines(tmp_path_factory, data):
+    tmp = tmp_path_factory.mktemp("hostile-analytics")
+    good_truth, good_event = json.dumps(TRUTH_LINE).encode(), json.dumps(EVENT_LINE).encode()
+    if data.draw(st.booleans()):
+        bad = data.draw(hostile.injected(TRUTH_LINE))
+        result = _hostile_run(tmp, [good_truth, bad], [good_event])
+        assert result.code == 1 and ":2" in result.err
+    else:
+        bad = data.draw(hostile.injected(EVENT_LINE))
+        _hostile_run(tmp, [good_truth], [good_event, bad, good_event])
+
+
+@pytest.mark.fuzz
+@hostile.hostile_settings(40)
+@given(field=st.sampled_from(sorted(EVENT_LINE) + ["sharing.do_not_disclose_source", "time.observation"]),
+       value=hostile.WRONG_TYPES, truth_field=st.sampled_from(sorted(TRUTH_LINE)), truth_value=hostile.WRONG_TYPES)
+def test_wrong_types_in_any_field(tmp_path_factory, field, value, truth_field, truth_value):
+    tmp = tmp_path_factory.mktemp("types-analytics")
+    events = [json.dumps({**EVENT_LINE, field: value}).encode(), json.dumps(EVENT_LINE).encode()]
+    _hostile_run(tmp, [json.dumps(TRUTH_LINE).encode()], events)
+    truth = json.dumps({**TRUTH_LINE, truth_field: truth_value}).encode()
+    _hostile_run(tmp, [truth], events)

@@ -201,3 +201,12 @@ def test_compare_summarises_seeds():
     assert recall["mean"] == pytest.approx(sum(values) / 2, abs=1e-4) and recall["n"] == 2
     assert recall["min"] == min(values) and recall["max"] == max(values)
     assert "surge-seasonal" in evaluate.summary_table(result)
+
+
+def test_the_replay_tracker_overrides_every_redis_method_of_the_tracker():
+    """A new Tracker method that talks to Redis must get a replay version here (redis is None)."""
+    import inspect
+
+    from intelmq_crossborder.analytics import early_warning as ew
+    public = {name for name, _ in inspect.getmembers(ew.Tracker, inspect.isfunction) if not name.startswith("_")}
+    assert public - set(vars(evaluate.ReplayTracker)) == set()

@@ -81,7 +81,10 @@ def parse_time(value: Any, field_name: str = "time") -> float:
         raise EventError(field_name, f"not an ISO 8601 time: {text!r}") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=_dt.timezone.utc)
-    return when.timestamp()
+    try:
+        return when.timestamp()
+    except (OverflowError, OSError, ValueError):      # 0001-01-01T00:00:00-01:00
+        raise EventError(field_name, f"a time out of range: {text!r}") from None
 
 
 def event_time(event: Mapping[str, Any]) -> float:

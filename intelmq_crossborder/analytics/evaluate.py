@@ -177,6 +177,22 @@ class ReplayTracker(ew.Tracker):
         self.claims[name] = self.now + self.window
         return True
 
+    # what a warning was raised on (for corrections after a retraction): nothing is retracted in a replay
+    def remember_ids(self, key: tuple, ids: str, now: Optional[float] = None) -> None:
+        return None
+
+    def ids_of(self, key: tuple) -> list:
+        return []
+
+    def mark_warned(self, ids: Iterable[str], record: dict, ttl: int) -> None:
+        return None
+
+    def warned(self, ids: Iterable[str]) -> list:
+        return []
+
+    def claim_correction(self, warning_id: str, retraction_id: str, ttl: int) -> bool:
+        return False
+
     def expire(self) -> None:
         """Forget windows that ended (bounded memory over a long replay)."""
         for name in [n for n, members in self.seen.items() if max(members.values()) <= self.now - self.window]:
