@@ -35,7 +35,11 @@ processes run, without Redis):
      tightened in, existing events);
    - the MISP feed output: the event file and manifest entry ``FeedWriter.write`` would write;
    - the Elasticsearch output (random ``tlp_ceiling`` and ``default_tlp``): the document it
-     would send to ``_bulk``.
+     would send to ``_bulk``;
+   - the TAXII output (about half of the recipients; random ``max_tlp``, recipient profile and
+     export kind, drawn from a random stream of its own so that the events stay the same): the
+     STIX objects it would push to the recipient's collection, graded on their marking ids, the
+     originator's identity and every hidden value (``stix_oracle``).
 
    Besides, every event goes as it arrived (before any router) to one of three hub data lakes
    (the Elasticsearch output with random ``tlp_ceiling``/``default_tlp``: the hub's own lake
@@ -110,6 +114,14 @@ STIX2 = {"CLEAR": "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487",
          "AMBER": "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421",
          "AMBER+STRICT": "marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003",
          "RED": "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"}
+#: Every STIX marking-definition id a reader takes as a TLP level: TLP 2.0 (above), TLP 1.0, and
+#: OpenCTI's own TLP:AMBER+STRICT (it reads the TLP 1.0 ids for the others).
+STIX_TLP_IDS = {**{mid: level for level, mid in STIX2.items()},
+                "marking-definition--613f2e26-407d-48c7-9eca-b8e91df99dc9": "CLEAR",
+                "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da": "GREEN",
+                "marking-definition--f88d31f6-486f-44da-b317-01333bde0b82": "AMBER",
+                "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed": "RED",
+                "marking-definition--826578e1-40ad-459f-bc73-ede076f81f37": "AMBER+STRICT"}
 #: Spellings of each level in a single-value field (sharing.tlp, tlp, extra.tlp...).
 SPELLINGS = {
     "CLEAR": ["CLEAR", "TLP:CLEAR", "tlp:clear", "clear", "WHITE", "TLP:WHITE", "white", " Tlp:Clear ",
@@ -494,6 +506,13 @@ def random_outputs(rng: random.Random) -> dict:
     return out
 
 
+def random_taxii(rng: random.Random) -> dict:
+    """A TAXII output's parameters (max_tlp spelled as in a configuration)."""
+    level = rng.choice(ORDER[:3])
+    return {"max": level, "max_tlp": rng.choice(SPELLINGS[level][:5]),
+            "profile": rng.choice(["oasis", "opencti", "both"]), "kind": rng.choice(["indicator", "observed-data"])}
+
+
 def random_lake(rng: random.Random) -> dict:
     """An Elasticsearch output's TLP parameters, as spelled in a configuration."""
     ceiling, default = rng.choice(ORDER), rng.choice(ORDER)
@@ -757,7 +776,29 @@ def output_guards(misp_server=None, artifacts: Optional["_Artifacts"] = None) ->
         bot._ceiling = _tlp.parse_level(cfg["tlp_ceiling"], "parameter tlp_ceiling")
         bot._default_level = _tlp.parse_level(cfg["default_tlp"], "parameter default_tlp")
 
+    # TAXII output: its guard is export.admit (max_tlp); what passes is the item it would batch
+    # (the STIX objects and the identities they reference), with bulk size 1 pushed at once
+    from intelmq_crossborder.bots.outputs.taxii.output import CrossBorderTAXIIOutputBot
+    from intelmq_crossborder.formats.stix import export as stix_export
+
+    class _TAXIIBatch:
+        def ready(self):
+            return False
+
+        def add(self, item, raw, acknowledge):
+            raise _Passed(item.support + item.objects)
+
+    def taxii_setup(bot):
+        bot._batch, bot.collection = _TAXIIBatch(), "audit"
+
+    def taxii_configure(bot, cfg, agreement, key):
+        # as init() reads the parameters
+        bot._settings = stix_export.ExportSettings("audit-hub", kind=cfg["kind"], profile=cfg["profile"],
+                                                   max_tlp=_tlp.parse_level(cfg["max_tlp"], "parameter max_tlp"))
+        bot.recipient_profile = cfg["profile"]
+
     return {"exchange": _Guard(CrossBorderExchangeOutputBot, exchange_setup, exchange_configure, exchange_finish),
+            "taxii": _Guard(CrossBorderTAXIIOutputBot, taxii_setup, taxii_configure),
             "csaf": _Guard(CrossBorderCSAFOutputBot, csaf_setup, csaf_configure, csaf_finish),
             "misp": _Guard(CrossBorderMISPOutputBot, misp_setup, misp_configure, misp_finish),
             "misp_feed": _Guard(CrossBorderMISPFeedOutputBot, feed_setup, feed_configure, feed_finish),
@@ -1237,6 +1278,29 @@ def lake_copy_oracle(original: dict, truth: dict, agreement: dict, redaction: di
     return problems
 
 
+def stix_oracle(original: dict, truth: dict, agreement: dict, redaction: dict, cfg: dict, objects) -> list:
+    """Problems with the STIX objects the TAXII output would push: the agreement's rules and the
+    output's max_tlp; every object's marking ids (a reader may take any of them) never below the
+    level; no identity of the originator where the source is hidden; no hidden value anywhere."""
+    problems, level = rule_problems(original, truth, agreement, cfg["max"])
+    if level is None:
+        return problems
+    problems += clear_values(json.dumps(objects, ensure_ascii=False), truth, agreement, redaction)
+    hidden = truth["chr"] or not agreement.get("disclose_source", False)
+    for obj in objects or []:
+        if obj.get("type") == "identity":
+            if hidden:
+                problems.append("originator identity although the source is hidden")
+            continue
+        refs = obj.get("object_marking_refs") or []
+        levels = [STIX_TLP_IDS.get(ref) for ref in refs]
+        if not levels or None in levels:
+            problems.append(f"{obj.get('type')} without a known TLP marking id")
+        elif min(RANK[lv] for lv in levels) < RANK[level]:
+            problems.append(f"{obj.get('type')} marked below TLP:{level}")
+    return problems
+
+
 # --- the run --------------------------------------------------------------------------------------
 
 #: MISP events the audit's fake MISP keeps before it starts a new one (misp_updates), so the
@@ -1244,7 +1308,7 @@ def lake_copy_oracle(original: dict, truth: dict, agreement: dict, redaction: di
 MISP_EVENT_ATTRIBUTES = 4
 
 
-OUTPUTS = ("exchange", "csaf", "misp", "misp_feed", "elasticsearch")
+OUTPUTS = ("exchange", "csaf", "misp", "misp_feed", "elasticsearch", "taxii")
 
 
 def run(n_events: int = 100_000, n_agreements: int = 24, seed: int = 20261123, bypass_every: int = 20,
@@ -1329,6 +1393,11 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
                                                            rng.randint(0, 1))}
                   for _, a in agreements}
     outputs = {a.recipient: random_outputs(rng) for _, a in agreements}     # drawn for all: same events
+    for _, a in agreements:      # the TAXII output from a stream of its own: the events stay the same
+        taxii_rng = random.Random(f"{seed}:taxii:{a.recipient}")
+        outputs[a.recipient]["taxii"] = random_taxii(taxii_rng)
+        if taxii_rng.random() < 0.5:
+            outputs[a.recipient]["has"].add("taxii")
     lakes = [random_lake(rng) for _ in range(3)]
     no_redaction = {"remove": [], "pseudonymise": []}
     server = None
@@ -1424,6 +1493,8 @@ def _run_part(n_events, n_agreements, seed, bypass_every, misp_updates, chosen, 
             problems = oracle(event, truth, doc, red, cfg, copy)
         elif output == "elasticsearch":
             problems = lake_copy_oracle(event, truth, doc, red, cfg, sent)
+        elif output == "taxii":
+            problems = stix_oracle(event, truth, doc, red, cfg, sent)
         else:
             problems = misp_oracle(event, truth, doc, red, cfg, sent, api=output == "misp")
             if output == "misp" and server is not None:

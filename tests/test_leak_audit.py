@@ -1,6 +1,6 @@
 """The standing leak audit (tests/leak_audit.py): 100,000 random events x 24 random agreements
 through the router decision, a redaction expert and every output (exchange, CSAF, MISP API, MISP
-feed, Elasticsearch), the hub's own lake, and the MISP outputs without the router; 0 leaks.
+feed, Elasticsearch, TAXII), the hub's own lake, and the MISP outputs without the router; 0 leaks.
 Among the events: sharing.tlp below another label, labels that cannot be read (look-alikes, wrong
 shapes), and a source hidden by a tlp:ex:chr tag.  Runs without Redis.
 
@@ -38,7 +38,7 @@ def test_leak_audit_zero_leaks(capsys):
     counts = result["counts"]
     # the audit must exercise every path, or a 0 means nothing
     assert counts["router allowed"] > 1000 and counts["router denied"] > 1000
-    for output in ("exchange", "csaf", "misp", "misp_feed", "elasticsearch"):
+    for output in ("exchange", "csaf", "misp", "misp_feed", "elasticsearch", "taxii"):
         assert counts[f"{output} written"] > 1000, output
         assert counts[f"{output} guard withheld"] > 100, output
     assert counts["lake indexed"] > 1000 and counts["lake withheld"] > 1000
@@ -332,3 +332,34 @@ def test_oracle_reads_every_value_of_the_csaf_document(monkeypatch):
         load(*a, **kw), _originator=policy_redact.FieldSelector()))
     kinds = audit(outputs=("csaf",))["leaks_by_kind"]
     assert "csaf: document: csaf.tracking_id in clear" in kinds, kinds
+
+
+# --- ... nor on the STIX objects of the TAXII output ---------------------------------------------
+
+def test_oracle_catches_a_taxii_output_that_lets_everything_through(monkeypatch):
+    from intelmq_crossborder.bots.outputs.taxii import output
+    from intelmq_crossborder.formats.stix import export as stix_export
+    broken = types.SimpleNamespace(**{name: getattr(stix_export, name) for name in dir(stix_export)
+                                      if not name.startswith("__")})
+    broken.admit = lambda flat, settings: (dict(flat), Level.CLEAR)
+    monkeypatch.setattr(output, "export", broken)
+    kinds = audit(1000, outputs=("taxii",))["leaks_by_kind"]
+    assert any(k.startswith("taxii: TLP:") and "above the output's max_tlp" in k for k in kinds), kinds
+    assert any(k.startswith("taxii:") and "marked below" in k for k in kinds), kinds
+
+
+def test_oracle_reads_the_stix_markings(monkeypatch):
+    from intelmq_crossborder.formats.stix import export as stix_export
+    real = stix_export.marking_ids
+    monkeypatch.setattr(stix_export, "marking_ids", lambda level, profile: real(Level(max(0, level - 1)), profile))
+    kinds = audit(1000, outputs=("taxii",))["leaks_by_kind"]
+    assert any(k.startswith("taxii: indicator marked below") or k.startswith("taxii: observed-data marked below")
+               for k in kinds), kinds
+
+
+def test_oracle_catches_a_pseudonymous_originator_identity(monkeypatch):
+    from intelmq_crossborder.formats.stix import export as stix_export
+    monkeypatch.setattr(stix_export, "_source_pseudonymised", lambda copy: False)
+    kinds = audit(1000, outputs=("taxii",))["leaks_by_kind"]
+    assert "taxii: originator identity although the source is hidden" in kinds, kinds
+

@@ -338,3 +338,12 @@ def test_round_trip_of_a_value_with_a_quote_and_a_backslash():
     url = "http://evil.example/x'y\\z"
     _, bundle = one_bundle([ev(source__fqdn=None, source__ip=None, source__url=url)])
     assert [e["source.url"] for e in _parsed(bundle)] == [url]
+
+
+def test_no_identity_for_a_pseudonymised_originator():
+    # an agreement with hide_source: pseudonymise leaves pseudonyms in the source fields: the
+    # recipient may not know the source, so no identity (not even a pseudonymous one)
+    for fields in ({"provenance__originator": "pseudo-7ab4a0092d2d626f06ffea499fb13569"},
+                   {"feed__url": "https://31d726be9e2771e67758f33eb2e7a438.pseudonym.invalid/"}):
+        _, bundle = one_bundle([ev(**fields)])
+        assert by_type(bundle, "identity") == [] and "created_by_ref" not in by_type(bundle, "indicator")[0]

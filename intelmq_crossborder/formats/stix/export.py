@@ -217,6 +217,18 @@ def _observables(flat: Mapping[str, Any]) -> list:
     return found
 
 
+#: The forms of ``policy.redact.pseudonym`` (strings, host names, URLs): an agreement that hides the
+#: source by pseudonymising it leaves values of these forms in the source fields.
+_PSEUDONYM = re.compile(r"(?i)(pseudo-[0-9a-f]{32}|(https://)?[0-9a-f]{32}\.pseudonym\.invalid/?)")
+
+
+def _source_pseudonymised(copy: Mapping[str, Any]) -> bool:
+    """Whether a field that names the source holds a pseudonym: the recipient may not know the
+    source, so no originator identity is written (not even a pseudonymous one)."""
+    return any(isinstance(copy.get(name), str) and _PSEUDONYM.fullmatch(copy[name].strip())
+               for name in tlp.SOURCE_FIELDS)
+
+
 def _pattern(observable: tuple) -> str:
     _, sco_type, prop, value = observable
     if sco_type == "file":
@@ -300,7 +312,7 @@ def event_objects(copy: Mapping[str, Any], level: tlp.Level, settings: ExportSet
     markings = marking_ids(level, settings.profile)
     identity = None
     originator = copy.get("provenance.originator") or copy.get("feed.provider")
-    if isinstance(originator, str) and originator.strip():
+    if isinstance(originator, str) and originator.strip() and not _source_pseudonymised(copy):
         identity = _serialised(stix2.v21.Identity(
             id=identity_id(originator.strip()), name=originator.strip(), identity_class="organization",
             created="2020-01-01T00:00:00.000Z", modified="2020-01-01T00:00:00.000Z"))
