@@ -300,3 +300,29 @@ def test_a_hidden_source_is_named_in_source_fields_only():
     for key, value in event.items():
         if key not in SOURCE_FIELDS:
             assert "CERT-XY" not in json.dumps(value) and ident["id"] not in json.dumps(value), key
+
+
+def test_markings_of_an_sco_count_for_its_event():
+    red = "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed"
+    green = "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da"
+    sco = {"type": "ipv4-addr", "spec_version": "2.1", "id": "ipv4-addr--1", "value": "192.0.2.7",
+           "object_marking_refs": [red]}
+    dst = {"type": "ipv4-addr", "spec_version": "2.1", "id": "ipv4-addr--2", "value": "192.0.2.8",
+           "object_marking_refs": [red]}
+    traffic = {"type": "network-traffic", "spec_version": "2.1", "id": "network-traffic--1", "dst_ref": "ipv4-addr--2",
+               "dst_port": 22}
+    plain = {"type": "domain-name", "spec_version": "2.1", "id": "domain-name--1", "value": "x.example"}
+    od = {"type": "observed-data", "spec_version": "2.1", "id": "observed-data--1", "created": "2024-01-01T00:00:00Z",
+          "modified": "2024-01-01T00:00:00Z", "first_observed": "2024-01-01T00:00:00Z",
+          "last_observed": "2024-01-01T00:00:00Z", "number_observed": 1, "object_marking_refs": [green],
+          "object_refs": ["ipv4-addr--1", "network-traffic--1", "domain-name--1"]}
+    events = stix.Converter().convert([sco, dst, traffic, plain, od])
+    by_obs = {e.get("source.ip") or e.get("destination.ip") or e.get("source.fqdn"): e["sharing.tlp"] for e in events}
+    assert by_obs == {"192.0.2.7": "RED", "192.0.2.8": "RED", "x.example": "GREEN"}
+
+
+def test_a_tlp_looking_indicator_type_must_be_a_known_label():
+    ind = _ind(1, "[ipv4-addr:value = '192.0.2.1']", indicator_types=["malicious-activity", "TLP:AMBER"])
+    assert stix.Converter().convert([ind])[0]["sharing.tlp"] == "AMBER"
+    with pytest.raises(stix.STIXFormatError, match=r"indicator_types\[1\]"):
+        stix.Converter().convert([dict(ind, indicator_types=["malicious-activity", "TLP:TEST"])])

@@ -318,6 +318,8 @@ class _Context:
 
 
 _VERSIONS = ("2.1", "2.0")
+_SCO_REFS = "\x00sco-marking-refs"
+_SCO_LEVEL = "\x00sco-level"
 
 
 class Converter:
@@ -429,11 +431,26 @@ class Converter:
         events = []
         for fields in alternatives:
             out = dict(base)
+            sco_refs = fields.pop(_SCO_REFS, None)
             out.update(fields)
+            if sco_refs:
+                self._more_markings(out, ctx.resolve(sco_refs))
             out["classification.type"] = self._classify(out, obj, ctx)
             self._labels(out, path)
             events.append(out)
         return Item(path, obj, events=events)
+
+    @staticmethod
+    def _more_markings(out: dict, resolved: markings.Resolved) -> None:
+        """Add the markings of an observable to an event's: the most restrictive level wins."""
+        if resolved.level is not None:
+            out[_SCO_LEVEL] = resolved.level          # counted by _labels with the event's labels
+        for key, values in (("extra.stix_marking_refs", resolved.tlp_refs),
+                            ("extra.stix_statements", resolved.statements),
+                            ("extra.stix_undefined_markings", resolved.undefined),
+                            ("extra.stix_other_markings", resolved.other)):
+            if values:
+                out[key] = list(dict.fromkeys(list(out.get(key, [])) + list(values)))
 
     def _not_converted(self, path: str, obj: Any, reason: str) -> Item:
         self.stats.not_converted[reason] += 1
@@ -497,7 +514,17 @@ class Converter:
             fields = self._sco(spath, sco, lookup)
             if fields is None:
                 unconverted.append(f"observable {str(sco.get('type'))[:40]}")
-            elif fields not in events:
+                continue
+            # an SCO may carry markings of its own (2.1), and so may those a network-traffic refers to
+            refs = list(markings.object_refs(sco, spath))
+            if sco.get("type") == "network-traffic":
+                for key in ("src_ref", "dst_ref"):
+                    target = lookup(sco.get(key))
+                    if isinstance(target, dict):
+                        refs.extend(markings.object_refs(target, f"{spath}.{key}"))
+            if refs:
+                fields[_SCO_REFS] = refs
+            if fields not in events:
                 events.append(fields)
         return events, unconverted
 
@@ -598,14 +625,17 @@ class Converter:
         if when:
             out["time.source"] = when
         labels = _strings(obj.get("labels"), f"{path}.labels", self.where)
-        for i, label in enumerate(labels):
+        checked = [(f"{path}.labels[{i}]", label) for i, label in enumerate(labels)]
+        checked += [(f"{path}.indicator_types[{i}]", kind) for i, kind in
+                    enumerate(out.get("extra.stix_indicator_types", []))]
+        for where_label, label in checked:
             # labels are the tags of STIX (MISP's export writes its tlp: tags there): one that
             # looks like a TLP label must be one; it then counts through event_tlp
             if tlp.is_label_like(label):
                 try:
                     tlp.parse(label)
                 except tlp.UnknownTLPError:
-                    raise tlp.LabelError(f"{path}.labels[{i}]", label, f"{label[:80]!r} looks like a TLP label "
+                    raise tlp.LabelError(where_label, label, f"{label[:80]!r} looks like a TLP label "
                                          "but is not one the hub knows; refused, not read as unlabelled") from None
         if labels:
             out["extra.stix_labels"] = labels
@@ -662,12 +692,13 @@ class Converter:
     def _labels(self, out: dict, path: str) -> None:
         """The event at the most restrictive label it carries in any field (a label such as
         ``tlp:red`` among the object's labels counts), at least the report's, else the default."""
+        sco_level = out.pop(_SCO_LEVEL, None)
         try:
             read = tlp.event_tlp(out)
         except tlp.LabelError as exc:
             raise STIXFormatError(f"a TLP label that cannot be read in what becomes event field {exc.field}: "
                                   f"{exc.reason}", self.where, path) from None
-        levels = [lvl for lvl in (read.level, self.feed.level if self.feed else None) if lvl is not None]
+        levels = [lvl for lvl in (read.level, sco_level, self.feed.level if self.feed else None) if lvl is not None]
         if levels:
             out["sharing.tlp"] = max(levels).label
         elif self.default_tlp is not None:
