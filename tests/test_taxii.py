@@ -402,3 +402,22 @@ def test_pushed_store_finds_what_a_retraction_names():
     finally:
         for key in redis.scan_iter(prefix + "*"):
             redis.delete(key)
+
+
+def test_demo_recipient_counts_what_it_received_by_tlp(tmp_path):
+    from intelmq_crossborder.demo.taxii import TAXIIRecipient
+    partner = TAXIIRecipient(tmp_path / "taxii").start()
+    try:
+        builder = export.BundleBuilder(export.ExportSettings("fi-hub", profile="opencti"))
+        for i, level in enumerate(["CLEAR", "GREEN", "GREEN", "AMBER"]):
+            builder.add({"source.ip": f"192.0.2.{i}", "sharing.tlp": level, "classification.type": "scanner"})
+        partner.server.add("partner-cti", builder.bundle()["objects"])
+        assert partner.received_by_tlp() == {"AMBER": 1, "CLEAR": 1, "GREEN": 2}
+        assert len(partner.leaks("GREEN")) == 1 and partner.leaks("AMBER") == []
+        assert "received 4 STIX object(s)" in partner.report_lines()[0]
+        block = partner.runtime_block("fi-hub", 3)
+        assert block["module"] == "intelmq.bots.outputs.crossborder.taxii.output"
+        from intelmq_crossborder.bots.outputs.taxii.output import CrossBorderTAXIIOutputBot
+        assert CrossBorderTAXIIOutputBot.check(block["parameters"]) is None
+    finally:
+        partner.stop()
