@@ -469,9 +469,11 @@ class SurgeDetector:
                 gamma = max(_GAMMA, 1.0 / k.hod_n[h])
                 k.hod[h] += gamma * (x / max(0.01, k.level * k.dow[d]) - k.hod[h])
                 k.dow[d] += _DELTA * (x / max(0.01, k.level * k.hod[h]) - k.dow[d])
-                for table in (k.hod, k.dow):
-                    mean = sum(table) / len(table)
-                    if mean > 0:
+                k.hod[h] = min(50.0, max(0.01, k.hod[h]))
+                k.dow[d] = min(50.0, max(0.01, k.dow[d]))
+                if k.n % 24 == 0:                   # the factors keep a mean of 1 (a day at a time)
+                    for table in (k.hod, k.dow):
+                        mean = sum(table) / len(table)
                         table[:] = [min(50.0, max(0.01, v / mean)) for v in table]
         beta = max(_BETA, 1.0 / k.n)
         dispersion = ((x - expected) ** 2 - expected) / (expected * expected)
