@@ -67,9 +67,10 @@ FORMAT_VERSION_ENCRYPTED = "2.0"        # data encrypted to the recipient: a 1.x
 SUPPORTED_MAJORS = (1, 2)
 BUNDLE_SUFFIX = ".xbundle"
 MEMBERS = ("manifest.json", "signatures.json", "data.jsonl.gz")
-ENCRYPTED_MEMBER = "data.jsonl.gz.enc"
-#: The container members of each major version.
-MEMBERS_OF = {1: MEMBERS, 2: MEMBERS[:2] + (ENCRYPTED_MEMBER,)}
+#: The container members of each major version: the same names, so that a 1.x reader gets as far
+#: as the manifest and refuses a 2.x bundle with ``unsupported-version`` (in 2.x the data member
+#: holds the encryption of the gzip data, see the manifest's ``encryption``).
+MEMBERS_OF = {1: MEMBERS, 2: MEMBERS}
 MAX_MANIFEST_BYTES = 64 * 1024
 MAX_TRUST_STORE_BYTES = 1024 * 1024
 MAX_KEY_FILE_BYTES = 64 * 1024
@@ -1053,8 +1054,7 @@ def open_bundle(path: Union[str, Path], trust: TrustStore, recipient: Optional[s
         names = tuple(m.name for m in members)
         if names not in MEMBERS_OF.values() or not all(m.isreg() for m in members):
             raise BundleError("malformed", f"{path.name}: container must hold exactly the regular files "
-                                           f"{', '.join(MEMBERS)} (or {MEMBERS_OF[2][2]} for encrypted data) in "
-                                           f"that order, found {', '.join(names) or 'none'}")
+                                           f"{', '.join(MEMBERS)} in that order, found {', '.join(names) or 'none'}")
         if members[0].size > MAX_MANIFEST_BYTES or members[1].size > MAX_MANIFEST_BYTES:
             raise BundleError("malformed", f"{path.name}: manifest or signatures larger than {MAX_MANIFEST_BYTES} bytes")
         try:
