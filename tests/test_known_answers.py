@@ -13,6 +13,7 @@ import hmac
 import ipaddress
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +140,170 @@ def test_bundle_hashes(tmp_path, monkeypatch):
     trust = b.TrustStore.from_dict({"version": 1, "peers": {"de-hub": {"keys": [
         {"algorithm": "ed25519", "public_key": base64.b64encode(raw_public).decode()}]}}})
     assert b.verify_bundle(writer.path, trust, "fr-hub").sequence == 7
+
+
+# --- post-quantum bundles: format 1.1 (hybrid) and 2.0 (encrypted) ---------------------------------
+
+PQ_SEEDS = {"ml-dsa-65": hashlib.sha256(b"known-answer ml-dsa-65").digest(),                    # 32 bytes
+            "ml-kem-768": hashlib.sha512(b"known-answer ml-kem-768").digest(),                   # 64 bytes
+            "x25519": hashlib.sha256(b"known-answer x25519").digest()}
+PQ_VECTOR = Path(__file__).parent / "fixtures" / "exchange" / "vector-2.0"
+PQ_BUNDLE_ID = "9d2c8a41-5b7e-4f1a-8c3d-2e6f0a9b1c47"
+
+
+def pq_keys():
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA65PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from intelmq_crossborder.formats import bundle_crypto as bc
+    return (Ed25519PrivateKey.from_private_bytes(BUNDLE_KEY_SEED),
+            MLDSA65PrivateKey.from_seed_bytes(PQ_SEEDS["ml-dsa-65"]),
+            bc.HybridKEMPrivateKey(MLKEM768PrivateKey.from_seed_bytes(PQ_SEEDS["ml-kem-768"]),
+                                   X25519PrivateKey.from_private_bytes(PQ_SEEDS["x25519"])))
+
+
+def pq_trust():
+    from intelmq_crossborder.formats import bundle as b
+    from intelmq_crossborder.formats import trust_skeleton
+    ed, ml, kem = pq_keys()
+    return b.TrustStore.from_dict({"version": 1, "peers": {
+        "de-hub": trust_skeleton.peer_entry("DE", [ed, ml]), "fr-hub": trust_skeleton.peer_entry("FR", [kem])}})
+
+
+def write_pq_vector(directory, monkeypatch, encrypt=True):
+    """The bundle of the known-answer vector: fixed keys, events, times and bundle id."""
+    import datetime as dt
+
+    from intelmq_crossborder.formats import bundle as b
+    ed, ml, _kem = pq_keys()
+    monkeypatch.setattr(b, "utcnow", lambda: dt.datetime(2026, 11, 30, 2, 0, 0, tzinfo=dt.timezone.utc))
+    with b.BundleWriter(directory, "de-hub", "fr-hub", 7, b.SigningKeys([ed, ml]), compresslevel=0,
+                        window_start=dt.datetime(2026, 11, 29, 2, 0, tzinfo=dt.timezone.utc), bundle_id=PQ_BUNDLE_ID,
+                        encrypt_to=pq_trust().encryption_key("fr-hub") if encrypt else None) as writer:
+        for event in BUNDLE_EVENTS:
+            writer.write_event(event)
+    return writer
+
+
+PQ_KEY_IDS = ("ed25519:b41b2adcbd02918391e9d3ca1b62d323", "ml-dsa-65:3514a3e19969ef7dbd2d643a719a97d7",
+              "mlkem768-x25519:e9260f37cef5ac0f3c0e438e2ec103e9")
+#: every field of the 2.0 manifest that does not come from the randomized encryption
+PQ_MANIFEST_FIXED = {
+    "bundle_id": PQ_BUNDLE_ID, "created": "2026-11-30T02:00:00Z", "event_count": 2,
+    "format": "intelmq-crossborder-bundle", "format_version": "2.0", "recipient": "fr-hub", "sender": "de-hub",
+    "sequence": 7, "signature": {"algorithms": ["ed25519", "ml-dsa-65"]},
+    "window": {"end": "2026-11-30T02:00:00Z", "start": "2026-11-29T02:00:00Z"}}
+
+
+def independent_decrypt(manifest: dict, ciphertext: bytes, kem) -> bytes:
+    """The data member decrypted from the specification alone (docs/exchange-format.md), with
+    cryptography's HPKE and AES-GCM: a second implementation of the reader's decryption."""
+    import base64
+
+    from cryptography.hazmat.primitives import hpke
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    enc = manifest["encryption"]
+    info = (f"intelmq-crossborder-bundle 2\n{manifest['bundle_id']}\n{manifest['sender']}\n{manifest['recipient']}\n"
+            f"{manifest['sequence']}\n{enc['recipient_key_id']}\n").encode()
+    suite = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+    content_key = suite.decrypt(base64.b64decode(enc["enc"]) + base64.b64decode(enc["wrapped_key"]),
+                                hpke.MLKEM768X25519PrivateKey(kem.mlkem, kem.x25519), info=info)
+    aead, out = AESGCM(content_key), []
+    records = [ciphertext[i:i + 65552] for i in range(0, len(ciphertext), 65552)] or [b""]
+    for index, record in enumerate(records):
+        nonce = index.to_bytes(11, "big") + (b"\x01" if index == len(records) - 1 else b"\x00")
+        out.append(aead.decrypt(nonce, record, info))
+    return b"".join(out)
+
+
+def _pq_key_ids():
+    from intelmq_crossborder.formats import bundle_crypto as bc
+    return tuple(bc.key_id(k) for k in pq_keys())
+
+
+def test_pq_key_ids_and_public_keys():
+    """Keys from fixed seeds (FIPS 204 ML-DSA seed, FIPS 203 ML-KEM seed d||z, X25519 scalar): fixed key
+    ids, each the algorithm + the first 32 hex digits of the SHA-256 of the raw public key."""
+    from intelmq_crossborder.formats import bundle_crypto as bc
+    ed, ml, kem = pq_keys()
+    assert _pq_key_ids() == PQ_KEY_IDS
+    assert len(bc.raw_public(ml)) == 1952 and len(bc.raw_public(kem)) == 1184 + 32
+    assert bc.raw_public(kem) == kem.mlkem.public_key().public_bytes_raw() + kem.x25519.public_key().public_bytes_raw()
+    for key, kid in zip((ed, ml, kem), PQ_KEY_IDS):
+        assert kid.split(":")[1] == hashlib.sha256(bc.raw_public(key)).hexdigest()[:32]
+
+
+def test_pq_hybrid_bundle_layout(tmp_path, monkeypatch):
+    """Format 1.1: the 1.0 manifest with both algorithms listed; Ed25519 over it is deterministic,
+    ML-DSA-65 (hedged) is verified."""
+    import tarfile
+    writer = write_pq_vector(tmp_path, monkeypatch, encrypt=False)
+    manifest = json.loads(writer.manifest.to_bytes())
+    assert manifest["format_version"] == "1.1" and manifest["signature"] == {"algorithms": ["ed25519", "ml-dsa-65"]}
+    assert (manifest["data"]["sha256"], manifest["data"]["size"]) == (
+        "51d19b9b9f832ca5c479952fbe3333276cae7225e94b459dae668362ce1908e2", 171)        # as in format 1.0
+    with tarfile.open(writer.path) as tar:
+        mbytes = tar.extractfile("manifest.json").read()
+        sigs = json.loads(tar.extractfile("signatures.json").read())["signatures"]
+    ed, ml, _ = pq_keys()
+    assert [s["algorithm"] for s in sigs] == ["ed25519", "ml-dsa-65"]
+    assert [s["key_id"] for s in sigs] == list(PQ_KEY_IDS[:2])
+    import base64
+    assert base64.b64decode(sigs[0]["value"]) == ed.sign(mbytes)
+    ml.public_key().verify(base64.b64decode(sigs[1]["value"]), mbytes, b"intelmq-crossborder-bundle-manifest")
+    assert len(base64.b64decode(sigs[1]["value"])) == 3309
+
+
+def test_pq_encrypted_bundle_layout(tmp_path, monkeypatch):
+    """Format 2.0 from fixed keys and events: every field that is not randomized is fixed; the
+    randomized ones (HPKE encapsulation, content key, so the ciphertext hash) are checked by an
+    independent decryption to the fixed lines."""
+    import tarfile
+
+    from intelmq_crossborder.formats import bundle as b
+    writer = write_pq_vector(tmp_path, monkeypatch)
+    with tarfile.open(writer.path) as tar:
+        assert tar.getnames() == list(b.MEMBERS)
+        mbytes = tar.extractfile("manifest.json").read()
+        ciphertext = tar.extractfile("data.jsonl.gz").read()
+    manifest = json.loads(mbytes)
+    assert {k: manifest[k] for k in PQ_MANIFEST_FIXED} == PQ_MANIFEST_FIXED
+    enc = manifest["encryption"]
+    assert {k: v for k, v in enc.items() if k not in ("enc", "wrapped_key")} == {
+        "kem": "MLKEM768-X25519", "kdf": "HKDF-SHA256", "aead": "AES-256-GCM", "content": "AES-256-GCM-STREAM",
+        "chunk_size": 65536, "recipient_key_id": PQ_KEY_IDS[2]}
+    import base64
+    assert (len(base64.b64decode(enc["enc"])), len(base64.b64decode(enc["wrapped_key"]))) == (1120, 48)
+    assert manifest["data"]["size"] == len(ciphertext) == 171 + 16          # one chunk: the 1.0 data + one tag
+    assert manifest["data"]["sha256"] == hashlib.sha256(ciphertext).hexdigest()
+    assert set(manifest["data"]) == {"member", "encoding", "compression", "sha256", "size"}
+    plain = independent_decrypt(manifest, ciphertext, pq_keys()[2])
+    assert hashlib.sha256(plain).hexdigest() == "51d19b9b9f832ca5c479952fbe3333276cae7225e94b459dae668362ce1908e2"
+    keys = b.DecryptionKeys([pq_keys()[2]])
+    assert b.verify_bundle(writer.path, pq_trust(), "fr-hub", keys).event_count == 2
+
+
+def test_pq_stored_vector():
+    """The stored 2.0 vector (written once by write_pq_vector): its bytes are fixed, so its manifest
+    is too; the library and the independent decryption both read the fixed events from it."""
+    import gzip
+    import tarfile
+
+    from intelmq_crossborder.formats import bundle as b
+    (path,) = sorted(PQ_VECTOR.glob("*.xbundle"))
+    assert path.name == f"de-hub_fr-hub_0000000007_{PQ_BUNDLE_ID}.xbundle"
+    with tarfile.open(path) as tar:
+        mbytes = tar.extractfile("manifest.json").read()
+        ciphertext = tar.extractfile("data.jsonl.gz").read()
+    assert hashlib.sha256(mbytes).hexdigest() == (PQ_VECTOR / "manifest.sha256").read_text().split()[0]
+    manifest = json.loads(mbytes)
+    assert {k: manifest[k] for k in PQ_MANIFEST_FIXED} == PQ_MANIFEST_FIXED
+    lines = b"".join(json.dumps(e, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+                     for e in BUNDLE_EVENTS)
+    assert gzip.decompress(independent_decrypt(manifest, ciphertext, pq_keys()[2])) == lines
+    with b.open_bundle(path, pq_trust(), "fr-hub", b.DecryptionKeys([pq_keys()[2]])) as opened:
+        opened.verify_data()
+        assert opened.verified_algorithms == ("ed25519", "ml-dsa-65") and opened.decrypted
+        assert [e for _, e in b.iter_events(opened)] == BUNDLE_EVENTS
