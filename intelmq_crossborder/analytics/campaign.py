@@ -392,8 +392,8 @@ class _Key:
         self.size = 1
         self.first = self.last = self.c_first = first
         self.events = self.c_events = 0
-        self.members: Dict[ew.Contribution, float] = {}
-        self.c_members: Dict[ew.Contribution, float] = {}
+        self.members: Dict[tuple, float] = {}        # (hub, country, level, hidden, pap) -> last time
+        self.c_members: Dict[tuple, float] = {}
         self.types: Counter = Counter()
         self.c_types: Counter = Counter()
         self.level = self.c_level = tlp.Level.CLEAR
@@ -499,7 +499,7 @@ class CampaignDetector:
             self.counts["common"] += 1
             return [], None
         keys = linking
-        contribution = ew.Contribution(hub, country, level, hidden, pap)
+        contribution = (hub, country, level, hidden, pap)     # an ew.Contribution's fields (a tuple: cheaper)
         own = self.keys[keys[0]]
         own.events += 1
         own.types[ctype] += 1
@@ -512,7 +512,11 @@ class CampaignDetector:
         root = self.keys[root_name]
         root.c_events += 1
         root.c_types[ctype] += 1
-        _merge_members(root.c_members, {contribution: when})
+        members = root.c_members
+        if members.get(contribution, -math.inf) < when:
+            members[contribution] = when
+            if len(members) > MAX_MEMBERS:
+                _merge_members(members, {})
         root.c_level = max(root.c_level, level)
         for other in keys[1:]:
             self.edges[(keys[0], other) if keys[0] < other else (other, keys[0])] = when
@@ -584,7 +588,7 @@ class CampaignDetector:
     def _check(self, root_name: str, root: _Key, now: float) -> List[Alert]:
         s = self.settings
         cutoff = now - s.window
-        live = [c for c, when in root.c_members.items() if when >= cutoff]
+        live = [ew.Contribution(*c) for c, when in root.c_members.items() if when >= cutoff]
         spread = ew.Spread(live)
         hit = (s.min_countries and len(spread.countries) >= s.min_countries) or \
               (s.min_hubs and len(spread.hubs) >= s.min_hubs)
@@ -687,7 +691,7 @@ class CampaignDetector:
             "counts": dict(self.counts),
             "keys": {name: {"first": k.first, "last": k.last, "events": k.events, "level": k.level.label,
                             "types": dict(k.types), "campaign": k.campaign,
-                            "members": [[c.member(), when] for c, when in k.members.items()]}
+                            "members": [[ew.Contribution(*c).member(), when] for c, when in k.members.items()]}
                      for name, k in self.keys.items()},
             "edges": [[a, b, when] for (a, b), when in self.edges.items()],
             "seen": [[name, first, last] for name, (first, last) in self.seen.items()],
@@ -761,7 +765,8 @@ class CampaignDetector:
                 if not (isinstance(contribution.hub, str) and all(
                         v is None or isinstance(v, str) for v in (contribution.country, contribution.pap))):
                     raise StateError("not a contribution", spot)
-                key.members[contribution] = float(item[1])
+                key.members[(contribution.hub, contribution.country, contribution.level, contribution.undisclosed,
+                             contribution.pap)] = float(item[1])
             det.keys[name] = key
         edges = want(state, "edges", list)
         for i, item in enumerate(edges):
