@@ -164,3 +164,124 @@ def test_fuzz_bundle_container(workdir, data):
 @pytest.mark.parametrize("path", sorted((fuzzing.FUZZ_DIR / "bundle").glob("*")), ids=lambda p: p.name)
 def test_bundle_crasher_regressions(workdir, path):
     read_bundle(path.read_bytes(), workdir)
+
+
+# --- format 1.1/2.0: hybrid signatures, encrypted data (issue 18) ----------------------------------
+
+from intelmq_crossborder.formats import bundle_crypto as bc  # noqa: E402
+
+ML_KEY = bc.MLDSA65PrivateKey.from_seed_bytes(hashlib.sha256(b"intelmq-crossborder fuzz ml-dsa key").digest())
+KEM_KEY = bc.HybridKEMPrivateKey(
+    bc.MLKEM768PrivateKey.from_seed_bytes(hashlib.sha512(b"intelmq-crossborder fuzz ml-kem key").digest()),
+    bc.X25519PrivateKey.from_private_bytes(hashlib.sha256(b"intelmq-crossborder fuzz x25519 key").digest()))
+PQ_SIGNERS = b.SigningKeys([KEY, ML_KEY])
+PQ_TRUST = b.TrustStore.from_dict({"version": 1, "peers": {
+    "de-hub": {"country": "DE", "signature_algorithms": ["ed25519", "ml-dsa-65"], "keys": [
+        {"algorithm": "ed25519", "public_key": bc.public_b64(KEY)},
+        {"algorithm": "ml-dsa-65", "public_key": bc.public_b64(ML_KEY)}]},
+    RECIPIENT: {"keys": [{"algorithm": "mlkem768-x25519", "public_key": bc.public_b64(KEM_KEY)}]}}},
+    "fuzz-pq-trust.yaml")
+PQ_DECRYPT = b.DecryptionKeys([KEM_KEY])
+
+
+def _pq_seed(tmp: Path, events) -> tuple:
+    """(manifest dict, ciphertext) of an encrypted bundle written by the library."""
+    path = b.write_bundle(tmp, "de-hub", RECIPIENT, 1, PQ_SIGNERS, events, fsync=False,
+                          encrypt_to=PQ_TRUST.encryption_key(RECIPIENT), bundle_id="0b7a3f7e-5d0c-4a4e-9a55-1c1f6f0e7a02")
+    with tarfile.open(path) as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+        data = tar.extractfile("data.jsonl.gz").read()
+    path.unlink()
+    return manifest, data
+
+
+def _pq_build(manifest, data: bytes, signatures=None) -> bytes:
+    mbytes = manifest if isinstance(manifest, bytes) else fuzzing.dumps(manifest)
+    sigs = signatures if signatures is not None else json.dumps({"signatures": PQ_SIGNERS.sign_all(mbytes)}).encode()
+    return _tar([("manifest.json", mbytes), ("signatures.json", sigs), ("data.jsonl.gz", data)])
+
+
+def _pq_seeds():
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        return [_pq_seed(Path(tmp), ev) for ev in EVENTS]
+
+
+PQ_SEEDS = _pq_seeds()
+
+
+def read_pq_bundle(data: bytes, workdir: Path) -> None:
+    """As read_bundle, against the hybrid trust store and with the recipient's decryption key."""
+    path = workdir / NAME
+    path.write_bytes(data)
+    with fuzzing.time_guard():
+        try:
+            with b.open_bundle(path, PQ_TRUST, RECIPIENT, PQ_DECRYPT) as opened:
+                opened.verify_data()
+                assert opened.decrypted or not opened.encrypted
+                assert set(PQ_TRUST.required_algorithms("de-hub")) <= set(opened.verified_algorithms)
+                for _index, event in b.iter_events(opened):
+                    assert isinstance(event, dict)
+        except b.BundleError as exc:
+            assert exc.reason and NAME in str(exc), f"error does not name the bundle: {exc}"
+
+
+def _record_pq(test_name: str, data: bytes, workdir: Path):
+    try:
+        read_pq_bundle(data, workdir)
+    except BaseException:
+        fuzzing.save_crasher("bundle-pq", data, test_name, ".xbundle")
+        raise
+
+
+def test_pq_seeds_verify(workdir):
+    for (manifest, data), events in zip(PQ_SEEDS, EVENTS):
+        path = workdir / NAME
+        path.write_bytes(_pq_build(manifest, data))
+        with b.open_bundle(path, PQ_TRUST, RECIPIENT, PQ_DECRYPT) as opened:
+            opened.verify_data()
+            assert [e for _, e in b.iter_events(opened)] == events and opened.decrypted
+
+
+@fuzzing.fuzz_settings(0.1)
+@given(st.data())
+def test_fuzz_pq_manifest(workdir, data):
+    """The 2.0 manifest (encryption fields, algorithm list, ...) mutated and re-signed with both keys."""
+    index = data.draw(st.integers(0, len(PQ_SEEDS) - 1))
+    manifest = data.draw(fuzzing.mutated_json([PQ_SEEDS[index][0]]))
+    _record_pq("pq_manifest", _pq_build(manifest, PQ_SEEDS[index][1]), workdir)
+
+
+@fuzzing.fuzz_settings(0.1)
+@given(st.data())
+def test_fuzz_pq_signatures(workdir, data):
+    """signatures.json of a hybrid bundle mutated: stripped, duplicated, retyped, re-encoded."""
+    index = data.draw(st.integers(0, len(PQ_SEEDS) - 1))
+    manifest, payload = PQ_SEEDS[index]
+    mbytes = fuzzing.dumps(manifest)
+    sigs = data.draw(fuzzing.mutated_json([{"signatures": PQ_SIGNERS.sign_all(mbytes)}]))
+    _record_pq("pq_signatures", _pq_build(mbytes, payload, fuzzing.dumps(sigs)), workdir)
+
+
+@fuzzing.fuzz_settings(0.1)
+@given(st.data())
+def test_fuzz_pq_ciphertext(workdir, data):
+    """The ciphertext damaged and its hash and size re-signed: the AEAD, not luck, refuses it."""
+    index = data.draw(st.integers(0, len(PQ_SEEDS) - 1))
+    manifest, payload = PQ_SEEDS[index]
+    damaged = data.draw(fuzzing.mutated_bytes([payload]))
+    manifest = json.loads(json.dumps(manifest))
+    manifest["data"].update(sha256=hashlib.sha256(damaged).hexdigest(), size=len(damaged))
+    _record_pq("pq_ciphertext", _pq_build(manifest, damaged), workdir)
+    if damaged != payload:
+        path = workdir / NAME
+        path.write_bytes(_pq_build(manifest, damaged))
+        with pytest.raises(b.BundleError) as exc:
+            with b.open_bundle(path, PQ_TRUST, RECIPIENT, PQ_DECRYPT) as opened:
+                opened.verify_data()
+        assert exc.value.reason in ("decryption-failed", "malformed")
+
+
+@pytest.mark.parametrize("path", sorted((fuzzing.FUZZ_DIR / "bundle-pq").glob("*")), ids=lambda p: p.name)
+def test_pq_bundle_crasher_regressions(workdir, path):
+    read_pq_bundle(path.read_bytes(), workdir)

@@ -1082,7 +1082,8 @@ def open_bundle(path: Union[str, Path], trust: TrustStore, recipient: Optional[s
             raise BundleError("unsupported-version", f"{path.name}: none of the signature algorithms "
                                                      f"{list(manifest.algorithms)} is supported")
         if manifest.sender not in trust.peers:
-            trust.key(manifest.sender, "")              # unknown-sender, with the trust store's wording
+            raise BundleError("unknown-sender", f"{path.name}: sender {manifest.sender!r} is not in the trust "
+                                                f"store {trust.path}")
         required = trust.required_algorithms(manifest.sender)
         for algorithm in required:
             if algorithm not in manifest.algorithms:
