@@ -44,6 +44,7 @@ DETECTORS: Dict[str, str] = {
     "surge-seasonal": "intelmq_crossborder.analytics.surge:seasonal",
     "surge-cusum": "intelmq_crossborder.analytics.surge:cusum",
     "surge-river": "intelmq_crossborder.analytics.surge:river_model",
+    "campaign": "intelmq_crossborder.analytics.campaign:campaign",
     "rule": "intelmq_crossborder.analytics.evaluate:rule",
 }
 

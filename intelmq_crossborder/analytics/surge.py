@@ -75,7 +75,7 @@ class SurgeSettings:
     warmup: int = 7 * 86400
     sensitivity: Optional[float] = None           # None: DEFAULT_SENSITIVITY[model]
     min_countries: int = 2
-    window: int = 6 * 3600
+    window: int = 3 * 3600
     min_count: int = 3
     count: str = "indicators"
     max_keys: int = 20_000
@@ -166,7 +166,7 @@ def parameter_problems(params: Mapping[str, Any]) -> List[list]:
             out.append(["error", f"Parameter {name}: not a TLP label: {params.get(name)!r}."[:300]])
     try:
         bucket = _coerce("bucket", optional(params.get("bucket"), 3600))
-        window = _coerce("window", optional(params.get("window"), 6 * 3600))
+        window = _coerce("window", optional(params.get("window"), 3 * 3600))
         if isinstance(bucket, int) and isinstance(window, int) and 0 < window < bucket:
             out.append(["warning", f"Parameter window ({window} s) is shorter than a bucket ({bucket} s): "
                                    "only countries signalling in the same bucket count together."])
