@@ -276,6 +276,21 @@ def _serialised(obj) -> dict:
     return json.loads(obj.serialize())
 
 
+_IDENTITIES: dict = {}
+
+
+def _identity(name: str) -> dict:
+    """The identity object of an organisation (cached: the same few originators recur)."""
+    found = _IDENTITIES.get(name)
+    if found is None:
+        found = _serialised(stix2.v21.Identity(
+            id=identity_id(name), name=name, identity_class="organization",
+            created="2020-01-01T00:00:00.000Z", modified="2020-01-01T00:00:00.000Z"))
+        if len(_IDENTITIES) < 4096:
+            _IDENTITIES[name] = found
+    return dict(found)
+
+
 # --- one event ----------------------------------------------------------------------------
 
 def _classification(flat: Mapping[str, Any]) -> tuple:
@@ -313,9 +328,7 @@ def event_objects(copy: Mapping[str, Any], level: tlp.Level, settings: ExportSet
     identity = None
     originator = copy.get("provenance.originator") or copy.get("feed.provider")
     if isinstance(originator, str) and originator.strip() and not _source_pseudonymised(copy):
-        identity = _serialised(stix2.v21.Identity(
-            id=identity_id(originator.strip()), name=originator.strip(), identity_class="organization",
-            created="2020-01-01T00:00:00.000Z", modified="2020-01-01T00:00:00.000Z"))
+        identity = _identity(originator.strip())
     ctype, kind, labels = _classification(copy)
     description = copy.get("event_description.text")
     common: dict = {"created": created, "modified": modified, "object_marking_refs": markings}
@@ -332,7 +345,8 @@ def event_objects(copy: Mapping[str, Any], level: tlp.Level, settings: ExportSet
                 valid_from=created, indicator_types=[kind], name=f"{ctype or 'indicator'}: {shown}"[:256],
                 description=description if isinstance(description, str) and description else
                 f"{first[1]} reported as {ctype or 'an indicator'}", **common)
-            return Exported(_serialised(primary), [_serialised(primary)], level, identity, tuple(markings))
+            primary = _serialised(primary)
+            return Exported(primary, [primary], level, identity, tuple(markings))
         scos = []
         for observable in observables:
             scos.append(_sco(observable, markings))

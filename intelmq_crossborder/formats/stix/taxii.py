@@ -585,8 +585,8 @@ _SPLIT_STATUS = frozenset({400, 413, 422})
 
 def push_batch(pusher: Pusher, items: List[Outgoing], definitions: List[dict],
                known: Optional[set] = None) -> BatchOutcome:
-    """Push ``items`` in one envelope with the marking/extension ``definitions`` the collection
-    is not ``known`` to hold yet (ids accepted are added to ``known``).
+    """Push ``items`` in one envelope with the marking/extension ``definitions`` and the identities
+    (``support``) the collection is not ``known`` to hold yet (ids accepted are added to ``known``).
 
     The server unavailable (after the connection's retries): every item pending.  A whole
     envelope refused with 400/413/422: each item pushed alone, and an item still refused alone is
@@ -602,7 +602,11 @@ def push_batch(pusher: Pusher, items: List[Outgoing], definitions: List[dict],
             envelope.setdefault(obj["id"], obj)
     shared = list(envelope)
     for item in items:
-        for obj in item.support + item.objects:
+        for obj in item.support:              # identities: once, like the definitions
+            if obj["id"] not in known and obj["id"] not in envelope:
+                envelope[obj["id"]] = obj
+                shared.append(obj["id"])
+        for obj in item.objects:
             envelope.setdefault(obj["id"], obj)
     try:
         result = pusher.push(list(envelope.values()))
@@ -624,7 +628,7 @@ def push_batch(pusher: Pusher, items: List[Outgoing], definitions: List[dict],
         return outcome
     known.update(oid for oid in shared if oid in result.accepted)
     for item in items:
-        ids = [o["id"] for o in item.support + item.objects] + [oid for oid in shared]
+        ids = [o["id"] for o in item.objects] + [oid for oid in shared]
         refused = [f"{oid}: {result.refused[oid]}" for oid in ids if oid in result.refused]
         if refused:
             outcome.refused.append((item, "; ".join(refused)[:1000]))
