@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import matplotlib
 
@@ -45,11 +45,14 @@ class DailyData:
     warnings: list
     contributions: list
     events_in_period: int
+    detections: Any = None      # report_detections.Detections: the analytics expert's surges and campaigns
 
 
 def collect(conn, day: str, days: int = 7, ceiling: tlp.Level = tlp.Level.GREEN,
-            default_tlp: tlp.Level = tlp.Level.AMBER, top: int = 15) -> DailyData:
-    """The report's data: only rows at or below ``ceiling``."""
+            default_tlp: tlp.Level = tlp.Level.AMBER, top: int = 15, alerts: Optional[Path] = None) -> DailyData:
+    """The report's data: only rows at or below ``ceiling``.  ``alerts``: the analytics expert's
+    alert journal (default: ``analytics-alerts.jsonl`` beside the store)."""
+    from intelmq_crossborder.analytics import report_detections
     end = date.fromisoformat(day)
     since = (end - timedelta(days=max(1, days) - 1)).isoformat()
     rows = cb.event_rows(conn, since=since, until=day, ceiling=ceiling, default_tlp=default_tlp)
@@ -72,7 +75,8 @@ def collect(conn, day: str, days: int = 7, ceiling: tlp.Level = tlp.Level.GREEN,
         by_class_day=dict(by_class_day), tlp_mix=tlp_mix, multi_hub=multi,
         warnings=cb.warning_rows(conn, since=since, until=day, ceiling=ceiling, default_tlp=default_tlp),
         contributions=cb.contributions(conn, since=since, until=day, ceiling=ceiling, default_tlp=default_tlp),
-        events_in_period=len(rows))
+        events_in_period=len(rows),
+        detections=report_detections.collect(alerts or report_detections.journal_beside(conn), since, day, ceiling))
 
 
 def _png(fig) -> str:
@@ -189,6 +193,9 @@ is above it) are not read into any plot, table or number. Period: {e(data.since)
         parts.append("</table>")
     else:
         parts.append("<p>None.</p>")
+    if data.detections is not None:
+        from intelmq_crossborder.analytics import report_detections
+        parts.append(report_detections.render_section(data.detections, data.ceiling))
     parts.append("<h2>Contributions</h2>")
     if data.contributions:
         parts.append("<table><tr><th>day</th><th>contributor</th><th>hub</th><th>events</th><th>by TLP</th>"
@@ -209,8 +216,9 @@ is above it) are not read into any plot, table or number. Period: {e(data.since)
 
 
 def write_daily(conn, out_dir: Path, day: str, days: int = 7, ceiling: tlp.Level = tlp.Level.GREEN,
-                default_tlp: tlp.Level = tlp.Level.AMBER, title: Optional[str] = None) -> Path:
-    data = collect(conn, day, days=days, ceiling=ceiling, default_tlp=default_tlp)
+                default_tlp: tlp.Level = tlp.Level.AMBER, title: Optional[str] = None,
+                alerts: Optional[Path] = None) -> Path:
+    data = collect(conn, day, days=days, ceiling=ceiling, default_tlp=default_tlp, alerts=alerts)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"daily-{day}.html"
     atomic_write_text(path, render_html(data, title or "Cross-border hub: daily situational awareness"), mode=0o644)
