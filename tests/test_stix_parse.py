@@ -326,3 +326,11 @@ def test_a_tlp_looking_indicator_type_must_be_a_known_label():
     assert stix.Converter().convert([ind])[0]["sharing.tlp"] == "AMBER"
     with pytest.raises(stix.STIXFormatError, match=r"indicator_types\[1\]"):
         stix.Converter().convert([dict(ind, indicator_types=["malicious-activity", "TLP:TEST"])])
+
+
+def test_valid_until_and_opencti_score_are_kept():
+    ind = _ind(1, "[ipv4-addr:value = '192.0.2.1']", valid_until="2025-01-01T00:00:00.000Z", x_opencti_score=85)
+    (event,) = stix.Converter().convert([ind])
+    assert event["extra.stix_valid_until"] == "2025-01-01T00:00:00+00:00" and event["extra.stix_score"] == 85
+    with pytest.raises(stix.STIXFormatError, match=r"\[0\]\.valid_until"):
+        stix.Converter().convert([dict(ind, valid_until="yesterday")])

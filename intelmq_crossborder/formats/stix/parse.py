@@ -616,6 +616,12 @@ class Converter:
             types = _strings(obj.get("indicator_types"), f"{path}.indicator_types", self.where)
             if types:
                 out["extra.stix_indicator_types"] = types
+            until = _timestamp(obj.get("valid_until"), f"{path}.valid_until", self.where)
+            if until:
+                out["extra.stix_valid_until"] = until
+            score = obj.get("x_opencti_score")           # OpenCTI's 0-100 score of an indicator
+            if isinstance(score, int) and not isinstance(score, bool) and 0 <= score <= 100:
+                out["extra.stix_score"] = score
         else:
             when = _timestamp(obj.get("last_observed") or obj.get("first_observed"), f"{path}.last_observed",
                               self.where)
