@@ -405,3 +405,127 @@ def test_bots_started_with_intelmqctl_run(csirt_root):
     assert soc[0]["extra.note"] == "for the analysts only"
     assert not [k for k in operator[0] if k.startswith("extra.")]
     assert (root / "var" / "lib" / "audit" / "router-audit.jsonl").exists()
+
+
+# --- IntelMQ's second file layout: INTELMQ_PATHS_NO_OPT (/etc/intelmq, /var/lib/intelmq ...) -------
+
+@pytest.mark.parametrize("relative, opt, lsb", [
+    ("etc", "etc", "etc/intelmq"), ("etc/exchange/trust.yaml", "etc/exchange/trust.yaml",
+                                    "etc/intelmq/exchange/trust.yaml"),
+    ("var/lib/bots", "var/lib/bots", "var/lib/intelmq/bots"), ("var/log", "var/log", "var/log/intelmq"),
+    ("var/run", "var/run", "var/run/intelmq"), ("var/spool/feed", "var/spool/feed", "var/spool/intelmq/feed"),
+    ("var/lib/state.json", "var/lib/state.json", "var/lib/intelmq/state.json"),
+    ("var/csaf", "var/csaf", "var/lib/intelmq/csaf")])
+def test_layout_places_template_paths(relative, opt, lsb):
+    assert deploy.Layout("opt", Path("/srv/i")).place(relative) == Path("/srv/i") / opt
+    assert deploy.Layout("lsb", Path("/srv/p")).place(relative) == Path("/srv/p") / lsb
+
+
+def test_layout_standard_folders_are_intelmqs_own():
+    """The folders of each layout are those IntelMQ itself computes (intelmq/__init__.py), read
+    from a fresh interpreter with the environment of that layout."""
+    code = ("import intelmq, json; print(json.dumps([intelmq.CONFIG_DIR, intelmq.DEFAULT_LOGGING_PATH, "
+            "intelmq.VAR_RUN_PATH, intelmq.VAR_STATE_PATH, intelmq.STATE_FILE_PATH]))")
+    base = {k: v for k, v in os.environ.items() if k not in ("INTELMQ_ROOT_DIR", "INTELMQ_PATHS_NO_OPT", "ROOT_DIR")}
+    for env in ({"INTELMQ_ROOT_DIR": "/srv/i"}, {"INTELMQ_PATHS_NO_OPT": "1", "ROOT_DIR": "/srv/p"},
+                {"INTELMQ_PATHS_NO_OPT": "1"}, {}, {"INTELMQ_ROOT_DIR": "/srv/i", "INTELMQ_PATHS_NO_OPT": "1"},
+                {"INTELMQ_ROOT_DIR": "", "INTELMQ_PATHS_NO_OPT": "1"}):
+        proc = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True,
+                              timeout=60, cwd="/")
+        assert proc.returncode == 0, proc.stderr
+        theirs = [Path(p) for p in json.loads(proc.stdout)]
+        layout = deploy.layout_from_environment(env)
+        assert layout.standard_folders() + [layout.state_file] == theirs, env
+
+
+def test_init_in_the_lsb_layout_is_read_by_intelmq(intelmq_workdir, capsys):
+    """--layout lsb: everything under PREFIX/etc/intelmq and PREFIX/var/*/intelmq, nothing in the
+    opt places; intelmq-crossborder check passes, and intelmqctl run with INTELMQ_PATHS_NO_OPT and
+    ROOT_DIR (no INTELMQ_ROOT_DIR) finds the runtime, the harmonization and the state file."""
+    prefix = intelmq_workdir / "prefix"
+    status, out, err = do_init(capsys, "national-hub", "--layout", "lsb", "--root", prefix)
+    assert status == 0, err
+    etc = prefix / "etc" / "intelmq"
+    runtime = yaml.safe_load((etc / "runtime.yaml").read_text("utf-8"))
+    assert not (prefix / "etc" / "runtime.yaml").exists() and not (prefix / "var" / "lib" / "bots").exists()
+    assert sorted(p.name for p in prefix.iterdir()) == ["etc", "var"]
+    assert sorted(p.name for p in (prefix / "etc").iterdir()) == ["intelmq"]
+    for top in (prefix / "var").iterdir():         # var/lib/intelmq, var/log/intelmq, var/spool/intelmq ...
+        assert [p.name for p in top.iterdir()] == ["intelmq"], top
+    paths = [s for s in all_strings(runtime) if s.startswith(str(prefix))]
+    assert paths and not [s for s in paths if not any(s.startswith(str(prefix / "var" / d / "intelmq"))
+                                                      for d in ("lib", "log", "run", "spool"))
+                          and not s.startswith(str(etc))]
+    assert {Path(c["parameters"]["agreements_dir"]).parent for b, c in runtime.items()
+            if b != "global" and "agreements_dir" in c.get("parameters", {})} == {etc}
+    # the same template in the opt layout, path for path
+    opt = load_runtime(deploy.ROLES["national-hub"].directory / "runtime.yaml", Path("/R"))
+    for bot_id, conf in runtime.items():
+        for name, value in (conf.get("parameters", {}) if bot_id != "global" else {}).items():
+            theirs = opt[bot_id]["parameters"][name]
+            if isinstance(value, str) and value.startswith(str(prefix)) and name != "agreements_dir":
+                relative = theirs[len("/R/"):]
+                assert value == str(deploy.Layout("lsb", prefix).place(relative)) + \
+                    ("/" if theirs.endswith("/") else ""), (bot_id, name)
+    bundle.load_private_key(etc / "exchange" / "signing-key.pem")
+    assert list(bundle.TrustStore.from_file(etc / "exchange" / "trust.yaml").peers) == ["at-hub"]
+    assert harmonization.check(etc / "harmonization.conf") == []
+    assert json.loads((prefix / "var" / "lib" / "intelmq" / "state.json").read_text())["upgrades"]
+    assert f"INTELMQ_PATHS_NO_OPT=1 ROOT_DIR={prefix} intelmqctl check" in out
+    proc = subprocess.run([CLI, "check", str(etc / "runtime.yaml")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "No errors found." in proc.stdout, proc.stderr
+    env = {k: v for k, v in os.environ.items() if k != "INTELMQ_ROOT_DIR"}
+    env.update(INTELMQ_PATHS_NO_OPT="1", ROOT_DIR=str(prefix), PATH=str(BIN) + os.pathsep + env.get("PATH", ""))
+    proc = subprocess.run([str(BIN / "intelmqctl"), "--type", "json", "check", "--no-connections"], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=str(prefix))
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    report = json.loads(proc.stdout)
+    assert report["status"] == "success" and not [x for x in report["lines"] if x[0] == "error"], report
+    proc = subprocess.run([str(BIN / "intelmqctl"), "--type", "json", "status"], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=str(prefix))
+    assert set(json.loads(proc.stdout)) == set(runtime) - {"global"}          # it read OUR runtime
+
+
+def test_init_takes_intelmqs_layout_from_the_environment(intelmq_workdir, capsys, monkeypatch):
+    monkeypatch.delenv("INTELMQ_ROOT_DIR", raising=False)
+    monkeypatch.setenv("INTELMQ_PATHS_NO_OPT", "1")
+    monkeypatch.setenv("ROOT_DIR", str(intelmq_workdir / "lsb"))
+    status, out, err = do_init(capsys, "csirt")
+    assert status == 0, err
+    assert (intelmq_workdir / "lsb" / "etc" / "intelmq" / "runtime.yaml").exists() and "note:" not in out
+    # INTELMQ_ROOT_DIR wins over INTELMQ_PATHS_NO_OPT, as in IntelMQ
+    monkeypatch.setenv("INTELMQ_ROOT_DIR", str(intelmq_workdir / "opt"))
+    status, out, err = do_init(capsys, "csirt")
+    assert status == 0, err
+    assert (intelmq_workdir / "opt" / "etc" / "runtime.yaml").exists()
+    assert f"INTELMQ_ROOT_DIR={intelmq_workdir / 'opt'} intelmqctl start" in out
+    # written somewhere intelmqctl of this environment does not read: said so, with the way to run it
+    status, out, err = do_init(capsys, "csirt", "--layout", "lsb", "--root", intelmq_workdir / "elsewhere")
+    assert status == 0, err
+    assert (intelmq_workdir / "elsewhere" / "etc" / "intelmq" / "runtime.yaml").exists()
+    assert f"note: intelmqctl in this environment reads {intelmq_workdir / 'opt' / 'etc' / 'runtime.yaml'}" in out
+    # an existing lsb root is not overwritten without --force either
+    monkeypatch.delenv("INTELMQ_ROOT_DIR")
+    status, _out, err = do_init(capsys, "csirt")
+    assert status == 2 and "exist" in err and "use --force" in err
+
+
+def test_opt_layout_paths_are_the_templates_expanded(intelmq_workdir, capsys):
+    """The default layout writes exactly the template's ${INTELMQ_ROOT_DIR} paths (trailing
+    slashes included), as before the layouts."""
+    root = intelmq_workdir / "root"
+    assert do_init(capsys, "cross-border-hub", "--root", root)[0] == 0
+    runtime = written_runtime(root)
+    template = load_runtime(deploy.ROLES["cross-border-hub"].directory / "runtime.yaml", root)
+    compared = 0
+    for bot_id, conf in runtime.items():
+        for name, value in (conf.get("parameters", {}) if bot_id != "global" else {}).items():
+            if isinstance(value, str) and value.startswith(str(root)) and name != "agreements_dir":
+                assert value == template[bot_id]["parameters"][name], (bot_id, name)
+                compared += 1
+    assert compared > 10
+
+
+def test_unknown_layout_is_refused(tmp_path):
+    with pytest.raises(deploy.InitError, match="unknown layout 'debian'"):
+        deploy.plan("csirt", tmp_path, layout="debian")

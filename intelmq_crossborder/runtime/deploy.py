@@ -24,6 +24,13 @@ files are never overwritten without ``force``, nothing is written when a target 
 writable, and every file is written atomically (:mod:`intelmq_crossborder.core.files`).
 Hostile input (a hub id with white space, upper case or a look-alike letter, a root that is a
 file) raises :class:`InitError` with a message fit for one line.
+
+The paths above are those of IntelMQ's default layout (``/opt/intelmq`` or ``INTELMQ_ROOT_DIR``).
+IntelMQ has a second one, chosen by ``INTELMQ_PATHS_NO_OPT`` when ``INTELMQ_ROOT_DIR`` is not set
+(distribution packages): ``/etc/intelmq/``, ``/var/lib/intelmq/``, ``/var/log/intelmq/``,
+``/var/run/intelmq/``, under the prefix ``ROOT_DIR`` (default ``/``).  :class:`Layout` maps the
+template's ``${INTELMQ_ROOT_DIR}/etc/...`` and ``${INTELMQ_ROOT_DIR}/var/...`` paths onto either;
+:func:`layout_from_environment` picks the one IntelMQ itself would read in this environment.
 """
 from __future__ import annotations
 
@@ -42,7 +49,8 @@ from intelmq_crossborder.formats import bundle, bundle_crypto, trust_skeleton
 from intelmq_crossborder.runtime.instance import (PIPELINES_DIR, PipelineError, chown_for_intelmq, intelmq_ids,
                                                   load_runtime, upgrade_state)
 
-__all__ = ["ROLES", "Role", "InitError", "Plan", "check_hub_id", "check_country", "plan", "write"]
+__all__ = ["ROLES", "Role", "InitError", "Layout", "LAYOUTS", "layout_from_environment", "Plan", "check_hub_id",
+           "check_country", "plan", "write"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,80 @@ KEY_MODE = 0o600
 
 class InitError(CrossBorderError):
     """``init`` refused its input or could not write: the message names the value or file."""
+
+
+# --- IntelMQ's two file layouts ------------------------------------------------------------------
+
+LAYOUTS = ("opt", "lsb")
+#: IntelMQ's own folder below each standard folder of the lsb layout (intelmq/__init__.py).
+_LSB_VAR = ("lib", "log", "run", "spool")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where IntelMQ reads its files: ``opt`` (everything under ``root``: ``etc/``, ``var/log/``,
+    ``var/run/``, ``var/lib/bots/``; ``INTELMQ_ROOT_DIR``, default ``/opt/intelmq``) or ``lsb``
+    (``INTELMQ_PATHS_NO_OPT``: ``etc/intelmq/``, ``var/log/intelmq/``, ``var/run/intelmq/``,
+    ``var/lib/intelmq/bots/`` under the prefix ``root``, IntelMQ's ``ROOT_DIR``, default ``/``)."""
+
+    kind: str
+    root: Path
+
+    def place(self, relative: str) -> Path:
+        """The real path of a template path relative to ``${INTELMQ_ROOT_DIR}`` (``etc/x``,
+        ``var/lib/x``, ``var/spool/x``, ``var/csaf``): the same below the root in the opt layout;
+        in the lsb layout ``etc/intelmq/x``, ``var/<lib|log|run|spool>/intelmq/x`` and, for
+        another ``var/<name>``, ``var/lib/intelmq/<name>``."""
+        parts = [p for p in relative.split("/") if p]
+        if self.kind == "opt" or not parts:
+            return self.root.joinpath(*parts)
+        if parts[0] == "etc":
+            return self.root.joinpath("etc", "intelmq", *parts[1:])
+        if parts[0] == "var" and len(parts) > 1:
+            if parts[1] in _LSB_VAR:
+                return self.root.joinpath("var", parts[1], "intelmq", *parts[2:])
+            return self.root.joinpath("var", "lib", "intelmq", *parts[1:])
+        return self.root.joinpath("var", "lib", "intelmq", *parts)
+
+    @property
+    def etc(self) -> Path:
+        """IntelMQ's CONFIG_DIR."""
+        return self.place("etc")
+
+    @property
+    def state_file(self) -> Path:
+        """IntelMQ's STATE_FILE_PATH (``state.json`` beside the bots' state folder)."""
+        return self.place("var/lib/state.json")
+
+    def standard_folders(self) -> List[Path]:
+        """IntelMQ's CONFIG_DIR, DEFAULT_LOGGING_PATH, VAR_RUN_PATH and VAR_STATE_PATH."""
+        return [self.etc, self.place("var/log"), self.place("var/run"), self.place("var/lib/bots")]
+
+    def owns(self, value: str) -> bool:
+        """Whether a parameter value is a path in one of this layout's folders of IntelMQ."""
+        if self.kind == "opt":
+            return value.startswith(str(self.root).rstrip(os.sep) + os.sep)
+        return any(value == str(self.place(top)) or value.startswith(str(self.place(top)) + os.sep)
+                   for top in ("etc", "var/lib", "var/log", "var/run", "var/spool"))
+
+    def environment(self) -> str:
+        """The environment under which ``intelmqctl`` reads this layout, as shell assignments."""
+        if self.kind == "opt":
+            return f"INTELMQ_ROOT_DIR={self.root}"
+        return "INTELMQ_PATHS_NO_OPT=1" + ("" if str(self.root) == os.sep else f" ROOT_DIR={self.root}")
+
+
+def layout_from_environment(env: Optional[Dict[str, str]] = None) -> Layout:
+    """The layout IntelMQ 3 reads in ``env`` (default: this process's environment), decided as
+    ``intelmq/__init__.py`` does: ``INTELMQ_ROOT_DIR`` set (not empty): opt under it; else
+    ``INTELMQ_PATHS_NO_OPT`` set (not empty): lsb under ``ROOT_DIR`` (default ``/``); else opt
+    under ``/opt/intelmq``."""
+    env = os.environ if env is None else env
+    if env.get("INTELMQ_ROOT_DIR"):
+        return Layout("opt", Path(env["INTELMQ_ROOT_DIR"]))
+    if env.get("INTELMQ_PATHS_NO_OPT"):
+        return Layout("lsb", Path(env.get("ROOT_DIR", "/")))
+    return Layout("opt", Path("/opt/intelmq"))
 
 
 # --- hostile input: hub id, country, root ----------------------------------------------------
@@ -161,15 +243,24 @@ class Plan:
     root: Path
     hub_id: str
     country: str
+    layout: Optional[Layout] = None
     files: List[Tuple[Path, bytes, int]] = field(default_factory=list)   # path, content, mode
     folders: List[Path] = field(default_factory=list)
     key_id: str = ""
     bots: int = 0
     agreement_dirs: List[Path] = field(default_factory=list)     # the routers' copies
 
+    def __post_init__(self) -> None:
+        if self.layout is None:
+            self.layout = Layout("opt", self.root)
+
+    @property
+    def etc(self) -> Path:
+        return self.layout.etc
+
     @property
     def runtime_file(self) -> Path:
-        return self.root / "etc" / "runtime.yaml"
+        return self.layout.etc / "runtime.yaml"
 
 
 def _template_peers(runtime: dict, agreements: Dict[Path, Dict[str, str]]) -> set:
@@ -212,14 +303,15 @@ def _replace_token(value: str, old: str, new: str) -> str:
     return re.sub(r"(?<!\S)" + re.escape(old) + r"(?!\S)", lambda _m: new, value)
 
 
-def _personalise(runtime: dict, role: Role, root: Path, hub_id: str, country: str) -> None:
-    """The template's own hub id and country replaced by this hub's, in the bots' parameters."""
+def _personalise(runtime: dict, role: Role, layout: Layout, hub_id: str, country: str) -> None:
+    """The template's own hub id and country replaced by this hub's, in the bots' parameters
+    (not in the paths of IntelMQ's folders: they name the peers' outboxes)."""
     for bot_id, conf in runtime.items():
         if bot_id == "global":
             continue
         params = conf.get("parameters", {})
         for name, value in list(params.items()):
-            if not isinstance(value, str) or name == "destination_queues" or value.startswith(str(root)):
+            if not isinstance(value, str) or name == "destination_queues" or layout.owns(value):
                 continue
             if name in HUB_ID_PARAMETERS and value == role.hub_id:
                 params[name] = hub_id
@@ -231,24 +323,45 @@ def _personalise(runtime: dict, role: Role, root: Path, hub_id: str, country: st
                 params[name] = _replace_token(value, role.hub_id, hub_id)
 
 
-def _folders_of(runtime: dict, root: Path) -> List[Path]:
+def _folders_of(runtime: dict, layout: Layout) -> List[Path]:
     """The folders the bots write into: ``*_dir`` and ``path`` parameters, and the folders of
-    files under the root (audit log, output file, key, trust store)."""
-    found = [root / "etc", root / "var" / "log", root / "var" / "run", root / "var" / "lib" / "bots"]
-    prefix = str(root) + os.sep
+    files in IntelMQ's folders (audit log, output file, key, trust store)."""
+    found = layout.standard_folders()
     for bot_id, conf in runtime.items():
         if bot_id == "global":
             continue
         for name, value in conf.get("parameters", {}).items():
-            if not isinstance(value, str) or not value.startswith(prefix):
+            if not isinstance(value, str) or not layout.owns(value):
                 continue
             path = Path(value)
             found.append(path if name.endswith("_dir") or name in _FOLDER_PARAMETERS else path.parent)
     return list(dict.fromkeys(found))
 
 
-def plan(role_name: str, root: Path, hub_id: Optional[str] = None, country: Optional[str] = None) -> Plan:
-    """Everything ``init`` writes, in memory; :class:`InitError` for bad input."""
+#: What ``${INTELMQ_ROOT_DIR}`` expands to while a template is read: then mapped by the layout.
+_MARK = "/\0intelmq-root"
+_MARKED = re.compile(re.escape(_MARK) + r"((?:/[^/\s,;'\"]*)*)")
+
+
+def _place_marked(value, layout: Layout):
+    """A template value with its ``${INTELMQ_ROOT_DIR}/...`` paths placed by ``layout``."""
+    if isinstance(value, str):
+        return _MARKED.sub(lambda m: str(layout.place(m.group(1))) + ("/" if m.group(1).endswith("/") else ""),
+                           value)
+    if isinstance(value, list):
+        return [_place_marked(v, layout) for v in value]
+    if isinstance(value, dict):
+        return {k: _place_marked(v, layout) for k, v in value.items()}
+    return value
+
+
+def plan(role_name: str, root: Path, hub_id: Optional[str] = None, country: Optional[str] = None,
+         layout: str = "opt") -> Plan:
+    """Everything ``init`` writes, in memory; :class:`InitError` for bad input.  ``layout``:
+    IntelMQ's ``opt`` layout with ``root`` as INTELMQ_ROOT_DIR, or ``lsb`` with ``root`` as the
+    prefix ROOT_DIR of INTELMQ_PATHS_NO_OPT (:class:`Layout`)."""
+    if layout not in LAYOUTS:
+        raise InitError(f"unknown layout {_shown(layout)}: use one of {', '.join(LAYOUTS)}")
     if role_name not in ROLES:
         raise InitError(f"unknown role {_shown(role_name)}: use one of {', '.join(ROLES)}")
     role = ROLES[role_name]
@@ -258,11 +371,12 @@ def plan(role_name: str, root: Path, hub_id: Optional[str] = None, country: Opti
     hub_id = role.hub_id if hub_id is None else check_hub_id(hub_id)
     country = role.country if country is None else check_country(country)
     root = _check_root(root)
+    where = Layout(layout, root)
     try:
-        runtime = load_runtime(role.directory / "runtime.yaml", root)
+        runtime = _place_marked(load_runtime(role.directory / "runtime.yaml", Path(_MARK)), where)
     except inputs.InputError as exc:     # the package itself is damaged
         raise InitError(f"the ready pipeline of {role.name} cannot be read: {exc}") from None
-    result = Plan(role, root, hub_id, country)
+    result = Plan(role, root, hub_id, country, where)
     # agreement templates -> etc/<folder>; the routers point at the copies
     templates: Dict[Path, Dict[str, str]] = {}
     for bot_id, conf in runtime.items():
@@ -271,28 +385,29 @@ def plan(role_name: str, root: Path, hub_id: Optional[str] = None, country: Opti
         if not isinstance(source, str):
             continue
         source_dir = Path(source)
-        target_dir = root / "etc" / source_dir.name
+        target_dir = where.etc / source_dir.name
         if source_dir not in templates:
             templates[source_dir] = {p.name: p.read_text("utf-8") for p in sorted(source_dir.glob("*.yaml"))}
         params["agreements_dir"] = str(target_dir)
     leftover = [f"{b}.{n}" for b, c in runtime.items() if b != "global"
-                for n, v in c.get("parameters", {}).items() if isinstance(v, str) and str(PIPELINES_DIR) in v]
+                for n, v in c.get("parameters", {}).items()
+                if isinstance(v, str) and (str(PIPELINES_DIR) in v or "\0" in v)]
     if leftover:        # a template value pointing into the package that init does not copy
         raise InitError(f"the {role.name} template points into the package with {', '.join(leftover)}")
     if hub_id in _template_peers(runtime, templates) and hub_id != role.hub_id:
         raise InitError(f"--hub-id {hub_id} is a peer or recipient in the {role.name} template: give this hub's "
                         "own id (the peers are edited afterwards)")
-    _personalise(runtime, role, root, hub_id, country)
+    _personalise(runtime, role, where, hub_id, country)
     for source_dir, texts in templates.items():
         for name, text in texts.items():
             text = _own_country(text, source_dir / name, role.country, country)
-            result.files.append((root / "etc" / source_dir.name / name, text.encode("utf-8"), PUBLIC_MODE))
-        result.agreement_dirs.append(root / "etc" / source_dir.name)
+            result.files.append((where.etc / source_dir.name / name, text.encode("utf-8"), PUBLIC_MODE))
+        result.agreement_dirs.append(where.etc / source_dir.name)
     # keys (hybrid: Ed25519 + ML-DSA-65 signing, MLKEM768-X25519 decryption) and trust store
     signing = [bundle.generate_private_key(), bundle_crypto.generate(bundle_crypto.ML_DSA_65)]
     decryption = bundle_crypto.generate(bundle_crypto.HPKE_KEM)
     result.key_id = ", ".join(bundle.key_id_of(k) for k in signing + [decryption])
-    exchange = root / "etc" / "exchange"
+    exchange = where.etc / "exchange"
     trust = trust_skeleton.skeleton(hub_id, country, signing + [decryption],
                                     "this hub's own key (intelmq-crossborder init)")
     header = (f"Trust store of {hub_id}: the peers' public keys (docs/exchange-format.md).\n"
@@ -304,13 +419,14 @@ def plan(role_name: str, root: Path, hub_id: Optional[str] = None, country: Opti
     result.files.append((exchange / "decryption-key.pem", bundle_crypto.private_pem(decryption), KEY_MODE))
     # runtime.yaml, last: it names all of the above
     result.bots = len([b for b in runtime if b != "global"])
-    head = (f"# Written by intelmq-crossborder init {role.name} --hub-id {hub_id} --country {country}\n"
+    head = (f"# Written by intelmq-crossborder init {role.name} --hub-id {hub_id} --country {country}"
+            f"{' --layout lsb' if layout == 'lsb' else ''}\n"
             f"# from the ready pipeline intelmq_crossborder/pipelines/{role.name}/runtime.yaml (docs/pipelines.md).\n"
             "# The peers and recipients are the template's: edit the exchange outputs, the routers'\n"
             "# destination_queues and the agreements to match yours.\n")
     body = yaml.safe_dump(runtime, sort_keys=False, allow_unicode=True, width=120)
     result.files.append((result.runtime_file, (head + body).encode("utf-8"), PUBLIC_MODE))
-    result.folders = _folders_of(runtime, root) + [exchange]
+    result.folders = _folders_of(runtime, where) + [exchange]
     return result
 
 
@@ -371,7 +487,7 @@ def write(p: Plan, force: bool = False) -> List[str]:
             raise _error(path, exc) from None
         created.append(path)
         lines.append(f"{'replaced' if replaced else 'wrote'} {path}")
-    lines += _intelmq_files(p.root, created)
+    lines += _intelmq_files(p.layout, created)
     ours = {path for path, _d, _m in p.files}
     for folder in p.agreement_dirs:       # a router reads every agreement file of its folder
         lines += [f"note: {other} is not from the {p.role.name} template: the router reads it as well"
@@ -380,11 +496,11 @@ def write(p: Plan, force: bool = False) -> List[str]:
     return lines
 
 
-def _intelmq_files(root: Path, created: List[Path]) -> List[str]:
+def _intelmq_files(layout: Layout, created: List[Path]) -> List[str]:
     """The harmonization with the cross-border fields, and IntelMQ's state file if missing."""
     from intelmq_crossborder import harmonization
     lines = []
-    target = root / "etc" / "harmonization.conf"
+    target = layout.etc / "harmonization.conf"
     existed = os.path.lexists(target)
     try:
         report, backup = harmonization.install(target)
@@ -395,7 +511,7 @@ def _intelmq_files(root: Path, created: List[Path]) -> List[str]:
         lines.append(f"wrote {target} (IntelMQ's harmonization with the cross-border fields)")
     elif report.changed:
         lines.append(f"{target}: added {len(report.added)} cross-border field(s); backup {backup}")
-    state = root / "var" / "lib" / "state.json"
+    state = layout.state_file
     if not os.path.lexists(state):
         try:
             files.atomic_write_json(state, upgrade_state(), mode=PUBLIC_MODE, indent=4)
