@@ -76,7 +76,7 @@ def collect(path: Optional[Path], since: str, day: str, ceiling: tlp.Level) -> D
         alert = record["alert"]
         if not start <= alert["raised"] < end or alert["kind"] not in ("surge", "campaign"):
             continue
-        level = _level(alert["tlp"])
+        level = _level(alert["tlp"])      # not an event label: the alert's level, written by the detector
         if level is None or level > ceiling:
             out.withheld += 1
             continue
@@ -158,6 +158,7 @@ def render_section(data: Detections, ceiling: tlp.Level) -> str:
         for record in data.alerts:
             a, ev = record["alert"], record["alert"]["evidence"]
             hubs = f"{a['hubs']}" + (f" ({a['undisclosed']} undisclosed)" if a["undisclosed"] else "")
+            level = str(a["tlp"])             # not an event label: the alert's level, checked in collect()
             if a["kind"] == "surge":
                 counts = f"{ev.get('expected', '-')} / {ev.get('observed', '-')} {ev.get('count', '')}".strip()
                 campaign = "-"
@@ -167,7 +168,7 @@ def render_section(data: Detections, ceiling: tlp.Level) -> str:
                 campaign = str(ev.get("campaign_id", "-"))
             parts.append(
                 f"<tr><td>{e(a['kind'])}</td><td>{e(a['classification.type'])}</td><td>{e(_countries(a))}</td>"
-                f"<td>{e(hubs)}</td><td>{e(str(a['tlp']))}</td><td>{e(_utc(a['start']))}</td>"
+                f"<td>{e(hubs)}</td><td>{e(level)}</td><td>{e(_utc(a['start']))}</td>"
                 f"<td>{e(_utc(a['raised']))}</td><td>{e(format_delay(a['raised'] - a['start']))}</td>"
                 f"<td>{e(counts)}</td><td>{e(campaign)}</td></tr>")
         parts.append("</table>")

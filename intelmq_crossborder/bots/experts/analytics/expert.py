@@ -120,7 +120,7 @@ class CrossBorderAnalyticsExpertBot(ExpertBot):
         out.add("time.observation", datetime.now(timezone.utc).replace(microsecond=0).isoformat())
         self.send_message(out, path=self._warning_path)
         self._journal.append(alert, self._stage.series_of(alert))
-        self.logger.info("Raised %s candidate (TLP:%s, delay %d s): %s", alert.kind, fields["sharing.tlp"],
+        self.logger.info("Raised %s candidate (TLP:%s, delay %d s): %s", alert.kind, alert.tlp,
                          fields["extra.detection_delay_seconds"], fields["comment"])
 
     def _save(self):
