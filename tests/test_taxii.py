@@ -411,7 +411,8 @@ def test_demo_recipient_counts_what_it_received_by_tlp(tmp_path):
         builder = export.BundleBuilder(export.ExportSettings("fi-hub", profile="opencti"))
         for i, level in enumerate(["CLEAR", "GREEN", "GREEN", "AMBER"]):
             builder.add({"source.ip": f"192.0.2.{i}", "sharing.tlp": level, "classification.type": "scanner"})
-        partner.server.add("partner-cti", builder.bundle()["objects"])
+        conn = taxii.Connection(partner.discovery_url, user=partner.user, password=partner.password)
+        taxii.Pusher(conn, conn.collection("partner-cti"), poll_interval=0.05).push(builder.bundle()["objects"])
         assert partner.received_by_tlp() == {"AMBER": 1, "CLEAR": 1, "GREEN": 2}
         assert len(partner.leaks("GREEN")) == 1 and partner.leaks("AMBER") == []
         assert "received 4 STIX object(s)" in partner.report_lines()[0]
@@ -419,5 +420,7 @@ def test_demo_recipient_counts_what_it_received_by_tlp(tmp_path):
         assert block["module"] == "intelmq.bots.outputs.crossborder.taxii.output"
         from intelmq_crossborder.bots.outputs.taxii.output import CrossBorderTAXIIOutputBot
         assert CrossBorderTAXIIOutputBot.check(block["parameters"]) is None
+        process = partner._process
     finally:
         partner.stop()
+    assert process.poll() is not None           # the server process is gone

@@ -1,6 +1,7 @@
 """The demo consortium's TAXII recipient: a partner platform (an OpenCTI, say) that takes the
-cross-border hub's events as STIX 2.1 over TAXII 2.1, served by a local TAXII server (medallion,
-``intelmq_crossborder.testing.taxii_server``) that the demo starts and stops.
+cross-border hub's events as STIX 2.1 over TAXII 2.1, served by a local TAXII server (medallion)
+that the demo starts and stops as a process of its own (``python -m
+intelmq_crossborder.testing.taxii_server``), as it would use any TAXII server.
 
 The consortium (``demo/consortium.py``) wires it in four calls::
 
@@ -11,18 +12,24 @@ The consortium (``demo/consortium.py``) wires it in four calls::
     ...                                                  # the day, the night
     lines = partner.report_lines(); leaks = partner.leaks(); partner.stop()
 
-What it received is read back from the collection and counted by TLP: the label of each object is
-read from its marking ids by the TLP core's one reader (``core.tlp.event_tlp``).
+What it received is read back from the collection over TAXII (``formats.stix.taxii``) and counted
+by TLP: the label of each object is read from its marking ids by the TLP core's one reader
+(``core.tlp.event_tlp``).
 """
 from __future__ import annotations
 
 import collections
+import os
 import secrets
+import select
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from intelmq_crossborder.core import tlp
-from intelmq_crossborder.testing.taxii_server import TAXIIServer
+from intelmq_crossborder.formats.stix import taxii
 
 __all__ = ["RECIPIENT", "AGREEMENT", "ROUTE", "TAXIIRecipient"]
 
@@ -51,23 +58,48 @@ class TAXIIRecipient:
     def __init__(self, workdir: Path, recipient: str = RECIPIENT, profile: str = "opencti"):
         self.workdir = Path(workdir)
         self.recipient, self.profile = recipient, profile
-        self.server: Optional[TAXIIServer] = None
+        self.user, self.password = "hub", ""
+        self.discovery_url = ""
+        self._process: Optional[subprocess.Popen] = None
 
-    def start(self) -> "TAXIIRecipient":
+    def start(self, timeout: float = 60.0) -> "TAXIIRecipient":
+        """Start the server process; returns when it answers."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        # a throwaway password for this run only (never in the repository)
-        self.server = TAXIIServer([self.recipient], password=secrets.token_hex(16),
-                                  workdir=str(self.workdir)).start()
-        return self
+        self.password = secrets.token_hex(16)        # a throwaway password for this run only
+        env = dict(os.environ, TAXII_SERVER_PASSWORD=self.password)
+        with open(self.workdir / "taxii-server.log", "ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "intelmq_crossborder.testing.taxii_server", "--recipient", self.recipient,
+                 "--user", self.user, "--workdir", str(self.workdir)],
+                stdout=subprocess.PIPE, stderr=log, env=env, text=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self._process.stdout], [], [], 0.5)
+            if ready:
+                line = self._process.stdout.readline()
+                if line.startswith("ready "):
+                    self.discovery_url = line.split(" ", 1)[1].strip()
+                    return self
+            if self._process.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError(f"the TAXII server did not start; see {self.workdir / 'taxii-server.log'}")
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(15)
+        if process is not None and process.stdout is not None:
+            process.stdout.close()
 
     def runtime_block(self, hub_id: str, redis_db: int, redis_host: str = "127.0.0.1") -> dict:
         """The runtime.yaml block of the TAXII output that pushes to the partner's collection."""
-        if self.server is None:
+        if not self.discovery_url:
             raise RuntimeError("start() the TAXII recipient first")
         return {
             "group": "Output", "name": "TAXII to partner-cti",
@@ -75,8 +107,8 @@ class TAXIIRecipient:
             "description": "STIX 2.1 over TAXII 2.1 to the partner CTI platform (OpenCTI marking ids).",
             "enabled": True, "run_mode": "continuous",
             "parameters": {
-                "taxii_url": self.server.discovery_url, "collection": self.recipient,
-                "username": self.server.user, "password": self.server.password, "hub_id": hub_id,
+                "taxii_url": self.discovery_url, "collection": self.recipient,
+                "username": self.user, "password": self.password, "hub_id": hub_id,
                 "recipient_profile": self.profile, "export_kind": "indicator", "max_tlp": "GREEN",
                 "batch_size": 100, "batch_max_seconds": 2, "poll_interval": 0.2,
                 "redis_host": redis_host, "redis_db": redis_db,
@@ -85,10 +117,17 @@ class TAXIIRecipient:
 
     # --- what arrived ---------------------------------------------------------------------------
     def objects(self) -> list:
-        """The latest version of every indicator and observed-data in the partner's collection."""
-        if self.server is None:
+        """The latest version of every indicator and observed-data in the partner's collection,
+        read over TAXII 2.1 as a consumer would."""
+        if not self.discovery_url:
             return []
-        return [o for o in self.server.objects(self.recipient) if o.get("type") in _PRIMARY]
+        conn = taxii.Connection(self.discovery_url, user=self.user, password=self.password, attempts=2)
+        try:
+            collection = conn.collection(self.recipient)
+            return [o for page in taxii.pages(conn, collection, limit=100) for o in page.objects
+                    if o.get("type") in _PRIMARY]
+        finally:
+            conn.close()
 
     @staticmethod
     def label(obj: dict) -> str:

@@ -188,3 +188,36 @@ class TAXIIServer:
                                headers={"Accept": MEDIA_TYPE, "Content-Type": MEDIA_TYPE}, timeout=30)
         answer.raise_for_status()
         return answer.json()
+
+
+def main(argv=None) -> int:
+    """``python -m intelmq_crossborder.testing.taxii_server --recipient NAME... [--port P]``: serve
+    until SIGTERM/SIGINT.  Prints ``ready <discovery URL>`` on stdout once it answers.  The password
+    comes from the environment variable named by ``--password-env`` (default TAXII_SERVER_PASSWORD)."""
+    import argparse
+    import signal
+    import threading
+
+    parser = argparse.ArgumentParser(description="A local TAXII 2.1 server (medallion, memory backend).")
+    parser.add_argument("--recipient", action="append", required=True, help="one collection per recipient")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--user", default="hub")
+    parser.add_argument("--password-env", default="TAXII_SERVER_PASSWORD")
+    parser.add_argument("--workdir", default=None)
+    args = parser.parse_args(argv)
+    password = os.environ.get(args.password_env)
+    if not password:
+        print(f"error: set the environment variable {args.password_env} (the server's password)", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with TAXIIServer(args.recipient, user=args.user, password=password, port=args.port,
+                     workdir=args.workdir) as server:
+        print(f"ready {server.discovery_url}", flush=True)
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
