@@ -190,3 +190,11 @@ def test_verify_reports_downgrade(hubs, capsys):
     (path,) = (hubs / "out").glob("*.xbundle")
     status, _, err = cli(capsys, "bundle", "verify", "--trust", hubs / "trust.yaml", path)
     assert status == 1 and f"BAD {path}: downgrade:" in err
+
+
+def test_first_decryption_key_without_from(tmp_path, capsys):
+    status, out, err = cli(capsys, "bundle", "keygen", "--rotate", "mlkem768-x25519", "--private-key",
+                           tmp_path / "dec.pem", "--hub", "at-hub")
+    assert status == 0, err
+    (kid,) = b.load_decryption_keys(tmp_path / "dec.pem").keys
+    assert kid in out and stat.S_IMODE((tmp_path / "dec.pem").stat().st_mode) == 0o600

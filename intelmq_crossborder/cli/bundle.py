@@ -168,21 +168,21 @@ def _rotate(args) -> int:
     """A new key of one type: the other keys of --from kept (signing), or all of them kept
     (decryption: bundles already encrypted to the old key can still be read)."""
     algorithm = args.rotate
-    if args.source is None:
-        return _error("--rotate needs --from OLD_KEY_FILE (the key file in use)")
+    if args.source is None and algorithm != bc.HPKE_KEM:
+        return _error("--rotate needs --from OLD_KEY_FILE (the signing key file in use)")
     if args.hybrid or args.decryption_key is not None or args.trust_store is not None:
         return _error("--rotate makes one key: --hybrid, --decryption-key and --trust-store do not apply")
-    source, target = Path(args.source), Path(args.private_key)
-    problem = unusable(source, what="key file") or _new_file_problem(target, args.force, "key file")
+    source, target = (Path(args.source) if args.source else None), Path(args.private_key)
+    problem = (source and unusable(source, what="key file")) or _new_file_problem(target, args.force, "key file")
     if problem:
         return _error(problem)
-    if source.absolute() == target.absolute():
+    if source is not None and source.absolute() == target.absolute():
         return _error("--private-key must be a new file: the key in use stays until the peers list the new one")
     passphrase, problem = _passphrase(args.passphrase_env)
     if problem:
         return _error(problem)
     try:
-        old = bc.read_key_file(source, passphrase, "key file")
+        old = bc.read_key_file(source, passphrase, "key file") if source else []   # a first decryption key
     except bc.KeyFileError as exc:
         return _error(str(exc))
     new = bc.generate(algorithm)
@@ -389,7 +389,8 @@ def register(sub) -> None:
                                                             "in FILE")
     k.add_argument("--rotate", metavar="ALGORITHM", choices=bc.KEY_ALGORITHMS,
                    help=f"replace the key of this type ({', '.join(bc.KEY_ALGORITHMS)}) of the key file --from")
-    k.add_argument("--from", dest="source", metavar="FILE", help="with --rotate: the key file in use")
+    k.add_argument("--from", dest="source", metavar="FILE",
+                   help="with --rotate: the key file in use (optional for mlkem768-x25519: a first decryption key)")
     k.add_argument("--hub", metavar="HUB", help="this hub's id, for the printed entry")
     k.add_argument("--country", metavar="CC", help="this hub's country (ISO 3166-1 alpha-2), for the printed entry")
     k.add_argument("--passphrase-env", metavar="VAR", help="encrypt the keys with the passphrase in this variable")
