@@ -210,3 +210,20 @@ def test_the_replay_tracker_overrides_every_redis_method_of_the_tracker():
     from intelmq_crossborder.analytics import early_warning as ew
     public = {name for name, _ in inspect.getmembers(ew.Tracker, inspect.isfunction) if not name.startswith("_")}
     assert public - set(vars(evaluate.ReplayTracker)) == set()
+
+
+def test_compare_pools_the_incidents_both_detect_over_the_seeds():
+    result = evaluate.compare([1, 2, 3], {"weeks": 3}, ["rule", "campaign"])
+    mine, theirs = [], []
+    for report in result["per_seed"].values():
+        own, rule = report["detectors"]["campaign"]["delays_s"], report["detectors"]["rule"]["delays_s"]
+        for ident in set(own) & set(rule):
+            mine.append(own[ident])
+            theirs.append(rule[ident])
+    assert mine, "the simulation has campaigns the rule sees (a shared file hash or address)"
+    vs = result["detectors"]["campaign"]["versus_rule"]
+    import statistics
+    assert vs["incidents_both_detect"] == len(mine)
+    assert vs["delay_median_s"] == round(statistics.median(mine), 1)
+    assert vs["rule_delay_median_s"] == round(statistics.median(theirs), 1)
+    assert "versus_rule" not in result["detectors"]["rule"]

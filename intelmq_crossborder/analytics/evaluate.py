@@ -317,6 +317,7 @@ def score(name: str, alerts: Sequence[Alert], incidents: Sequence[Incident], wee
         "alerts": len(alerts),
         "false_alarms": false_alarms,
         "detected": sorted(result.delays),
+        "delays_s": {i: round(d, 1) for i, d in sorted(result.delays.items())},
     }
     return result
 
@@ -458,14 +459,22 @@ def compare(seeds: Sequence[int], settings: Optional[Mapping[str, Any]] = None,
                             "sd": _round4(statistics.stdev(values)) if len(values) > 1 else None,
                             "min": min(values) if values else None, "max": max(values) if values else None,
                             "n": len(values)}
-        vs = [r["detectors"][name].get("versus_rule") for r in per_seed.values()]
-        pairs = [v for v in vs if v and v["incidents_both_detect"]]
-        if pairs:
-            figures["versus_rule"] = {
-                "incidents_both_detect": sum(v["incidents_both_detect"] for v in pairs),
-                "delay_median_s_mean": _round4(statistics.fmean(v["delay_median_s"] for v in pairs)),
-                "rule_delay_median_s_mean": _round4(statistics.fmean(v["rule_delay_median_s"] for v in pairs)),
-                "seeds": len(pairs)}
+        # on the incidents both this detector and the rule detect, pooled over the seeds
+        mine, theirs, seeds_with = [], [], 0
+        for r in per_seed.values():
+            if name == "rule" or "rule" not in r["detectors"]:
+                break
+            own, rule_delays = r["detectors"][name]["delays_s"], r["detectors"]["rule"]["delays_s"]
+            both = sorted(set(own) & set(rule_delays))
+            seeds_with += bool(both)
+            mine += [own[i] for i in both]
+            theirs += [rule_delays[i] for i in both]
+        if mine:
+            figures["versus_rule"] = {"incidents_both_detect": len(mine), "seeds": seeds_with,
+                                      "delay_median_s": _round(statistics.median(mine)),
+                                      "rule_delay_median_s": _round(statistics.median(theirs)),
+                                      "ratio": _round4(statistics.median(mine) / statistics.median(theirs))
+                                      if statistics.median(theirs) > 0 else None}
         summary[name] = figures
     return {"seeds": list(seeds), "settings": dict(settings or {}), "detectors": summary, "per_seed": per_seed}
 

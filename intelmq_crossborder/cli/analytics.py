@@ -213,7 +213,8 @@ def _compare(args) -> int:
         vs = figures.get("versus_rule")
         if vs:
             print(f"{name} vs rule on the {vs['incidents_both_detect']} incidents both detect ({vs['seeds']} seeds): "
-                  f"median delay {vs['delay_median_s_mean']:.0f} s vs {vs['rule_delay_median_s_mean']:.0f} s")
+                  f"median delay {vs['delay_median_s']:.0f} s vs {vs['rule_delay_median_s']:.0f} s"
+                  + (f" (ratio {vs['ratio']:.2f})" if vs["ratio"] is not None else ""))
     if args.json:
         from intelmq_crossborder.core import files
         try:
