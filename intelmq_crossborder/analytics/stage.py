@@ -185,6 +185,7 @@ class AnalyticsStage:
     def save(self, path: Path) -> None:
         """Write the state atomically, readable by the owner only (it holds network prefixes,
         domains and hashes the events carried)."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(self.state(), separators=(",", ":"), allow_nan=False), mode=0o600)
 
     def restore(self, state: Any) -> List[str]:
