@@ -18,6 +18,13 @@ Baseline, measured in the same run: the same events written to and read from a
 plain gzip JSON-lines file without manifest, signature, tar or state.  The
 ratios show what the bundle machinery costs on top of compression itself.
 
+Post-quantum (issue 18): write, verify and import run twice on the same events,
+once signed with Ed25519 only (format 1.0) and once signed with Ed25519 +
+ML-DSA-65 and encrypted to the recipient (HPKE MLKEM768-X25519, format 2.0);
+the second is reported as a ratio to the first ("cost x").  A last pass traces
+the Python heap (tracemalloc) of the hybrid + encrypted stages at a tenth of
+the events and at all of them: streaming means the same peak for both.
+
 Memory: resident set size (RSS) sampled every 20 ms by a thread; peak per stage
 and the RSS at 10%, 50% and 100% of the events of each stage.  Flat numbers
 mean streaming: the RSS does not grow with the bundle.
@@ -37,6 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from intelmq_crossborder.formats import bundle as b  # noqa: E402
+from intelmq_crossborder.formats import bundle_crypto as bc  # noqa: E402
 from intelmq_crossborder.exchange import importer as x  # noqa: E402
 def rss_mib() -> float:
     with open("/proc/self/status") as fh:
@@ -106,6 +114,65 @@ def report(name, n, seconds, sampler, marks, baseline=None):
     if marks:
         print("         RSS at " + ", ".join(f"{label} ({count:,}): {mib:.1f} MiB" for count, label, mib in marks))
     return rate
+
+
+def pq_keys():
+    """Hybrid signing keys, the recipient's HPKE key, and the trust store listing them."""
+    signing = b.SigningKeys([bc.generate(bc.ED25519), bc.generate(bc.ML_DSA_65)])
+    kem = bc.generate(bc.HPKE_KEM)
+    trust = b.TrustStore.from_dict({"version": 1, "peers": {
+        "de-hub": {"country": "DE", "signature_algorithms": ["ed25519", "ml-dsa-65"], "keys": [
+            {"algorithm": a, "public_key": bc.public_b64(k)} for a, k in signing.keys.items()]},
+        "fr-hub": {"keys": [{"algorithm": bc.HPKE_KEM, "public_key": bc.public_b64(kem)}]}}})
+    return signing, trust, b.DecryptionKeys([kem])
+
+
+def pq_stages(n: int, work: Path, keys, trace: bool = False) -> dict:
+    """write, verify, import of n events signed hybrid and encrypted: seconds (or, with
+    ``trace``, tracemalloc peaks in MiB) per stage."""
+    import shutil
+    import tracemalloc
+    signing, trust, decrypt = keys
+    for sub in ("pq-outbox", "pq-inbox", "pq-state", "pq-quarantine"):
+        shutil.rmtree(work / sub, ignore_errors=True)
+        (work / sub).mkdir()
+    out = {}
+
+    def stage(name, fn):
+        if trace:
+            tracemalloc.start()
+        t0 = time.perf_counter()
+        result = fn()
+        seconds = time.perf_counter() - t0
+        if trace:
+            out[name] = tracemalloc.get_traced_memory()[1] / 2 ** 20
+            tracemalloc.stop()
+        else:
+            out[name] = seconds
+        return result
+
+    def write():
+        writer = b.BundleWriter(work / "pq-outbox", "de-hub", "fr-hub", 1, signing,
+                                encrypt_to=trust.encryption_key("fr-hub"))
+        for ev in make_events(n):
+            writer.write_event(ev)
+        return writer.close()
+    path = stage("write", write)
+    manifest = stage("verify", lambda: b.verify_bundle(path, trust, "fr-hub", decrypt))
+    assert manifest.event_count == n and manifest.format_version == "2.0"
+    os.replace(path, work / "pq-inbox" / path.name)
+    seen = [0]
+
+    def emit(lines, m, first, chunk):
+        for line in lines:
+            json.loads(line)
+        seen[0] += len(lines)
+
+    importer = x.Importer("fr-hub", trust, work / "pq-state", work / "pq-quarantine", None, chunk_lines=1000,
+                          decryption_keys=decrypt)
+    results = stage("import", lambda: importer.run(work / "pq-inbox", emit))
+    assert [r.status for r in results] == ["imported"] and seen[0] == n, results
+    return out
 
 
 def main(argv=None) -> int:
@@ -209,15 +276,43 @@ def main(argv=None) -> int:
                     event.add(k, v)
         t_parse = time.perf_counter() - t0
     rates["parse"] = report("parse", sample, t_parse, s, None)
+
+    # --- hybrid signatures + encryption, as a ratio to the Ed25519-only run above
+    keys = pq_keys()
+    with Sampler() as s:
+        pq = pq_stages(n, work, keys)
+    ed = {"write": t_write, "verify": t_verify, "import": t_import}
+    print(f"hybrid Ed25519 + ML-DSA-65, encrypted (HPKE MLKEM768-X25519 / AES-256-GCM), {n:,} events, "
+          f"peak RSS {s.peak:.1f} MiB:")
+    for name in ("write", "verify", "import"):
+        rate = n / pq[name]
+        ratio = pq[name] / ed[name]
+        print(f"  pq {name:<7} {pq[name]:8.2f} s {rate:>12,.0f} events/s  cost {ratio:5.2f}x the Ed25519-only {name}")
+        ROWS.append({"stage": f"bundle {name}, hybrid signed + encrypted", "rate": rate, "unit": "events/s",
+                     "events_per_s": rate, "peak_mib": s.peak, "events": n,
+                     "baseline": f"the same {name} signed with Ed25519 only, in clear",
+                     "baseline_rate": n / ed[name], "ratio": ed[name] / pq[name]})
+    small = max(1, n // 10)
+    heap_small = pq_stages(small, work, keys, trace=True)
+    heap_full = pq_stages(n, work, keys, trace=True)
+    print("  Python heap peak (tracemalloc), hybrid + encrypted: " + ", ".join(
+        f"{name} {heap_small[name]:.1f} MiB at {small:,} / {heap_full[name]:.1f} MiB at {n:,} events"
+        for name in ("write", "verify", "import")))
+    flat = all(heap_full[k] <= 2 * heap_small[k] + 1 for k in heap_full)
+    print(f"  memory flat (peak at {n:,} events <= 2x the peak at {small:,} + 1 MiB): {'yes' if flat else 'NO'}")
+    ROWS.append({"stage": "bundle hybrid + encrypted, tracemalloc peak", "unit": "MiB",
+                 "rate": max(heap_full.values()), "events": n,
+                 "peaks_small": heap_small, "peaks_full": heap_full, "flat": flat})
     print(f"summary: write {rates['write']:,.0f}/s, verify {rates['verify']:,.0f}/s, "
           f"import {rates['import']:,.0f}/s, IntelMQ Event construction {rates['parse']:,.0f}/s "
-          f"(the parser bot's ceiling per instance)")
+          f"(the parser bot's ceiling per instance); hybrid + encrypted costs "
+          + ", ".join(f"{k} {pq[k] / ed[k]:.2f}x" for k in ("write", "verify", "import")))
     if not args.dir and not args.keep:
         import shutil
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps(ROWS, indent=1))
-    return 0
+    return 0 if flat else 1
 
 
 if __name__ == "__main__":
