@@ -26,6 +26,7 @@ agreements.  Hostile ids never reach SQL as text: they are checked and packed fi
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import re
 import sqlite3
 import threading
@@ -200,6 +201,111 @@ class Holdings:
                 self._inserts = 0
                 self._prune()
         return len(rows)
+
+    # --- from the audit trail ---------------------------------------------------------------
+    def catch_up(self, audit_path, *, max_lines: int = 0) -> int:
+        """Add the copies of the audit trail's event records written since the last call (the
+        router writes its audit trail, never this index, per event: the index follows it in
+        batches).  The position (the audit file's inode and offset) is kept in ``meta`` in the
+        same transaction, so a crash neither loses nor repeats a record, and rotated pieces are
+        followed.  Lines that cannot be read are skipped and counted (``meta`` ``skipped``).
+        Safe to call from several processes.  Returns the number of copies added."""
+        from intelmq_crossborder.policy.audit import rotated_files
+        path = Path(audit_path)
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise HoldingsError(f"{self.path}: cannot update the holdings index: {exc}") from None
+            try:
+                added = self._catch_up(path, rotated_files(path), max_lines)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return added
+
+    def _catch_up(self, path: Path, pieces: list, max_lines: int) -> int:
+        inode, offset = int(self.meta("audit_inode") or 0), int(self.meta("audit_offset") or 0)
+        stats = []
+        for piece in pieces:
+            try:
+                stats.append((piece, piece.stat().st_ino))
+            except OSError:
+                continue
+        start = next((i for i, (_, ino) in enumerate(stats) if ino == inode), None)
+        if start is None:
+            start, offset = 0, 0          # a new index (or its piece was deleted): from the first piece
+        rows, received, skipped, lines = [], [], 0, 0
+        last_inode, last_offset = inode, offset
+        for piece, ino in stats[start:]:
+            pos = offset if ino == inode else 0
+            with open(piece, "rb") as fh:
+                fh.seek(pos)
+                for raw in fh:
+                    if not raw.endswith(b"\n"):
+                        break                                 # being written: the next call reads it
+                    pos += len(raw)
+                    lines += 1
+                    try:
+                        rec = json.loads(raw)
+                    except ValueError:
+                        skipped += 1
+                        continue
+                    if isinstance(rec, dict) and "decisions" in rec and "retraction" not in rec:
+                        skipped += self._rows_of(rec, rows, received)
+                    if max_lines and lines >= max_lines:
+                        break
+            last_inode, last_offset = ino, pos
+            if max_lines and lines >= max_lines:
+                break
+        if rows:
+            self._db.executemany("INSERT INTO sent (uuid, fp, recipient, s_uuid, s_fp, level, pap, hidden, time) "
+                                 "VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        if received:
+            self._db.executemany("INSERT INTO received (uuid, fp, peer, time) VALUES (?,?,?,?)", received)
+        self.set_meta("audit_inode", str(last_inode))
+        self.set_meta("audit_offset", str(last_offset))
+        if skipped:
+            self.set_meta("skipped", str(int(self.meta("skipped") or 0) + skipped))
+        self._inserts += len(rows)
+        if self.max_rows and self._inserts >= 10_000:
+            self._inserts = 0
+            self._prune()
+        return len(rows)
+
+    @staticmethod
+    def _rows_of(rec: dict, rows: list, received: list) -> int:
+        """The copies of one audit record (appended to ``rows``/``received``); 1 when it is unusable."""
+        try:
+            u, f = pack_uuid(rec.get("event_uuid")), pack_fingerprint(rec.get("fingerprint"))
+        except ValueError:
+            return 1
+        if u is None and f is None:
+            return 1
+        when = rec.get("time") if isinstance(rec.get("time"), str) else _now()
+        pap = rec.get("pap") if isinstance(rec.get("pap"), str) else None
+        copies = rec.get("copies") if isinstance(rec.get("copies"), dict) else {}
+        peer = rec.get("peer")
+        if isinstance(peer, str) and peer:
+            received.append((u, f, peer, when))
+        decisions = rec.get("decisions")
+        for d in decisions if isinstance(decisions, list) else []:
+            if not isinstance(d, dict) or d.get("allowed") is not True or not isinstance(d.get("recipient"), str):
+                continue
+            reasons = d.get("reasons")
+            first = reasons[0] if isinstance(reasons, list) and reasons and isinstance(reasons[0], str) else ""
+            match = _ALLOWED_LABEL.match(first)
+            own = copies.get(d["recipient"])
+            own = own if isinstance(own, dict) else {}
+            try:
+                su, sf = pack_uuid(own.get("u")), pack_fingerprint(own.get("f"))
+            except ValueError:
+                su = sf = None
+            rows.append((u, f, d["recipient"], su, sf, _LEVELS[match.group(1)] if match else None, pap,
+                         1 if own.get("h") else 0, when))
+        return 0
 
     def _prune(self) -> None:
         (count,) = self._db.execute("SELECT count(*) FROM sent").fetchone()

@@ -2,7 +2,8 @@
 
 :class:`RetractionRouter` holds the router's :class:`~intelmq_crossborder.policy.holdings.Holdings`
 and agreements.  For every event the router shares, :meth:`RetractionRouter.copies` and
-:meth:`RetractionRouter.record` put its copies in the index (after the audit trail has them).
+:meth:`RetractionRouter.audit_extra` say what its audit record carries for the index, which
+follows the audit trail (:meth:`~intelmq_crossborder.policy.holdings.Holdings.catch_up`).
 For a retraction, :meth:`RetractionRouter.plan` works out, from the index alone:
 
 - whether it may be applied here: a retraction issued at this hub (no hub path) must name
@@ -119,16 +120,6 @@ class RetractionRouter:
             if entry:
                 own[recipient] = entry
         return encode_copies(peer, own, pap)
-
-    def record(self, event_uuid: Optional[str], fingerprint: Optional[str], copies: list, peer: Optional[str],
-               pap: Optional[str]) -> int:
-        """Put the copies in the index; an event without usable ids cannot be named by a
-        retraction and is not indexed (returns -1)."""
-        try:
-            return self.holdings.record_sent(event_uuid, fingerprint, [c[:4] + (pap, c[5]) for c in copies],
-                                             peer=peer)
-        except ValueError:
-            return -1
 
     # --- retractions ------------------------------------------------------------------------
     def plan(self, msg: Retraction) -> Plan:

@@ -24,6 +24,9 @@ from intelmq_crossborder.core.parameters import as_int, is_unset, optional
 
 DEFAULT_KEY_ENV = "CROSSBORDER_HMAC_KEY"
 HUB_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+#: The holdings index follows the audit trail every this many events or seconds (and before a retraction).
+CATCH_UP_EVENTS = 1000
+CATCH_UP_SECONDS = 2.0
 
 _NOT_RECIPIENTS = ("_default", "_on_error")
 
@@ -46,6 +49,8 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
     holdings_max_rows: int = 20_000_000
 
     _agreements: list = []
+    _since_catch_up = 0
+    _last_catch_up = 0.0
     _key = None
     _audit = None
     _sender = None
@@ -95,6 +100,11 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
             raise ConfigurationError("sharing router", f"holdings_db: {exc}") from None
         self._retract = RetractionRouter(self._holdings, self._agreements, self._hub_id, paths)
         self._retractions = collections.Counter()
+        self._audit_path = path
+        try:
+            self._catch_up()
+        except HoldingsError as exc:
+            raise ConfigurationError("sharing router", str(exc)) from None
         if fanout_mode not in fanout.MODES:
             raise ConfigurationError("sharing router", f"fanout_mode must be one of {', '.join(fanout.MODES)}")
         self._sender = fanout.BatchSender(self, fanout_mode)
@@ -128,8 +138,13 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
                                     tlp=None if facts.level is None else facts.level.label, tlp_from=facts.level_from,
                                     extra=self._retract.audit_extra(uuid, event_fp, copies, peer, pap)
                                     if (copies or peer) else "")
-        if copies or peer:
-            self._retract.record(uuid, event_fp, copies, peer, pap)
+        self._since_catch_up += 1
+        if self._since_catch_up >= CATCH_UP_EVENTS or time.monotonic() - self._last_catch_up >= CATCH_UP_SECONDS:
+            try:
+                self._catch_up()
+            except HoldingsError as exc:       # the audit trail has the decisions: the next call catches up
+                self.logger.error("%s; retried with the next event.", exc)
+                self._last_catch_up = time.monotonic()
         if facts.tlp_error is not None:
             raise InvalidValue(facts.tlp_error_field, facts.tlp_error_value,
                                reason=f"{facts.tlp_error}; denied for every recipient and dumped")
@@ -161,6 +176,7 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         except RetractionError as exc:
             raise InvalidValue(exc.field or "retraction.id", str(event.get(exc.field or "retraction.id"))[:100],
                                reason=f"{exc.reason}; the retraction is dumped") from None
+        self._catch_up()                  # the index knows every event routed before this retraction
         plan = self._retract.plan(msg)
         self._audit.write_retraction(plan.audit_entry())
         self._retract.commit(plan)
@@ -178,6 +194,13 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         else:
             self.logger.info("%s %s of %s: %s.", what, msg.id, msg.target, plan.log)
         self._sender.send_and_acknowledge(items)
+
+    def _catch_up(self) -> None:
+        """Bring the holdings index up to the audit trail (batched: the audit trail is written per
+        event, the index follows every CATCH_UP_EVENTS events or CATCH_UP_SECONDS)."""
+        self._holdings.catch_up(self._audit_path)
+        self._since_catch_up = 0
+        self._last_catch_up = time.monotonic()
 
     def _fold_denials(self):
         """Add the counted combinations of denials to the counts per recipient and reason code."""
@@ -215,6 +238,11 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
             self._audit.close()
             self._audit = None
         if getattr(self, "_holdings", None) is not None:
+            try:
+                self._catch_up()
+            except Exception:  # noqa: BLE001 - the next start catches up from the audit trail
+                self.logger.exception("The holdings index could not catch up with the audit trail; the next start "
+                                      "does.")
             self._holdings.close()
             self._holdings = None
 
