@@ -28,7 +28,8 @@ def ev(country, at=0.0, tlp_label="GREEN", hub=None, ctype="phishing", **fields)
 
 
 def detector(**params):
-    return cp.campaign({"salt": SALT, "warmup": 0, **params})
+    """Three countries or hubs make a campaign here (the default is two): the tests read better."""
+    return cp.campaign({"salt": SALT, "warmup": 0, "min_countries": 3, "min_hubs": 3, **params})
 
 
 def feed(det, events):
@@ -128,6 +129,13 @@ class TestCampaigns:
         found, ids = feed(detector(), [ev("DE", 0, **net(1)), ev("FR", H, **net(2)), ev("DE", 2 * H, **net(3))])
         assert found == [] and ids == [None] * 3
 
+    def test_by_default_two_countries_are_a_campaign(self):
+        det = cp.campaign({"salt": SALT, "warmup": 0})
+        found, _ = feed(det, [ev("DE", 0, **net(1)), ev("DE", H, **net(2))])
+        assert found == [], "one country, one hub"
+        found, _ = feed(det, [ev("FR", 2 * H, **net(3))])
+        assert len(found) == 1 and found[0].countries == ("DE", "FR")
+
     def test_min_hubs_alone(self):
         events = [ev("DE", i * H, hub=f"hub-{i}", **net(i + 1)) for i in range(3)]
         assert feed(detector(min_countries=0, min_hubs=3), events)[0]
@@ -207,7 +215,7 @@ class TestCampaigns:
         assert det.counts["common"] >= 4
 
     def test_warm_up_campaigns_raise_nothing_and_give_no_id(self):
-        det = cp.campaign({"salt": SALT, "warmup": 86400})
+        det = cp.campaign({"salt": SALT, "warmup": 86400, "min_countries": 3, "min_hubs": 3})
         found, ids = feed(det, [ev(cc, i * H, **net(i + 1)) for i, cc in enumerate(("DE", "FR", "IT", "AT"))])
         assert found == [] and ids == [None] * 4 and det.counts["baseline"] == 1
         found, _ = feed(det, [ev(cc, 30 * H + i * H, source__fqdn=f"{i}.new-evil.com")

@@ -255,8 +255,8 @@ class CampaignSettings:
     """The campaign detector's parameters, read as IntelMQ Manager saves them ('' is unset)."""
 
     window: int = 86400
-    min_countries: int = 3
-    min_hubs: int = 3
+    min_countries: int = 2
+    min_hubs: int = 2
     link_keys: Tuple[str, ...] = KEY_KINDS
     max_level: tlp.Level = tlp.Level.AMBER
     default_level: tlp.Level = tlp.Level.RED

@@ -37,7 +37,7 @@ class AnalyticsBotCase(CrossBorderBotTestCase):
     def set_bot(cls):
         cls.bot_reference = CrossBorderAnalyticsExpertBot
         cls.sysconfig = {"campaign_warmup": 0, "hub_id": "eu-hub", "country": "BE", "surge_warmup": 3600,
-                         "state_interval": 0}
+                         "state_interval": 0, "campaign_min_countries": 3, "campaign_min_hubs": 3}
 
     def setUp(self):
         super().setUp()

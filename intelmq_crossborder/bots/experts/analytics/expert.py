@@ -37,8 +37,8 @@ class CrossBorderAnalyticsExpertBot(ExpertBot):
     surge_count: str = "indicators"
     surge_max_keys: int = 20000
     campaign_window: int = 86400
-    campaign_min_countries: int = 3
-    campaign_min_hubs: int = 3
+    campaign_min_countries: int = 2
+    campaign_min_hubs: int = 2
     campaign_link_keys: list = list(campaign_detector.KEY_KINDS)
     campaign_max_keys: int = 100000
     campaign_warmup: int = 3 * 86400
