@@ -185,6 +185,9 @@ def test_unreadable_labels_and_bad_fields_are_refused_naming_the_field():
     with pytest.raises(alerts.EventError):
         d.observe(good, now=T0 - 2 * DAY)                         # dated in the future of the clock
     assert d.keys == {}
+    for cc in ("D\u0415", "DEU", "1A", "D"):                         # a Cyrillic E, not a country code
+        assert d.observe({**good, "source.geolocation.cc": cc}) == []
+    assert d.keys == {} and d.uncounted == 4
 
 
 def test_a_long_gap_is_not_replayed_hour_by_hour():

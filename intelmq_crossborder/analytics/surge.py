@@ -197,6 +197,7 @@ class _Bucket:
     hubs: Set[str] = field(default_factory=set)
     hidden: Set[str] = field(default_factory=set)     # hubs that hid their source
     disclosed: bool = False            # at least one event whose source is not hidden
+    expected: Optional[float] = None   # the baseline's expectation for this bucket (cached, not saved)
 
     def value(self, mode: str) -> int:
         return self.events if mode == "events" else len(self.indicators) + self.extra
@@ -254,7 +255,7 @@ class SurgeDetector:
         self._default = tlp.parse_level(s.default_tlp, "parameter default_tlp")
         self.keys: Dict[Tuple[str, str], _Key] = {}
         self.clock: Optional[float] = None            # start of the open bucket
-        self.withheld = self.dropped = self.late = 0
+        self.withheld = self.dropped = self.late = self.uncounted = 0
         self._river: Dict[Tuple[str, str], Any] = {}
 
     # --- the protocol ---------------------------------------------------------------
@@ -279,7 +280,11 @@ class SurgeDetector:
             return alerts
         if kind is None or country is None:
             return alerts
-        key = (kind, country.upper())
+        country = country.upper()
+        if len(country) != 2 or not country.isascii() or not country.isalpha():
+            self.uncounted += 1         # not a country code (IntelMQ's harmonization refuses it anyway)
+            return alerts
+        key = (kind, country)
         state = self.keys.get(key)
         if state is None:
             if len(self.keys) >= s.max_keys:
@@ -328,7 +333,9 @@ class SurgeDetector:
         its end (counts only grow, so the closed bucket will signal too)."""
         assert self.clock is not None
         x = k.open.value(self.settings.count)
-        expected = self._expected(key, k, self.clock)
+        if k.open.expected is None:
+            k.open.expected = self._expected(key, k, self.clock)
+        expected = k.open.expected
         anomalous, _ = self._test(k, x, expected)
         if not anomalous:
             return []
@@ -386,7 +393,8 @@ class SurgeDetector:
             keys.append([kind, country, d])
         return {"name": self.name, "version": STATE_VERSION, "settings": self.settings.as_dict(),
                 "clock": self.clock, "keys": keys,
-                "counters": {"withheld": self.withheld, "dropped": self.dropped, "late": self.late}}
+                "counters": {"withheld": self.withheld, "dropped": self.dropped, "late": self.late,
+                             "uncounted": self.uncounted}}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> "SurgeDetector":
@@ -412,7 +420,7 @@ class SurgeDetector:
             clock = want(state, "clock", float)
         detector.clock = clock
         counters = want(state, "counters", dict)
-        for c in ("withheld", "dropped", "late"):
+        for c in ("withheld", "dropped", "late", "uncounted"):
             setattr(detector, c, want(counters, c, int, "counters", minimum=0))
         keys = want(state, "keys", list)
         if len(keys) > detector.settings.max_keys:
@@ -486,7 +494,7 @@ class SurgeDetector:
         for key, k in self.keys.items():
             b = k.open
             x = b.value(s.count)
-            expected = self._expected(key, k, start)
+            expected = b.expected if b.expected is not None else self._expected(key, k, start)
             sd = math.sqrt(max(expected, _VAR_FLOOR) + k.phi * expected * expected)
             before = k.cusum
             anomalous, k.cusum = self._test(k, x, expected)
