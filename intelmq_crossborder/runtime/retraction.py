@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from intelmq_crossborder.core.errors import CrossBorderError
+from intelmq_crossborder.core.inputs import kind_of
 from intelmq_crossborder.runtime.instance import load_runtime
 from intelmq_crossborder.runtime.state_store import redis_client
+
+HUB_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 __all__ = ["RouterLocation", "RouterNotFound", "find_router", "inject", "ROUTER_MODULES"]
 
@@ -77,22 +81,25 @@ def find_router(runtime_path: Path, bot_id: Optional[str] = None) -> RouterLocat
         bot_id = routers[0]
     params = runtime[bot_id].get("parameters", {}) or {}
 
-    def param(name: str, default=None):
+    def param(name: str, default=None, kind=str):
         value = params.get(name, glob.get(name, default))
-        return default if value in (None, "") else value
+        if value is None or value == "":
+            return default
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise RouterNotFound(f"{runtime_path}: {bot_id}: parameter {name} must be "
+                                 f"{'a string' if kind is str else 'an integer'}, not {kind_of(value)}")
+        return value
 
     audit_log = param("audit_log")
     state = Path(os.path.dirname(audit_log)) if audit_log else _state_dir(runtime_path)
     holdings = Path(param("holdings_db") or state / f"{bot_id}-holdings.sqlite")
     hub_id = param("hub_id")
-    try:
-        port, db = int(param("source_pipeline_port", 6379)), int(param("source_pipeline_db", 2))
-    except (TypeError, ValueError):
-        raise RouterNotFound(f"{runtime_path}: {bot_id}: source_pipeline_port/db must be integers") from None
-    return RouterLocation(runtime_path, bot_id, str(param("source_queue", f"{bot_id}-queue")),
-                          None if hub_id is None else str(hub_id), holdings,
-                          str(param("source_pipeline_host", "127.0.0.1")), port, db,
-                          param("source_pipeline_password"), str(param("source_pipeline_broker", "redis")).lower())
+    port, db = param("source_pipeline_port", 6379, int), param("source_pipeline_db", 2, int)
+    if hub_id is not None and not HUB_ID.fullmatch(hub_id):
+        raise RouterNotFound(f"{runtime_path}: {bot_id}: parameter hub_id {hub_id[:80]!r} is not a hub id")
+    return RouterLocation(runtime_path, bot_id, param("source_queue", f"{bot_id}-queue"), hub_id, holdings,
+                          param("source_pipeline_host", "127.0.0.1"), port, db,
+                          param("source_pipeline_password"), param("source_pipeline_broker", "redis").lower())
 
 
 def inject(where: RouterLocation, event: Mapping[str, Any]) -> None:
