@@ -182,6 +182,24 @@ class TestCrossBorderTAXIIOutputBot(CrossBorderBotTestCase, unittest.TestCase):
             self.assertEqual(self.journal(), 0)
             self.assertGreater(fault.count(mode="error"), 1)     # retried before giving up
 
+    def test_a_server_down_at_start_is_not_a_configuration_error(self):
+        from intelmq_crossborder.testing.taxii_server import free_port
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/taxii2/"
+        self.input_message = [ev(0)]
+        self.run_bot(parameters={"taxii_url": url, "batch_size": 5, "batch_max_seconds": 3600},
+                     allowed_warning_count=4)
+        self.assertRegexpMatchesLog("TAXII server not reachable at start")
+        self.assertEqual(self.journal(), 1)
+        later = TAXIIServer(["cert-fi"], port=port, password=self.server.password).start()
+        try:
+            self.input_message = [ev(1)]
+            self.run_bot(parameters={"taxii_url": url, "batch_size": 5, "batch_max_seconds": 3600})
+            self.assertEqual(len([o for o in later.objects("cert-fi") if o["type"] == "indicator"]), 2)
+            self.assertEqual(self.journal(), 0)
+        finally:
+            later.stop()
+
     def test_a_refused_object_is_dumped_with_the_servers_reason(self):
         dumped = []
         refuse = ev(1)

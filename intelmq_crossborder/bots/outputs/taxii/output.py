@@ -52,6 +52,7 @@ class CrossBorderTAXIIOutputBot(OutputBot):
     redis_password: str = ""
 
     _batch: Batch = None
+    _pusher: taxii.Pusher = None
     _shut_down = True
 
     def init(self):
@@ -74,15 +75,13 @@ class CrossBorderTAXIIOutputBot(OutputBot):
             api_key_header=self.api_key_header, api_key_prefix=self.api_key_prefix, verify=self.verify_ssl,
             timeout=self.http_timeout_sec, attempts=self.retry_attempts,
             backoff=Backoff(self.retry_backoff, self.retry_max_backoff), logger=self.logger)
+        self._pusher = None
         try:
-            target = self._connection.collection(self.collection, self.api_root or None)
-        except taxii.TAXIIError as exc:
-            raise ConfigurationError("taxii output", str(exc)) from None
-        if target.can_write is False:
-            raise ConfigurationError("taxii output", f"collection {self.collection!r} at {self.taxii_url} is not "
-                                                     "writable for these credentials")
-        self._pusher = taxii.Pusher(self._connection, target, poll_interval=self.poll_interval,
-                                    poll_timeout=self.poll_timeout)
+            self._resolve()
+        except taxii.TAXIIUnavailable as exc:
+            # the server is down: start anyway, the events wait in the journal until it is back
+            self.logger.warning("TAXII server not reachable at start, the collection is looked up again at the "
+                                "first push: %s.", exc)
         self._known: set = set()
         self.pushed = self.refused = self.retracted = 0
         redis = redis_client(self.redis_host, self.redis_port, self.redis_db, self.redis_password or None)
@@ -95,8 +94,25 @@ class CrossBorderTAXIIOutputBot(OutputBot):
         if self.batch_size > 1:
             self._batch.start_timer(self._flush, self._timed_flush_failed)
         self._shut_down = False
-        self.logger.info("Pushing to TAXII collection %r (%s) at %s, profile %s, up to TLP:%s.", target.title,
-                         target.id, self.taxii_url, self.recipient_profile, self._settings.max_tlp.label)
+
+    def _resolve(self) -> taxii.Pusher:
+        """The pusher of the collection (looked up once); ConfigurationError for a collection that
+        is not there or not writable, TAXIIUnavailable while the server cannot be reached."""
+        if self._pusher is None:
+            try:
+                target = self._connection.collection(self.collection, self.api_root or None)
+            except taxii.TAXIIUnavailable:
+                raise
+            except taxii.TAXIIError as exc:
+                raise ConfigurationError("taxii output", str(exc)) from None
+            if target.can_write is False:
+                raise ConfigurationError("taxii output", f"collection {self.collection!r} at {self.taxii_url} is "
+                                                         "not writable for these credentials")
+            self._pusher = taxii.Pusher(self._connection, target, poll_interval=self.poll_interval,
+                                        poll_timeout=self.poll_timeout)
+            self.logger.info("Pushing to TAXII collection %r (%s) at %s, profile %s, up to TLP:%s.", target.title,
+                             target.id, self.taxii_url, self.recipient_profile, self._settings.max_tlp.label)
+        return self._pusher
 
     # --- messages ------------------------------------------------------------------------
     def process(self):
@@ -142,7 +158,7 @@ class CrossBorderTAXIIOutputBot(OutputBot):
     def _send(self, items: list) -> None:
         definitions = self._definitions({i.level for i in items})
         try:
-            outcome = taxii.push_batch(self._pusher, items, definitions, self._known)
+            outcome = taxii.push_batch(self._resolve(), items, definitions, self._known)
         except taxii.TAXIIError as exc:
             raise FlushFailed(str(exc), items) from None
         for item in outcome.done:
@@ -200,7 +216,7 @@ class CrossBorderTAXIIOutputBot(OutputBot):
             return
         items = [taxii.Outgoing([obj], level) for obj, level in updates]
         definitions = self._definitions({lvl for _, lvl in updates})
-        outcome = taxii.push_batch(self._pusher, items, definitions, self._known)
+        outcome = taxii.push_batch(self._resolve(), items, definitions, self._known)
         if outcome.pending or outcome.refused:
             reasons = outcome.error or "; ".join(r for _, r in outcome.refused)
             raise ConnectionError(f"retraction {notice.id} not applied at the TAXII server: {reasons}")
