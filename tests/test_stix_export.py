@@ -347,3 +347,10 @@ def test_no_identity_for_a_pseudonymised_originator():
                    {"feed__url": "https://31d726be9e2771e67758f33eb2e7a438.pseudonym.invalid/"}):
         _, bundle = one_bundle([ev(**fields)])
         assert by_type(bundle, "identity") == [] and "created_by_ref" not in by_type(bundle, "indicator")[0]
+
+
+def test_export_stix_reads_stdin():
+    from tests.hostile import run_cli as run_with_stdin
+    result = run_with_stdin(["export", "stix", "-"], stdin=(json.dumps(ev()) + "\n").encode())
+    assert result.code == 0, result.show()
+    assert len(by_type(assert_valid(json.loads(result.out)), "indicator")) == 1
