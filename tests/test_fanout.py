@@ -165,8 +165,9 @@ def test_pipeline_is_one_write(queues, monkeypatch):
     monkeypatch.setattr(dst.pipe, "execute_command", lambda *a, **k: pytest.fail("single command sent"))
     fanout.BatchSender(FakeBot(src, dst)).send_and_acknowledge([("a", "1"), ("b", "2")])
     monkeypatch.undo()
-    assert packed == [["LPUSH", "LPUSH", "LPUSH", "RPOP", "RPOPLPUSH"]]   # sends before the acknowledgement
-    assert len(writes) == 1 and len(reads) == 5       # one write, every reply read
+    # sends before the acknowledgement; then the move of the next message and the read of it
+    assert packed == [["LPUSH", "LPUSH", "LPUSH", "RPOP", "RPOPLPUSH", "LINDEX"]]
+    assert len(writes) == 1 and len(reads) == 6       # one write, every reply read
     assert r.lrange(names["b2"], 0, -1) == [b"2"] and r.llen(names["in"] + "-internal") == 0
 
 
@@ -541,3 +542,41 @@ def test_harmonize_stores_what_event_add_would():
     with pytest.raises(InvalidValue, match="provenance.hub_path") as info:
         reader.harmonize(fields, received)
     assert info.value.object is None         # IntelMQ dumps the received message, not a probe
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_the_send_reads_the_next_message_for_the_next_receive(queues, guard_key, guarded):
+    """The round trip of a pipelined or guarded send also reads what the next receive's LINDEX
+    would: the reader with that sender then receives without asking Redis (one round trip per
+    event).  Taken once; None when nothing was waiting; nothing left after a failed send."""
+    r, names = queues
+    src, dst = make_pipelines(names)
+    bot = ReadingBot(src, dst)
+    sender = fanout.BatchSender(bot)
+    reader = fanout.EventReader(bot, sender=sender)
+    store = redis.Redis(host="127.0.0.1", db=REDIS_DB)
+    raws = [json.dumps({"__type": "Event", "feed.name": "f", "source.ip": f"192.0.2.{i}"}) for i in range(3)]
+    r.lpush(names["in"], *raws[:2])
+    first = reader.receive()                                 # IntelMQ's receive: nothing prefetched yet
+
+    def send(event, n):
+        guard = fanout.Guard(f"{guard_key}:{n}", f"tok-{n}", 60, store) if guarded else None
+        return sender.send_and_acknowledge([("a", fanout.serialize_event(dict(event)))], guard=guard)
+    assert send(first, 1) is True
+    assert r.lrange(names["in"] + "-internal", -1, -1) == [raws[1].encode()]
+    original = src.pipe.execute_command
+    src.pipe.execute_command = lambda *a, **k: pytest.fail(f"asked Redis: {a[0]}")
+    try:
+        second = reader.receive()                            # from the send's round trip
+    finally:
+        src.pipe.execute_command = original
+    assert second == stock_event(raws[1]) and reader.fast == 1 and sender.take_next() is None
+    assert send(second, 2) is True                           # nothing was waiting: nothing read
+    assert sender.take_next() is None and r.llen(names["in"] + "-internal") == 0
+    r.lpush(names["in"], raws[2])
+    third = reader.receive()                                 # IntelMQ's own (blocking) receive again
+    assert third == stock_event(raws[2]) and bot.stock == 2
+    sender._next = b"stale"
+    with pytest.raises(Exception, match="no destination queues"):
+        sender.send_and_acknowledge([("nowhere", "x")])
+    assert sender.take_next() is None                        # a failed send leaves nothing to take

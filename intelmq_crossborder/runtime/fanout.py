@@ -9,7 +9,9 @@ internal queue (what IntelMQ's next receive would do with ``BLMOVE``) in one
 round trip: as a pipelined batch (default), one Lua script call (atomic) or one
 ``MULTI``/``EXEC`` transaction (see :class:`BatchSender`).  The next receive finds
 the moved message with its first command (``LINDEX``) and skips the blocking
-move.  A bot then needs two round trips per event (IntelMQ's stock bots need four).
+move.  A bot then needs two round trips per event (IntelMQ's stock bots need four); the
+pipelined and guarded sends also read that ``LINDEX`` in their own round trip, and a bot
+that receives with :class:`EventReader` needs one.
 
 IntelMQ keeps the pipelines, the current message and the statistics counters in
 name-mangled attributes of ``intelmq.lib.bot.Bot`` (``self.__destination_pipeline``
@@ -131,8 +133,9 @@ return 1
 #: ARGV = the messages, token, TTL in seconds, the guard key's database, the pipeline's database.
 #: The guard key may live in another database of the same server: the script SELECTs it (since
 #: Redis 2.8.12 a script's SELECT does not change the caller's database).
-#: Returns 1 (sent), 2 (duplicate: acknowledged, nothing sent) or 0 (nothing to acknowledge:
-#: nothing claimed, sent or moved).
+#: Returns ``{1 (sent) or 2 (duplicate: acknowledged, nothing sent), the next message}`` (what the
+#: next receive's ``LINDEX`` would read, or false), or 0 (nothing to acknowledge: nothing
+#: claimed, sent or moved).
 GUARDED_SCRIPT = """
 local n = #ARGV - 4
 local token, ttl, guard_db, pipe_db = ARGV[n + 1], ARGV[n + 2], ARGV[n + 3], ARGV[n + 4]
@@ -153,7 +156,7 @@ if result == 1 then
   end
 end
 redis.call('RPOPLPUSH', source, internal)
-return result
+return {result, redis.call('LINDEX', internal, -1)}
 """
 
 
@@ -231,6 +234,7 @@ class BatchSender:
         self._guarded = None
         self._guarded_client = None
         self._guarded_disabled = False
+        self._next = None      # the next input message, read in the last round trip (pipeline, guarded)
 
     @property
     def use_script(self) -> bool:
@@ -259,6 +263,7 @@ class BatchSender:
             commands = [("LPUSH", key, data) for key, data in zip(keys, args)]
             commands.append(("RPOP", keys[-2]))
             commands.append(("RPOPLPUSH", keys[-1], keys[-2]))
+            commands.append(("LINDEX", keys[-2], -1))     # what the next receive reads first
             pool = client.connection_pool
             conn = pool.get_connection(*_GET_CONNECTION_ARGS)
             try:
@@ -266,7 +271,10 @@ class BatchSender:
                                                      lambda error: _disconnect_raise(conn, error))
             finally:
                 pool.release(conn)
-            return 1 if replies[-2] is not None else 0
+            if replies[-3] is None:
+                return 0
+            self._next = replies[-1]
+            return 1
         tx = client.pipeline(transaction=True)
         for key, data in zip(keys, args):
             tx.lpush(key, data)
@@ -306,6 +314,7 @@ class BatchSender:
         Returns whether the items were sent.
         """
         items = list(items)
+        self._next = None
         pipes = self._redis_pipelines()
         guard_server = guard.server() if guard is not None else None
         if pipes is not None and guard_server is not None and guard_server[:2] != _server(
@@ -396,14 +405,25 @@ class BatchSender:
             self._guarded = client.register_script(GUARDED_SCRIPT)
             self._guarded_client = client
         try:
-            return int(self._guarded(keys=keys + [guard.key],
-                                     args=args + [guard.token, guard.ttl, guard_db, int(pipe_db)]))
+            reply = self._guarded(keys=keys + [guard.key],
+                                  args=args + [guard.token, guard.ttl, guard_db, int(pipe_db)])
         except _redis_errors.ResponseError as exc:
             text = str(exc).lower()
             if "unknown command" not in text and "noscript" not in text and "not allowed" not in text:
                 raise
             self._guarded_disabled = True
             return None
+        if not isinstance(reply, list):
+            return int(reply)
+        self._next = reply[1]
+        return int(reply[0])
+
+    def take_next(self) -> Optional[bytes]:
+        """The next input message, as the bot's next receive would find it in the internal queue,
+        read in the round trip of the last send (pipeline mode and guarded sends); None when
+        there was none or it was taken.  :class:`EventReader` takes it instead of asking Redis."""
+        raw, self._next = self._next, None
+        return raw
 
     def _fallback(self, items: list, make_message) -> None:
         bot = self.bot
@@ -442,11 +462,14 @@ class EventReader:
     The fast path only takes a message already waiting in the internal queue (one
     ``LINDEX``: the send of :class:`BatchSender` moves the next message there), so
     IntelMQ's handling of a blocking receive (reload on SIGHUP, empty messages) stays
-    IntelMQ's.  The memo holds at most ``limit`` triples (then it starts again).
+    IntelMQ's.  With the bot's ``sender``, that ``LINDEX`` was already made in the round trip
+    of the last send (:meth:`BatchSender.take_next`): then a bot needs ONE Redis round trip
+    per event.  The memo holds at most ``limit`` triples (then it starts again).
     """
 
-    def __init__(self, bot, limit: int = 50_000):
+    def __init__(self, bot, limit: int = 50_000, sender: Optional[BatchSender] = None):
         self.bot = bot
+        self.sender = sender
         self.limit = limit
         self.memo: dict = {}
         self.fast = 0          # messages built from the memo
@@ -502,12 +525,14 @@ class EventReader:
             return current
         src = self._source()
         if src is not None and not bot.logger.isEnabledFor(_logging.DEBUG):
-            try:
-                raw = src.pipe.lindex(src.internal_queue, -1)
-            except _redis_errors.BusyLoadingError:    # Redis starting: IntelMQ's receive waits for it
-                raw = None
-            except Exception as exc:
-                raise PipelineError(exc) from exc
+            raw = self.sender.take_next() if self.sender is not None else None
+            if raw is None:
+                try:
+                    raw = src.pipe.lindex(src.internal_queue, -1)
+                except _redis_errors.BusyLoadingError:    # Redis starting: IntelMQ's receive waits for it
+                    raw = None
+                except Exception as exc:
+                    raise PipelineError(exc) from exc
             event = self._build(raw) if raw else None
             if event is not None:
                 src._has_message = True          # what Pipeline.receive() records

@@ -48,7 +48,7 @@ class CrossBorderProvenanceExpertBot(ExpertBot):
         except ValueError as exc:
             raise ConfigurationError("provenance", str(exc)) from None
         self._sender = fanout.BatchSender(self, "pipeline")
-        self._reader = fanout.EventReader(self)
+        self._reader = fanout.EventReader(self, sender=self._sender)
         self._last_counts = time.monotonic()
 
     def process(self):

@@ -24,7 +24,7 @@ class CrossBorderTLPExpertBot(ExpertBot):
             self.logger.warning("Parameter label_fields is ignored: every label field is read (docs/tlp.md).")
         self._defaulted = 0
         self._sender = fanout.BatchSender(self, "pipeline")   # send + acknowledge in one round trip
-        self._reader = fanout.EventReader(self)                # receive without validating known values again
+        self._reader = fanout.EventReader(self, sender=self._sender)                # receive without validating known values again
 
     def process(self):
         received = self._reader.receive()
