@@ -31,7 +31,7 @@ from intelmq_crossborder.core.files import atomic_write_text
 from intelmq_crossborder.core.parameters import as_list, is_unset
 
 __all__ = ["DETECTORS", "SHARED", "SURGE_PARAMETERS", "CAMPAIGN_PARAMETERS", "detector_parameters",
-           "parameter_problems", "SeriesSurge", "AnalyticsStage", "load_state", "AlertJournal", "read_journal",
+           "parameter_problems", "SeriesSurge", "AnalyticsStage", "load_state", "StateUnreadable", "AlertJournal", "read_journal",
            "JournalError"]
 
 #: the detectors the expert can run, in the order they see an event
@@ -227,15 +227,25 @@ def load_state(stage: AnalyticsStage, path: Path) -> List[str]:
     """Restore ``stage`` from the file ``path`` (nothing to do when it does not exist); the notes
     to log.  :class:`StateError` naming the field (or the file and line) when it is unusable."""
     path = Path(path)
-    if not path.exists():
-        return [f"no state file {path}: the detectors start afresh (with their warm-up)"]
     try:
-        data = inputs.read_json(path, max_bytes=MAX_STATE_BYTES, what="analytics state file")
+        if not path.exists():
+            return [f"no state file {path}: the detectors start afresh (with their warm-up)"]
+        if path.is_dir():
+            raise IsADirectoryError(21, "is a directory")
+        with open(path, "rb"):                   # permissions: a deployment error, not a bad state
+            pass
+    except OSError as exc:
+        raise StateUnreadable(f"{path}: {exc.strerror or exc}") from None
+    try:
+        data = inputs.read_json(path, max_bytes=MAX_STATE_BYTES, what="state file of the analytics expert")
     except inputs.InputError as exc:
         raise StateError(str(exc)) from None
-    except OSError as exc:
-        raise StateError(f"{path}: {exc.strerror or exc}") from None
     return stage.restore(data)
+
+
+class StateUnreadable(StateError):
+    """The state file cannot be opened at all (permissions, a directory): a deployment error,
+    not a bad state; nothing can be saved there either."""
 
 
 # --- the alert journal ---------------------------------------------------------------------

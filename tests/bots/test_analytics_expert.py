@@ -138,6 +138,17 @@ class TestCampaigns(AnalyticsBotCase, unittest.TestCase):
         self.assertEqual(len(warnings), 1, "the first two events were remembered")
         self.assertEqual(warnings[0]["extra.country_count"], 3)
 
+    def test_a_state_file_that_cannot_be_opened_stops_the_bot_at_init(self):
+        """A deployment error (a directory, no permission), not a bad state: the bot does not start."""
+        from intelmq.lib.exceptions import ConfigurationError
+        self.state.mkdir()
+        with self.assertRaises(ConfigurationError) as info:
+            self.prepare_bot(parameters={"state_file": str(self.state), "alerts_file": str(self.journal)},
+                             destination_queues=PATHS, prepare_source_queue=False)
+        self.assertIn(f"state_file {self.state}: is a directory", str(info.exception))
+        self.assertTrue(self.state.is_dir() and not list(self.dir.glob("state.json.bad-*")), "nothing moved aside")
+        self.log_stream.truncate(0)
+
     def test_changed_parameters_start_afresh(self):
         self.run_events([ev("DE", "185.220.101.1"), ev("FR", "185.220.101.2")])
         _, warnings = self.run_events([ev("IT", "185.220.101.3")], campaign_window=7200)

@@ -71,6 +71,8 @@ class CrossBorderAnalyticsExpertBot(ExpertBot):
         try:
             for note in analytics_stage.load_state(self._stage, self._state_path):
                 self.logger.info("%s.", note[0].upper() + note[1:])
+        except analytics_stage.StateUnreadable as exc:
+            raise ConfigurationError("analytics", f"state_file {exc.reason}") from None
         except StateError as exc:
             aside = self._state_path.with_name(
                 f"{self._state_path.name}.bad-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}")
