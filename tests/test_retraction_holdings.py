@@ -203,3 +203,20 @@ def test_audit_lines_of_a_retraction_hold_ids_only(tmp_path, router):
     entry = json.dumps(plan.audit_entry())
     assert U[0] in entry and "personal data" not in entry
     assert os.path.exists(router.holdings.path)
+
+
+def test_an_indicator_retraction_reaches_every_event_with_the_fingerprint(tmp_path):
+    index = H.Holdings(tmp_path / "h.sqlite")
+    index.record_sent(U[0], F[5], [("cert-at", None, None, "GREEN", None, True)])
+    index.record_sent(U[1], F[5], [("soc", None, None, "GREEN", None, False),
+                                   ("de-hub", U[7], F[7], "GREEN", None, True)])
+    index.record_sent(U[2], F[6], [("cert-at", None, None, "GREEN", None, True)])
+    router = RetractionRouter(index, AGREEMENTS, "at-hub", ["cert-at", "de-hub", "soc"])
+    msg = new_retraction("withdraw", "the indicator was wrong", "at-hub", scope="indicator", target_fingerprint=F[5])
+    plan = router.plan(msg)
+    sent = sorted((r, e["retraction.target_fingerprint"], e["retraction.scope"]) for r, e in plan.items)
+    assert sent == [("cert-at", F[5], "indicator"), ("de-hub", F[7], "indicator"), ("soc", F[5], "indicator")]
+    assert all("retraction.target_event_uuid" not in e for _, e in plan.items)
+    router.commit(plan)
+    assert index.still_held(fingerprint=F[5], scope="indicator") == []
+    assert index.still_held(U[2]) == ["cert-at"]
