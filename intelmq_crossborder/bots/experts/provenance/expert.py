@@ -73,7 +73,10 @@ class CrossBorderProvenanceExpertBot(ExpertBot):
         self.logger.debug("Dropped event %s: %s.", event.get("provenance.event_uuid", "(no uuid)"), reason)
 
     def log_counts(self):
-        self.logger.info("%s", self._guard.summary())
+        reader = self._reader
+        self.logger.info("%s Received %d event(s) validated from the memo of known values, %d through "
+                         "IntelMQ's own receive.", self._guard.summary(), reader.fast, reader.slow)
+        reader.fast = reader.slow = 0
         self._last_counts = time.monotonic()
 
     def shutdown(self):
