@@ -49,6 +49,7 @@ never named (they are ``undisclosed`` in the alert).  Alerts carry no indicator.
 """
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import math
@@ -164,6 +165,7 @@ def _net_key(event: Mapping[str, Any]) -> Optional[str]:
     return f"AS{int(text)} {net}"
 
 
+@functools.lru_cache(maxsize=65536)
 def registered_domain(host: str) -> Optional[str]:
     """The registered domain of a host name by the Public Suffix List, or None (an IP address,
     a public suffix itself, a name that is not a DNS name).  Non-ASCII names are compared in
