@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from intelmq_crossborder.analytics import stage as analytics_stage
 from intelmq_crossborder.analytics.situational import format_delay
 from intelmq_crossborder.core.files import atomic_write_text
+from intelmq_crossborder.runtime.instance import chown_for_intelmq
 
 __all__ = ["COUNTRIES", "SURGE_TYPE", "EXPERT_PARAMETERS", "background", "surge", "seed_state", "write_feed",
            "summarise"]
@@ -119,6 +120,7 @@ def seed_state(state_file: Path, now: float, parameters: Optional[Mapping[str, A
     state_file = Path(state_file)
     state_file.parent.mkdir(parents=True, exist_ok=True)
     stage.save(state_file)
+    chown_for_intelmq(state_file.parent)     # the bot runs as intelmq: it must read and replace the file
     return len(events)
 
 
