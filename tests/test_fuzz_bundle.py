@@ -285,3 +285,15 @@ def test_fuzz_pq_ciphertext(workdir, data):
 @pytest.mark.parametrize("path", sorted((fuzzing.FUZZ_DIR / "bundle-pq").glob("*")), ids=lambda p: p.name)
 def test_pq_bundle_crasher_regressions(workdir, path):
     read_pq_bundle(path.read_bytes(), workdir)
+
+
+@pytest.mark.parametrize("name, code", [("truncated-last-chunk.xbundle", "decryption-failed"),
+                                        ("enc-too-short.xbundle", "malformed"),
+                                        ("huge-chunk-size.xbundle", "malformed")])
+def test_pq_written_cases_rejected(workdir, name, code):
+    path = workdir / NAME
+    path.write_bytes((fuzzing.FUZZ_DIR / "bundle-pq" / name).read_bytes())
+    with pytest.raises(b.BundleError) as exc:
+        with b.open_bundle(path, PQ_TRUST, RECIPIENT, PQ_DECRYPT) as opened:
+            opened.verify_data()
+    assert exc.value.reason == code, str(exc.value)
