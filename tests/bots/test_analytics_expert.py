@@ -90,6 +90,14 @@ class TestCampaigns(AnalyticsBotCase, unittest.TestCase):
         self.assertEqual(len(records), 1)
         self.assertEqual(records[0]["alert"]["kind"], "campaign")
 
+    def test_a_journal_that_cannot_be_written_does_not_cost_an_event(self):
+        self.journal.mkdir()
+        events = [ev("DE", "185.220.101.1"), ev("FR", "185.220.101.2"), ev("IT", "185.220.101.3")]
+        out, warnings = self.run_events(events, allowed_error_count=1)
+        self.assertEqual(len(out), 3)
+        self.assertEqual(len(warnings), 1, "the candidate is sent all the same")
+        self.assertIn("Could not write the alert to the journal", "\n".join(self.loglines))
+
     def test_red_events_neither_count_nor_get_an_id(self):
         events = [ev("DE", "185.220.101.1", tlp="RED"), ev("FR", "185.220.101.2", tlp="RED"),
                   ev("IT", "185.220.101.3", tlp="RED")]

@@ -114,16 +114,23 @@ class CrossBorderAnalyticsExpertBot(ExpertBot):
                                                 self._max_level)
         except ValueError as exc:
             self.logger.warning("Alert of detector %s not sent to the early warning: %s.", alert.detector, exc)
-            self._journal.append(alert, self._stage.series_of(alert), sent=False)
+            self._journal_append(alert, sent=False)
             return
         out = self.new_event()
         for name, value in fields.items():
             out.add(name, value)
         out.add("time.observation", datetime.now(timezone.utc).replace(microsecond=0).isoformat())
         self.send_message(out, path=self._warning_path)
-        self._journal.append(alert, self._stage.series_of(alert))
+        self._journal_append(alert)
         self.logger.info("Raised %s candidate (TLP:%s, delay %d s): %s", alert.kind, alert.tlp,
                          fields["extra.detection_delay_seconds"], fields["comment"])
+
+    def _journal_append(self, alert, sent: bool = True):
+        """The journal is for the report: a full disk must not make the bot dump the event."""
+        try:
+            self._journal.append(alert, self._stage.series_of(alert), sent=sent)
+        except (OSError, ValueError) as exc:
+            self.logger.error("Could not write the alert to the journal %s: %s.", self._journal.path, exc)
 
     def _save(self):
         try:
