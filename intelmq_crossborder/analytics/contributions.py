@@ -174,6 +174,8 @@ def connect(path, create: bool = True) -> sqlite3.Connection:
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        # an erased indicator value must not stay behind in a freed page of the file
+        conn.execute("PRAGMA secure_delete=ON")
         conn.executescript(SCHEMA)
         for table, wanted in _COLUMNS.items():
             have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
@@ -391,6 +393,9 @@ def record_retraction(conn: sqlite3.Connection, retraction, *, arrived_at: datet
             erased += 1
     if commit:
         conn.commit()
+        if erased:
+            # the write-ahead log still holds the pages as they were before: fold it in and empty it
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return RecordedRetraction({k: len(v) for k, v in holders.items()}, erased)
 
 

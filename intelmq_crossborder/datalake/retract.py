@@ -12,12 +12,20 @@ fields, over every index of the output's prefix, then (:func:`plan`) per documen
 
 What stays is the retraction itself, indexed as a tombstone document (:func:`tombstone`) in
 ``<prefix>-retractions``: ids, action, reason, time and originator, never a value.
-Pure functions and one :func:`apply` over an Elasticsearch/OpenSearch client.
+
+A document whose source is hidden carries ids derived from the event's (``without_source``: the
+uuid through :func:`~intelmq_crossborder.policy.redact.hidden_event_uuid`, a fingerprint over a
+removed field recomputed), so that a lake reader cannot test guesses of the hidden values.  The
+derived uuid is found from the retraction's; the recomputed fingerprint is not: :class:`IdMap`, a
+small SQLite file in the output's private state folder (never in the lake), keeps the original ids
+of such documents, and :func:`apply` searches for both.
 """
 from __future__ import annotations
 
 import logging
+import sqlite3
 from dataclasses import dataclass, field
+from pathlib import Path
 from datetime import datetime, timezone
 from typing import Iterable, List, Optional
 
@@ -28,7 +36,7 @@ from intelmq_crossborder.policy import retraction as policy
 from intelmq_crossborder.policy.redact import hidden_event_uuid
 
 __all__ = ["target_query", "flat_event", "plan", "apply", "tombstone", "LakeRetraction", "RetractionFailed",
-           "TOMBSTONE_INDEX"]
+           "TOMBSTONE_INDEX", "IdMap"]
 
 #: the index (after the output's prefix) of the retraction tombstones
 TOMBSTONE_INDEX = "retractions"
@@ -41,16 +49,59 @@ class RetractionFailed(CrossBorderError, RuntimeError):
     again (in full, it is idempotent) when IntelMQ hands it over again."""
 
 
+class IdMap:
+    """Original ids -> the ids a hidden-source document was stored under (SQLite file ``path``)."""
+
+    def __init__(self, path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("CREATE TABLE IF NOT EXISTS ids (event_uuid TEXT NOT NULL, fingerprint TEXT NOT NULL, "
+                          "stored_uuid TEXT NOT NULL, stored_fingerprint TEXT NOT NULL, "
+                          "PRIMARY KEY (event_uuid, fingerprint, stored_uuid, stored_fingerprint))")
+        self.conn.execute("CREATE INDEX IF NOT EXISTS ids_fingerprint ON ids(fingerprint)")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def remember(self, flat: dict, doc: elastic.Doc) -> bool:
+        """Record the ids of ``doc`` when they are not those of ``flat`` (the event as it arrived)."""
+        stored = doc.source.get("provenance") or {}
+        before = (flat.get("provenance.event_uuid") or "", flat.get("provenance.fingerprint") or "")
+        after = (stored.get("event_uuid") or "", stored.get("fingerprint") or "")
+        if before == after or not any(before):
+            return False
+        self.conn.execute("INSERT OR IGNORE INTO ids VALUES (?,?,?,?)", (*before, *after))
+        return True
+
+    def stored(self, retraction: policy.Retraction) -> tuple:
+        """``(uuids, fingerprints)`` the retraction's target may have been stored under."""
+        if retraction.scope == "event" and retraction.target_event_uuid:
+            rows = self.conn.execute("SELECT stored_uuid, stored_fingerprint FROM ids WHERE event_uuid = ?",
+                                     (retraction.target_event_uuid,)).fetchall()
+        else:
+            rows = self.conn.execute("SELECT stored_uuid, stored_fingerprint FROM ids WHERE fingerprint = ?",
+                                     (retraction.target_fingerprint or "",)).fetchall()
+        return sorted({u for u, _ in rows if u}), sorted({f for _, f in rows if f})
+
+
 def _uuids(event_uuid: Optional[str]) -> list:
     """The event's uuid and the one the lake stores when the source is hidden
     (:func:`intelmq_crossborder.policy.redact.hidden_event_uuid`, unkeyed as the lake derives it)."""
     return [event_uuid, hidden_event_uuid(event_uuid)] if event_uuid else []
 
 
-def target_query(retraction: policy.Retraction) -> dict:
-    """The query of the documents ``retraction`` may name (ids and provenance fields only);
-    :func:`plan` then keeps those that :meth:`~policy.Retraction.matches`."""
+def target_query(retraction: policy.Retraction, aliases: tuple = ((), ())) -> dict:
+    """The query of the documents ``retraction`` may name (ids and provenance fields only; with
+    ``aliases``, :meth:`IdMap.stored`); :func:`plan` then keeps those that
+    :meth:`~policy.Retraction.matches`."""
     should: list = []
+    if aliases[0]:
+        should.append({"terms": {"provenance.event_uuid": list(aliases[0])}})
+    if aliases[1]:
+        should += [{"ids": {"values": list(aliases[1])}}, {"terms": {"provenance.fingerprint": list(aliases[1])}}]
     fingerprint = retraction.target_fingerprint
     if retraction.scope == "indicator" or not retraction.target_event_uuid:
         if fingerprint:
@@ -83,10 +134,13 @@ def flat_event(source: dict) -> dict:
     return flat
 
 
-def _matches(retraction: policy.Retraction, flat: dict, doc_id: str) -> bool:
+def _matches(retraction: policy.Retraction, flat: dict, doc_id: str, aliases: tuple = ((), ())) -> bool:
     """Whether the document (its provenance ids, else its ``_id``) is the retraction's target:
-    :meth:`~policy.Retraction.matches`, with the uuid the lake derives for a hidden source."""
+    :meth:`~policy.Retraction.matches`, with the uuid the lake derives for a hidden source and
+    the ``aliases`` it was stored under."""
     uuid, fingerprint = flat.get("provenance.event_uuid"), flat.get("provenance.fingerprint")
+    if (uuid and uuid in aliases[0]) or (fingerprint and fingerprint in aliases[1]) or doc_id in aliases[1]:
+        return True
     by_fingerprint = bool(retraction.target_fingerprint) and retraction.target_fingerprint in (fingerprint, doc_id)
     if retraction.scope == "indicator":
         return by_fingerprint
@@ -110,13 +164,13 @@ class LakeRetraction:
 
 
 def plan(retraction: policy.Retraction, hits: Iterable[dict], *, ceiling: tlp.Level, default: tlp.Level,
-         drop_fields=("raw",)) -> LakeRetraction:
+         drop_fields=("raw",), aliases: tuple = ((), ())) -> LakeRetraction:
     """The actions for the ``hits`` of :func:`target_query` (``_index``, ``_id``, ``_source``).
     A document whose labels cannot be read any more is deleted (fail closed)."""
     out = LakeRetraction()
     for hit in hits:
         flat = flat_event(hit.get("_source") or {})
-        if not _matches(retraction, flat, hit["_id"]):
+        if not _matches(retraction, flat, hit["_id"], aliases):
             out.kept += 1
             continue
         try:
@@ -156,9 +210,10 @@ def tombstone(retraction: policy.Retraction, prefix: str, now: Optional[datetime
 
 
 def apply(client, retraction: policy.Retraction, *, prefix: str, ceiling: tlp.Level, default: tlp.Level,
-          drop_fields=("raw",), logger: Optional[logging.Logger] = None) -> tuple:
+          drop_fields=("raw",), idmap: Optional[IdMap] = None, logger: Optional[logging.Logger] = None) -> tuple:
     """Apply ``retraction`` to the lake: refresh, search ``<prefix>-*``, delete or relabel, then
     index the tombstone; returns ``(deleted, relabelled)``.  Raises :class:`RetractionFailed`."""
+    aliases = idmap.stored(retraction) if idmap is not None else ((), ())
     from elastic_transport import TransportError
     from elasticsearch import ApiError
 
@@ -168,14 +223,14 @@ def apply(client, retraction: policy.Retraction, *, prefix: str, ceiling: tlp.Le
     try:
         client.indices.refresh(index=pattern, ignore_unavailable=True, allow_no_indices=True)
         while True:
-            found = client.search(index=pattern, query=target_query(retraction), size=PAGE,
+            found = client.search(index=pattern, query=target_query(retraction, aliases), size=PAGE,
                                   ignore_unavailable=True, allow_no_indices=True)
             hits = [h for h in found["hits"]["hits"] if (h["_index"], h["_id"]) not in seen
                     and not h["_index"].endswith(f"-{TOMBSTONE_INDEX}")]
             if not hits:
                 break
             seen.update((h["_index"], h["_id"]) for h in hits)
-            todo = plan(retraction, hits, ceiling=ceiling, default=default, drop_fields=drop_fields)
+            todo = plan(retraction, hits, ceiling=ceiling, default=default, drop_fields=drop_fields, aliases=aliases)
             if todo.actions:
                 _bulk(client, todo.actions)
             deleted += len(todo.deletes)

@@ -50,11 +50,21 @@ class Retracted:
     withdrawn: bool
 
 
+#: the key of a spooled event whose source was hidden that keeps the ids it arrived with
+ORIGINAL_IDS = "__original_ids"
+_ID_FIELDS = ("provenance.event_uuid", "provenance.fingerprint")
+
+
 def _holds(retraction: policy.Retraction, event: dict) -> bool:
     """Whether a spooled event is the retraction's target (:meth:`policy.Retraction.matches`; a
-    spooled event whose source was hidden carries the uuid :func:`hidden_event_uuid` derived)."""
+    spooled event whose source was hidden carries derived ids, and its original ones under
+    :data:`ORIGINAL_IDS`)."""
     uuid, fingerprint = event.get("provenance.event_uuid"), event.get("provenance.fingerprint")
     if retraction.matches(uuid, fingerprint):
+        return True
+    original = event.get(ORIGINAL_IDS)
+    if isinstance(original, dict) and retraction.matches(original.get("provenance.event_uuid"),
+                                                         original.get("provenance.fingerprint")):
         return True
     return (retraction.scope == "event" and bool(retraction.target_event_uuid) and isinstance(uuid, str)
             and uuid == hidden_event_uuid(retraction.target_event_uuid))
@@ -97,7 +107,12 @@ class AdvisorySpool:
         fields removed (before grouping: the source's tracking id must not become the
         advisory's id) and ``raw`` dropped.  :class:`OutputError` if it cannot be published."""
         if admit(event, self.max_level).hide_source:
-            event = without_source(event)
+            hidden = without_source(event)
+            original = {k: event[k] for k in _ID_FIELDS if event.get(k)}
+            if original and any(hidden.get(k) != v for k, v in original.items()):
+                # the spool is private state: keep the ids a retraction names (never in an advisory)
+                hidden[ORIGINAL_IDS] = original
+            event = hidden
         tracking_id = self._group_id(event)
         if not (event.get("product.vulnerabilities") or event.get("classification.identifier")):
             raise OutputError("product.vulnerabilities", None,

@@ -1,9 +1,11 @@
 """Cross-border Elasticsearch / OpenSearch output: bulk-index events into the hub's data lake."""
 from __future__ import annotations
 
+import os
 import traceback
 from datetime import datetime, timezone
 
+from intelmq import VAR_STATE_PATH
 from intelmq.lib.bot import OutputBot
 from intelmq.lib.exceptions import ConfigurationError, InvalidValue
 from intelmq.lib.message import MessageFactory
@@ -53,6 +55,7 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
     journal_redis_port: int = 6379
     journal_redis_db: int = 2
     journal_redis_password: str = None
+    retraction_ids_file: str = None   # default: <IntelMQ var/lib/bots>/<bot id>.lake-ids.sqlite
 
     _batch: Batch = None          # None: bulk_size 1, each event indexed, then acknowledged
     _shut_down = True             # until init() has run
@@ -87,6 +90,8 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
             if recovered:
                 self.logger.info("Recovered %d buffered events from the journal; they are indexed first.", recovered)
             self._batch.start_timer(self._flush, self._timed_flush_failed)
+        self._idmap = retract.IdMap(self.retraction_ids_file or
+                                    os.path.join(VAR_STATE_PATH, f"{self.bot_id}.lake-ids.sqlite"))
         self._shut_down = False
 
     def _connect(self):
@@ -145,6 +150,8 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
             default_retention_days=self.default_retention_days, now=when,
             drop_fields=self.drop_fields, id_fields=self.id_fields)
         doc.event = event
+        if label.hide_source:
+            self._idmap.remember(flat, doc)
         return doc
 
     def _retract(self, flat: dict):
@@ -159,7 +166,7 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
             self._flush()
         deleted, relabelled = retract.apply(
             self._indexer.client(), retraction, prefix=self.index_prefix, ceiling=self._ceiling,
-            default=self._default_level, drop_fields=self.drop_fields)
+            default=self._default_level, drop_fields=self.drop_fields, idmap=self._idmap)
         self.logger.info("Retraction %s (%s, %s) applied: %d document(s) deleted, %d relabelled; tombstone in "
                          "%s-%s.", retraction.id, retraction.action, retraction.target, deleted, relabelled,
                          self.index_prefix, retract.TOMBSTONE_INDEX)
@@ -227,6 +234,7 @@ PARAMETERS = {
     "bulk_size": int, "bulk_max_seconds": float, "max_chunk_bytes": int, "max_retries": int,
     "initial_backoff": float, "max_backoff": float, "journal": bool, "journal_redis_host": str,
     "journal_redis_port": int, "journal_redis_db": int, "journal_redis_password": str,
+    "retraction_ids_file": str,
 }
 _MINIMUM = {"bulk_size": 1, "max_retries": 0, "default_retention_days": 0, "number_of_shards": 1,
             "number_of_replicas": 0, "max_chunk_bytes": 1, "journal_redis_port": 1, "journal_redis_db": 0,
