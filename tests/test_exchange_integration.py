@@ -121,3 +121,74 @@ def test_collector_and_parser_import_once_across_restart(tmp_path):
     finally:
         clean(inst)
         r.delete("it-exchange-out")
+
+
+def test_hybrid_encrypted_exchange_between_real_bots(tmp_path):
+    """de-hub's output (Ed25519 + ML-DSA-65, trust store with fr-hub's encryption key) seals an
+    encrypted bundle on stop; fr-hub's collector (decryption key) and parser import every event once."""
+    import yaml
+
+    from intelmq_crossborder.formats import bundle_crypto as bc
+    from intelmq_crossborder.formats import trust_skeleton
+    n = 500
+    signing = [bc.generate(bc.ED25519), bc.generate(bc.ML_DSA_65)]
+    kem = bc.generate(bc.HPKE_KEM)
+    (tmp_path / "de-sign.pem").write_bytes(b"".join(bc.private_pem(k) for k in signing))
+    (tmp_path / "fr-decrypt.pem").write_bytes(bc.private_pem(kem))
+    for name in ("de-sign.pem", "fr-decrypt.pem"):
+        os.chmod(tmp_path / name, 0o600)
+    (tmp_path / "trust.yaml").write_text(yaml.safe_dump({"version": 1, "peers": {
+        "de-hub": trust_skeleton.peer_entry("DE", signing), "fr-hub": trust_skeleton.peer_entry("FR", [kem])}}))
+    inbox = tmp_path / "inbox"
+    runtime = {
+        "exchange-output": {
+            "group": "Output", "name": "Exchange to fr-hub", "module": "intelmq.bots.outputs.crossborder.exchange.output",
+            "enabled": True, "run_mode": "continuous",
+            "parameters": {"hub_id": "de-hub", "recipient": "fr-hub", "signing_key_file": str(tmp_path / "de-sign.pem"),
+                           "trust_store": str(tmp_path / "trust.yaml"), "require_encryption": True,
+                           "spool_dir": str(tmp_path / "spool"), "outbox_dir": str(inbox),
+                           "max_bundle_events": 100000, "max_bundle_age": 0, "seal_on_shutdown": True,
+                           "seal_check_interval": 0}},
+        "exchange-collector": {
+            "group": "Collector", "name": "Exchange inbox",
+            "module": "intelmq.bots.collectors.crossborder.exchange.collector", "enabled": True,
+            "run_mode": "continuous",
+            "parameters": {"hub_id": "fr-hub", "trust_store": str(tmp_path / "trust.yaml"),
+                           "decryption_key_file": str(tmp_path / "fr-decrypt.pem"),
+                           "inbox_dir": str(inbox), "state_dir": str(tmp_path / "state"), "rate_limit": 2,
+                           "destination_queues": {"_default": ["exchange-parser-queue"]}}},
+        "exchange-parser": {
+            "group": "Parser", "name": "Exchange parser", "module": "intelmq.bots.parsers.crossborder.exchange.parser",
+            "enabled": True, "run_mode": "continuous",
+            "parameters": {"destination_queues": {"_default": ["it-exchange-out"]}}},
+    }
+    inbox.mkdir()
+    inst = IntelMQInstance(tmp_path / "root", runtime, redis_db=REDIS_DB).setup()
+    chown_for_intelmq(tmp_path)
+    r = inst.redis()
+    inst.clear_queues()
+    r.delete("it-exchange-out")
+    try:
+        r.lpush("exchange-output-queue", *[event_json(i) for i in range(n)])
+        inst.start(["exchange-output"])
+        wait_for(lambda: r.llen("exchange-output-queue") == 0 and r.llen("exchange-output-queue-internal") == 0,
+                 120, "the output to spool every event")
+        inst.stop(["exchange-output"])                 # seal_on_shutdown: one encrypted bundle
+        (path,) = inbox.glob("*.xbundle")
+        assert b"10.0.0.1" not in path.read_bytes()
+        inst.start(["exchange-collector", "exchange-parser"])
+        wait_for(lambda: r.llen("it-exchange-out") >= n and not list(inbox.glob("*.xbundle")), 120,
+                 "the import to finish")
+        inst.stop()
+        out = [json.loads(m) for m in r.lrange("it-exchange-out", 0, -1)]
+        assert sorted(e["extra.n"] for e in out) == list(range(n))
+        (archived,) = (tmp_path / "state" / "archive").glob("*.xbundle")
+        trust = b.TrustStore.from_file(tmp_path / "trust.yaml")
+        with b.open_bundle(archived, trust, "fr-hub", b.DecryptionKeys([kem])) as opened:
+            opened.verify_data()
+            assert opened.manifest.format_version == "2.0" and opened.decrypted
+            assert opened.verified_algorithms == ("ed25519", "ml-dsa-65")
+        assert inst.dumps() == {}
+    finally:
+        clean(inst)
+        r.delete("it-exchange-out")
