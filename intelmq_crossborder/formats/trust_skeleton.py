@@ -1,4 +1,5 @@
-"""A hub's first trust store: the schema of docs/exchange-format.md with the hub's own public key.
+"""A hub's first trust store: the schema of docs/exchange-format.md with the hub's own public keys
+(Ed25519, and for a hybrid hub ML-DSA-65 and its MLKEM768-X25519 encryption key).
 
 ``intelmq-crossborder init`` writes it; the peers' keys are added later.  The text is
 checked with :meth:`intelmq_crossborder.formats.bundle.TrustStore.from_dict` before it

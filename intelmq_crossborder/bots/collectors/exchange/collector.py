@@ -14,7 +14,7 @@ from intelmq_crossborder.core.parameters import is_unset, optional
 
 
 class CrossBorderExchangeCollectorBot(CollectorBot):
-    """Imports the signed exchange bundles addressed to this hub from inbox_dir, optionally pulled over HTTPS with mutual TLS first: signature, data, recipient and sequence number are checked, a rejected bundle goes to quarantine_dir with its reason, an accepted one is sent on in reports for the exchange parser. Details: docs/bots/exchange.md."""
+    """Imports the signed exchange bundles addressed to this hub from inbox_dir, optionally pulled over HTTPS with mutual TLS first: every signature the trust store requires (Ed25519, ML-DSA-65), recipient, data and sequence number are checked and encrypted data is decrypted with decryption_key_file, a rejected bundle goes to quarantine_dir with its reason, an accepted one is sent on in reports for the exchange parser. Details: docs/bots/exchange.md."""
 
     hub_id: str = None
     trust_store: str = None
