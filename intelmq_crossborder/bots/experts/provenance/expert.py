@@ -57,7 +57,7 @@ class CrossBorderProvenanceExpertBot(ExpertBot):
         admission = self._guard.admit(event)
         if admission.drop is not None:
             self._dropped(event, admission.drop)
-            self.acknowledge_message()
+            self._sender.send_and_acknowledge([])   # acknowledged; the next message read in the same round trip
         else:
             self._reader.harmonize(event, received)
             claim = admission.claim
