@@ -142,7 +142,8 @@ def _hostile_run(tmp, truth_lines, event_lines):
     (tmp / "e").write_bytes(b"\n".join(event_lines) + b"\n")
     with hostile.guard(60):
         result = hostile.run_cli(["analytics", "evaluate", "--events", tmp / "e", "--truth", tmp / "t",
-                                  "--detector", "rule", "--detector", "surge", "--detector", "surge-river"])
+                                  "--detector", "rule", "--detector", "surge", "--detector", "surge-river",
+                                  "--detector", "campaign"])
     hostile.assert_clean(result, {0, 1})
     return result
 
@@ -163,8 +164,11 @@ def test_hostile_truth_and_event_lines(tmp_path_factory, data):
 
 
 @pytest.mark.fuzz
-@hostile.hostile_settings(40)
-@given(field=st.sampled_from(sorted(EVENT_LINE) + ["sharing.do_not_disclose_source", "time.observation"]),
+@hostile.hostile_settings(60)
+@given(field=st.sampled_from(sorted(EVENT_LINE) + [
+    "sharing.do_not_disclose_source", "time.observation", "provenance.hub_path", "sharing.pap", "provenance.event_uuid",
+    "provenance.fingerprint", "extra.large_scale", "extra.severity", "extra.incident_id", "malware.hash.sha256",
+    "source.url", "source.fqdn", "product.vulnerabilities", "source.asn", "malware.name"]),
        value=hostile.WRONG_TYPES, truth_field=st.sampled_from(sorted(TRUTH_LINE)), truth_value=hostile.WRONG_TYPES)
 def test_wrong_types_in_any_field(tmp_path_factory, field, value, truth_field, truth_value):
     tmp = tmp_path_factory.mktemp("types-analytics")

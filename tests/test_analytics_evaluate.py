@@ -227,3 +227,11 @@ def test_compare_pools_the_incidents_both_detect_over_the_seeds():
     assert vs["delay_median_s"] == round(statistics.median(mine), 1)
     assert vs["rule_delay_median_s"] == round(statistics.median(theirs), 1)
     assert "versus_rule" not in result["detectors"]["rule"]
+
+
+@pytest.mark.parametrize("field, value", [("provenance.hub_path", 5), ("provenance.origin_hub", {"a": 1}),
+                                          ("provenance.origin_country", ["DE"]), ("sharing.pap", ["RED"])])
+def test_the_rule_refuses_a_field_of_a_type_the_harmonization_refuses(field, value):
+    with pytest.raises(alerts.EventError) as exc:
+        evaluate.RuleDetector().observe({**ev(0, "DE", "192.0.2.1"), field: value})
+    assert exc.value.field == field

@@ -202,6 +202,12 @@ class ReplayTracker(ew.Tracker):
             del self.claims[name]
 
 
+#: Fields the early warning reads as text (IntelMQ's harmonization guarantees it in a pipeline;
+#: a replayed file does not).
+_RULE_TEXT_FIELDS = ("provenance.origin_hub", "provenance.origin_country", "provenance.hub_path", "sharing.pap",
+                     "classification.type", "provenance.event_uuid", "provenance.fingerprint")
+
+
 class RuleDetector:
     """Detector ``rule``: the early-warning expert's evaluation (``early_warning.Evaluator``)."""
 
@@ -216,12 +222,21 @@ class RuleDetector:
 
     def observe(self, event: Mapping[str, Any]) -> List[Alert]:
         now = event_time(event)
+        for name in _RULE_TEXT_FIELDS:
+            value = event.get(name)
+            if value is not None and not isinstance(value, str):
+                raise EventError(name, f"a text expected, not {inputs.kind_of(value)}")
         self.tracker.now = max(self.tracker.now, now)
         self._n += 1
         if self._n % 5000 == 0:
             self.tracker.expire()
         out = []
-        for warning in self.evaluator.evaluate(event, now=self.tracker.now):
+        try:
+            warnings = self.evaluator.evaluate(event, now=self.tracker.now)
+        except (AttributeError, TypeError) as exc:     # a value of a type IntelMQ's harmonization refuses
+            raise EventError("(event)", f"the early warning cannot read it: {type(exc).__name__}: {exc}"[:300]) \
+                from None
+        for warning in warnings:
             f = warning.fields
             key = ew.indicator_key(event, self.settings.key_fields)
             start = self.tracker.first.get(self.tracker._key("seen", key), self.tracker.now) if key else \
