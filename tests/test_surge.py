@@ -318,3 +318,38 @@ def test_the_registry_builds_every_surge_detector():
     assert alerts.detector("surge").settings.model == surge.BEST_MODEL
     with pytest.raises(ValueError, match="unknown detector"):
         alerts.detector("nope")
+
+
+@pytest.mark.parametrize("model", surge.MODELS)
+def test_the_baseline_is_seasonal_by_day_of_week(model):
+    """6/h on weekdays, 1/h at weekends for three weeks: then 6/h on a Saturday in two countries is a
+    surge, while the same on a Monday is not."""
+    def week_series(weeks, override=None):
+        series = {}
+        for h in range(weeks * 7 * 24):
+            for cc in ("DE", "FR"):
+                series[(h, cc)] = 6 if (h // 24) % 7 < 5 else 1
+        series.update(override or {})
+        return series
+    saturday = 21 * 24 + 5 * 24 + 10               # week 4 (T0 is a Monday)
+    monday = 21 * 24 + 10
+    assert replay(det(model), week_series(4)) == []
+    busy = {(h, cc): 6 for h in (saturday, saturday + 1) for cc in ("DE", "FR")}
+    found = replay(det(model), week_series(4, busy))
+    assert len(found) == 1 and found[0].start <= T0 + saturday * H
+    assert replay(det(model), week_series(4, {(h, cc): 6 for h in (monday, monday + 1)
+                                              for cc in ("DE", "FR")})) == []
+
+
+def test_with_the_bots_clock_late_events_count_in_the_open_bucket():
+    d = det("seasonal")
+    now = T0 + 5 * H + 600
+    d.advance(now)
+    late = hour_events(2, "DE", 3)                             # three hours late
+    for ev in late:
+        d.observe(ev, now=now)
+    assert d.late == 3 and d.keys[("scanner", "DE")].open.events == 3
+    early = hour_events(5, "DE", 1)[0]
+    early["time.source"] = alerts.iso(now + 1800)              # 30 min ahead of the bot's clock: dated now
+    d.observe(early, now=now)
+    assert d.clock == T0 + 5 * H and d.keys[("scanner", "DE")].open.events == 4
