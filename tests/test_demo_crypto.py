@@ -92,3 +92,17 @@ def test_bundles_verify_as_reported(consortium, tmp_path):
     # de-hub requires both signatures of fi-hub: its PQ signature cannot be stripped on the way
     de_trust = b.TrustStore.from_file(Path(workdir) / "de-hub" / "etc" / "exchange" / "trust.yaml")
     assert de_trust.required_algorithms("fi-hub") == ("ed25519", "ml-dsa-65")
+
+
+def test_consortium_hooks(tmp_path):
+    """setup_consortium/consortium_links take the Consortium object as the lead's hook does."""
+    from types import SimpleNamespace
+    members = default_members(small=True)
+    rts = runtimes(members)
+    cons = SimpleNamespace(workdir=tmp_path, members=members,
+                           instances={m.name: SimpleNamespace(runtime=rts[m.name], root=tmp_path / m.name)
+                                      for m in members})
+    links = crypto.setup_consortium(cons)
+    assert links["fi-hub -> de-hub"] == "hybrid+encrypted"
+    assert rts["fi-hub"]["exchange-output-de-hub"]["parameters"]["require_encryption"] is True
+    assert crypto.consortium_links(cons) == []          # nothing imported yet

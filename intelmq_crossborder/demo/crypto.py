@@ -25,7 +25,8 @@ import yaml
 from intelmq_crossborder.formats import bundle
 from intelmq_crossborder.formats import bundle_crypto as bc
 
-__all__ = ["HYBRID", "setup_keys", "decryption_keys", "open_imported", "link_report", "link_lines"]
+__all__ = ["HYBRID", "setup_keys", "decryption_keys", "open_imported", "link_report", "link_lines",
+           "setup_consortium", "consortium_links"]
 
 #: The two hubs of the demo's hybrid link.
 HYBRID = ("de-hub", "fi-hub")
@@ -157,3 +158,14 @@ def link_lines(roots: Dict[str, Path]) -> List[str]:
                      f"{', '.join(sorted(row['formats']))}, signed {signed} "
                      f"({'hybrid, post-quantum' if hybrid else 'Ed25519 only'}), {data}")
     return lines
+
+
+def setup_consortium(cons) -> Dict[str, str]:
+    """The hook of ``Consortium.setup``: :func:`setup_keys` on its workdir, members and the
+    runtimes of its instances (call it after the instances are made, before ``inst.setup()``)."""
+    return setup_keys(cons.workdir, cons.members, {name: inst.runtime for name, inst in cons.instances.items()})
+
+
+def consortium_links(cons) -> List[str]:
+    """The report lines of :func:`link_lines` for a consortium that has run."""
+    return link_lines({m.name: cons.instances[m.name].root for m in cons.members})
