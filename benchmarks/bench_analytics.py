@@ -93,6 +93,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=None,
                         help="alternating rounds filter, analytics, ...; the best of each and the median of the "
                              "per-round ratios are reported (default 3, --quick 1)")
+    parser.add_argument("--detectors", default="surge,campaign",
+                        help="the expert's detectors parameter (default surge,campaign): where the time goes")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument("--json", metavar="FILE", help="also write the result rows for benchmarks/run_all.py")
     args = parser.parse_args(argv)
@@ -117,7 +119,7 @@ def main(argv=None) -> int:
                             "module": "intelmq.bots.experts.crossborder.analytics.expert",
                             "parameters": {"state_file": str(state_dir / "bench-analytics.state.json"),
                                            "alerts_file": str(state_dir / "bench-analytics-alerts.jsonl"),
-                                           "hub_id": "bench-hub", "country": "BE",
+                                           "hub_id": "bench-hub", "country": "BE", "detectors": args.detectors,
                                            "destination_queues": {"_default": ["bench-analytics-out"],
                                                                   "early-warning": ["bench-analytics-warnings"]}}},
     }
@@ -154,7 +156,7 @@ def main(argv=None) -> int:
     cpu_base = min(x["cpu_us_per_event"] for x in bases)
     cpu_stage = min(x["cpu_us_per_event"] for x in stages)
     print(textwrap.dedent(f"""\
-        Analytics expert benchmark: {n} events, Redis db {args.redis_db}, {rounds} round(s)
+        Analytics expert benchmark: {n} events, Redis db {args.redis_db}, {rounds} round(s), detectors {args.detectors}
           analytics output (last round): {forwarded} forwarded, {warnings} early-warning candidates, dump file: {'yes' if dumped else 'no'}, state file {state_bytes / 1024:.0f} KiB
           per round, events/s:  filter {", ".join(f"{x['events_per_s']:.0f}" for x in bases)};  analytics {", ".join(f"{x['events_per_s']:.0f}" for x in stages)}
           stock filter expert:  {base['events_per_s']:8.0f} events/s (best)  peak memory {base['peak_kb'] / 1024:.1f} MiB  bot CPU {cpu_base:.0f} us/event
