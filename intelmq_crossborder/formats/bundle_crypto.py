@@ -403,6 +403,7 @@ class DecryptingReader:
         self._remaining = size
         self._index = 0
         self._buffer = b""
+        self._pos = 0
         self._done = False
 
     def readable(self) -> bool:
@@ -427,17 +428,17 @@ class DecryptingReader:
         return plain
 
     def read(self, size: int = -1) -> bytes:
-        out = []
-        have = len(self._buffer)
-        out.append(self._buffer)
-        self._buffer = b""
-        while (size < 0 or have < size) and not self._done:
-            chunk = self._next_chunk()
-            out.append(chunk)
-            have += len(chunk)
-        data = b"".join(out)
-        if size >= 0 and len(data) > size:
-            data, self._buffer = data[:size], data[size:]
+        """Up to ``size`` bytes (all that is left with -1); b"" at the end."""
+        if size is None or size < 0:
+            parts = [self._buffer[self._pos:]]
+            while not self._done:
+                parts.append(self._next_chunk())
+            self._buffer, self._pos = b"", 0
+            return b"".join(parts)
+        while self._pos >= len(self._buffer) and not self._done:
+            self._buffer, self._pos = self._next_chunk(), 0
+        data = self._buffer[self._pos:self._pos + size]          # at most one chunk: GzipFile asks again
+        self._pos += len(data)
         return data
 
     def close(self) -> None:
