@@ -24,7 +24,8 @@ threat_level_id, analysis and timestamps are strings, flags are booleans.
   ``POST /events/delete/<event id|uuid>`` -> MISP's success answer (``{"saved", "success",
   "name", "message", "url"}``).  A soft delete marks the attribute ``deleted`` (it keeps its
   sightings; views and searches leave it out, as MISP does without ``deleted``); a hard delete
-  removes it with its sightings.  Not in the OpenAPI subset of tests/fixtures/misp/openapi.
+  removes it with its sightings.  ``POST /attributes/restore/<id|uuid>`` restores a soft-deleted
+  attribute (404 for any other).  Not in the OpenAPI subset of tests/fixtures/misp/openapi.
 - ``GET /sharing_groups/view/<id|uuid>`` -> ``{"SharingGroup": {...}, "Organisation": {...}, ...}``
 
 A ``.json`` suffix on a path is accepted as MISP does. Adding or editing an attribute
@@ -156,6 +157,8 @@ class FakeMISP(LocalHTTPServer):
             return self.edit_attribute(parts[2], body or {})
         if parts[:2] == ["attributes", "delete"] and len(parts) >= 3 and method == "POST":
             return self.delete_attribute(parts[2], bool((body or {}).get("hard")) or parts[3:4] == ["1"])
+        if parts[:2] == ["attributes", "restore"] and len(parts) >= 3 and method == "POST":
+            return self.restore_attribute(parts[2])
         if parts[:2] == ["events", "delete"] and len(parts) >= 3 and method == "POST":
             return self.delete_event(parts[2])
         if parts[:2] == ["sightings", "add"] and method == "POST":
@@ -279,6 +282,16 @@ class FakeMISP(LocalHTTPServer):
                     return 200, {"saved": True, "success": True, "name": "Attribute deleted.",
                                  "message": "Attribute deleted.", "url": f"/attributes/delete/{ident}"}
         return 404, {"name": "Invalid attribute", "message": "Invalid attribute", "url": f"/attributes/delete/{ident}"}
+
+    def restore_attribute(self, ident):
+        for ev in self.events.values():
+            for a in ev["Attribute"]:
+                if ident in (a["uuid"], a["id"]) and a.get("deleted"):
+                    a["deleted"] = False
+                    ev["published"] = False
+                    self._normalise(ev)
+                    return 200, {"Attribute": copy.deepcopy(a)}
+        return 404, {"name": "Invalid attribute", "message": "Invalid attribute", "url": f"/attributes/restore/{ident}"}
 
     def delete_event(self, ident):
         ev = self.find(ident)

@@ -85,6 +85,19 @@ class TestMISPOutputRetraction(CrossBorderBotTestCase, unittest.TestCase):
         self.assertEqual(len(self.srv.writes()), writes)
         self.assertLogMatches(r"Event .* was retracted \(withdraw, retraction .*\): not pushed again", "INFO")
 
+    def test_another_event_with_a_withdrawn_indicator_restores_the_attribute(self):
+        one = ev("192.0.2.1")
+        self.push([one])
+        self.push([retraction(one)])
+        self.assertTrue(self.attributes()["192.0.2.1"]["deleted"])
+        other = ev("192.0.2.1", time__source="2024-05-01T09:30:00+00:00")      # another event, same indicator
+        self.push([other])
+        self.assertFalse(self.attributes()["192.0.2.1"]["deleted"])
+        self.assertIn("/attributes/restore/" + self.attributes()["192.0.2.1"]["uuid"],
+                      [r[1] for r in self.srv.requests])
+        self.push([retraction(other)])                        # and it can be withdrawn again
+        self.assertTrue(self.attributes()["192.0.2.1"]["deleted"])
+
     def test_withdraw_in_tag_mode_tags_and_clears_to_ids(self):
         one = ev()
         self.push([one])

@@ -681,7 +681,7 @@ class Pusher:
                 self.cache.pop(event_uuid, None)
                 self.logger.info("MISP refused a write for event %s (%s); re-reading it and planning again.",
                                  event_uuid, exc.status)
-                return self._apply(event_uuid, out, flat)
+                return self._apply(event_uuid, out, flat, again=True)
         except PermanentMISPError as exc:
             self.cache.pop(event_uuid, None)
             exc.event_uuid = event_uuid
@@ -702,7 +702,7 @@ class Pusher:
         while len(self.cache) > self.cache_size:
             self.cache.popitem(last=False)
 
-    def _apply(self, event_uuid: str, out: dict, flat: dict) -> Planned:
+    def _apply(self, event_uuid: str, out: dict, flat: dict, again: bool = False) -> Planned:
         current = self._current(event_uuid)
         try:
             planned = merge(current, out, self.settings, key_event=flat, event_uuid=event_uuid)
@@ -714,7 +714,19 @@ class Pusher:
             self.logger.debug("MISP event %s created.", event_uuid)
         else:
             if planned.new_attribute is not None:
-                self.call("attribute creation", api.add_attribute, event_uuid, planned.new_attribute)
+                try:
+                    self.call("attribute creation", api.add_attribute, event_uuid, planned.new_attribute)
+                except PermanentMISPError:
+                    # Refused again after a fresh read that does not show the attribute: a soft-deleted
+                    # attribute (a withdrawn event's, docs/retraction.md) holds its UUID. Another event
+                    # reports the indicator now: restore it and write it as planned.
+                    if not again or self.call("attribute restore", api.restore_attribute,
+                                              planned.attribute_uuid, allow=(403, 404)) is None:
+                        raise
+                    self.logger.info("Attribute %s of MISP event %s was deleted by a retraction; another event "
+                                     "reports it: restored.", planned.attribute_uuid, event_uuid)
+                    self.call("attribute update", api.update_attribute, planned.new_attribute,
+                              planned.attribute_uuid)
             if planned.changed_attribute is not None:
                 self.call("attribute update", api.update_attribute, planned.changed_attribute,
                           planned.attribute_uuid)
