@@ -71,6 +71,7 @@ def test_the_csirts_outputs_carry_a_tombstone_and_no_retraction_carries_content(
 def test_the_report_section_and_the_independent_check(run):
     cons, _, result = run
     text = retraction.report_section(result)
+    print(text)                                   # shown with pytest -s: what make demo's report will show
     assert text.count("still holding:") == 2
     withdraw = next(r for r in result["issued"] if r["action"] == "withdraw")
     assert withdraw["still_holding_outputs"] == {}, withdraw       # every copy is followed by its tombstone

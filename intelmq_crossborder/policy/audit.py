@@ -10,7 +10,13 @@ One line per event, listing its decision for every recipient (in the agreements'
 
 (``tlp``/``tlp_from``: the event's TLP as :func:`intelmq_crossborder.core.tlp.event_tlp`
 read it, and where from; an allowed decision's first reason states the effective TLP
-for that recipient.)  Files written before (up to 2026-12) hold one line per
+for that recipient.)  For the holdings index (:mod:`intelmq_crossborder.policy.holdings`,
+docs/retraction.md) a record may also carry ``"peer"`` (the hub an imported event came
+from), ``"pap"`` and ``"copies"`` (per recipient whose copy has ids of its own or a hidden
+source: ``{"u": uuid, "f": fingerprint, "h": 1}``).  A retraction the router handled is one
+line with ``"retraction"`` (its id), ``action``, the target's ids, ``outcome`` and
+``deliveries`` (recipient, hub, action, why), never an event's values:
+:func:`read_retractions` reads those, :func:`read_records` skips them.  Files written before (up to 2026-12) hold one line per
 (event, recipient) decision: ``{"time", "event_uuid", "fingerprint", "recipient",
 "allowed", "reasons", "bot"}``.  :func:`read_records` reads both and yields one such
 per-decision dict per decision.
