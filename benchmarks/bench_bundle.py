@@ -21,7 +21,8 @@ ratios show what the bundle machinery costs on top of compression itself.
 Post-quantum (issue 18): write, verify and import run twice on the same events,
 once signed with Ed25519 only (format 1.0) and once signed with Ed25519 +
 ML-DSA-65 and encrypted to the recipient (HPKE MLKEM768-X25519, format 2.0);
-the second is reported as a ratio to the first ("cost x").  A last pass traces
+the second is reported as a ratio to the first ("cost x"; the two alternate,
+median of --repeat runs each, so both see the same load).  A last pass traces
 the Python heap (tracemalloc) of the hybrid + encrypted stages at a tenth of
 the events and at all of them: streaming means the same peak for both.
 
@@ -116,23 +117,27 @@ def report(name, n, seconds, sampler, marks, baseline=None):
     return rate
 
 
-def pq_keys():
-    """Hybrid signing keys, the recipient's HPKE key, and the trust store listing them."""
-    signing = b.SigningKeys([bc.generate(bc.ED25519), bc.generate(bc.ML_DSA_65)])
+def pq_keys(mode: str = "pq"):
+    """(signing keys, trust store, decryption keys): ``pq`` hybrid signing keys, the recipient's
+    HPKE key, the trust store requiring both signatures; ``ed`` the Ed25519 key alone, in clear."""
+    signing = b.SigningKeys([bc.generate(bc.ED25519)] + ([bc.generate(bc.ML_DSA_65)] if mode == "pq" else []))
     kem = bc.generate(bc.HPKE_KEM)
-    trust = b.TrustStore.from_dict({"version": 1, "peers": {
-        "de-hub": {"country": "DE", "signature_algorithms": ["ed25519", "ml-dsa-65"], "keys": [
-            {"algorithm": a, "public_key": bc.public_b64(k)} for a, k in signing.keys.items()]},
-        "fr-hub": {"keys": [{"algorithm": bc.HPKE_KEM, "public_key": bc.public_b64(kem)}]}}})
-    return signing, trust, b.DecryptionKeys([kem])
+    peers = {"de-hub": {"country": "DE", "keys": [
+        {"algorithm": a, "public_key": bc.public_b64(k)} for a, k in signing.keys.items()]}}
+    if mode == "pq":
+        peers["de-hub"]["signature_algorithms"] = ["ed25519", "ml-dsa-65"]
+        peers["fr-hub"] = {"keys": [{"algorithm": bc.HPKE_KEM, "public_key": bc.public_b64(kem)}]}
+    trust = b.TrustStore.from_dict({"version": 1, "peers": peers})
+    return signing, trust, (b.DecryptionKeys([kem]) if mode == "pq" else None)
 
 
 def pq_stages(n: int, work: Path, keys, trace: bool = False) -> dict:
-    """write, verify, import of n events signed hybrid and encrypted: seconds (or, with
+    """write, verify, import of n events with ``keys`` (:func:`pq_keys`): seconds (or, with
     ``trace``, tracemalloc peaks in MiB) per stage."""
     import shutil
     import tracemalloc
     signing, trust, decrypt = keys
+    encrypt_to = trust.encryption_key("fr-hub") if "fr-hub" in trust.peers else None
     for sub in ("pq-outbox", "pq-inbox", "pq-state", "pq-quarantine"):
         shutil.rmtree(work / sub, ignore_errors=True)
         (work / sub).mkdir()
@@ -152,14 +157,13 @@ def pq_stages(n: int, work: Path, keys, trace: bool = False) -> dict:
         return result
 
     def write():
-        writer = b.BundleWriter(work / "pq-outbox", "de-hub", "fr-hub", 1, signing,
-                                encrypt_to=trust.encryption_key("fr-hub"))
+        writer = b.BundleWriter(work / "pq-outbox", "de-hub", "fr-hub", 1, signing, encrypt_to=encrypt_to)
         for ev in make_events(n):
             writer.write_event(ev)
         return writer.close()
     path = stage("write", write)
     manifest = stage("verify", lambda: b.verify_bundle(path, trust, "fr-hub", decrypt))
-    assert manifest.event_count == n and manifest.format_version == "2.0"
+    assert manifest.event_count == n and manifest.format_version == ("2.0" if encrypt_to else "1.0")
     os.replace(path, work / "pq-inbox" / path.name)
     seen = [0]
 
@@ -183,6 +187,8 @@ def main(argv=None) -> int:
                         help="events turned into IntelMQ Event objects in the parse stage (default 20,000)")
     parser.add_argument("--dir", help="work folder (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the bundle")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="alternating Ed25519-only / hybrid + encrypted runs for the cost ratio (default 3)")
     parser.add_argument("--json", metavar="FILE", help="write the result rows as JSON to FILE (for make bench / benchmarks/run_all.py)")
     args = parser.parse_args(argv)
     n = 100_000 if args.quick else args.events
@@ -277,13 +283,20 @@ def main(argv=None) -> int:
         t_parse = time.perf_counter() - t0
     rates["parse"] = report("parse", sample, t_parse, s, None)
 
-    # --- hybrid signatures + encryption, as a ratio to the Ed25519-only run above
+    # --- hybrid signatures + encryption, as a ratio to Ed25519 only: the two alternate, each
+    # stage's median of --repeat runs (the machine is shared: alternating keeps both in the same weather)
     keys = pq_keys()
+    ed_keys = pq_keys("ed")
+    runs = {"ed": [], "pq": []}
     with Sampler() as s:
-        pq = pq_stages(n, work, keys)
-    ed = {"write": t_write, "verify": t_verify, "import": t_import}
-    print(f"hybrid Ed25519 + ML-DSA-65, encrypted (HPKE MLKEM768-X25519 / AES-256-GCM), {n:,} events, "
-          f"peak RSS {s.peak:.1f} MiB:")
+        for _ in range(args.repeat):
+            runs["ed"].append(pq_stages(n, work, ed_keys))
+            runs["pq"].append(pq_stages(n, work, keys))
+    import statistics
+    ed = {k: statistics.median(r[k] for r in runs["ed"]) for k in ("write", "verify", "import")}
+    pq = {k: statistics.median(r[k] for r in runs["pq"]) for k in ("write", "verify", "import")}
+    print(f"hybrid Ed25519 + ML-DSA-65, encrypted (HPKE MLKEM768-X25519 / AES-256-GCM) against Ed25519 only, "
+          f"{n:,} events, median of {args.repeat} alternating runs each, peak RSS {s.peak:.1f} MiB:")
     for name in ("write", "verify", "import"):
         rate = n / pq[name]
         ratio = pq[name] / ed[name]
