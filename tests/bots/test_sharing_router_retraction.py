@@ -218,6 +218,13 @@ class TestRouterRetractions(CrossBorderBotTestCase, unittest.TestCase):
         self.assertEqual(conf["provenance.hub_path"], HUB)
         self.assertNotIn("retraction.reason", {k for k, v in conf.items() if v != peer.reason} - set(conf))
 
+    def test_an_imported_event_without_hub_path_came_from_its_origin_hub(self):
+        imported = ev(sharing__tlp="GREEN", provenance__origin_hub="de-hub")
+        del imported["provenance.hub_path"]
+        self.route(imported)
+        with self.holdings() as h:
+            self.assertEqual(h.received_from(UUID), {"de-hub"})
+
     def test_confirmations_are_recorded_and_shown_in_the_status(self):
         self.route(ev(sharing__tlp="GREEN"))
         msg = new_retraction("withdraw", "false positive", HUB, target_event_uuid=UUID)

@@ -132,6 +132,9 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         # an event is identified by its UUID; the fingerprint is computed only for events without one
         event_fp = event.get("provenance.fingerprint") or (None if uuid else fingerprint(event))
         peer = peer_of(hub_path(event), self._hub_id)
+        if peer is None and self._hub_id:             # no hub path: the hub it entered the exchange at
+            origin = event.get("provenance.origin_hub")
+            peer = origin if origin and origin != self._hub_id else None
         copies = self._retract.copies(decisions, facts.level, facts.chatham_house)
         pap = facts.pap
         self._audit.write_decisions(decisions, event_uuid=uuid, fingerprint=event_fp,
