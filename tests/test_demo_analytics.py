@@ -21,7 +21,7 @@ def replay(tmp_path, feed, now, surge=True):
 
 def test_the_injected_surge_is_detected_with_its_delay(tmp_path):
     now = time.time()
-    assert demo.seed_state(tmp_path / "state.json", now) > 500
+    assert demo.seed_state(tmp_path / "state.json", now) > 5000
     injected = demo.write_feed(tmp_path / "feed.jsonl", now)
     assert injected["countries"] == ["AT", "DE"] and injected["start"] < now
     journal = replay(tmp_path, tmp_path / "feed.jsonl", now)

@@ -396,15 +396,15 @@ class _Key:
         self.events = self.c_events = 0
         self.members: Dict[tuple, float] = {}        # (hub, country, level, hidden, pap) -> last time
         self.c_members: Dict[tuple, float] = {}
-        self.types: Counter = Counter()
-        self.c_types: Counter = Counter()
+        self.types: Dict[str, int] = {}             # plain dicts: a Counter costs a Python __init__ per key
+        self.c_types: Dict[str, int] = {}
         self.level = self.c_level = tlp.Level.CLEAR
         self.campaign: Optional[str] = None
 
     def reset_cluster(self) -> None:
         self.parent, self.size, self.c_first = None, 1, self.first
         self.c_events, self.c_members, self.c_types, self.c_level = \
-            self.events, dict(self.members), Counter(self.types), self.level
+            self.events, dict(self.members), dict(self.types), self.level
 
 
 def _merge_members(into: Dict[Any, float], other: Mapping[Any, float]) -> None:
@@ -504,7 +504,7 @@ class CampaignDetector:
         contribution = (hub, country, level, hidden, pap)     # an ew.Contribution's fields (a tuple: cheaper)
         own = self.keys[keys[0]]
         own.events += 1
-        own.types[ctype] += 1
+        own.types[ctype] = own.types.get(ctype, 0) + 1
         if own.members.get(contribution, -math.inf) < when:
             own.members[contribution] = when
             if len(own.members) > MAX_MEMBERS:
@@ -513,7 +513,7 @@ class CampaignDetector:
         root_name = self._find(keys[0])
         root = self.keys[root_name]
         root.c_events += 1
-        root.c_types[ctype] += 1
+        root.c_types[ctype] = root.c_types.get(ctype, 0) + 1
         members = root.c_members
         if members.get(contribution, -math.inf) < when:
             members[contribution] = when
@@ -574,7 +574,8 @@ class CampaignDetector:
         ka.size += kb.size
         ka.c_events += kb.c_events
         ka.c_first = min(ka.c_first, kb.c_first)
-        ka.c_types.update(kb.c_types)
+        for name, count in kb.c_types.items():
+            ka.c_types[name] = ka.c_types.get(name, 0) + count
         ka.c_level = max(ka.c_level, kb.c_level)
         _merge_members(ka.c_members, kb.c_members)
         ka.campaign = self._older(ka.campaign, kb.campaign)
@@ -654,11 +655,11 @@ class CampaignDetector:
             live = dict(keep)
         for name, key in live.items():
             if self._common(name):                     # a background key keeps only its times
-                key.members, key.events, key.types, key.level, key.campaign = {}, 0, Counter(), tlp.Level.CLEAR, None
+                key.members, key.events, key.types, key.level, key.campaign = {}, 0, {}, tlp.Level.CLEAR, None
             elif any(when < cutoff for when in key.members.values()):
                 key.members = {c: when for c, when in key.members.items() if when >= cutoff}
                 if not key.members:
-                    key.events, key.types, key.level = 0, Counter(), tlp.Level.CLEAR
+                    key.events, key.types, key.level = 0, {}, tlp.Level.CLEAR
         self.keys = live
         self.edges = {edge: when for edge, when in self.edges.items()
                       if when >= cutoff and edge[0] in live and edge[1] in live
@@ -744,7 +745,7 @@ class CampaignDetector:
             if len(types) > 1000 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
                                              for v in types.values()):
                 raise StateError("type -> count >= 0 expected", where + ".types")
-            key.types = Counter(types)
+            key.types = dict(types)
             campaign = raw.get("campaign")
             if campaign is not None and not isinstance(campaign, str):
                 raise StateError(f"a string or null expected, not {inputs.kind_of(campaign)}", where + ".campaign")

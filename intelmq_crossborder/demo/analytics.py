@@ -3,7 +3,7 @@
 The demo consortium runs for minutes, the surge detector needs a week of history (its
 warm-up).  So the demo:
 
-1. :func:`seed_state` replays eight days of background traffic (the two countries, a daily
+1. :func:`seed_state` replays two weeks of background traffic (the two countries, a daily
    rhythm, every source its own address) through the expert's detectors *offline* and saves
    their state where the expert will read it (``state_file``): the learned baseline;
 2. :func:`write_feed` writes the sensor-feed file of the last hours before ``now``: the same
@@ -37,11 +37,11 @@ __all__ = ["COUNTRIES", "SURGE_TYPE", "EXPERT_PARAMETERS", "background", "surge"
 
 COUNTRIES = ("AT", "DE")
 SURGE_TYPE = "ddos"
-SEED_DAYS = 8                  # more than the surge detector's week of warm-up
+SEED_DAYS = 15                 # the surge detector's week of warm-up, and every weekday seen twice
 FEED_HOURS = 6                 # the feed file: the last hours before now
 SURGE_HOURS = 3                # the surge: the last hours of the feed
-BASE_RATE = 4.0                # background sources per hour and country at the busiest hour
-SURGE_RATE = 14.0              # extra sources per hour and country during the surge
+BASE_RATE = 12.0               # background sources per hour and country (a baseline needs counts, not zeros)
+SURGE_RATE = 36.0              # extra sources per hour and country during the surge: small, but 3x the usual
 #: the parameters of the cross-border hub's analytics expert that the seed must share (paths aside)
 EXPERT_PARAMETERS: Dict[str, Any] = {"hub_id": "fi-hub", "country": "FI", "max_tlp": "AMBER", "default_tlp": "RED"}
 
@@ -53,7 +53,7 @@ def _iso(seconds: float) -> str:
 def _rate(seconds: float) -> float:
     """Sources per hour: a daily rhythm (busiest in the evening, UTC)."""
     hour = _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc).hour
-    return BASE_RATE * (0.55 + 0.45 * math.sin((hour - 12) / 24 * 2 * math.pi))
+    return BASE_RATE * (1.0 + 0.3 * math.sin((hour - 12) / 24 * 2 * math.pi))
 
 
 def _poisson(rng: random.Random, lam: float) -> int:
