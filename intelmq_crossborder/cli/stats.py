@@ -187,12 +187,13 @@ def register(sub) -> None:
                                    "per day, from the store the contributions expert writes.")
     ssub = s.add_subparsers(dest="stats_command", required=True, metavar="COMMAND")
     c = ssub.add_parser(
-        "contributions", help="events by TLP and classification, unique indicators, duplicates, invalid, delay",
+        "contributions", help="events by TLP and classification, unique indicators, duplicates, invalid, delay, "
+                              "retractions",
         description="Per day, contributing organisation (provenance.originator, else feed.provider) and hub "
                     "(provenance.origin_hub): events by TLP and by classification, unique indicators, "
                     "duplicates (indicator first seen from another contributor), events dropped as invalid "
-                    "(imported from IntelMQ dump files with 'stats import-dumps') and the median delay from "
-                    "time.source to arrival. TLP is each event's effective label (the most restrictive it "
+                    "(imported from IntelMQ dump files with 'stats import-dumps'), the median delay from "
+                    "time.source to arrival and the retractions of the contributor's events, by action. TLP is each event's effective label (the most restrictive it "
                     "carries). Exits 2 if the store does not exist or is not a contributions store.")
     c.add_argument("--since", type=_day, metavar="DATE", help="first day (YYYY-MM-DD, UTC), inclusive")
     c.add_argument("--until", type=_day, metavar="DATE", help="last day (YYYY-MM-DD, UTC), inclusive")
