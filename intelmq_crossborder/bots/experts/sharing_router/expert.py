@@ -224,9 +224,9 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
             parts.append(f"{a.recipient} sent {self._sent.get(a.recipient, 0)} denied {sum(denied.values())}"
                          + (f" ({reasons})" if reasons else ""))
         retractions = ", ".join(f"{k} {v}" for k, v in sorted(self._retractions.items())) or "none"
-        self.logger.info("Sharing counts: %s; shared with nobody %d; events fanned out in one Redis "
-                         "transaction %d, through send_message %d; retractions %s.", "; ".join(parts) or "no agreements",
-                         self._unrouted, self._sender.batched, self._sender.fallback, retractions)
+        self.logger.info("Sharing counts: %s; shared with nobody %d; retractions %s; events fanned out in one "
+                         "Redis transaction %d, through send_message %d.", "; ".join(parts) or "no agreements",
+                         self._unrouted, retractions, self._sender.batched, self._sender.fallback)
         self._retractions.clear()
         self._sender.batched = self._sender.fallback = 0
         self._sent.clear()
