@@ -1,9 +1,12 @@
 """demo.analytics: the demo's surge, seeded baseline, feed file and the summary the report prints."""
 import json
-import time
 
 from intelmq_crossborder.analytics import stage as analytics_stage
 from intelmq_crossborder.demo import analytics as demo
+
+
+#: a fixed "now" (Monday 2026-11-30 15:03 UTC): the files and the detectors' answers are deterministic
+NOW = 1796051000.0
 
 
 def replay(tmp_path, feed, now, surge=True):
@@ -20,7 +23,7 @@ def replay(tmp_path, feed, now, surge=True):
 
 
 def test_the_injected_surge_is_detected_with_its_delay(tmp_path):
-    now = time.time()
+    now = NOW
     assert demo.seed_state(tmp_path / "state.json", now) > 5000
     injected = demo.write_feed(tmp_path / "feed.jsonl", now)
     assert injected["countries"] == ["AT", "DE"] and injected["start"] < now
@@ -33,7 +36,7 @@ def test_the_injected_surge_is_detected_with_its_delay(tmp_path):
 
 
 def test_background_alone_raises_nothing(tmp_path):
-    now = time.time()
+    now = NOW
     demo.seed_state(tmp_path / "state.json", now)
     feed_start, surge_start, end = demo._window(now)
     events = demo.background(feed_start, end, seed=5)
@@ -46,7 +49,7 @@ def test_background_alone_raises_nothing(tmp_path):
 
 
 def test_the_feed_is_what_the_demo_parser_reads(tmp_path):
-    injected = demo.write_feed(tmp_path / "feed.jsonl", time.time())
+    injected = demo.write_feed(tmp_path / "feed.jsonl", NOW)
     lines = (tmp_path / "feed.jsonl").read_text().splitlines()
     assert len(lines) == injected["events"]
     for line in lines:
