@@ -162,6 +162,12 @@ class Holdings:
     def close(self) -> None:
         self._db.close()
 
+    def _rollback(self) -> None:
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error:          # SQLite already rolled back (disk full, I/O error)
+            pass
+
     def __enter__(self):
         return self
 
@@ -194,7 +200,7 @@ class Holdings:
                     db.execute("INSERT INTO received (uuid, fp, peer, time) VALUES (?,?,?,?)", (u, f, peer, when))
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                self._rollback()
                 raise
             self._inserts += len(rows)
             if self.max_rows and self._inserts >= 10_000:
@@ -221,8 +227,14 @@ class Holdings:
             try:
                 added = self._catch_up(path, rotated_files(path), max_lines)
                 db.execute("COMMIT")
+            except sqlite3.Error as exc:      # disk full, read-only file system...
+                self._rollback()
+                raise HoldingsError(f"{self.path}: cannot update the holdings index: {exc}") from None
+            except OSError as exc:            # an audit piece that cannot be read
+                self._rollback()
+                raise HoldingsError(f"{self.path}: cannot read the audit trail {path}: {exc}") from None
             except BaseException:
-                db.execute("ROLLBACK")
+                self._rollback()
                 raise
         return added
 
@@ -388,7 +400,7 @@ class Holdings:
                                "VALUES (?,?,?,?,?,?)", [(retraction.id, r, h, a, when, w) for r, h, a, w in deliveries])
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                self._rollback()
                 raise
 
     def seen_retraction(self, retraction_id: str) -> bool:
