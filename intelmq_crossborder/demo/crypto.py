@@ -97,8 +97,11 @@ def setup_keys(workdir: Path, members: Iterable, runtimes: Dict[str, dict],
                 params["signing_key_file"] = str(root / "etc" / "exchange" / name)
                 params["trust_store"] = trust_file
                 params["require_encryption"] = hybrid_link
-            elif conf.get("module") == COLLECTOR_MODULE and m.name in hpke:
-                params["decryption_key_file"] = str(root / "etc" / "exchange" / "decryption-key.pem")
+            elif conf.get("module") == COLLECTOR_MODULE:
+                # a member without a decryption key reads bundles in clear only (a template's path
+                # to a key file it does not have would stop its collector)
+                params["decryption_key_file"] = (str(root / "etc" / "exchange" / "decryption-key.pem")
+                                                 if m.name in hpke else "")
     return {f"{s} -> {r}": ("hybrid+encrypted" if is_hybrid[(s, r)] else "ed25519") for s, r in links}
 
 
