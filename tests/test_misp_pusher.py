@@ -51,6 +51,11 @@ class FakeAPI:
         self.events[uuid].attributes.append(attribute)
         return self._answer("add_attribute") or attribute
 
+    def restore_attribute(self, uuid):
+        """No attribute here is soft-deleted: MISP answers 404 (the Pusher's restore finds nothing)."""
+        self.calls.append("restore_attribute")
+        return {"errors": (404, {"name": "Invalid attribute", "message": "Invalid attribute"})}
+
     def update_attribute(self, attribute, attribute_uuid):
         return self._answer("update_attribute") or attribute
 
@@ -135,6 +140,7 @@ def test_a_refused_write_is_planned_again_once():
         p.push(ev("192.0.2.9"), ev("192.0.2.9"))
     assert err.value.event_uuid == misp_push.target_event_uuid(ev(), p.settings)
     assert err.value.status == 403
+    assert api.calls[-2:] == ["add_attribute", "restore_attribute"]    # not a withdrawn attribute either
     assert p.cache == {}                        # read again next time
 
 
