@@ -369,7 +369,7 @@ class TrustStore:
                     raw = base64.b64decode(encoded, validate=True)
                     public = bc.public_from_raw(algorithm, raw)
                 except (ValueError, TypeError):
-                    size = bc._PUBLIC_LENGTHS[algorithm]
+                    size = bc.public_length(algorithm)
                     raise bad(f"{at}.public_key", f"must be the base64 of a raw {size}-byte {algorithm} public key "
                                                   "(a string, nothing around it)") from None
                 flag = entry.get("revoked", False)

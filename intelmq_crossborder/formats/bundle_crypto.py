@@ -53,7 +53,7 @@ __all__ = [
     "ED25519", "ML_DSA_65", "HPKE_KEM", "SIGNATURE_ALGORITHMS", "ENCRYPTION_ALGORITHMS", "KEY_ALGORITHMS",
     "MLDSA_CONTEXT", "CHUNK_PLAIN", "CHUNK_CIPHER", "ENC_LENGTH", "WRAPPED_KEY_LENGTH", "ENCRYPTION_PARAMETERS",
     "KeyFileError", "HybridKEMPrivateKey", "HybridKEMPublicKey", "SigningKeys", "DecryptionKeys",
-    "algorithm_of", "raw_public", "public_from_raw", "key_id", "public_b64", "sign", "verify",
+    "algorithm_of", "raw_public", "public_from_raw", "public_length", "key_id", "public_b64", "sign", "verify",
     "generate", "private_pem", "read_key_file", "binding", "wrap_content_key", "unwrap_content_key",
     "encrypt_chunks", "DecryptingReader", "ciphertext_size",
 ]
@@ -166,6 +166,11 @@ def public_from_raw(algorithm: str, raw: bytes):
     if algorithm == ML_DSA_65:
         return MLDSA65PublicKey.from_public_bytes(raw)
     return HybridKEMPublicKey.from_raw(raw)
+
+
+def public_length(algorithm: str) -> int:
+    """The length in bytes of a raw public key of ``algorithm``."""
+    return _PUBLIC_LENGTHS[algorithm]
 
 
 def public_b64(key) -> str:
