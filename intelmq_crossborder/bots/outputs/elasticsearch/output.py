@@ -58,6 +58,7 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
     retraction_ids_file: str = None   # default: <IntelMQ var/lib/bots>/<bot id>.lake-ids.sqlite
 
     _batch: Batch = None          # None: bulk_size 1, each event indexed, then acknowledged
+    _idmap: retract.IdMap = None  # the original ids of hidden-source documents (init())
     _shut_down = True             # until init() has run
 
     def init(self):
@@ -150,7 +151,7 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
             default_retention_days=self.default_retention_days, now=when,
             drop_fields=self.drop_fields, id_fields=self.id_fields)
         doc.event = event
-        if label.hide_source:
+        if label.hide_source and self._idmap is not None:
             self._idmap.remember(flat, doc)
         return doc
 
