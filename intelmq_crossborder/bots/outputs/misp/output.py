@@ -37,6 +37,10 @@ class CrossBorderMISPOutputBot(OutputBot):
     holdings_file: str = ""
     withdraw_mode: str = "delete"
 
+    _holdings: Holdings = None    # what it wrote, per event (init()); None: retractions find nothing
+    _withdraw_mode = "delete"
+    _filtered = 0
+
     def init(self):
         key = misp_push.api_key(self.misp_url, optional(self.misp_api_token),
                                 optional(self.misp_api_token_env, "MISP_API_KEY"), self.logger)
@@ -64,7 +68,7 @@ class CrossBorderMISPOutputBot(OutputBot):
         self._pusher.retraction_tag = misp_push.RETRACTED_TAG
         self._holdings = Holdings(optional(self.holdings_file) or
                                   os.path.join(VAR_STATE_PATH, f"{self.bot_id}.holdings.sqlite"))
-        self.filtered = 0
+        self._filtered = 0
         self.logger.info("Pushing to MISP at %s for recipient %s (TLP ceiling %s).", self.misp_url,
                          self.agreement.recipient, tlp_ceiling(self.agreement).label)
 
@@ -76,11 +80,11 @@ class CrossBorderMISPOutputBot(OutputBot):
             self.acknowledge_message()
             return
         ids = flat.get("provenance.event_uuid"), flat.get("provenance.fingerprint")
-        buried = self._holdings.tombstone(*ids)
+        buried = self._holdings.tombstone(*ids) if self._holdings is not None else None
         if buried:
-            self.filtered += 1
+            self._filtered += 1
             self.logger.info("Event %s was retracted (%s, retraction %s): not pushed again (%d so far).",
-                             ids[0] or ids[1], buried[1], buried[0], self.filtered)
+                             ids[0] or ids[1], buried[1], buried[0], self._filtered)
             self.acknowledge_message()
             return
         out, field, reason = misp_push.admission(flat, self.agreement, self._hmac_key, self.refuse_distributions)
@@ -93,7 +97,7 @@ class CrossBorderMISPOutputBot(OutputBot):
         except misp_push.PermanentMISPError as exc:
             raise InvalidValue("misp.event_uuid", exc.event_uuid,
                                reason=f"MISP at {self.misp_url} refused it: {exc}") from None
-        if any(ids):
+        if any(ids) and self._holdings is not None:
             self._holdings.record(*ids, str(planned.event.uuid), planned.attribute_uuid)
         self.acknowledge_message()
 

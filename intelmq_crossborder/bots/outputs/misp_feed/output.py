@@ -26,6 +26,9 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
     refuse_distributions: list = [0]
     holdings_file: str = ""
 
+    _holdings: Holdings = None    # what it wrote, per event (init()); None: retractions find nothing
+    _filtered = 0
+
     def init(self):
         if not optional(self.feed_directory):
             raise ValueError("Parameter feed_directory is required.")
@@ -41,7 +44,7 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
         # in IntelMQ's state folder, never in the feed directory (which is served to the peers)
         self._holdings = Holdings(optional(self.holdings_file) or
                                   os.path.join(VAR_STATE_PATH, f"{self.bot_id}.holdings.sqlite"))
-        self.filtered = 0
+        self._filtered = 0
 
     def process(self):
         event = self.receive_message()
@@ -51,11 +54,11 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
             self.acknowledge_message()
             return
         ids = flat.get("provenance.event_uuid"), flat.get("provenance.fingerprint")
-        buried = self._holdings.tombstone(*ids)
+        buried = self._holdings.tombstone(*ids) if self._holdings is not None else None
         if buried:
-            self.filtered += 1
+            self._filtered += 1
             self.logger.info("Event %s was retracted (%s, retraction %s): not written again (%d so far).",
-                             ids[0] or ids[1], buried[1], buried[0], self.filtered)
+                             ids[0] or ids[1], buried[1], buried[0], self._filtered)
             self.acknowledge_message()
             return
         out, field, reason = misp_push.admission(flat, self.agreement, self._hmac_key, self.refuse_distributions)
@@ -68,7 +71,7 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
                                reason=f"{exc}; not written to the MISP feed") from None
         if planned.changed:
             self.logger.debug("Feed event %s %s.", planned.event.uuid, "created" if planned.is_new else "updated")
-        if any(ids):
+        if any(ids) and self._holdings is not None:
             self._holdings.record(*ids, str(planned.event.uuid), planned.attribute_uuid)
         self.acknowledge_message()
 
