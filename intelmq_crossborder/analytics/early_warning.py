@@ -174,7 +174,10 @@ class Tracker:
         hashed = fingerprint.digest(f"{key[0]}\x00{key[1]}".encode("utf-8"))    # the Redis key names: keep
         return f"{self.prefix}{kind}:{hashed}"
 
-    def record(self, key: tuple, contribution: Contribution, now: Optional[float] = None) -> Spread:
+    def record(self, key: tuple, contribution: Contribution, now: Optional[float] = None,
+               ids: Optional[str] = None) -> Spread:
+        """Record a contribution for ``key`` and return the spread in the window; with ``ids``
+        (:func:`event_ids`), remember in the same round trip that the event counted for ``key``."""
         now = time.time() if now is None else now
         zkey = self._key("seen", key)
         pipe = self.redis.pipeline(transaction=True)
@@ -182,6 +185,8 @@ class Tracker:
         pipe.zremrangebyscore(zkey, "-inf", now - self.window)
         pipe.zrange(zkey, 0, -1)
         pipe.expire(zkey, self.window + 60)
+        if ids:
+            self._remember_ids(pipe, key, ids, now)
         members = pipe.execute()[2]
         spread = Spread()
         for raw in members:
@@ -196,15 +201,12 @@ class Tracker:
         return bool(self.redis.set(self._key("warned-" + kind, key), "1", nx=True, ex=self.window))
 
     # --- what a warning was raised on, for corrections after a retraction (docs/retraction.md) ---
-    def remember_ids(self, key: tuple, ids: str, now: Optional[float] = None) -> None:
-        """Remember that an event (``ids``: :func:`event_ids`) counted for ``key`` in the window."""
-        now = time.time() if now is None else now
+    def _remember_ids(self, pipe, key: tuple, ids: str, now: float) -> None:
+        """Queue on ``pipe``: the event ``ids`` (:func:`event_ids`) counted for ``key`` in the window."""
         zkey = self._key("ids", key)
-        pipe = self.redis.pipeline(transaction=True)
         pipe.zadd(zkey, {ids: now})
         pipe.zremrangebyscore(zkey, "-inf", now - self.window)
         pipe.expire(zkey, self.window + 60)
-        pipe.execute()
 
     def ids_of(self, key: tuple) -> list:
         return [m.decode() if isinstance(m, bytes) else m for m in self.redis.zrange(self._key("ids", key), 0, -1)]
@@ -460,9 +462,7 @@ class Evaluator:
                 warnings.append(self._warning("flag", key, Spread([contribution]), classification, flag))
                 self._raised_on(warnings[-1], [ids])
         if key is not None:
-            spread = self.tracker.record(key, contribution, now)
-            if ids:
-                self.tracker.remember_ids(key, ids, now)
+            spread = self.tracker.record(key, contribution, now, ids=ids)
             hit = (s.min_hubs and len(spread.hubs) >= s.min_hubs) or \
                   (s.min_countries and len(spread.countries) >= s.min_countries)
             if hit and self.tracker.claim(key, "spread"):
