@@ -37,6 +37,7 @@ __all__ = ["COUNTRIES", "SURGE_TYPE", "EXPERT_PARAMETERS", "background", "surge"
 
 COUNTRIES = ("AT", "DE")
 SURGE_TYPE = "ddos"
+LABEL = "GREEN"                # the feed's label (stock field tlp; the hub's TLP expert writes sharing.tlp)
 SEED_DAYS = 15                 # the surge detector's week of warm-up, and every weekday seen twice
 FEED_HOURS = 6                 # the feed file: the last hours before now
 SURGE_HOURS = 3                # the surge: the last hours of the feed
@@ -69,7 +70,7 @@ def _event(rng: random.Random, when: float, country: str, feed: str) -> dict:
     first = {"AT": 77, "DE": 91}.get(country, 62)        # an address of the country's space, fresh each time
     return {"feed.name": feed, "classification.type": SURGE_TYPE, "classification.taxonomy": "availability",
             "source.ip": f"{first}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
-            "source.geolocation.cc": country, "tlp": "GREEN", "time.source": _iso(when)}
+            "source.geolocation.cc": country, "tlp": LABEL, "time.source": _iso(when)}
 
 
 def background(start: float, end: float, seed: int = 7, countries: Sequence[str] = COUNTRIES) -> List[dict]:
@@ -115,7 +116,8 @@ def seed_state(state_file: Path, now: float, parameters: Optional[Mapping[str, A
     stage = analytics_stage.AnalyticsStage.from_parameters(dict(parameters or EXPERT_PARAMETERS))
     events = background(feed_start - SEED_DAYS * 86400, feed_start, seed=3)
     for event in events:
-        stage.observe({**event, "sharing.tlp": event["tlp"]}, None)
+        # what the hub's TLP expert makes of the feed's label, written as it writes it
+        stage.observe({**{k: v for k, v in event.items() if k != "tlp"}, "sharing.tlp": LABEL}, None)
     stage.advance(feed_start)
     state_file = Path(state_file)
     state_file.parent.mkdir(parents=True, exist_ok=True)
