@@ -220,3 +220,14 @@ def test_an_indicator_retraction_reaches_every_event_with_the_fingerprint(tmp_pa
     router.commit(plan)
     assert index.still_held(fingerprint=F[5], scope="indicator") == []
     assert index.still_held(U[2]) == ["cert-at"]
+
+
+def test_the_demo_wiring_of_a_ready_pipeline(tmp_path):
+    from intelmq_crossborder.demo.retraction import wire
+    from intelmq_crossborder.runtime.instance import PIPELINES_DIR, load_runtime
+    runtime = wire(load_runtime(PIPELINES_DIR / "cross-border-hub" / "runtime.yaml", tmp_path), "fi-hub")
+    assert runtime["router"]["parameters"]["hub_id"] == "fi-hub"
+    assert runtime["early-warning-router"]["parameters"]["hub_id"] == "fi-hub"
+    assert runtime["exchange-parser"]["parameters"]["destination_queues"]["retractions"] == ["router-queue"]
+    again = wire(runtime, "other")                       # never overrides what is set
+    assert again["router"]["parameters"]["hub_id"] == "fi-hub"
