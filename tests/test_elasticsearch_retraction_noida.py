@@ -12,6 +12,9 @@ class TestElasticsearchRetractionOnNoida(RetractionCases, ElasticsearchOutputTes
     def start_lake(self):
         return Noida().start()
 
+    def lake_docs(self) -> dict:
+        return self.es.all_docs("crossborder-events*")
+
     def run_es(self, events, **params):
         params.setdefault("server_flavour", FLAVOUR)
         super().run_es(events, **params)

@@ -266,7 +266,7 @@ class RetractionAudit(unittest.TestCase):
             for doc_id, (index, source) in lake_docs.items():
                 held = source.get("provenance", {}).get("event_uuid") in uuids or (
                     r.scope == "indicator" and source.get("provenance", {}).get("fingerprint") == r.target_fingerprint)
-                if held and not index.endswith("-retractions"):
+                if held and index != lake_retract.tombstone_index("audit"):
                     rank = RANK[source["sharing"]["tlp"]]
                     self.relabel_checked += 1
                     if rank > RANK[LAKE_CEILING] or rank < new:

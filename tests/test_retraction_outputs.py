@@ -186,7 +186,7 @@ def test_lake_id_map_finds_a_hidden_copy_with_a_recomputed_fingerprint(tmp_path)
 def test_lake_tombstone_holds_what_the_retraction_holds():
     a = ev()
     stone = lake.tombstone(retraction(a, "erase"), "p")
-    assert stone.index == "p-retractions" and "192.0.2.1" not in json.dumps(stone.source)
+    assert stone.index == "p.retractions" and "192.0.2.1" not in json.dumps(stone.source)
     assert stone.source["retraction"]["target_event_uuid"] == a["provenance.event_uuid"]
 
 

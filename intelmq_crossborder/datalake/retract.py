@@ -11,7 +11,8 @@ fields, over every index of the output's prefix, then (:func:`plan`) per documen
   when the source becomes hidden, without :data:`intelmq_crossborder.core.tlp.SOURCE_FIELDS`).
 
 What stays is the retraction itself, indexed as a tombstone document (:func:`tombstone`) in
-``<prefix>-retractions``: ids, action, reason, time and originator, never a value.
+``<prefix>.retractions`` (:func:`tombstone_index`; outside ``<prefix>-*``, so that dashboards over
+the events do not count tombstones): ids, action, reason, time and originator, never a value.
 
 A document whose source is hidden carries ids derived from the event's (``without_source``: the
 uuid through :func:`~intelmq_crossborder.policy.redact.hidden_event_uuid`, a fingerprint over a
@@ -36,10 +37,8 @@ from intelmq_crossborder.policy import retraction as policy
 from intelmq_crossborder.policy.redact import hidden_event_uuid
 
 __all__ = ["target_query", "flat_event", "plan", "apply", "tombstone", "LakeRetraction", "RetractionFailed",
-           "TOMBSTONE_INDEX", "IdMap"]
+           "tombstone_index", "IdMap"]
 
-#: the index (after the output's prefix) of the retraction tombstones
-TOMBSTONE_INDEX = "retractions"
 #: documents one retraction may touch at most in one pass; more are taken in further passes
 PAGE = 1000
 
@@ -194,8 +193,13 @@ def plan(retraction: policy.Retraction, hits: Iterable[dict], *, ceiling: tlp.Le
     return out
 
 
+def tombstone_index(prefix: str) -> str:
+    """The index of the retraction tombstones of the lake ``prefix``: ``<prefix>.retractions``."""
+    return f"{prefix}.retractions"
+
+
 def tombstone(retraction: policy.Retraction, prefix: str, now: Optional[datetime] = None) -> elastic.Doc:
-    """The retraction as a document of ``<prefix>-retractions`` (ids, action, reason, time,
+    """The retraction as a document of :func:`tombstone_index` (ids, action, reason, time,
     originator: what the retraction carries, nothing of the target), ``_id`` its id."""
     source: dict = {}
     for name, value in retraction.to_event().items():
@@ -205,7 +209,7 @@ def tombstone(retraction: policy.Retraction, prefix: str, now: Optional[datetime
             node = node.setdefault(part, {})
         node[parts[-1]] = value
     source["lake"] = {"indexed_at": (now or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat()}
-    return elastic.Doc(id=retraction.id, index=f"{prefix}-{TOMBSTONE_INDEX}", source=source,
+    return elastic.Doc(id=retraction.id, index=tombstone_index(prefix), source=source,
                        level=tlp.Level.CLEAR)
 
 
@@ -225,8 +229,7 @@ def apply(client, retraction: policy.Retraction, *, prefix: str, ceiling: tlp.Le
         while True:
             found = client.search(index=pattern, query=target_query(retraction, aliases), size=PAGE,
                                   ignore_unavailable=True, allow_no_indices=True)
-            hits = [h for h in found["hits"]["hits"] if (h["_index"], h["_id"]) not in seen
-                    and not h["_index"].endswith(f"-{TOMBSTONE_INDEX}")]
+            hits = [h for h in found["hits"]["hits"] if (h["_index"], h["_id"]) not in seen]
             if not hits:
                 break
             seen.update((h["_index"], h["_id"]) for h in hits)

@@ -33,11 +33,15 @@ def retraction(n, action="withdraw", scope="event", **kwargs) -> dict:
 class RetractionCases:
     """The cases, run against the fake here and against noida-db in tests/test_elasticsearch_retraction_noida.py."""
 
+    def lake_docs(self) -> dict:
+        """_id -> (index, source) over the event indices and the tombstone index."""
+        return self.es.all_docs()
+
     def events_docs(self) -> dict:
-        return {i: src for i, (idx, src) in self.es.all_docs().items() if not idx.endswith("-retractions")}
+        return {i: src for i, (idx, src) in self.lake_docs().items() if idx.startswith("crossborder-events-")}
 
     def tombstones(self) -> dict:
-        return {i: src for i, (idx, src) in self.es.all_docs().items() if idx.endswith("-retractions")}
+        return {i: src for i, (idx, src) in self.lake_docs().items() if idx == "crossborder-events.retractions"}
 
     def test_withdraw_deletes_by_document_id_and_leaves_a_tombstone(self):
         self.run_es([lake_ev(0), lake_ev(1)], bulk_size=1)

@@ -169,8 +169,8 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
             self._indexer.client(), retraction, prefix=self.index_prefix, ceiling=self._ceiling,
             default=self._default_level, drop_fields=self.drop_fields, idmap=self._idmap)
         self.logger.info("Retraction %s (%s, %s) applied: %d document(s) deleted, %d relabelled; tombstone in "
-                         "%s-%s.", retraction.id, retraction.action, retraction.target, deleted, relabelled,
-                         self.index_prefix, retract.TOMBSTONE_INDEX)
+                         "%s.", retraction.id, retraction.action, retraction.target, deleted, relabelled,
+                         retract.tombstone_index(self.index_prefix))
 
     def _recovered_document(self, raw: bytes):
         event = MessageFactory.unserialize(raw, harmonization=self.harmonization)
