@@ -98,6 +98,15 @@ class TestMISPOutputRetraction(CrossBorderBotTestCase, unittest.TestCase):
         self.push([retraction(other)])                        # and it can be withdrawn again
         self.assertTrue(self.attributes()["192.0.2.1"]["deleted"])
 
+    def test_with_publish_the_change_is_published_for_the_sync(self):
+        one, two = ev("192.0.2.1"), ev("192.0.2.2")
+        self.push([one, two], publish=True)
+        self.push([retraction(one)], publish=True)
+        stored = self.only_event()
+        calls = [r[1] for r in self.srv.requests if r[0] == "POST"]
+        self.assertEqual(calls[-1], f"/events/publish/{stored['uuid']}")
+        self.assertTrue(stored["published"])
+
     def test_withdraw_in_tag_mode_tags_and_clears_to_ids(self):
         one = ev()
         self.push([one])
