@@ -230,6 +230,16 @@ class TestCampaigns:
         assert len(det.seen) <= 100 * cp.HISTORY_FACTOR
         assert det.counts["evicted"] > 0
 
+    def test_links_are_bounded_too(self):
+        det = detector(max_keys=100, window=86400)
+        # 95 keys, every event links 16 of them in another combination: many links among few keys
+        for i in range(600):
+            cves = ";".join(f"CVE-2026-{1000 + (i * 7 + j * j) % 95}" for j in range(16))
+            det.assign(ev("DE", i, product__vulnerabilities=cves))
+        assert len(det.keys) <= 100
+        assert len(det.edges) <= 100 * cp.EDGE_FACTOR
+        assert det.counts["evicted_links"] > 0, "the bound was reached"
+
 
 class TestTLP:
     def test_events_above_max_tlp_neither_count_nor_link(self):

@@ -79,9 +79,10 @@ MAX_KEY_CHARS = 256           # a longer value is cut (the key stays distinct th
 MAX_KEYS_PER_EVENT = 16
 MAX_MEMBERS = 512             # distinct (hub, country, level, hidden, pap) per key and per cluster
 REBUILDS_PER_WINDOW = 16
-HISTORY_FACTOR = 4
+HISTORY_FACTOR = 4            # sightings remembered: this many times max_keys
+EDGE_FACTOR = 8               # links kept: this many times max_keys
 #: parameters the analytics expert gives every detector under one name
-SHARED_PARAMETERS = ("max_tlp", "default_tlp", "max_ahead")            # sightings remembered: this many times max_keys
+SHARED_PARAMETERS = ("max_tlp", "default_tlp", "max_ahead")
 
 _PSL = None
 
@@ -525,7 +526,7 @@ class CampaignDetector:
             root_name = self._union(root_name, self._find(other))
         root = self.keys[root_name]
         alerts = self._check(root_name, root, when) if root.campaign is None else []
-        if len(self.keys) > s.max_keys:
+        if len(self.keys) > s.max_keys or len(self.edges) > s.max_keys * EDGE_FACTOR:
             self._rebuild()
         return alerts, self._campaign_for(keys, level)
 
@@ -664,6 +665,10 @@ class CampaignDetector:
         self.edges = {edge: when for edge, when in self.edges.items()
                       if when >= cutoff and edge[0] in live and edge[1] in live
                       and not self._common(edge[0]) and not self._common(edge[1])}
+        if len(self.edges) > s.max_keys * EDGE_FACTOR:           # the oldest links go first
+            keep = sorted(self.edges.items(), key=lambda kv: kv[1], reverse=True)[:s.max_keys * EDGE_FACTOR * 9 // 10]
+            self.counts["evicted_links"] += len(self.edges) - len(keep)
+            self.edges = dict(keep)
         if len(self.seen) > s.max_keys * HISTORY_FACTOR:     # the oldest sightings go first
             keep = sorted(self.seen.items(), key=lambda kv: kv[1][1], reverse=True)[:s.max_keys * HISTORY_FACTOR
                                                                                       * 9 // 10]
