@@ -277,3 +277,48 @@ def test_early_warning_correction_carries_no_content():
     assert fields["sharing.pap"] == "GREEN"
     assert "192.0.2.1" not in json.dumps(fields)
     assert ew.event_ids(a) == f"{a['provenance.event_uuid']} fp:{a['provenance.fingerprint']}"
+
+
+# --- hostile state --------------------------------------------------------------------------
+
+def test_holdings_that_are_not_a_holdings_file_are_named(tmp_path):
+    from intelmq_crossborder.formats.misp.holdings import HoldingsError
+    bad = tmp_path / "h.sqlite"
+    bad.write_bytes(b"not an SQLite file at all" * 100)
+    with pytest.raises(HoldingsError, match="h.sqlite: cannot open the holdings index"):
+        Holdings(bad)
+    with pytest.raises(HoldingsError, match="cannot open"):
+        Holdings(tmp_path)                       # a directory
+
+
+def test_an_unreadable_spool_line_stops_the_retraction_and_names_it(tmp_path):
+    from intelmq_crossborder.formats.csaf.provider import OutputError
+    spool = AdvisorySpool(str(tmp_path / "s"), ProviderDirectory(str(tmp_path / "p")), PUBLISHER,
+                          max_level=tlp.Level.AMBER, group_by=["product.vulnerabilities"], fallback_group_by=[])
+    a = vuln()
+    spool.add(a)
+    path = tmp_path / "s" / "hub-cve-2024-0001.jsonl"
+    before = path.read_bytes() + b'{"broken": \n'
+    path.write_bytes(before)
+    with pytest.raises(OutputError, match=r"hub-cve-2024-0001.jsonl:2"):
+        spool.retract(retraction(a, "erase"))
+    assert path.read_bytes() == before                               # nothing half-done
+
+
+def test_a_lake_document_whose_labels_cannot_be_read_is_deleted():
+    a = ev()
+    doc = hit(lake_doc(a))
+    doc["_source"]["extra"] = {"tlp": ["RED"]}                         # a label in a list: unreadable
+    todo = lake.plan(retraction(a, "relabel", new_tlp="AMBER"), [doc], ceiling=tlp.Level.AMBER,
+                     default=tlp.Level.AMBER)
+    assert len(todo.deletes) == 1 and not todo.relabels              # fail closed
+
+
+def test_a_corrupt_feed_event_file_is_a_value_error(tmp_path):
+    feed = push.FeedWriter(tmp_path / "feed", "Hub")
+    settings = push.PushSettings(recipient="peer", org_name="Hub", org_uuid=feed.org["uuid"])
+    a = ev()
+    planned = feed.push(a, a, settings)
+    (tmp_path / "feed" / f"{planned.event.uuid}.json").write_text('{"Event": {"Attribute": [')
+    with pytest.raises(ValueError):
+        feed.retract(str(planned.event.uuid), {planned.attribute_uuid}, push.ERASE)
