@@ -212,7 +212,8 @@ class _Key:
     hod: List[float] = field(default_factory=lambda: [1.0] * 24)
     hod_n: List[int] = field(default_factory=lambda: [0] * 24)
     dow: List[float] = field(default_factory=lambda: [1.0] * 7)
-    dow_n: List[int] = field(default_factory=lambda: [0] * 7)
+    dow_obs: List[float] = field(default_factory=lambda: [0.0] * 7)     # decayed sums per weekday:
+    dow_pred: List[float] = field(default_factory=lambda: [0.0] * 7)    # observed, and level x hod
     phi: float = 0.0                                  # over-dispersion
     cusum: float = 0.0
     rise: Optional[float] = None                      # CUSUM: start of the bucket where it left 0
@@ -232,8 +233,9 @@ class _Key:
     early: Optional[List[float]] = None               # [expected, observed]: the open bucket signalled early
 
 
-_ALPHA, _GAMMA, _DELTA, _BETA = 0.02, 0.1, 0.02, 0.02
+_ALPHA, _GAMMA, _DELTA, _BETA = 0.01, 0.1, 0.01, 0.02
 _RIVER_LR = 0.03
+_PSEUDO = 10.0
 #: the variance of a count is never taken below this: one event where 0.05 are expected is no surge
 _VAR_FLOOR = 0.5
 
@@ -382,7 +384,7 @@ class SurgeDetector:
     def state(self) -> dict:
         keys = []
         for (kind, country), k in sorted(self.keys.items()):
-            d = {name: getattr(k, name) for name in ("n", "level", "hod", "hod_n", "dow", "dow_n", "phi", "cusum",
+            d = {name: getattr(k, name) for name in ("n", "level", "hod", "hod_n", "dow", "dow_obs", "dow_pred", "phi", "cusum",
                                                      "intercept", "since", "rise", "last", "expected", "observed",
                                                      "sig_level", "sig_disclosed", "sig_alerted", "early")}
             d["weights"] = dict(sorted(k.weights.items()))
@@ -477,16 +479,17 @@ class SurgeDetector:
                 k.hod_n[h] += 1
                 gamma = max(_GAMMA, 1.0 / k.hod_n[h])
                 k.hod[h] += gamma * (x / max(0.01, k.level * k.dow[d]) - k.hod[h])
-                k.dow_n[d] += 1
-                delta = max(_DELTA, 1.0 / k.dow_n[d])
-                k.dow[d] += delta * (x / max(0.01, k.level * k.hod[h]) - k.dow[d])
+                # the weekday factor: a ratio of decayed sums, shrunk towards 1 by _PSEUDO counts
+                # (learned from the first day when the data are plentiful, stays near 1 when sparse)
+                k.dow_obs[d] = k.dow_obs[d] * (1 - _DELTA) + x
+                k.dow_pred[d] = k.dow_pred[d] * (1 - _DELTA) + k.level * k.hod[h]
+                k.dow[d] = (k.dow_obs[d] + _PSEUDO) / (k.dow_pred[d] + _PSEUDO)
                 k.hod[h] = min(50.0, max(0.01, k.hod[h]))
                 k.dow[d] = min(50.0, max(0.01, k.dow[d]))
-                if k.n % 24 == 0:                   # the factors keep a mean of 1 (a day at a time)
-                    for table in (k.hod, k.dow):
-                        mean = sum(table) / len(table)
-                        table[:] = [min(50.0, max(0.01, v / mean)) for v in table]
-                        k.level *= mean             # the expectation stays what it was
+                if k.n % 24 == 0:                   # the hour factors keep a mean of 1 (a day at a time)
+                    mean = sum(k.hod) / 24
+                    k.hod[:] = [min(50.0, max(0.01, v / mean)) for v in k.hod]
+                    k.level *= mean                 # the expectation stays what it was
         beta = max(_BETA, 1.0 / k.n)
         dispersion = ((x - expected) ** 2 - expected) / (expected * expected)
         k.phi = min(10.0, max(0.0, k.phi + beta * (dispersion - k.phi)))
@@ -596,11 +599,13 @@ def _load_key(d: Mapping[str, Any], where: str) -> _Key:
     if k.level < 0 or k.phi < 0 or k.cusum < 0 or k.expected < 0:
         raise StateError("a number >= 0 expected", where)
     k.hod, k.dow = _floats(d, "hod", where, 24), _floats(d, "dow", where, 7)
-    for name, size in (("hod_n", 24), ("dow_n", 7)):
-        counts = want(d, name, list, where)
-        if len(counts) != size or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
-            raise StateError(f"{size} integers >= 0 expected", f"{where}.{name}")
-        setattr(k, name, list(counts))
+    hod_n = want(d, "hod_n", list, where)
+    if len(hod_n) != 24 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in hod_n):
+        raise StateError("24 integers >= 0 expected", f"{where}.hod_n")
+    k.hod_n = list(hod_n)
+    k.dow_obs, k.dow_pred = _floats(d, "dow_obs", where, 7), _floats(d, "dow_pred", where, 7)
+    if min(k.dow_obs + k.dow_pred + k.hod + k.dow) < 0:
+        raise StateError("numbers >= 0 expected", f"{where}.dow")
     k.since = None if d.get("since") is None else want(d, "since", float, where)
     k.rise = None if d.get("rise") is None else want(d, "rise", float, where)
     k.observed = want(d, "observed", int, where, minimum=0)
