@@ -60,7 +60,7 @@ MODELS = ("seasonal", "cusum", "river")
 #: The model ``surge`` (the default) uses: the best of the comparison in docs/analytics.md.
 BEST_MODEL = "cusum"
 #: Default sensitivity per model (z threshold for seasonal/river, decision interval h for cusum).
-DEFAULT_SENSITIVITY = {"seasonal": 3.0, "cusum": 3.0, "river": 4.0}
+DEFAULT_SENSITIVITY = {"seasonal": 2.5, "cusum": 3.5, "river": 4.0}
 STATE_VERSION = 1
 _MAX_INDICATORS = 50_000      # distinct indicators kept per key and bucket; more count as events
 _MAX_GAP_BUCKETS = 2 * 168    # a longer silence is a gap in the data: no scoring across it
