@@ -96,6 +96,16 @@ def test_relabel_within_and_above_the_ceiling(holdings):
                                  agreement_from_dict(dict(AGREEMENT, max_pap="AMBER")), calls).way == push.ERASE
 
 
+def test_the_routers_removal_after_a_relabel_hard_deletes(holdings):
+    a = ev()
+    holdings.record(a["provenance.event_uuid"], a["provenance.fingerprint"], "m", "x")
+    removal = retraction(a, "relabel", new_tlp="RED").as_removal("no longer admitted by the agreement (tlp)")
+    assert removal.action == "withdraw" and removal.reason.startswith(push.RELABEL_REMOVAL)
+    calls = Recorder()
+    done = push.apply_retraction(removal, holdings, agreement_from_dict(AGREEMENT), calls, push.TAG)
+    assert (done.instruction, done.way) == (policy.REMOVE, push.ERASE)
+
+
 def test_a_shared_attribute_goes_with_its_last_holder(holdings):
     a, b = ev(), ev()
     for e in (a, b):

@@ -930,6 +930,9 @@ RETRACTION_WAYS = (DELETE, TAG, ERASE, RELABEL)
 WITHDRAW_MODES = (DELETE, TAG)
 #: The tag a withdrawn attribute gets in ``withdraw_mode: tag``
 RETRACTED_TAG = "crossborder:retracted"
+#: How the reason of the router's removal for a holder a relabel no longer admits begins
+#: (:meth:`intelmq_crossborder.policy.retraction.Retraction.as_removal`)
+RELABEL_REMOVAL = "relabelled: "
 
 
 def _retract_attribute(attr: MISPAttribute, how: str, level: Optional[tlp.Level], hide: bool, tag: str,
@@ -971,9 +974,14 @@ def holder_instruction(retraction, agreement) -> str:
     the policy's :func:`~intelmq_crossborder.policy.retraction.instruction` under the
     agreement's TLP ceiling; a relabel whose new PAP is above the agreement's ``max_pap``, or
     that hides a source the agreement discloses (the MISP event title and the feed name may
-    name it), removes the copy."""
+    name it), removes the copy, and so does the router's withdraw-style removal for a holder
+    a relabel no longer admits (its reason begins with :data:`RELABEL_REMOVAL`)."""
     what = policy.instruction(retraction, event_uuid=retraction.target_event_uuid,
                               fingerprint=retraction.target_fingerprint, ceiling=tlp_ceiling(agreement))
+    if what == policy.TOMBSTONE and retraction.reason.startswith(RELABEL_REMOVAL):
+        # the router's removal for a holder a relabel no longer admits (Retraction.as_removal): the
+        # recipient is not entitled to keep it, not even as a deleted attribute
+        return policy.REMOVE
     if what == policy.RELABEL:
         if retraction.new_pap and agreement.max_pap and \
                 policy.PAP_ORDER[retraction.new_pap] > policy.PAP_ORDER[agreement.max_pap]:
