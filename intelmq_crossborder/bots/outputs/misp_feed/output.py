@@ -81,6 +81,9 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
         except RetractionError as exc:
             raise InvalidValue(exc.field or "retraction.id", flat.get(exc.field or "retraction.id"),
                                reason=f"{exc.reason}; the retraction is not applied") from None
+        if self._holdings is None:
+            raise InvalidValue("retraction.id", retraction.id, reason="this output keeps no holdings index; "
+                                                                      "the retraction is not applied")
         try:
             done = misp_push.apply_retraction(retraction, self._holdings, self.agreement, self._feed.retract,
                                               misp_push.ERASE)
