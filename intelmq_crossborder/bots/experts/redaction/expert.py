@@ -8,6 +8,7 @@ from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.secrets import secret_bytes
 from intelmq_crossborder.policy.agreements import AgreementError, agreement_from_dict
 from intelmq_crossborder.policy.redact import FieldSelector, label_fields_named, redact
+from intelmq_crossborder.policy.retraction import Retraction, RetractionError, is_retraction
 from intelmq_crossborder.core.parameters import as_list, optional
 
 DEFAULT_KEY_ENV = "CROSSBORDER_HMAC_KEY"
@@ -65,6 +66,9 @@ class CrossBorderRedactionExpertBot(ExpertBot):
 
     def process(self):
         message = self.receive_message()
+        if is_retraction(message):
+            self._pass_retraction(message)
+            return
         try:
             out, removed, pseudonymised = redact(dict(message), remove=self._remove, pseudonymise=self._pseudo,
                                                  key=self._key, drop_raw=self._drop_raw)
@@ -78,6 +82,20 @@ class CrossBorderRedactionExpertBot(ExpertBot):
             self.send_message(event)
         else:
             self.send_message(message)
+        self.acknowledge_message()
+
+    def _pass_retraction(self, message):
+        """A retraction carries ids only: passed on unchanged, never label-read; one that cannot be
+        read (a content field would escape the redaction) is dumped with the field named."""
+        flat = dict(message)
+        try:
+            Retraction.from_event({k: v for k, v in flat.items() if k != "__type"})
+        except RetractionError as exc:
+            name = exc.field or "retraction.id"
+            value = flat.get(name)
+            raise InvalidValue(name, value[:200] if isinstance(value, str) else value,
+                               reason=f"{exc.reason}; the retraction is dumped, not passed on") from None
+        self.send_message(message)
         self.acknowledge_message()
 
     @staticmethod
