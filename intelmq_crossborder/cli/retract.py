@@ -4,7 +4,9 @@
 the hub's holdings index (who holds the event; whether this hub may retract it; whether a relabel
 would lower a label) and puts it in the sharing router's queue; the router does the rest
 (docs/retraction.md).  ``retraction status`` reads the router's records: every holder it was sent
-to and when, which peer hubs confirmed and which have not yet.
+to and when, which peer hubs confirmed and which have not yet.  ``retraction purge`` applies the
+tombstone lines IntelMQ's stock file output wrote to its event files (an erase takes the
+target's lines out, :mod:`intelmq_crossborder.formats.event_file`).
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ import re
 import sys
 from pathlib import Path
 
-from intelmq_crossborder.cli.common import fail, printable
+from intelmq_crossborder.cli.common import fail, printable, unusable_paths
 from intelmq_crossborder.core import inputs, tlp
+from intelmq_crossborder.formats import event_file
 from intelmq_crossborder.policy import holdings as H
 from intelmq_crossborder.policy.retraction import ACTIONS, SCOPES, RetractionError, new_retraction
 from intelmq_crossborder.runtime.retraction import RouterNotFound, find_router, inject
@@ -41,6 +44,16 @@ def _level(value: str) -> str:
         return tlp.parse_level(value, "--tlp").label
     except tlp.UnknownTLPError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _line_bytes(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value[:40]!r}") from None
+    if not 1024 <= number <= 1 << 30:
+        raise argparse.ArgumentTypeError("must be between 1024 and 1073741824")
+    return number
 
 
 def _default_runtime() -> str:
@@ -198,6 +211,61 @@ def _list(args) -> int:
     return 0
 
 
+def _purge(args) -> int:
+    paths = [Path(p) for p in args.files]
+    problems = unusable_paths(paths)
+    if problems:
+        return fail(printable("; ".join(problems)))
+    files = list(paths)
+    if args.rotated:
+        for path in paths:
+            plain, packed = event_file.rotated(path)
+            files += [p for p in plain if p not in files]
+            for p in packed:
+                print(f"warning: {printable(p)}: compressed, not reached; decompress it and name it to purge it",
+                      file=sys.stderr)
+    bad = 0
+    found = []
+    for path in files:
+        try:
+            lines, unreadable = event_file.tombstones(path, max_line=args.max_line_bytes)
+        except OSError as exc:
+            return fail(printable(f"{path}: cannot be read: {exc.strerror or exc}"))
+        for problem in unreadable:
+            print(f"bad tombstone: {printable(problem)}; not applied", file=sys.stderr)
+        bad += len(unreadable)
+        found += [msg for _, msg in lines]
+    by_id = {}
+    for msg in found:
+        by_id.setdefault((msg.id, msg.target_event_uuid, msg.target_fingerprint), msg)
+    msgs = list(by_id.values())
+    erases = [m for m in msgs if m.action == "erase"]
+    print(f"{len(msgs)} retraction(s) found in {len(files)} file(s): {len(erases)} erase(s) to apply"
+          + ("; withdraw and relabel tombstones keep the lines" if len(msgs) > len(erases) else ""))
+    removed_total = 0
+    for path in files:
+        try:
+            done = event_file.purge(path, erases, max_line=args.max_line_bytes, dry_run=args.dry_run)
+        except OSError as exc:
+            return fail(printable(f"{path}: nothing removed: {exc}"))
+        for problem in done.problems:
+            print(f"unreadable line: {printable(problem)}", file=sys.stderr)
+        bad += done.unreadable
+        verb = "would remove" if args.dry_run else "removed"
+        for msg in erases:
+            n = done.removed.get(msg.id, 0)
+            if n:
+                ids = ", ".join(sorted(done.removed_ids.get(msg.id, ())))
+                print(f"{printable(path)}: {verb} {n} line(s) of {msg.target} (erase {msg.id}; ids {ids})")
+        if done.unreadable_removed:
+            print(f"{printable(path)}: {verb} {done.unreadable_removed} unreadable line(s) naming an erased "
+                  "target's id")
+        removed_total += done.total_removed
+    print(f"{'would remove' if args.dry_run else 'removed'} {removed_total} line(s) in all"
+          + (f"; {bad} unreadable line(s) kept as they are (named on stderr)" if bad else ""))
+    return 1 if bad else 0
+
+
 def _locate(p) -> None:
     p.add_argument("--runtime", default=_default_runtime(), metavar="RUNTIME_YAML",
                    help="the hub's runtime config (default: IntelMQ's, %(default)s)")
@@ -243,3 +311,17 @@ def register(sub) -> None:
     lst.add_argument("--format", choices=("text", "json"), default="text")
     _locate(lst)
     lst.set_defaults(func=_list)
+    pg = rsub.add_parser("purge", help="apply the erase tombstones of files written by IntelMQ's file output",
+                         description="Read the retraction lines (tombstones) of the event files and, for each "
+                                     "erase, rewrite every file atomically without the target's lines (by "
+                                     "provenance.event_uuid and provenance.fingerprint). Stop the file output "
+                                     "bot first (or reload it afterwards): it keeps the replaced file open. Exit 1 "
+                                     "when a line could not be read (named on stderr; kept as it is), 2 when a "
+                                     "file cannot be read or rewritten.")
+    pg.add_argument("files", nargs="+", metavar="FILE")
+    pg.add_argument("--no-rotated", dest="rotated", action="store_false",
+                    help="leave the rotated siblings (FILE.1, FILE-YYYYMMDD) alone")
+    pg.add_argument("--dry-run", action="store_true", help="say what would be removed, change nothing")
+    pg.add_argument("--max-line-bytes", type=_line_bytes, default=event_file.MAX_LINE, metavar="N",
+                    help="a longer line is not parsed (kept, unless it names an erased target's id)")
+    pg.set_defaults(func=_purge)
