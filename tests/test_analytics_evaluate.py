@@ -235,3 +235,19 @@ def test_the_rule_refuses_a_field_of_a_type_the_harmonization_refuses(field, val
     with pytest.raises(alerts.EventError) as exc:
         evaluate.RuleDetector().observe({**ev(0, "DE", "192.0.2.1"), field: value})
     assert exc.value.field == field
+
+
+def test_clean_simulated_data_is_never_refused_and_the_rule_sees_its_campaigns():
+    """An interface change in a detector (a new argument of the early warning's tracker, say) must not
+    turn into every event being refused."""
+    from intelmq_crossborder.analytics import simulate
+    events, truth = simulate.simulate(simulate.Settings(seed=2, weeks=3, countries=6))
+    timed = [(alerts.event_time(e), i + 1, e) for i, e in enumerate(events)]
+    incidents = [evaluate._truth_line(t, "sim", i + 1) for i, t in enumerate(truth)]
+    problems = []
+    report = evaluate.evaluate(timed, incidents, problems=problems)
+    assert problems == []
+    for name, m in report["detectors"].items():
+        assert m["refused"] == 0, name
+        assert m["alerts"] > 0, name
+    assert report["detectors"]["rule"]["recall"] > 0

@@ -159,7 +159,8 @@ class ReplayTracker(ew.Tracker):
         self.claims: Dict[str, float] = {}
         self.first: Dict[str, float] = {}
 
-    def record(self, key: tuple, contribution: ew.Contribution, now: Optional[float] = None) -> ew.Spread:
+    def record(self, key: tuple, contribution: ew.Contribution, now: Optional[float] = None,
+               ids: Optional[str] = None) -> ew.Spread:
         now = self.now if now is None else now
         name = self._key("seen", key)
         members = self.seen.setdefault(name, {})
@@ -231,12 +232,7 @@ class RuleDetector:
         if self._n % 5000 == 0:
             self.tracker.expire()
         out = []
-        try:
-            warnings = self.evaluator.evaluate(event, now=self.tracker.now)
-        except (AttributeError, TypeError) as exc:     # a value of a type IntelMQ's harmonization refuses
-            raise EventError("(event)", f"the early warning cannot read it: {type(exc).__name__}: {exc}"[:300]) \
-                from None
-        for warning in warnings:
+        for warning in self.evaluator.evaluate(event, now=self.tracker.now):
             f = warning.fields
             key = ew.indicator_key(event, self.settings.key_fields)
             start = self.tracker.first.get(self.tracker._key("seen", key), self.tracker.now) if key else \
