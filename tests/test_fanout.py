@@ -473,6 +473,10 @@ def test_reader_memo_is_bounded():
     for i in range(25):
         assert reader._valid("source.port", i + 1)
         assert len(reader.memo) <= 10
+    reader.memo.clear()
+    raw = "QUJD" * 1000                        # a long value (raw, a description): checked, not kept
+    assert reader._valid("raw", raw) and not reader._valid("provenance.hub_path", "HUB-A," * 100 + "hub-b")
+    assert reader.memo == {}
 
 
 def test_reader_receives_from_the_internal_queue_and_acknowledges_as_intelmq(queues):

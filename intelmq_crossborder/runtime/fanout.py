@@ -440,6 +440,9 @@ class BatchSender:
 
 #: The JSON scalar types whose (field, value) pairs the memo of :class:`EventReader` holds.
 _SCALARS = frozenset((str, int, float, bool))
+#: Longer strings (``raw``, descriptions) are validated every time, never kept: the memo stays
+#: small (at most ``limit`` entries of at most this many characters).
+_MEMO_MAX_CHARS = 256
 
 
 class EventReader:
@@ -464,7 +467,8 @@ class EventReader:
     IntelMQ's handling of a blocking receive (reload on SIGHUP, empty messages) stays
     IntelMQ's.  With the bot's ``sender``, that ``LINDEX`` was already made in the round trip
     of the last send (:meth:`BatchSender.take_next`): then a bot needs ONE Redis round trip
-    per event.  The memo holds at most ``limit`` triples (then it starts again).
+    per event.  The memo holds at most ``limit`` triples (then it starts again), and no
+    string longer than 256 characters (such a value is validated every time).
     """
 
     def __init__(self, bot, limit: int = 50_000, sender: Optional[BatchSender] = None):
@@ -493,6 +497,7 @@ class EventReader:
         known = self.memo.get(triple)
         if known is not None:
             return known
+        keep = kind is not str or len(value) <= _MEMO_MAX_CHARS    # not raw, long texts: unique anyway
         probe = self._probe
         if probe is None:
             probe = self._probe = self._empty()
@@ -503,9 +508,10 @@ class EventReader:
             ok = False
         finally:
             dict.clear(probe)
-        if len(self.memo) >= self.limit:
-            self.memo.clear()
-        self.memo[triple] = ok
+        if keep:
+            if len(self.memo) >= self.limit:
+                self.memo.clear()
+            self.memo[triple] = ok
         return ok
 
     def _source(self):
