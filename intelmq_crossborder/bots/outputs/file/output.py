@@ -118,7 +118,7 @@ class CrossBorderFileOutputBot(OutputBot):
                 plain, compressed = ef.rotated(path)
                 out += plain
                 packed += compressed
-        return out, packed
+        return list(dict.fromkeys(out)), list(dict.fromkeys(packed))
 
     def _retract(self, event, flat: dict):
         try:
