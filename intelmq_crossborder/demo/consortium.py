@@ -47,12 +47,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
-import yaml
 
 from intelmq_crossborder.formats import bundle
 
 from intelmq_crossborder.core import inputs, tlp
 
+from intelmq_crossborder.demo import crypto
+from intelmq_crossborder.demo.taxii import TAXIIRecipient
 from intelmq_crossborder.policy import audit
 from intelmq_crossborder.policy.agreements import Agreement, load_agreements, tlp_ceiling
 from intelmq_crossborder.policy.redact import FieldSelector
@@ -97,6 +98,9 @@ def default_members(small: bool = False) -> List[Member]:
     ]
 
 
+TAXII_OUTPUT = "intelmq.bots.outputs.crossborder.taxii.output"
+#: The TAXII output's module: a member that has one gets the partner's local TAXII server.
+TAXII_OUTPUT = "intelmq.bots.outputs.crossborder.taxii.output"
 #: Redis databases of the members, in the order of :func:`default_members`, of a
 #: :class:`Consortium` made without ``dbs``.  ``make demo`` (:func:`run_demo`) leases free ones instead.
 DEFAULT_DBS = (1, 5, 7, 8)
@@ -125,12 +129,13 @@ class Consortium:
         self.timeout = timeout
         self.instances: Dict[str, IntelMQInstance] = {}
         self.timeline: List[str] = []
+        self.links: Dict[str, str] = {}
+        self.taxii: Optional[TAXIIRecipient] = None
 
     # --- set-up -------------------------------------------------------------------------------
     def setup(self) -> "Consortium":
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.workdir.chmod(0o755)
-        keys = {}
         for member, db in zip(self.members, self.dbs):
             root = self.workdir / member.name
             runtime = load_runtime(member.runtime_file, root)
@@ -138,33 +143,20 @@ class Consortium:
                 params = conf.get("parameters", {}) if isinstance(conf, dict) else {}
                 if "redis_cache_db" in params:        # bot state in the member's own database
                     params["redis_cache_db"] = db
+                if conf.get("module") == TAXII_OUTPUT:   # the partner's TAXII server, started for the run
+                    params.update(self._taxii_partner().connection(), redis_db=db)
             if self.broker == "amqp":
                 # AMQP queue names are global: each member's queues get its name as prefix
                 prefix_queues(runtime, f"{self.queue_prefix}{member.name}.")
             inst = IntelMQInstance(root, runtime, redis_db=db, broker=self.broker)
             self.instances[member.name] = inst
-            exchange_dir = root / "etc" / "exchange"
-            exchange_dir.mkdir(parents=True, exist_ok=True)
-            if member.peers or member.constituents:   # it signs bundles: a throwaway key, never in the repo
-                key = bundle.generate_private_key()
-                keys[member.name] = key
-                path = exchange_dir / "signing-key.pem"
-                path.write_bytes(bundle.private_key_pem(key))
-                path.chmod(0o600)
             for sub in list(member.inputs) + ["exchange-inbox"]:
                 (root / "var" / "spool" / sub).mkdir(parents=True, exist_ok=True)
             (root / "var" / "lib" / "output").mkdir(parents=True, exist_ok=True)
             (root / "var" / "lib" / "audit").mkdir(parents=True, exist_ok=True)
-        countries = {m.name: m.country for m in self.members}
-        for member in self.members:
-            senders = [m.name for m in self.members if member.name in m.peers or member.name in m.constituents]
-            trust = {"version": 1, "peers": {
-                s: {"country": countries[s], "keys": [{"algorithm": "ed25519",
-                                                        "public_key": bundle.public_key_b64(keys[s]),
-                                                        "comment": "demo key, thrown away after the run"}]}
-                for s in senders}}
-            (self.workdir / member.name / "etc" / "exchange" / "trust.yaml").write_text(
-                yaml.safe_dump(trust, sort_keys=False), "utf-8")
+        # throwaway keys and trust stores (never in the repository): hybrid post-quantum and
+        # encrypted between de-hub and fi-hub, Ed25519 in clear on every other link
+        self.links = crypto.setup_consortium(self)
         for inst in self.instances.values():
             inst.setup()
             inst.clear_queues()
@@ -179,6 +171,12 @@ class Consortium:
                 names = list(r.scan_iter(match=prefix + "*", count=1000))
                 if names:
                     r.delete(*names)
+
+    def _taxii_partner(self) -> TAXIIRecipient:
+        """The partner CTI platform's TAXII server (a local medallion), started on first use."""
+        if self.taxii is None:
+            self.taxii = TAXIIRecipient(self.workdir / "taxii-partner").start()
+        return self.taxii
 
     # --- helpers ------------------------------------------------------------------------------
     def root(self, name: str) -> Path:
@@ -296,6 +294,8 @@ class Consortium:
             except Exception as exc:  # pragma: no cover - broker gone
                 print(f"consortium cleanup: queues of {name} not cleared: {exc}", file=sys.stderr)
         self.clear_state()
+        if self.taxii is not None:
+            self.taxii.stop()
 
 
 # --- what arrived where -------------------------------------------------------------------------
@@ -353,10 +353,9 @@ def collect(cons: Consortium) -> dict:
         inst = cons.instances[member.name]
         # bundles this member imported: verified again here, against its own trust store
         archive = inst.root / "var" / "lib" / "exchange" / "import" / "archive"
-        trust = bundle.TrustStore.from_file(inst.root / "etc" / "exchange" / "trust.yaml")
         per_sender = collections.defaultdict(list)
         for path in sorted(archive.rglob("*" + bundle.BUNDLE_SUFFIX)) if archive.exists() else []:
-            with bundle.open_bundle(path, trust, recipient=member.name) as b:
+            with crypto.open_imported(path, inst.root, member.name) as b:
                 b.verify_data()
                 per_sender[b.manifest.sender].extend(ev for _, ev in bundle.iter_events(b))
         for sender, events in per_sender.items():
@@ -373,6 +372,9 @@ def collect(cons: Consortium) -> dict:
             "audit": {m.name: _audit_records(cons.instances[m.name]) for m in cons.members},
             "dumps": {m.name: cons.instances[m.name].dumps() for m in cons.members},
             "timeline": list(cons.timeline),
+            "links": crypto.consortium_links(cons),
+            "taxii": ({"lines": cons.taxii.report_lines(), "leaks": cons.taxii.leaks()}
+                      if cons.taxii is not None else None),
             "routers": {m.name: _router_dirs(cons.instances[m.name]) for m in cons.members}}
 
 
@@ -447,6 +449,8 @@ def leak_check(result: dict) -> List[str]:
                     leaks.append(f"{where}: originator field {key} disclosed")
             if "raw" in ev and not a.keep_raw:
                 leaks.append(f"{where}: raw kept")
+    # the partner CTI platform, read back over TAXII: every object's marking within its agreement
+    leaks += (result.get("taxii") or {}).get("leaks", [])
     return leaks
 
 
@@ -531,7 +535,12 @@ def report(result: dict) -> str:
             lines.append(f"      TLP:{label:<13} {ctype:<22} {n}")
         for (sender, why), n in sorted(held.get(recipient, {}).items()):
             lines.append(f"      withheld by {sender}: {n} x {why}")
+    if result.get("taxii"):
+        lines += result["taxii"]["lines"]
     lines.append("")
+    if result.get("links"):
+        lines += ["Exchange links (what protected the bundles each recipient imported):"]
+        lines += [f"  {line}" for line in result["links"]] + [""]
     ews = warnings(result)
     raised = {(ev.get("provenance.origin_hub"), ev.get("comment"), ev.get("extra.early_warning_trigger"))
               for _, ev in ews}

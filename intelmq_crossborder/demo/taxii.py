@@ -43,6 +43,8 @@ kind: isac
 country: FI
 relation: community
 max_tlp: GREEN
+# indicators only: advisories' vulnerable-system events have no STIX indicator to carry them
+taxonomies: [malicious-code, intrusion-attempts, intrusions, information-gathering, fraud, availability, abusive-content]
 no_label: deny
 disclose_source: true
 retention_days: 365
@@ -96,6 +98,13 @@ class TAXIIRecipient:
                 process.wait(15)
         if process is not None and process.stdout is not None:
             process.stdout.close()
+
+    def connection(self) -> dict:
+        """The TAXII output parameters that point a pipeline's block at this server."""
+        if not self.discovery_url:
+            raise RuntimeError("start() the TAXII recipient first")
+        return {"taxii_url": self.discovery_url, "collection": self.recipient,
+                "username": self.user, "password": self.password}
 
     def runtime_block(self, hub_id: str, redis_db: int, redis_host: str = "127.0.0.1") -> dict:
         """The runtime.yaml block of the TAXII output that pushes to the partner's collection."""
