@@ -180,6 +180,7 @@ class TestCrossBorderFileOutput(FileCase, unittest.TestCase):
         check = CrossBorderFileOutputBot.check
         self.assertIsNone(check({"file": str(self.path)}))
         self.assertIsNone(check({"file": str(self.path), "tlp_ceiling": "", "single_key": ""}))
+        self.assertIsNone(check({"file": str(self.path), "hierarchical_output": False, "single_key": None}))
         for bad, text in (({}, "file"), ({"file": ""}, "file"), ({"file": "x", "single_key": "raw"}, "single_key"),
                           ({"file": "x", "tlp_ceiling": "PURPLE"}, "tlp_ceiling"),
                           ({"file": "x", "encoding_errors_mode": "bogus"}, "encoding_errors_mode"),
