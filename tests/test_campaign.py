@@ -125,6 +125,11 @@ class TestCampaigns:
         assert a.evidence["campaign_id"] == ids[2]
         assert a.evidence["observed_countries"] == 3 and a.evidence["events"] == 3
 
+    def test_the_start_is_the_first_sighting_even_when_a_contributor_reports_again(self):
+        found, _ = feed(detector(), [ev("DE", 0, **net(1)), ev("DE", 3 * H, **net(2)), ev("FR", 4 * H, **net(3)),
+                                     ev("IT", 5 * H, **net(4))])
+        assert found[0].start == T0 and found[0].delay == 5 * H
+
     def test_two_countries_are_not(self):
         found, ids = feed(detector(), [ev("DE", 0, **net(1)), ev("FR", H, **net(2)), ev("DE", 2 * H, **net(3))])
         assert found == [] and ids == [None] * 3

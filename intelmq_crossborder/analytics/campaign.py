@@ -598,7 +598,9 @@ class CampaignDetector:
               (s.min_hubs and len(spread.hubs) >= s.min_hubs)
         if not hit:
             return []
-        start = min((when for when in root.c_members.values() if when >= cutoff), default=root.c_first)
+        # the campaign began when its infrastructure was first seen (in the window): the members
+        # hold each contributor's last time, which would make the delay look shorter than it was
+        start = max(root.c_first, cutoff)
         campaign_id = "campaign-" + hmac.new(self.salt.encode(), f"{root_name}\x00{start!r}".encode(),
                                              "sha256").hexdigest()[:20]
         baseline = self.started is not None and now < self.started + s.warmup
