@@ -132,6 +132,12 @@ class TestCrossBorderFileOutput(FileCase, unittest.TestCase):
         self.assertLogMatches(r".*1 compressed rotated file\(s\) not reached \(events\.txt\.2\.gz\).*", "WARNING")
         self.assertLogMatches(r".*2 line\(s\) removed from 2 file\(s\).*", "INFO")
 
+    def test_a_file_name_spelt_differently_is_still_the_file_rewritten(self):
+        spelt = str(self.dir) + "//./events.txt"
+        self.feed([TARGET, OTHER, retraction("erase"), OTHER], file=spelt)
+        self.assertNotIn(b"198.51.100.23", self.path.read_bytes())
+        self.assertEqual(len(records(self.path)), 3)        # the line after the erase is in the new file
+
     def test_rotated_files_false_leaves_them(self):
         self.feed([TARGET])
         os.replace(self.path, self.dir / "events.txt.1")

@@ -71,13 +71,13 @@ class CrossBorderFileOutputBot(OutputBot):
         return out
 
     def _handle(self, path) -> "ef.EventFile":
-        key = str(path)
+        key = os.path.abspath(path)          # one handle per file, however its name is spelt
         if key not in self._files:
             if len(self._files) >= 64:           # format_filename: bound the open handles
                 for handle in self._files.values():
                     handle.close()
                 self._files = {}
-            self._files[key] = ef.EventFile(path, fsync=self._fsync)
+            self._files[key] = ef.EventFile(key, fsync=self._fsync)
         handle = self._files[key]
         handle.reopen_if_moved()
         return handle
