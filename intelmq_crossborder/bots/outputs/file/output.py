@@ -135,7 +135,11 @@ class CrossBorderFileOutputBot(OutputBot):
                 self._handle(self.file).append(line)
                 self.logger.info("Confirmation of retraction %s by %s written.", msg.id, msg.confirmed_by)
             return
-        paths, packed = self._targets()
+        removing = msg.action == "erase" or (msg.action == "relabel" and self._ceiling is not None)
+        if removing or self._format:
+            paths, packed = self._targets()
+        else:
+            paths, packed = [], []            # a tombstone only: no need to read the file
         held_in, removed, unreadable = [], 0, 0
         for path in paths:
             self._handle(path).close()            # a rewrite replaces the file: append to the new one
