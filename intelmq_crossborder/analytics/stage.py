@@ -125,6 +125,11 @@ class SeriesSurge(_surge.SurgeDetector):
         return out
 
 
+def surge_defaults() -> "_surge.SurgeSettings":
+    """The surge detector's default settings (the expert shows them as its ``surge_*`` defaults)."""
+    return _surge.SurgeSettings()
+
+
 def _make_surge(params: Mapping[str, Any]) -> SeriesSurge:
     return SeriesSurge(_surge.SurgeSettings.from_parameters(dict(params)), name="surge")
 

@@ -14,6 +14,8 @@ from intelmq_crossborder.analytics.contributions import default_db_path
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.parameters import as_int, optional
 
+_SURGE = analytics_stage.surge_defaults()          # the detectors' own defaults: one place for each
+_CAMPAIGN = campaign_detector.CampaignSettings()
 _KEYS = (("detectors", "max_tlp", "default_tlp", "max_ahead")
          + tuple(f"surge_{p}" for p in analytics_stage.SURGE_PARAMETERS)
          + tuple(f"campaign_{p}" for p in analytics_stage.CAMPAIGN_PARAMETERS))
@@ -24,25 +26,25 @@ class CrossBorderAnalyticsExpertBot(ExpertBot):
 
     detectors: list = list(analytics_stage.DETECTORS)
     warning_path: str = "early-warning"
-    max_tlp: str = "AMBER"
-    default_tlp: str = "RED"
-    max_ahead: int = 3600
-    surge_model: str = None
-    surge_bucket: int = 3600
-    surge_warmup: int = 7 * 86400
-    surge_sensitivity: float = None
-    surge_min_countries: int = 2
-    surge_window: int = 6 * 3600
-    surge_min_count: int = 3
-    surge_count: str = "indicators"
-    surge_max_keys: int = 20000
-    campaign_window: int = 86400
-    campaign_min_countries: int = 2
-    campaign_min_hubs: int = 2
-    campaign_link_keys: list = list(campaign_detector.KEY_KINDS)
-    campaign_max_keys: int = 100000
-    campaign_warmup: int = 3 * 86400
-    campaign_common_after: int = 2 * 86400
+    max_tlp: str = _CAMPAIGN.max_level.label
+    default_tlp: str = _CAMPAIGN.default_level.label
+    max_ahead: int = _CAMPAIGN.max_ahead
+    surge_model: str = None          # the best model of the comparison (docs/analytics.md)
+    surge_bucket: int = _SURGE.bucket
+    surge_warmup: int = _SURGE.warmup
+    surge_sensitivity: float = None  # the model's default
+    surge_min_countries: int = _SURGE.min_countries
+    surge_window: int = _SURGE.window
+    surge_min_count: int = _SURGE.min_count
+    surge_count: str = _SURGE.count
+    surge_max_keys: int = _SURGE.max_keys
+    campaign_window: int = _CAMPAIGN.window
+    campaign_min_countries: int = _CAMPAIGN.min_countries
+    campaign_min_hubs: int = _CAMPAIGN.min_hubs
+    campaign_link_keys: list = list(_CAMPAIGN.link_keys)
+    campaign_max_keys: int = _CAMPAIGN.max_keys
+    campaign_warmup: int = _CAMPAIGN.warmup
+    campaign_common_after: int = _CAMPAIGN.common_after
     campaign_field: str = "extra.campaign_id"
     state_file: str = None          # default: <IntelMQ var/lib/bots>/<bot id>.analytics-state.json
     state_interval: int = 300
