@@ -4,7 +4,7 @@ Two events are linked when they share an *infrastructure key* (:data:`KEY_KINDS`
 
 ``net``
     the source network: the /24 of an IPv4 ``source.ip`` together with its ``source.asn``
-    when the event has one (``AS64500 198.51.100.0/24``), or the /48 of an IPv6 address.
+    when the event has one (``AS64500 185.220.101.0/24``), or the /48 of an IPv6 address.
     Addresses that are not globally routable (RFC 1918, documentation, loopback...) never link.
 ``domain``
     the registered domain of ``source.fqdn`` (else of the host of ``source.url``), by the
@@ -20,7 +20,8 @@ Two events are linked when they share an *infrastructure key* (:data:`KEY_KINDS`
 Clusters are built incrementally over the keys (union-find: an event unites the keys it
 carries) inside a sliding ``window`` of event time.  Links expire: every ``window / 16`` the
 structure is rebuilt from the keys and links still inside the window, and memory is bounded
-by ``max_keys`` (the least recently seen keys go first, counted in ``evicted``).
+by ``max_keys`` (the least recently seen keys go first, counted in ``evicted``; links: ``8 x
+max_keys``, the oldest first, ``evicted_links``).
 
 **Background keys link nothing.**  A key first seen more than ``common_after`` seconds ago
 (two days by default; remembered for ``4 x max_keys`` keys beyond the window) is background:
