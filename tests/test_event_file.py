@@ -158,6 +158,18 @@ def test_a_damaged_line_naming_the_erased_target_goes_too(tmp_path):
     assert path.read_bytes() == keep
 
 
+def test_a_retraction_line_with_content_is_no_tombstone(tmp_path):
+    """A line that looks like a retraction but carries the target's values (the stock output writes
+    what it gets) is not kept as a tombstone: on an erase it names the target's id, so it goes."""
+    smuggled = line(dict(erase().to_event(), **{"source.ip": "198.51.100.7"}))
+    harmless = line(dict(erase(U2, F2).to_event(), **{"source.ip": "192.0.2.1"}))
+    tomb = line(erase().to_event())
+    path = write(tmp_path, smuggled, harmless, tomb)
+    done = ef.purge(path, [erase()])
+    assert done.tombstones == 1 and done.unreadable_removed == 1 and done.unreadable == 1
+    assert path.read_bytes() == harmless + tomb
+
+
 def test_a_huge_line_is_streamed_kept_or_removed_by_id(tmp_path):
     big_other = b'{"x": "' + b"y" * 300_000 + b'"}\n'
     big_target = b'{"x": "' + b"y" * 100_000 + U1.encode() + b"z" * 200_000 + b'"}\n'

@@ -8,7 +8,7 @@ file output wrote.  Both remove a retraction's target with :func:`purge`:
 - which lines are the target is :func:`intelmq_crossborder.policy.retraction.instruction`'s
   decision on the line's ``provenance.event_uuid`` and ``provenance.fingerprint`` (an erase, or a
   relabel above the output's ceiling, says :data:`REMOVE`); retraction lines (the tombstones)
-  are kept;
+  are kept when they read strictly (a "retraction" line with content is an unreadable line);
 - the file is read twice, streaming (a line of any length costs at most ``max_line`` bytes of
   memory), and only when something goes is it rewritten, atomically (:mod:`core.files`): an
   erased value is gone from the file, not hidden;
@@ -203,10 +203,15 @@ def purge(path: PathLike, retractions: Sequence[Retraction], *, ceiling: Optiona
             else:
                 reason = None if isinstance(value, dict) else f"{inputs.kind_of(value)}, not an event object"
             rec = flat_record(value) if reason is None else {}
-            if reason is None:
-                if is_retraction(rec):
+            if reason is None and is_retraction(rec):
+                try:
+                    Retraction.from_event({k: v for k, v in rec.items() if k != "__type"})
+                except RetractionError as exc:
+                    reason = f"a retraction line that cannot be read ({exc})"     # may carry content
+                else:
                     result.tombstones += 1
                     continue
+            elif reason is None:
                 reason = record_ids(rec)[2]
             if reason is not None:
                 if any(n in line.data for n in needles):
