@@ -56,3 +56,14 @@ def test_the_feed_is_what_the_demo_parser_reads(tmp_path):
         event = json.loads(line)
         assert set(event) == {"feed.name", "classification.type", "classification.taxonomy", "source.ip",
                               "source.geolocation.cc", "tlp", "time.source"}
+
+
+def test_the_report_shows_the_surge_with_its_plot(tmp_path):
+    demo.seed_state(tmp_path / "state.json", NOW)
+    injected = demo.write_feed(tmp_path / "feed.jsonl", NOW)
+    journal = replay(tmp_path, tmp_path / "feed.jsonl", NOW)
+    day = demo._dt.datetime.fromtimestamp(NOW, demo._dt.timezone.utc).date().isoformat()
+    page = demo.write_report(journal, tmp_path / "report", day=day).read_text()
+    section = page[page.index("Surges and campaigns detected"):page.index("<h2>Contributions")]
+    assert "ddos" in section and "AT, DE" in section and section.count("<img") == 1
+    assert demo.summarise(journal, injected)["detected"]

@@ -11,12 +11,13 @@ warm-up).  So the demo:
    sources (no indicator repeats, so the same-indicator rule cannot see it);
 3. the expert raises the cross-border surge on the early-warning path as the feed goes by;
    :func:`summarise` reads its alert journal and says whether the surge was detected, and with
-   what delay from its start.
+   what delay from its start; :func:`write_report` writes the daily report with its section
+   *Surges and campaigns detected* (the plot of observed against expected counts).
 
 The lead's wiring (``demo/consortium.py``): call :func:`seed_state` for the cross-border hub
 with :data:`EXPERT_PARAMETERS` (the parameters of the ``analytics`` block in its runtime.yaml)
 before its bots start, drop :func:`write_feed`'s file into its ``feed`` spool with the day's
-samples, and print :func:`summarise`'s ``line`` in the report.
+samples, print :func:`summarise`'s ``line`` in the report and point to :func:`write_report`'s page.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from intelmq_crossborder.core.files import atomic_write_text
 from intelmq_crossborder.runtime.instance import chown_for_intelmq
 
 __all__ = ["COUNTRIES", "SURGE_TYPE", "EXPERT_PARAMETERS", "background", "surge", "seed_state", "write_feed",
-           "summarise"]
+           "summarise", "write_report"]
 
 COUNTRIES = ("AT", "DE")
 SURGE_TYPE = "ddos"
@@ -166,3 +167,23 @@ def summarise(journal: Path, injected: Mapping[str, Any]) -> dict:
             "line": f"analytics: the injected {injected['type']} surge in {', '.join(injected['countries'])} was "
                     f"detected {format_delay(delay)} after it began (countries {', '.join(first['countries'])}; "
                     f"observed {evidence.get('observed')} against {evidence.get('expected')} expected)"}
+
+
+def write_report(journal: Path, out_dir: Path, day: Optional[str] = None, ceiling: str = "GREEN",
+                 store: Optional[Path] = None) -> Path:
+    """The daily report (``report daily``) of ``day`` (default: today, UTC) under the TLP ``ceiling``,
+    with the analytics expert's ``journal``: the section *Surges and campaigns detected* shows the
+    demo's surge, its delay and its plot.  ``store``: the contributions store to report from (default:
+    an empty one in ``out_dir``: the cross-border hub of the demo records no contributions)."""
+    from intelmq_crossborder.analytics import contributions, report
+    from intelmq_crossborder.core import tlp
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    day = day or _dt.datetime.now(_dt.timezone.utc).date().isoformat()
+    conn = contributions.connect(Path(store) if store else out_dir / "contributions.sqlite")
+    try:
+        return report.write_daily(conn, out_dir, day=day, days=2, ceiling=tlp.parse_level(ceiling),
+                                  title="Cross-border hub fi-hub: daily situational awareness", alerts=Path(journal))
+    finally:
+        conn.close()
