@@ -101,3 +101,33 @@ def test_journal_round_trip(tmp_path):
     assert problem is None and record["alert"] == alert.as_dict() and record["sent"] is False
     assert record["series"] == {"DE": [[0.0, 1, 0.5]]}
     assert (journal.path.stat().st_mode & 0o777) == 0o640
+
+
+def test_a_surge_series_ends_with_the_bucket_it_was_raised_in():
+    stage = analytics_stage.AnalyticsStage.from_parameters(
+        {"detectors": "surge", "surge_bucket": 60, "surge_warmup": 600, "surge_model": "seasonal",
+         "surge_sensitivity": 3, "surge_window": 600})
+    start, n, alerts = 1_790_000_040.0, 0, []
+    for bucket in range(22):
+        for country in ("DE", "FR"):
+            for j in range(1 if bucket < 15 else 12):
+                n += 1
+                event = {**EVENT, "classification.type": "ddos", "source.geolocation.cc": country,
+                         "source.ip": f"185.{n // 65536}.{n // 256 % 256}.{n % 256}",
+                         "time.source": alerts_iso(start + 60 * bucket + j)}
+                for key in ("source.fqdn", "source.url", "malware.hash.sha256", "product.vulnerabilities", "extra.cve"):
+                    event.pop(key)
+                found = stage.observe(event)[0]
+                if found:                               # as the expert journals it: at once
+                    series = stage.series_of(found[0])
+                alerts += found
+    assert len(alerts) == 1
+    assert sorted(series) == ["DE", "FR"]
+    last = series["DE"][-1]
+    assert last[0] == alerts[0].start and last[1] > last[2], "the surge's own bucket, above what was expected"
+    assert all(p[1] <= 2 for p in series["DE"][:-1]), "the buckets before it"
+
+
+def alerts_iso(seconds):
+    from intelmq_crossborder.analytics.alerts import iso
+    return iso(seconds)

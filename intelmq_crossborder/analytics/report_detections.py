@@ -106,7 +106,9 @@ def plot_surge(record: dict) -> str:
         ax.axvline(datetime.fromtimestamp(alert["raised"], timezone.utc), color="#c00000", linewidth=1)
         ax.axvline(datetime.fromtimestamp(alert["start"], timezone.utc), color="#888888", linewidth=1,
                    linestyle=":")
-        ax.set_ylabel(f"{evidence.get('count', 'indicators')} per {format_delay(evidence.get('bucket_s'))}")
+        bucket = evidence.get("bucket_s")
+        per = "hour" if bucket == 3600 else f"{format_delay(bucket)}" if isinstance(bucket, (int, float)) else "bucket"
+        ax.set_ylabel(f"{evidence.get('count', 'indicators')} per {per}")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         fig.autofmt_xdate()
     else:

@@ -116,12 +116,23 @@ class SeriesSurge(_surge.SurgeDetector):
         return super()._close(start)
 
     def series_of(self, alert: Alert) -> Dict[str, List[list]]:
-        """``{country: [[bucket start, observed, expected], ...]}`` of a surge alert's named countries."""
+        """``{country: [[bucket start, observed, expected], ...]}`` of a surge alert's named countries:
+        the closed buckets, and the open one as counted so far (a surge is often raised in it)."""
         out = {}
         for country in alert.countries:
-            points = self.series.get((alert.classification_type, country))
+            key = (alert.classification_type, country)
+            points = [list(p) for p in self.series.get(key, ())]
+            k = self.keys.get(key)
+            if k is not None and self.clock is not None and (not points or points[-1][0] < self.clock):
+                try:
+                    expected = getattr(k.open, "expected", None)
+                    if expected is None:
+                        expected = self._expected(key, k, self.clock)
+                    points.append([self.clock, k.open.value(self.settings.count), round(expected, 3)])
+                except (AttributeError, TypeError, ValueError):      # the surge model changed: no open point
+                    pass
             if points:
-                out[country] = [list(p) for p in points]
+                out[country] = points
         return out
 
 
