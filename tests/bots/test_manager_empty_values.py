@@ -77,6 +77,7 @@ def required(entry_point: str, root: Path) -> dict:
                                                          "agreement_file": agreement},
         "intelmq.bots.outputs.crossborder.misp_feed.output": {"feed_directory": str(root / "misp-feed"),
                                                               "agreement_file": agreement},
+        "intelmq.bots.outputs.crossborder.file.output": {"file": str(root / "events.jsonl")},
         "intelmq.bots.collectors.crossborder.taxii.collector": {
             "taxii_url": "https://taxii.example/taxii2/", "collection": "partner-feed"},
         "intelmq.bots.outputs.crossborder.taxii.output": {
