@@ -26,7 +26,8 @@ def test_simulate_writes_the_same_pair_for_a_seed(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra", [["--weeks", "0"], ["--seed", "-1"], ["--countries", "1"], ["--volume", "nan"],
-                                   ["--weeks", "2", "--warmup-weeks", "2"]])
+                                   ["--weeks", "2", "--warmup-weeks", "2"],
+                                   ["--weeks", "52", "--volume", "20", "--countries", "12"]])
 def test_simulate_usage_errors(tmp_path, capsys, extra):
     status, _, err = run(["analytics", "simulate", *extra, "--out-events", str(tmp_path / "e"),
                           "--out-truth", str(tmp_path / "t")], capsys)

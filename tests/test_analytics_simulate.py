@@ -112,7 +112,7 @@ def test_labels_and_hidden_sources_vary(world):
 
 @pytest.mark.parametrize("bad", [dict(weeks=0), dict(weeks=2, warmup_weeks=2), dict(countries=1),
                                  dict(countries=99), dict(surges=-1), dict(volume=0), dict(burst_alpha=1.0),
-                                 dict(hidden_fraction=2)])
+                                 dict(hidden_fraction=2), dict(weeks=52, volume=20, countries=12)])
 def test_bad_settings_are_refused(bad):
     settings = simulate.Settings(**bad)
     assert settings.problems()

@@ -62,6 +62,8 @@ TYPES: Dict[str, Tuple[str, float, str]] = {
 _FAMILIES = ("mirai", "emotet", "qakbot", "lokibot", "agenttesla", "formbook", "redline", "gafgyt")
 _COMMON_CVES = ("CVE-2021-44228", "CVE-2023-4966", "CVE-2024-3400", "CVE-2023-34362", "CVE-2022-1388",
                 "CVE-2019-19781")
+#: A simulation is held in memory: at most this many events (about 1 GB).
+MAX_EVENTS = 2_000_000
 _TLP = (("CLEAR", 0.2), ("GREEN", 0.5), ("AMBER", 0.25), ("RED", 0.05))
 
 
@@ -99,7 +101,14 @@ class Settings:
             out.append("burst_cap must be between 1 and 10000")
         if not 0 <= self.hidden_fraction <= 1:
             out.append("hidden_fraction must be between 0 and 1")
+        if not out and self.expected_events() > MAX_EVENTS:
+            out.append(f"about {self.expected_events():,.0f} events: more than {MAX_EVENTS:,} (fewer weeks, "
+                       "countries or volume)")
         return out
+
+    def expected_events(self) -> float:
+        """About how many background events these settings make (30 an hour for 8 countries at volume 1)."""
+        return 30.0 * 168 * self.weeks * self.volume * self.countries / 8
 
 
 def _profile(kind: str, hour: int, weekday: int) -> float:
