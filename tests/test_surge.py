@@ -5,6 +5,7 @@ import json
 import math
 
 import pytest
+from hypothesis import strategies as st
 
 from intelmq_crossborder.analytics import alerts, surge
 from intelmq_crossborder.core import tlp
@@ -353,3 +354,37 @@ def test_with_the_bots_clock_late_events_count_in_the_open_bucket():
     early["time.source"] = alerts.iso(now + 1800)              # 30 min ahead of the bot's clock: dated now
     d.observe(early, now=now)
     assert d.clock == T0 + 5 * H and d.keys[("scanner", "DE")].open.events == 4
+
+
+# --- hostile states (tests/hostile.py): any value of the wrong type anywhere ------------------------
+
+from hypothesis import given  # noqa: E402
+
+from tests import hostile  # noqa: E402
+
+
+def _busy_state(model):
+    d = det(model, warmup=H)
+    series = flat(["DE", "FR"], 30, 2)
+    series[(29, "DE")] = series[(29, "FR")] = 20
+    replay(d, series, until=29)
+    d.observe(hour_events(31, "DE", 2)[0])
+    return json.loads(json.dumps(d.state()))
+
+
+STATES = {model: _busy_state(model) for model in surge.MODELS}
+
+
+@pytest.mark.fuzz
+@hostile.hostile_settings(150)
+@given(model=st.sampled_from(surge.MODELS), data=st.data())
+def test_a_hostile_state_is_refused_or_works(model, data):
+    state = data.draw(hostile.wrong_types(STATES[model]))
+    try:
+        d = alerts.restore(state)
+    except alerts.StateError:
+        return
+    # accepted: it must work like a state it could have saved
+    d.observe(hour_events(40, "FR", 1)[0])
+    d.advance(T0 + 60 * H)
+    json.dumps(d.state(), allow_nan=False)

@@ -45,6 +45,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
@@ -235,6 +236,9 @@ class _Key:
 
 _ALPHA, _GAMMA, _DELTA, _BETA = 0.01, 0.1, 0.01, 0.02
 _RIVER_LR = 0.03
+_MAX_WEIGHT = 30.0            # |river weight|: exp(30) is 1e13 events per bucket, far beyond any feed
+_MAX_COUNT = 1e9
+_WEIGHT_NAME = re.compile(r"h(?:1?[0-9]|2[0-3])|d[0-6]")
 _PSEUDO = 10.0
 #: the variance of a count is never taken below this: one event where 0.05 are expected is no surge
 _VAR_FLOOR = 0.5
@@ -468,6 +472,9 @@ class SurgeDetector:
         if self.settings.model == "river":
             model = self._river_for(key, k)
             model.learn_one(_features(start), x)
+            for name in list(model._weights):       # bounded: never an overflow in the Poisson loss
+                model._weights[name] = min(_MAX_WEIGHT, max(-_MAX_WEIGHT, float(model._weights[name])))
+            model.intercept = min(_MAX_WEIGHT, max(-_MAX_WEIGHT, float(model.intercept)))
             k.weights = {name: float(model._weights[name]) for name in model._weights}
             k.intercept = float(model.intercept)
         else:
@@ -572,14 +579,15 @@ def _text(event: Mapping[str, Any], name: str) -> Optional[str]:
     return value or None
 
 
-def _floats(d: Mapping[str, Any], key: str, where: str, n: int) -> List[float]:
+def _floats(d: Mapping[str, Any], key: str, where: str, n: int, low: float, high: float) -> List[float]:
     value = want(d, key, list, where)
     if len(value) != n:
         raise StateError(f"{n} numbers expected, not {len(value)}", f"{where}.{key}")
     out = []
     for i, v in enumerate(value):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise StateError(f"a finite number expected, not {inputs.kind_of(v)}", f"{where}.{key}[{i}]")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not low <= v <= high:
+            raise StateError(f"a number from {low} to {high} expected, not {inputs.kind_of(v)} {v!r}"[:200],
+                             f"{where}.{key}[{i}]")
         out.append(float(v))
     return out
 
@@ -594,18 +602,20 @@ def _strings(d: Mapping[str, Any], key: str, where: str, limit: int = _MAX_INDIC
 def _load_key(d: Mapping[str, Any], where: str) -> _Key:
     k = _Key()
     k.n = want(d, "n", int, where, minimum=0)
-    for name in ("level", "phi", "cusum", "intercept", "last", "expected"):
-        setattr(k, name, want(d, name, float, where))
-    if k.level < 0 or k.phi < 0 or k.cusum < 0 or k.expected < 0:
-        raise StateError("a number >= 0 expected", where)
-    k.hod, k.dow = _floats(d, "hod", where, 24), _floats(d, "dow", where, 7)
+    for name, low, high in (("level", 0, _MAX_COUNT), ("phi", 0, 10), ("cusum", 0, _MAX_COUNT),
+                            ("intercept", -_MAX_WEIGHT, _MAX_WEIGHT), ("last", None, None),
+                            ("expected", 0, _MAX_COUNT * 1e4)):
+        value = want(d, name, float, where)
+        if low is not None and not low <= value <= high:
+            raise StateError(f"a number from {low} to {high} expected", f"{where}.{name}")
+        setattr(k, name, value)
+    k.hod, k.dow = _floats(d, "hod", where, 24, 0.0, 50.0), _floats(d, "dow", where, 7, 0.0, 50.0)
     hod_n = want(d, "hod_n", list, where)
     if len(hod_n) != 24 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in hod_n):
         raise StateError("24 integers >= 0 expected", f"{where}.hod_n")
     k.hod_n = list(hod_n)
-    k.dow_obs, k.dow_pred = _floats(d, "dow_obs", where, 7), _floats(d, "dow_pred", where, 7)
-    if min(k.dow_obs + k.dow_pred + k.hod + k.dow) < 0:
-        raise StateError("numbers >= 0 expected", f"{where}.dow")
+    k.dow_obs = _floats(d, "dow_obs", where, 7, 0.0, _MAX_COUNT * 1e3)
+    k.dow_pred = _floats(d, "dow_pred", where, 7, 0.0, _MAX_COUNT * 1e3)
     k.since = None if d.get("since") is None else want(d, "since", float, where)
     k.rise = None if d.get("rise") is None else want(d, "rise", float, where)
     k.observed = want(d, "observed", int, where, minimum=0)
@@ -616,12 +626,18 @@ def _load_key(d: Mapping[str, Any], where: str) -> _Key:
     k.sig_alerted = want(d, "sig_alerted", bool, where)
     early = d.get("early")
     if early is not None:
-        k.early = _floats(d, "early", where, 2)
+        k.early = _floats(d, "early", where, 2, 0.0, _MAX_COUNT * 1e4)
     k.sig_hubs, k.sig_hidden = _strings(d, "sig_hubs", where, 10_000), _strings(d, "sig_hidden", where, 10_000)
     weights = want(d, "weights", dict, where)
     if len(weights) > 64:
         raise StateError("at most 64 weights expected", f"{where}.weights")
-    k.weights = {name: want(weights, name, float, f"{where}.weights") for name in weights}
+    for name in weights:
+        if not _WEIGHT_NAME.fullmatch(name):
+            raise StateError("a weight of hNN or dN expected", f"{where}.weights.{name[:40]}")
+        value = want(weights, name, float, f"{where}.weights")
+        if not -_MAX_WEIGHT <= value <= _MAX_WEIGHT:
+            raise StateError(f"a number from {-_MAX_WEIGHT} to {_MAX_WEIGHT} expected", f"{where}.weights.{name}")
+        k.weights[name] = value
     o = want(d, "open", dict, where)
     ow = f"{where}.open"
     b = _Bucket(events=want(o, "events", int, ow, minimum=0), extra=want(o, "extra", int, ow, minimum=0),
