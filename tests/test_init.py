@@ -529,3 +529,20 @@ def test_opt_layout_paths_are_the_templates_expanded(intelmq_workdir, capsys):
 def test_unknown_layout_is_refused(tmp_path):
     with pytest.raises(deploy.InitError, match="unknown layout 'debian'"):
         deploy.plan("csirt", tmp_path, layout="debian")
+
+
+def test_without_root_init_targets_intelmqs_own_default(monkeypatch):
+    """No --root, no IntelMQ variables: /opt/intelmq, as intelmqctl; --layout lsb alone: / (or ROOT_DIR)."""
+    from types import SimpleNamespace
+
+    from intelmq_crossborder.cli import init as init_cli
+    for name in ("INTELMQ_ROOT_DIR", "INTELMQ_PATHS_NO_OPT", "ROOT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    assert init_cli._target(SimpleNamespace(root=None, layout=None))[:2] == ("opt", Path("/opt/intelmq"))
+    assert init_cli._target(SimpleNamespace(root=None, layout="lsb"))[:2] == ("lsb", Path("/"))
+    monkeypatch.setenv("ROOT_DIR", "/srv/x")
+    assert init_cli._target(SimpleNamespace(root=None, layout="lsb"))[:2] == ("lsb", Path("/srv/x"))
+    monkeypatch.setenv("INTELMQ_PATHS_NO_OPT", "1")
+    assert init_cli._target(SimpleNamespace(root=None, layout="opt"))[:2] == ("opt", Path("/opt/intelmq"))
+    assert init_cli._target(SimpleNamespace(root="/r", layout=None))[:2] == ("lsb", Path("/r"))
+    assert deploy.Layout("lsb", Path("/")).environment() == "INTELMQ_PATHS_NO_OPT=1"
