@@ -52,7 +52,8 @@ from intelmq_crossborder.formats import bundle
 
 from intelmq_crossborder.core import inputs, tlp
 
-from intelmq_crossborder.demo import crypto
+from intelmq_crossborder.demo import analytics as demo_analytics
+from intelmq_crossborder.demo import crypto, retraction
 from intelmq_crossborder.demo.taxii import TAXIIRecipient
 from intelmq_crossborder.policy import audit
 from intelmq_crossborder.policy.agreements import Agreement, load_agreements, tlp_ceiling
@@ -99,8 +100,12 @@ def default_members(small: bool = False) -> List[Member]:
 
 
 TAXII_OUTPUT = "intelmq.bots.outputs.crossborder.taxii.output"
-#: The TAXII output's module: a member that has one gets the partner's local TAXII server.
+TAXII_COLLECTOR = "intelmq.bots.collectors.crossborder.taxii.collector"
+ANALYTICS = "intelmq.bots.experts.crossborder.analytics.expert"
+#: A member with a TAXII output (or collector) gets the partner's local TAXII server.
 TAXII_OUTPUT = "intelmq.bots.outputs.crossborder.taxii.output"
+TAXII_COLLECTOR = "intelmq.bots.collectors.crossborder.taxii.collector"
+ANALYTICS = "intelmq.bots.experts.crossborder.analytics.expert"
 #: Redis databases of the members, in the order of :func:`default_members`, of a
 #: :class:`Consortium` made without ``dbs``.  ``make demo`` (:func:`run_demo`) leases free ones instead.
 DEFAULT_DBS = (1, 5, 7, 8)
@@ -118,7 +123,7 @@ class Consortium:
 
     def __init__(self, workdir: Path, members: Optional[List[Member]] = None,
                  dbs: Iterable[int] = DEFAULT_DBS, broker: str = "redis", timeout: float = 90,
-                 queue_prefix: str = ""):
+                 queue_prefix: str = "", surge: bool = False):
         self.workdir = Path(workdir)
         self.members = members or default_members()
         self.dbs = list(dbs)
@@ -131,6 +136,9 @@ class Consortium:
         self.timeline: List[str] = []
         self.links: Dict[str, str] = {}
         self.taxii: Optional[TAXIIRecipient] = None
+        self.surge = surge                 # inject the demo's small DDoS surge for the analytics expert
+        self.injected: Optional[dict] = None
+        self.analytics_journal: Optional[Path] = None
 
     # --- set-up -------------------------------------------------------------------------------
     def setup(self) -> "Consortium":
@@ -145,6 +153,9 @@ class Consortium:
                     params["redis_cache_db"] = db
                 if conf.get("module") == TAXII_OUTPUT:   # the partner's TAXII server, started for the run
                     params.update(self._taxii_partner().connection(), redis_db=db)
+                elif conf.get("module") == TAXII_COLLECTOR:   # scheduled, not run by the demo: its server
+                    server = self._taxii_partner().connection()
+                    params.update({k: server[k] for k in ("taxii_url", "username", "password")})
             if self.broker == "amqp":
                 # AMQP queue names are global: each member's queues get its name as prefix
                 prefix_queues(runtime, f"{self.queue_prefix}{member.name}.")
@@ -160,6 +171,7 @@ class Consortium:
         for inst in self.instances.values():
             inst.setup()
             inst.clear_queues()
+        self._setup_analytics()
         self.clear_state()
         return self
 
@@ -171,6 +183,26 @@ class Consortium:
                 names = list(r.scan_iter(match=prefix + "*", count=1000))
                 if names:
                     r.delete(*names)
+
+    def _setup_analytics(self) -> None:
+        """The analytics expert's learned baseline (two weeks of background replayed offline: the demo
+        runs for minutes, the surge detector needs a week of warm-up) and, with ``surge``, the day's
+        feed file with a small DDoS wave in two countries (demo/analytics.py)."""
+        now = time.time()
+        for member in self.members:
+            inst = self.instances[member.name]
+            expert = next((c for b, c in inst.runtime.items() if b != "global" and c.get("module") == ANALYTICS), None)
+            if expert is None:
+                continue
+            params = expert["parameters"]
+            demo_analytics.seed_state(Path(params["state_file"]), now,
+                                      {k: v for k, v in params.items() if k in demo_analytics.EXPERT_PARAMETERS})
+            self.analytics_journal = Path(params["alerts_file"])
+            if self.surge:
+                feed = self.workdir / "samples" / f"{member.name}-analytics-surge.jsonl"
+                feed.parent.mkdir(parents=True, exist_ok=True)
+                self.injected = demo_analytics.write_feed(feed, now)
+                member.inputs.setdefault("feed", []).append(feed)
 
     def _taxii_partner(self) -> TAXIIRecipient:
         """The partner CTI platform's TAXII server (a local medallion), started on first use."""
@@ -360,6 +392,10 @@ def collect(cons: Consortium) -> dict:
                 per_sender[b.manifest.sender].extend(ev for _, ev in bundle.iter_events(b))
         for sender, events in per_sender.items():
             deliveries.append(Delivery(sender, member.name, events, "bundle"))
+        # the partner CTI platform this member pushes to over TAXII, read back as events
+        if cons.taxii is not None and any(c.get("module") == TAXII_OUTPUT for b, c in inst.runtime.items()
+                                          if b != "global"):
+            deliveries.append(Delivery(member.name, cons.taxii.recipient, cons.taxii.events(), "taxii"))
         # file outputs of this member: recipients outside the consortium
         for bot_id, conf in inst.runtime.items():
             if bot_id.startswith("file-output-"):
@@ -373,6 +409,8 @@ def collect(cons: Consortium) -> dict:
             "dumps": {m.name: cons.instances[m.name].dumps() for m in cons.members},
             "timeline": list(cons.timeline),
             "links": crypto.consortium_links(cons),
+            "analytics": (demo_analytics.summarise(cons.analytics_journal, cons.injected)
+                          if cons.injected is not None and cons.analytics_journal is not None else None),
             "taxii": ({"lines": cons.taxii.report_lines(), "leaks": cons.taxii.leaks()}
                       if cons.taxii is not None else None),
             "routers": {m.name: _router_dirs(cons.instances[m.name]) for m in cons.members}}
@@ -538,6 +576,8 @@ def report(result: dict) -> str:
     if result.get("taxii"):
         lines += result["taxii"]["lines"]
     lines.append("")
+    if result.get("analytics"):
+        lines += ["Detection analytics (cross-border hub):", f"  {result['analytics']['line']}", ""]
     if result.get("links"):
         lines += ["Exchange links (what protected the bundles each recipient imported):"]
         lines += [f"  {line}" for line in result["links"]] + [""]
@@ -586,13 +626,15 @@ def run_demo(workdir: Path, *, keep: bool = False, broker: str = "redis", small:
         print(held.describe() + ": " + ", ".join(f"{m.name} {db}" for m, db in zip(members, held.dbs)),
               flush=True)
         try:
-            cons = Consortium(workdir, members, dbs=held.dbs, broker=broker)
+            cons = Consortium(workdir, members, dbs=held.dbs, broker=broker, surge=not small)
         except ValueError as exc:
             print(f"ERROR: {exc}")
             return 2
         started = time.monotonic()
         try:
             result = cons.run()
+            # after what arrived where is read: a withdraw and an erase cross the consortium
+            result["retractions"] = retraction.run_phase(cons)
         except PipelineError as exc:
             print(f"ERROR: {exc}")
             return 1
@@ -603,9 +645,17 @@ def run_demo(workdir: Path, *, keep: bool = False, broker: str = "redis", small:
     finally:
         held.release()
     print(report(result))
+    print("\n" + retraction.report_section(result["retractions"]))
     print(f"\nAll bots stopped; finished in {time.monotonic() - started:.0f}s."
           + (f" Scratch directory kept: {workdir}" if keep else " Scratch directory removed."))
     if leak_check(result) or loss_check(result) or result["quarantined"]:
+        return 1
+    if result.get("analytics") and not result["analytics"]["detected"]:
+        print("ERROR: the analytics expert did not detect the demo's surge.")
+        return 1
+    failed = retraction.problems(result["retractions"])
+    if failed:
+        print("ERROR: " + "; ".join(failed))
         return 1
     if not warnings(result):
         print("ERROR: the demo raised no early warning.")

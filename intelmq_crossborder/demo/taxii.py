@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from intelmq_crossborder.core import tlp
-from intelmq_crossborder.formats.stix import taxii
+from intelmq_crossborder.formats.stix import parse, taxii
 
 __all__ = ["RECIPIENT", "AGREEMENT", "ROUTE", "TAXIIRecipient"]
 
@@ -125,18 +125,28 @@ class TAXIIRecipient:
         }
 
     # --- what arrived ---------------------------------------------------------------------------
-    def objects(self) -> list:
-        """The latest version of every indicator and observed-data in the partner's collection,
-        read over TAXII 2.1 as a consumer would."""
+    def all_objects(self) -> list:
+        """The latest version of every object in the partner's collection (markings, identities
+        included), read over TAXII 2.1 as a consumer would."""
         if not self.discovery_url:
             return []
         conn = taxii.Connection(self.discovery_url, user=self.user, password=self.password, attempts=2)
         try:
             collection = conn.collection(self.recipient)
-            return [o for page in taxii.pages(conn, collection, limit=100) for o in page.objects
-                    if o.get("type") in _PRIMARY]
+            return [o for page in taxii.pages(conn, collection, limit=100) for o in page.objects]
         finally:
             conn.close()
+
+    def objects(self) -> list:
+        """The latest version of every indicator and observed-data in the partner's collection."""
+        return [o for o in self.all_objects() if o.get("type") in _PRIMARY]
+
+    def events(self) -> list:
+        """What the partner holds, read back into events by the STIX parser's library (revoked
+        objects left out): the demo grades them like every other recipient's events."""
+        objects = [o for o in self.all_objects() if not o.get("revoked")]
+        return parse.Converter(where=f"TAXII collection {self.recipient}").convert(
+            {"type": "bundle", "objects": objects})
 
     @staticmethod
     def label(obj: dict) -> str:

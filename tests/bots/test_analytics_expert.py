@@ -98,6 +98,19 @@ class TestCampaigns(AnalyticsBotCase, unittest.TestCase):
         self.assertEqual(len(warnings), 1, "the candidate is sent all the same")
         self.assertIn("Could not write the alert to the journal", "\n".join(self.loglines))
 
+    def test_a_retraction_passes_unchanged_and_is_never_observed(self):
+        """A relabel carries retraction.new_tlp, which the label reader refuses: the expert passes
+        retractions on to the router untouched (they are routed by the holdings, docs/retraction.md)."""
+        from intelmq_crossborder.policy.retraction import new_retraction
+        retraction = new_retraction("relabel", originator="hub-de", target_event_uuid="6c3b1f0e-5d4a-4c1b-9e8f-0a1b2c3d4e5f",
+                                    reason="label too low", new_tlp="AMBER").to_event()
+        message = {"__type": "Event", **retraction}
+        out, warnings = self.run_events([message, ev("DE", "185.220.101.9")])
+        self.assertEqual(warnings, [])
+        self.assertEqual(len(out), 2)
+        self.assertEqual({k: v for k, v in out[0].items() if k != "__type"}, retraction)
+        self.assertNotIn("extra.campaign_id", out[0])
+
     def test_red_events_neither_count_nor_get_an_id(self):
         events = [ev("DE", "185.220.101.1", tlp="RED"), ev("FR", "185.220.101.2", tlp="RED"),
                   ev("IT", "185.220.101.3", tlp="RED")]

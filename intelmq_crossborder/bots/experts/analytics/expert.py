@@ -14,6 +14,7 @@ from intelmq_crossborder.analytics.alerts import EventError, StateError
 from intelmq_crossborder.analytics.contributions import default_db_path
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.parameters import as_int, optional
+from intelmq_crossborder.policy.retraction import is_retraction
 
 _SURGE = analytics_stage.surge_defaults()          # the detectors' own defaults: one place for each
 _CAMPAIGN = campaign_detector.CampaignSettings()
@@ -104,6 +105,10 @@ class CrossBorderAnalyticsExpertBot(ExpertBot):
 
     def process(self):
         event = self.receive_message()
+        if is_retraction(event):            # routed by the holdings downstream, never observed
+            self.send_message(event)
+            self.acknowledge_message()
+            return
         try:
             alerts, campaign_id = self._stage.observe(event, time.time())
         except tlp.LabelError as exc:
