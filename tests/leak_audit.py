@@ -839,11 +839,23 @@ def solo_guards() -> dict:
         bot._max_level = bot._max = _tlp.Level.from_label(label)
 
     class _Sender:
-        def send_one_and_acknowledge(self, message, *args, **kwargs):
-            raise _Passed(dict(message))
+        def send_and_acknowledge(self, items):
+            (_, raw), = items
+            raise _Passed(json.loads(raw))
+
+    class _Reader:                       # fanout.EventReader: the message the guard hands the bot
+        def __init__(self, bot):
+            self.bot = bot
+
+        def receive(self):
+            return self.bot.receive_message()
+
+        def harmonize(self, fields, received=None):
+            pass
 
     def expert_setup(bot):
         bot.set_stock_tlp, bot._defaulted, bot._sender = True, 0, _Sender()
+        bot._reader = _Reader(bot)
 
     def expert_configure(bot, default, agreement, key):
         bot._default_level = _tlp.Level.from_label(default)

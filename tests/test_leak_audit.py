@@ -188,8 +188,8 @@ def test_oracle_catches_a_redaction_that_removes_nothing(monkeypatch):
 
 
 def test_oracle_catches_an_output_guard_that_lets_everything_through(monkeypatch):
-    from intelmq_crossborder.bots.outputs.exchange import output
-    _module_reader(monkeypatch, output, lambda flat: tlp.EventTLP(Level.CLEAR, False))
+    from intelmq_crossborder.exchange import outgoing      # the exchange output's guard (bundled_copy)
+    _module_reader(monkeypatch, outgoing, lambda flat: tlp.EventTLP(Level.CLEAR, False))
     result = audit(outputs=("exchange",))
     assert any(k.startswith("exchange: TLP") for k in result["leaks_by_kind"]), result["leaks_by_kind"]
 

@@ -102,10 +102,12 @@ def default_members(small: bool = False) -> List[Member]:
 TAXII_OUTPUT = "intelmq.bots.outputs.crossborder.taxii.output"
 TAXII_COLLECTOR = "intelmq.bots.collectors.crossborder.taxii.collector"
 ANALYTICS = "intelmq.bots.experts.crossborder.analytics.expert"
+FILE_COLLECTOR = "intelmq.bots.collectors.file.collector_file"
 #: A member with a TAXII output (or collector) gets the partner's local TAXII server.
 TAXII_OUTPUT = "intelmq.bots.outputs.crossborder.taxii.output"
 TAXII_COLLECTOR = "intelmq.bots.collectors.crossborder.taxii.collector"
 ANALYTICS = "intelmq.bots.experts.crossborder.analytics.expert"
+FILE_COLLECTOR = "intelmq.bots.collectors.file.collector_file"
 #: Redis databases of the members, in the order of :func:`default_members`, of a
 #: :class:`Consortium` made without ``dbs``.  ``make demo`` (:func:`run_demo`) leases free ones instead.
 DEFAULT_DBS = (1, 5, 7, 8)
@@ -163,6 +165,9 @@ class Consortium:
             self.instances[member.name] = inst
             for sub in list(member.inputs) + ["exchange-inbox"]:
                 (root / "var" / "spool" / sub).mkdir(parents=True, exist_ok=True)
+            for conf in runtime.values():      # every spool a file collector watches, fed or not (--small)
+                if isinstance(conf, dict) and conf.get("module") == FILE_COLLECTOR:
+                    Path(conf["parameters"]["path"]).mkdir(parents=True, exist_ok=True)
             (root / "var" / "lib" / "output").mkdir(parents=True, exist_ok=True)
             (root / "var" / "lib" / "audit").mkdir(parents=True, exist_ok=True)
         # throwaway keys and trust stores (never in the repository): hybrid post-quantum and

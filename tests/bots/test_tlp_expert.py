@@ -27,6 +27,15 @@ class TestCrossBorderTLPExpertBot(CrossBorderBotTestCase, unittest.TestCase):
         self.assertMessageEqual(0, expected)
         self.assertValidEvents()
 
+    def test_a_retraction_passes_unchanged(self):
+        """A retraction carries no label of its own; a relabel's retraction.new_tlp is not an
+        event label to read (the label reader refuses that field), so it is passed on as it is."""
+        from intelmq_crossborder.policy.retraction import new_retraction
+        retraction = {"__type": "Event", **new_retraction(
+            "relabel", "label too low", "de-hub", target_event_uuid="6c3b1f0e-5d4a-4c1b-9e8f-0a1b2c3d4e5f",
+            new_tlp="AMBER").to_event()}
+        self.run_one(retraction, retraction)
+
     def test_stock_field(self):
         self.run_one(ev(tlp="GREEN"), ev(tlp="GREEN", sharing__tlp="GREEN"))
 

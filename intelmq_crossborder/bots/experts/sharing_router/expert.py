@@ -54,6 +54,7 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
     _key = None
     _audit = None
     _sender = None
+    _reader = None
 
     def init(self):
         if is_unset(self.agreements_dir):
@@ -108,6 +109,9 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
         if fanout_mode not in fanout.MODES:
             raise ConfigurationError("sharing router", f"fanout_mode must be one of {', '.join(fanout.MODES)}")
         self._sender = fanout.BatchSender(self, fanout_mode)
+        # receive as IntelMQ does, known (field, value) pairs not validated again; the next message
+        # comes back with the send's round trip
+        self._reader = fanout.EventReader(self, sender=self._sender)
         self._sent = collections.Counter()
         self._denied = collections.defaultdict(collections.Counter)
         self._denial_sets = {}       # id(Decisions.denials) -> [denials, number of events]
@@ -122,8 +126,7 @@ class CrossBorderSharingRouterExpertBot(ExpertBot):
             self.logger.info("Fan-out: one send_message per copy (the pipeline is not a single Redis server).")
 
     def process(self):
-        message = self.receive_message()
-        event = dict(message)
+        event = dict(self._reader.receive())
         if is_retraction(event):          # never label-read, never decided: routed to the holders
             return self._process_retraction(event)
         facts = event_facts(event)        # the event's labels are read once, here

@@ -5,6 +5,7 @@ from intelmq.lib.exceptions import InvalidValue
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.runtime import fanout
 from intelmq_crossborder.core.parameters import optional
+from intelmq_crossborder.policy.retraction import is_retraction
 
 
 class CrossBorderTLPExpertBot(ExpertBot):
@@ -28,6 +29,9 @@ class CrossBorderTLPExpertBot(ExpertBot):
 
     def process(self):
         received = self._reader.receive()
+        if is_retraction(received):          # no label of its own to write: passed on as it is
+            self._sender.send_and_acknowledge([("_default", fanout.serialize_event(dict(received)))])
+            return
         try:
             labels = tlp.event_tlp(received)
         except tlp.LabelError as exc:
