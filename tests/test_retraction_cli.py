@@ -1,5 +1,6 @@
 """`intelmq-crossborder retract` and `retraction status|list`: the hub's records decide, Redis carries."""
 import json
+import shutil
 import uuid
 
 import pytest
@@ -132,3 +133,20 @@ def test_status_of_an_unknown_id_and_of_a_file_that_is_no_index(hub, tmp_path, c
     status, _, err = run(["retraction", "status", UUID, "--db", str(tmp_path / "missing.sqlite")], capsys)
     assert status == 2 and "no holdings index" in err
 
+
+
+def test_a_retraction_enters_before_the_early_warning_that_leads_to_the_router(tmp_path):
+    """The cross-border hub: early warning -> analytics -> router. A retraction put in the router's
+    queue would never reach the early warning, whose warnings raised on the event need a correction;
+    it enters at the early warning's queue instead. Where no early warning leads to the router, it
+    enters at the router's own queue."""
+    from intelmq_crossborder.runtime import retraction as rt
+    from intelmq_crossborder.runtime.instance import PIPELINES_DIR
+    root = tmp_path / "hub"
+    (root / "etc").mkdir(parents=True)
+    for name, bot, entry in (("cross-border-hub", "router", "early-warning-queue"),
+                             ("cross-border-hub", "early-warning-router", "early-warning-router-queue"),
+                             ("national-hub", "router", "router-queue")):
+        shutil.copy(PIPELINES_DIR / name / "runtime.yaml", root / "etc" / "runtime.yaml")
+        where = rt.find_router(root / "etc" / "runtime.yaml", bot)
+        assert (where.queue, where.entry_queue) == (f"{bot}-queue", entry), name

@@ -121,7 +121,7 @@ def _retract(args) -> int:
         except RouterNotFound as exc:
             return fail(printable(str(exc)))
     what = "would put" if args.dry_run else "put"
-    print(f"retraction {msg.id} ({msg.action} of {msg.target}): {what} in {where.queue} of router {where.bot_id}; "
+    print(f"retraction {msg.id} ({msg.action} of {msg.target}): {what} in {where.entry_queue or where.queue} (router {where.bot_id}); "
           f"holders as far as the index knows: {', '.join(holders) if holders else 'none'}")
     print(f"follow it with: intelmq-crossborder retraction status {msg.id}"
           + (f" --runtime {printable(args.runtime)}" if args.runtime != _default_runtime() else ""))

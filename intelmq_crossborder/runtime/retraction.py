@@ -48,6 +48,9 @@ class RouterLocation:
     redis_db: int
     redis_password: Optional[str]
     broker: str
+    #: where a retraction is put: the router's queue, or the early-warning expert's when the router
+    #: is behind it (its warnings raised on the retracted event are then corrected, docs/retraction.md)
+    entry_queue: str = ""
 
 
 def _state_dir(runtime_path: Path) -> Path:
@@ -97,9 +100,43 @@ def find_router(runtime_path: Path, bot_id: Optional[str] = None) -> RouterLocat
     port, db = param("source_pipeline_port", 6379, int), param("source_pipeline_db", 2, int)
     if hub_id is not None and not HUB_ID.fullmatch(hub_id):
         raise RouterNotFound(f"{runtime_path}: {bot_id}: parameter hub_id {hub_id[:80]!r} is not a hub id")
-    return RouterLocation(runtime_path, bot_id, param("source_queue", f"{bot_id}-queue"), hub_id, holdings,
+    queue = param("source_queue", f"{bot_id}-queue")
+    return RouterLocation(runtime_path, bot_id, queue, hub_id, holdings,
                           param("source_pipeline_host", "127.0.0.1"), port, db,
-                          param("source_pipeline_password"), param("source_pipeline_broker", "redis").lower())
+                          param("source_pipeline_password"), param("source_pipeline_broker", "redis").lower(),
+                          _entry_queue(runtime, queue))
+
+
+#: Experts that pass a retraction on unchanged to their default path (the early warning after
+#: correcting its warnings); a retraction for the router enters before them.
+EARLY_WARNING_MODULE = "intelmq.bots.experts.crossborder.early_warning.expert"
+PASS_ON_MODULES = (EARLY_WARNING_MODULE, "intelmq.bots.experts.crossborder.analytics.expert")
+
+
+def _entry_queue(runtime: Mapping[str, Any], queue: str) -> str:
+    """The source queue of the early-warning expert whose default path leads to ``queue`` (through
+    experts that pass retractions on), else ``queue`` itself."""
+    def feeding(target: str) -> Optional[tuple]:
+        for bot, conf in runtime.items():
+            if bot == "global" or not isinstance(conf, dict) or conf.get("module") not in PASS_ON_MODULES:
+                continue
+            params = conf.get("parameters") if isinstance(conf.get("parameters"), dict) else {}
+            paths = params.get("destination_queues")
+            default = paths.get("_default") if isinstance(paths, dict) else paths
+            if isinstance(default, list) and target in default:
+                source = params.get("source_queue") or f"{bot}-queue"
+                return (conf["module"], source) if isinstance(source, str) else None
+        return None
+
+    current, entry, seen = queue, queue, {queue}
+    while True:
+        upstream = feeding(current)
+        if upstream is None or upstream[1] in seen:
+            return entry
+        current = upstream[1]
+        seen.add(current)
+        if upstream[0] == EARLY_WARNING_MODULE:
+            entry = current
 
 
 def inject(where: RouterLocation, event: Mapping[str, Any]) -> None:
@@ -111,7 +148,7 @@ def inject(where: RouterLocation, event: Mapping[str, Any]) -> None:
     message = json.dumps({**{k: v for k, v in event.items() if k != "__type"}, "__type": "Event"})
     try:
         client = redis_client(where.redis_host, where.redis_port, where.redis_db, where.redis_password)
-        client.lpush(where.queue, message.encode("utf-8"))
+        client.lpush(where.entry_queue or where.queue, message.encode("utf-8"))
     except redis.RedisError as exc:
-        raise RouterNotFound(f"cannot put the retraction in {where.queue} on Redis {where.redis_host}:"
+        raise RouterNotFound(f"cannot put the retraction in {where.entry_queue or where.queue} on Redis {where.redis_host}:"
                              f"{where.redis_port}/{where.redis_db}: {exc}") from None
