@@ -102,6 +102,8 @@ def test_csirt_pipeline_on_rabbitmq(workdir):
     root = workdir / "at-csirt"
     runtime = load_runtime(PIPELINES_DIR / "csirt" / "runtime.yaml", root)
     runtime["provenance-inbound"]["parameters"]["redis_cache_db"] = 8     # bot state stays on Redis
+    # no decryption key (init writes one): this CSIRT reads bundles signed and in clear
+    runtime["exchange-collector"]["parameters"]["decryption_key_file"] = ""
     # RabbitMQ queue names are global (others' tests use tlp-expert-queue too): a prefix of our own
     prefix_queues(runtime, QUEUE_PREFIX + "at-csirt.")
     inst = IntelMQInstance(root, runtime, redis_db=REDIS_DB, broker="amqp").setup()

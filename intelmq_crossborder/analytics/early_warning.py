@@ -610,7 +610,7 @@ def build_detection_warning(alert: Any, local_hub: Optional[str] = None, local_c
         country_count = len(countries) + (hidden_countries if isinstance(hidden_countries, int) else 0)
     named = ", ".join(countries)
     unnamed = country_count - len(countries)
-    where = f"{country_count} countries" + (f" ({named}" + (f" and {unnamed} not named" if unnamed else "") + ")"
+    where = f"{country_count} countr{'ies' if country_count != 1 else 'y'}" + (f" ({named}" + (f" and {unnamed} not named" if unnamed else "") + ")"
                                             if named else "")
     hubs = f"{alert.hubs} hub{'s' if alert.hubs != 1 else ''}" + \
         (f", {alert.undisclosed} of them undisclosed" if alert.undisclosed else "")
