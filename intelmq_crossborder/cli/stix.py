@@ -30,6 +30,10 @@ def _convert_stix(args) -> int:
         default = None if args.default_tlp in (None, "", "none") else tlp.parse_level(args.default_tlp, "--default-tlp")
     except tlp.UnknownTLPError as exc:
         return fail(str(exc))
+    try:
+        hub_id = stix.check_hub_id(args.hub_id)
+    except ValueError as exc:
+        return fail("--" + printable(str(exc)).replace("hub_id", "hub-id", 1))
     harmonization = merged_harmonization()
     status = 0
     out = sys.stdout
@@ -42,7 +46,7 @@ def _convert_stix(args) -> int:
             continue
         where = printable(name)
         converter = stix.Converter(default_tlp=default, default_classification=args.default_classification,
-                                   type_classification=mapping, where=where)
+                                   type_classification=mapping, where=where, hub_id=hub_id)
         try:
             bundle = stix.load_file(path)
         except stix.STIXFormatError as exc:
@@ -56,7 +60,7 @@ def _convert_stix(args) -> int:
                 continue
             lines = []
             try:
-                for fields in item.events:
+                for fields in item.events + item.retractions:
                     ev = Event(harmonization=harmonization)
                     for key, value in fields.items():
                         try:
@@ -82,14 +86,19 @@ def register_convert_stix(convert_sub) -> None:
         "stix", help="print the events the STIX parser bot would emit",
         description="Convert STIX 2.0/2.1 JSON files (a bundle, a plain array of objects or a TAXII envelope) to "
                     "IntelMQ events, one JSON object per line in IntelMQ's flat key form, exactly as the cross-border "
-                    "STIX parser bot emits them (without raw). A per-file summary (objects, events, revoked, refused, "
-                    "what was not converted) goes to stderr. A file that is not STIX the hub accepts, or an object "
+                    "STIX parser bot emits them (without raw). With --hub-id, every event carries the "
+                    "provenance.event_uuid the bot gives it and a revoked object gives one withdraw retraction per event "
+                    "its non-revoked version gives, printed as JSON lines too (retraction.* fields only). A per-file "
+                    "summary (objects, events, revoked, retractions, refused, what was not converted) goes to stderr. A file that is not STIX the hub accepts, or an object "
                     "that cannot be converted (a TLP marking that cannot be read, a pattern that is not valid, a "
                     "field of the wrong type), gives an error on stderr naming file and JSON path; exit status 1 "
                     "after all files are processed. A file that does not exist or cannot be read: exit 2.")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--default-tlp", default="AMBER", metavar="LABEL",
                    help="TLP of an object that carries none (default: AMBER, as the bot; 'none' for no label)")
+    p.add_argument("--hub-id", metavar="HUB_ID",
+                   help="this hub's id, as the bot's hub_id: deterministic event uuids, and revoked objects become "
+                        "withdraw retractions issued by this hub (without it they are only counted)")
     p.add_argument("--default-classification", default="undetermined", metavar="TYPE",
                    help="classification.type when nothing else classifies (default: undetermined)")
     p.add_argument("--type-classification", action="append", metavar="INDICATOR_TYPE=TYPE",

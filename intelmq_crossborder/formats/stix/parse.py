@@ -15,7 +15,10 @@ Per object (:meth:`Converter.items` yields one :class:`Item` per object, in docu
     - ``sighting``: adds ``extra.stix_sighting_count``, ``..._first_seen`` and ``..._last_seen``
       to the events of the indicator or observed-data it is about (its
       markings count for them too); a sighting of an object not in the bundle is counted.
-    - ``revoked: true`` objects: counted (``Stats.revoked``) and not converted.
+    - ``revoked: true`` objects: counted (``Stats.revoked``) and never converted into events.
+      With a ``hub_id`` they become retractions (:func:`revocations`): one ``withdraw`` per
+      event the object's non-revoked version gives, naming it by its ``provenance.event_uuid``
+      (:func:`event_uuid`); without one they are only counted.
     - everything else: no event (counted per type in ``Stats.skipped_types``).
 
 TLP (docs/bots/stix.md, "Markings")
@@ -30,7 +33,10 @@ TLP (docs/bots/stix.md, "Markings")
 Provenance
     ``provenance.originator``: the name of the ``created_by_ref`` identity (its id when the
     bundle does not define it), and nowhere else (a ``tlp.SOURCE_FIELDS`` field, hidden by the
-    redaction); ``extra.stix_id``, ``extra.stix_modified``, ``extra.stix_type``.
+    redaction); ``extra.stix_id``, ``extra.stix_modified``, ``extra.stix_type``.  With a
+    ``hub_id``: ``provenance.event_uuid`` = :func:`event_uuid` (uuid5 of the hub, the STIX id and
+    the event's index within the object), which the provenance expert keeps, so that a later
+    ``revoked: true`` version of the object names exactly these events.
 """
 from __future__ import annotations
 
@@ -38,15 +44,18 @@ import collections
 import datetime as _dt
 import json
 import re
+import uuid as _uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Optional
 
 from intelmq_crossborder.core import inputs, tlp
 from intelmq_crossborder.core.errors import CrossBorderError
 from intelmq_crossborder.formats.stix import markings, patterns
+from intelmq_crossborder.policy import retraction as _retraction
 
 __all__ = ["STIXFormatError", "Item", "Stats", "Converter", "load", "loads", "load_file",
-           "INDICATOR_TYPE_CLASSIFICATION", "ATTACK_PATTERN_CLASSIFICATION", "CONTAINERS", "classify"]
+           "INDICATOR_TYPE_CLASSIFICATION", "ATTACK_PATTERN_CLASSIFICATION", "CONTAINERS", "classify",
+           "EVENT_UUID_NAMESPACE", "RETRACTION_ID_NAMESPACE", "event_uuid", "revocation_id", "check_hub_id"]
 
 
 class STIXFormatError(CrossBorderError, ValueError):
@@ -177,18 +186,62 @@ def classify(fields: Mapping, types: list, labels: list, attack_ids: list, has_m
     return default
 
 
+# --- ids: what a later revocation names ------------------------------------------------
+
+#: uuid5 namespace of the events' ``provenance.event_uuid`` (:func:`event_uuid`).
+EVENT_UUID_NAMESPACE = _uuid.uuid5(_uuid.NAMESPACE_URL, "urn:intelmq-crossborder:stix-event-uuid")
+#: uuid5 namespace of the ids of the retractions a revoked object gives (:func:`revocation_id`).
+RETRACTION_ID_NAMESPACE = _uuid.uuid5(_uuid.NAMESPACE_URL, "urn:intelmq-crossborder:stix-revocation")
+#: A STIX identifier as a revocation may quote it: ``<type>--<uuid>``, ASCII only.
+_STIX_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                      r"[0-9a-fA-F]{12}")
+_ANY_UUID = "00000000-0000-4000-8000-000000000000"
+
+
+def event_uuid(hub_id: str, stix_id: str, index: int) -> str:
+    """``provenance.event_uuid`` of the ``index``-th event (0-based, in the order the parser
+    gives them) of the STIX object ``stix_id`` read at hub ``hub_id``: the same object read
+    again (a newer version, a re-sent bundle, its revoked version) names the same events.
+    Keyed per hub: two hubs reading one publisher give different ids, so a hub's retraction
+    of its own event is never taken for one of an event a peer sent it."""
+    return str(_uuid.uuid5(EVENT_UUID_NAMESPACE, f"{hub_id}\x00{stix_id}\x00{int(index)}"))
+
+
+def revocation_id(hub_id: str, stix_id: str, modified: str, index: int) -> str:
+    """``retraction.id`` of the retraction of the ``index``-th event of a revoked object:
+    deterministic, so the same revoked object read again (a TAXII collection polled again)
+    is the same retraction, which the router handles idempotently."""
+    return str(_uuid.uuid5(RETRACTION_ID_NAMESPACE, f"{hub_id}\x00{stix_id}\x00{modified}\x00{int(index)}"))
+
+
+def check_hub_id(hub_id: Any) -> Optional[str]:
+    """``hub_id`` as a hub id a retraction may name as its originator (None, '': None);
+    ValueError naming what is wrong (look-alike characters, white space, not a hub id)."""
+    if hub_id is None or hub_id == "":
+        return None
+    try:
+        _retraction.new_retraction("withdraw", "check", hub_id, target_event_uuid=_ANY_UUID,
+                                   retraction_id=_ANY_UUID)
+    except _retraction.RetractionError as exc:
+        raise ValueError(f"hub_id {str(hub_id)[:80]!r} is not a hub id like 'at-hub': {exc.reason}") from None
+    return hub_id
+
+
 # --- output ---------------------------------------------------------------------------
 
 @dataclass
 class Item:
     """One object of the input: its events (field dicts), or the error that refused it.
-    ``note``: why an object gave no event (``revoked``, ``no convertible comparison``...)."""
+    ``note``: why an object gave no event (``revoked``, ``no convertible comparison``...).
+    ``retractions``: a revoked object's retractions (flat ``retraction.*`` fields, nothing of
+    the object's content)."""
 
     path: str
     obj: Any
     events: list = field(default_factory=list)
     error: Optional[STIXFormatError] = None
     note: str = ""
+    retractions: list = field(default_factory=list)
 
     def raw(self) -> str:
         try:
@@ -205,6 +258,7 @@ class Stats:
     sightings: int = 0
     events: int = 0
     revoked: int = 0
+    retractions: int = 0
     refused: int = 0
     not_converted: collections.Counter = field(default_factory=collections.Counter)
     skipped_types: collections.Counter = field(default_factory=collections.Counter)
@@ -212,7 +266,7 @@ class Stats:
     def summary(self) -> str:
         text = (f"{self.objects} object(s), {self.indicators} indicator(s), {self.observed_data} observed-data, "
                 f"{self.sightings} sighting(s), {self.events} event(s), {self.revoked} revoked, "
-                f"{self.refused} refused")
+                f"{self.retractions} retraction(s), {self.refused} refused")
         if self.not_converted:
             text += "; not converted: " + ", ".join(f"{k}={n}" for k, n in self.not_converted.most_common(12))
         return text
@@ -329,10 +383,13 @@ class Converter:
     ``sharing.tlp``, the TLP expert applies its default).  ``type_classification``:
     indicator type -> classification.type overrides.  ``default_classification``: what
     nothing else classifies.  ``feed``: the report's labels (:func:`tlp.event_tlp`), which
-    count for every event."""
+    count for every event.  ``hub_id``: this hub's id; with it every event gets its
+    deterministic ``provenance.event_uuid`` (:func:`event_uuid`) and a revoked object gives
+    retractions issued by this hub (:meth:`_revoked`); without it revoked objects are only
+    counted."""
 
     def __init__(self, default_tlp=None, default_classification: str = "undetermined",
-                 type_classification: Optional[Mapping] = None, where: str = ""):
+                 type_classification: Optional[Mapping] = None, where: str = "", hub_id: Optional[str] = None):
         if isinstance(default_tlp, tlp.Level):
             self.default_tlp: Optional[tlp.Level] = default_tlp
         elif default_tlp is None or default_tlp == "":
@@ -342,6 +399,7 @@ class Converter:
         self.default_classification = default_classification
         self.type_classification = dict(type_classification or {})
         self.where = where
+        self.hub_id = check_hub_id(hub_id)
         self.feed: Optional[tlp.EventTLP] = None
         self.stats = Stats()
 
@@ -371,6 +429,7 @@ class Converter:
                 self.stats.refused += 1
             else:
                 self.stats.events += len(item.events)
+                self.stats.retractions += len(item.retractions)
             yield item
 
     def convert(self, data: Any) -> list:
@@ -413,7 +472,11 @@ class Converter:
             return Item(path, obj, note=f"type {otype[:64]} has no events")
         if revoked:
             self.stats.revoked += 1
-            return Item(path, obj, note="revoked")
+            return self._revoked(path, obj, ctx)
+        newer = ctx.by_id.get(obj["id"]) if isinstance(obj.get("id"), str) else None
+        if newer is not None and newer is not obj and newer.get("revoked") is True:
+            # the bundle also holds the object's revoked version: its retractions follow
+            return self._not_converted(path, obj, "superseded by its revoked version in the same input")
         if otype == "indicator":
             ptype = obj.get("pattern_type")
             if ptype is not None and ptype != "stix":
@@ -429,8 +492,10 @@ class Converter:
         if unconverted:
             base["extra.stix_unconverted"] = sorted(set(unconverted))[:50]
         events = []
-        for fields in alternatives:
+        for index, fields in enumerate(alternatives):
             out = dict(base)
+            if self.hub_id is not None:
+                out["provenance.event_uuid"] = event_uuid(self.hub_id, base["extra.stix_id"], index)
             sco_refs = fields.pop(_SCO_REFS, None)
             out.update(fields)
             if sco_refs:
@@ -439,6 +504,39 @@ class Converter:
             self._labels(out, path)
             events.append(out)
         return Item(path, obj, events=events)
+
+    def _revoked(self, path: str, obj: dict, ctx: _Context) -> Item:
+        """A ``revoked: true`` object: one ``withdraw`` per event its non-revoked version gives
+        (same pattern, same order: the same :func:`event_uuid`), issued by this hub.  Only ids,
+        the STIX id and modified time reach the retraction, never the object's content.  An
+        object whose events cannot be named (a pattern that cannot be read) is refused."""
+        if self.hub_id is None:
+            return Item(path, obj, note="revoked")
+        otype = obj["type"]
+        oid = obj.get("id")
+        if not isinstance(oid, str) or not oid.isascii() or not _STIX_ID.fullmatch(oid) \
+                or not oid.startswith(otype + "--"):
+            raise STIXFormatError(f"a revoked {otype[:40]} needs a STIX id '{otype[:40]}--<uuid>' to name the "
+                                  f"events it revokes, not {str(oid)[:80]!r}", self.where, f"{path}.id")
+        if otype == "indicator":
+            ptype = obj.get("pattern_type")
+            if ptype is not None and ptype != "stix":
+                return Item(path, obj, note="revoked (its pattern type gave no events)")
+            alternatives, _ = self._indicator(path, obj, ctx)
+        else:
+            alternatives, _ = self._observed(path, obj, ctx)
+        if not alternatives:
+            return Item(path, obj, note="revoked (no convertible observable: no event to retract)")
+        modified = _timestamp(obj.get("modified") or obj.get("created"), f"{path}.modified", self.where) \
+            or "not given"
+        reason = f"revoked by the publisher (STIX {oid}, modified {modified})"
+        out = []
+        for index in range(len(alternatives)):
+            notice = _retraction.new_retraction(
+                "withdraw", reason, self.hub_id, target_event_uuid=event_uuid(self.hub_id, oid, index),
+                retraction_id=revocation_id(self.hub_id, oid, modified, index))
+            out.append(notice.to_event())
+        return Item(path, obj, note="revoked", retractions=out)
 
     @staticmethod
     def _more_markings(out: dict, resolved: markings.Resolved) -> None:
