@@ -121,11 +121,15 @@ class TestCrossBorderSTIXParserBot(CrossBorderBotTestCase, unittest.TestCase):
         self.assertEqual(raw["id"], "indicator--33fe3b22-0201-47cf-85d0-97c02164528d")
 
     def test_check_refuses_bad_parameters(self):
-        self.assertIsNone(CrossBorderSTIXParserBot.check({"default_tlp": "", "type_classification": ""}))
+        self.assertIsNone(CrossBorderSTIXParserBot.check({"default_tlp": "", "type_classification": "",
+                                                          "hub_id": "fi-hub"}))
+        only = CrossBorderSTIXParserBot.check({"default_tlp": "", "type_classification": "", "hub_id": ""})
+        self.assertEqual([level for level, _ in only], ["warning"])          # revoked objects only counted
+        self.assertIn("hub_id", only[0][1])
         errors = CrossBorderSTIXParserBot.check({"default_tlp": "PURPLE",
                                                  "type_classification": {"malicious-activity": "nonsense"}})
-        self.assertEqual(len(errors), 2)
-        self.assertEqual(CrossBorderSTIXParserBot.check({"type_classification": "[1"})[0][0], "error")
+        self.assertEqual(len([e for e in errors if e[0] == "error"]), 2)
+        self.assertIn("error", [e[0] for e in CrossBorderSTIXParserBot.check({"type_classification": "[1"})])
 
 
 if __name__ == "__main__":
