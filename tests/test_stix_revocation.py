@@ -39,7 +39,8 @@ def revoked(obj, modified="2024-04-02T08:30:00.000Z"):
 
 
 def convert(objects, hub_id=HUB, **kw):
-    conv = stix.Converter(default_tlp="AMBER", hub_id=hub_id, **kw)
+    kw.setdefault("default_tlp", "AMBER")
+    conv = stix.Converter(hub_id=hub_id, **kw)
     items = list(conv.items(objects))
     return conv, items
 
@@ -214,3 +215,49 @@ def test_bad_hub_id_refused(hub):
 def test_check_hub_id_unset():
     assert stix.check_hub_id(None) is None and stix.check_hub_id("") is None
     assert stix.check_hub_id("at-hub") == "at-hub"
+
+
+def test_the_sharing_routers_plan_sends_each_revocation_to_exactly_the_holders(tmp_path):
+    """Through the router's library (policy.retraction_router) with a holdings index: a revocation
+    issued by this hub is accepted (originator = the router's hub_id, an event not from a peer) and
+    goes to exactly the recipients that got the stamped event, under their copies' ids."""
+    from intelmq_crossborder.policy import holdings as H
+    from intelmq_crossborder.policy.agreements import agreement_from_dict
+    from intelmq_crossborder.policy.retraction_router import RetractionRouter
+
+    agreements = [agreement_from_dict(d) for d in (
+        {"recipient": "cert-fi", "name": "CERT-FI", "kind": "csirt", "country": "FI", "relation": "constituent",
+         "max_tlp": "AMBER"},
+        {"recipient": "de-hub", "name": "DE", "kind": "national-hub", "country": "DE", "relation": "community",
+         "max_tlp": "GREEN", "hub_id": "de-hub"})]
+    green = [{k: v for k, v in o.items() if k != "object_marking_refs"} for o in (INDICATOR, OTHER)]
+    _c, items = convert(green, default_tlp="GREEN")
+    assert {e["sharing.tlp"] for it in items for e in it.events} == {"GREEN"}
+    stamped = outbound_stamp([e for it in items for e in it.events])
+    index = H.Holdings(tmp_path / "holdings.sqlite")
+    derived = {}
+    for n, e in enumerate(stamped):
+        copy_uuid, copy_fp = str(uuid.UUID(int=n + 1, version=4)), f"{n + 1:02x}" * 32   # de-hub's hidden-source copy
+        derived[e["provenance.event_uuid"]] = (copy_uuid, copy_fp)
+        holders = [("de-hub", copy_uuid, copy_fp, "GREEN", None, True)]
+        if n % 2 == 0:                                   # cert-fi got every other event only
+            holders.append(("cert-fi", None, None, "GREEN", None, False))
+        index.record_sent(e["provenance.event_uuid"], e["provenance.fingerprint"], holders)
+    router = RetractionRouter(index, agreements, HUB, ["cert-fi", "de-hub"])
+    _c, rev = convert([revoked(green[0])])
+    for n, raw in enumerate(rev[0].retractions):
+        plan = router.plan(R.Retraction.from_event(raw))
+        assert plan.outcome == "routed", plan.outcome
+        target = raw["retraction.target_event_uuid"]
+        sent = {r: e["retraction.target_event_uuid"] for r, e in plan.items}
+        expected = {"de-hub": derived[target][0]}
+        if n % 2 == 0:
+            expected["cert-fi"] = target
+        assert sent == expected
+        router.commit(plan)
+    assert all(index.still_held(e["provenance.event_uuid"]) == [] for e in stamped if e["extra.stix_id"] == SID)
+    (other,) = [e for e in stamped if e["extra.stix_id"] != SID]
+    assert stamped.index(other) == 3 and index.still_held(other["provenance.event_uuid"]) == ["de-hub"]   # untouched
+    # another hub's parser cannot retract this hub's events: not the originator here
+    _c, theirs = convert([revoked(green[0])], hub_id="de-hub")
+    assert router.plan(R.Retraction.from_event(theirs[0].retractions[0])).outcome == "refused: not-originator"
