@@ -10,7 +10,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import given
 
+from tests import fuzzing
 from intelmq_crossborder.formats.stix import parse as stix
 from intelmq_crossborder.policy import retraction as R
 from intelmq_crossborder.policy.provenance import ProvenanceGuard
@@ -261,3 +263,36 @@ def test_the_sharing_routers_plan_sends_each_revocation_to_exactly_the_holders(t
     # another hub's parser cannot retract this hub's events: not the originator here
     _c, theirs = convert([revoked(green[0])], hub_id="de-hub")
     assert router.plan(R.Retraction.from_event(theirs[0].retractions[0])).outcome == "refused: not-originator"
+
+
+# --- fuzz: a revoked object of hostile input gives readable retractions or an error naming a field ---
+_SEEDS = [json.loads((FIX / "malformed/revoked-and-unconvertible.json").read_text()),
+          {"type": "bundle", "id": "bundle--00000000-0000-4000-8000-000000000003",
+           "objects": [INDICATOR, revoked(INDICATOR), revoked(OTHER)]}]
+
+
+@pytest.mark.fuzz
+@fuzzing.fuzz_settings(0.05)
+@given(fuzzing.mutated_json(_SEEDS))
+def test_fuzz_revoked_objects(doc):
+    from intelmq.lib.message import Event
+
+    from intelmq_crossborder.harmonization import merged_harmonization
+    harm = merged_harmonization()
+    with fuzzing.time_guard():
+        conv = stix.Converter(default_tlp="AMBER", hub_id=HUB, where="fuzz")
+        try:
+            bundle = stix.load(doc, "fuzz")
+        except stix.STIXFormatError:
+            return
+        for item in conv.items(bundle):
+            if item.error is not None:
+                assert isinstance(item.error, stix.STIXFormatError) and item.error.field
+                continue
+            assert not (item.events and item.retractions)
+            for raw in item.retractions:
+                notice = R.Retraction.from_event(raw)
+                assert notice.action == "withdraw" and notice.originator == HUB
+                ev = Event(harmonization=harm)
+                for key, value in raw.items():
+                    ev.add(key, value)
