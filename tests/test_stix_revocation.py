@@ -296,3 +296,43 @@ def test_fuzz_revoked_objects(doc):
                 ev = Event(harmonization=harm)
                 for key, value in raw.items():
                     ev.add(key, value)
+
+
+@pytest.mark.parametrize("kind", ["indicator", "observed-data"])
+def test_hub_to_hub_a_revoked_version_from_the_taxii_output_retracts_the_events_parsed_here(kind):
+    """at-hub exports events (formats.stix.export, as its TAXII output does); fi-hub parses and stamps
+    them; at-hub's retraction makes its TAXII output push ``export.revoked`` of each object; fi-hub's
+    next poll brings only those new versions (observed-data: without its SCOs, sent before)."""
+    from intelmq_crossborder.formats.stix import export
+
+    settings = export.ExportSettings("at-hub", kind=kind)
+    events = [{"source.ip": "192.0.2.10", "classification.type": "scanner", "sharing.tlp": "GREEN",
+               "time.source": "2024-03-01T10:00:00+00:00"},
+              {"source.fqdn": "bad.example.test", "classification.type": "phishing", "sharing.tlp": "GREEN",
+               "time.source": "2024-03-01T10:00:00+00:00"},
+              {"source.ip": "192.0.2.11", "source.port": 8080, "classification.type": "c2-server",
+               "sharing.tlp": "CLEAR", "time.source": "2024-03-01T10:00:00+00:00"}]
+    exported = [export.event_objects(*export.admit(e, settings), settings) for e in events]
+    first = [o for x in exported for o in x.objects]
+    _c, items = convert(first)
+    stamped = outbound_stamp([e for it in items for e in it.events])
+    assert len(stamped) >= 3
+    gone = exported[0].primary["id"]
+    _c, polled = convert([export.revoked(exported[0].primary)])            # the next poll: one new version
+    notices = [R.Retraction.from_event(r) for it in polled for r in it.retractions]
+    assert notices
+    for e in stamped:
+        hits = [n for n in notices if n.matches(e["provenance.event_uuid"], e["provenance.fingerprint"])]
+        assert len(hits) == (1 if e["extra.stix_id"] == gone else 0)
+    assert "192.0.2.10" not in json.dumps([n.to_event() for n in notices])
+
+
+def test_revoked_observed_data_without_its_scos_covers_every_event_it_gave():
+    data = json.loads((FIX / "extra/oasis-slider/examples.json").read_text())
+    _c, items = convert(data)
+    multi = [it for it in items if len(it.events) == 3 and it.obj["type"] == "observed-data"][0]
+    uuids = {e["provenance.event_uuid"] for e in multi.events}
+    conv, items = convert([revoked(multi.obj)])                # alone: its SCOs are not in this input
+    targets = {r["retraction.target_event_uuid"] for r in items[0].retractions}
+    assert len(targets) == len(multi.obj["object_refs"]) >= 3 and uuids <= targets
+    assert conv.stats.not_converted == {}

@@ -524,7 +524,14 @@ class Converter:
                 return Item(path, obj, note="revoked (its pattern type gave no events)")
             alternatives, _ = self._indicator(path, obj, ctx)
         else:
-            alternatives, _ = self._observed(path, obj, ctx)
+            refs = obj.get("object_refs")
+            if obj.get("objects") is None and isinstance(refs, list) and refs \
+                    and not any(isinstance(r, str) and r in ctx.by_id for r in refs):
+                # a TAXII poll brings the revoked observed-data without its SCOs (sent before): every
+                # event came from at least one of its refs, so one uuid per ref covers them all
+                alternatives = [None] * min(len(refs), patterns.MAX_ALTERNATIVES)
+            else:
+                alternatives, _ = self._observed(path, obj, ctx)
         if not alternatives:
             return Item(path, obj, note="revoked (no convertible observable: no event to retract)")
         modified = _timestamp(obj.get("modified") or obj.get("created"), f"{path}.modified", self.where) \
