@@ -509,7 +509,9 @@ class Converter:
         """A ``revoked: true`` object: one ``withdraw`` per event its non-revoked version gives
         (same pattern, same order: the same :func:`event_uuid`), issued by this hub.  Only ids,
         the STIX id and modified time reach the retraction, never the object's content.  An
-        object whose events cannot be named (a pattern that cannot be read) is refused."""
+        object whose events cannot be named (a pattern that cannot be read) is refused.  A
+        revoked observed-data without its SCOs in the input (a TAXII poll) names one uuid per
+        ``object_refs`` entry: a superset of the events it gave."""
         if self.hub_id is None:
             return Item(path, obj, note="revoked")
         otype = obj["type"]
