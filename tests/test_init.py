@@ -77,7 +77,11 @@ def test_init_writes_a_root_that_passes_both_checks(role, intelmq_workdir, capsy
     spec = deploy.ROLES[role]
     runtime = written_runtime(root)
     template = load_runtime(spec.directory / "runtime.yaml", root)
-    assert list(runtime) == list(template)
+    # the cross-border hub's route to a partner's TAXII server needs its URL (--set): left out
+    left = {"taxii-collector", "taxii-output-partner-cti"} if role == "cross-border-hub" else set()
+    assert list(runtime) == [b for b in template if b not in left]
+    for bot_id in sorted(left):
+        assert f"left out: {bot_id} (and its route and agreement): it needs --set PARTNER_TAXII_URL=..." in out
     # placeholders expanded; nothing points into the package
     strings = list(all_strings(runtime))
     assert not [s for s in strings if "${" in s or str(PIPELINES_DIR) in s]
@@ -90,7 +94,7 @@ def test_init_writes_a_root_that_passes_both_checks(role, intelmq_workdir, capsy
         assert directory.parent == root / "etc", bot_id
         source = Path(template[bot_id]["parameters"]["agreements_dir"])
         copied = sorted(p.name for p in directory.glob("*.yaml"))
-        assert copied == sorted(p.name for p in source.glob("*.yaml"))
+        assert copied == sorted(p.name for p in source.glob("*.yaml") if not (left and p.name == "partner-cti.yaml"))
         for name in copied:           # the template's own identity: copied byte for byte
             assert (directory / name).read_bytes() == (source / name).read_bytes()
         assert {Path(n).stem for n in copied} == set(runtime[bot_id]["parameters"]["destination_queues"]) - {
@@ -546,3 +550,19 @@ def test_without_root_init_targets_intelmqs_own_default(monkeypatch):
     assert init_cli._target(SimpleNamespace(root=None, layout="opt"))[:2] == ("opt", Path("/opt/intelmq"))
     assert init_cli._target(SimpleNamespace(root="/r", layout=None))[:2] == ("lsb", Path("/r"))
     assert deploy.Layout("lsb", Path("/")).environment() == "INTELMQ_PATHS_NO_OPT=1"
+
+
+def test_init_set_keeps_the_partner_taxii_route(intelmq_workdir, capsys):
+    """With --set PARTNER_TAXII_URL the cross-border hub keeps its TAXII output, collector, route and
+    agreement; a bad --set is refused with nothing written."""
+    root = intelmq_workdir / "root"
+    url = "https://taxii.partner.example/taxii2/"
+    status, out, err = do_init(capsys, "cross-border-hub", "--root", root, "--set", f"PARTNER_TAXII_URL={url}")
+    assert status == 0, err
+    runtime = written_runtime(root)
+    assert runtime["taxii-output-partner-cti"]["parameters"]["taxii_url"] == url
+    assert runtime["router"]["parameters"]["destination_queues"]["partner-cti"] == ["taxii-output-partner-cti-queue"]
+    assert (root / "etc" / "agreements" / "partner-cti.yaml").exists() and "left out" not in out
+    for bad in ("PARTNER_TAXII_URL", "PARTNER_TAXII_URL= ", "INTELMQ_ROOT_DIR=/x", "9X=1"):
+        status, out, err = do_init(capsys, "cross-border-hub", "--root", intelmq_workdir / "other", "--set", bad)
+        assert status == 2 and "--set" in err and not (intelmq_workdir / "other" / "etc").exists(), bad

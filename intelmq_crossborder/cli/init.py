@@ -26,8 +26,14 @@ def _target(args) -> tuple:
 
 def _run(args) -> int:
     kind, root, env = _target(args)
+    values = {}
+    for item in args.set or ():
+        name, sep, value = item.partition("=")
+        if not sep:
+            return fail(printable(f"init: --set {item}: give NAME=VALUE"))
+        values[name] = value
     try:
-        p = deploy.plan(args.role, root, args.hub_id, args.country, layout=kind)
+        p = deploy.plan(args.role, root, args.hub_id, args.country, layout=kind, values=values)
         lines = deploy.write(p, force=args.force)
     except deploy.InitError as exc:
         return fail(printable(f"init: {exc}"))
@@ -36,6 +42,9 @@ def _run(args) -> int:
     etc = p.etc
     print(printable(f"{p.role.name} {p.hub_id} ({p.country}): {p.bots} bots in {p.runtime_file} "
                     f"(IntelMQ's {kind} layout); signing key {p.key_id}"))
+    for bot_id, names in p.left_out:
+        print(printable(f"left out: {bot_id} (and its route and agreement): it needs "
+                        + ", ".join(f"--set {n}=..." for n in names)))
     intelmqctl = p.layout.environment() + " intelmqctl"
     if (env.kind, env.etc) != (p.layout.kind, p.layout.etc):
         print(printable(f"note: intelmqctl in this environment reads {env.etc / 'runtime.yaml'}, not "
@@ -71,5 +80,8 @@ def register(sub) -> None:
                         "environment")
     p.add_argument("--hub-id", metavar="ID", help="this hub's id (lower case, [a-z0-9.-]); with --country")
     p.add_argument("--country", metavar="CC", help="this hub's country (ISO 3166-1 alpha-2, e.g. FR); with --hub-id")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="a value for one of the template's other ${NAME} placeholders (e.g. the cross-border hub's "
+                        "PARTNER_TAXII_URL); a bot that needs one not given is left out, with its route")
     p.add_argument("--force", action="store_true", help="overwrite existing files (a new signing key replaces the old)")
     p.set_defaults(func=_run)

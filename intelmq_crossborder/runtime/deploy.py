@@ -249,6 +249,7 @@ class Plan:
     key_id: str = ""
     bots: int = 0
     agreement_dirs: List[Path] = field(default_factory=list)     # the routers' copies
+    left_out: List[Tuple[str, List[str]]] = field(default_factory=list)   # bot id, the ${NAME}s it needs
 
     def __post_init__(self) -> None:
         if self.layout is None:
@@ -355,11 +356,53 @@ def _place_marked(value, layout: Layout):
     return value
 
 
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _leave_out_unset(runtime: dict) -> Tuple[List[Tuple[str, List[str]]], set]:
+    """Take out the bots whose parameters still hold a ``${NAME}`` nobody set (a partner's TAXII
+    server, say), the routers' paths that led only to them and those paths' agreement templates:
+    an optional route the admin adds later with its value (``init --set NAME=VALUE``).  Returns the
+    bots left out and the (agreements_dir, agreement file name) pairs not to copy."""
+    left_out, dropped = [], set()
+    for bot_id, conf in list(runtime.items()):
+        if bot_id == "global":
+            continue
+        names = sorted({m for v in conf.get("parameters", {}).values() if isinstance(v, str)
+                        for m in _PLACEHOLDER.findall(v)})
+        if not names:
+            continue
+        queue = conf.get("parameters", {}).get("source_queue") or f"{bot_id}-queue"
+        del runtime[bot_id]
+        left_out.append((bot_id, names))
+        for other in runtime.values():
+            params = other.get("parameters", {}) if isinstance(other, dict) else {}
+            paths = params.get("destination_queues")
+            if not isinstance(paths, dict):
+                continue
+            for path, queues in list(paths.items()):
+                if isinstance(queues, list) and queue in queues:
+                    queues.remove(queue)
+                    if not queues and path != "_default":
+                        del paths[path]
+                        source = params.get("agreements_dir")
+                        if isinstance(source, str):
+                            dropped.add((Path(source), f"{path}.yaml"))
+    return left_out, dropped
+
+
 def plan(role_name: str, root: Path, hub_id: Optional[str] = None, country: Optional[str] = None,
-         layout: str = "opt") -> Plan:
+         layout: str = "opt", values: Optional[Dict[str, str]] = None) -> Plan:
     """Everything ``init`` writes, in memory; :class:`InitError` for bad input.  ``layout``:
     IntelMQ's ``opt`` layout with ``root`` as INTELMQ_ROOT_DIR, or ``lsb`` with ``root`` as the
-    prefix ROOT_DIR of INTELMQ_PATHS_NO_OPT (:class:`Layout`)."""
+    prefix ROOT_DIR of INTELMQ_PATHS_NO_OPT (:class:`Layout`).  ``values``: the template's other
+    ``${NAME}`` placeholders (a bot that needs one not given is left out, :attr:`Plan.left_out`)."""
+    values = dict(values or {})
+    for name, value in values.items():
+        if not _PLACEHOLDER.fullmatch("${" + name + "}") or name in ("INTELMQ_ROOT_DIR", "PIPELINES_DIR"):
+            raise InitError(f"--set {_shown(name)}: not a placeholder name of the template")
+        if not isinstance(value, str) or not value.strip() or value != value.strip() or "${" in value:
+            raise InitError(f"--set {name}: the value {_shown(value)} is empty, padded or holds a placeholder")
     if layout not in LAYOUTS:
         raise InitError(f"unknown layout {_shown(layout)}: use one of {', '.join(LAYOUTS)}")
     if role_name not in ROLES:
@@ -373,10 +416,11 @@ def plan(role_name: str, root: Path, hub_id: Optional[str] = None, country: Opti
     root = _check_root(root)
     where = Layout(layout, root)
     try:
-        runtime = _place_marked(load_runtime(role.directory / "runtime.yaml", Path(_MARK)), where)
+        runtime = _place_marked(load_runtime(role.directory / "runtime.yaml", Path(_MARK), values), where)
     except inputs.InputError as exc:     # the package itself is damaged
         raise InitError(f"the ready pipeline of {role.name} cannot be read: {exc}") from None
     result = Plan(role, root, hub_id, country, where)
+    result.left_out, dropped = _leave_out_unset(runtime)
     # agreement templates -> etc/<folder>; the routers point at the copies
     templates: Dict[Path, Dict[str, str]] = {}
     for bot_id, conf in runtime.items():
@@ -387,7 +431,8 @@ def plan(role_name: str, root: Path, hub_id: Optional[str] = None, country: Opti
         source_dir = Path(source)
         target_dir = where.etc / source_dir.name
         if source_dir not in templates:
-            templates[source_dir] = {p.name: p.read_text("utf-8") for p in sorted(source_dir.glob("*.yaml"))}
+            templates[source_dir] = {p.name: p.read_text("utf-8") for p in sorted(source_dir.glob("*.yaml"))
+                                     if (source_dir, p.name) not in dropped}
         params["agreements_dir"] = str(target_dir)
     leftover = [f"{b}.{n}" for b, c in runtime.items() if b != "global"
                 for n, v in c.get("parameters", {}).items()
