@@ -228,6 +228,7 @@ def test_the_demo_wiring_of_a_ready_pipeline(tmp_path):
     runtime = wire(load_runtime(PIPELINES_DIR / "cross-border-hub" / "runtime.yaml", tmp_path), "fi-hub")
     assert runtime["router"]["parameters"]["hub_id"] == "fi-hub"
     assert runtime["early-warning-router"]["parameters"]["hub_id"] == "fi-hub"
-    assert runtime["exchange-parser"]["parameters"]["destination_queues"]["retractions"] == ["router-queue"]
+    # the ready cross-border hub sends peers' retractions through its early warning (corrections)
+    assert runtime["exchange-parser"]["parameters"]["destination_queues"]["retractions"] == ["early-warning-queue"]
     again = wire(runtime, "other")                       # never overrides what is set
     assert again["router"]["parameters"]["hub_id"] == "fi-hub"

@@ -338,7 +338,8 @@ class SurgeDetector:
     def _early(self, key: Tuple[str, str], k: _Key, now: float) -> List[Alert]:
         """The open bucket already holds more than the whole bucket may: signal now, not at
         its end (counts only grow, so the closed bucket will signal too)."""
-        assert self.clock is not None
+        if self.clock is None:          # observe() sets the clock before any bucket is open
+            raise RuntimeError("surge detector: an open bucket without a clock")
         x = k.open.value(self.settings.count)
         if k.open.expected is None:
             k.open.expected = self._expected(key, k, self.clock)

@@ -116,8 +116,9 @@ class HeldDatabases:
         if lease is not None:
             try:
                 lease.release()
-            except Exception:          # Redis gone: the locks expire after TTL seconds
-                pass
+            except Exception as exc:   # Redis gone: the locks expire after TTL seconds
+                print(f"note: Redis databases {self.dbs} not released ({exc}); their locks expire by "
+                      "themselves", file=sys.stderr)
         self.dbs = ()
 
     def describe(self) -> str:

@@ -304,7 +304,7 @@ def _classification(flat: Mapping[str, Any]) -> tuple:
         try:
             labels.append(misp.rsit_tag(ctype, taxonomy))
         except Exception:          # noqa: BLE001 - a label is optional; the type stays in indicator_types
-            pass
+            labels = []
     return ctype, kind, labels
 
 
