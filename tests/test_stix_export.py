@@ -331,8 +331,6 @@ def test_export_stix_command(tmp_path, capsys):
         assert run(argv, capsys)[0] == 2
 
 
-@pytest.mark.xfail(strict=True, reason="formats/stix/patterns.py keeps the STIX string literal's escapes "
-                                       "(\\' and \\\\) in the value; remove this mark when it unescapes them")
 def test_round_trip_of_a_value_with_a_quote_and_a_backslash():
     pytest.importorskip("intelmq_crossborder.formats.stix.parse")
     url = "http://evil.example/x'y\\z"

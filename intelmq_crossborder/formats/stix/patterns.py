@@ -199,11 +199,23 @@ def _path_text(lhs) -> str:
     return f"{lhs.object_type_name}:{'.'.join(parts)}"
 
 
+_ESCAPED = re.compile(r"\\(['\\])")
+
+
+def _constant(c) -> Any:
+    """A constant's value; a string literal with its escapes (``\\'``, ``\\\\``) undone: stix2's
+    visitor keeps them as written."""
+    from stix2 import patterns as P
+    if isinstance(c, P.StringConstant) and isinstance(c.value, str):
+        return _ESCAPED.sub(r"\1", c.value)
+    return c.value
+
+
 def _constants(rhs) -> list:
     from stix2 import patterns as P
     if isinstance(rhs, P.ListConstant):
-        return [c.value for c in rhs.value]
-    return [rhs.value]
+        return [_constant(c) for c in rhs.value]
+    return [_constant(rhs)]
 
 
 def _merge(left: list, right: list) -> list:
