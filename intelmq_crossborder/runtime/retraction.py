@@ -18,12 +18,13 @@ from typing import Any, Mapping, Optional
 
 from intelmq_crossborder.core.errors import CrossBorderError
 from intelmq_crossborder.core.inputs import kind_of
+from intelmq_crossborder.policy.retraction import Retraction, RetractionError
 from intelmq_crossborder.runtime.instance import load_runtime
 from intelmq_crossborder.runtime.state_store import redis_client
 
 HUB_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
-__all__ = ["RouterLocation", "RouterNotFound", "find_router", "inject", "ROUTER_MODULES"]
+__all__ = ["RouterLocation", "RouterNotFound", "find_router", "inject", "ROUTER_MODULES", "received_retraction"]
 
 #: Module names (entry points) of the cross-border sharing router.
 ROUTER_MODULES = ("intelmq.bots.experts.crossborder.sharing_router.expert",
@@ -152,3 +153,16 @@ def inject(where: RouterLocation, event: Mapping[str, Any]) -> None:
     except redis.RedisError as exc:
         raise RouterNotFound(f"cannot put the retraction in {where.entry_queue or where.queue} on Redis {where.redis_host}:"
                              f"{where.redis_port}/{where.redis_db}: {exc}") from None
+
+
+def received_retraction(flat: Mapping[str, Any], consequence: str = "the retraction is not applied") -> Retraction:
+    """The retraction a bot received (flat fields), or IntelMQ's ``InvalidValue`` naming the field
+    (the bot dumps the message); ``consequence`` ends the reason: what did not happen."""
+    from intelmq.lib.exceptions import InvalidValue
+    try:
+        return Retraction.from_event({k: v for k, v in flat.items() if k != "__type"})
+    except RetractionError as exc:
+        name = exc.field or "retraction.id"
+        value = flat.get(name)
+        raise InvalidValue(name, value[:200] if isinstance(value, str) else value,
+                           reason=f"{exc.reason}; {consequence}") from None

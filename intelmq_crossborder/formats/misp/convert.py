@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Optional
 
 from intelmq_crossborder.core import inputs, tlp
-from intelmq_crossborder.core.errors import CrossBorderError
+from intelmq_crossborder.core.errors import FormatError
 __all__ = [
     "MISPFormatError", "load_events", "load_file", "Row", "Stats", "Converter",
     "TYPE_FIELDS", "DEFAULT_TYPE_CLASSIFICATION", "taxonomy_classification",
@@ -57,19 +57,10 @@ DISTRIBUTION_NAMES = {0: "your organisation only", 1: "this community only", 2: 
                       3: "all communities", 4: "sharing group", 5: "inherit event"}
 
 
-class MISPFormatError(CrossBorderError, ValueError):
+class MISPFormatError(FormatError):
     """Input that is not MISP event JSON, or a field of it that cannot be read.
 
     ``where`` names the file (or report) and ``field`` the JSON path."""
-
-    def __init__(self, message: str, where: str = "", field: str = ""):
-        self.where, self.field, self.detail = where, field, message
-        text = message
-        if field:
-            text = f"field {field}: {text}"
-        if where:
-            text = f"{where}: {text}"
-        super().__init__(text)
 
 
 # --- input wrappers ------------------------------------------------------------

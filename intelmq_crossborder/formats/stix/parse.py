@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Optional
 
 from intelmq_crossborder.core import inputs, tlp
-from intelmq_crossborder.core.errors import CrossBorderError
+from intelmq_crossborder.core.errors import FormatError
 from intelmq_crossborder.formats.stix import markings, patterns
 from intelmq_crossborder.policy import retraction as _retraction
 
@@ -58,18 +58,9 @@ __all__ = ["STIXFormatError", "Item", "Stats", "Converter", "load", "loads", "lo
            "EVENT_UUID_NAMESPACE", "RETRACTION_ID_NAMESPACE", "event_uuid", "revocation_id", "check_hub_id"]
 
 
-class STIXFormatError(CrossBorderError, ValueError):
+class STIXFormatError(FormatError):
     """Input that is not STIX, or an object of it that cannot be converted: ``where`` names
     the file (or report) and ``field`` the JSON path (``objects[3].pattern``)."""
-
-    def __init__(self, message: str, where: str = "", field: str = ""):
-        self.where, self.field, self.detail = where, field, message
-        text = message
-        if field:
-            text = f"field {field}: {text}"
-        if where:
-            text = f"{where}: {text}"
-        super().__init__(text)
 
 
 # --- input ----------------------------------------------------------------------------

@@ -7,7 +7,8 @@ from intelmq.lib.exceptions import InvalidValue
 from intelmq_crossborder.analytics import contributions
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.parameters import optional
-from intelmq_crossborder.policy.retraction import Retraction, RetractionError, is_confirmation, is_retraction
+from intelmq_crossborder.policy.retraction import is_confirmation, is_retraction
+from intelmq_crossborder.runtime.retraction import received_retraction
 
 
 class CrossBorderContributionsExpertBot(ExpertBot):
@@ -51,11 +52,7 @@ class CrossBorderContributionsExpertBot(ExpertBot):
         their indicator values out of the store); a confirmation is only forwarded."""
         if is_confirmation(flat):
             return
-        try:
-            retraction = Retraction.from_event(flat)
-        except RetractionError as exc:
-            raise InvalidValue(exc.field or "retraction.id", flat.get(exc.field or "retraction.id"),
-                               reason=f"{exc.reason}; the retraction is not forwarded") from None
+        retraction = received_retraction(flat, "the retraction is not forwarded")
         recorded = contributions.record_retraction(self._conn, retraction, arrived_at=datetime.now(timezone.utc))
         self.logger.info("Retraction %s (%s) recorded for %d contributor(s); %d indicator value(s) erased.",
                          retraction.id, retraction.action, len(recorded.holders), recorded.erased_values)

@@ -5,8 +5,9 @@ from intelmq.lib.exceptions import ConfigurationError, InvalidValue
 from intelmq_crossborder.analytics import early_warning as ew
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.parameters import optional
-from intelmq_crossborder.policy.retraction import Retraction, RetractionError, is_retraction
+from intelmq_crossborder.policy.retraction import is_retraction
 from intelmq_crossborder.runtime.state_store import redis_client
+from intelmq_crossborder.runtime.retraction import received_retraction
 
 _SETTINGS = ("min_hubs", "min_countries", "window", "key_fields", "flag_fields", "severity_field", "severity_values",
              "max_tlp", "default_tlp", "include_indicator", "hub_id", "country")
@@ -77,11 +78,7 @@ class CrossBorderEarlyWarningExpertBot(ExpertBot):
 
     def _correct(self, flat: dict):
         """Send a correction for every warning raised on data the retraction names."""
-        try:
-            retraction = Retraction.from_event(flat)
-        except RetractionError as exc:
-            raise InvalidValue(exc.field or "retraction.id", flat.get(exc.field or "retraction.id"),
-                               reason=f"{exc.reason}; the retraction is not forwarded") from None
+        retraction = received_retraction(flat, "the retraction is not forwarded")
         for correction in self._evaluator.correct(retraction):
             out = self.new_event()
             for name, value in correction.fields.items():

@@ -8,8 +8,9 @@ from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.secrets import secret_bytes
 from intelmq_crossborder.policy.agreements import AgreementError, agreement_from_dict
 from intelmq_crossborder.policy.redact import FieldSelector, label_fields_named, redact
-from intelmq_crossborder.policy.retraction import Retraction, RetractionError, is_retraction
+from intelmq_crossborder.policy.retraction import is_retraction
 from intelmq_crossborder.core.parameters import as_list, optional
+from intelmq_crossborder.runtime.retraction import received_retraction
 
 DEFAULT_KEY_ENV = "CROSSBORDER_HMAC_KEY"
 
@@ -88,13 +89,7 @@ class CrossBorderRedactionExpertBot(ExpertBot):
         """A retraction carries ids only: passed on unchanged, never label-read; one that cannot be
         read (a content field would escape the redaction) is dumped with the field named."""
         flat = dict(message)
-        try:
-            Retraction.from_event({k: v for k, v in flat.items() if k != "__type"})
-        except RetractionError as exc:
-            name = exc.field or "retraction.id"
-            value = flat.get(name)
-            raise InvalidValue(name, value[:200] if isinstance(value, str) else value,
-                               reason=f"{exc.reason}; the retraction is dumped, not passed on") from None
+        received_retraction(flat, "the retraction is dumped, not passed on")
         self.send_message(message)
         self.acknowledge_message()
 

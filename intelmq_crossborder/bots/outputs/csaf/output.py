@@ -9,7 +9,8 @@ from intelmq_crossborder.core import tlp
 from intelmq_crossborder.formats.csaf.provider import OutputError, ProviderDirectory
 from intelmq_crossborder.formats.csaf.spool import AdvisorySpool
 from intelmq_crossborder.core.parameters import as_int, as_list, is_unset, optional
-from intelmq_crossborder.policy.retraction import Retraction, RetractionError, is_retraction
+from intelmq_crossborder.policy.retraction import is_retraction
+from intelmq_crossborder.runtime.retraction import received_retraction
 
 PUBLISHER_CATEGORIES = ("coordinator", "discoverer", "other", "translator", "user", "vendor")
 DEFAULTS = {"group_by": ["csaf.tracking_id"], "fallback_group_by": ["product.vulnerabilities"],
@@ -73,11 +74,7 @@ class CrossBorderCSAFOutputBot(OutputBot):
         self.acknowledge_message()
 
     def _retract(self, flat: dict):
-        try:
-            retraction = Retraction.from_event(flat)
-        except RetractionError as exc:
-            raise InvalidValue(exc.field or "retraction.id", flat.get(exc.field or "retraction.id"),
-                               reason=f"{exc.reason}; the retraction is not applied") from None
+        retraction = received_retraction(flat, "the retraction is not applied")
         try:
             done = self._spool.retract(retraction)
         except OutputError as exc:

@@ -17,8 +17,9 @@ from intelmq_crossborder.datalake.indexer import BulkIndexer, BulkRequestRefused
 from intelmq_crossborder.datalake.journal import Batch, Journal, journal_key
 from intelmq_crossborder.datalake.lifecycle import Lifecycle
 from intelmq_crossborder.core.parameters import as_float, as_int, as_list, is_unset
-from intelmq_crossborder.policy.retraction import Retraction, RetractionError, is_retraction
+from intelmq_crossborder.policy.retraction import is_retraction
 from intelmq_crossborder.runtime.state_store import redis_client
+from intelmq_crossborder.runtime.retraction import received_retraction
 
 __all__ = ["CrossBorderElasticsearchOutputBot", "BOT", "PARAMETERS"]
 
@@ -158,11 +159,7 @@ class CrossBorderElasticsearchOutputBot(OutputBot):
     def _retract(self, flat: dict):
         """Apply a retraction: the batch goes first (a target still in it, or in the journal, is
         indexed and then deleted with the others), then :func:`retract.apply`."""
-        try:
-            retraction = Retraction.from_event(flat)
-        except RetractionError as exc:
-            raise InvalidValue(exc.field or "retraction.id", flat.get(exc.field or "retraction.id"),
-                               reason=f"{exc.reason}; the retraction is not applied") from None
+        retraction = received_retraction(flat, "the retraction is not applied")
         if self._batch is not None and len(self._batch):
             self._flush()
         deleted, relabelled = retract.apply(

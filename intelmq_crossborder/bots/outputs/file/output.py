@@ -9,7 +9,8 @@ from intelmq.lib.exceptions import ConfigurationError, InvalidValue
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.parameters import as_int, is_unset, optional
 from intelmq_crossborder.formats import event_file as ef
-from intelmq_crossborder.policy.retraction import Retraction, RetractionError, is_retraction
+from intelmq_crossborder.policy.retraction import is_retraction
+from intelmq_crossborder.runtime.retraction import received_retraction
 
 ENCODING_MODES = ("strict", "ignore", "replace", "backslashreplace", "xmlcharrefreplace", "surrogateescape")
 
@@ -121,11 +122,7 @@ class CrossBorderFileOutputBot(OutputBot):
         return list(dict.fromkeys(out)), list(dict.fromkeys(packed))
 
     def _retract(self, event, flat: dict):
-        try:
-            msg = Retraction.from_event({k: v for k, v in flat.items() if k != "__type"})
-        except RetractionError as exc:
-            raise InvalidValue(exc.field or "retraction.id", flat.get(exc.field or "retraction.id"),
-                               reason=f"{exc.reason}; the retraction is not applied") from None
+        msg = received_retraction(flat, "the retraction is not applied")
         line = self._line(event)
         if msg.is_confirmation:
             if self._format:

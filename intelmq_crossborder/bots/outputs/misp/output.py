@@ -7,9 +7,10 @@ from intelmq.lib.exceptions import InvalidValue
 
 from intelmq_crossborder.formats.misp import push as misp_push
 from intelmq_crossborder.formats.misp.holdings import Holdings
-from intelmq_crossborder.policy.retraction import Retraction, RetractionError, is_retraction
+from intelmq_crossborder.policy.retraction import is_retraction
 from intelmq_crossborder.policy.agreements import tlp_ceiling
 from intelmq_crossborder.core.parameters import as_float, as_int, as_list, optional
+from intelmq_crossborder.runtime.retraction import received_retraction
 
 
 class CrossBorderMISPOutputBot(OutputBot):
@@ -102,11 +103,7 @@ class CrossBorderMISPOutputBot(OutputBot):
         self.acknowledge_message()
 
     def _retract(self, flat: dict):
-        try:
-            retraction = Retraction.from_event(flat)
-        except RetractionError as exc:
-            raise InvalidValue(exc.field or "retraction.id", flat.get(exc.field or "retraction.id"),
-                               reason=f"{exc.reason}; the retraction is not applied") from None
+        retraction = received_retraction(flat, "the retraction is not applied")
         if self._holdings is None:
             raise InvalidValue("retraction.id", retraction.id, reason="this output keeps no holdings index; "
                                                                       "the retraction is not applied")

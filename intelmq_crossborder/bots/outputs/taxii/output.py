@@ -14,6 +14,7 @@ from intelmq_crossborder.datalake.journal import Batch, Journal
 from intelmq_crossborder.formats.stix import export, taxii
 from intelmq_crossborder.policy import retraction
 from intelmq_crossborder.runtime.state_store import redis_client
+from intelmq_crossborder.runtime.retraction import received_retraction
 
 __all__ = ["CrossBorderTAXIIOutputBot", "BOT", "PARAMETERS", "read_parameters"]
 
@@ -189,10 +190,7 @@ class CrossBorderTAXIIOutputBot(OutputBot):
 
     # --- retractions -----------------------------------------------------------------------
     def _retract(self, flat: dict) -> None:
-        try:
-            notice = retraction.Retraction.from_event(flat)
-        except retraction.RetractionError as exc:
-            raise InvalidValue(exc.field or "retraction.id", None, reason=str(exc)) from None
+        notice = received_retraction(flat, "the retraction is not applied")
         if notice.is_confirmation:
             self.logger.debug("Retraction confirmation %s ignored.", notice.id)
             return
