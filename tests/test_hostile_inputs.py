@@ -398,6 +398,10 @@ def test_policy_check_events(scratch, agreements, data):
     if any(line.bad for line in lines):
         assert result.code == 1, "a bad line was not reported\n" + result.show()
     everything = result.out + result.err
+    # a value another, not hidden, event of the run also carries may appear for that event (hypothesis
+    # shrinks the per-event tokens until several events share one): then only this event's own
+    # decisions are searched
+    shown = {v for line in lines if not line.event.oracle[2] for v in line.event.source_values}
     for index, line in enumerate(lines):
         decisions = by_event.get(index, [])
         if line.bad:
@@ -406,9 +410,11 @@ def test_policy_check_events(scratch, agreements, data):
             _check_decisions(line, decisions, result)
         _refuse, _level, hide = line.event.oracle
         if hide:
+            own = [json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v
+                   for d in by_event.get(index, []) for v in [*(d["event_out"] or {}).values(), *d["reasons"]]]
             for value in line.event.source_values:
-                assert value not in everything, \
-                    f"hidden source {value!r} disclosed (line {index + 1}: {line.data[:600]!r})"
+                disclosed = any(value in text for text in own) if value in shown else value in everything
+                assert not disclosed, f"hidden source {value!r} disclosed (line {index + 1}: {line.data[:600]!r})"
 
 
 @hostile.hostile_settings(60)

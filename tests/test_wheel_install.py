@@ -88,8 +88,8 @@ def venv():
         assert proc.returncode == 0, proc.stderr
         v = Venv(work, wheels[0])
         v.outside.mkdir()
-        proc = v.run("python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheels[0]),
-                     timeout=1200)
+        proc = v.run("python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                     f"{wheels[0]}[demo]", timeout=1200)         # [demo]: the partner's TAXII server
         assert proc.returncode == 0, proc.stderr[-3000:]
         yield v
     finally:

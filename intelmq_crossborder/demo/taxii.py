@@ -19,6 +19,7 @@ by TLP: the label of each object is read from its marking ids by the TLP core's 
 from __future__ import annotations
 
 import collections
+import importlib.util
 import os
 import secrets
 import select
@@ -30,6 +31,7 @@ from typing import Dict, List, Optional
 
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.formats.stix import parse, taxii
+from intelmq_crossborder.runtime.instance import PipelineError
 
 __all__ = ["RECIPIENT", "AGREEMENT", "ROUTE", "TAXIIRecipient"]
 
@@ -67,6 +69,9 @@ class TAXIIRecipient:
     def start(self, timeout: float = 60.0) -> "TAXIIRecipient":
         """Start the server process; returns when it answers."""
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if importlib.util.find_spec("medallion") is None:
+            raise PipelineError("the demo's partner TAXII server needs medallion: "
+                                "pip install 'intelmq-crossborder[demo]'")
         self.password = secrets.token_hex(16)        # a throwaway password for this run only
         env = dict(os.environ, TAXII_SERVER_PASSWORD=self.password)
         with open(self.workdir / "taxii-server.log", "ab") as log:
@@ -85,7 +90,7 @@ class TAXIIRecipient:
             if self._process.poll() is not None:
                 break
         self.stop()
-        raise RuntimeError(f"the TAXII server did not start; see {self.workdir / 'taxii-server.log'}")
+        raise PipelineError(f"the TAXII server did not start; see {self.workdir / 'taxii-server.log'}")
 
     def stop(self) -> None:
         process, self._process = self._process, None
