@@ -15,6 +15,7 @@ from intelmq_crossborder.analytics.contributions import default_db_path
 from intelmq_crossborder.core import tlp
 from intelmq_crossborder.core.parameters import as_int, optional
 from intelmq_crossborder.policy.retraction import is_retraction
+from intelmq_crossborder.runtime import fanout
 
 _SURGE = analytics_stage.surge_defaults()          # the detectors' own defaults: one place for each
 _CAMPAIGN = campaign_detector.CampaignSettings()
@@ -56,6 +57,8 @@ class CrossBorderAnalyticsExpertBot(ExpertBot):
     country: str = None
 
     _stage: analytics_stage.AnalyticsStage = None
+    _sender: fanout.BatchSender = None
+    _reader: fanout.EventReader = None
 
     def init(self):
         params = {name: getattr(self, name) for name in _KEYS}
@@ -96,6 +99,11 @@ class CrossBorderAnalyticsExpertBot(ExpertBot):
             gc.freeze()
             gc.set_threshold(*_GC_THRESHOLDS)
         self._saved_at = time.monotonic()
+        # the event, its candidates and the acknowledgement in one Redis round trip, and the next
+        # event read with it; known values are not validated again (runtime/fanout.py)
+        self._sender = fanout.BatchSender(self, "pipeline")
+        self._reader = fanout.EventReader(self, sender=self._sender)
+        self._sent_alerts: list = []
         self.logger.info("Analytics detectors %s; state in %s, alerts in %s.", ", ".join(self._stage.detectors),
                          self._state_path, self._journal.path)
 
@@ -104,40 +112,42 @@ class CrossBorderAnalyticsExpertBot(ExpertBot):
         return str(Path(VAR_STATE_PATH) / f"{self.bot_id}.analytics-state.json")
 
     def process(self):
-        event = self.receive_message()
-        if is_retraction(event):            # routed by the holdings downstream, never observed
-            self.send_message(event)
-            self.acknowledge_message()
+        received = self._reader.receive()
+        if is_retraction(received):         # routed by the holdings downstream, never observed
+            self._sender.send_and_acknowledge([("_default", fanout.serialize_event(dict(received)))])
             return
         try:
-            alerts, campaign_id = self._stage.observe(event, time.time())
+            alerts, campaign_id = self._stage.observe(received, time.time())
         except tlp.LabelError as exc:
             raise InvalidValue(exc.field, exc.value, reason=exc.reason) from None
         except EventError as exc:
-            raise InvalidValue(exc.field, event.get(exc.field), reason=exc.reason) from None
-        for alert in alerts:
-            self._raise(alert)
+            raise InvalidValue(exc.field, received.get(exc.field), reason=exc.reason) from None
+        items = [(self._warning_path, fanout.serialize_event(w)) for w in map(self._warning, alerts) if w]
+        event = dict(received)
         if campaign_id is not None:
-            event.add(self._campaign_field, campaign_id, overwrite=True)
-        self.send_message(event)
-        self.acknowledge_message()
+            event[self._campaign_field] = campaign_id
+            self._reader.harmonize(event, received)      # what event.add(..., overwrite=True) would store
+        items.append(("_default", fanout.serialize_event(event)))
+        self._sender.send_and_acknowledge(items)
+        for alert in alerts:
+            self._journal_append(alert, sent=alert in self._sent_alerts)
+        self._sent_alerts.clear()
         if self._interval == 0 or time.monotonic() - self._saved_at >= self._interval:
             self._save()
 
-    def _raise(self, alert):
+    def _warning(self, alert):
+        """The early-warning event of ``alert`` (flat fields, as Event.add would store them), or None
+        when the early warning's rules refuse it (logged; journaled as not sent)."""
         try:
             fields = ew.build_detection_warning(alert, optional(self.hub_id), optional(self.country),
                                                 self._max_level)
         except ValueError as exc:
             self.logger.warning("Alert of detector %s not sent to the early warning: %s.", alert.detector, exc)
-            self._journal_append(alert, sent=False)
-            return
-        out = self.new_event()
-        for name, value in fields.items():
-            out.add(name, value)
-        out.add("time.observation", datetime.now(timezone.utc).replace(microsecond=0).isoformat())
-        self.send_message(out, path=self._warning_path)
-        self._journal_append(alert)
+            return None
+        fields["time.observation"] = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+        self._reader.harmonize(fields)
+        self._sent_alerts.append(alert)
+        return fields
         self.logger.info("Raised %s candidate (TLP:%s, delay %d s): %s", alert.kind, alert.tlp,
                          fields["extra.detection_delay_seconds"], fields["comment"])
 
