@@ -7,13 +7,12 @@ from intelmq.lib.exceptions import InvalidValue
 
 from intelmq_crossborder.formats.misp import push as misp_push
 from intelmq_crossborder.formats.misp.holdings import Holdings
-from intelmq_crossborder.policy.retraction import is_retraction
 from intelmq_crossborder.policy.agreements import tlp_ceiling
 from intelmq_crossborder.core.parameters import as_float, as_int, as_list, optional
-from intelmq_crossborder.runtime.retraction import received_retraction
+from intelmq_crossborder.bots.outputs.misp.retractions import MISPRetractions
 
 
-class CrossBorderMISPOutputBot(OutputBot):
+class CrossBorderMISPOutputBot(MISPRetractions, OutputBot):
     """Create or update MISP events on a peer hub's MISP through PyMISP, idempotently (derived UUIDs), after checking each event against the recipient's sharing agreement, and apply retractions to what it wrote (withdraw: delete or tag, erase: hard delete, relabel); the API key comes from misp_api_token or the environment and never appears in logs. Details: docs/bots/misp.md."""
 
     misp_url: str = ""
@@ -40,7 +39,7 @@ class CrossBorderMISPOutputBot(OutputBot):
 
     _holdings: Holdings = None    # what it wrote, per event (init()); None: retractions find nothing
     _withdraw_mode = "delete"
-    _filtered = 0
+    _written = "pushed"
 
     def init(self):
         key = misp_push.api_key(self.misp_url, optional(self.misp_api_token),
@@ -76,18 +75,9 @@ class CrossBorderMISPOutputBot(OutputBot):
     def process(self):
         event = self.receive_message()
         flat = event.to_dict(hierarchical=False)
-        if is_retraction(flat):
-            self._retract(flat)
-            self.acknowledge_message()
+        if self._retraction_handled(flat):
             return
         ids = flat.get("provenance.event_uuid"), flat.get("provenance.fingerprint")
-        buried = self._holdings.tombstone(*ids) if self._holdings is not None else None
-        if buried:
-            self._filtered += 1
-            self.logger.info("Event %s was retracted (%s, retraction %s): not pushed again (%d so far).",
-                             ids[0] or ids[1], buried[1], buried[0], self._filtered)
-            self.acknowledge_message()
-            return
         out, field, reason = misp_push.admission(flat, self.agreement, self._hmac_key, self.refuse_distributions)
         if out is None:
             raise InvalidValue(field, flat.get(field), reason=f"{reason}; not pushed to MISP")
@@ -102,24 +92,11 @@ class CrossBorderMISPOutputBot(OutputBot):
             self._holdings.record(*ids, str(planned.event.uuid), planned.attribute_uuid)
         self.acknowledge_message()
 
-    def _retract(self, flat: dict):
-        retraction = received_retraction(flat, "the retraction is not applied")
-        if self._holdings is None:
-            raise InvalidValue("retraction.id", retraction.id, reason="this output keeps no holdings index; "
-                                                                      "the retraction is not applied")
-        try:
-            done = misp_push.apply_retraction(retraction, self._holdings, self.agreement, self._pusher.retract,
-                                              self._withdraw_mode)
-        except misp_push.PermanentMISPError as exc:
-            raise InvalidValue("retraction.id", retraction.id,
-                               reason=f"MISP at {self.misp_url} refused to apply it to event {exc.event_uuid}: "
-                                      f"{exc}") from None
-        except ValueError as exc:          # an unreadable TLP tag on the peer's copy
-            raise InvalidValue("retraction.id", retraction.id, reason=f"{exc}; the retraction is not applied") \
-                from None
-        self.logger.info("Retraction %s (%s, %s) applied: %s; %d held event(s), %d attribute(s) changed, "
-                         "%d kept for another event with the same indicator.", retraction.id, retraction.action,
-                         retraction.target, done.way or "not held here", done.held, done.changed, done.shared)
+    def _retraction_target(self) -> tuple:
+        return self._pusher.retract, self._withdraw_mode
+
+    def _retraction_refused(self, retraction, exc) -> str:
+        return f"MISP at {self.misp_url} refused to apply it to event {exc.event_uuid}: {exc}"
 
     @staticmethod
     def check(parameters: dict):

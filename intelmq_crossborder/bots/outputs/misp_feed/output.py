@@ -7,12 +7,11 @@ from intelmq.lib.exceptions import InvalidValue
 
 from intelmq_crossborder.formats.misp import push as misp_push
 from intelmq_crossborder.formats.misp.holdings import Holdings
-from intelmq_crossborder.policy.retraction import is_retraction
 from intelmq_crossborder.core.parameters import as_list, optional
-from intelmq_crossborder.runtime.retraction import received_retraction
+from intelmq_crossborder.bots.outputs.misp.retractions import MISPRetractions
 
 
-class CrossBorderMISPFeedOutputBot(OutputBot):
+class CrossBorderMISPFeedOutputBot(MISPRetractions, OutputBot):
     """Write a standard MISP feed directory (manifest.json, one <uuid>.json per event, hashes.csv) that peers add in MISP as a feed, incrementally and atomically, after checking each event against the recipient's sharing agreement; a retraction removes (or relabels) the attributes it wrote and rewrites the manifest. Details: docs/bots/misp.md."""
 
     feed_directory: str = ""
@@ -28,7 +27,6 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
     holdings_file: str = ""
 
     _holdings: Holdings = None    # what it wrote, per event (init()); None: retractions find nothing
-    _filtered = 0
 
     def init(self):
         if not optional(self.feed_directory):
@@ -50,18 +48,9 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
     def process(self):
         event = self.receive_message()
         flat = event.to_dict(hierarchical=False)
-        if is_retraction(flat):
-            self._retract(flat)
-            self.acknowledge_message()
+        if self._retraction_handled(flat):
             return
         ids = flat.get("provenance.event_uuid"), flat.get("provenance.fingerprint")
-        buried = self._holdings.tombstone(*ids) if self._holdings is not None else None
-        if buried:
-            self._filtered += 1
-            self.logger.info("Event %s was retracted (%s, retraction %s): not written again (%d so far).",
-                             ids[0] or ids[1], buried[1], buried[0], self._filtered)
-            self.acknowledge_message()
-            return
         out, field, reason = misp_push.admission(flat, self.agreement, self._hmac_key, self.refuse_distributions)
         if out is None:
             raise InvalidValue(field, flat.get(field), reason=f"{reason}; not written to the MISP feed")
@@ -76,20 +65,8 @@ class CrossBorderMISPFeedOutputBot(OutputBot):
             self._holdings.record(*ids, str(planned.event.uuid), planned.attribute_uuid)
         self.acknowledge_message()
 
-    def _retract(self, flat: dict):
-        retraction = received_retraction(flat, "the retraction is not applied")
-        if self._holdings is None:
-            raise InvalidValue("retraction.id", retraction.id, reason="this output keeps no holdings index; "
-                                                                      "the retraction is not applied")
-        try:
-            done = misp_push.apply_retraction(retraction, self._holdings, self.agreement, self._feed.retract,
-                                              misp_push.ERASE)
-        except ValueError as exc:          # an unreadable TLP tag in the feed event
-            raise InvalidValue("retraction.id", retraction.id, reason=f"{exc}; the retraction is not applied") \
-                from None
-        self.logger.info("Retraction %s (%s, %s) applied: %s; %d held event(s), %d attribute(s) changed, "
-                         "%d kept for another event with the same indicator.", retraction.id, retraction.action,
-                         retraction.target, done.way or "not held here", done.held, done.changed, done.shared)
+    def _retraction_target(self) -> tuple:
+        return self._feed.retract, misp_push.ERASE       # a feed keeps no soft-deleted attributes
 
     @staticmethod
     def check(parameters: dict):
