@@ -42,8 +42,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from intelmq_crossborder.runtime.instance import IntelMQInstance, PipelineError, chown_for_intelmq  # noqa: E402
-from intelmq_crossborder.runtime.redis_dbs import BENCH_ENV, HeldDatabases  # noqa: E402
+from intelmq_crossborder.runtime.instance import IntelMQInstance, chown_for_intelmq  # noqa: E402
+from intelmq_crossborder.runtime.redis_dbs import run_on_bench_database  # noqa: E402
 
 AGREEMENT = """\
     recipient: hub-b
@@ -238,18 +238,7 @@ def main(argv=None) -> int:
                     help="run this bot (e.g. b-provenance, a-tlp, stock-1) under cProfile and print where its time goes")
     args = ap.parse_args(argv)
     n = 2_000 if args.quick else args.events
-    held = HeldDatabases(1, given=None if args.redis_db is None else [args.redis_db], env=BENCH_ENV,
-                         option="--redis-db", wait=600)
-    try:
-        (db,) = held.acquire()
-    except (ValueError, PipelineError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(held.describe(), flush=True)
-    try:
-        return bench(args, n, db)
-    finally:
-        held.release()
+    return run_on_bench_database(args.redis_db, lambda db: bench(args, n, db))
 
 
 def bench(args, n: int, db: int) -> int:

@@ -36,8 +36,8 @@ sys.path.insert(0, str(REPO))
 from intelmq_crossborder.policy import audit  # noqa: E402
 from intelmq_crossborder.policy.agreements import load_agreements  # noqa: E402
 from intelmq_crossborder.policy.decide import decide_all  # noqa: E402
-from intelmq_crossborder.runtime.instance import IntelMQInstance, PipelineError  # noqa: E402
-from intelmq_crossborder.runtime.redis_dbs import BENCH_ENV, HeldDatabases  # noqa: E402
+from intelmq_crossborder.runtime.instance import IntelMQInstance  # noqa: E402
+from intelmq_crossborder.runtime.redis_dbs import run_on_bench_database  # noqa: E402
 
 TYPES = [("malicious-code", "infected-system"), ("malicious-code", "c2-server"),
          ("information-gathering", "scanner"), ("vulnerable", "vulnerable-system"),
@@ -182,18 +182,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the result rows for benchmarks/run_all.py")
     args = parser.parse_args(argv)
     n = 3000 if args.quick else args.events
-    held = HeldDatabases(1, given=None if args.redis_db is None else [args.redis_db], env=BENCH_ENV,
-                         option="--redis-db", wait=600)
-    try:
-        (db,) = held.acquire()
-    except (ValueError, PipelineError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(held.describe(), flush=True)
-    try:
-        return bench(args, n, db)
-    finally:
-        held.release()
+    return run_on_bench_database(args.redis_db, lambda db: bench(args, n, db))
 
 
 def bench(args, n: int, db: int) -> int:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Iterable, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, Optional, Sequence, Tuple, Union
 
 from intelmq_crossborder.runtime.instance import DB_LOCK_KEY, RESERVED_DBS, PipelineError, RedisDatabaseLease
 
-__all__ = ["DEMO_ENV", "BENCH_ENV", "parse_databases", "HeldDatabases"]
+__all__ = ["DEMO_ENV", "BENCH_ENV", "parse_databases", "HeldDatabases", "run_on_bench_database"]
 
 #: The demo's databases, e.g. ``XB_DEMO_REDIS_DBS=1,5,7,8``.
 DEMO_ENV = "XB_DEMO_REDIS_DBS"
@@ -134,3 +134,21 @@ class HeldDatabases:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def run_on_bench_database(redis_db: Optional[int], run: Callable[[int], int]) -> int:
+    """A benchmark's ``run(db)`` on one Redis database: ``redis_db`` (its ``--redis-db``) as given, else
+    :data:`BENCH_ENV`'s, else a free one leased for the run and released after; 2 (the error on
+    stderr) when none can be had."""
+    held = HeldDatabases(1, given=None if redis_db is None else [redis_db], env=BENCH_ENV,
+                         option="--redis-db", wait=600)
+    try:
+        (db,) = held.acquire()
+    except (ValueError, PipelineError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(held.describe(), flush=True)
+    try:
+        return run(db)
+    finally:
+        held.release()
